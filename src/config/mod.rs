@@ -1,0 +1,343 @@
+//! BuildConfig: everything a build needs, validated once; the defaults live here.
+
+mod mirror;
+
+use std::path::{Path, PathBuf};
+
+pub use mirror::{discover_mirror, normalize_mirror};
+
+/// Default suite when none is given.
+pub const DEFAULT_SUITE: &str = "trixie";
+/// Default chroot, schroot and onion service name.
+pub const DEFAULT_NAME: &str = "onion";
+/// Default package cache.
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/debstrap-onion";
+/// Where directory targets go when TARGET is omitted: `/srv/chroot/NAME`.
+pub const DEFAULT_CHROOT_PARENT: &str = "/srv/chroot";
+
+/// Errors in the configuration, found before any work starts.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no Debian mirror configured: pass one as the MIRROR argument or --mirror URL, or set \
+         DEBSTRAP_MIRROR (no usable `deb` entry was found in {apt_dir}/sources.list or {apt_dir}/sources.list.d)"
+    )]
+    NoMirror { apt_dir: PathBuf },
+    #[error("mirror URL {url:?} is not http://, https:// or file://")]
+    BadMirrorScheme { url: String },
+    #[error("cannot read apt sources {path}")]
+    AptSources {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing TARGET {path}: building over the host's root would destroy it")]
+    TargetIsRoot { path: PathBuf },
+    #[error(
+        "invalid name {name:?}: use letters, digits, '-', '_' or '.', not starting with '.' or '-'"
+    )]
+    BadName { name: String },
+    #[error("invalid package name {name:?} in --{option}")]
+    BadPackageName { option: &'static str, name: String },
+    #[error("cannot determine the host architecture; pass --arch")]
+    UnknownArch,
+}
+
+/// The package set to build, as debootstrap defines its variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Variant {
+    /// Only the --include packages and their dependencies, unpacked and never configured.
+    Extract,
+    /// Packages marked `Essential: yes` and their dependencies.
+    Essential,
+    /// Every `Priority: required` package, plus apt.
+    #[default]
+    Minbase,
+    /// minbase plus build-essential.
+    Buildd,
+    /// Every `Priority: required` or `Priority: important` package.
+    Important,
+}
+
+impl Variant {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Extract => "extract",
+            Variant::Essential => "essential",
+            Variant::Minbase => "minbase",
+            Variant::Buildd => "buildd",
+            Variant::Important => "important",
+        }
+    }
+}
+
+/// Compression of a tarball output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Xz,
+    Zstd,
+}
+
+/// Where the finished root goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A directory that stays as the chroot.
+    Directory(PathBuf),
+    /// A tarball file; the root is built in a temporary directory beside it.
+    Tarball {
+        path: PathBuf,
+        compression: Compression,
+    },
+    /// A tarball on standard output (TARGET `-`).
+    Stdout { compression: Compression },
+}
+
+impl Output {
+    /// Classifies TARGET by its name: `-` or a `.tar[.gz|.xz|.zst]` suffix means a tarball.
+    pub fn from_target(target: &Path) -> Output {
+        let name = target.to_string_lossy();
+        if name == "-" {
+            return Output::Stdout {
+                compression: Compression::None,
+            };
+        }
+        let compression = [
+            (".tar", Compression::None),
+            (".tar.gz", Compression::Gzip),
+            (".tgz", Compression::Gzip),
+            (".tar.xz", Compression::Xz),
+            (".tar.zst", Compression::Zstd),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| name.ends_with(suffix))
+        .map(|(_, c)| c);
+        match compression {
+            Some(compression) => Output::Tarball {
+                path: target.to_path_buf(),
+                compression,
+            },
+            None => Output::Directory(target.to_path_buf()),
+        }
+    }
+}
+
+/// How far a build goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StopAfter {
+    /// Resolve, print `NAME VERSION` lines, touch nothing.
+    PrintPackages,
+    /// Stop once every .deb is verified in the cache.
+    DownloadOnly,
+    /// The base system only (no onion service).
+    Base,
+    /// Everything, including the onion service.
+    Onion,
+}
+
+/// Settings of the onion stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnionConfig {
+    /// User created inside the chroot and allowed into it by schroot.
+    pub user: Option<String>,
+    /// Directory copied to the web root; `None` writes a small index.html.
+    pub site: Option<PathBuf>,
+    /// The onion service's virtual port.
+    pub onion_port: u16,
+    /// nginx's port on 127.0.0.1.
+    pub local_port: u16,
+    /// Where host-side files are written (DESTDIR-like); paths inside them stay as seen from `/`.
+    pub host_root: PathBuf,
+    /// An existing onion service key directory to import.
+    pub onion_key: Option<PathBuf>,
+}
+
+impl Default for OnionConfig {
+    fn default() -> Self {
+        OnionConfig {
+            user: None,
+            site: None,
+            onion_port: 80,
+            local_port: 2001,
+            host_root: PathBuf::from("/"),
+            onion_key: None,
+        }
+    }
+}
+
+/// Everything a build needs.
+#[derive(Debug, Clone)]
+pub struct BuildConfig {
+    /// Codename or suite name, e.g. `trixie` or `stable`.
+    pub suite: String,
+    /// Chroot, schroot entry and onion service name.
+    pub name: String,
+    pub output: Output,
+    /// Mirror base URL without a trailing slash.
+    pub mirror: String,
+    pub variant: Variant,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub components: Vec<String>,
+    /// Debian architecture, e.g. `amd64`.
+    pub arch: String,
+    /// Trust exactly these keyring files; empty means the built-in keyrings.
+    pub keyrings: Vec<PathBuf>,
+    pub cache_dir: PathBuf,
+    pub stop_after: StopAfter,
+    /// Accept a Release whose Valid-Until has passed (snapshot archives).
+    pub ignore_valid_until: bool,
+    /// Build into an existing non-empty directory target.
+    pub force: bool,
+    /// Clamp timestamps and remove volatile files for reproducible output.
+    pub source_date_epoch: Option<i64>,
+    pub onion: OnionConfig,
+}
+
+impl BuildConfig {
+    /// A configuration with every default, for `suite` from `mirror`.
+    pub fn new(suite: impl Into<String>, mirror: impl Into<String>) -> BuildConfig {
+        BuildConfig {
+            suite: suite.into(),
+            name: DEFAULT_NAME.to_string(),
+            output: Output::Directory(Path::new(DEFAULT_CHROOT_PARENT).join(DEFAULT_NAME)),
+            mirror: mirror.into().trim_end_matches('/').to_string(),
+            variant: Variant::default(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            components: vec!["main".to_string()],
+            arch: host_arch().unwrap_or_else(|_| "amd64".to_string()),
+            keyrings: Vec::new(),
+            cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
+            stop_after: StopAfter::Onion,
+            ignore_valid_until: false,
+            force: false,
+            source_date_epoch: None,
+            onion: OnionConfig::default(),
+        }
+    }
+
+    /// Checks what can be checked before any work: names, target, mirror scheme.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate_name(&self.name)?;
+        normalize_mirror(&self.mirror)?;
+        for (option, names) in [("include", &self.include), ("exclude", &self.exclude)] {
+            for name in names {
+                if !is_package_name(name) {
+                    return Err(ConfigError::BadPackageName {
+                        option,
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+        if let Output::Directory(path) | Output::Tarball { path, .. } = &self.output {
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+            if absolute
+                .components()
+                .all(|c| matches!(c, std::path::Component::RootDir))
+            {
+                return Err(ConfigError::TargetIsRoot { path: path.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the onion stage runs.
+    pub fn wants_onion(&self) -> bool {
+        self.stop_after == StopAfter::Onion && self.variant != Variant::Extract
+    }
+}
+
+/// A chroot / service name: safe as a file name, a schroot section and a torrc path.
+pub fn validate_name(name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::BadName {
+            name: name.to_string(),
+        })
+    }
+}
+
+/// Debian package names: lower-case letters, digits, `+`, `-`, `.`; at least two characters.
+pub fn is_package_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+}
+
+/// The host's Debian architecture name, from the machine the binary runs on.
+pub fn host_arch() -> Result<String, ConfigError> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "arm" => "armhf",
+        "powerpc64" => "ppc64el",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        "loongarch64" => "loong64",
+        _ => return Err(ConfigError::UnknownArch),
+    };
+    Ok(arch.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_suffix_selects_output_kind() {
+        assert_eq!(
+            Output::from_target(Path::new("/tmp/x.tar.zst")),
+            Output::Tarball {
+                path: "/tmp/x.tar.zst".into(),
+                compression: Compression::Zstd
+            }
+        );
+        assert_eq!(
+            Output::from_target(Path::new("-")),
+            Output::Stdout {
+                compression: Compression::None
+            }
+        );
+        assert_eq!(
+            Output::from_target(Path::new("/srv/chroot/a")),
+            Output::Directory("/srv/chroot/a".into())
+        );
+    }
+
+    #[test]
+    fn root_target_is_refused() {
+        let mut config = BuildConfig::new("trixie", "http://127.0.0.1/debian");
+        config.output = Output::Directory("/".into());
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::TargetIsRoot { .. })
+        ));
+        config.output = Output::Directory("/../".into());
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::TargetIsRoot { .. })
+        ));
+    }
+
+    #[test]
+    fn names_that_could_escape_are_refused() {
+        for bad in ["", "../x", "a/b", ".hidden", "-x", "a b"] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        validate_name("onion-1.web_2").expect("plain name");
+    }
+}

@@ -1,0 +1,29 @@
+//! debstrap-onion builds a Debian root filesystem with no host debootstrap, dpkg, apt or perl,
+//! and by default publishes it as a sandboxed Tor onion web service.
+//!
+//! The pipeline, chained only by [`build`]; every stage takes a typed input and gives a typed output:
+//!
+//! 1. [`fetch::index`]: InRelease (signature checked) → [`fetch::VerifiedRelease`] →
+//!    Packages (hash checked) → [`fetch::RepoIndex`].
+//! 2. [`resolve::resolve`]: RepoIndex + [`resolve::Selection`] → [`resolve::Resolution`].
+//! 3. [`fetch::download`]: Resolution → verified .debs in a content-addressed cache.
+//! 4. [`unpack::unpack`]: .debs → files confined under the target root, plus dpkg's database.
+//! 5. [`stage::stage`]: chroot(2), mounts, policy-rc.d, maintainer scripts, `dpkg --configure -a`.
+//! 6. [`onion::configure`]: nginx site in the chroot; onion key, torrc and schroot on the host.
+//! 7. [`output`]: the directory as it is, or a reproducible tarball.
+
+pub mod cancel;
+pub mod config;
+pub mod fetch;
+pub mod onion;
+pub mod output;
+pub mod progress;
+pub mod resolve;
+pub mod stage;
+pub mod unpack;
+
+mod pipeline;
+
+pub use config::BuildConfig;
+pub use pipeline::{build, BuildReport, Error};
+pub use progress::{Reporter, Silent};
