@@ -1,1 +1,516 @@
-fn main() {}
+//! The command line: parsing, progress rendering, signal handling and error printing. All the
+//! work is in the library.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use debstrap_onion::config::{self, BuildConfig, OnionConfig, Output, StopAfter, Variant};
+use debstrap_onion::progress::{Counter, Reporter, Stage};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Exit status of a build or command that failed.
+const EXIT_FAILURE: u8 = 1;
+/// Exit status of a usage or configuration error (bad option, no mirror, not root).
+const EXIT_USAGE: u8 = 2;
+/// Exit status after SIGINT or SIGTERM, as shells report a signal-killed job.
+const EXIT_INTERRUPTED: u8 = 130;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "debstrap-onion",
+    version,
+    about = "Build a Debian chroot without debootstrap and publish it as a Tor onion web service",
+    long_about = "Build a Debian chroot without debootstrap and publish it as a Tor onion web service.\n\n\
+        debstrap-onion verifies the suite's signed InRelease against Debian's archive keys, resolves \
+        the package set of a variant, downloads and checks every .deb in parallel, unpacks each one \
+        confined to the target root, configures it through chroot(2), and by default installs nginx \
+        and publishes it as a v3 onion service on the host's tor.",
+    after_help = "Exit status: 0 success, 1 build failure, 2 usage or configuration error, 130 interrupted.",
+    propagate_version = true
+)]
+struct Cli {
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// More detail: -v for each step, -vv for debugging.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Build a Debian root (and, unless --no-onion, an onion web service in it).
+    #[command(after_help = BUILD_EXAMPLES)]
+    Build(Box<BuildArgs>),
+    /// Print a shell completion script to standard output.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output.
+    Man,
+}
+
+const BUILD_EXAMPLES: &str = "Examples:
+  debstrap-onion build                                   trixie + nginx onion service in /srv/chroot/onion
+  debstrap-onion build --no-onion bookworm /srv/chroot/b   a plain minbase chroot, like debootstrap
+  debstrap-onion build --print-packages --variant buildd   list the package set and exit
+  SOURCE_DATE_EPOCH=1700000000 debstrap-onion build --no-onion trixie root.tar.zst
+
+The mirror is the MIRROR argument, else --mirror, else $DEBSTRAP_MIRROR, else the first Debian
+archive in the host's apt sources (/etc/apt/sources.list.d/*.sources, then sources.list).";
+
+#[derive(Args, Debug)]
+struct BuildArgs {
+    /// Debian codename or suite name.
+    #[arg(default_value = config::DEFAULT_SUITE)]
+    suite: String,
+    /// Directory to build in (default /srv/chroot/NAME); a name ending in .tar, .tar.gz, .tar.xz
+    /// or .tar.zst, or `-` for standard output, writes a tarball instead.
+    target: Option<PathBuf>,
+    /// Mirror URL (http://, https:// or file://); overrides --mirror.
+    #[arg(value_name = "MIRROR")]
+    mirror_arg: Option<String>,
+
+    /// Mirror URL, used when no MIRROR argument is given [env: DEBSTRAP_MIRROR; default: the
+    /// host's apt sources].
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
+    /// Name of the chroot, its schroot entry and its onion service.
+    #[arg(long, default_value = config::DEFAULT_NAME)]
+    name: String,
+    /// Package set, as debootstrap defines it.
+    #[arg(long, value_enum, default_value_t = VariantArg::Minbase)]
+    variant: VariantArg,
+    /// Also install these packages (comma-separated; repeatable).
+    #[arg(long, value_name = "PKG[,PKG...]", value_delimiter = ',')]
+    include: Vec<String>,
+    /// Leave these packages out of the variant's seed set (comma-separated; repeatable).
+    #[arg(long, value_name = "PKG[,PKG...]", value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// Archive components to use (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "main")]
+    components: Vec<String>,
+    /// Debian architecture of the root [default: the host's].
+    #[arg(long)]
+    arch: Option<String>,
+    /// Trust exactly the keys in this keyring (binary or armored; repeatable) instead of the
+    /// built-in Debian archive keys.
+    #[arg(long, value_name = "FILE")]
+    keyring: Vec<PathBuf>,
+    /// Where verified .debs and indices are kept between builds.
+    #[arg(long, value_name = "DIR", default_value = config::DEFAULT_CACHE_DIR)]
+    cache_dir: PathBuf,
+    /// Resolve, print one `NAME VERSION` line per package and exit without touching TARGET.
+    #[arg(long, conflicts_with = "download_only")]
+    print_packages: bool,
+    /// Stop once every .deb is verified in the cache.
+    #[arg(long)]
+    download_only: bool,
+    /// Build the base system only: no nginx, no onion service (a debootstrap replacement).
+    #[arg(long)]
+    no_onion: bool,
+    /// Accept a Release whose Valid-Until has passed (for snapshot archives).
+    #[arg(long)]
+    ignore_valid_until: bool,
+    /// Replace an existing non-empty TARGET directory.
+    #[arg(long)]
+    force: bool,
+    /// Clamp timestamps to this time and drop volatile files, for reproducible output.
+    #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    source_date_epoch: Option<i64>,
+
+    /// User created in the chroot and allowed into it (and root in it) by schroot.
+    #[arg(long, help_heading = "Onion service")]
+    user: Option<String>,
+    /// Directory copied to the web root [default: a generated index.html].
+    #[arg(long, value_name = "DIR", help_heading = "Onion service")]
+    site: Option<PathBuf>,
+    /// The onion service's virtual port.
+    #[arg(long, default_value_t = 80, help_heading = "Onion service")]
+    onion_port: u16,
+    /// Port nginx listens on, on 127.0.0.1 only.
+    #[arg(long, default_value_t = 2001, help_heading = "Onion service")]
+    local_port: u16,
+    /// Where host-side files (torrc, /var/lib/tor, schroot) are written, like DESTDIR; paths
+    /// inside them stay as seen from /.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/",
+        help_heading = "Onion service"
+    )]
+    host_root: PathBuf,
+    /// Import an existing onion service key directory instead of generating a key.
+    #[arg(long, value_name = "DIR", help_heading = "Onion service")]
+    onion_key: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum VariantArg {
+    /// Only --include packages and their dependencies, unpacked, never configured.
+    Extract,
+    /// Essential: yes packages.
+    Essential,
+    /// Priority: required packages and apt.
+    Minbase,
+    /// minbase and build-essential.
+    Buildd,
+    /// Priority: required and important packages.
+    Important,
+}
+
+impl From<VariantArg> for Variant {
+    fn from(v: VariantArg) -> Variant {
+        match v {
+            VariantArg::Extract => Variant::Extract,
+            VariantArg::Essential => Variant::Essential,
+            VariantArg::Minbase => Variant::Minbase,
+            VariantArg::Buildd => Variant::Buildd,
+            VariantArg::Important => Variant::Important,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let progress = Progress::new(cli.quiet, cli.verbose);
+    match cli.command {
+        Command::Build(args) => run_build(*args, &progress),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "debstrap-onion",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => fail(
+                    &progress,
+                    &anyhow::Error::new(err).context("cannot write the manual page"),
+                    EXIT_FAILURE,
+                ),
+            }
+        }
+    }
+}
+
+fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
+    let config = match build_config(args) {
+        Ok(config) => config,
+        Err(err) => return fail(progress, &err, EXIT_USAGE),
+    };
+    let needs_root = config.stop_after >= StopAfter::Base;
+    if needs_root && !nix::unistd::geteuid().is_root() {
+        let err = anyhow::anyhow!(
+            "building a root needs root (chroot, mounts, file owners): run it with sudo, or use \
+             --print-packages / --download-only --cache-dir DIR as a user"
+        );
+        return fail(progress, &err, EXIT_USAGE);
+    }
+    install_signal_handlers();
+    match debstrap_onion::build(&config, progress) {
+        Ok(report) => {
+            progress.clear();
+            print_report(&config, &report, progress);
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            let interrupted = debstrap_onion::cancel::is_requested();
+            let err = anyhow::Error::new(err);
+            fail(
+                progress,
+                &err,
+                if interrupted {
+                    EXIT_INTERRUPTED
+                } else {
+                    EXIT_FAILURE
+                },
+            )
+        }
+    }
+}
+
+fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
+    let env_mirror = std::env::var("DEBSTRAP_MIRROR").ok();
+    let explicit = args.mirror_arg.as_deref().or(args.mirror.as_deref());
+    let mirror = config::discover_mirror(
+        explicit,
+        env_mirror.as_deref(),
+        std::path::Path::new("/etc/apt"),
+    )?;
+    let mut config = BuildConfig::new(args.suite, mirror);
+    config.name = args.name;
+    config.output = match args.target {
+        Some(target) => Output::from_target(&target),
+        None => Output::Directory(PathBuf::from(config::DEFAULT_CHROOT_PARENT).join(&config.name)),
+    };
+    config.variant = args.variant.into();
+    config.include = args.include.into_iter().filter(|s| !s.is_empty()).collect();
+    config.exclude = args.exclude.into_iter().filter(|s| !s.is_empty()).collect();
+    config.components = args.components;
+    if let Some(arch) = args.arch {
+        config.arch = arch;
+    } else {
+        config.arch = config::host_arch()?;
+    }
+    config.keyrings = args.keyring;
+    config.cache_dir = args.cache_dir;
+    config.stop_after = if args.print_packages {
+        StopAfter::PrintPackages
+    } else if args.download_only {
+        StopAfter::DownloadOnly
+    } else if args.no_onion {
+        StopAfter::Base
+    } else {
+        StopAfter::Onion
+    };
+    config.ignore_valid_until = args.ignore_valid_until;
+    config.force = args.force;
+    config.source_date_epoch = args.source_date_epoch;
+    config.onion = OnionConfig {
+        user: args.user,
+        site: args.site,
+        onion_port: args.onion_port,
+        local_port: args.local_port,
+        host_root: args.host_root,
+        onion_key: args.onion_key,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn print_report(config: &BuildConfig, report: &debstrap_onion::BuildReport, progress: &Progress) {
+    if config.stop_after == StopAfter::PrintPackages {
+        for (name, version) in &report.packages {
+            println!("{name} {version}");
+        }
+        return;
+    }
+    if progress.quiet {
+        return;
+    }
+    let total: Duration = report.timings.iter().map(|(_, d)| *d).sum();
+    let stages: Vec<String> = report
+        .timings
+        .iter()
+        .map(|(stage, d)| format!("{} {:.1}s", stage.name(), d.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "done in {:.1}s ({}): {} packages",
+        total.as_secs_f64(),
+        stages.join(", "),
+        report.packages.len()
+    );
+    if let Some(target) = &report.target {
+        eprintln!("root: {}", target.display());
+    }
+    if let Some(onion) = &report.onion {
+        println!("{onion}");
+    }
+}
+
+/// Prints the error's first line, then its causes, and returns `code`.
+fn fail(progress: &Progress, err: &anyhow::Error, code: u8) -> ExitCode {
+    progress.clear();
+    let mut chain = err.chain();
+    if let Some(first) = chain.next() {
+        eprintln!("error: {first}");
+    }
+    for cause in chain {
+        eprintln!("  caused by: {cause}");
+    }
+    if code == EXIT_INTERRUPTED {
+        eprintln!("interrupted: mounts undone and partial output removed");
+    }
+    ExitCode::from(code)
+}
+
+/// SIGINT and SIGTERM ask the build to stop at its next check; a second one ends at once.
+fn install_signal_handlers() {
+    extern "C" fn on_signal(_: nix::libc::c_int) {
+        if debstrap_onion::cancel::is_requested() {
+            // SAFETY: _exit is async-signal-safe.
+            unsafe { nix::libc::_exit(EXIT_INTERRUPTED as i32) };
+        }
+        debstrap_onion::cancel::request();
+    }
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only touches an atomic flag and calls _exit, both signal-safe.
+        if let Err(err) = unsafe { sigaction(signal, &action) } {
+            tracing::warn!("cannot handle {signal}: {err}");
+        }
+    }
+}
+
+/// Renders the pipeline's progress: bars on a terminal, plain lines otherwise.
+struct Progress {
+    multi: MultiProgress,
+    bars: Mutex<Vec<(Counter, ProgressBar)>>,
+    terminal: bool,
+    quiet: bool,
+}
+
+impl Progress {
+    fn new(quiet: bool, verbose: u8) -> Progress {
+        use tracing_subscriber::prelude::*;
+        let terminal = std::io::stderr().is_terminal() && !quiet;
+        let multi = MultiProgress::with_draw_target(if terminal {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        });
+        let level = match (quiet, verbose) {
+            (true, _) => "error",
+            (_, 0) => "warn",
+            (_, 1) => "info",
+            _ => "debug",
+        };
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_env("DEBSTRAP_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(format!("debstrap_onion={level},warn"))
+            });
+        let writer = LogWriter {
+            multi: multi.clone(),
+            terminal,
+        };
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .without_time()
+                    .with_ansi(terminal)
+                    .with_writer(move || writer.clone()),
+            )
+            .init();
+        Progress {
+            multi,
+            bars: Mutex::new(Vec::new()),
+            terminal,
+            quiet,
+        }
+    }
+
+    fn line(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        if self.terminal {
+            let _ = self.multi.println(text);
+        } else {
+            eprintln!("{text}");
+        }
+    }
+
+    fn clear(&self) {
+        for (_, bar) in self.bars.lock().expect("progress lock").drain(..) {
+            bar.finish_and_clear();
+        }
+        let _ = self.multi.clear();
+    }
+
+    fn bar(&self, counter: Counter) -> Option<ProgressBar> {
+        let bars = self.bars.lock().expect("progress lock");
+        bars.iter()
+            .find(|(c, _)| *c == counter)
+            .map(|(_, bar)| bar.clone())
+    }
+}
+
+impl Reporter for Progress {
+    fn stage(&self, stage: Stage) {
+        self.line(&format!("==> {}", stage_title(stage)));
+    }
+
+    fn start(&self, counter: Counter, total: u64) {
+        if !self.terminal {
+            return;
+        }
+        let style = match counter {
+            Counter::DownloadBytes => "  {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            Counter::Unpacked => "  {bar:30} {pos}/{len} packages unpacked",
+            Counter::Configured => "  {bar:30} {pos}/{len} packages configured",
+        };
+        let bar = self.multi.add(ProgressBar::new(total));
+        bar.set_style(ProgressStyle::with_template(style).expect("the template is valid"));
+        self.bars
+            .lock()
+            .expect("progress lock")
+            .push((counter, bar));
+    }
+
+    fn advance(&self, counter: Counter, n: u64) {
+        if let Some(bar) = self.bar(counter) {
+            bar.inc(n);
+        }
+    }
+
+    fn finish(&self, counter: Counter) {
+        let mut bars = self.bars.lock().expect("progress lock");
+        if let Some(i) = bars.iter().position(|(c, _)| *c == counter) {
+            let (_, bar) = bars.remove(i);
+            let summary = match counter {
+                Counter::DownloadBytes => format!(
+                    "  {} fetched or verified in the cache",
+                    indicatif::HumanBytes(bar.position())
+                ),
+                Counter::Unpacked => format!("  {} packages unpacked", bar.position()),
+                Counter::Configured => format!("  {} packages configured", bar.position()),
+            };
+            bar.finish_and_clear();
+            drop(bars);
+            self.line(&summary);
+        }
+    }
+}
+
+fn stage_title(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Index => "verifying the Release and fetching Packages indices",
+        Stage::Resolve => "resolving the package set",
+        Stage::Download => "downloading packages",
+        Stage::Unpack => "unpacking packages",
+        Stage::Configure => "configuring packages in the chroot",
+        Stage::Onion => "setting up the onion service",
+        Stage::Output => "writing the output",
+    }
+}
+
+/// Sends log lines through the progress bars so they do not tear them.
+#[derive(Clone)]
+struct LogWriter {
+    multi: MultiProgress,
+    terminal: bool,
+}
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.terminal {
+            let text = String::from_utf8_lossy(buf);
+            self.multi.println(text.trim_end()).map(|()| buf.len())
+        } else {
+            std::io::stderr().write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}

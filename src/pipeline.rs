@@ -1,22 +1,359 @@
-//! The one function that chains the stages (stub).
+//! [`build`]: the one function that chains the stages, and the guard that keeps a failed build
+//! from leaving a half-built root behind.
 
-use crate::config::BuildConfig;
-use crate::progress::Reporter;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::config::{BuildConfig, Output, StopAfter, Variant};
+use crate::fetch::{self, CachedDeb, Fetcher, Keyring};
+use crate::progress::{Reporter, Stage};
+use crate::resolve::{self, Selection};
+use crate::{onion, output, stage, unpack};
+
+/// The web server the onion stage publishes.
+const WEB_SERVER: &str = "nginx";
 
 /// Any stage's failure.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    #[error(transparent)]
+    Resolve(#[from] resolve::ResolveError),
+    #[error(transparent)]
+    Unpack(#[from] unpack::UnpackError),
+    #[error(transparent)]
+    Stage(#[from] stage::StageError),
+    #[error(transparent)]
+    Onion(#[from] onion::OnionError),
+    #[error(transparent)]
+    Output(#[from] output::OutputError),
+    #[error("TARGET {path} exists and is not empty; pass --force to replace it, or choose another TARGET")]
+    TargetNotEmpty { path: PathBuf },
+    #[error("{path}: cannot prepare the build directory")]
+    Target {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
 }
 
 /// What a build produced.
 #[derive(Debug, Clone, Default)]
-pub struct BuildReport {}
+pub struct BuildReport {
+    /// The resolved packages, sorted by name: `(name, version)`.
+    pub packages: Vec<(String, String)>,
+    /// Where the result is (directory or tarball), unless nothing was built.
+    pub target: Option<PathBuf>,
+    /// The published onion service, when the onion stage ran.
+    pub onion: Option<onion::OnionReport>,
+    /// Wall time of each stage that ran, in order.
+    pub timings: Vec<(Stage, Duration)>,
+}
 
-/// Runs the pipeline.
+/// Runs the pipeline as far as `config.stop_after` says.
 pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildReport, Error> {
-    let _ = reporter;
     config.validate()?;
-    Ok(BuildReport {})
+    let mut report = BuildReport::default();
+    let mut clock = StageClock::new(reporter);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+
+    clock.begin(Stage::Index);
+    let keyring = if config.keyrings.is_empty() {
+        Keyring::builtin().map_err(fetch::FetchError::from)?
+    } else {
+        Keyring::from_files(&config.keyrings).map_err(fetch::FetchError::from)?
+    };
+    let fetcher = Fetcher::new()?;
+    let (_release, index) = runtime.block_on(fetch::index(
+        &fetcher,
+        fetch::IndexRequest {
+            mirror: &config.mirror,
+            suite: &config.suite,
+            components: &config.components,
+            arch: &config.arch,
+            keyring: &keyring,
+            ignore_valid_until: config.ignore_valid_until,
+            cache_dir: &config.cache_dir,
+        },
+    ))?;
+
+    clock.begin(Stage::Resolve);
+    let mut include = config.include.clone();
+    if config.wants_onion() && !include.iter().any(|p| p == WEB_SERVER) {
+        include.push(WEB_SERVER.to_string());
+    }
+    let selection = Selection {
+        variant: config.variant,
+        include,
+        exclude: config.exclude.clone(),
+        arch: config.arch.clone(),
+    };
+    let resolution = resolve::resolve(&index, &selection)?;
+    report.packages = resolution
+        .packages
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect();
+    if config.stop_after == StopAfter::PrintPackages {
+        report.timings = clock.end();
+        return Ok(report);
+    }
+
+    clock.begin(Stage::Download);
+    let debs = runtime.block_on(fetch::download(
+        &fetcher,
+        fetch::DownloadRequest {
+            mirror: &config.mirror,
+            packages: &resolution.packages,
+            cache_dir: &config.cache_dir,
+            reporter,
+        },
+    ))?;
+    drop(runtime);
+    if config.stop_after == StopAfter::DownloadOnly {
+        report.timings = clock.end();
+        return Ok(report);
+    }
+
+    let build_dir = BuildDir::create(&config.output, config.force)?;
+    report.onion = build_root(config, &debs, build_dir.root(), &mut clock)?;
+    if let Some(epoch) = config.source_date_epoch {
+        output::make_deterministic(build_dir.root(), epoch)?;
+    }
+    if !matches!(config.output, Output::Directory(_)) {
+        clock.begin(Stage::Output);
+        output::write_tarball(build_dir.root(), &config.output, config.source_date_epoch)?;
+    }
+    build_dir.commit()?;
+    report.target = match &config.output {
+        Output::Directory(path) | Output::Tarball { path, .. } => Some(path.clone()),
+        Output::Stdout { .. } => None,
+    };
+    report.timings = clock.end();
+    Ok(report)
+}
+
+/// Unpacks, configures and (when asked) publishes the root at `root`.
+fn build_root(
+    config: &BuildConfig,
+    debs: &[CachedDeb],
+    root: &Path,
+    clock: &mut StageClock,
+) -> Result<Option<onion::OnionReport>, Error> {
+    clock.begin(Stage::Unpack);
+    let unpacked = unpack::unpack(
+        &unpack::UnpackRequest {
+            root,
+            debs,
+            arch: &config.arch,
+        },
+        clock.reporter,
+    )?;
+    if config.variant == Variant::Extract {
+        return Ok(None);
+    }
+    clock.begin(Stage::Configure);
+    stage::stage(
+        &stage::StageRequest {
+            root,
+            unpacked: &unpacked,
+            mirror: &config.mirror,
+            suite: &config.suite,
+            components: &config.components,
+            hostname: &config.name,
+        },
+        clock.reporter,
+    )?;
+    if !config.wants_onion() {
+        return Ok(None);
+    }
+    clock.begin(Stage::Onion);
+    let chroot_path = match &config.output {
+        Output::Directory(path) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
+        _ => Path::new(crate::config::DEFAULT_CHROOT_PARENT).join(&config.name),
+    };
+    let report = onion::configure(&onion::OnionRequest {
+        name: &config.name,
+        root,
+        chroot_path: &chroot_path,
+        suite: &config.suite,
+        config: &config.onion,
+    })?;
+    Ok(Some(report))
+}
+
+/// Times stages and tells the reporter when one begins.
+struct StageClock<'a> {
+    reporter: &'a dyn Reporter,
+    current: Option<(Stage, Instant)>,
+    done: Vec<(Stage, Duration)>,
+}
+
+impl<'a> StageClock<'a> {
+    fn new(reporter: &'a dyn Reporter) -> Self {
+        StageClock {
+            reporter,
+            current: None,
+            done: Vec::new(),
+        }
+    }
+
+    fn begin(&mut self, stage: Stage) {
+        self.close();
+        self.reporter.stage(stage);
+        self.current = Some((stage, Instant::now()));
+    }
+
+    fn close(&mut self) {
+        if let Some((stage, started)) = self.current.take() {
+            self.done.push((stage, started.elapsed()));
+        }
+    }
+
+    fn end(mut self) -> Vec<(Stage, Duration)> {
+        self.close();
+        std::mem::take(&mut self.done)
+    }
+}
+
+/// The directory a root is built in: beside a directory TARGET (moved into place on success) or
+/// a temporary one for tarballs. Dropped without [`BuildDir::commit`], it removes what it made.
+struct BuildDir {
+    root: PathBuf,
+    /// Where a directory build is moved on success.
+    target: Option<PathBuf>,
+    committed: bool,
+}
+
+impl BuildDir {
+    fn create(output: &Output, force: bool) -> Result<BuildDir, Error> {
+        let (parent, prefix, target) = match output {
+            Output::Directory(target) => {
+                if !force && is_non_empty_dir(target) {
+                    return Err(Error::TargetNotEmpty {
+                        path: target.clone(),
+                    });
+                }
+                (
+                    parent_of(target),
+                    format!(".{}.build-", file_name(target)),
+                    Some(target.clone()),
+                )
+            }
+            Output::Tarball { path, .. } => {
+                (parent_of(path), ".debstrap-onion-root-".to_string(), None)
+            }
+            Output::Stdout { .. } => (
+                std::env::temp_dir(),
+                "debstrap-onion-root-".to_string(),
+                None,
+            ),
+        };
+        let err = |source| Error::Target {
+            path: parent.clone(),
+            source,
+        };
+        fs_err::create_dir_all(&parent).map_err(err)?;
+        // Removal is ours (Drop below), after checking that nothing is mounted inside.
+        let root = tempfile::Builder::new()
+            .prefix(&prefix)
+            .tempdir_in(&parent)
+            .map_err(err)?
+            .keep();
+        Ok(BuildDir {
+            root,
+            target,
+            committed: false,
+        })
+    }
+
+    fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Moves a directory build into place, replacing an old TARGET only under --force (which
+    /// `create` checked). A tarball build's root is removed on drop.
+    fn commit(mut self) -> Result<(), Error> {
+        let Some(target) = self.target.clone() else {
+            return Ok(());
+        };
+        let err = |source| Error::Target {
+            path: target.clone(),
+            source,
+        };
+        let old = parent_of(&target).join(format!(
+            ".{}.old-{}",
+            file_name(&target),
+            std::process::id()
+        ));
+        let replacing = target.exists();
+        if replacing {
+            fs_err::rename(&target, &old).map_err(err)?;
+        }
+        fs_err::rename(&self.root, &target).map_err(err)?;
+        self.committed = true;
+        if replacing {
+            remove_tree(&old);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BuildDir {
+    fn drop(&mut self) {
+        if !self.committed {
+            remove_tree(&self.root);
+        }
+    }
+}
+
+/// Removes a build tree, but never one with something still mounted inside: deleting through a
+/// mount would reach the host.
+fn remove_tree(path: &Path) {
+    if !path.exists() {
+        return;
+    }
+    let mounted = stage::mounts_under(path);
+    if !mounted.is_empty() {
+        tracing::error!(
+            "{}: not removed, still mounted inside: {mounted:?}",
+            path.display()
+        );
+        return;
+    }
+    if let Err(err) = fs_err::remove_dir_all(path) {
+        tracing::error!("cannot remove {}: {err}", path.display());
+    }
+}
+
+fn is_non_empty_dir(path: &Path) -> bool {
+    match fs_err::read_dir(path) {
+        Ok(mut entries) => entries.next().is_some(),
+        // A file or anything else unreadable at TARGET counts as occupied.
+        Err(err) => err.kind() != std::io::ErrorKind::NotFound,
+    }
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "target".to_string())
 }

@@ -7,10 +7,12 @@ mod hash;
 mod index;
 mod keyring;
 mod release;
+mod suite;
 
-pub use client::{FetchError, Fetcher};
-pub use download::{download, CachedDeb};
+pub use client::{Expected, FetchError, Fetcher};
+pub use download::{download, CachedDeb, DownloadRequest};
 pub use hash::Sha256Digest;
 pub use index::{parse_packages, IndexParseError, Package, RepoIndex};
 pub use keyring::{Keyring, KeyringError};
 pub use release::{ReleaseError, ReleaseFile, ReleasePolicy, VerifiedRelease};
+pub use suite::{index, IndexRequest};

@@ -37,3 +37,9 @@ pub fn configure(request: &OnionRequest) -> Result<OnionReport, OnionError> {
     let _ = request;
     Err(OnionError::Unimplemented)
 }
+
+impl std::fmt::Display for OnionReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "onion address: {}", self.address)
+    }
+}

@@ -21,3 +21,9 @@ pub fn write_tarball(
     let _ = (root, output, source_date_epoch);
     Err(OutputError::Unimplemented)
 }
+
+/// Makes the root deterministic for `source_date_epoch` (stub).
+pub fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
+    let _ = (root, source_date_epoch);
+    Err(OutputError::Unimplemented)
+}

@@ -31,3 +31,9 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
     let _ = (request, reporter);
     Err(StageError::Unimplemented)
 }
+
+/// Mount points at or below `root` (stub until the stage lands).
+pub fn mounts_under(root: &Path) -> Vec<std::path::PathBuf> {
+    let _ = root;
+    Vec::new()
+}
