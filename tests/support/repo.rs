@@ -1,0 +1,156 @@
+//! Builds a small Debian repository on disk for offline tests: pool/ with the given .debs,
+//! Packages (plain, .gz, .xz and by-hash), Release, and InRelease / Release.gpg made by the
+//! signing functions the test passes in.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::Digest;
+
+/// One package in the fixture repository.
+#[derive(Debug, Clone)]
+pub struct FakeDeb {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    /// Extra control fields (Depends, Priority, Essential, Provides, ...).
+    pub fields: Vec<(String, String)>,
+    /// The .deb's bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl FakeDeb {
+    pub fn new(name: &str, version: &str, fields: &[(&str, &str)], bytes: Vec<u8>) -> FakeDeb {
+        FakeDeb {
+            name: name.to_string(),
+            version: version.to_string(),
+            arch: "amd64".to_string(),
+            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            bytes,
+        }
+    }
+
+    /// The mirror-relative path of the .deb.
+    pub fn filename(&self) -> String {
+        let version = self.version.replace(':', "%3a");
+        format!("pool/main/{}/{}_{}_{}.deb", self.name, self.name, version, self.arch)
+    }
+}
+
+/// The Release's header fields.
+#[derive(Debug, Clone)]
+pub struct RepoSpec {
+    pub suite: String,
+    pub codename: String,
+    pub date: SystemTime,
+    pub valid_until: Option<SystemTime>,
+    pub by_hash: bool,
+}
+
+impl RepoSpec {
+    /// A suite `fixture` (Suite `testing`) dated an hour ago, valid for a week, by-hash.
+    pub fn fresh() -> RepoSpec {
+        let now = SystemTime::now();
+        RepoSpec {
+            suite: "testing".to_string(),
+            codename: "fixture".to_string(),
+            date: now - Duration::from_secs(3600),
+            valid_until: Some(now + Duration::from_secs(7 * 86400)),
+            by_hash: true,
+        }
+    }
+}
+
+/// Signing functions: inline (InRelease) and detached (Release.gpg).
+pub struct Signer<'a> {
+    pub clearsign: &'a dyn Fn(&[u8]) -> Vec<u8>,
+    pub detached: &'a dyn Fn(&[u8]) -> Vec<u8>,
+}
+
+/// Writes the repository under `root`; returns the Release text that was signed.
+pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signer) -> String {
+    let mut packages = String::new();
+    for deb in debs {
+        let path = root.join(deb.filename());
+        std::fs::create_dir_all(path.parent().expect("pool dir")).expect("mkdir pool");
+        std::fs::write(&path, &deb.bytes).expect("write deb");
+        packages.push_str(&format!("Package: {}\nVersion: {}\nArchitecture: {}\n", deb.name, deb.version, deb.arch));
+        for (key, value) in &deb.fields {
+            packages.push_str(&format!("{key}: {value}\n"));
+        }
+        packages.push_str(&format!(
+            "Filename: {}\nSize: {}\nSHA256: {}\nDescription: fixture package {}\n\n",
+            deb.filename(),
+            deb.bytes.len(),
+            hex::encode(sha2::Sha256::digest(&deb.bytes)),
+            deb.name
+        ));
+    }
+    let dists = root.join("dists").join(&spec.codename);
+    let index_dir = dists.join("main/binary-amd64");
+    std::fs::create_dir_all(index_dir.join("by-hash/SHA256")).expect("mkdir dists");
+    let plain = packages.into_bytes();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    xz.write_all(&plain).expect("xz");
+    let xz = xz.finish().expect("xz");
+
+    let mut sha256 = String::new();
+    for (suffix, data) in [("", &plain), (".gz", &gz), (".xz", &xz)] {
+        let digest = hex::encode(sha2::Sha256::digest(data));
+        std::fs::write(index_dir.join(format!("Packages{suffix}")), data).expect("write Packages");
+        if spec.by_hash {
+            std::fs::write(index_dir.join("by-hash/SHA256").join(&digest), data).expect("write by-hash");
+        }
+        sha256.push_str(&format!(" {digest} {:>8} main/binary-amd64/Packages{suffix}\n", data.len()));
+    }
+    let mut release = format!(
+        "Origin: Fixture\nLabel: Fixture\nSuite: {}\nCodename: {}\nDate: {}\n",
+        spec.suite,
+        spec.codename,
+        rfc2822(spec.date)
+    );
+    if let Some(valid_until) = spec.valid_until {
+        release.push_str(&format!("Valid-Until: {}\n", rfc2822(valid_until)));
+    }
+    if spec.by_hash {
+        release.push_str("Acquire-By-Hash: yes\n");
+    }
+    release.push_str("Architectures: amd64\nComponents: main\nDescription: offline test fixture\nSHA256:\n");
+    release.push_str(&sha256);
+    std::fs::write(dists.join("Release"), &release).expect("write Release");
+    std::fs::write(dists.join("Release.gpg"), (signer.detached)(release.as_bytes())).expect("write Release.gpg");
+    std::fs::write(dists.join("InRelease"), (signer.clearsign)(release.as_bytes())).expect("write InRelease");
+    release
+}
+
+/// `Sat, 21 Nov 2026 09:15:44 UTC`, the date format of Release files.
+pub fn rfc2822(time: SystemTime) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} UTC",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        day,
+        MONTHS[(month - 1) as usize],
+        year,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
