@@ -210,7 +210,7 @@ fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(progress, &err, EXIT_USAGE),
     };
-    let needs_root = config.stop_after >= StopAfter::Base;
+    let needs_root = config.stop_after == StopAfter::Complete;
     if needs_root && !nix::unistd::geteuid().is_root() {
         let err = anyhow::anyhow!(
             "building a root needs root (chroot, mounts, file owners): run it with sudo, or use \
@@ -270,11 +270,10 @@ fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
         StopAfter::PrintPackages
     } else if args.download_only {
         StopAfter::DownloadOnly
-    } else if args.no_onion {
-        StopAfter::Base
     } else {
-        StopAfter::Onion
+        StopAfter::Complete
     };
+    config.publish_onion = !args.no_onion;
     config.ignore_valid_until = args.ignore_valid_until;
     config.force = args.force;
     config.source_date_epoch = args.source_date_epoch;

@@ -131,10 +131,8 @@ pub enum StopAfter {
     PrintPackages,
     /// Stop once every .deb is verified in the cache.
     DownloadOnly,
-    /// The base system only (no onion service).
-    Base,
-    /// Everything, including the onion service.
-    Onion,
+    /// Build the root (and the onion service, when `publish_onion`).
+    Complete,
 }
 
 /// Settings of the onion stage.
@@ -187,6 +185,8 @@ pub struct BuildConfig {
     pub keyrings: Vec<PathBuf>,
     pub cache_dir: PathBuf,
     pub stop_after: StopAfter,
+    /// Install nginx and publish the root as an onion service (false with --no-onion).
+    pub publish_onion: bool,
     /// Accept a Release whose Valid-Until has passed (snapshot archives).
     pub ignore_valid_until: bool,
     /// Build into an existing non-empty directory target.
@@ -211,7 +211,8 @@ impl BuildConfig {
             arch: host_arch().unwrap_or_else(|_| "amd64".to_string()),
             keyrings: Vec::new(),
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
-            stop_after: StopAfter::Onion,
+            stop_after: StopAfter::Complete,
+            publish_onion: true,
             ignore_valid_until: false,
             force: false,
             source_date_epoch: None,
@@ -245,9 +246,9 @@ impl BuildConfig {
         Ok(())
     }
 
-    /// Whether the onion stage runs.
+    /// Whether nginx joins the package set and the onion stage runs.
     pub fn wants_onion(&self) -> bool {
-        self.stop_after == StopAfter::Onion && self.variant != Variant::Extract
+        self.publish_onion && self.variant != Variant::Extract
     }
 }
 

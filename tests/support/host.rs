@@ -1,0 +1,48 @@
+//! Prerequisites of tests that use the host: the real archive's mirror (from the host's apt
+//! sources) and host programs. Outside CI a missing one skips the test with a message; with
+//! CI=true it fails it.
+
+use std::path::Path;
+
+/// Whether this run is CI's, where every prerequisite must be present.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skips (outside CI) or fails (in CI) for a missing prerequisite.
+pub fn missing(what: &str) {
+    if in_ci() {
+        panic!("CI=true and {what} is missing");
+    }
+    eprintln!("skipped: {what} is missing");
+}
+
+/// The Debian mirror from the host's apt sources.
+pub fn host_mirror() -> Option<String> {
+    match debstrap_onion::config::discover_mirror(None, None, Path::new("/etc/apt")) {
+        Ok(url) => Some(url),
+        Err(err) => {
+            missing(&format!("a Debian mirror in the host's apt sources ({err})"));
+            None
+        }
+    }
+}
+
+/// Whether `program` is on PATH.
+pub fn require_program(program: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()));
+    if !found {
+        missing(&format!("the host program {program}"));
+    }
+    found
+}
+
+/// Whether the test runs as root.
+pub fn require_root() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        missing("root");
+    }
+    root
+}
