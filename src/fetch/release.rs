@@ -1,11 +1,28 @@
 //! InRelease / Release verification: the only way to get a [`VerifiedRelease`] is through a good
 //! OpenPGP signature by a trusted, currently valid key, with Date and Valid-Until checked.
+//!
+//! Takes the signed bytes as fetched, a [`Keyring`] and a [`ReleasePolicy`]; gives a
+//! [`VerifiedRelease`] parsed only from the text that the signature covers.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sequoia_openpgp::parse::stream::{
+    DetachedVerifierBuilder, GoodChecksum, MessageLayer, MessageStructure, VerificationError,
+    VerificationHelper, VerifierBuilder,
+};
+use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::policy::{Policy, StandardPolicy};
+use sequoia_openpgp::types::{HashAlgorithm, RevocationStatus};
+use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
 
 use super::hash::Sha256Digest;
 use super::keyring::Keyring;
+
+/// How far a Release's Date may be ahead of `now` before it is refused.
+const MAX_FUTURE_DATE: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// What the caller asked for and when, checked against the Release.
 #[derive(Debug, Clone)]
@@ -25,11 +42,60 @@ pub struct ReleaseFile {
     pub sha256: Sha256Digest,
 }
 
+/// A boxed cause from the OpenPGP library, kept whole for the error chain.
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a Release was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    #[error("{url}: not implemented")]
-    Unimplemented { url: String },
+    #[error("{url}: not an OpenPGP-signed file")]
+    NotSigned {
+        url: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("{url}: bad OpenPGP signature; the file was altered or damaged on the way")]
+    BadSignature {
+        url: String,
+        #[source]
+        source: Cause,
+    },
+    #[error(
+        "{url}: signed only by keys not in the keyring ({}); pass the archive's key with --keyring FILE",
+        .keyids.join(", ")
+    )]
+    UntrustedSigner { url: String, keyids: Vec<String> },
+    #[error("{url}: the signing key {fingerprint} has expired; refresh the keyring (--keyring FILE)")]
+    KeyExpired { url: String, fingerprint: String },
+    #[error("{url}: the signing key {fingerprint} is revoked")]
+    KeyRevoked { url: String, fingerprint: String },
+    #[error("{url}: the signing key {fingerprint} is not valid now under the OpenPGP policy")]
+    KeyInvalid {
+        url: String,
+        fingerprint: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("{url}: signed with the weak hash {algorithm}, which is refused")]
+    WeakHash { url: String, algorithm: String },
+    #[error(
+        "{url}: expired at {valid_until} (Valid-Until); the mirror is stale or replaying an old \
+         Release; for a snapshot archive pass --ignore-valid-until"
+    )]
+    Expired { url: String, valid_until: String },
+    #[error("{url}: dated {date}, more than a day in the future; check this host's clock")]
+    FutureDate { url: String, date: String },
+    #[error(
+        "{url}: asked for suite {asked:?} but this Release is Suite {suite:?}, Codename {codename:?}"
+    )]
+    SuiteMismatch {
+        url: String,
+        asked: String,
+        suite: String,
+        codename: String,
+    },
+    #[error("{url}: malformed Release: {what}")]
+    Malformed { url: String, what: String },
 }
 
 /// A Release whose signature, dates and suite were checked; fields are private so that only
@@ -38,6 +104,8 @@ pub enum ReleaseError {
 pub struct VerifiedRelease {
     suite: String,
     codename: String,
+    date: SystemTime,
+    valid_until: Option<SystemTime>,
     acquire_by_hash: bool,
     architectures: Vec<String>,
     components: Vec<String>,
@@ -53,10 +121,24 @@ impl VerifiedRelease {
         keyring: &Keyring,
         policy: &ReleasePolicy,
     ) -> Result<VerifiedRelease, ReleaseError> {
-        let _ = (signed, keyring, policy);
-        Err(ReleaseError::Unimplemented {
-            url: url.to_string(),
-        })
+        let openpgp_policy = StandardPolicy::new();
+        let mut outcome = Outcome::default();
+        let verified = (|| -> sequoia_openpgp::Result<Vec<u8>> {
+            let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
+            let mut verifier = VerifierBuilder::from_bytes(signed)?.with_policy(
+                &openpgp_policy,
+                policy.now,
+                helper,
+            )?;
+            let mut text = Vec::new();
+            verifier.read_to_end(&mut text)?;
+            if !verifier.message_processed() {
+                anyhow::bail!("the signed message did not end");
+            }
+            Ok(text)
+        })();
+        let (text, signer) = outcome.decide(url, verified)?;
+        VerifiedRelease::from_verified_text(url, &text, signer, policy)
     }
 
     /// Verifies a Release against its detached Release.gpg signature.
@@ -67,9 +149,99 @@ impl VerifiedRelease {
         keyring: &Keyring,
         policy: &ReleasePolicy,
     ) -> Result<VerifiedRelease, ReleaseError> {
-        let _ = (release, signature, keyring, policy);
-        Err(ReleaseError::Unimplemented {
+        let openpgp_policy = StandardPolicy::new();
+        let mut outcome = Outcome::default();
+        let verified = (|| -> sequoia_openpgp::Result<Vec<u8>> {
+            let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
+            let mut verifier = DetachedVerifierBuilder::from_bytes(signature)?.with_policy(
+                &openpgp_policy,
+                policy.now,
+                helper,
+            )?;
+            verifier.verify_bytes(release)?;
+            Ok(release.to_vec())
+        })();
+        let (text, signer) = outcome.decide(url, verified)?;
+        VerifiedRelease::from_verified_text(url, &text, signer, policy)
+    }
+
+    /// Parses the signed text and applies the suite and date checks of `policy`.
+    fn from_verified_text(
+        url: &str,
+        text: &[u8],
+        signer: String,
+        policy: &ReleasePolicy,
+    ) -> Result<VerifiedRelease, ReleaseError> {
+        let malformed = |what: String| ReleaseError::Malformed {
             url: url.to_string(),
+            what,
+        };
+        let text = std::str::from_utf8(text)
+            .map_err(|e| malformed(format!("not UTF-8 text ({e})")))?;
+        let fields = parse_paragraph(text).map_err(malformed)?;
+
+        let suite = fields.get("suite").cloned().unwrap_or_default();
+        let codename = fields.get("codename").cloned().unwrap_or_default();
+        if suite.is_empty() && codename.is_empty() {
+            return Err(malformed("no Suite or Codename field".into()));
+        }
+        if suite != policy.suite && codename != policy.suite {
+            return Err(ReleaseError::SuiteMismatch {
+                url: url.to_string(),
+                asked: policy.suite.to_string(),
+                suite,
+                codename,
+            });
+        }
+
+        let date_text = fields
+            .get("date")
+            .ok_or_else(|| malformed("no Date field".into()))?;
+        let date = parse_date(date_text)
+            .ok_or_else(|| malformed(format!("Date {date_text:?} is not a valid date")))?;
+        if date > policy.now + MAX_FUTURE_DATE {
+            return Err(ReleaseError::FutureDate {
+                url: url.to_string(),
+                date: date_text.clone(),
+            });
+        }
+        let valid_until = match fields.get("valid-until") {
+            None => None,
+            Some(text) => Some(parse_date(text).ok_or_else(|| {
+                malformed(format!("Valid-Until {text:?} is not a valid date"))
+            })?),
+        };
+        if let (Some(until), Some(text)) = (valid_until, fields.get("valid-until")) {
+            if until < policy.now && !policy.ignore_valid_until {
+                return Err(ReleaseError::Expired {
+                    url: url.to_string(),
+                    valid_until: text.clone(),
+                });
+            }
+        }
+
+        let words = |name: &str| -> Vec<String> {
+            fields
+                .get(name)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let files = match fields.get("sha256") {
+            Some(section) => parse_sha256_section(section).map_err(malformed)?,
+            None => return Err(malformed("no SHA256 section".into())),
+        };
+        Ok(VerifiedRelease {
+            acquire_by_hash: fields
+                .get("acquire-by-hash")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            architectures: words("architectures"),
+            components: words("components"),
+            suite,
+            codename,
+            date,
+            valid_until,
+            files,
+            signer,
         })
     }
 
@@ -79,6 +251,16 @@ impl VerifiedRelease {
 
     pub fn codename(&self) -> &str {
         &self.codename
+    }
+
+    /// When the archive generated this Release (its Date field).
+    pub fn date(&self) -> SystemTime {
+        self.date
+    }
+
+    /// Until when this Release may be used (its Valid-Until field), if it says.
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        self.valid_until
     }
 
     /// Whether indices may be fetched by their hash (`Acquire-By-Hash: yes`).
@@ -99,8 +281,408 @@ impl VerifiedRelease {
         self.files.get(path)
     }
 
-    /// The fingerprint of the key that made the accepted signature.
+    /// Every file of the SHA256 section, sorted by path.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &ReleaseFile)> {
+        self.files.iter().map(|(path, file)| (path.as_str(), file))
+    }
+
+    /// The fingerprint of the key that made the accepted signature (the signing subkey where
+    /// one was used), upper-case hexadecimal.
     pub fn signer(&self) -> &str {
         &self.signer
     }
+}
+
+/// What the signature check found, gathered by [`Helper::check`] and read once sequoia is done.
+#[derive(Default)]
+struct Outcome {
+    /// Whether sequoia got as far as checking signatures.
+    checked: bool,
+    /// Fingerprints of keys whose signatures are accepted.
+    accepted: Vec<String>,
+    /// The first signature by a trusted key that does not verify.
+    bad: Option<anyhow::Error>,
+    weak: Option<HashAlgorithm>,
+    revoked: Option<String>,
+    expired: Option<String>,
+    invalid: Option<(String, anyhow::Error)>,
+    /// Issuers of signatures by keys not in the keyring.
+    unknown: Vec<String>,
+}
+
+impl Outcome {
+    /// The verified bytes and the accepting key, or the most telling refusal: a signature that
+    /// does not verify first, because it means the bytes were changed.
+    fn decide(
+        self,
+        url: &str,
+        verified: sequoia_openpgp::Result<Vec<u8>>,
+    ) -> Result<(Vec<u8>, String), ReleaseError> {
+        let url = url.to_string();
+        if !self.checked {
+            let source = verified.err().map(Cause::from);
+            return Err(ReleaseError::NotSigned { url, source });
+        }
+        match (verified, self.accepted.into_iter().next()) {
+            (Ok(text), Some(signer)) => return Ok((text, signer)),
+            (Err(e), Some(_)) => return Err(ReleaseError::BadSignature { url, source: e.into() }),
+            (_, None) => {}
+        }
+        if let Some(source) = self.bad {
+            Err(ReleaseError::BadSignature {
+                url,
+                source: source.into(),
+            })
+        } else if let Some(hash) = self.weak {
+            Err(ReleaseError::WeakHash {
+                url,
+                algorithm: hash.to_string(),
+            })
+        } else if let Some(fingerprint) = self.revoked {
+            Err(ReleaseError::KeyRevoked { url, fingerprint })
+        } else if let Some(fingerprint) = self.expired {
+            Err(ReleaseError::KeyExpired { url, fingerprint })
+        } else if let Some((fingerprint, source)) = self.invalid {
+            Err(ReleaseError::KeyInvalid {
+                url,
+                fingerprint,
+                source: source.into(),
+            })
+        } else if !self.unknown.is_empty() {
+            Err(ReleaseError::UntrustedSigner {
+                url,
+                keyids: self.unknown,
+            })
+        } else {
+            Err(ReleaseError::NotSigned { url, source: None })
+        }
+    }
+}
+
+/// Why a key that made a signature cannot be trusted now.
+enum KeyProblem {
+    Revoked(String),
+    Expired(String),
+    Invalid(String, anyhow::Error),
+}
+
+/// Sequoia's callbacks: hands it the keyring and sorts each signature into an [`Outcome`].
+struct Helper<'a> {
+    keyring: &'a Keyring,
+    policy: &'a dyn Policy,
+    now: SystemTime,
+    outcome: &'a mut Outcome,
+}
+
+impl<'a> Helper<'a> {
+    fn new(
+        keyring: &'a Keyring,
+        policy: &'a dyn Policy,
+        now: SystemTime,
+        outcome: &'a mut Outcome,
+    ) -> Helper<'a> {
+        Helper {
+            keyring,
+            policy,
+            now,
+            outcome,
+        }
+    }
+
+    /// Sequoia judges the key as of the signature's creation; apt, and we, also require it to
+    /// be alive and unrevoked now, so that a retired key cannot sign replayed Releases.
+    fn key_problem_now(&self, cert: &Cert, key: Option<&Fingerprint>) -> Option<KeyProblem> {
+        let cert_fpr = cert.fingerprint().to_hex();
+        let valid = match cert.with_policy(self.policy, self.now) {
+            Ok(valid) => valid,
+            Err(e) => return Some(KeyProblem::Invalid(cert_fpr, e)),
+        };
+        if let RevocationStatus::Revoked(_) = valid.revocation_status() {
+            return Some(KeyProblem::Revoked(cert_fpr));
+        }
+        if valid.alive().is_err() {
+            return Some(KeyProblem::Expired(cert_fpr));
+        }
+        let key = key?;
+        let key_fpr = key.to_hex();
+        let Some(ka) = valid.keys().key_handle(key.clone()).next() else {
+            let e = anyhow::anyhow!("the key is not bound to its certificate now");
+            return Some(KeyProblem::Invalid(key_fpr, e));
+        };
+        if let RevocationStatus::Revoked(_) = ka.revocation_status() {
+            return Some(KeyProblem::Revoked(key_fpr));
+        }
+        if ka.alive().is_err() {
+            return Some(KeyProblem::Expired(key_fpr));
+        }
+        if !ka.for_signing() {
+            let e = anyhow::anyhow!("the key is not marked for signing");
+            return Some(KeyProblem::Invalid(key_fpr, e));
+        }
+        None
+    }
+
+    fn record_problem(&mut self, problem: KeyProblem) {
+        let outcome = &mut *self.outcome;
+        match problem {
+            KeyProblem::Revoked(fpr) => {
+                outcome.revoked.get_or_insert(fpr);
+            }
+            KeyProblem::Expired(fpr) => {
+                outcome.expired.get_or_insert(fpr);
+            }
+            KeyProblem::Invalid(fpr, e) => {
+                outcome.invalid.get_or_insert((fpr, e));
+            }
+        }
+    }
+
+    fn good(&mut self, good: &GoodChecksum) {
+        if is_weak(good.sig.hash_algo()) {
+            self.outcome.weak.get_or_insert(good.sig.hash_algo());
+            return;
+        }
+        let key = good.ka.key().fingerprint();
+        match self.key_problem_now(good.ka.cert(), Some(&key)) {
+            Some(problem) => self.record_problem(problem),
+            None => self.outcome.accepted.push(key.to_hex()),
+        }
+    }
+
+    fn bad(&mut self, error: VerificationError) {
+        match error {
+            VerificationError::MissingKey { sig } => {
+                let issuers = sig.get_issuers();
+                if issuers.is_empty() {
+                    self.outcome.unknown.push("(no issuer)".into());
+                }
+                for issuer in issuers {
+                    let id = match issuer {
+                        KeyHandle::Fingerprint(fpr) => fpr.to_hex(),
+                        KeyHandle::KeyID(id) => id.to_hex(),
+                    };
+                    if !self.outcome.unknown.contains(&id) {
+                        self.outcome.unknown.push(id);
+                    }
+                }
+            }
+            VerificationError::BadSignature { sig, .. } if is_weak(sig.hash_algo()) => {
+                // The standard policy rejects SHA-1 data signatures; name the reason.
+                self.outcome.weak.get_or_insert(sig.hash_algo());
+            }
+            VerificationError::BadSignature { error, .. }
+            | VerificationError::MalformedSignature { error, .. } => {
+                self.outcome.bad.get_or_insert(error);
+            }
+            VerificationError::BadKey { ka, error, .. } => {
+                let key = ka.key().fingerprint();
+                match self.key_problem_now(ka.cert(), Some(&key)) {
+                    Some(problem) => self.record_problem(problem),
+                    None => self.record_problem(KeyProblem::Invalid(key.to_hex(), error)),
+                }
+            }
+            VerificationError::UnboundKey { cert, error, .. } => {
+                match self.key_problem_now(cert, None) {
+                    Some(problem) => self.record_problem(problem),
+                    None => {
+                        let fpr = cert.fingerprint().to_hex();
+                        self.record_problem(KeyProblem::Invalid(fpr, error));
+                    }
+                }
+            }
+            VerificationError::UnknownSignature { sig } => {
+                // The parse error is borrowed from the packet; keep its text.
+                let e = anyhow::anyhow!("cannot parse the signature packet: {}", sig.error());
+                self.outcome.bad.get_or_insert(e);
+            }
+            // VerificationError is non-exhaustive: anything new is a failure.
+            other => {
+                let e = anyhow::anyhow!("{other}");
+                self.outcome.bad.get_or_insert(e);
+            }
+        }
+    }
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> sequoia_openpgp::Result<Vec<Cert>> {
+        Ok(self.keyring.certs().to_vec())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> sequoia_openpgp::Result<()> {
+        self.outcome.checked = true;
+        for layer in structure {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                for result in results {
+                    match result {
+                        Ok(good) => self.good(&good),
+                        Err(error) => self.bad(error),
+                    }
+                }
+            }
+        }
+        // Refusing here too keeps sequoia from releasing the text on its own.
+        if self.outcome.accepted.is_empty() {
+            anyhow::bail!("no acceptable signature by a trusted key");
+        }
+        Ok(())
+    }
+}
+
+/// Hash algorithms whose signatures are refused whatever the policy of the day says.
+fn is_weak(hash: HashAlgorithm) -> bool {
+    matches!(
+        hash,
+        HashAlgorithm::SHA1 | HashAlgorithm::MD5 | HashAlgorithm::RipeMD
+    )
+}
+
+/// The fields of the first deb822 paragraph, by lower-cased name; continuation lines are kept
+/// joined by newlines (the first line of a multi-line field is often empty).
+fn parse_paragraph(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            if fields.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            let name = current
+                .as_ref()
+                .ok_or_else(|| format!("line {} continues no field", n + 1))?;
+            let value = fields.get_mut(name).expect("the current field was inserted");
+            value.push('\n');
+            value.push_str(line.trim());
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line {} is not a field: {line:?}", n + 1))?;
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("line {} is not a field: {line:?}", n + 1));
+        }
+        if fields.insert(name.clone(), value.trim().to_string()).is_some() {
+            return Err(format!("field {name:?} appears twice"));
+        }
+        current = Some(name);
+    }
+    Ok(fields)
+}
+
+/// The SHA256 section: one ` HASH SIZE PATH` line per file.
+fn parse_sha256_section(section: &str) -> Result<BTreeMap<String, ReleaseFile>, String> {
+    let mut files = BTreeMap::new();
+    for line in section.lines().filter(|l| !l.trim().is_empty()) {
+        let bad = || format!("SHA256 line {line:?} is not HASH SIZE PATH");
+        let mut words = line.split_whitespace();
+        let (Some(hash), Some(size), Some(path), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(bad());
+        };
+        let sha256 = Sha256Digest::from_hex(hash).ok_or_else(bad)?;
+        let size = size.parse::<u64>().map_err(|_| bad())?;
+        if files
+            .insert(path.to_string(), ReleaseFile { size, sha256 })
+            .is_some()
+        {
+            return Err(format!("SHA256 lists {path:?} twice"));
+        }
+    }
+    Ok(files)
+}
+
+/// Parses a Release date: `[Day,] DD Mon YYYY HH:MM:SS ZONE`, ZONE being UTC, GMT, UT, Z or
+/// a numeric `+HHMM`/`-HHMM` offset (RFC 2822 as the archive writes it).
+fn parse_date(text: &str) -> Option<SystemTime> {
+    let mut words = text.split_whitespace().peekable();
+    if words.peek()?.ends_with(',') {
+        let day_name = words.next()?.trim_end_matches(',');
+        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        if !DAYS.iter().any(|d| d.eq_ignore_ascii_case(day_name)) {
+            return None;
+        }
+    }
+    let day: u32 = parse_digits(words.next()?, 1..=2)?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month_name = words.next()?;
+    let month = 1 + MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(month_name))? as u32;
+    let year: u32 = parse_digits(words.next()?, 4..=4)?;
+    let mut clock = words.next()?.split(':');
+    let hour: u32 = parse_digits(clock.next()?, 2..=2)?;
+    let minute: u32 = parse_digits(clock.next()?, 2..=2)?;
+    let second: u32 = parse_digits(clock.next()?, 2..=2)?;
+    if clock.next().is_some() || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let offset = match words.next()? {
+        z if ["UTC", "GMT", "UT", "Z"]
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(z)) =>
+        {
+            0
+        }
+        z => {
+            let (sign, digits) = match z.as_bytes().first()? {
+                b'+' => (1, &z[1..]),
+                b'-' => (-1, &z[1..]),
+                _ => return None,
+            };
+            let hhmm: i64 = parse_digits(digits, 4..=4)?;
+            if hhmm / 100 > 23 || hhmm % 100 > 59 {
+                return None;
+            }
+            sign * (hhmm / 100 * 3600 + hhmm % 100 * 60)
+        }
+    };
+    if words.next().is_some() || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let seconds = days * 86_400
+        + i64::from(hour) * 3600
+        + i64::from(minute) * 60
+        + i64::from(second)
+        - offset;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
+}
+
+/// An unsigned decimal of an allowed number of ASCII digits.
+fn parse_digits<T: std::str::FromStr>(text: &str, len: std::ops::RangeInclusive<usize>) -> Option<T> {
+    if !len.contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
 }
