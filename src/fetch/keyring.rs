@@ -32,7 +32,6 @@ const BUILTIN: &[(&str, &[u8])] = &[
     builtin_file!("debian-archive-trixie-stable.gpg"),
 ];
 
-
 /// Why a keyring could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {
@@ -100,7 +99,10 @@ impl Keyring {
 
     /// The primary-key fingerprints of the certificates, upper-case hexadecimal.
     pub fn fingerprints(&self) -> Vec<String> {
-        self.certs.iter().map(|c| c.fingerprint().to_hex()).collect()
+        self.certs
+            .iter()
+            .map(|c| c.fingerprint().to_hex())
+            .collect()
     }
 
     fn from_map(certs: BTreeMap<Fingerprint, Cert>) -> Keyring {
@@ -163,6 +165,8 @@ fn armor_blocks(bytes: &[u8]) -> Vec<&[u8]> {
 }
 
 #[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -243,7 +247,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.gpg");
         fs_err::write(&empty, b"").unwrap();
-        let err = Keyring::from_files(&[empty.clone()]).unwrap_err();
+        let err = Keyring::from_files(std::slice::from_ref(&empty)).unwrap_err();
         assert!(
             matches!(&err, KeyringError::NoCerts { path } | KeyringError::Parse { path, .. } if *path == empty),
             "{err:?}"
