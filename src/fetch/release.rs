@@ -24,6 +24,10 @@ use super::keyring::Keyring;
 /// How far a Release's Date may be ahead of `now` before it is refused.
 const MAX_FUTURE_DATE: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// How far a signature's creation time may be ahead of `now`: the archive signs just after it
+/// publishes, and a host clock a little behind must not turn that into a refusal.
+const SIGNATURE_CLOCK_SKEW: Duration = Duration::from_secs(30 * 60);
+
 /// What the caller asked for and when, checked against the Release.
 #[derive(Debug, Clone)]
 pub struct ReleasePolicy<'a> {
@@ -85,6 +89,8 @@ pub enum ReleaseError {
     Expired { url: String, valid_until: String },
     #[error("{url}: dated {date}, more than a day in the future; check this host's clock")]
     FutureDate { url: String, date: String },
+    #[error("{url}: signed at {signed_at}, later than this host's time; check this host's clock")]
+    SignedInFuture { url: String, signed_at: String },
     #[error(
         "{url}: asked for suite {asked:?} but this Release is Suite {suite:?}, Codename {codename:?}"
     )]
@@ -127,7 +133,7 @@ impl VerifiedRelease {
             let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
             let mut verifier = VerifierBuilder::from_bytes(signed)?.with_policy(
                 &openpgp_policy,
-                policy.now,
+                policy.now + SIGNATURE_CLOCK_SKEW,
                 helper,
             )?;
             let mut text = Vec::new();
@@ -155,7 +161,7 @@ impl VerifiedRelease {
             let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
             let mut verifier = DetachedVerifierBuilder::from_bytes(signature)?.with_policy(
                 &openpgp_policy,
-                policy.now,
+                policy.now + SIGNATURE_CLOCK_SKEW,
                 helper,
             )?;
             verifier.verify_bytes(release)?;
@@ -303,6 +309,8 @@ struct Outcome {
     accepted: Vec<String>,
     /// The first signature by a trusted key that does not verify.
     bad: Option<anyhow::Error>,
+    /// The creation time of a signature by a trusted key made too far after `now`.
+    future: Option<SystemTime>,
     weak: Option<HashAlgorithm>,
     revoked: Option<String>,
     expired: Option<String>,
@@ -338,6 +346,11 @@ impl Outcome {
             Err(ReleaseError::BadSignature {
                 url,
                 source: source.into(),
+            })
+        } else if let Some(signed_at) = self.future {
+            Err(ReleaseError::SignedInFuture {
+                url,
+                signed_at: format_date(signed_at),
             })
         } else if let Some(hash) = self.weak {
             Err(ReleaseError::WeakHash {
@@ -480,6 +493,13 @@ impl<'a> Helper<'a> {
             VerificationError::BadSignature { sig, .. } if is_weak(sig.hash_algo()) => {
                 // The standard policy rejects SHA-1 data signatures; name the reason.
                 self.outcome.weak.get_or_insert(sig.hash_algo());
+            }
+            VerificationError::BadSignature { sig, .. }
+                if sig
+                    .signature_creation_time()
+                    .is_some_and(|t| t > self.now + SIGNATURE_CLOCK_SKEW) =>
+            {
+                self.outcome.future = sig.signature_creation_time();
             }
             VerificationError::BadSignature { ka, error, .. } => {
                 let key = ka.key().fingerprint();
@@ -697,6 +717,48 @@ fn days_in_month(year: u32, month: u32) -> u32 {
         4 | 6 | 9 | 11 => 30,
         _ => 31,
     }
+}
+
+/// `time` as the archive writes dates, e.g. `Sat, 21 Nov 2026 09:15:44 UTC`.
+fn format_date(time: SystemTime) -> String {
+    let secs = match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_secs(),
+        Err(_) => return format!("{time:?}"),
+    };
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // 1970-01-01 was a Thursday.
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} UTC",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
+/// (H. Hinnant's civil_from_days).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
@@ -1245,10 +1307,29 @@ mod tests {
     }
 
     #[test]
+    fn a_signature_made_a_little_after_now_is_accepted_but_not_hours_after() {
+        let keyring = test_keyring();
+        let text = small_release(SIGNED_AT, None);
+        let now = policy("trixie", at("Wed, 31 Dec 2025 23:50:00 UTC"));
+        let signed = sign::clearsign_with(ARCHIVE_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+        VerifiedRelease::from_inrelease(URL, &signed, &keyring, &now).unwrap();
+
+        let hours_before = policy("trixie", at("Wed, 31 Dec 2025 21:00:00 UTC"));
+        let err =
+            VerifiedRelease::from_inrelease(URL, &signed, &keyring, &hours_before).unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::SignedInFuture { signed_at, .. } if signed_at == SIGNED_AT),
+            "{err:?}"
+        );
+        names_url(&err);
+    }
+
+    #[test]
     fn release_dates_format_and_parse_back() {
         for secs in [0, 951_868_800, 1_795_252_544, 1_835_395_200] {
             let time = UNIX_EPOCH + Duration::from_secs(secs);
             assert_eq!(parse_date(&sign::release_date(time)), Some(time));
+            assert_eq!(format_date(time), sign::release_date(time));
         }
         assert_eq!(
             sign::release_date(UNIX_EPOCH + Duration::from_secs(1_795_252_544)),
