@@ -121,6 +121,10 @@ pub struct VerifiedRelease {
 
 impl VerifiedRelease {
     /// Verifies an inline-signed InRelease fetched from `url` and parses only the signed text.
+    ///
+    /// Accepted when at least one signature verifies that was made with a strong hash by a key
+    /// of `keyring` that is alive and unrevoked at `policy.now`; then Suite/Codename, Date and
+    /// Valid-Until are checked against `policy`.
     pub fn from_inrelease(
         url: &str,
         signed: &[u8],
@@ -133,7 +137,7 @@ impl VerifiedRelease {
             let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
             let mut verifier = VerifierBuilder::from_bytes(signed)?.with_policy(
                 &openpgp_policy,
-                policy.now + SIGNATURE_CLOCK_SKEW,
+                later(policy.now, SIGNATURE_CLOCK_SKEW),
                 helper,
             )?;
             let mut text = Vec::new();
@@ -147,7 +151,8 @@ impl VerifiedRelease {
         VerifiedRelease::from_verified_text(url, &text, signer, policy)
     }
 
-    /// Verifies a Release against its detached Release.gpg signature.
+    /// Verifies a Release against its detached Release.gpg signature, accepting and checking
+    /// as [`VerifiedRelease::from_inrelease`] does; `url` names the Release.
     pub fn from_detached(
         url: &str,
         release: &[u8],
@@ -157,18 +162,17 @@ impl VerifiedRelease {
     ) -> Result<VerifiedRelease, ReleaseError> {
         let openpgp_policy = StandardPolicy::new();
         let mut outcome = Outcome::default();
-        let verified = (|| -> sequoia_openpgp::Result<Vec<u8>> {
+        let verified = (|| -> sequoia_openpgp::Result<()> {
             let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
             let mut verifier = DetachedVerifierBuilder::from_bytes(signature)?.with_policy(
                 &openpgp_policy,
-                policy.now + SIGNATURE_CLOCK_SKEW,
+                later(policy.now, SIGNATURE_CLOCK_SKEW),
                 helper,
             )?;
-            verifier.verify_bytes(release)?;
-            Ok(release.to_vec())
+            verifier.verify_bytes(release)
         })();
-        let (text, signer) = outcome.decide(url, verified)?;
-        VerifiedRelease::from_verified_text(url, &text, signer, policy)
+        let ((), signer) = outcome.decide(url, verified)?;
+        VerifiedRelease::from_verified_text(url, release, signer, policy)
     }
 
     /// Parses the signed text and applies the suite and date checks of `policy`.
@@ -205,7 +209,7 @@ impl VerifiedRelease {
             .ok_or_else(|| malformed("no Date field".into()))?;
         let date = parse_date(date_text)
             .ok_or_else(|| malformed(format!("Date {date_text:?} is not a valid date")))?;
-        if date > policy.now + MAX_FUTURE_DATE {
+        if date > later(policy.now, MAX_FUTURE_DATE) {
             return Err(ReleaseError::FutureDate {
                 url: url.to_string(),
                 date: date_text.clone(),
@@ -322,18 +326,18 @@ struct Outcome {
 impl Outcome {
     /// The verified bytes and the accepting key, or the most telling refusal: a signature that
     /// does not verify first, because it means the bytes were changed.
-    fn decide(
+    fn decide<T>(
         self,
         url: &str,
-        verified: sequoia_openpgp::Result<Vec<u8>>,
-    ) -> Result<(Vec<u8>, String), ReleaseError> {
+        verified: sequoia_openpgp::Result<T>,
+    ) -> Result<(T, String), ReleaseError> {
         let url = url.to_string();
         if !self.checked {
             let source = verified.err().map(Cause::from);
             return Err(ReleaseError::NotSigned { url, source });
         }
         match (verified, self.accepted.into_iter().next()) {
-            (Ok(text), Some(signer)) => return Ok((text, signer)),
+            (Ok(verified), Some(signer)) => return Ok((verified, signer)),
             (Err(e), Some(_)) => {
                 return Err(ReleaseError::BadSignature {
                     url,
@@ -497,7 +501,7 @@ impl<'a> Helper<'a> {
             VerificationError::BadSignature { sig, .. }
                 if sig
                     .signature_creation_time()
-                    .is_some_and(|t| t > self.now + SIGNATURE_CLOCK_SKEW) =>
+                    .is_some_and(|t| t > later(self.now, SIGNATURE_CLOCK_SKEW)) =>
             {
                 self.outcome.future = sig.signature_creation_time();
             }
@@ -564,6 +568,11 @@ impl VerificationHelper for Helper<'_> {
         }
         Ok(())
     }
+}
+
+/// `time` moved `by` later, or left as it is where that would overflow.
+fn later(time: SystemTime, by: Duration) -> SystemTime {
+    time.checked_add(by).unwrap_or(time)
 }
 
 /// Hash algorithms whose signatures are refused whatever the policy of the day says.
