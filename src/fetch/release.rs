@@ -256,10 +256,12 @@ impl VerifiedRelease {
         })
     }
 
+    /// The Suite field (e.g. `stable`), empty when the Release has none.
     pub fn suite(&self) -> &str {
         &self.suite
     }
 
+    /// The Codename field (e.g. `trixie`), empty when the Release has none.
     pub fn codename(&self) -> &str {
         &self.codename
     }
@@ -279,10 +281,12 @@ impl VerifiedRelease {
         self.acquire_by_hash
     }
 
+    /// The Architectures field, word by word.
     pub fn architectures(&self) -> &[String] {
         &self.architectures
     }
 
+    /// The Components field, word by word.
     pub fn components(&self) -> &[String] {
         &self.components
     }
