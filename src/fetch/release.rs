@@ -1,11 +1,32 @@
 //! InRelease / Release verification: the only way to get a [`VerifiedRelease`] is through a good
 //! OpenPGP signature by a trusted, currently valid key, with Date and Valid-Until checked.
+//!
+//! Takes the signed bytes as fetched, a [`Keyring`] and a [`ReleasePolicy`]; gives a
+//! [`VerifiedRelease`] parsed only from the text that the signature covers.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::io::Read;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
+use sequoia_openpgp::parse::stream::{
+    DetachedVerifierBuilder, GoodChecksum, MessageLayer, MessageStructure, VerificationError,
+    VerificationHelper, VerifierBuilder,
+};
+use sequoia_openpgp::parse::Parse;
+use sequoia_openpgp::policy::{Policy, StandardPolicy};
+use sequoia_openpgp::types::{HashAlgorithm, RevocationStatus};
+use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
 
 use super::hash::Sha256Digest;
 use super::keyring::Keyring;
+
+/// How far a Release's Date may be ahead of `now` before it is refused.
+const MAX_FUTURE_DATE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How far a signature's creation time may be ahead of `now`: the archive signs just after it
+/// publishes, and a host clock a little behind must not turn that into a refusal.
+const SIGNATURE_CLOCK_SKEW: Duration = Duration::from_secs(30 * 60);
 
 /// What the caller asked for and when, checked against the Release.
 #[derive(Debug, Clone)]
@@ -25,11 +46,62 @@ pub struct ReleaseFile {
     pub sha256: Sha256Digest,
 }
 
+/// A boxed cause from the OpenPGP library, kept whole for the error chain.
+type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Why a Release was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {
-    #[error("{url}: not implemented")]
-    Unimplemented { url: String },
+    #[error("{url}: not an OpenPGP-signed file")]
+    NotSigned {
+        url: String,
+        #[source]
+        source: Option<Cause>,
+    },
+    #[error("{url}: bad OpenPGP signature; the file was altered or damaged on the way")]
+    BadSignature {
+        url: String,
+        #[source]
+        source: Cause,
+    },
+    #[error(
+        "{url}: signed only by keys not in the keyring ({}); pass the archive's key with --keyring FILE",
+        .keyids.join(", ")
+    )]
+    UntrustedSigner { url: String, keyids: Vec<String> },
+    #[error("{url}: the signing key {fingerprint} has expired; pass a current keyring with --keyring FILE")]
+    KeyExpired { url: String, fingerprint: String },
+    #[error("{url}: the signing key {fingerprint} is revoked")]
+    KeyRevoked { url: String, fingerprint: String },
+    #[error("{url}: the signing key {fingerprint} is not valid now under the OpenPGP policy")]
+    KeyInvalid {
+        url: String,
+        fingerprint: String,
+        #[source]
+        source: Cause,
+    },
+    #[error("{url}: signed with the weak hash {algorithm}, which is refused")]
+    WeakHash { url: String, algorithm: String },
+    #[error(
+        "{url}: expired at {valid_until} (Valid-Until); the mirror is stale or replaying an old \
+         Release; for a snapshot archive pass --ignore-valid-until"
+    )]
+    Expired { url: String, valid_until: String },
+    #[error("{url}: dated {date}, more than a day in the future; check this host's clock")]
+    FutureDate { url: String, date: String },
+    #[error("{url}: signed at {signed_at}, later than this host's time; check this host's clock")]
+    SignedInFuture { url: String, signed_at: String },
+    #[error(
+        "{url}: asked for suite {asked:?} but this Release is Suite {suite:?}, Codename {codename:?}"
+    )]
+    SuiteMismatch {
+        url: String,
+        asked: String,
+        suite: String,
+        codename: String,
+    },
+    #[error("{url}: malformed Release: {what}")]
+    Malformed { url: String, what: String },
 }
 
 /// A Release whose signature, dates and suite were checked; fields are private so that only
@@ -38,6 +110,8 @@ pub enum ReleaseError {
 pub struct VerifiedRelease {
     suite: String,
     codename: String,
+    date: SystemTime,
+    valid_until: Option<SystemTime>,
     acquire_by_hash: bool,
     architectures: Vec<String>,
     components: Vec<String>,
@@ -47,19 +121,38 @@ pub struct VerifiedRelease {
 
 impl VerifiedRelease {
     /// Verifies an inline-signed InRelease fetched from `url` and parses only the signed text.
+    ///
+    /// Accepted when at least one signature verifies that was made with a strong hash by a key
+    /// of `keyring` that is alive and unrevoked at `policy.now`; then Suite/Codename, Date and
+    /// Valid-Until are checked against `policy`.
     pub fn from_inrelease(
         url: &str,
         signed: &[u8],
         keyring: &Keyring,
         policy: &ReleasePolicy,
     ) -> Result<VerifiedRelease, ReleaseError> {
-        let _ = (signed, keyring, policy);
-        Err(ReleaseError::Unimplemented {
-            url: url.to_string(),
-        })
+        let openpgp_policy = StandardPolicy::new();
+        let mut outcome = Outcome::default();
+        let verified = (|| -> sequoia_openpgp::Result<Vec<u8>> {
+            let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
+            let mut verifier = VerifierBuilder::from_bytes(signed)?.with_policy(
+                &openpgp_policy,
+                later(policy.now, SIGNATURE_CLOCK_SKEW),
+                helper,
+            )?;
+            let mut text = Vec::new();
+            verifier.read_to_end(&mut text)?;
+            if !verifier.message_processed() {
+                anyhow::bail!("the signed message did not end");
+            }
+            Ok(text)
+        })();
+        let (text, signer) = outcome.decide(url, verified)?;
+        VerifiedRelease::from_verified_text(url, &text, signer, policy)
     }
 
-    /// Verifies a Release against its detached Release.gpg signature.
+    /// Verifies a Release against its detached Release.gpg signature, accepting and checking
+    /// as [`VerifiedRelease::from_inrelease`] does; `url` names the Release.
     pub fn from_detached(
         url: &str,
         release: &[u8],
@@ -67,18 +160,120 @@ impl VerifiedRelease {
         keyring: &Keyring,
         policy: &ReleasePolicy,
     ) -> Result<VerifiedRelease, ReleaseError> {
-        let _ = (release, signature, keyring, policy);
-        Err(ReleaseError::Unimplemented {
+        let openpgp_policy = StandardPolicy::new();
+        let mut outcome = Outcome::default();
+        let verified = (|| -> sequoia_openpgp::Result<()> {
+            let helper = Helper::new(keyring, &openpgp_policy, policy.now, &mut outcome);
+            let mut verifier = DetachedVerifierBuilder::from_bytes(signature)?.with_policy(
+                &openpgp_policy,
+                later(policy.now, SIGNATURE_CLOCK_SKEW),
+                helper,
+            )?;
+            verifier.verify_bytes(release)
+        })();
+        let ((), signer) = outcome.decide(url, verified)?;
+        VerifiedRelease::from_verified_text(url, release, signer, policy)
+    }
+
+    /// Parses the signed text and applies the suite and date checks of `policy`.
+    fn from_verified_text(
+        url: &str,
+        text: &[u8],
+        signer: String,
+        policy: &ReleasePolicy,
+    ) -> Result<VerifiedRelease, ReleaseError> {
+        let malformed = |what: String| ReleaseError::Malformed {
             url: url.to_string(),
+            what,
+        };
+        let text =
+            std::str::from_utf8(text).map_err(|e| malformed(format!("not UTF-8 text ({e})")))?;
+        let fields = parse_paragraph(text).map_err(malformed)?;
+
+        let suite = fields.get("suite").cloned().unwrap_or_default();
+        let codename = fields.get("codename").cloned().unwrap_or_default();
+        if suite.is_empty() && codename.is_empty() {
+            return Err(malformed("no Suite or Codename field".into()));
+        }
+        if suite != policy.suite && codename != policy.suite {
+            return Err(ReleaseError::SuiteMismatch {
+                url: url.to_string(),
+                asked: policy.suite.to_string(),
+                suite,
+                codename,
+            });
+        }
+
+        let date_text = fields
+            .get("date")
+            .ok_or_else(|| malformed("no Date field".into()))?;
+        let date = parse_date(date_text)
+            .ok_or_else(|| malformed(format!("Date {date_text:?} is not a valid date")))?;
+        if date > later(policy.now, MAX_FUTURE_DATE) {
+            return Err(ReleaseError::FutureDate {
+                url: url.to_string(),
+                date: date_text.clone(),
+            });
+        }
+        let valid_until =
+            match fields.get("valid-until") {
+                None => None,
+                Some(text) => Some(parse_date(text).ok_or_else(|| {
+                    malformed(format!("Valid-Until {text:?} is not a valid date"))
+                })?),
+            };
+        if let (Some(until), Some(text)) = (valid_until, fields.get("valid-until")) {
+            if until < policy.now && !policy.ignore_valid_until {
+                return Err(ReleaseError::Expired {
+                    url: url.to_string(),
+                    valid_until: text.clone(),
+                });
+            }
+        }
+
+        let words = |name: &str| -> Vec<String> {
+            fields
+                .get(name)
+                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default()
+        };
+        let files = match fields.get("sha256") {
+            Some(section) => parse_sha256_section(section).map_err(malformed)?,
+            None => return Err(malformed("no SHA256 section".into())),
+        };
+        Ok(VerifiedRelease {
+            acquire_by_hash: fields
+                .get("acquire-by-hash")
+                .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+            architectures: words("architectures"),
+            components: words("components"),
+            suite,
+            codename,
+            date,
+            valid_until,
+            files,
+            signer,
         })
     }
 
+    /// The Suite field (e.g. `stable`), empty when the Release has none.
     pub fn suite(&self) -> &str {
         &self.suite
     }
 
+    /// The Codename field (e.g. `trixie`), empty when the Release has none.
     pub fn codename(&self) -> &str {
         &self.codename
+    }
+
+    /// When the archive generated this Release (its Date field).
+    pub fn date(&self) -> SystemTime {
+        self.date
+    }
+
+    /// Until when this Release may be used (its Valid-Until field), if it says.
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        self.valid_until
     }
 
     /// Whether indices may be fetched by their hash (`Acquire-By-Hash: yes`).
@@ -86,10 +281,12 @@ impl VerifiedRelease {
         self.acquire_by_hash
     }
 
+    /// The Architectures field, word by word.
     pub fn architectures(&self) -> &[String] {
         &self.architectures
     }
 
+    /// The Components field, word by word.
     pub fn components(&self) -> &[String] {
         &self.components
     }
@@ -99,8 +296,1057 @@ impl VerifiedRelease {
         self.files.get(path)
     }
 
-    /// The fingerprint of the key that made the accepted signature.
+    /// Every file of the SHA256 section, sorted by path.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &ReleaseFile)> {
+        self.files.iter().map(|(path, file)| (path.as_str(), file))
+    }
+
+    /// The fingerprint of the key that made the accepted signature (the signing subkey where
+    /// one was used), upper-case hexadecimal.
     pub fn signer(&self) -> &str {
         &self.signer
+    }
+}
+
+/// What the signature check found, gathered by [`Helper::check`] and read once sequoia is done.
+#[derive(Default)]
+struct Outcome {
+    /// Whether sequoia got as far as checking signatures.
+    checked: bool,
+    /// Fingerprints of keys whose signatures are accepted.
+    accepted: Vec<String>,
+    /// The first signature by a trusted key that does not verify.
+    bad: Option<anyhow::Error>,
+    /// The creation time of a signature by a trusted key made too far after `now`.
+    future: Option<SystemTime>,
+    weak: Option<HashAlgorithm>,
+    revoked: Option<String>,
+    expired: Option<String>,
+    invalid: Option<(String, anyhow::Error)>,
+    /// Issuers of signatures by keys not in the keyring.
+    unknown: Vec<String>,
+}
+
+impl Outcome {
+    /// The verified bytes and the accepting key, or the most telling refusal: a signature that
+    /// does not verify first, because it means the bytes were changed.
+    fn decide<T>(
+        self,
+        url: &str,
+        verified: sequoia_openpgp::Result<T>,
+    ) -> Result<(T, String), ReleaseError> {
+        let url = url.to_string();
+        if !self.checked {
+            let source = verified.err().map(Cause::from);
+            return Err(ReleaseError::NotSigned { url, source });
+        }
+        match (verified, self.accepted.into_iter().next()) {
+            (Ok(verified), Some(signer)) => return Ok((verified, signer)),
+            (Err(e), Some(_)) => {
+                return Err(ReleaseError::BadSignature {
+                    url,
+                    source: e.into(),
+                })
+            }
+            (_, None) => {}
+        }
+        if let Some(source) = self.bad {
+            Err(ReleaseError::BadSignature {
+                url,
+                source: source.into(),
+            })
+        } else if let Some(signed_at) = self.future {
+            Err(ReleaseError::SignedInFuture {
+                url,
+                signed_at: format_date(signed_at),
+            })
+        } else if let Some(hash) = self.weak {
+            Err(ReleaseError::WeakHash {
+                url,
+                algorithm: hash.to_string(),
+            })
+        } else if let Some(fingerprint) = self.revoked {
+            Err(ReleaseError::KeyRevoked { url, fingerprint })
+        } else if let Some(fingerprint) = self.expired {
+            Err(ReleaseError::KeyExpired { url, fingerprint })
+        } else if let Some((fingerprint, source)) = self.invalid {
+            Err(ReleaseError::KeyInvalid {
+                url,
+                fingerprint,
+                source: source.into(),
+            })
+        } else if !self.unknown.is_empty() {
+            Err(ReleaseError::UntrustedSigner {
+                url,
+                keyids: self.unknown,
+            })
+        } else {
+            Err(ReleaseError::NotSigned { url, source: None })
+        }
+    }
+}
+
+/// Why a key that made a signature cannot be trusted now.
+enum KeyProblem {
+    Revoked(String),
+    Expired(String),
+    Invalid(String, anyhow::Error),
+}
+
+/// Sequoia's callbacks: hands it the keyring and sorts each signature into an [`Outcome`].
+struct Helper<'a> {
+    keyring: &'a Keyring,
+    policy: &'a dyn Policy,
+    now: SystemTime,
+    outcome: &'a mut Outcome,
+}
+
+impl<'a> Helper<'a> {
+    fn new(
+        keyring: &'a Keyring,
+        policy: &'a dyn Policy,
+        now: SystemTime,
+        outcome: &'a mut Outcome,
+    ) -> Helper<'a> {
+        Helper {
+            keyring,
+            policy,
+            now,
+            outcome,
+        }
+    }
+
+    /// Sequoia judges the key as of the signature's creation; apt, and we, also require it to
+    /// be alive and unrevoked now, so that a retired key cannot sign replayed Releases.
+    fn key_problem_now(&self, cert: &Cert, key: Option<&Fingerprint>) -> Option<KeyProblem> {
+        let cert_fpr = cert.fingerprint().to_hex();
+        let valid = match cert.with_policy(self.policy, self.now) {
+            Ok(valid) => valid,
+            Err(e) => return Some(KeyProblem::Invalid(cert_fpr, e)),
+        };
+        if let RevocationStatus::Revoked(_) = valid.revocation_status() {
+            return Some(KeyProblem::Revoked(cert_fpr));
+        }
+        if valid.alive().is_err() {
+            return Some(KeyProblem::Expired(cert_fpr));
+        }
+        let key = key?;
+        let key_fpr = key.to_hex();
+        let Some(ka) = valid.keys().key_handle(key.clone()).next() else {
+            let e = anyhow::anyhow!("the key is not bound to its certificate now");
+            return Some(KeyProblem::Invalid(key_fpr, e));
+        };
+        if let RevocationStatus::Revoked(_) = ka.revocation_status() {
+            return Some(KeyProblem::Revoked(key_fpr));
+        }
+        if ka.alive().is_err() {
+            return Some(KeyProblem::Expired(key_fpr));
+        }
+        if !ka.for_signing() {
+            let e = anyhow::anyhow!("the key is not marked for signing");
+            return Some(KeyProblem::Invalid(key_fpr, e));
+        }
+        None
+    }
+
+    fn record_problem(&mut self, problem: KeyProblem) {
+        let outcome = &mut *self.outcome;
+        match problem {
+            KeyProblem::Revoked(fpr) => {
+                outcome.revoked.get_or_insert(fpr);
+            }
+            KeyProblem::Expired(fpr) => {
+                outcome.expired.get_or_insert(fpr);
+            }
+            KeyProblem::Invalid(fpr, e) => {
+                outcome.invalid.get_or_insert((fpr, e));
+            }
+        }
+    }
+
+    fn good(&mut self, good: &GoodChecksum) {
+        if is_weak(good.sig.hash_algo()) {
+            self.outcome.weak.get_or_insert(good.sig.hash_algo());
+            return;
+        }
+        let key = good.ka.key().fingerprint();
+        match self.key_problem_now(good.ka.cert(), Some(&key)) {
+            Some(problem) => self.record_problem(problem),
+            None => self.outcome.accepted.push(key.to_hex()),
+        }
+    }
+
+    fn bad(&mut self, error: VerificationError) {
+        match error {
+            VerificationError::MissingKey { sig } => {
+                let issuers = sig.get_issuers();
+                if issuers.is_empty() {
+                    self.outcome.unknown.push("(no issuer)".into());
+                }
+                // A signature usually names its key twice, by fingerprint and by key ID (the
+                // fingerprint's tail): list each key once, by the longer name.
+                let mut ids: Vec<String> = issuers.iter().map(KeyHandle::to_hex).collect();
+                ids.sort_by_key(|id| std::cmp::Reverse(id.len()));
+                for id in ids {
+                    if !self
+                        .outcome
+                        .unknown
+                        .iter()
+                        .any(|known| known.ends_with(&id))
+                    {
+                        self.outcome.unknown.push(id);
+                    }
+                }
+            }
+            VerificationError::BadSignature { sig, .. } if is_weak(sig.hash_algo()) => {
+                // The standard policy rejects SHA-1 data signatures; name the reason.
+                self.outcome.weak.get_or_insert(sig.hash_algo());
+            }
+            VerificationError::BadSignature { sig, .. }
+                if sig
+                    .signature_creation_time()
+                    .is_some_and(|t| t > later(self.now, SIGNATURE_CLOCK_SKEW)) =>
+            {
+                self.outcome.future = sig.signature_creation_time();
+            }
+            VerificationError::BadSignature { ka, error, .. } => {
+                let key = ka.key().fingerprint();
+                let e = error.context(format!("the signature by key {key} does not verify"));
+                self.outcome.bad.get_or_insert(e);
+            }
+            VerificationError::MalformedSignature { error, .. } => {
+                self.outcome
+                    .bad
+                    .get_or_insert(error.context("malformed signature"));
+            }
+            VerificationError::BadKey { ka, error, .. } => {
+                let key = ka.key().fingerprint();
+                match self.key_problem_now(ka.cert(), Some(&key)) {
+                    Some(problem) => self.record_problem(problem),
+                    None => self.record_problem(KeyProblem::Invalid(key.to_hex(), error)),
+                }
+            }
+            VerificationError::UnboundKey { cert, error, .. } => {
+                match self.key_problem_now(cert, None) {
+                    Some(problem) => self.record_problem(problem),
+                    None => {
+                        let fpr = cert.fingerprint().to_hex();
+                        self.record_problem(KeyProblem::Invalid(fpr, error));
+                    }
+                }
+            }
+            VerificationError::UnknownSignature { sig } => {
+                // The parse error is borrowed from the packet; keep its text.
+                let e = anyhow::anyhow!("cannot parse the signature packet: {}", sig.error());
+                self.outcome.bad.get_or_insert(e);
+            }
+            // VerificationError is non-exhaustive: anything new is a failure.
+            other => {
+                let e = anyhow::anyhow!("{other}");
+                self.outcome.bad.get_or_insert(e);
+            }
+        }
+    }
+}
+
+impl VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> sequoia_openpgp::Result<Vec<Cert>> {
+        Ok(self.keyring.certs().to_vec())
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> sequoia_openpgp::Result<()> {
+        self.outcome.checked = true;
+        for layer in structure {
+            if let MessageLayer::SignatureGroup { results } = layer {
+                for result in results {
+                    match result {
+                        Ok(good) => self.good(&good),
+                        Err(error) => self.bad(error),
+                    }
+                }
+            }
+        }
+        // Refusing here too keeps sequoia from releasing the text on its own.
+        if self.outcome.accepted.is_empty() {
+            anyhow::bail!("no acceptable signature by a trusted key");
+        }
+        Ok(())
+    }
+}
+
+/// `time` moved `by` later, or left as it is where that would overflow.
+fn later(time: SystemTime, by: Duration) -> SystemTime {
+    time.checked_add(by).unwrap_or(time)
+}
+
+/// Hash algorithms whose signatures are refused whatever the policy of the day says.
+fn is_weak(hash: HashAlgorithm) -> bool {
+    matches!(
+        hash,
+        HashAlgorithm::SHA1 | HashAlgorithm::MD5 | HashAlgorithm::RipeMD
+    )
+}
+
+/// The fields of the first deb822 paragraph, by lower-cased name; continuation lines are kept
+/// joined by newlines (the first line of a multi-line field is often empty).
+fn parse_paragraph(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            if fields.is_empty() {
+                continue;
+            }
+            break;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.starts_with([' ', '\t']) {
+            let name = current
+                .as_ref()
+                .ok_or_else(|| format!("line {} continues no field", n + 1))?;
+            let value = fields
+                .get_mut(name)
+                .expect("the current field was inserted");
+            value.push('\n');
+            value.push_str(line.trim());
+            continue;
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| format!("line {} is not a field: {line:?}", n + 1))?;
+        let name = name.trim().to_ascii_lowercase();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("line {} is not a field: {line:?}", n + 1));
+        }
+        if fields
+            .insert(name.clone(), value.trim().to_string())
+            .is_some()
+        {
+            return Err(format!("field {name:?} appears twice"));
+        }
+        current = Some(name);
+    }
+    Ok(fields)
+}
+
+/// The SHA256 section: one ` HASH SIZE PATH` line per file.
+fn parse_sha256_section(section: &str) -> Result<BTreeMap<String, ReleaseFile>, String> {
+    let mut files = BTreeMap::new();
+    for line in section.lines().filter(|l| !l.trim().is_empty()) {
+        let bad = || format!("SHA256 line {line:?} is not HASH SIZE PATH");
+        let mut words = line.split_whitespace();
+        let (Some(hash), Some(size), Some(path), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(bad());
+        };
+        let sha256 = Sha256Digest::from_hex(hash).ok_or_else(bad)?;
+        let size = size.parse::<u64>().map_err(|_| bad())?;
+        if files
+            .insert(path.to_string(), ReleaseFile { size, sha256 })
+            .is_some()
+        {
+            return Err(format!("SHA256 lists {path:?} twice"));
+        }
+    }
+    Ok(files)
+}
+
+/// Parses a Release date: `[Day,] DD Mon YYYY HH:MM:SS ZONE`, ZONE being UTC, GMT, UT, Z or
+/// a numeric `+HHMM`/`-HHMM` offset (RFC 2822 as the archive writes it).
+fn parse_date(text: &str) -> Option<SystemTime> {
+    let mut words = text.split_whitespace().peekable();
+    if words.peek()?.ends_with(',') {
+        let day_name = words.next()?.trim_end_matches(',');
+        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+        if !DAYS.iter().any(|d| d.eq_ignore_ascii_case(day_name)) {
+            return None;
+        }
+    }
+    let day: u32 = parse_digits(words.next()?, 1..=2)?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month_name = words.next()?;
+    let month = 1 + MONTHS
+        .iter()
+        .position(|m| m.eq_ignore_ascii_case(month_name))? as u32;
+    let year: u32 = parse_digits(words.next()?, 4..=4)?;
+    let mut clock = words.next()?.split(':');
+    let hour: u32 = parse_digits(clock.next()?, 2..=2)?;
+    let minute: u32 = parse_digits(clock.next()?, 2..=2)?;
+    let second: u32 = parse_digits(clock.next()?, 2..=2)?;
+    if clock.next().is_some() || hour > 23 || minute > 59 || second > 60 {
+        return None;
+    }
+    let offset = match words.next()? {
+        z if ["UTC", "GMT", "UT", "Z"]
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(z)) =>
+        {
+            0
+        }
+        z => {
+            let (sign, digits) = match z.as_bytes().first()? {
+                b'+' => (1, &z[1..]),
+                b'-' => (-1, &z[1..]),
+                _ => return None,
+            };
+            let hhmm: i64 = parse_digits(digits, 4..=4)?;
+            if hhmm / 100 > 23 || hhmm % 100 > 59 {
+                return None;
+            }
+            sign * (hhmm / 100 * 3600 + hhmm % 100 * 60)
+        }
+    };
+    if words.next().is_some() || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let days = days_from_civil(i64::from(year), month, day);
+    let seconds =
+        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
+            - offset;
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
+}
+
+/// An unsigned decimal of an allowed number of ASCII digits.
+fn parse_digits<T: std::str::FromStr>(
+    text: &str,
+    len: std::ops::RangeInclusive<usize>,
+) -> Option<T> {
+    if !len.contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// `time` as the archive writes dates, e.g. `Sat, 21 Nov 2026 09:15:44 UTC`.
+fn format_date(time: SystemTime) -> String {
+    let secs = match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => since.as_secs(),
+        Err(_) => return format!("{time:?}"),
+    };
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    // 1970-01-01 was a Thursday.
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    format!(
+        "{}, {day:02} {} {year} {:02}:{:02}:{:02} UTC",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
+/// (H. Hinnant's civil_from_days).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let month_from_march = i64::from((month + 9) % 12);
+    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+#[cfg(test)]
+#[path = "../../tests/support/sign.rs"]
+mod sign;
+
+#[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::sign::{self, SignOptions};
+    use super::*;
+
+    const TRIXIE: &[u8] = include_bytes!("../../fixtures/release/trixie-InRelease");
+    const FORKY: &[u8] = include_bytes!("../../fixtures/release/forky-InRelease");
+    const ARCHIVE_SEC: &[u8] = include_bytes!("../../fixtures/keys/test-archive.sec.asc");
+    const UNTRUSTED_SEC: &[u8] = include_bytes!("../../fixtures/keys/untrusted.sec.asc");
+    const EXPIRED_SEC: &[u8] = include_bytes!("../../fixtures/keys/expired.sec.asc");
+    const REVOKED_SEC: &[u8] = include_bytes!("../../fixtures/keys/revoked.sec.asc");
+    const URL: &str = "http://archive.test/debian/dists/trixie/InRelease";
+
+    /// Fixture signing keys' signing subkeys.
+    const ARCHIVE_SUBKEY: &str = "07343256F7DA2EA3E15944E30417BA04CF996341";
+    const UNTRUSTED_SUBKEY: &str = "5E552E5C1E33D3BCC98519F29D4E4FAA952DE501";
+
+    fn at(text: &str) -> SystemTime {
+        parse_date(text).unwrap()
+    }
+
+    fn policy(suite: &str, now: SystemTime) -> ReleasePolicy<'_> {
+        ReleasePolicy {
+            suite,
+            now,
+            ignore_valid_until: false,
+        }
+    }
+
+    fn keyring(names: &[&str]) -> Keyring {
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|n| Path::new(env!("CARGO_MANIFEST_DIR")).join(n))
+            .collect();
+        Keyring::from_files(&paths).unwrap()
+    }
+
+    fn test_keyring() -> Keyring {
+        keyring(&[
+            "fixtures/keys/test-archive.pub.asc",
+            "fixtures/keys/expired.pub.asc",
+            "fixtures/keys/revoked.pub.asc",
+        ])
+    }
+
+    /// When the real trixie InRelease was signed, plus an hour.
+    fn trixie_now() -> SystemTime {
+        at("Sat, 21 Nov 2026 10:15:44 UTC")
+    }
+
+    /// The time the synthetic Releases below are signed at, and checked an hour later.
+    const SIGNED_AT: &str = "Thu, 01 Jan 2026 00:00:00 UTC";
+    const CHECKED_AT: &str = "Thu, 01 Jan 2026 01:00:00 UTC";
+
+    fn small_release(date: &str, valid_until: Option<&str>) -> String {
+        let mut text = format!("Origin: Test\nSuite: stable\nCodename: trixie\nDate: {date}\n");
+        if let Some(until) = valid_until {
+            text.push_str(&format!("Valid-Until: {until}\n"));
+        }
+        text.push_str(&format!(
+            "Acquire-By-Hash: no\nArchitectures: amd64\nComponents: main\nSHA256:\n \
+             {} 5 main/binary-amd64/Packages\n",
+            Sha256Digest::of(b"hello")
+        ));
+        text
+    }
+
+    fn signed_at(time: &str) -> SignOptions {
+        SignOptions {
+            time: at(time),
+            ..SignOptions::default()
+        }
+    }
+
+    /// Asserts that the error's one-line message names the URL.
+    fn names_url(err: &ReleaseError) {
+        assert!(err.to_string().starts_with(URL), "{err}");
+    }
+
+    #[test]
+    fn real_trixie_inrelease_verifies_with_the_builtin_keyring() {
+        let keyring = Keyring::builtin().unwrap();
+        let release =
+            VerifiedRelease::from_inrelease(URL, TRIXIE, &keyring, &policy("trixie", trixie_now()))
+                .unwrap();
+        assert_eq!(release.suite(), "stable");
+        assert_eq!(release.codename(), "trixie");
+        assert!(release.acquire_by_hash());
+        assert!(release.architectures().iter().any(|a| a == "amd64"));
+        assert_eq!(
+            release.components(),
+            ["main", "contrib", "non-free-firmware", "non-free"]
+        );
+        assert_eq!(release.date(), at("Sat, 21 Nov 2026 09:15:44 UTC"));
+        assert_eq!(release.valid_until(), None);
+        let packages = release.file("main/binary-amd64/Packages.xz").unwrap();
+        assert!(packages.size > 0);
+        assert!(release.files().count() > 100);
+        // Signed by bookworm's and trixie's automatic subkeys and trixie's release key.
+        assert!(
+            [
+                "4CB50190207B4758A3F73A796ED0E7B82643E131",
+                "B8E5F13176D2A7A75220028078DBA3BC47EF2265",
+                "41587F7DB8C774BCCF131416762F67A0B2C39DE4",
+            ]
+            .contains(&release.signer()),
+            "{}",
+            release.signer()
+        );
+    }
+
+    #[test]
+    fn the_suite_name_is_accepted_as_well_as_the_codename() {
+        let keyring = Keyring::builtin().unwrap();
+        let release =
+            VerifiedRelease::from_inrelease(URL, TRIXIE, &keyring, &policy("stable", trixie_now()))
+                .unwrap();
+        assert_eq!(release.codename(), "trixie");
+    }
+
+    #[test]
+    fn one_trusted_signature_among_several_is_enough() {
+        let keyring = keyring(&["keyrings/debian-archive-trixie-stable.gpg"]);
+        let release =
+            VerifiedRelease::from_inrelease(URL, TRIXIE, &keyring, &policy("trixie", trixie_now()))
+                .unwrap();
+        assert_eq!(release.signer(), "41587F7DB8C774BCCF131416762F67A0B2C39DE4");
+    }
+
+    #[test]
+    fn one_byte_changed_in_the_signed_text_is_refused() {
+        let text = String::from_utf8(TRIXIE.to_vec()).unwrap();
+        assert!(text.contains("Version: 13.8\n"));
+        let altered = text.replacen("Version: 13.8\n", "Version: 13.9\n", 1);
+        let keyring = Keyring::builtin().unwrap();
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            altered.as_bytes(),
+            &keyring,
+            &policy("trixie", trixie_now()),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ReleaseError::BadSignature { .. }), "{err:?}");
+        names_url(&err);
+    }
+
+    #[test]
+    fn a_real_inrelease_with_a_keyring_that_lacks_its_keys_is_untrusted() {
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            TRIXIE,
+            &test_keyring(),
+            &policy("trixie", trixie_now()),
+        )
+        .unwrap_err();
+        let ReleaseError::UntrustedSigner { keyids, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert!(
+            keyids.iter().any(|k| k.contains("762F67A0B2C39DE4")),
+            "{keyids:?}"
+        );
+        names_url(&err);
+        assert!(err.to_string().contains("--keyring"), "{err}");
+    }
+
+    #[test]
+    fn a_signature_by_an_untrusted_key_is_refused() {
+        let text = small_release(SIGNED_AT, None);
+        let signed = sign::clearsign_with(UNTRUSTED_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            &signed,
+            &test_keyring(),
+            &policy("trixie", at(CHECKED_AT)),
+        )
+        .unwrap_err();
+        let ReleaseError::UntrustedSigner { keyids, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(keyids, &[UNTRUSTED_SUBKEY]);
+        names_url(&err);
+    }
+
+    #[test]
+    fn a_release_signed_by_the_test_key_verifies() {
+        let text = small_release(SIGNED_AT, Some("Thu, 08 Jan 2026 00:00:00 UTC"));
+        let signed = sign::clearsign_with(ARCHIVE_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+        let release = VerifiedRelease::from_inrelease(
+            URL,
+            &signed,
+            &test_keyring(),
+            &policy("trixie", at(CHECKED_AT)),
+        )
+        .unwrap();
+        assert_eq!(release.signer(), ARCHIVE_SUBKEY);
+        assert!(!release.acquire_by_hash());
+        assert_eq!(release.architectures(), ["amd64"]);
+        assert_eq!(
+            release.file("main/binary-amd64/Packages"),
+            Some(&ReleaseFile {
+                size: 5,
+                sha256: Sha256Digest::of(b"hello")
+            })
+        );
+        assert_eq!(release.file("main/binary-amd64/Packages.xz"), None);
+    }
+
+    #[test]
+    fn the_signing_helpers_default_to_now() {
+        let now = SystemTime::now();
+        let text = small_release(&sign::release_date(now), None);
+        let keyring = test_keyring();
+        let policy = policy("trixie", now + Duration::from_secs(60));
+        let inline = sign::clearsign(ARCHIVE_SEC, text.as_bytes());
+        VerifiedRelease::from_inrelease(URL, &inline, &keyring, &policy).unwrap();
+        let detached = sign::detached_sign(ARCHIVE_SEC, text.as_bytes());
+        VerifiedRelease::from_detached(URL, text.as_bytes(), &detached, &keyring, &policy).unwrap();
+    }
+
+    #[test]
+    fn text_outside_the_signature_is_not_read() {
+        let text = small_release(SIGNED_AT, None);
+        let signed = sign::clearsign_with(ARCHIVE_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+        let mut wrapped = b"Suite: bookworm\nCodename: bookworm\n\n".to_vec();
+        wrapped.extend_from_slice(&signed);
+        let release = VerifiedRelease::from_inrelease(
+            URL,
+            &wrapped,
+            &test_keyring(),
+            &policy("trixie", at(CHECKED_AT)),
+        );
+        // Sequoia skips text before the signed message; refusing would be fine too, reading
+        // it never.
+        match release {
+            Ok(release) => assert_eq!(release.codename(), "trixie"),
+            Err(err) => assert!(matches!(err, ReleaseError::NotSigned { .. }), "{err:?}"),
+        }
+    }
+
+    #[test]
+    fn a_past_valid_until_is_refused_unless_ignored() {
+        let keyring = Keyring::builtin().unwrap();
+        // forky's InRelease of 30 Oct 2026 is valid until 6 Nov 2026.
+        let fresh = policy("forky", at("Fri, 30 Oct 2026 09:00:00 UTC"));
+        let release = VerifiedRelease::from_inrelease(URL, FORKY, &keyring, &fresh).unwrap();
+        assert_eq!(
+            release.valid_until(),
+            Some(at("Fri, 06 Nov 2026 08:08:01 UTC"))
+        );
+
+        let late = policy("forky", at("Sat, 07 Nov 2026 08:08:01 UTC"));
+        let err = VerifiedRelease::from_inrelease(URL, FORKY, &keyring, &late).unwrap_err();
+        let ReleaseError::Expired { valid_until, .. } = &err else {
+            panic!("{err:?}");
+        };
+        assert_eq!(valid_until, "Fri, 06 Nov 2026 08:08:01 UTC");
+        names_url(&err);
+        assert!(err.to_string().contains("--ignore-valid-until"), "{err}");
+
+        let snapshot = ReleasePolicy {
+            ignore_valid_until: true,
+            ..late
+        };
+        let release = VerifiedRelease::from_inrelease(URL, FORKY, &keyring, &snapshot).unwrap();
+        assert_eq!(release.codename(), "forky");
+    }
+
+    #[test]
+    fn a_date_more_than_a_day_ahead_is_refused() {
+        let keyring = test_keyring();
+        let ahead = small_release("Sat, 03 Jan 2026 00:00:00 UTC", None);
+        let signed = sign::clearsign_with(ARCHIVE_SEC, ahead.as_bytes(), signed_at(SIGNED_AT));
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            &signed,
+            &keyring,
+            &policy("trixie", at(CHECKED_AT)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::FutureDate { date, .. } if date == "Sat, 03 Jan 2026 00:00:00 UTC"),
+            "{err:?}"
+        );
+        names_url(&err);
+
+        // Less than a day ahead (clock skew) is fine.
+        let near = small_release("Thu, 01 Jan 2026 20:00:00 UTC", None);
+        let signed = sign::clearsign_with(ARCHIVE_SEC, near.as_bytes(), signed_at(SIGNED_AT));
+        VerifiedRelease::from_inrelease(URL, &signed, &keyring, &policy("trixie", at(CHECKED_AT)))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_release_for_another_suite_is_refused() {
+        let keyring = Keyring::builtin().unwrap();
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            TRIXIE,
+            &keyring,
+            &policy("bookworm", trixie_now()),
+        )
+        .unwrap_err();
+        let ReleaseError::SuiteMismatch {
+            asked,
+            suite,
+            codename,
+            ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(
+            (asked.as_str(), suite.as_str(), codename.as_str()),
+            ("bookworm", "stable", "trixie")
+        );
+        names_url(&err);
+    }
+
+    #[test]
+    fn detached_signatures_verify_and_catch_changes() {
+        let keyring = test_keyring();
+        let text = small_release(SIGNED_AT, None);
+        let signature =
+            sign::detached_sign_with(ARCHIVE_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+        let now = policy("trixie", at(CHECKED_AT));
+        let release =
+            VerifiedRelease::from_detached(URL, text.as_bytes(), &signature, &keyring, &now)
+                .unwrap();
+        assert_eq!(release.signer(), ARCHIVE_SUBKEY);
+
+        let altered = text.replacen("Components: main", "Components: mair", 1);
+        let err =
+            VerifiedRelease::from_detached(URL, altered.as_bytes(), &signature, &keyring, &now)
+                .unwrap_err();
+        assert!(matches!(err, ReleaseError::BadSignature { .. }), "{err:?}");
+        names_url(&err);
+
+        let untrusted =
+            sign::detached_sign_with(UNTRUSTED_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+        let err = VerifiedRelease::from_detached(URL, text.as_bytes(), &untrusted, &keyring, &now)
+            .unwrap_err();
+        assert!(
+            matches!(err, ReleaseError::UntrustedSigner { .. }),
+            "{err:?}"
+        );
+        names_url(&err);
+    }
+
+    #[test]
+    fn a_key_expired_now_is_refused_though_it_was_alive_when_it_signed() {
+        // The expired key was valid from 2020-01-01 to 2021-01-01.
+        let when = "Mon, 01 Jun 2020 00:00:00 UTC";
+        let text = small_release(when, None);
+        let signed = sign::clearsign_with(EXPIRED_SEC, text.as_bytes(), signed_at(when));
+        let keyring = test_keyring();
+        let then = policy("trixie", at("Mon, 01 Jun 2020 01:00:00 UTC"));
+        VerifiedRelease::from_inrelease(URL, &signed, &keyring, &then).unwrap();
+
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            &signed,
+            &keyring,
+            &policy("trixie", at(CHECKED_AT)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::KeyExpired { fingerprint, .. }
+                if fingerprint == "A7DA11CF65A6262E4D51A45B39457C6209ED4639"),
+            "{err:?}"
+        );
+        names_url(&err);
+
+        let detached = sign::detached_sign_with(EXPIRED_SEC, text.as_bytes(), signed_at(when));
+        let err = VerifiedRelease::from_detached(
+            URL,
+            text.as_bytes(),
+            &detached,
+            &keyring,
+            &policy("trixie", at(CHECKED_AT)),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ReleaseError::KeyExpired { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_revoked_key_is_refused() {
+        let when = "Mon, 01 Jun 2020 00:00:00 UTC";
+        let text = small_release(when, None);
+        let signed = sign::clearsign_with(REVOKED_SEC, text.as_bytes(), signed_at(when));
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            &signed,
+            &test_keyring(),
+            &policy("trixie", at(CHECKED_AT)),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::KeyRevoked { fingerprint, .. }
+                if fingerprint == "97D61C55831F0EE9794525695B704C77AD2A67F3"),
+            "{err:?}"
+        );
+        names_url(&err);
+    }
+
+    #[test]
+    fn sha1_signatures_are_refused() {
+        let text = small_release(SIGNED_AT, None);
+        let sha1 = SignOptions {
+            hash: HashAlgorithm::SHA1,
+            ..signed_at(SIGNED_AT)
+        };
+        let keyring = test_keyring();
+        let now = policy("trixie", at(CHECKED_AT));
+        let signed = sign::clearsign_with(ARCHIVE_SEC, text.as_bytes(), sha1);
+        let err = VerifiedRelease::from_inrelease(URL, &signed, &keyring, &now).unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::WeakHash { algorithm, .. } if algorithm == "SHA1"),
+            "{err:?}"
+        );
+        names_url(&err);
+
+        let detached = sign::detached_sign_with(ARCHIVE_SEC, text.as_bytes(), sha1);
+        let err = VerifiedRelease::from_detached(URL, text.as_bytes(), &detached, &keyring, &now)
+            .unwrap_err();
+        assert!(matches!(err, ReleaseError::WeakHash { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_unsigned_release_is_refused() {
+        let text = small_release(SIGNED_AT, None);
+        let now = policy("trixie", at(CHECKED_AT));
+        let err = VerifiedRelease::from_inrelease(URL, text.as_bytes(), &test_keyring(), &now)
+            .unwrap_err();
+        assert!(matches!(err, ReleaseError::NotSigned { .. }), "{err:?}");
+        names_url(&err);
+
+        let err = VerifiedRelease::from_detached(
+            URL,
+            text.as_bytes(),
+            b"not a signature",
+            &test_keyring(),
+            &now,
+        )
+        .unwrap_err();
+        assert!(matches!(err, ReleaseError::NotSigned { .. }), "{err:?}");
+        names_url(&err);
+    }
+
+    #[test]
+    fn an_empty_keyring_trusts_nothing() {
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            TRIXIE,
+            &Keyring::default(),
+            &policy("trixie", trixie_now()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, ReleaseError::UntrustedSigner { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn malformed_signed_releases_are_refused_with_the_reason() {
+        let keyring = test_keyring();
+        let now = policy("trixie", at(CHECKED_AT));
+        let good = small_release(SIGNED_AT, None);
+        for (text, reason) in [
+            (good.replace("SHA256:", "MD5Sum:"), "no SHA256"),
+            (good.replace("Date: ", "Date: yesterday "), "Date"),
+            (
+                good.replace("Codename: trixie\n", "Codename: trixie\nSuite: x\n"),
+                "twice",
+            ),
+            (good.replace(" 5 main", " five main"), "SHA256 line"),
+            (
+                good.replace("Suite: stable\nCodename: trixie\n", ""),
+                "no Suite or Codename",
+            ),
+        ] {
+            let signed = sign::clearsign_with(ARCHIVE_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+            let err = VerifiedRelease::from_inrelease(URL, &signed, &keyring, &now).unwrap_err();
+            assert!(
+                matches!(&err, ReleaseError::Malformed { what, .. } if what.contains(reason)),
+                "{reason}: {err:?}"
+            );
+            names_url(&err);
+        }
+    }
+
+    #[test]
+    fn dates_parse_as_the_archive_writes_them() {
+        let secs = |t: &str| {
+            parse_date(t)
+                .unwrap()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        };
+        assert_eq!(secs("Thu, 01 Jan 1970 00:00:00 UTC"), 0);
+        assert_eq!(secs("Sat, 21 Nov 2026 09:15:44 UTC"), 1_795_252_544);
+        assert_eq!(secs("21 Nov 2026 09:15:44 GMT"), 1_795_252_544);
+        assert_eq!(secs("Sat, 21 Nov 2026 10:15:44 +0100"), 1_795_252_544);
+        assert_eq!(secs("Sat, 21 Nov 2026 08:45:44 -0030"), 1_795_252_544);
+        assert_eq!(secs("Tue, 29 Feb 2028 00:00:00 UTC"), 1_835_395_200);
+        assert_eq!(secs("Fri, 1 Mar 2000 00:00:00 UTC"), 951_868_800);
+        for bad in [
+            "",
+            "Sat, 21 Nov 2026",
+            "Sat, 21 Nov 2026 09:15:44",
+            "Sat, 21 Nov 2026 09:15:44 CET",
+            "Sat, 21 Foo 2026 09:15:44 UTC",
+            "Sat, 31 Nov 2026 09:15:44 UTC",
+            "Fri, 29 Feb 2027 00:00:00 UTC",
+            "Sat, 21 Nov 2026 24:00:00 UTC",
+            "Sat, 21 Nov 26 09:15:44 UTC",
+            "Sat, 21 Nov 2026 09:15:44 UTC extra",
+            "Someday, 21 Nov 2026 09:15:44 UTC",
+            "Sat, 21 Nov 1969 09:15:44 UTC",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_signature_made_a_little_after_now_is_accepted_but_not_hours_after() {
+        let keyring = test_keyring();
+        let text = small_release(SIGNED_AT, None);
+        let now = policy("trixie", at("Wed, 31 Dec 2025 23:50:00 UTC"));
+        let signed = sign::clearsign_with(ARCHIVE_SEC, text.as_bytes(), signed_at(SIGNED_AT));
+        VerifiedRelease::from_inrelease(URL, &signed, &keyring, &now).unwrap();
+
+        let hours_before = policy("trixie", at("Wed, 31 Dec 2025 21:00:00 UTC"));
+        let err =
+            VerifiedRelease::from_inrelease(URL, &signed, &keyring, &hours_before).unwrap_err();
+        assert!(
+            matches!(&err, ReleaseError::SignedInFuture { signed_at, .. } if signed_at == SIGNED_AT),
+            "{err:?}"
+        );
+        names_url(&err);
+    }
+
+    #[test]
+    fn release_dates_format_and_parse_back() {
+        for secs in [0, 951_868_800, 1_795_252_544, 1_835_395_200] {
+            let time = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_date(&sign::release_date(time)), Some(time));
+            assert_eq!(format_date(time), sign::release_date(time));
+        }
+        assert_eq!(
+            sign::release_date(UNIX_EPOCH + Duration::from_secs(1_795_252_544)),
+            "Sat, 21 Nov 2026 09:15:44 UTC"
+        );
     }
 }
