@@ -1,0 +1,460 @@
+//! Resolver behaviour on small Packages texts.
+
+use super::*;
+
+/// One Packages stanza: `fields` are extra `Key: value` lines.
+fn stanza(name: &str, version: &str, fields: &[&str]) -> String {
+    let mut text = format!("Package: {name}\nVersion: {version}\n");
+    if !fields.iter().any(|f| f.starts_with("Architecture:")) {
+        text.push_str("Architecture: amd64\n");
+    }
+    for field in fields {
+        text.push_str(field);
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "Filename: pool/main/{name}_{version}.deb\nSize: 100\nSHA256: {}\n\n",
+        "ab".repeat(32)
+    ));
+    text
+}
+
+fn index(stanzas: &[String]) -> RepoIndex {
+    RepoIndex::from_unverified_text(&stanzas.concat())
+}
+
+fn select(variant: Variant, include: &[&str], exclude: &[&str]) -> Selection {
+    Selection {
+        variant,
+        include: include.iter().map(|s| s.to_string()).collect(),
+        exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        arch: "amd64".to_string(),
+    }
+}
+
+/// Resolves the --include list with the extract variant (no other seeds).
+fn extract(stanzas: &[String], include: &[&str]) -> Result<Resolution, ResolveError> {
+    resolve(&index(stanzas), &select(Variant::Extract, include, &[]))
+}
+
+fn listed(resolution: &Resolution) -> Vec<String> {
+    resolution
+        .packages
+        .iter()
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect()
+}
+
+fn names(resolution: &Resolution) -> Vec<&str> {
+    resolution.names().collect()
+}
+
+#[test]
+fn alternatives_take_the_first_satisfiable_one() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: missing | old (>= 2) | b | c"]),
+        stanza("old", "1", &[]),
+        stanza("b", "1", &[]),
+        stanza("c", "1", &[]),
+    ];
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "b"]);
+}
+
+#[test]
+fn alternatives_prefer_a_seeded_package() {
+    let stanzas = [
+        stanza("a", "1", &["Priority: required", "Depends: b | c"]),
+        stanza("b", "1", &[]),
+        stanza("c", "1", &["Priority: required"]),
+        stanza("apt", "1", &[]),
+    ];
+    let resolution =
+        resolve(&index(&stanzas), &select(Variant::Minbase, &[], &[])).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "apt", "c"]);
+}
+
+#[test]
+fn alternatives_prefer_a_package_another_dependency_pulls_in_later() {
+    // `a` is visited before `z` pulls in `c`, yet `a`'s choice waits and finds `c` selected.
+    let stanzas = [
+        stanza("a", "1", &["Depends: b | c"]),
+        stanza("b", "1", &[]),
+        stanza("c", "1", &[]),
+        stanza("top", "1", &["Depends: a, z"]),
+        stanza("z", "1", &["Depends: c"]),
+    ];
+    let resolution = extract(&stanzas, &["top"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "c", "top", "z"]);
+}
+
+#[test]
+fn a_virtual_dependency_is_satisfied_by_a_provider() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: mail-transport-agent"]),
+        stanza(
+            "postfix",
+            "1",
+            &["Priority: optional", "Provides: mail-transport-agent"],
+        ),
+        stanza(
+            "exim4",
+            "1",
+            &["Priority: standard", "Provides: mail-transport-agent"],
+        ),
+        stanza(
+            "zmailer",
+            "1",
+            &["Priority: standard", "Provides: mail-transport-agent"],
+        ),
+    ];
+    // The most basic priority wins, then the name.
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "exim4"]);
+    // A provider already selected is used.
+    let resolution = extract(&stanzas, &["a", "postfix"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "postfix"]);
+}
+
+#[test]
+fn a_versioned_dependency_needs_a_versioned_provides_that_fits() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: libfoo-abi (>= 2)"]),
+        stanza("unversioned", "1", &["Provides: libfoo-abi"]),
+        stanza("old", "1", &["Provides: libfoo-abi (= 1)"]),
+        stanza("new", "1", &["Provides: libfoo-abi (= 2.1)"]),
+    ];
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "new"]);
+
+    let err = extract(&stanzas[..3], &["a"]).expect_err("nothing provides version 2");
+    assert_eq!(
+        err.to_string(),
+        "a -> libfoo-abi (>= 2): provided by unversioned (unversioned), old (= 1), \
+         which does not fit"
+    );
+}
+
+#[test]
+fn version_constraints_use_dpkg_order() {
+    let versions = ["1.0~rc1-1", "1.0-1", "1.0-1+b1", "1:0.5-1"];
+    let cases = [
+        ("(<< 1.0)", "1.0~rc1-1"),
+        ("(<= 1.0-1)", "1.0-1"),
+        ("(= 1.0-1+b1)", "1.0-1+b1"),
+        ("(>= 1.0-1)", "1:0.5-1"),
+        ("(>> 1.0-1+b1)", "1:0.5-1"),
+        ("(<< 1:0)", "1.0-1+b1"),
+    ];
+    for (constraint, expected) in cases {
+        let mut stanzas = vec![stanza("a", "1", &[&format!("Depends: b {constraint}")])];
+        stanzas.extend(versions.iter().map(|v| stanza("b", v, &[])));
+        let resolution = extract(&stanzas, &["a"]).expect("resolves");
+        assert_eq!(
+            resolution.get("b").map(|b| b.version.as_str()),
+            Some(expected),
+            "b {constraint}"
+        );
+    }
+}
+
+#[test]
+fn the_highest_version_wins_and_an_older_one_when_the_newest_fails() {
+    let stanzas = [
+        stanza("b", "2.0-1", &[]),
+        stanza("b", "3.0-1", &[]),
+        stanza("b", "1.0-1", &[]),
+        stanza("a", "1", &["Depends: b (<< 3)"]),
+    ];
+    let resolution = extract(&stanzas, &["b"]).expect("resolves");
+    assert_eq!(listed(&resolution), ["b 3.0-1"]);
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(listed(&resolution), ["a 1", "b 2.0-1"]);
+}
+
+#[test]
+fn one_version_per_name_even_when_a_later_dependency_wants_an_older_one() {
+    // `b` is first chosen at 2 for `a`, then `c` needs b << 2: the walk restarts with b pinned.
+    let stanzas = [
+        stanza("top", "1", &["Depends: a, c"]),
+        stanza("a", "1", &["Depends: b"]),
+        stanza("c", "1", &["Depends: b (<< 2)"]),
+        stanza("b", "1", &["Depends: old-dep"]),
+        stanza("b", "2", &["Depends: new-dep"]),
+        stanza("old-dep", "1", &[]),
+        stanza("new-dep", "1", &[]),
+    ];
+    let resolution = extract(&stanzas, &["top"]).expect("resolves");
+    assert_eq!(
+        listed(&resolution),
+        ["a 1", "b 1", "c 1", "old-dep 1", "top 1"]
+    );
+}
+
+#[test]
+fn contradictory_constraints_name_both_chains() {
+    let stanzas = [
+        stanza("top", "1", &["Depends: a, c"]),
+        stanza("a", "1", &["Depends: b (>= 2)"]),
+        stanza("c", "1", &["Depends: b (<< 2)"]),
+        stanza("b", "1", &[]),
+        stanza("b", "2", &[]),
+    ];
+    let err = extract(&stanzas, &["top"]).expect_err("no b fits both");
+    assert_eq!(
+        err.to_string(),
+        "top -> a -> b (>= 2): b is also needed as b (<< 2) by top -> c -> b (<< 2), \
+         and no version (of 2, 1) satisfies both"
+    );
+}
+
+#[test]
+fn dependency_cycles_terminate() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: b"]),
+        stanza("b", "1", &["Pre-Depends: c"]),
+        stanza("c", "1", &["Depends: a | b"]),
+    ];
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "b", "c"]);
+}
+
+#[test]
+fn pre_depends_are_followed() {
+    let stanzas = [
+        stanza("a", "1", &["Pre-Depends: b (>= 1)"]),
+        stanza("b", "1", &[]),
+    ];
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "b"]);
+}
+
+#[test]
+fn an_unsatisfiable_dependency_names_the_chain_and_the_reason() {
+    let stanzas = [
+        stanza("apt", "3.0.3", &["Depends: libapt-pkg7.0 (>= 3.0)"]),
+        stanza("libapt-pkg7.0", "3.0.3", &["Depends: libzstd1 (>= 1.5.5)"]),
+        stanza("libzstd1", "1.5.4-1", &[]),
+    ];
+    let err = extract(&stanzas, &["apt"]).expect_err("libzstd1 is too old");
+    assert_eq!(
+        err.to_string(),
+        "apt -> libapt-pkg7.0 (>= 3.0) -> libzstd1 (>= 1.5.5): only 1.5.4-1 is available"
+    );
+    match err {
+        ResolveError::Unsatisfiable { chain, .. } => assert_eq!(chain.len(), 3),
+        other => panic!("unexpected error {other:?}"),
+    }
+}
+
+#[test]
+fn an_unsatisfiable_alternative_explains_each_possibility() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: nothing | b (>= 2)"]),
+        stanza("b", "1", &[]),
+        stanza("b", "1.5", &[]),
+    ];
+    let err = extract(&stanzas, &["a"]).expect_err("no alternative fits");
+    assert_eq!(
+        err.to_string(),
+        "a -> nothing | b (>= 2): no alternative can be installed (nothing: no package of that \
+         name, and none provides it, for amd64 or all; b: available versions are 1.5, 1)"
+    );
+}
+
+#[test]
+fn architecture_qualifiers_follow_dpkg() {
+    let stanzas = [
+        stanza("perl", "5.40", &["Multi-Arch: allowed"]),
+        stanza("tool", "1", &["Multi-Arch: foreign"]),
+        stanza("lib", "1", &["Multi-Arch: same"]),
+        stanza("any-ok", "1", &["Depends: perl:any, lib:native, lib:amd64"]),
+        stanza("any-bad", "1", &["Depends: tool:any"]),
+        stanza("foreign-arch", "1", &["Depends: lib:arm64"]),
+    ];
+    let resolution = extract(&stanzas, &["any-ok"]).expect("resolves");
+    assert_eq!(names(&resolution), ["any-ok", "lib", "perl"]);
+
+    let err = extract(&stanzas, &["any-bad"]).expect_err(":any needs Multi-Arch: allowed");
+    assert_eq!(
+        err.to_string(),
+        "any-bad -> tool:any: tool is not Multi-Arch: allowed, so tool:any cannot match it"
+    );
+    let err = extract(&stanzas, &["foreign-arch"]).expect_err("no arm64 packages");
+    assert_eq!(
+        err.to_string(),
+        "foreign-arch -> lib:arm64: only amd64 and all packages are considered, not arm64"
+    );
+}
+
+#[test]
+fn packages_of_other_architectures_are_ignored() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: b, c"]),
+        stanza("b", "9", &["Architecture: i386"]),
+        stanza("b", "1", &["Architecture: all"]),
+        stanza("c", "1", &[]),
+    ];
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(listed(&resolution), ["a 1", "b 1", "c 1"]);
+    let err =
+        extract(&[stanza("a", "1", &["Architecture: arm64"])], &["a"]).expect_err("only arm64");
+    assert!(matches!(err, ResolveError::IncludeNotFound { .. }), "{err}");
+}
+
+#[test]
+fn exclude_drops_seeds_but_keeps_what_is_depended_on() {
+    let stanzas = [
+        stanza("a", "1", &["Priority: required", "Depends: b"]),
+        stanza("b", "1", &["Priority: required"]),
+        stanza("c", "1", &["Priority: required"]),
+        stanza("apt", "1", &[]),
+    ];
+    let resolution = resolve(
+        &index(&stanzas),
+        &select(Variant::Minbase, &[], &["b", "c"]),
+    )
+    .expect("resolves");
+    assert_eq!(names(&resolution), ["a", "apt", "b"]);
+}
+
+#[test]
+fn each_variant_starts_from_its_own_seeds() {
+    let stanzas = [
+        stanza("req", "1", &["Priority: required"]),
+        stanza("ess", "1", &["Priority: optional", "Essential: yes"]),
+        stanza("imp", "1", &["Priority: important"]),
+        stanza("std", "1", &["Priority: standard"]),
+        stanza("apt", "1", &["Priority: important"]),
+        stanza(
+            "build-essential",
+            "1",
+            &["Priority: optional", "Depends: make"],
+        ),
+        stanza("make", "1", &["Priority: optional"]),
+        stanza("extra", "1", &["Priority: optional"]),
+    ];
+    let cases: [(Variant, &[&str]); 5] = [
+        (Variant::Minbase, &["apt", "req"]),
+        (Variant::Buildd, &["apt", "build-essential", "make", "req"]),
+        (Variant::Important, &["apt", "imp", "req"]),
+        (Variant::Essential, &["ess"]),
+        (Variant::Extract, &["extra"]),
+    ];
+    for (variant, expected) in cases {
+        let resolution =
+            resolve(&index(&stanzas), &select(variant, &["extra"], &[])).expect("resolves");
+        let mut expected = expected.to_vec();
+        if !expected.contains(&"extra") {
+            expected.push("extra");
+            expected.sort();
+        }
+        assert_eq!(names(&resolution), expected, "{}", variant.name());
+    }
+}
+
+#[test]
+fn a_missing_include_is_named() {
+    let err = extract(&[stanza("a", "1", &[])], &["a", "nosuch"]).expect_err("missing");
+    assert_eq!(
+        err.to_string(),
+        "--include nosuch: no package of that name, and none provides it, for amd64 or all"
+    );
+}
+
+#[test]
+fn a_virtual_include_is_satisfied_by_a_provider() {
+    let stanzas = [stanza("exim4", "1", &["Provides: mail-transport-agent"])];
+    let resolution = extract(&stanzas, &["mail-transport-agent"]).expect("resolves");
+    assert_eq!(names(&resolution), ["exim4"]);
+}
+
+#[test]
+fn a_variant_seed_missing_from_the_index_is_named() {
+    let err = resolve(
+        &index(&[stanza("req", "1", &["Priority: required"])]),
+        &select(Variant::Buildd, &[], &[]),
+    )
+    .expect_err("no apt");
+    assert_eq!(
+        err.to_string(),
+        "variant buildd needs apt, which is not in the index for amd64 or all"
+    );
+}
+
+#[test]
+fn usrmerge_is_never_pulled_in_by_a_dependency() {
+    let stanzas = [
+        stanza(
+            "init-system-helpers",
+            "1",
+            &["Depends: usrmerge | usr-is-merged"],
+        ),
+        stanza(
+            "usrmerge",
+            "37",
+            &["Provides: usr-is-merged", "Depends: perl:any"],
+        ),
+        stanza("usr-is-merged", "37", &[]),
+        stanza("needs-only-usrmerge", "1", &["Depends: usrmerge"]),
+    ];
+    let resolution =
+        extract(&stanzas, &["init-system-helpers", "needs-only-usrmerge"]).expect("resolves");
+    assert_eq!(
+        names(&resolution),
+        [
+            "init-system-helpers",
+            "needs-only-usrmerge",
+            "usr-is-merged"
+        ]
+    );
+    // Asked for by name, it is installed (and then its dependencies must hold).
+    let err = extract(&stanzas, &["usrmerge"]).expect_err("no perl here");
+    assert!(
+        err.to_string().starts_with("usrmerge -> perl:any: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_result_does_not_depend_on_stanza_order() {
+    let mut stanzas = vec![
+        stanza("top", "1", &["Depends: x | y, v, w"]),
+        stanza("v", "1", &["Depends: virt"]),
+        stanza("w", "1", &["Depends: y | x"]),
+        stanza("x", "1", &[]),
+        stanza("y", "1", &["Provides: virt"]),
+        stanza("p", "1", &["Provides: virt"]),
+        stanza("v", "2", &["Depends: virt"]),
+    ];
+    let first = extract(&stanzas, &["top"]).expect("resolves");
+    assert_eq!(listed(&first), ["p 1", "top 1", "v 2", "w 1", "x 1"]);
+    for _ in 0..stanzas.len() {
+        stanzas.rotate_left(1);
+        let again = extract(&stanzas, &["top"]).expect("resolves");
+        assert_eq!(listed(&again), listed(&first));
+        stanzas.reverse();
+        let again = extract(&stanzas, &["top"]).expect("resolves");
+        assert_eq!(listed(&again), listed(&first));
+    }
+}
+
+#[test]
+fn a_malformed_dependency_names_the_package() {
+    let err = extract(&[stanza("a", "1", &["Depends: b (>= 1"])], &["a"]).expect_err("bad");
+    assert_eq!(err.to_string(), "a 1: cannot parse its Depends field");
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[test]
+fn print_packages_lists_name_and_version_sorted() {
+    let stanzas = [
+        stanza("zlib1g", "1:1.3", &[]),
+        stanza("apt", "3.0", &["Depends: zlib1g"]),
+    ];
+    let resolution = extract(&stanzas, &["apt"]).expect("resolves");
+    assert_eq!(print_packages(&resolution), "apt 3.0\nzlib1g 1:1.3\n");
+    assert_eq!(resolution.get("zlib1g").map(|p| p.size), Some(100));
+    assert!(resolution.get("nosuch").is_none());
+    assert_eq!(resolution.download_size(), 200);
+}
