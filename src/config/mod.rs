@@ -235,11 +235,11 @@ impl BuildConfig {
             }
         }
         if let Output::Directory(path) | Output::Tarball { path, .. } = &self.output {
-            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-            if absolute
-                .components()
-                .all(|c| matches!(c, std::path::Component::RootDir))
-            {
+            // Resolve `..` and symlinks where the path exists, so `/..` or a link to `/` is caught.
+            let resolved = fs_err::canonicalize(path)
+                .or_else(|_| std::path::absolute(path))
+                .unwrap_or_else(|_| path.clone());
+            if resolved.parent().is_none() {
                 return Err(ConfigError::TargetIsRoot { path: path.clone() });
             }
         }

@@ -22,7 +22,9 @@ pub fn host_mirror() -> Option<String> {
     match debstrap_onion::config::discover_mirror(None, None, Path::new("/etc/apt")) {
         Ok(url) => Some(url),
         Err(err) => {
-            missing(&format!("a Debian mirror in the host's apt sources ({err})"));
+            missing(&format!(
+                "a Debian mirror in the host's apt sources ({err})"
+            ));
             None
         }
     }

@@ -26,7 +26,10 @@ impl FakeDeb {
             name: name.to_string(),
             version: version.to_string(),
             arch: "amd64".to_string(),
-            fields: fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             bytes,
         }
     }
@@ -34,7 +37,10 @@ impl FakeDeb {
     /// The mirror-relative path of the .deb.
     pub fn filename(&self) -> String {
         let version = self.version.replace(':', "%3a");
-        format!("pool/main/{}/{}_{}_{}.deb", self.name, self.name, version, self.arch)
+        format!(
+            "pool/main/{}/{}_{}_{}.deb",
+            self.name, self.name, version, self.arch
+        )
     }
 }
 
@@ -75,7 +81,10 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
         let path = root.join(deb.filename());
         std::fs::create_dir_all(path.parent().expect("pool dir")).expect("mkdir pool");
         std::fs::write(&path, &deb.bytes).expect("write deb");
-        packages.push_str(&format!("Package: {}\nVersion: {}\nArchitecture: {}\n", deb.name, deb.version, deb.arch));
+        packages.push_str(&format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\n",
+            deb.name, deb.version, deb.arch
+        ));
         for (key, value) in &deb.fields {
             packages.push_str(&format!("{key}: {value}\n"));
         }
@@ -103,9 +112,13 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
         let digest = hex::encode(sha2::Sha256::digest(data));
         std::fs::write(index_dir.join(format!("Packages{suffix}")), data).expect("write Packages");
         if spec.by_hash {
-            std::fs::write(index_dir.join("by-hash/SHA256").join(&digest), data).expect("write by-hash");
+            std::fs::write(index_dir.join("by-hash/SHA256").join(&digest), data)
+                .expect("write by-hash");
         }
-        sha256.push_str(&format!(" {digest} {:>8} main/binary-amd64/Packages{suffix}\n", data.len()));
+        sha256.push_str(&format!(
+            " {digest} {:>8} main/binary-amd64/Packages{suffix}\n",
+            data.len()
+        ));
     }
     let mut release = format!(
         "Origin: Fixture\nLabel: Fixture\nSuite: {}\nCodename: {}\nDate: {}\n",
@@ -119,17 +132,30 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     if spec.by_hash {
         release.push_str("Acquire-By-Hash: yes\n");
     }
-    release.push_str("Architectures: amd64\nComponents: main\nDescription: offline test fixture\nSHA256:\n");
+    release.push_str(
+        "Architectures: amd64\nComponents: main\nDescription: offline test fixture\nSHA256:\n",
+    );
     release.push_str(&sha256);
     std::fs::write(dists.join("Release"), &release).expect("write Release");
-    std::fs::write(dists.join("Release.gpg"), (signer.detached)(release.as_bytes())).expect("write Release.gpg");
-    std::fs::write(dists.join("InRelease"), (signer.clearsign)(release.as_bytes())).expect("write InRelease");
+    std::fs::write(
+        dists.join("Release.gpg"),
+        (signer.detached)(release.as_bytes()),
+    )
+    .expect("write Release.gpg");
+    std::fs::write(
+        dists.join("InRelease"),
+        (signer.clearsign)(release.as_bytes()),
+    )
+    .expect("write InRelease");
     release
 }
 
 /// `Sat, 21 Nov 2026 09:15:44 UTC`, the date format of Release files.
 pub fn rfc2822(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).expect("after 1970").as_secs() as i64;
+    let secs = time
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64;
     let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
     // Civil date from days since 1970-01-01 (proleptic Gregorian).
     let z = days + 719_468;
@@ -142,7 +168,9 @@ pub fn rfc2822(time: SystemTime) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {:02} {} {} {:02}:{:02}:{:02} UTC",
         WEEKDAYS[days.rem_euclid(7) as usize],

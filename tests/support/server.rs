@@ -38,8 +38,12 @@ impl Server {
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
-            let (root, faults, requests, stop) =
-                (root.to_path_buf(), faults.clone(), requests.clone(), stop.clone());
+            let (root, faults, requests, stop) = (
+                root.to_path_buf(),
+                faults.clone(),
+                requests.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -51,12 +55,22 @@ impl Server {
                 }
             })
         };
-        Server { url: format!("http://{addr}"), faults, requests, stop, addr, thread: Some(thread) }
+        Server {
+            url: format!("http://{addr}"),
+            faults,
+            requests,
+            stop,
+            addr,
+            thread: Some(thread),
+        }
     }
 
     /// Makes requests for `path` (e.g. `/dists/x/InRelease`) fail as `fault` says.
     pub fn fault(&self, path: &str, fault: Fault) {
-        self.faults.lock().expect("faults lock").insert(path.to_string(), fault);
+        self.faults
+            .lock()
+            .expect("faults lock")
+            .insert(path.to_string(), fault);
     }
 
     /// The paths requested so far, in order.
@@ -76,7 +90,12 @@ impl Drop for Server {
     }
 }
 
-fn serve(mut stream: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Fault>>, requests: &Mutex<Vec<String>>) {
+fn serve(
+    mut stream: TcpStream,
+    root: &Path,
+    faults: &Mutex<HashMap<String, Fault>>,
+    requests: &Mutex<Vec<String>>,
+) {
     loop {
         let mut reader = BufReader::new(match stream.try_clone() {
             Ok(s) => s,
@@ -90,7 +109,11 @@ fn serve(mut stream: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Faul
         while reader.read_line(&mut header).unwrap_or(0) > 2 {
             header.clear();
         }
-        let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let path = request_line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .to_string();
         requests.lock().expect("requests lock").push(path.clone());
         let fault = {
             let mut faults = faults.lock().expect("faults lock");
@@ -115,7 +138,11 @@ fn serve(mut stream: TcpStream, root: &Path, faults: &Mutex<HashMap<String, Faul
             response.0,
             response.1.len()
         );
-        if stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(&response.1)).is_err() {
+        if stream
+            .write_all(head.as_bytes())
+            .and_then(|()| stream.write_all(&response.1))
+            .is_err()
+        {
             return;
         }
     }
