@@ -448,7 +448,7 @@ fn root_status_list_md5sums_conffiles_and_scripts_are_written() {
     assert!(zeta.starts_with(
         "Package: zeta\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n"
     ), "{zeta}");
-    assert!(zeta.contains("Essential: yes\nDepends: alpha\nConffiles:\n /etc/zeta.conf newconffile\nDescription: test package\n"), "{zeta}");
+    assert!(zeta.contains("Essential: yes\nDepends: alpha\nConffiles:\n /etc/zeta.conf 3a8e4c06e471595f6eb262bb9b5582d9\nDescription: test package\n"), "{zeta}");
 
     assert_eq!(f.read("var/lib/dpkg/info/zeta.list"), "/.\n/etc\n/etc/zeta.conf\n/usr\n/usr/bin\n/usr/bin/zeta\n");
     assert_eq!(
@@ -466,6 +466,7 @@ fn root_status_list_md5sums_conffiles_and_scripts_are_written() {
     assert_eq!(f.read("var/lib/dpkg/available"), "");
     assert_eq!(f.read("var/lib/dpkg/diversions"), "");
     assert_eq!(f.read("var/lib/dpkg/arch"), "amd64\n");
+    assert_eq!(f.read("var/lib/dpkg/info/format"), "1\n", "the multiarch layout");
     for dir in ["info", "updates", "triggers", "alternatives", "parts"] {
         assert!(f.lmeta(&format!("var/lib/dpkg/{dir}")).is_dir(), "{dir}");
     }

@@ -99,17 +99,23 @@ impl Control {
     }
 
     /// The status stanza: the control fields in their order, `Status: install ok unpacked`
-    /// after `Package`, and `Conffiles` (` /etc/x newconffile` lines) before `Description`
-    /// as dpkg places it. Ends with the blank line that separates stanzas.
-    pub fn status_stanza(&self, conffiles: &[String]) -> String {
+    /// after `Package`, and `Conffiles` (` /etc/x MD5` lines) before `Description` as dpkg
+    /// places it. Ends with the blank line that separates stanzas.
+    ///
+    /// The conffile hashes are those of the files as unpacked, which is what dpkg records
+    /// once it has installed them: `dpkg --configure` finds no `.dpkg-new` to install and
+    /// keeps them, and `dpkg --verify` agrees before and after.
+    pub fn status_stanza(&self, conffiles: &[(String, &str)]) -> String {
         let mut out = String::new();
         let mut conffiles_written = conffiles.is_empty();
         let write_conffiles = |out: &mut String| {
             out.push_str("Conffiles:\n");
-            for path in conffiles {
+            for (path, md5) in conffiles {
                 out.push(' ');
                 out.push_str(path);
-                out.push_str(" newconffile\n");
+                out.push(' ');
+                out.push_str(md5);
+                out.push('\n');
             }
         };
         for field in &self.fields {
@@ -175,11 +181,11 @@ mod tests {
         assert_eq!(control.package(), "hello");
         assert!(control.multi_arch_same());
         assert_eq!(control.db_name(), "hello:amd64");
-        let stanza = control.status_stanza(&["/etc/hello.conf".to_owned()]);
+        let stanza = control.status_stanza(&[("/etc/hello.conf".to_owned(), "0123abcd")]);
         assert_eq!(
             stanza,
             "Package: hello\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n\
-             Multi-Arch: same\nDepends: libc6 (>= 2.34)\nConffiles:\n /etc/hello.conf newconffile\n\
+             Multi-Arch: same\nDepends: libc6 (>= 2.34)\nConffiles:\n /etc/hello.conf 0123abcd\n\
              Description: says hello\n A longer text.\n .\n Second paragraph.\n\n"
         );
     }

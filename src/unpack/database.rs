@@ -4,8 +4,11 @@
 //! Written: `status` (one stanza per package, `Status: install ok unpacked`), `info/PKG.list`,
 //! `info/PKG.<member>` for every control member but `control` (scripts keep their modes),
 //! `info/PKG.md5sums` computed when a package ships none, empty `available` and `diversions`,
-//! `arch`, and the directories dpkg expects. No `statoverride`: debootstrap makes none.
+//! `arch`, `info/format` (1: the multiarch layout), and the directories dpkg expects. No
+//! `statoverride`: debootstrap makes none.
 //! `PKG` is `NAME:ARCH` for `Multi-Arch: same` packages.
+
+use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
@@ -14,6 +17,10 @@ use super::control::{self, Control};
 use super::deb::ControlMember;
 use super::path::RelPath;
 use super::UnpackError;
+
+/// dpkg's hash for a conffile it has not installed yet; used only for a conffile the package
+/// declares but does not ship as a regular file.
+const NEW_CONFFILE: &str = "newconffile";
 
 const DPKG_DIR: &str = "var/lib/dpkg";
 const DPKG_SUBDIRS: [&str; 5] = ["info", "updates", "triggers", "alternatives", "parts"];
@@ -26,6 +33,8 @@ pub struct Record<'a> {
     pub paths: &'a [RelPath],
     /// md5sums computed during extraction (when the package ships none).
     pub computed_md5sums: Option<&'a str>,
+    /// The md5 of each conffile as extracted.
+    pub conffile_md5: &'a BTreeMap<String, String>,
 }
 
 /// Writes the database for `records`, which must be in the status file's order.
@@ -39,16 +48,25 @@ pub fn write(root: &Root, arch: &str, records: &[Record]) -> Result<(), UnpackEr
 
     let mut status = String::new();
     for record in records {
-        let conffiles = record
+        let conffiles: Vec<(String, &str)> = record
             .members
             .iter()
             .find(|m| m.name == "conffiles")
             .map(|m| control::conffiles(&m.data))
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .map(|path| {
+                let md5 = record.conffile_md5.get(&path).map_or(NEW_CONFFILE, String::as_str);
+                (path, md5)
+            })
+            .collect();
         status.push_str(&record.control.status_stanza(&conffiles));
     }
     write_file(root, "status", status.as_bytes(), 0o644)?;
     write_file(root, "arch", format!("{arch}\n").as_bytes(), 0o644)?;
+    // Format 1 is the multiarch layout (info/PKG:ARCH.*); without this file dpkg reads the
+    // database as format 0 and looks for info/PKG.list for every package.
+    write_file(root, "info/format", b"1\n", 0o644)?;
     for empty in ["available", "diversions"] {
         let path = format!("{DPKG_DIR}/{empty}");
         root.create_if_absent(&RelPath::from_clean(&path), 0o644)

@@ -13,7 +13,7 @@
 //! - an existing symlink to a directory satisfies a directory entry and is kept (dpkg's rule,
 //!   which keeps the merged-/usr links).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
@@ -126,6 +126,8 @@ pub struct Extracted {
     pub paths: Vec<RelPath>,
     /// `md5  path` lines for regular files, when the package ships no md5sums.
     pub md5sums: Option<String>,
+    /// The md5 of each conffile (`/etc/x` style path) as extracted, for the status file.
+    pub conffile_md5: BTreeMap<String, String>,
 }
 
 /// Extraction state shared by every package of one unpack.
@@ -148,6 +150,9 @@ struct Job<'x, 'a> {
     /// File digests by path, for md5sums of hard links, when computing.
     digests: Option<HashMap<RelPath, String>>,
     md5sums: String,
+    /// The package's conffiles (`/etc/x`), whose digests the status file records.
+    conffiles: &'x BTreeSet<String>,
+    conffile_md5: BTreeMap<String, String>,
 }
 
 impl<'a> Extractor<'a> {
@@ -193,6 +198,7 @@ impl<'a> Extractor<'a> {
         member: &str,
         data: &mut dyn Read,
         compute_md5sums: bool,
+        conffiles: &BTreeSet<String>,
     ) -> Result<Extracted, UnpackError> {
         let io_error = |source| member_error(package, member, source);
         let mut job = Job {
@@ -203,6 +209,8 @@ impl<'a> Extractor<'a> {
             parent: None,
             digests: compute_md5sums.then(HashMap::new),
             md5sums: String::new(),
+            conffiles,
+            conffile_md5: BTreeMap::new(),
         };
         let mut paths = Vec::new();
         let mut archive = tar::Archive::new(data);
@@ -215,6 +223,7 @@ impl<'a> Extractor<'a> {
         Ok(Extracted {
             paths,
             md5sums: compute_md5sums.then_some(job.md5sums),
+            conffile_md5: job.conffile_md5,
         })
     }
 
@@ -574,7 +583,8 @@ impl Job<'_, '_> {
     fn regular(&mut self, path: &RelPath, meta: Meta, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), UnpackError> {
         let (key, decision) = self.claim(path, Kind::File)?;
         let size = entry.size();
-        let mut hasher = self.digests.is_some().then(Md5::new);
+        let conffile = self.conffiles.contains(&path.to_list_line());
+        let mut hasher = (self.digests.is_some() || conffile).then(Md5::new);
         let dir = &self.parent().fd;
         let create = |name: &[u8]| {
             rustix::fs::openat(
@@ -617,10 +627,20 @@ impl Job<'_, '_> {
         self.record_digest(path, hasher)
     }
 
+    /// Keeps a regular file's digest: in the status file's conffile hashes if it is one,
+    /// otherwise in the computed md5sums (which, like dh_md5sums, leave conffiles out).
     fn record_digest(&mut self, path: &RelPath, hasher: Option<Md5>) -> Result<(), UnpackError> {
-        if let (Some(digests), Some(hasher)) = (self.digests.as_mut(), hasher) {
-            let hex = hex::encode(hasher.finalize());
+        let Some(hasher) = hasher else {
+            return Ok(());
+        };
+        let hex = hex::encode(hasher.finalize());
+        let line = path.to_list_line();
+        if self.conffiles.contains(&line) {
+            self.conffile_md5.insert(line, hex.clone());
+        } else if self.digests.is_some() {
             self.md5sums.push_str(&format!("{hex}  {}\n", path.display()));
+        }
+        if let Some(digests) = self.digests.as_mut() {
             digests.insert(path.clone(), hex);
         }
         Ok(())

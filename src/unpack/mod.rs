@@ -20,6 +20,7 @@ mod deb;
 mod extract;
 mod path;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -305,6 +306,7 @@ fn unpack_into(
             members: &o.members,
             paths: &o.extracted.paths,
             computed_md5sums: o.extracted.md5sums.as_deref(),
+            conffile_md5: &o.extracted.conffile_md5,
         })
         .collect();
     database::write(root, request.arch, &records)?;
@@ -375,7 +377,13 @@ fn unpack_one(extractor: &Extractor, index: usize, deb: &CachedDeb) -> Result<Ou
             });
         }
         let compute_md5sums = !members.iter().any(|m| m.name == "md5sums");
-        let extracted = extractor.extract(index, package, member, data, compute_md5sums)?;
+        let conffiles: BTreeSet<String> = members
+            .iter()
+            .find(|m| m.name == "conffiles")
+            .map(|m| control::conffiles(&m.data).into_iter().collect())
+            .unwrap_or_default();
+        let extracted =
+            extractor.extract(index, package, member, data, compute_md5sums, &conffiles)?;
         control_seen = Some(control);
         Ok(extracted)
     })?;
