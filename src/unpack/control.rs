@@ -105,7 +105,10 @@ impl Control {
     /// The conffile hashes are those of the files as unpacked, which is what dpkg records
     /// once it has installed them: `dpkg --configure` finds no `.dpkg-new` to install and
     /// keeps them, and `dpkg --verify` agrees before and after.
-    pub fn status_stanza(&self, conffiles: &[(String, &str)]) -> String {
+    ///
+    /// `priority`, when given, is the archive's (the index carries its overrides) and replaces
+    /// the control file's, as in the status file debootstrap leaves.
+    pub fn status_stanza(&self, conffiles: &[(String, &str)], priority: Option<&str>) -> String {
         let mut out = String::new();
         let mut conffiles_written = conffiles.is_empty();
         let write_conffiles = |out: &mut String| {
@@ -118,7 +121,14 @@ impl Control {
                 out.push('\n');
             }
         };
+        let has_priority = self.get("Priority").is_some();
         for field in &self.fields {
+            if let (Some(p), true) = (priority, field.name.eq_ignore_ascii_case("Priority")) {
+                out.push_str("Priority: ");
+                out.push_str(p);
+                out.push('\n');
+                continue;
+            }
             if field.name.eq_ignore_ascii_case("Status")
                 || field.name.eq_ignore_ascii_case("Conffiles")
             {
@@ -137,6 +147,11 @@ impl Control {
             out.push('\n');
             if field.name.eq_ignore_ascii_case("Package") {
                 out.push_str("Status: install ok unpacked\n");
+                if let (Some(p), false) = (priority, has_priority) {
+                    out.push_str("Priority: ");
+                    out.push_str(p);
+                    out.push('\n');
+                }
             }
         }
         if !conffiles_written {
@@ -181,12 +196,29 @@ mod tests {
         assert_eq!(control.package(), "hello");
         assert!(control.multi_arch_same());
         assert_eq!(control.db_name(), "hello:amd64");
-        let stanza = control.status_stanza(&[("/etc/hello.conf".to_owned(), "0123abcd")]);
+        let stanza = control.status_stanza(&[("/etc/hello.conf".to_owned(), "0123abcd")], None);
         assert_eq!(
             stanza,
             "Package: hello\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n\
              Multi-Arch: same\nDepends: libc6 (>= 2.34)\nConffiles:\n /etc/hello.conf 0123abcd\n\
              Description: says hello\n A longer text.\n .\n Second paragraph.\n\n"
+        );
+    }
+
+    #[test]
+    fn the_archive_priority_replaces_or_joins_the_control_one() {
+        let with =
+            Control::parse(b"Package: a\nVersion: 1\nArchitecture: all\nPriority: optional\n")
+                .expect("valid control");
+        assert_eq!(
+            with.status_stanza(&[], Some("required")),
+            "Package: a\nStatus: install ok unpacked\nVersion: 1\nArchitecture: all\nPriority: required\n\n"
+        );
+        let without =
+            Control::parse(b"Package: a\nVersion: 1\nArchitecture: all\n").expect("valid");
+        assert_eq!(
+            without.status_stanza(&[], Some("important")),
+            "Package: a\nStatus: install ok unpacked\nPriority: important\nVersion: 1\nArchitecture: all\n\n"
         );
     }
 

@@ -22,9 +22,8 @@ mod path;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use crate::cancel::Cancelled;
 use crate::fetch::CachedDeb;
@@ -158,7 +157,9 @@ pub enum UnpackError {
         path: PathBuf,
         problem: FormatProblem,
     },
-    #[error("{package}: member {member} is compressed in a way we cannot read (gzip, xz, zstd or none)")]
+    #[error(
+        "{package}: member {member} is compressed in a way we cannot read (gzip, xz, zstd or none)"
+    )]
     Compression { package: String, member: String },
     #[error("{package}: cannot read member {member}")]
     Member {
@@ -255,46 +256,11 @@ fn unpack_into(
             })?;
     }
 
-    // Largest first, so the long xz streams start early and the small ones fill the gaps.
-    let mut order: Vec<usize> = (0..debs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(debs[i].package.size));
-    let stop = AtomicBool::new(false);
-    let results: Vec<(usize, Option<Result<Outcome, UnpackError>>)> = order
-        .into_par_iter()
-        .with_max_len(1)
-        .map(|i| {
-            if stop.load(Ordering::Relaxed) {
-                return (i, None);
-            }
-            let result = crate::cancel::check()
-                .map_err(UnpackError::from)
-                .and_then(|()| unpack_one(&extractor, i, &debs[i]));
-            match &result {
-                Ok(_) => reporter.advance(Counter::Unpacked, 1),
-                Err(_) => stop.store(true, Ordering::Relaxed),
-            }
-            (i, Some(result))
-        })
-        .collect();
-
-    let mut outcomes: Vec<Option<Outcome>> = (0..debs.len()).map(|_| None).collect();
-    let mut first_error: Option<(usize, UnpackError)> = None;
-    for (i, result) in results {
-        match result {
-            Some(Ok(outcome)) => outcomes[i] = Some(outcome),
-            Some(Err(e)) if first_error.as_ref().map_or(true, |(j, _)| i < *j) => {
-                first_error = Some((i, e));
-            }
-            _ => {}
-        }
-    }
-    if let Some((_, e)) = first_error {
-        return Err(e);
-    }
+    let outcomes = extract_all(&extractor, debs, reporter)?;
     crate::cancel::check()?;
     extractor.finish_directories()?;
 
-    let mut outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+    let mut outcomes = outcomes;
     outcomes.sort_by(|a, b| {
         (a.control.package(), a.control.architecture())
             .cmp(&(b.control.package(), b.control.architecture()))
@@ -307,6 +273,7 @@ fn unpack_into(
             paths: &o.extracted.paths,
             computed_md5sums: o.extracted.md5sums.as_deref(),
             conffile_md5: &o.extracted.conffile_md5,
+            priority: debs[o.index].package.priority.as_deref(),
         })
         .collect();
     database::write(root, request.arch, &records)?;
@@ -319,13 +286,60 @@ fn unpack_into(
     Ok(Unpacked { packages })
 }
 
-/// The package as later stages see it; the index fills in a priority the control file lacks.
+/// Extracts every .deb on rayon's threads, largest first (each thread takes the next largest
+/// left, so the long xz streams start early and small packages fill the gaps). After a
+/// failure no new package starts; the error reported is that of the earliest package in
+/// request order among those that failed.
+fn extract_all(
+    extractor: &Extractor,
+    debs: &[CachedDeb],
+    reporter: &dyn Reporter,
+) -> Result<Vec<Outcome>, UnpackError> {
+    let mut order: Vec<usize> = (0..debs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(debs[i].package.size));
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    let results: Vec<Mutex<Option<Result<Outcome, UnpackError>>>> =
+        debs.iter().map(|_| Mutex::new(None)).collect();
+    let worker = || {
+        while !stop.load(Ordering::Relaxed) {
+            let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                break;
+            };
+            let result = crate::cancel::check()
+                .map_err(UnpackError::from)
+                .and_then(|()| unpack_one(extractor, i, &debs[i]));
+            match &result {
+                Ok(_) => reporter.advance(Counter::Unpacked, 1),
+                Err(_) => stop.store(true, Ordering::Relaxed),
+            }
+            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        }
+    };
+    rayon::scope(|scope| {
+        for _ in 0..rayon::current_num_threads().min(debs.len()) {
+            scope.spawn(|_| worker());
+        }
+    });
+    let mut outcomes = Vec::with_capacity(debs.len());
+    for slot in results {
+        match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            Some(Ok(outcome)) => outcomes.push(outcome),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+    }
+    Ok(outcomes)
+}
+
+/// The package as later stages see it; the archive's priority wins over the control file's.
 fn unpacked_package(outcome: &Outcome, deb: &CachedDeb) -> UnpackedPackage {
     let control = &outcome.control;
-    let priority = control
-        .get("Priority")
-        .map(str::to_owned)
-        .or_else(|| deb.package.priority.clone());
+    let priority = deb
+        .package
+        .priority
+        .clone()
+        .or_else(|| control.get("Priority").map(str::to_owned));
     let scripts = SCRIPTS
         .iter()
         .filter(|s| outcome.members.iter().any(|m| m.name == **s))
@@ -345,21 +359,27 @@ fn unpacked_package(outcome: &Outcome, deb: &CachedDeb) -> UnpackedPackage {
 }
 
 /// Reads, checks and extracts one .deb.
-fn unpack_one(extractor: &Extractor, index: usize, deb: &CachedDeb) -> Result<Outcome, UnpackError> {
+fn unpack_one(
+    extractor: &Extractor,
+    index: usize,
+    deb: &CachedDeb,
+) -> Result<Outcome, UnpackError> {
     let package = deb.package.name.as_str();
     let mut control_seen: Option<Control> = None;
     let (members, extracted) = deb::read_deb(package, &deb.path, |members, member, data| {
-        let control_file = members
-            .iter()
-            .find(|m| m.name == "control")
-            .ok_or(UnpackError::Control {
+        let control_file =
+            members
+                .iter()
+                .find(|m| m.name == "control")
+                .ok_or(UnpackError::Control {
+                    package: package.to_owned(),
+                    source: ControlProblem::Missing("control file"),
+                })?;
+        let control =
+            Control::parse(&control_file.data).map_err(|source| UnpackError::Control {
                 package: package.to_owned(),
-                source: ControlProblem::Missing("control file"),
+                source,
             })?;
-        let control = Control::parse(&control_file.data).map_err(|source| UnpackError::Control {
-            package: package.to_owned(),
-            source,
-        })?;
         let found = format!("{} {}", control.package(), control.version());
         let expected = format!("{} {}", deb.package.name, deb.package.version);
         if found != expected {
@@ -387,7 +407,8 @@ fn unpack_one(extractor: &Extractor, index: usize, deb: &CachedDeb) -> Result<Ou
         control_seen = Some(control);
         Ok(extracted)
     })?;
-    let control = control_seen.expect("read_deb returns Ok only after the extract callback succeeded");
+    let control =
+        control_seen.expect("read_deb returns Ok only after the extract callback succeeded");
     Ok(Outcome {
         index,
         control,
