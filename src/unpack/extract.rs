@@ -115,6 +115,8 @@ enum Decision {
 struct Parent {
     path: Vec<u8>,
     fd: OwnedFd,
+    /// New files here take the directory's group, not ours.
+    setgid: bool,
     dev: u64,
     ino: u64,
 }
@@ -138,6 +140,9 @@ pub struct Extractor<'a> {
     claims: Mutex<HashMap<ClaimKey, Claim>>,
     /// Merged-/usr links already made (or found) in this run.
     aliases: Mutex<BTreeSet<Vec<u8>>>,
+    /// Who we are: files we create are owned by us unless the tar header says otherwise.
+    euid: u32,
+    egid: u32,
 }
 
 /// One package being extracted.
@@ -163,6 +168,8 @@ impl<'a> Extractor<'a> {
             names,
             claims: Mutex::new(HashMap::new()),
             aliases: Mutex::new(BTreeSet::new()),
+            euid: rustix::process::geteuid().as_raw(),
+            egid: rustix::process::getegid().as_raw(),
         }
     }
 
@@ -327,16 +334,6 @@ impl<'a> Extractor<'a> {
         }
     }
 
-    /// The package (and what it made) holding a path, if any did.
-    fn holder(&self, key: &ClaimKey) -> Option<(usize, Kind)> {
-        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        match claims.get(key) {
-            Some(Claim::Other { owner, kind }) => Some((*owner, *kind)),
-            Some(Claim::Dir { first, .. }) => Some((*first, Kind::Directory)),
-            None => None,
-        }
-    }
-
     /// After finding something at a path claimed as Fresh: skip if a later package took the
     /// claim meanwhile, otherwise replace what is there.
     fn recheck(&self, key: &ClaimKey, index: usize) -> Result<Decision, (usize, Kind)> {
@@ -496,6 +493,7 @@ impl Job<'_, '_> {
         self.parent = Some(Parent {
             path: wanted.to_vec(),
             fd,
+            setgid: stat.st_mode & 0o2000 != 0,
             dev: stat.st_dev,
             ino: stat.st_ino,
         });
@@ -527,13 +525,36 @@ impl Job<'_, '_> {
         })
     }
 
+    /// Makes (or accepts) a directory. Creating and claiming happen under the claim lock, so
+    /// a package putting a non-directory at the same place either sees this claim or is seen.
     fn directory(&mut self, path: &RelPath, meta: Meta) -> Result<(), UnpackError> {
         let name = path.file_name();
         let key = self.key(path);
-        match rustix::fs::mkdirat(&self.parent().fd, name, Mode::from_raw_mode(0o755)) {
+        let dir = &self.parent().fd;
+        let mut claims = self.x.claims.lock().unwrap_or_else(|e| e.into_inner());
+        // A symlink claim may be one to a directory, which satisfies this entry: look on disk.
+        let symlink_holder = match claims.get(&key) {
+            Some(Claim::Other {
+                owner,
+                kind: Kind::Symlink,
+            }) => Some((*owner, Kind::Symlink)),
+            Some(Claim::Other { owner, kind }) => {
+                let holder = (*owner, *kind);
+                drop(claims);
+                return Err(self.conflict(path, Kind::Directory, Some(holder), None));
+            }
+            _ => None,
+        };
+        match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) if symlink_holder.is_some() => {
+                // The symlink is claimed but not in place yet; its target is unknown here.
+                let _ = rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR);
+                drop(claims);
+                return Err(self.conflict(path, Kind::Directory, symlink_holder, None));
+            }
             Ok(()) => {}
             Err(Errno::EXIST) => {
-                let stat = rustix::fs::statat(&self.parent().fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(|e| self.failed(path, e))?;
                 match FileType::from_raw_mode(stat.st_mode) {
                     FileType::Directory => {}
@@ -543,11 +564,11 @@ impl Job<'_, '_> {
                         return Ok(());
                     }
                     other => {
-                        let holder = self.x.holder(&key);
+                        drop(claims);
                         return Err(self.conflict(
                             path,
                             Kind::Directory,
-                            holder,
+                            symlink_holder,
                             Some(kind_of(other)),
                         ));
                     }
@@ -555,9 +576,30 @@ impl Job<'_, '_> {
             }
             Err(e) => return Err(self.failed(path, e)),
         }
-        self.x
-            .claim_dir(key, self.index, path, meta)
-            .map_err(|holder| self.conflict(path, Kind::Directory, Some(holder), None))
+        match claims.get_mut(&key) {
+            Some(Claim::Dir {
+                first,
+                path: p,
+                meta: m,
+            }) => {
+                if self.index < *first {
+                    *first = self.index;
+                    *p = path.clone();
+                    *m = meta;
+                }
+            }
+            _ => {
+                claims.insert(
+                    key,
+                    Claim::Dir {
+                        first: self.index,
+                        path: path.clone(),
+                        meta,
+                    },
+                );
+            }
+        }
+        Ok(())
     }
 
     fn claim(&self, path: &RelPath, kind: Kind) -> Result<(ClaimKey, Decision), UnpackError> {
@@ -619,7 +661,10 @@ impl Job<'_, '_> {
         let size = entry.size();
         let conffile = self.conffiles.contains(&path.to_list_line());
         let mut hasher = (self.digests.is_some() || conffile).then(Md5::new);
-        let dir = &self.parent().fd;
+        let parent = self.parent();
+        let dir = &parent.fd;
+        // A new file is already ours; skipping the chown saves a syscall per file.
+        let chown = (meta.uid, meta.gid) != (self.x.euid, self.x.egid) || parent.setgid;
         let create = |name: &[u8]| {
             rustix::fs::openat(
                 dir,
@@ -632,7 +677,7 @@ impl Job<'_, '_> {
         if decision == Decision::Fresh {
             match create(path.file_name()) {
                 Ok(fd) => {
-                    write_contents(fd, entry, size, meta, hasher.as_mut())
+                    write_contents(fd, entry, size, meta, chown, hasher.as_mut())
                         .map_err(|e| self.failed(path, e))?;
                     return self.record_digest(path, hasher);
                 }
@@ -647,13 +692,17 @@ impl Job<'_, '_> {
         }
         if decision == Decision::Skip {
             if let Some(h) = hasher.as_mut() {
-                io::copy(entry, &mut HashWriter(h)).map_err(|e| self.failed(path, e))?;
+                copy(entry, |chunk| {
+                    h.update(chunk);
+                    Ok(())
+                })
+                .map_err(|e| self.failed(path, e))?;
             }
             return self.record_digest(path, hasher);
         }
         let temp = self.x.root.temp_name();
         let fd = create(&temp).map_err(|e| self.failed(path, e))?;
-        if let Err(e) = write_contents(fd, entry, size, meta, hasher.as_mut()) {
+        if let Err(e) = write_contents(fd, entry, size, meta, chown, hasher.as_mut()) {
             let _ = rustix::fs::unlinkat(dir, temp.as_slice(), AtFlags::empty());
             return Err(self.failed(path, e));
         }
@@ -762,8 +811,11 @@ impl Job<'_, '_> {
                         .open_nofollow(target.as_bytes(), OFlags::RDONLY)
                         .map_err(|e| self.failed(path, e))?;
                     let mut hasher = Md5::new();
-                    io::copy(&mut std::fs::File::from(fd), &mut HashWriter(&mut hasher))
-                        .map_err(|e| self.failed(path, e))?;
+                    copy(&mut std::fs::File::from(fd), |chunk| {
+                        hasher.update(chunk);
+                        Ok(())
+                    })
+                    .map_err(|e| self.failed(path, e))?;
                     hex::encode(hasher.finalize())
                 }
             };
@@ -809,36 +861,74 @@ impl Job<'_, '_> {
     }
 }
 
-/// Writes a regular file's contents, then its owner, mode (after the owner, which would clear
-/// setuid bits) and mtime, all through the descriptor.
+/// Writes a regular file's contents, then its owner (when `chown`), mode (after the owner,
+/// which would clear setuid bits) and mtime, all through the descriptor.
 fn write_contents(
     fd: OwnedFd,
     entry: &mut dyn Read,
     size: u64,
     meta: Meta,
-    hasher: Option<&mut Md5>,
+    chown: bool,
+    mut hasher: Option<&mut Md5>,
 ) -> io::Result<()> {
     let mut file = std::fs::File::from(fd);
-    let written = match hasher {
-        Some(h) => io::copy(entry, &mut Tee(&mut file, h))?,
-        None => io::copy(entry, &mut file)?,
-    };
+    let written = copy(entry, |chunk| {
+        if let Some(h) = hasher.as_mut() {
+            h.update(chunk);
+        }
+        file.write_all(chunk)
+    })?;
     if written != size {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!("the archive ends after {written} of {size} bytes"),
         ));
     }
-    set_fd_meta(&file, meta)
+    if chown {
+        fchown(&file, meta)?;
+    }
+    rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))?;
+    rustix::fs::futimens(&file, &meta.timestamps())?;
+    Ok(())
 }
 
-fn set_fd_meta(fd: impl AsFd, meta: Meta) -> io::Result<()> {
-    let fd = fd.as_fd();
+/// Bytes moved per read; large, so a file costs few write calls.
+const COPY_BUFFER: usize = 128 << 10;
+
+thread_local! {
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads `from` to its end in large chunks, handing each to `sink`; returns the byte count.
+fn copy(from: &mut dyn Read, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<u64> {
+    BUFFER.with_borrow_mut(|buf| {
+        buf.resize(COPY_BUFFER, 0);
+        let mut total = 0u64;
+        loop {
+            let n = match from.read(buf) {
+                Ok(0) => return Ok(total),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            sink(&buf[..n])?;
+            total += n as u64;
+        }
+    })
+}
+
+fn fchown(fd: impl AsFd, meta: Meta) -> io::Result<()> {
     rustix::fs::fchown(
         fd,
         Some(rustix::fs::Uid::from_raw(meta.uid)),
         Some(rustix::fs::Gid::from_raw(meta.gid)),
-    )?;
+    )
+    .map_err(Into::into)
+}
+
+fn set_fd_meta(fd: impl AsFd, meta: Meta) -> io::Result<()> {
+    let fd = fd.as_fd();
+    fchown(fd, meta)?;
     rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
     rustix::fs::futimens(fd, &meta.timestamps())?;
     Ok(())
@@ -852,30 +942,5 @@ fn kind_of(file_type: FileType) -> Kind {
         FileType::BlockDevice => Kind::BlockDevice,
         FileType::Fifo => Kind::Fifo,
         _ => Kind::File,
-    }
-}
-
-struct HashWriter<'h>(&'h mut Md5);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Tee<'f, 'h>(&'f mut std::fs::File, &'h mut Md5);
-
-impl Write for Tee<'_, '_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.0.write(buf)?;
-        self.1.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.0.flush()
     }
 }
