@@ -12,6 +12,13 @@
 //! - a directory where a package put a non-directory (or the reverse) is an error naming both;
 //! - an existing symlink to a directory satisfies a directory entry and is kept (dpkg's rule,
 //!   which keeps the merged-/usr links).
+//!
+//! One case still depends on timing: a package's symlink and another package's directory at
+//! the same path, outside the merged-/usr links (which exist before any entry is seen). If the
+//! directory is made first, the symlink is refused; Debian archives do not ship this.
+//!
+//! Device nodes and fifos are made as the archive says (Debian packages ship none; the stage
+//! makes /dev), so a hostile package could place a device node inside the root, never outside.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};

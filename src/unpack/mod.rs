@@ -9,9 +9,12 @@
 //! 2. every .deb is read (`deb`) and its data.tar extracted (`extract`) in parallel, each file
 //!    written once, every path resolved inside the root (`confined`); entry names with `..` are
 //!    refused, absolute names land inside the root (`path`);
-//! 3. dpkg's database is written (`database`).
+//! 3. dpkg's database is written (`database`), with the conffiles' md5s as unpacked so that
+//!    `dpkg --verify` is clean before and after `dpkg --configure`.
 //!
-//! When the root did not exist before, a failure removes it again.
+//! Several packages shipping one file end as the latest in request order leaves it; a shared
+//! directory keeps the owner, mode and mtime of the earliest. When the root did not exist
+//! before, a failure removes it again; a root that existed is left as the failure found it.
 
 mod confined;
 mod control;
