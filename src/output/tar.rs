@@ -268,8 +268,10 @@ fn put_bytes(field: &mut [u8], value: &[u8]) {
 
 /// Zero-padded octal filling all but the last byte, which stays NUL.
 fn put_octal(field: &mut [u8], value: u64) {
-    let digits = format!("{value:0width$o}", width = field.len() - 1);
-    put_bytes(field, digits.as_bytes());
+    let width = field.len() - 1;
+    let digits = format!("{value:0width$o}");
+    put_bytes(&mut field[..width], digits.as_bytes());
+    field[width] = 0;
 }
 
 /// The checksum is the byte sum with the checksum field read as spaces, written `%06o\0 `.
