@@ -25,8 +25,11 @@ const BUILD_LOGS: &[&str] = &[
     "var/log/apt/eipp.log.xz",
 ];
 
+/// Which names in a directory go.
+type NameFilter = fn(&[u8]) -> bool;
+
 /// Directories whose matching entries are removed (recursively when they are directories).
-const VOLATILE: &[(&str, fn(&[u8]) -> bool)] = &[
+const VOLATILE: &[(&str, NameFilter)] = &[
     // apt-get clean: the binary caches, downloaded .debs and partial downloads.
     ("var/cache/apt", |n| n.ends_with(b".bin")),
     ("var/cache/apt/archives", |n| n.ends_with(b".deb")),
@@ -183,7 +186,7 @@ impl<'r> Cleaner<'r> {
     }
 
     /// Removes the entries of directory `rel` whose names `matches` accepts.
-    fn remove_matching(&self, rel: &str, matches: fn(&[u8]) -> bool) -> Result<(), OutputError> {
+    fn remove_matching(&self, rel: &str, matches: NameFilter) -> Result<(), OutputError> {
         let Some(dir) = self.open_dir(rel)? else {
             return Ok(());
         };

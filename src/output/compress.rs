@@ -50,14 +50,11 @@ impl<W: Write> Compressor<W> {
                     .operating_system(3)
                     .write(inner, flate2::Compression::new(GZIP_LEVEL)),
             ),
-            // One single-threaded stream: the output never depends on the number of CPUs.
             Compression::Xz => {
-                let stream = liblzma::stream::Stream::new_easy_encoder(
-                    XZ_PRESET,
-                    liblzma::stream::Check::Crc64,
-                )
-                .map_err(io::Error::other)?;
-                Encoder::Xz(liblzma::write::XzEncoder::new_stream(inner, stream))
+                let threads = std::thread::available_parallelism()
+                    .map_or(1, |n| u32::try_from(n.get()).unwrap_or(XZ_MAX_THREADS))
+                    .min(XZ_MAX_THREADS);
+                Encoder::Xz(xz_encoder(inner, threads)?)
             }
             Compression::Zstd => {
                 // No workers: zstd's multi-threaded frames differ from single-threaded ones.
