@@ -768,6 +768,25 @@ fn unwritable_destination_names_the_path_and_leaves_no_temp_file() {
     assert!(err.to_string().contains(&*dest.to_string_lossy()), "{err}");
 }
 
+#[test]
+fn tarball_inside_the_root_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("srv")).expect("root");
+    let dest = root.join("srv/image.tar");
+    let output = Output::Tarball {
+        path: dest.clone(),
+        compression: Compression::None,
+    };
+    let err = write_tarball(&root, &output, None).expect_err("inside the root");
+    assert!(
+        matches!(err, OutputError::DestinationInsideRoot { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&*dest.to_string_lossy()), "{err}");
+    assert_eq!(std::fs::read_dir(root.join("srv")).expect("ls").count(), 0);
+}
+
 /// Bind-mounts `source` on `target` and unmounts on drop, whatever happens in between.
 struct BindMount(PathBuf);
 

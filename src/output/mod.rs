@@ -89,6 +89,11 @@ pub enum OutputError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "refusing to write the tarball {path} inside the root {root} it archives: choose a \
+         destination outside it"
+    )]
+    DestinationInsideRoot { path: PathBuf, root: PathBuf },
     #[error("cannot move the finished tarball into place at {path}")]
     Persist {
         path: PathBuf,
@@ -169,6 +174,15 @@ fn write_tarball_file(
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
+    // The growing tarball would otherwise be archived into itself.
+    if let (Ok(root_real), Ok(dir_real)) = (fs_err::canonicalize(root), fs_err::canonicalize(dir)) {
+        if dir_real.starts_with(&root_real) {
+            return Err(OutputError::DestinationInsideRoot {
+                path: path.to_path_buf(),
+                root: root.to_path_buf(),
+            });
+        }
+    }
     let file_name = path
         .file_name()
         .map_or_else(|| "tarball".into(), |n| n.to_string_lossy().into_owned());
