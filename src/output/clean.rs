@@ -47,7 +47,7 @@ const VOLATILE: &[(&str, NameFilter)] = &[
     ("run", |n| n != b"lock"),
 ];
 
-pub(super) fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
+pub(super) fn remove_volatile_files(root: &Path) -> Result<(), OutputError> {
     let cleaner = Cleaner::open(root)?;
     for (dir, matches) in VOLATILE {
         cleaner.remove_matching(dir, *matches)?;
@@ -61,12 +61,11 @@ pub(super) fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<
     // dbus keeps its own id unless it is the usual symlink to /etc/machine-id.
     cleaner.remove_file("var/lib/dbus/machine-id")?;
     // machine-id(5): an image should carry an empty one, filled in at first boot.
-    cleaner.truncate("etc/machine-id")?;
-    clamp_mtimes(root, source_date_epoch)
+    cleaner.truncate("etc/machine-id")
 }
 
 /// Sets every mtime newer than `source_date_epoch` to it, symlinks included (never followed).
-fn clamp_mtimes(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
+pub(super) fn clamp_mtimes(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
     let times = Timestamps {
         last_access: Timespec {
             tv_sec: 0,

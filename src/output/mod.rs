@@ -22,8 +22,11 @@
 //!   record, sorted by name; names or link targets over 100 bytes go to pax `path`/`linkpath`;
 //! - the walk never follows a symlink and refuses, naming the path, any other mount inside the
 //!   root (a leftover /proc must never end up in an image);
-//! - compression is deterministic: gzip level 6 with no name and mtime 0, xz preset 6 in one
-//!   single-threaded stream with a CRC64 check, zstd level 3 single-threaded with a checksum.
+//! - extended attributes are sorted by name where GNU tar keeps the filesystem's listing order:
+//!   the bytes differ from GNU tar's only for a file with several attributes listed unsorted;
+//! - compression is deterministic: gzip level 6 with no name and mtime 0; xz preset 6 with a
+//!   CRC64 check, on several threads but in fixed 24 MiB blocks, so the bytes do not depend on
+//!   the number of CPUs; zstd level 3, single-threaded, with a checksum.
 //!
 //! # What is guaranteed
 //! Two roots with the same tree (names, types, modes, owners, contents, link targets, device
@@ -34,7 +37,10 @@
 //!
 //! # What breaks it
 //! - A SOURCE_DATE_EPOCH later than the build: files written during the build keep their own,
-//!   differing, mtimes. Without a SOURCE_DATE_EPOCH nothing is clamped and nothing is removed.
+//!   differing, mtimes.
+//! - No SOURCE_DATE_EPOCH at all: nothing is clamped, so every file the build wrote carries the
+//!   time it was written. [`remove_volatile_files`] is still worth running then (it is what
+//!   mmdebstrap always does): caches and logs of the build have no use in the finished root.
 //! - Content the build writes that the list below does not cover: a maintainer script that
 //!   stores the time, a random value or a host detail (a host resolv.conf or hostname copied in,
 //!   a timestamp in /etc/shadow not derived from SOURCE_DATE_EPOCH, compiled Python without it).
@@ -151,17 +157,24 @@ pub fn write_tarball(
     }
 }
 
-/// Removes what records the build itself and clamps every mtime to `source_date_epoch`.
+/// Removes what records the build itself ([`remove_volatile_files`]), then clamps every mtime
+/// later than `source_date_epoch` to it, without following symlinks.
+pub fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
+    clean::remove_volatile_files(root)?;
+    clean::clamp_mtimes(root, source_date_epoch)
+}
+
+/// Removes caches, logs and per-machine files the build leaves in `root`.
 ///
 /// Removed: apt's binary caches, downloaded and partial .debs, the package lists (apt's `lock`
 /// and `partial/` stay), debconf's and dpkg's `*-old` backups, ldconfig's `aux-cache`, the
 /// installation's logs (`dpkg.log`, `alternatives.log`, `apt/{history,term}.log`,
 /// `apt/eipp.log.xz`), a regular `var/lib/dbus/machine-id`, and everything in `/tmp` and in
 /// `/run` but `run/lock`. Emptied, keeping mode and owner: every other file under `var/log`
-/// and `etc/machine-id`. Then every mtime later than `source_date_epoch` is set to it, without
-/// following symlinks. Symlinks in the root are never followed and mounts inside it are refused.
-pub fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
-    clean::make_deterministic(root, source_date_epoch)
+/// and `etc/machine-id`. Symlinks in the root are never followed and mounts inside it are
+/// refused.
+pub fn remove_volatile_files(root: &Path) -> Result<(), OutputError> {
+    clean::remove_volatile_files(root)
 }
 
 fn write_tarball_file(
