@@ -19,11 +19,11 @@
 //!   naming the first; symlinks, character and block devices (major/minor) and fifos are members
 //!   of their own; sockets are skipped, as GNU tar does;
 //! - every extended attribute (`security.capability` included) is a `SCHILY.xattr.NAME` pax
-//!   record, sorted by name; names or link targets over 100 bytes go to pax `path`/`linkpath`;
-//! - the walk never follows a symlink and refuses, naming the path, any other mount inside the
-//!   root (a leftover /proc must never end up in an image);
+//!   record; names or link targets over 100 bytes go to pax `path`/`linkpath`;
 //! - extended attributes are sorted by name where GNU tar keeps the filesystem's listing order:
 //!   the bytes differ from GNU tar's only for a file with several attributes listed unsorted;
+//! - the walk never follows a symlink and refuses, naming the path, any other mount inside the
+//!   root (a leftover /proc must never end up in an image), and a destination inside the root;
 //! - compression is deterministic: gzip level 6 with no name and mtime 0; xz preset 6 with a
 //!   CRC64 check, on several threads but in fixed 24 MiB blocks, so the bytes do not depend on
 //!   the number of CPUs; zstd level 3, single-threaded, with a checksum.
@@ -41,7 +41,7 @@
 //! - No SOURCE_DATE_EPOCH at all: nothing is clamped, so every file the build wrote carries the
 //!   time it was written. [`remove_volatile_files`] is still worth running then (it is what
 //!   mmdebstrap always does): caches and logs of the build have no use in the finished root.
-//! - Content the build writes that the list below does not cover: a maintainer script that
+//! - Content the build writes that [`remove_volatile_files`] does not cover: a maintainer script that
 //!   stores the time, a random value or a host detail (a host resolv.conf or hostname copied in,
 //!   a timestamp in /etc/shadow not derived from SOURCE_DATE_EPOCH, compiled Python without it).
 //! - Host-specific extended attributes, such as SELinux labels the host's policy puts on files.
