@@ -1,29 +1,261 @@
 //! Output: make a finished root deterministic and, for tarball targets, write it as a
 //! reproducible tarball.
+//!
+//! Takes the root directory the earlier stages built and the [`Output`] the user asked for;
+//! gives a tarball file (written beside its destination and renamed into place, so no
+//! half-written tarball is ever left at the path), a tarball on standard output, or — for
+//! directory targets — nothing more than [`make_deterministic`]'s changes to the root.
+//!
+//! # The tarball
+//! The archive is laid out byte for byte as GNU tar 1.34 writes it with mmdebstrap's options
+//! (`tar --sort=name --mtime=@SDE --clamp-mtime --numeric-owner --format=pax
+//! --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime --xattrs -C ROOT .`):
+//! - names are `./` then the path, directories end in `/`, the root itself is `./`;
+//! - order is each directory, then its entries sorted by the bytes of their names, depth first;
+//! - numeric uid/gid only (empty user and group names); mode with setuid/setgid/sticky;
+//! - mtime is `min(mtime, SOURCE_DATE_EPOCH)` when one is given, kept to the nanosecond (a pax
+//!   `mtime` record) only when the result has a fraction; no atime or ctime;
+//! - the second and later paths of a multiply-linked inode, in that order, are hard-link members
+//!   naming the first; symlinks, character and block devices (major/minor) and fifos are members
+//!   of their own; sockets are skipped, as GNU tar does;
+//! - every extended attribute (`security.capability` included) is a `SCHILY.xattr.NAME` pax
+//!   record; names or link targets over 100 bytes go to pax `path`/`linkpath`;
+//! - extended attributes are sorted by name where GNU tar keeps the filesystem's listing order:
+//!   the bytes differ from GNU tar's only for a file with several attributes listed unsorted;
+//! - the walk never follows a symlink and refuses, naming the path, any other mount inside the
+//!   root (a leftover /proc must never end up in an image), and a destination inside the root;
+//! - compression is deterministic: gzip level 6 with no name and mtime 0; xz preset 6 with a
+//!   CRC64 check, on several threads but in fixed 24 MiB blocks, so the bytes do not depend on
+//!   the number of CPUs; zstd level 3, single-threaded, with a checksum.
+//!
+//! # What is guaranteed
+//! Two roots with the same tree (names, types, modes, owners, contents, link targets, device
+//! numbers, xattrs and mtimes up to the clamp) give the same tarball bytes, whatever the order
+//! the files were created in, the filesystem they sit on or the time the archive is written.
+//! With a SOURCE_DATE_EPOCH, [`make_deterministic`] brings two builds of the same archive state
+//! with the same options and the same version of this tool to that point.
+//!
+//! # What breaks it
+//! - A SOURCE_DATE_EPOCH later than the build: files written during the build keep their own,
+//!   differing, mtimes.
+//! - No SOURCE_DATE_EPOCH at all: nothing is clamped, so every file the build wrote carries the
+//!   time it was written. [`remove_volatile_files`] is still worth running then (it is what
+//!   mmdebstrap always does): caches and logs of the build have no use in the finished root.
+//! - Content the build writes that [`remove_volatile_files`] does not cover: a maintainer script that
+//!   stores the time, a random value or a host detail (a host resolv.conf or hostname copied in,
+//!   a timestamp in /etc/shadow not derived from SOURCE_DATE_EPOCH, compiled Python without it).
+//! - Host-specific extended attributes, such as SELinux labels the host's policy puts on files.
+//! - Another version of this tool or of its compression libraries (the compressed bytes depend
+//!   on the encoder's implementation; the uncompressed tar does not).
 
-use std::path::Path;
+mod archive;
+mod clean;
+mod compress;
+mod tar;
+mod walk;
 
-use crate::config::Output;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::config::{Compression, Output};
+use compress::Compressor;
 
 /// Why writing the output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("not implemented")]
-    Unimplemented,
+    #[error("cannot read {path} while archiving or cleaning the root")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing {path}: another filesystem is mounted there inside the root (a leftover mount \
+         such as /proc must never be archived or cleaned); unmount it and retry"
+    )]
+    MountPoint { path: PathBuf },
+    #[error(
+        "{path} changed while it was being archived (expected {expected} bytes, read {actual})"
+    )]
+    FileChanged {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("cannot create a temporary file beside the tarball {path}")]
+    CreateTemp {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the tarball to {target}")]
+    Write {
+        /// The tarball's path, or `standard output`.
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to write the tarball {path} inside the root {root} it archives: choose a \
+         destination outside it"
+    )]
+    DestinationInsideRoot { path: PathBuf, root: PathBuf },
+    #[error("cannot move the finished tarball into place at {path}")]
+    Persist {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot remove {path} while making the root deterministic")]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot empty {path} while making the root deterministic")]
+    Truncate {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set the modification time of {path} to SOURCE_DATE_EPOCH")]
+    Clamp {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
-/// Writes `root` as the tarball `output` describes.
+/// Writes `root` as the tarball `output` describes; a directory output needs nothing written.
+///
+/// A tarball file is written to a temporary file in the destination's directory and renamed over
+/// the destination only once complete; on any error the temporary file is removed.
 pub fn write_tarball(
     root: &Path,
     output: &Output,
     source_date_epoch: Option<i64>,
 ) -> Result<(), OutputError> {
-    let _ = (root, output, source_date_epoch);
-    Err(OutputError::Unimplemented)
+    match output {
+        Output::Directory(_) => Ok(()),
+        Output::Tarball { path, compression } => {
+            write_tarball_file(root, path, *compression, source_date_epoch)
+        }
+        Output::Stdout { compression } => {
+            let stdout = std::io::stdout().lock();
+            let out = write_tar_to(
+                root,
+                BufWriter::new(stdout),
+                *compression,
+                source_date_epoch,
+            )
+            .map_err(|e| rename_target(e, "standard output"))?;
+            finish_writer(out).map_err(|source| OutputError::Write {
+                target: "standard output".to_string(),
+                source,
+            })
+        }
+    }
 }
 
-/// Makes the root deterministic for `source_date_epoch` (stub).
+/// Removes what records the build itself ([`remove_volatile_files`]), then clamps every mtime
+/// later than `source_date_epoch` to it, without following symlinks.
 pub fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
-    let _ = (root, source_date_epoch);
-    Err(OutputError::Unimplemented)
+    clean::remove_volatile_files(root)?;
+    clean::clamp_mtimes(root, source_date_epoch)
+}
+
+/// Removes caches, logs and per-machine files the build leaves in `root`.
+///
+/// Removed: apt's binary caches, downloaded and partial .debs, the package lists (apt's `lock`
+/// and `partial/` stay), debconf's and dpkg's `*-old` backups, ldconfig's `aux-cache`, the
+/// installation's logs (`dpkg.log`, `alternatives.log`, `apt/{history,term}.log`,
+/// `apt/eipp.log.xz`), a regular `var/lib/dbus/machine-id`, and everything in `/tmp` and in
+/// `/run` but `run/lock`. Emptied, keeping mode and owner: every other file under `var/log`
+/// and `etc/machine-id`. Symlinks in the root are never followed and mounts inside it are
+/// refused.
+pub fn remove_volatile_files(root: &Path) -> Result<(), OutputError> {
+    clean::remove_volatile_files(root)
+}
+
+fn write_tarball_file(
+    root: &Path,
+    path: &Path,
+    compression: Compression,
+    source_date_epoch: Option<i64>,
+) -> Result<(), OutputError> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    // The growing tarball would otherwise be archived into itself.
+    if let (Ok(root_real), Ok(dir_real)) = (fs_err::canonicalize(root), fs_err::canonicalize(dir)) {
+        if dir_real.starts_with(&root_real) {
+            return Err(OutputError::DestinationInsideRoot {
+                path: path.to_path_buf(),
+                root: root.to_path_buf(),
+            });
+        }
+    }
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "tarball".into(), |n| n.to_string_lossy().into_owned());
+    let temp = tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".part")
+        // Created 0666 less the umask, as `tar -cf` would create it.
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|source| OutputError::CreateTemp {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let write_err = |source| OutputError::Write {
+        target: path.display().to_string(),
+        source,
+    };
+    let out = BufWriter::with_capacity(1 << 20, temp.as_file());
+    // Errors name the destination the user gave, not the temporary file.
+    let out = write_tar_to(root, out, compression, source_date_epoch)
+        .map_err(|e| rename_target(e, &path.display().to_string()))?;
+    finish_writer(out).map_err(write_err)?;
+    temp.as_file().sync_all().map_err(write_err)?;
+    temp.persist(path).map_err(|e| OutputError::Persist {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+fn finish_writer<W: Write>(out: BufWriter<W>) -> std::io::Result<()> {
+    let mut inner = out.into_inner().map_err(|e| e.into_error())?;
+    inner.flush()
+}
+
+/// Writes the (compressed) tarball of `root` to `out` and returns `out` once the compressed stream
+/// is complete; the caller flushes or syncs it.
+pub fn write_tar_to<W: Write>(
+    root: &Path,
+    out: W,
+    compression: Compression,
+    source_date_epoch: Option<i64>,
+) -> Result<W, OutputError> {
+    let target = "the output stream";
+    let write_err = |source| OutputError::Write {
+        target: target.to_string(),
+        source,
+    };
+    let mut compressor = Compressor::new(out, compression).map_err(write_err)?;
+    archive::write_archive(root, &mut compressor, source_date_epoch, target)?;
+    compressor.finish().map_err(write_err)
+}
+
+/// Gives a write error the name of the real destination.
+fn rename_target(error: OutputError, target: &str) -> OutputError {
+    match error {
+        OutputError::Write { source, .. } => OutputError::Write {
+            target: target.to_string(),
+            source,
+        },
+        other => other,
+    }
 }
