@@ -1,0 +1,205 @@
+//! Configuration: takes a chroot with every package unpacked (mounts and service blocks in
+//! place); gives every package configured, in the order known to work: base-passwd's preinst,
+//! the other preinsts (essential core first), then `dpkg --configure -a`, then an audit.
+
+use std::path::Path;
+use std::time::Instant;
+
+use super::chroot::{self, Invocation};
+use super::StageError;
+use crate::progress::{Counter, Reporter};
+use crate::unpack::{Unpacked, UnpackedPackage};
+
+/// Packages whose scripts the rest rely on, in the order debootstrap installs them; base-passwd
+/// comes first because its preinst creates /etc/passwd and /etc/group.
+const CORE: [&str; 7] = [
+    "base-passwd",
+    "base-files",
+    "dpkg",
+    "libc6",
+    "perl-base",
+    "mawk",
+    "debconf",
+];
+
+/// The order preinsts run in: the core, then essential packages, then the rest, each by name.
+pub(crate) fn preinst_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
+    let rank = |p: &UnpackedPackage| match CORE.iter().position(|c| *c == p.name) {
+        Some(i) => (0, i),
+        None if p.essential => (1, 0),
+        None => (2, 0),
+    };
+    let mut order: Vec<&UnpackedPackage> = unpacked.packages.iter().collect();
+    order.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name)));
+    order
+}
+
+/// How dpkg names a package's files in its info directory.
+fn info_name(package: &UnpackedPackage) -> String {
+    if package.multi_arch_same {
+        format!("{}:{}", package.name, package.architecture)
+    } else {
+        package.name.clone()
+    }
+}
+
+/// Runs every preinst with `install`, as dpkg would have before unpacking (base-files and
+/// libc6 register their merged-/usr diversions there).
+pub(crate) fn run_preinsts(
+    root: &Path,
+    unpacked: &Unpacked,
+    log: Option<&Path>,
+) -> Result<(), StageError> {
+    let dpkg_version = unpacked
+        .packages
+        .iter()
+        .find(|p| p.name == "dpkg")
+        .map_or("", |p| p.version.as_str());
+    for package in preinst_order(unpacked) {
+        if !package.scripts.iter().any(|s| s == "preinst") {
+            continue;
+        }
+        crate::cancel::check()?;
+        let script = format!("/var/lib/dpkg/info/{}.preinst", info_name(package));
+        let what = format!("{} preinst", package.name);
+        // The variables dpkg gives maintainer scripts; dpkg-maintscript-helper needs them.
+        let env = [
+            ("DPKG_MAINTSCRIPT_PACKAGE", package.name.as_str()),
+            ("DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT", "1"),
+            ("DPKG_MAINTSCRIPT_ARCH", package.architecture.as_str()),
+            ("DPKG_MAINTSCRIPT_NAME", "preinst"),
+            ("DPKG_MAINTSCRIPT_DEBUG", "0"),
+            ("DPKG_RUNNING_VERSION", dpkg_version),
+            ("DPKG_ADMINDIR", "/var/lib/dpkg"),
+            ("DPKG_ROOT", ""),
+        ];
+        chroot::run(
+            &Invocation {
+                root,
+                argv: &[&script, "install"],
+                env: &env,
+                log,
+                what: Some(&what),
+            },
+            &mut |_| {},
+        )?;
+    }
+    Ok(())
+}
+
+/// `dpkg --configure -a`, advancing [`Counter::Configured`] on each `Setting up` line; on
+/// failure the error names the package dpkg was setting up.
+pub(crate) fn configure_all(
+    root: &Path,
+    log: Option<&Path>,
+    reporter: &dyn Reporter,
+) -> Result<(), StageError> {
+    crate::cancel::check()?;
+    let started = Instant::now();
+    let mut last_setting_up = String::new();
+    let argv = ["dpkg", "--force-unsafe-io", "--configure", "-a"];
+    let result = chroot::run(
+        &Invocation {
+            root,
+            argv: &argv,
+            env: &[],
+            log,
+            what: None,
+        },
+        &mut |line| {
+            if let Some(rest) = line.strip_prefix("Setting up ") {
+                last_setting_up = rest.split_whitespace().next().unwrap_or("").to_owned();
+                reporter.advance(Counter::Configured, 1);
+            }
+        },
+    );
+    match result {
+        Ok(_) => {
+            tracing::info!("dpkg --configure -a took {:.1?}", started.elapsed());
+            Ok(())
+        }
+        Err(StageError::Command {
+            command,
+            status,
+            tail,
+            ..
+        }) => Err(StageError::Command {
+            what: if last_setting_up.is_empty() {
+                "dpkg --configure -a".to_owned()
+            } else {
+                format!("dpkg --configure -a (setting up {last_setting_up})")
+            },
+            command,
+            status,
+            tail,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// `dpkg --audit`: anything it reports means a package was left half-done.
+pub(crate) fn audit(root: &Path, log: Option<&Path>) -> Result<(), StageError> {
+    let output = chroot::run(
+        &Invocation {
+            root,
+            argv: &["dpkg", "--audit"],
+            env: &[],
+            log,
+            what: None,
+        },
+        &mut |_| {},
+    )?;
+    let report = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if report.is_empty() {
+        Ok(())
+    } else {
+        Err(StageError::Audit { report })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(name: &str, essential: bool) -> UnpackedPackage {
+        UnpackedPackage {
+            name: name.to_owned(),
+            version: "1".to_owned(),
+            architecture: "amd64".to_owned(),
+            multi_arch_same: false,
+            essential,
+            priority: None,
+            scripts: vec!["preinst".to_owned()],
+        }
+    }
+
+    #[test]
+    fn base_passwd_comes_first_then_core_then_essential() {
+        let unpacked = Unpacked {
+            packages: vec![
+                package("apt", false),
+                package("base-files", true),
+                package("base-passwd", true),
+                package("bash", true),
+                package("libc6", false),
+                package("dpkg", true),
+            ],
+        };
+        let names: Vec<&str> = preinst_order(&unpacked)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["base-passwd", "base-files", "dpkg", "libc6", "bash", "apt"]
+        );
+    }
+
+    #[test]
+    fn multi_arch_same_scripts_carry_the_architecture() {
+        let mut libc = package("libc6", false);
+        libc.multi_arch_same = true;
+        assert_eq!(info_name(&libc), "libc6:amd64");
+        assert_eq!(info_name(&package("dpkg", true)), "dpkg");
+    }
+}
