@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::chroot::{self, Invocation};
+use super::rootfs::RootDir;
 use super::StageError;
 use crate::progress::{Counter, Reporter};
 use crate::unpack::{Unpacked, UnpackedPackage};
@@ -32,6 +33,45 @@ pub(crate) fn preinst_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
     let mut order: Vec<&UnpackedPackage> = unpacked.packages.iter().collect();
     order.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name)));
     order
+}
+
+/// Conffiles dpkg's status lists as `newconffile` (unpacked, never configured).
+fn new_conffiles(status: &str) -> Vec<&str> {
+    let mut paths = Vec::new();
+    let mut in_conffiles = false;
+    for line in status.lines() {
+        if let Some(entry) = line.strip_prefix(' ').filter(|_| in_conffiles) {
+            let mut fields = entry.split_whitespace();
+            if let (Some(path), Some("newconffile")) = (fields.next(), fields.next()) {
+                paths.push(path);
+            }
+        } else {
+            in_conffiles = line.starts_with("Conffiles:");
+        }
+    }
+    paths
+}
+
+/// Moves every new conffile found at its final path to `PATH.dpkg-new`, where dpkg's unpack
+/// would have left it: `dpkg --configure` then installs it and records its md5sum in the status
+/// file, as after debootstrap. Left in place, the status keeps `newconffile` and a later upgrade
+/// cannot tell whether the admin changed the file.
+pub(crate) fn stage_new_conffiles(root: &RootDir) -> Result<usize, StageError> {
+    let Some(status) = root.read_file(Path::new("var/lib/dpkg/status"))? else {
+        return Ok(0);
+    };
+    let status = String::from_utf8_lossy(&status);
+    let mut moved = 0;
+    for path in new_conffiles(&status) {
+        let path = Path::new(path);
+        let mut staged = path.as_os_str().to_os_string();
+        staged.push(".dpkg-new");
+        if root.file_type(path)?.is_some() && root.file_type(Path::new(&staged))?.is_none() {
+            root.rename_with_suffix(path, ".dpkg-new")?;
+            moved += 1;
+        }
+    }
+    Ok(moved)
 }
 
 /// How dpkg names a package's files in its info directory.
@@ -193,6 +233,37 @@ mod tests {
             names,
             ["base-passwd", "base-files", "dpkg", "libc6", "bash", "apt"]
         );
+    }
+
+    #[test]
+    fn only_new_conffiles_are_listed() {
+        let status = "Package: a\nStatus: install ok unpacked\nConffiles:\n /etc/a newconffile\n \
+                      /etc/b 0123456789abcdef0123456789abcdef\nDescription: x\n more\n\n\
+                      Package: b\nConffiles:\n /etc/c newconffile\n";
+        assert_eq!(new_conffiles(status), ["/etc/a", "/etc/c"]);
+    }
+
+    #[test]
+    fn new_conffiles_move_to_dpkg_new() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dpkg = tmp.path().join("var/lib/dpkg");
+        fs_err::create_dir_all(&dpkg).expect("mkdir");
+        fs_err::create_dir_all(tmp.path().join("etc")).expect("mkdir");
+        fs_err::write(
+            dpkg.join("status"),
+            "Package: a\nConffiles:\n /etc/a newconffile\n /etc/gone newconffile\n",
+        )
+        .expect("write status");
+        fs_err::write(tmp.path().join("etc/a"), "a").expect("write conffile");
+        let root = RootDir::open(tmp.path()).expect("open");
+        assert_eq!(stage_new_conffiles(&root).expect("stage"), 1);
+        assert!(!tmp.path().join("etc/a").exists());
+        assert_eq!(
+            fs_err::read_to_string(tmp.path().join("etc/a.dpkg-new")).expect("read"),
+            "a"
+        );
+        // A second run finds nothing left to move.
+        assert_eq!(stage_new_conffiles(&root).expect("again"), 0);
     }
 
     #[test]

@@ -252,6 +252,15 @@ impl RootDir {
         rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
     }
 
+    /// Renames `rel` to the same name plus `suffix` in the same directory.
+    pub(crate) fn rename_with_suffix(&self, rel: &Path, suffix: &str) -> Result<(), StageError> {
+        let (dir, name) = self.parent(rel)?;
+        let mut new_name = name.to_os_string();
+        new_name.push(suffix);
+        rustix::fs::renameat(&dir, name, &dir, &new_name)
+            .map_err(|e| fs_error("rename", &self.host_path(rel), e))
+    }
+
     /// Removes the non-directory `rel`; returns whether something was there.
     pub(crate) fn remove_file(&self, rel: &Path) -> Result<bool, StageError> {
         let (dir, name) = self.parent(rel)?;
