@@ -137,7 +137,14 @@ pub(crate) fn configure_all(
     crate::cancel::check()?;
     let started = Instant::now();
     let mut last_setting_up = String::new();
-    let argv = ["dpkg", "--force-unsafe-io", "--configure", "-a"];
+    // --log because dpkg.cfg, which names the log, is still dpkg.cfg.dpkg-new when dpkg starts.
+    let argv = [
+        "dpkg",
+        "--log=/var/log/dpkg.log",
+        "--force-unsafe-io",
+        "--configure",
+        "-a",
+    ];
     let result = chroot::run(
         &Invocation {
             root,
