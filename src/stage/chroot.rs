@@ -10,7 +10,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use nix::mount::{MntFlags, MsFlags};
 
@@ -28,6 +30,9 @@ pub const CHROOT_ENV: &[(&str, &str)] = &[
 
 /// How many lines of a failed command's output its error shows.
 const TAIL_LINES: usize = 20;
+
+/// How often a running command checks for a stop request.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// The kernel filesystems a chroot needs (proc, sysfs, a private devpts), mounted under a root
 /// until this guard is dropped or [`ChrootMounts::unmount`] is called.
@@ -306,16 +311,36 @@ pub(crate) fn run(
         tail: VecDeque::with_capacity(TAIL_LINES),
     });
     let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let pid = i32::try_from(child.id()).map(nix::unistd::Pid::from_raw);
+    let output_done = AtomicBool::new(false);
     let (stdout_bytes, stderr_bytes) = std::thread::scope(|scope| {
+        // A stop request reaches this process alone when it comes as SIGTERM; pass it on so a
+        // long dpkg run ends now. The child is reaped only after this scope, so its pid cannot
+        // have been reused when it is signalled.
+        scope.spawn(|| {
+            while !output_done.load(Ordering::SeqCst) {
+                if crate::cancel::is_requested() {
+                    if let Ok(pid) = pid {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                    }
+                    break;
+                }
+                std::thread::sleep(CANCEL_POLL);
+            }
+        });
         let stderr_reader = scope.spawn(|| read_lines(stderr, &sink, &mut |_| {}));
         let out = read_lines(stdout, &sink, on_stdout_line);
         let err = stderr_reader.join().unwrap_or_default();
+        output_done.store(true, Ordering::SeqCst);
         (out, err)
     });
     let status = child.wait().map_err(spawn_error)?;
     let sink = sink
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !status.success() && crate::cancel::is_requested() {
+        return Err(StageError::Cancelled(crate::cancel::Cancelled));
+    }
     if !status.success() {
         return Err(StageError::Command {
             what: inv.what.map_or_else(|| command_line.clone(), str::to_owned),
