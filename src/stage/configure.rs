@@ -52,27 +52,32 @@ fn new_conffiles(status: &str) -> Vec<&str> {
     paths
 }
 
-/// Moves every new conffile found at its final path to `PATH.dpkg-new`, where dpkg's unpack
-/// would have left it: `dpkg --configure` then installs it and records its md5sum in the status
-/// file, as after debootstrap. Left in place, the status keeps `newconffile` and a later upgrade
-/// cannot tell whether the admin changed the file.
+/// Puts a copy of every new conffile beside it as `PATH.dpkg-new`, the state debootstrap's root
+/// is in before configuration (the file extracted by tar, plus dpkg's unpacked copy):
+/// `dpkg --configure` then finds the two identical, installs the copy and records its md5sum.
+/// Without the copy the status keeps `newconffile` and a later upgrade cannot tell whether the
+/// admin changed the file; without the original, scripts configured before the conffile's owner
+/// miss it (bookworm's passwd reads login's /etc/login.defs).
 pub(crate) fn stage_new_conffiles(root: &RootDir) -> Result<usize, StageError> {
     let Some(status) = root.read_file(Path::new("var/lib/dpkg/status"))? else {
         return Ok(0);
     };
     let status = String::from_utf8_lossy(&status);
-    let mut moved = 0;
+    let mut staged = 0;
     for path in new_conffiles(&status) {
-        let path = Path::new(path);
-        let mut staged = path.as_os_str().to_os_string();
-        staged.push(".dpkg-new");
-        if root.file_type(path)?.is_some() && root.file_type(Path::new(&staged))?.is_none() {
-            root.rename_with_suffix(path, ".dpkg-new")?;
-            moved += 1;
+        let mut copy = std::ffi::OsString::from(path);
+        copy.push(DPKG_NEW);
+        if root.file_type(Path::new(&copy))?.is_none()
+            && root.copy_beside(Path::new(path), DPKG_NEW)?
+        {
+            staged += 1;
         }
     }
-    Ok(moved)
+    Ok(staged)
 }
+
+/// The suffix dpkg gives a conffile it has unpacked but not yet installed.
+const DPKG_NEW: &str = ".dpkg-new";
 
 /// How dpkg names a package's files in its info directory.
 fn info_name(package: &UnpackedPackage) -> String {
@@ -251,7 +256,7 @@ mod tests {
     }
 
     #[test]
-    fn new_conffiles_move_to_dpkg_new() {
+    fn new_conffiles_are_copied_to_dpkg_new() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dpkg = tmp.path().join("var/lib/dpkg");
         fs_err::create_dir_all(&dpkg).expect("mkdir");
@@ -264,12 +269,15 @@ mod tests {
         fs_err::write(tmp.path().join("etc/a"), "a").expect("write conffile");
         let root = RootDir::open(tmp.path()).expect("open");
         assert_eq!(stage_new_conffiles(&root).expect("stage"), 1);
-        assert!(!tmp.path().join("etc/a").exists());
+        assert_eq!(
+            fs_err::read_to_string(tmp.path().join("etc/a")).expect("read"),
+            "a"
+        );
         assert_eq!(
             fs_err::read_to_string(tmp.path().join("etc/a.dpkg-new")).expect("read"),
             "a"
         );
-        // A second run finds nothing left to move.
+        // A second run finds every copy in place.
         assert_eq!(stage_new_conffiles(&root).expect("again"), 0);
     }
 

@@ -137,6 +137,18 @@ impl RootDir {
         contents: &[u8],
         mode: u32,
     ) -> Result<(), StageError> {
+        self.write_file_owned(rel, contents, mode, (0, 0))
+    }
+
+    /// Replaces `rel` atomically with a regular file holding `contents`, owned by `owner`
+    /// (uid, gid).
+    pub(crate) fn write_file_owned(
+        &self,
+        rel: &Path,
+        contents: &[u8],
+        mode: u32,
+        owner: (u32, u32),
+    ) -> Result<(), StageError> {
         let (dir, name) = self.parent(rel)?;
         let host = self.host_path(rel);
         let mut tmp_name = std::ffi::OsString::from(".");
@@ -155,8 +167,8 @@ impl RootDir {
             file.write_all(contents)?;
             rustix::fs::fchown(
                 file.as_fd(),
-                Some(rustix::fs::Uid::ROOT),
-                Some(rustix::fs::Gid::ROOT),
+                Some(rustix::fs::Uid::from_raw(owner.0)),
+                Some(rustix::fs::Gid::from_raw(owner.1)),
             )?;
             rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(mode))?;
             rustix::fs::renameat(&dir, &tmp_name, &dir, name)?;
@@ -252,13 +264,42 @@ impl RootDir {
         rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
     }
 
-    /// Renames `rel` to the same name plus `suffix` in the same directory.
-    pub(crate) fn rename_with_suffix(&self, rel: &Path, suffix: &str) -> Result<(), StageError> {
+    /// Copies the regular file `rel` to the same name plus `suffix`, keeping its mode and owner;
+    /// returns false (copying nothing) when `rel` is not a regular file.
+    pub(crate) fn copy_beside(&self, rel: &Path, suffix: &str) -> Result<bool, StageError> {
         let (dir, name) = self.parent(rel)?;
-        let mut new_name = name.to_os_string();
-        new_name.push(suffix);
-        rustix::fs::renameat(&dir, name, &dir, &new_name)
-            .map_err(|e| fs_error("rename", &self.host_path(rel), e))
+        let host = self.host_path(rel);
+        let fd = match rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT | Errno::LOOP) => return Ok(false),
+            Err(e) => return Err(fs_error("open", &host, e)),
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &host, e))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Ok(false);
+        }
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut contents).map_err(|e| {
+            StageError::Fs {
+                action: "read",
+                path: host.clone(),
+                source: e,
+            }
+        })?;
+        let mut copy = rel.as_os_str().to_os_string();
+        copy.push(suffix);
+        self.write_file_owned(
+            Path::new(&copy),
+            &contents,
+            stat.st_mode & 0o7777,
+            (stat.st_uid, stat.st_gid),
+        )?;
+        Ok(true)
     }
 
     /// Removes the non-directory `rel`; returns whether something was there.
