@@ -23,16 +23,66 @@ const CORE: [&str; 7] = [
     "debconf",
 ];
 
-/// The order preinsts run in: the core, then essential packages, then the rest, each by name.
-pub(crate) fn preinst_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
+/// The order debootstrap installs packages in: the core, then the other `Priority: required`
+/// packages, then the rest, each group by name. Preinsts run in it, and file-trigger interests
+/// are registered in it.
+pub(crate) fn install_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
     let rank = |p: &UnpackedPackage| match CORE.iter().position(|c| *c == p.name) {
         Some(i) => (0, i),
-        None if p.essential => (1, 0),
+        None if p.essential || p.priority.as_deref() == Some("required") => (1, 0),
         None => (2, 0),
     };
     let mut order: Vec<&UnpackedPackage> = unpacked.packages.iter().collect();
     order.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name)));
     order
+}
+
+/// Writes dpkg's file-trigger registry (`triggers/File`) from the packages' `triggers` control
+/// files, in install order, unless it exists: dpkg's unpack would have written it, and the
+/// order in which dpkg would otherwise register them differs from debootstrap's.
+pub(crate) fn register_file_triggers(
+    root: &RootDir,
+    unpacked: &Unpacked,
+) -> Result<(), StageError> {
+    let registry = Path::new("var/lib/dpkg/triggers/File");
+    if root.file_type(registry)?.is_some() {
+        return Ok(());
+    }
+    let mut lines = String::new();
+    for package in install_order(unpacked) {
+        let name = info_name(package);
+        let control = Path::new("var/lib/dpkg/info").join(format!("{name}.triggers"));
+        let Some(triggers) = root.read_file(&control)? else {
+            continue;
+        };
+        for (path, await_mode) in file_interests(&String::from_utf8_lossy(&triggers)) {
+            let suffix = if await_mode { "" } else { "/noawait" };
+            lines.push_str(&format!("{path} {name}{suffix}\n"));
+        }
+    }
+    if lines.is_empty() {
+        return Ok(());
+    }
+    root.create_dir_all(Path::new("var/lib/dpkg/triggers"), 0o755)?;
+    root.write_file(registry, lines.as_bytes(), 0o644)
+}
+
+/// The file triggers a `triggers` control file declares interest in, with whether the
+/// activating package awaits them.
+fn file_interests(triggers: &str) -> Vec<(&str, bool)> {
+    triggers
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let directive = words.next()?;
+            let name = words.next().filter(|n| n.starts_with('/'))?;
+            match directive {
+                "interest" | "interest-await" => Some((name, true)),
+                "interest-noawait" => Some((name, false)),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Conffiles dpkg's status lists as `newconffile` (unpacked, never configured).
@@ -100,7 +150,7 @@ pub(crate) fn run_preinsts(
         .iter()
         .find(|p| p.name == "dpkg")
         .map_or("", |p| p.version.as_str());
-    for package in preinst_order(unpacked) {
+    for package in install_order(unpacked) {
         if !package.scripts.iter().any(|s| s == "preinst") {
             continue;
         }
@@ -226,10 +276,13 @@ mod tests {
     }
 
     #[test]
-    fn base_passwd_comes_first_then_core_then_essential() {
+    fn base_passwd_comes_first_then_core_then_required() {
+        let mut tzdata = package("tzdata", false);
+        tzdata.priority = Some("required".to_owned());
         let unpacked = Unpacked {
             packages: vec![
                 package("apt", false),
+                tzdata,
                 package("base-files", true),
                 package("base-passwd", true),
                 package("bash", true),
@@ -237,13 +290,49 @@ mod tests {
                 package("dpkg", true),
             ],
         };
-        let names: Vec<&str> = preinst_order(&unpacked)
+        let names: Vec<&str> = install_order(&unpacked)
             .iter()
             .map(|p| p.name.as_str())
             .collect();
         assert_eq!(
             names,
-            ["base-passwd", "base-files", "dpkg", "libc6", "bash", "apt"]
+            [
+                "base-passwd",
+                "base-files",
+                "dpkg",
+                "libc6",
+                "bash",
+                "tzdata",
+                "apt"
+            ]
+        );
+    }
+
+    #[test]
+    fn file_triggers_are_registered_in_install_order() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let info = tmp.path().join("var/lib/dpkg/info");
+        fs_err::create_dir_all(&info).expect("mkdir");
+        fs_err::write(
+            info.join("debianutils.triggers"),
+            "interest-noawait /usr/share/debianutils/shells.d\n",
+        )
+        .expect("write");
+        fs_err::write(
+            info.join("base-files.triggers"),
+            "interest-noawait /usr/lib32\ninterest /usr/libx32\n",
+        )
+        .expect("write");
+        let unpacked = Unpacked {
+            packages: vec![package("base-files", true), package("debianutils", true)],
+        };
+        let root = RootDir::open(tmp.path()).expect("open");
+        register_file_triggers(&root, &unpacked).expect("register");
+        let registry = tmp.path().join("var/lib/dpkg/triggers/File");
+        assert_eq!(
+            fs_err::read_to_string(&registry).expect("read"),
+            "/usr/lib32 base-files/noawait\n/usr/libx32 base-files\n\
+             /usr/share/debianutils/shells.d debianutils/noawait\n"
         );
     }
 
@@ -279,6 +368,16 @@ mod tests {
         );
         // A second run finds every copy in place.
         assert_eq!(stage_new_conffiles(&root).expect("again"), 0);
+    }
+
+    #[test]
+    fn file_interests_skip_explicit_triggers_and_comments() {
+        let triggers = "# a comment\ninterest-noawait /usr/lib32\ninterest /usr/share/x\n\
+                        interest-noawait ldconfig\nactivate-noawait ldconfig\n";
+        assert_eq!(
+            file_interests(triggers),
+            [("/usr/lib32", false), ("/usr/share/x", true)]
+        );
     }
 
     #[test]

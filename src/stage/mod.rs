@@ -110,6 +110,7 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
     let log = Some(Path::new(LOG_PATH));
     root.create_dir_all(Path::new("var/log"), 0o755)?;
     etc::before_configure(&root, request)?;
+    configure::register_file_triggers(&root, request.unpacked)?;
     let staged = configure::stage_new_conffiles(&root)?;
     tracing::debug!("{staged} new conffiles handed to dpkg as .dpkg-new");
 
