@@ -138,6 +138,52 @@ fn root_chroot_mounts_refuse_a_mount_point_that_is_a_symlink() {
 }
 
 #[test]
+fn root_chroot_mounts_refuse_the_hosts_root() {
+    if !have_root("root_chroot_mounts_refuse_the_hosts_root") {
+        return;
+    }
+    let before = mounts_under(Path::new("/proc")).len();
+    let err = ChrootMounts::mount(Path::new("/")).expect_err("/ is refused");
+    assert!(
+        matches!(err, StageError::UnsafePath { .. }),
+        "unexpected error: {err}"
+    );
+    assert_eq!(mounts_under(Path::new("/proc")).len(), before);
+}
+
+/// A tmpfs mounted by a test, unmounted when dropped.
+struct TmpfsGuard(PathBuf);
+
+impl Drop for TmpfsGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn root_mounts_under_ignores_a_root_that_is_itself_a_mount_point() {
+    if !have_root("root_mounts_under_ignores_a_root_that_is_itself_a_mount_point") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = fs_err::canonicalize(tmp.path()).expect("canonical");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &root,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount tmpfs");
+    let _tmpfs = TmpfsGuard(root.clone());
+    assert_nothing_mounted(&root);
+    let mounts = ChrootMounts::mount(&root).expect("mount");
+    assert_eq!(mounts_under(&root).len(), 3);
+    mounts.unmount().expect("unmount");
+    assert_nothing_mounted(&root);
+}
+
+#[test]
 fn root_run_in_chroot_env_is_exactly_the_explicit_one() {
     if !have_root("root_run_in_chroot_env_is_exactly_the_explicit_one") {
         return;

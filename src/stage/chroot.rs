@@ -158,7 +158,8 @@ fn unmount_one(target: &Path) -> Result<(), StageError> {
     }
 }
 
-/// Every mount point at or under `root`, from /proc/self/mountinfo, deepest last.
+/// Every mount point strictly under `root` (a root that is itself a mount point is fine), from
+/// /proc/self/mountinfo, in mount order.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let root = fs_err::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let Ok(info) = fs_err::read_to_string("/proc/self/mountinfo") else {
@@ -167,7 +168,7 @@ pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     info.lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(unescape_mountinfo)
-        .filter(|point| point.starts_with(&root))
+        .filter(|point| point != &root && point.starts_with(&root))
         .collect()
 }
 
@@ -197,12 +198,20 @@ fn unescape_mountinfo(field: &str) -> PathBuf {
     PathBuf::from(std::ffi::OsStr::from_bytes(&out))
 }
 
-fn canonical(root: &Path) -> Result<PathBuf, StageError> {
-    fs_err::canonicalize(root).map_err(|source| StageError::Fs {
+/// The root's canonical path; the host's own `/` is refused.
+pub(crate) fn canonical(root: &Path) -> Result<PathBuf, StageError> {
+    let path = fs_err::canonicalize(root).map_err(|source| StageError::Fs {
         action: "resolve the root",
         path: root.to_path_buf(),
         source,
-    })
+    })?;
+    if path == Path::new("/") {
+        return Err(StageError::UnsafePath {
+            path,
+            reason: "the host's own root cannot be a chroot target",
+        });
+    }
+    Ok(path)
 }
 
 /// Runs `argv` chrooted into `root` with [`CHROOT_ENV`] plus `env` (which may override it),

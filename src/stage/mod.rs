@@ -100,11 +100,7 @@ fn display_paths(paths: &[PathBuf]) -> String {
 pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), StageError> {
     crate::cancel::check()?;
     reporter.stage(Stage::Configure);
-    let root_path = fs_err::canonicalize(request.root).map_err(|source| StageError::Fs {
-        action: "resolve the root",
-        path: request.root.to_path_buf(),
-        source,
-    })?;
+    let root_path = chroot::canonical(request.root)?;
     warn_mount_options(&root_path);
     let root = RootDir::open(&root_path)?;
     let log = Some(Path::new(LOG_PATH));
