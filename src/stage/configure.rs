@@ -50,7 +50,7 @@ pub(crate) fn register_file_triggers(
     }
     let mut lines = String::new();
     for package in install_order(unpacked) {
-        let name = info_name(package);
+        let name = package.db_name();
         let control = Path::new("var/lib/dpkg/info").join(format!("{name}.triggers"));
         let Some(triggers) = root.read_file(&control)? else {
             continue;
@@ -129,15 +129,6 @@ pub(crate) fn stage_new_conffiles(root: &RootDir) -> Result<usize, StageError> {
 /// The suffix dpkg gives a conffile it has unpacked but not yet installed.
 const DPKG_NEW: &str = ".dpkg-new";
 
-/// How dpkg names a package's files in its info directory.
-fn info_name(package: &UnpackedPackage) -> String {
-    if package.multi_arch_same {
-        format!("{}:{}", package.name, package.architecture)
-    } else {
-        package.name.clone()
-    }
-}
-
 /// Runs every preinst with `install`, as dpkg would have before unpacking (base-files and
 /// libc6 register their merged-/usr diversions there).
 pub(crate) fn run_preinsts(
@@ -155,7 +146,7 @@ pub(crate) fn run_preinsts(
             continue;
         }
         crate::cancel::check()?;
-        let script = format!("/var/lib/dpkg/info/{}.preinst", info_name(package));
+        let script = format!("/var/lib/dpkg/info/{}.preinst", package.db_name());
         let what = format!("{} preinst", package.name);
         // The variables dpkg gives maintainer scripts; dpkg-maintscript-helper needs them.
         let env = [
@@ -378,13 +369,5 @@ mod tests {
             file_interests(triggers),
             [("/usr/lib32", false), ("/usr/share/x", true)]
         );
-    }
-
-    #[test]
-    fn multi_arch_same_scripts_carry_the_architecture() {
-        let mut libc = package("libc6", false);
-        libc.multi_arch_same = true;
-        assert_eq!(info_name(&libc), "libc6:amd64");
-        assert_eq!(info_name(&package("dpkg", true)), "dpkg");
     }
 }

@@ -50,6 +50,12 @@ pub enum StageError {
         #[source]
         source: std::io::Error,
     },
+    #[error("refusing {field} {value:?}: {reason}")]
+    InvalidRequest {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     #[error("refusing {path}: {reason}")]
     UnsafePath { path: PathBuf, reason: &'static str },
     #[error("cannot mount {fstype} on {target}")]
@@ -90,6 +96,41 @@ pub enum StageError {
     Cancelled(#[from] Cancelled),
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(unpacked: &'a Unpacked, hostname: &'a str, mirror: &'a str) -> StageRequest<'a> {
+        StageRequest {
+            root: Path::new("/nonexistent"),
+            unpacked,
+            mirror,
+            suite: "trixie",
+            components: &[],
+            hostname,
+        }
+    }
+
+    #[test]
+    fn hostnames_and_mirrors_that_would_inject_lines_are_refused() {
+        let unpacked = Unpacked::default();
+        let mirror = "http://mirror.invalid/debian";
+        assert!(check_request(&request(&unpacked, "onion", mirror)).is_ok());
+        assert!(check_request(&request(&unpacked, "web-1.example", mirror)).is_ok());
+        for bad in ["", "a\n127.0.0.1 evil", "-x", "a..b", "x y"] {
+            let err = check_request(&request(&unpacked, bad, mirror)).expect_err(bad);
+            assert!(err.to_string().contains("hostname"), "{err}");
+        }
+        let err = check_request(&request(
+            &unpacked,
+            "onion",
+            "http://m/ trixie main\ndeb http://evil",
+        ))
+        .expect_err("newline in mirror");
+        assert!(err.to_string().starts_with("refusing mirror"), "{err}");
+    }
+}
+
 fn display_paths(paths: &[PathBuf]) -> String {
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     shown.join(", ")
@@ -99,6 +140,7 @@ fn display_paths(paths: &[PathBuf]) -> String {
 /// mount and service block is undone on every path; fails if a mount under the root remains.
 pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), StageError> {
     crate::cancel::check()?;
+    check_request(request)?;
     reporter.stage(Stage::Configure);
     let root_path = chroot::canonical(request.root)?;
     warn_mount_options(&root_path);
@@ -158,6 +200,43 @@ fn configure_in_chroot(
         request.unpacked.packages.len(),
         started.elapsed()
     );
+    Ok(())
+}
+
+/// Refuses values that would break out of the line or file they are written into.
+fn check_request(request: &StageRequest) -> Result<(), StageError> {
+    let refuse = |field, value: &str, reason| {
+        Err(StageError::InvalidRequest {
+            field,
+            value: value.to_owned(),
+            reason,
+        })
+    };
+    let hostname = request.hostname;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if hostname.len() > 253 || !hostname.split('.').all(label_ok) {
+        return refuse(
+            "hostname",
+            hostname,
+            "a hostname is dot-separated labels of letters, digits and inner hyphens",
+        );
+    }
+    let plain = |v: &str| !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !plain(request.mirror) {
+        return refuse("mirror", request.mirror, "it is empty or holds blanks");
+    }
+    if !plain(request.suite) {
+        return refuse("suite", request.suite, "it is empty or holds blanks");
+    }
+    if let Some(c) = request.components.iter().find(|c| !plain(c)) {
+        return refuse("component", c, "it is empty or holds blanks");
+    }
     Ok(())
 }
 
