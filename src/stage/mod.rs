@@ -96,41 +96,6 @@ pub enum StageError {
     Cancelled(#[from] Cancelled),
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request<'a>(unpacked: &'a Unpacked, hostname: &'a str, mirror: &'a str) -> StageRequest<'a> {
-        StageRequest {
-            root: Path::new("/nonexistent"),
-            unpacked,
-            mirror,
-            suite: "trixie",
-            components: &[],
-            hostname,
-        }
-    }
-
-    #[test]
-    fn hostnames_and_mirrors_that_would_inject_lines_are_refused() {
-        let unpacked = Unpacked::default();
-        let mirror = "http://mirror.invalid/debian";
-        assert!(check_request(&request(&unpacked, "onion", mirror)).is_ok());
-        assert!(check_request(&request(&unpacked, "web-1.example", mirror)).is_ok());
-        for bad in ["", "a\n127.0.0.1 evil", "-x", "a..b", "x y"] {
-            let err = check_request(&request(&unpacked, bad, mirror)).expect_err(bad);
-            assert!(err.to_string().contains("hostname"), "{err}");
-        }
-        let err = check_request(&request(
-            &unpacked,
-            "onion",
-            "http://m/ trixie main\ndeb http://evil",
-        ))
-        .expect_err("newline in mirror");
-        assert!(err.to_string().starts_with("refusing mirror"), "{err}");
-    }
-}
-
 fn display_paths(paths: &[PathBuf]) -> String {
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
     shown.join(", ")
@@ -257,5 +222,40 @@ fn warn_mount_options(root: &Path) {
             "{} is on a filesystem mounted nodev: /dev in the chroot will not work",
             root.display()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(unpacked: &'a Unpacked, hostname: &'a str, mirror: &'a str) -> StageRequest<'a> {
+        StageRequest {
+            root: Path::new("/nonexistent"),
+            unpacked,
+            mirror,
+            suite: "trixie",
+            components: &[],
+            hostname,
+        }
+    }
+
+    #[test]
+    fn hostnames_and_mirrors_that_would_inject_lines_are_refused() {
+        let unpacked = Unpacked::default();
+        let mirror = "http://mirror.invalid/debian";
+        assert!(check_request(&request(&unpacked, "onion", mirror)).is_ok());
+        assert!(check_request(&request(&unpacked, "web-1.example", mirror)).is_ok());
+        for bad in ["", "a\n127.0.0.1 evil", "-x", "a..b", "x y"] {
+            let err = check_request(&request(&unpacked, bad, mirror)).expect_err(bad);
+            assert!(err.to_string().contains("hostname"), "{err}");
+        }
+        let err = check_request(&request(
+            &unpacked,
+            "onion",
+            "http://m/ trixie main\ndeb http://evil",
+        ))
+        .expect_err("newline in mirror");
+        assert!(err.to_string().starts_with("refusing mirror"), "{err}");
     }
 }
