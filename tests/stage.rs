@@ -2,6 +2,7 @@
 //! Every test here needs root (mount, chroot); outside CI they skip with a message when not root.
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -317,4 +318,67 @@ fn root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy() {
     assert!(err.to_string().contains("base-passwd preinst"));
     assert_nothing_mounted(root);
     assert!(!root.join("usr/sbin/policy-rc.d").exists());
+}
+
+/// Set in the child process [`root_a_stop_request_ends_the_chroot_command_and_unmounts`] starts:
+/// the stop flag is process-wide, so raising it must not touch the other tests.
+const CANCEL_CHILD: &str = "DEBSTRAP_STAGE_CANCEL_CHILD";
+
+#[test]
+fn root_a_stop_request_ends_the_chroot_command_and_unmounts() {
+    if !have_root("root_a_stop_request_ends_the_chroot_command_and_unmounts") {
+        return;
+    }
+    let status = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "cancel_child_stops_a_blocked_command",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CANCEL_CHILD, "1")
+        .status()
+        .expect("run the child test");
+    assert!(status.success(), "the child test failed: {status}");
+}
+
+/// Runs only inside the process the test above starts.
+#[test]
+#[ignore = "run by root_a_stop_request_ends_the_chroot_command_and_unmounts in its own process"]
+fn cancel_child_stops_a_blocked_command() {
+    if std::env::var_os(CANCEL_CHILD).is_none() {
+        return;
+    }
+    let tmp = mini_root(&["/usr/bin/sh"]);
+    let root = fs_err::canonicalize(tmp.path()).expect("canonical");
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    nix::unistd::mkfifo(&root.join("ready"), mode).expect("mkfifo ready");
+    nix::unistd::mkfifo(&root.join("never"), mode).expect("mkfifo never");
+    let mounts = ChrootMounts::mount(&root).expect("mount");
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            // Opening the FIFO blocks until the command has opened it to write: it is running.
+            let ready = fs_err::read_to_string(root.join("ready")).expect("read ready");
+            assert_eq!(ready, "started\n");
+            debstrap_onion::cancel::request();
+        });
+        // `never` has no writer, so the command blocks until it is signalled.
+        let result = run_in_chroot(
+            &root,
+            &["sh", "-c", "echo started > /ready; read x < /never"],
+            &[],
+            None,
+        );
+        // Should the command have failed before opening `ready`, this releases the reader
+        // (which then fails its assertion) instead of leaving the test hanging.
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(root.join("ready"));
+        result
+    });
+    let err = result.expect_err("the command was stopped");
+    assert!(matches!(err, StageError::Cancelled(_)), "unexpected: {err}");
+    drop(mounts);
+    assert_nothing_mounted(&root);
 }
