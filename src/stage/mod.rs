@@ -259,9 +259,3 @@ mod tests {
         assert!(err.to_string().starts_with("refusing mirror"), "{err}");
     }
 }
-
-/// Mount points at or below `root` (stub until the stage lands).
-pub fn mounts_under(root: &Path) -> Vec<std::path::PathBuf> {
-    let _ = root;
-    Vec::new()
-}
