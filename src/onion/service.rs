@@ -180,11 +180,8 @@ pub fn http_status(port: u16, host: &str) -> Option<u16> {
     stream
         .set_write_timeout(Some(Duration::from_secs(5)))
         .ok()?;
-    write!(
-        stream,
-        "GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut head = [0u8; 64];
     let mut len = 0;
     while len < head.len() {
