@@ -702,3 +702,157 @@ fn root_real_tor_writes_the_same_hostname_from_our_key() {
     );
     tor.0.kill().expect("stop tor");
 }
+
+/// Stops the service and unmounts on every path, so a failing test leaves no nginx or mount.
+struct StopOnDrop<'a> {
+    name: &'a str,
+    host_root: &'a Path,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = onion::stop(self.name, self.host_root);
+    }
+}
+
+/// Serialises the tests that share the scratch chroot (mounts, nginx and its sites).
+static CHROOT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A scratch chroot with nginx installed (it is modified), from DEBSTRAP_ONION_NGINX_CHROOT.
+fn nginx_chroot() -> PathBuf {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test chroots and mounts: run it as root"
+    );
+    let root = std::env::var_os("DEBSTRAP_ONION_NGINX_CHROOT").map(PathBuf::from);
+    let root = root
+        .expect("set DEBSTRAP_ONION_NGINX_CHROOT to a scratch Debian chroot with nginx installed");
+    assert!(root.join("usr/sbin/nginx").exists(), "no nginx in {root:?}");
+    root
+}
+
+#[test]
+#[ignore = "needs a scratch chroot with nginx: set DEBSTRAP_ONION_NGINX_CHROOT, run as root with --ignored"]
+fn root_nginx_chroot_configure_start_status_stop() {
+    let _lock = CHROOT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = nginx_chroot();
+    let host = tempfile::tempdir().expect("tempdir");
+    let name = "onion-test";
+    let config = OnionConfig {
+        host_root: host.path().to_path_buf(),
+        local_port: free_port(),
+        user: Some("alice".to_string()),
+        ..OnionConfig::default()
+    };
+    let report = onion::configure(&OnionRequest {
+        name,
+        root: &root,
+        chroot_path: &root,
+        suite: "trixie",
+        config: &config,
+    })
+    .expect("configure, including nginx -t in the chroot");
+    let _stop = StopOnDrop {
+        name,
+        host_root: host.path(),
+    };
+
+    let started = onion::start(name, host.path()).expect("start");
+    assert!(!started.already_running);
+    assert_eq!(
+        started.tor,
+        onion::TorReload::OtherHostRoot {
+            host_root: host.path().to_path_buf()
+        }
+    );
+    let status = onion::status(name, host.path()).expect("status");
+    assert_eq!(status.http_status, Some(200));
+    assert!(status.nginx_pid.is_some());
+    assert_eq!(
+        status.service.address.as_deref(),
+        Some(report.address.as_str())
+    );
+    // Nothing listens on 0.0.0.0:80 or any other address for this chroot's default site.
+    assert_eq!(onion::http_status(80, "localhost"), None);
+
+    let stopped = onion::stop(name, host.path()).expect("stop");
+    assert!(stopped.was_running);
+    assert_eq!(
+        stopped.unmounted,
+        [root.join("dev"), root.join("proc")],
+        "start's mounts are removed"
+    );
+    let status = onion::status(name, host.path()).expect("status after stop");
+    assert_eq!(status.http_status, None);
+    assert_eq!(status.nginx_pid, None);
+}
+
+#[test]
+#[ignore = "needs a scratch chroot with nginx: set DEBSTRAP_ONION_NGINX_CHROOT, run as root with --ignored"]
+fn root_nginx_chroot_real_schroot_runs_a_command_as_the_user() {
+    let _lock = CHROOT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = nginx_chroot();
+    let host = tempfile::tempdir().expect("tempdir");
+    let name = "onion-schroot";
+    // schroot -u needs a user the host knows; nobody exists on every Debian host and chroot.
+    let config = OnionConfig {
+        host_root: host.path().to_path_buf(),
+        local_port: free_port(),
+        user: Some("nobody".to_string()),
+        ..OnionConfig::default()
+    };
+    onion::configure(&OnionRequest {
+        name,
+        root: &root,
+        chroot_path: &root,
+        suite: "trixie",
+        config: &config,
+    })
+    .expect("configure");
+
+    // schroot reads only /etc/schroot: give it a copy holding our files, bound over /etc/schroot
+    // in a private mount namespace, so the host's /etc is never written.
+    let etc = tempfile::tempdir().expect("tempdir");
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg("/etc/schroot/.")
+        .arg(etc.path())
+        .status()
+        .expect("cp");
+    assert!(
+        copy.success(),
+        "schroot must be installed (apt-get install schroot)"
+    );
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(host.path().join("etc/schroot/."))
+        .arg(etc.path())
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    let script = format!(
+        "mount --make-rprivate / && mount --bind {} /etc/schroot && \
+         exec schroot -c {name} -u nobody --directory / -- sh -c 'id -un; ls -A /home'",
+        etc.path().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("nobody"));
+    // /home inside is the chroot's own, not the host's bound in.
+    let mut chroot_home: Vec<String> = fs_err::read_dir(root.join("home"))
+        .expect("home")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    chroot_home.sort();
+    let inside: Vec<&str> = lines.collect();
+    assert_eq!(inside, chroot_home);
+}

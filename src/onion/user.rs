@@ -66,7 +66,7 @@ pub(crate) fn ensure_user(root: &Path, name: &str) -> Result<ChrootUser, OnionEr
             gid,
             created: false,
         };
-        make_home(root, &user)?;
+        // An existing user (a rebuild, or one a package made) is left exactly as it is.
         return Ok(user);
     }
     let used_uids = ids(&passwd, 2);
