@@ -126,9 +126,15 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
         chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
         chroot::run_ok(root, &[NGINX])?;
     }
-    wait_until(|| connects(service.local_port)).ok_or(OnionError::NotAnswering {
-        port: service.local_port,
-    })?;
+    if wait_until(|| connects(service.local_port)).is_none() {
+        // Leave nothing half started: the mounts go when `mounts` drops.
+        if !already_running {
+            let _ = chroot::run(root, &[NGINX, "-s", "quit"]);
+        }
+        return Err(OnionError::NotAnswering {
+            port: service.local_port,
+        });
+    }
     mounts.keep();
     let tor = reload_tor(host_root)?;
     Ok(StartReport {
