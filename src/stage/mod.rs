@@ -1,10 +1,31 @@
-//! Stage: finish an unpacked root through chroot(2) — mounts, policy-rc.d, maintainer scripts
-//! and `dpkg --configure -a` — into a working Debian.
+//! Stage: finish an unpacked root through chroot(2) — mounts, device nodes, policy-rc.d, the
+//! maintainer scripts dpkg needs and `dpkg --configure -a` — into a working Debian, and write
+//! the per-machine files (apt sources, hostname, fstab, resolv.conf) as debootstrap does.
+//!
+//! Takes the root [`crate::unpack::unpack`] left (files plus dpkg's database, every package
+//! `unpacked`); gives a root where every package is `installed`, with nothing left mounted.
 
-use std::path::Path;
+mod chroot;
+mod configure;
+mod devices;
+mod etc;
+mod rootfs;
+mod services;
 
-use crate::progress::Reporter;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Instant;
+
+use rootfs::RootDir;
+
+use crate::cancel::Cancelled;
+use crate::progress::{Counter, Reporter, Stage};
 use crate::unpack::Unpacked;
+
+pub use chroot::{mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV};
+
+/// Where, inside the root, the output of every command run in the chroot is appended.
+pub const LOG_PATH: &str = "var/log/debstrap-onion.log";
 
 /// What to finish.
 #[derive(Debug, Clone, Copy)]
@@ -22,12 +43,219 @@ pub struct StageRequest<'a> {
 /// Why staging failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
-    #[error("not implemented")]
-    Unimplemented,
+    #[error("cannot {action} {path}")]
+    Fs {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("refusing {field} {value:?}: {reason}")]
+    InvalidRequest {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("refusing {path}: {reason}")]
+    UnsafePath { path: PathBuf, reason: &'static str },
+    #[error("cannot mount {fstype} on {target}")]
+    Mount {
+        fstype: &'static str,
+        target: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("cannot unmount {target}")]
+    Unmount {
+        target: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("mounts remain under {root} after the build: {}", display_paths(.mounts))]
+    MountsRemain { root: PathBuf, mounts: Vec<PathBuf> },
+    #[error("cannot start `{command}` in the chroot {root}")]
+    Spawn {
+        root: PathBuf,
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{what} failed in the chroot ({status}): `{command}`; last lines of its output:\n{tail}"
+    )]
+    Command {
+        /// The package and script, or the command's role (`dpkg --configure -a`).
+        what: String,
+        command: String,
+        status: ExitStatus,
+        tail: String,
+    },
+    #[error("dpkg --audit reports unfinished packages after configuration:\n{report}")]
+    Audit { report: String },
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
 }
 
-/// Configures the root.
+fn display_paths(paths: &[PathBuf]) -> String {
+    let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    shown.join(", ")
+}
+
+/// Configures the root: every unpacked package ends `installed`, no service starts, and every
+/// mount and service block is undone on every path; fails if a mount under the root remains.
 pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), StageError> {
-    let _ = (request, reporter);
-    Err(StageError::Unimplemented)
+    crate::cancel::check()?;
+    check_request(request)?;
+    reporter.stage(Stage::Configure);
+    let root_path = chroot::canonical(request.root)?;
+    warn_mount_options(&root_path);
+    let root = RootDir::open(&root_path)?;
+    let log = Some(Path::new(LOG_PATH));
+    root.create_dir_all(Path::new("var/log"), 0o755)?;
+    etc::before_configure(&root, request)?;
+    configure::register_file_triggers(&root, request.unpacked)?;
+    let staged = configure::stage_new_conffiles(&root)?;
+    tracing::debug!("{staged} new conffiles handed to dpkg as .dpkg-new");
+
+    let result = configure_in_chroot(&root, &root_path, request, log, reporter);
+
+    let remaining = mounts_under(&root_path);
+    let result = match result {
+        Ok(()) if !remaining.is_empty() => Err(StageError::MountsRemain {
+            root: root_path.clone(),
+            mounts: remaining,
+        }),
+        other => {
+            if !remaining.is_empty() {
+                tracing::error!(
+                    "mounts remain under {}: {}",
+                    root_path.display(),
+                    display_paths(&remaining)
+                );
+            }
+            other
+        }
+    };
+    result?;
+    etc::after_configure(&root)
+}
+
+/// Everything that needs the chroot, between mounting and unmounting.
+fn configure_in_chroot(
+    root: &RootDir,
+    root_path: &Path,
+    request: &StageRequest,
+    log: Option<&Path>,
+    reporter: &dyn Reporter,
+) -> Result<(), StageError> {
+    let started = Instant::now();
+    let mounts = ChrootMounts::mount(root_path)?;
+    let policy = services::PolicyRcD::install(root)?;
+    let start_stop_daemon = services::StartStopDaemonDiversion::install(root, root_path, log)?;
+    reporter.start(Counter::Configured, request.unpacked.packages.len() as u64);
+    configure::run_preinsts(root_path, request.unpacked, log)?;
+    configure::configure_all(root_path, log, reporter)?;
+    configure::audit(root_path, log)?;
+    reporter.finish(Counter::Configured);
+    start_stop_daemon.remove()?;
+    policy.remove()?;
+    mounts.unmount()?;
+    tracing::info!(
+        "configured {} packages in {:.1?}",
+        request.unpacked.packages.len(),
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// Refuses values that would break out of the line or file they are written into.
+fn check_request(request: &StageRequest) -> Result<(), StageError> {
+    let refuse = |field, value: &str, reason| {
+        Err(StageError::InvalidRequest {
+            field,
+            value: value.to_owned(),
+            reason,
+        })
+    };
+    let hostname = request.hostname;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if hostname.len() > 253 || !hostname.split('.').all(label_ok) {
+        return refuse(
+            "hostname",
+            hostname,
+            "a hostname is dot-separated labels of letters, digits and inner hyphens",
+        );
+    }
+    let plain = |v: &str| !v.is_empty() && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+    if !plain(request.mirror) {
+        return refuse("mirror", request.mirror, "it is empty or holds blanks");
+    }
+    if !plain(request.suite) {
+        return refuse("suite", request.suite, "it is empty or holds blanks");
+    }
+    if let Some(c) = request.components.iter().find(|c| !plain(c)) {
+        return refuse("component", c, "it is empty or holds blanks");
+    }
+    Ok(())
+}
+
+/// Device nodes do not work on a `nodev` filesystem nor scripts on a `noexec` one.
+fn warn_mount_options(root: &Path) {
+    use nix::sys::statvfs::FsFlags;
+    let Ok(stat) = nix::sys::statvfs::statvfs(root) else {
+        return;
+    };
+    if stat.flags().contains(FsFlags::ST_NOEXEC) {
+        tracing::warn!(
+            "{} is on a filesystem mounted noexec: maintainer scripts will fail",
+            root.display()
+        );
+    }
+    if stat.flags().contains(FsFlags::ST_NODEV) {
+        tracing::warn!(
+            "{} is on a filesystem mounted nodev: /dev in the chroot will not work",
+            root.display()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request<'a>(unpacked: &'a Unpacked, hostname: &'a str, mirror: &'a str) -> StageRequest<'a> {
+        StageRequest {
+            root: Path::new("/nonexistent"),
+            unpacked,
+            mirror,
+            suite: "trixie",
+            components: &[],
+            hostname,
+        }
+    }
+
+    #[test]
+    fn hostnames_and_mirrors_that_would_inject_lines_are_refused() {
+        let unpacked = Unpacked::default();
+        let mirror = "http://mirror.invalid/debian";
+        assert!(check_request(&request(&unpacked, "onion", mirror)).is_ok());
+        assert!(check_request(&request(&unpacked, "web-1.example", mirror)).is_ok());
+        for bad in ["", "a\n127.0.0.1 evil", "-x", "a..b", "x y"] {
+            let err = check_request(&request(&unpacked, bad, mirror)).expect_err(bad);
+            assert!(err.to_string().contains("hostname"), "{err}");
+        }
+        let err = check_request(&request(
+            &unpacked,
+            "onion",
+            "http://m/ trixie main\ndeb http://evil",
+        ))
+        .expect_err("newline in mirror");
+        assert!(err.to_string().starts_with("refusing mirror"), "{err}");
+    }
 }

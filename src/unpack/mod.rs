@@ -1,10 +1,45 @@
 //! Unpack: verified .debs become files under the target root, every path resolved inside it, plus
 //! dpkg's database so dpkg in the chroot can configure them.
+//!
+//! Takes an [`UnpackRequest`] (root, .debs in request order, architecture) and gives
+//! [`Unpacked`] (every package as dpkg's database records it). Steps:
+//! 1. merged /usr: `usr/{bin,sbin,lib}` (and the architecture's `lib64`/`libx32`) with
+//!    `bin -> usr/bin` style links, before anything is extracted; other `lib*` aliases are made
+//!    when a package first ships something there;
+//! 2. every .deb is read (`deb`) and its data.tar extracted (`extract`) in parallel, each file
+//!    written once, every path resolved inside the root (`confined`); entry names with `..` are
+//!    refused, absolute names land inside the root (`path`);
+//! 3. dpkg's database is written (`database`).
+//!
+//! When the root did not exist before, a failure removes it again.
 
-use std::path::Path;
+mod confined;
+mod control;
+mod database;
+mod deb;
+mod extract;
+mod path;
 
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+use crate::cancel::Cancelled;
 use crate::fetch::CachedDeb;
-use crate::progress::Reporter;
+use crate::progress::{Counter, Reporter};
+
+pub use control::ControlProblem;
+pub use path::PathProblem;
+
+use confined::Root;
+use control::Control;
+use deb::ControlMember;
+use extract::{Extracted, Extractor};
+
+/// Maintainer scripts (and debconf's `config`) that later stages may run.
+const SCRIPTS: [&str; 5] = ["config", "postinst", "postrm", "preinst", "prerm"];
 
 /// What to unpack where.
 #[derive(Debug, Clone, Copy)]
@@ -30,21 +65,361 @@ pub struct UnpackedPackage {
     pub scripts: Vec<String>,
 }
 
+impl UnpackedPackage {
+    /// The name dpkg's database uses: `NAME`, or `NAME:ARCH` for `Multi-Arch: same`.
+    pub fn db_name(&self) -> String {
+        control::db_name(&self.name, &self.architecture, self.multi_arch_same)
+    }
+
+    /// Whether the package ships the maintainer script `script` (`preinst`, ...).
+    pub fn has_script(&self, script: &str) -> bool {
+        self.scripts.iter().any(|s| s == script)
+    }
+}
+
 /// The result of unpacking: every package, sorted by name.
 #[derive(Debug, Clone, Default)]
 pub struct Unpacked {
     pub packages: Vec<UnpackedPackage>,
 }
 
-/// Why unpacking failed.
+/// Why a .deb is not one we can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatProblem {
+    #[error("the archive is empty")]
+    Empty,
+    #[error("its first member is not debian-binary")]
+    NoDebianBinary,
+    #[error("debian-binary says {0:?}, not \"2.0\"")]
+    Version(String),
+    #[error("it has no control.tar member before data.tar")]
+    NoControl,
+    #[error("it has no data.tar member")]
+    NoData,
+    #[error("unexpected member {0}")]
+    Unexpected(String),
+}
+
+/// Why an archive entry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryProblem {
+    #[error(transparent)]
+    Path(PathProblem),
+    #[error("the hard link's target is refused: {0}")]
+    LinkTarget(PathProblem),
+    #[error("unsupported tar entry type {0:#04x}")]
+    UnsupportedType(u8),
+    #[error("the link has no target")]
+    NoLinkTarget,
+    #[error("a hard link to a directory")]
+    HardLinkToDirectory,
+    #[error("the root entry is not a directory")]
+    RootNotDirectory,
+    #[error("control members must be plain files at the top of control.tar")]
+    ControlMemberType,
+    #[error("a control member may not be called list: dpkg keeps the path list there")]
+    ReservedControlMember,
+    #[error("the control member is too large")]
+    TooLarge,
+}
+
+/// Why unpacking failed; every variant names the package (and entry) at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("not implemented")]
-    Unimplemented,
+    #[error("cannot create or open the target root {path}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set up merged /usr in {path}")]
+    MergedUsr {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{package}: cannot open {path}")]
+    Open {
+        package: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{package}: {path} is not a readable ar archive")]
+    Ar {
+        package: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{package}: {path} is not a Debian binary package: {problem}")]
+    Format {
+        package: String,
+        path: PathBuf,
+        problem: FormatProblem,
+    },
+    #[error("{package}: member {member} is compressed in a way we cannot read (gzip, xz, zstd or none)")]
+    Compression { package: String, member: String },
+    #[error("{package}: cannot read member {member}")]
+    Member {
+        package: String,
+        member: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{package}: bad control file")]
+    Control {
+        package: String,
+        #[source]
+        source: ControlProblem,
+    },
+    #[error("{package}: the .deb is {found}, but the index promised {expected}")]
+    Mismatch {
+        package: String,
+        found: String,
+        expected: String,
+    },
+    #[error("{package}: entry {entry}: {problem}")]
+    Entry {
+        package: String,
+        entry: String,
+        problem: EntryProblem,
+    },
+    #[error("{package}: cannot extract {entry}")]
+    Extract {
+        package: String,
+        entry: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{package}: {entry} is a {kind}, but {holder} has a {other_kind} there")]
+    Conflict {
+        package: String,
+        entry: String,
+        kind: &'static str,
+        holder: String,
+        other_kind: &'static str,
+    },
+    #[error("cannot write dpkg's database file {path}")]
+    Database {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
+}
+
+/// One package after extraction.
+struct Outcome {
+    /// Place in the request.
+    index: usize,
+    control: Control,
+    members: Vec<ControlMember>,
+    extracted: Extracted,
 }
 
 /// Unpacks every .deb into the root and writes dpkg's database.
+///
+/// Files shipped by several packages end as the one latest in `debs` order would leave them;
+/// directories keep the metadata of the earliest. Nothing is written outside the root.
 pub fn unpack(request: &UnpackRequest, reporter: &dyn Reporter) -> Result<Unpacked, UnpackError> {
-    let _ = (request, reporter);
-    Err(UnpackError::Unimplemented)
+    let (root, created) =
+        Root::open_or_create(request.root).map_err(|source| UnpackError::Root {
+            path: request.root.to_owned(),
+            source,
+        })?;
+    let mut guard = RemoveOnError {
+        path: created.then(|| request.root.to_owned()),
+    };
+    let unpacked = unpack_into(&root, request, reporter)?;
+    guard.path = None;
+    Ok(unpacked)
+}
+
+fn unpack_into(
+    root: &Root,
+    request: &UnpackRequest,
+    reporter: &dyn Reporter,
+) -> Result<Unpacked, UnpackError> {
+    let debs = request.debs;
+    reporter.start(Counter::Unpacked, debs.len() as u64);
+    let names: Vec<String> = debs.iter().map(|d| d.package.name.clone()).collect();
+    let extractor = Extractor::new(root, &names);
+    for alias in usr_aliases(request.arch) {
+        extractor
+            .ensure_usr_alias(alias.as_bytes())
+            .map_err(|source| UnpackError::MergedUsr {
+                path: root.path().to_owned(),
+                source,
+            })?;
+    }
+
+    // Largest first, so the long xz streams start early and the small ones fill the gaps.
+    let mut order: Vec<usize> = (0..debs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(debs[i].package.size));
+    let stop = AtomicBool::new(false);
+    let results: Vec<(usize, Option<Result<Outcome, UnpackError>>)> = order
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|i| {
+            if stop.load(Ordering::Relaxed) {
+                return (i, None);
+            }
+            let result = crate::cancel::check()
+                .map_err(UnpackError::from)
+                .and_then(|()| unpack_one(&extractor, i, &debs[i]));
+            match &result {
+                Ok(_) => reporter.advance(Counter::Unpacked, 1),
+                Err(_) => stop.store(true, Ordering::Relaxed),
+            }
+            (i, Some(result))
+        })
+        .collect();
+
+    let mut outcomes: Vec<Option<Outcome>> = (0..debs.len()).map(|_| None).collect();
+    let mut first_error: Option<(usize, UnpackError)> = None;
+    for (i, result) in results {
+        match result {
+            Some(Ok(outcome)) => outcomes[i] = Some(outcome),
+            Some(Err(e)) if first_error.as_ref().map_or(true, |(j, _)| i < *j) => {
+                first_error = Some((i, e));
+            }
+            _ => {}
+        }
+    }
+    if let Some((_, e)) = first_error {
+        return Err(e);
+    }
+    crate::cancel::check()?;
+    extractor.finish_directories()?;
+
+    let mut outcomes: Vec<Outcome> = outcomes.into_iter().flatten().collect();
+    outcomes.sort_by(|a, b| {
+        (a.control.package(), a.control.architecture())
+            .cmp(&(b.control.package(), b.control.architecture()))
+    });
+    let records: Vec<database::Record> = outcomes
+        .iter()
+        .map(|o| database::Record {
+            control: &o.control,
+            members: &o.members,
+            paths: &o.extracted.paths,
+            computed_md5sums: o.extracted.md5sums.as_deref(),
+            conffile_md5: &o.extracted.conffile_md5,
+        })
+        .collect();
+    database::write(root, request.arch, &records)?;
+    reporter.finish(Counter::Unpacked);
+
+    let packages = outcomes
+        .iter()
+        .map(|o| unpacked_package(o, &debs[o.index]))
+        .collect();
+    Ok(Unpacked { packages })
+}
+
+/// The package as later stages see it; the index fills in a priority the control file lacks.
+fn unpacked_package(outcome: &Outcome, deb: &CachedDeb) -> UnpackedPackage {
+    let control = &outcome.control;
+    let priority = control
+        .get("Priority")
+        .map(str::to_owned)
+        .or_else(|| deb.package.priority.clone());
+    let scripts = SCRIPTS
+        .iter()
+        .filter(|s| outcome.members.iter().any(|m| m.name == **s))
+        .map(|s| (*s).to_owned())
+        .collect();
+    UnpackedPackage {
+        name: control.package().to_owned(),
+        version: control.version().to_owned(),
+        architecture: control.architecture().to_owned(),
+        multi_arch_same: control.multi_arch_same(),
+        essential: control
+            .get("Essential")
+            .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
+        priority,
+        scripts,
+    }
+}
+
+/// Reads, checks and extracts one .deb.
+fn unpack_one(extractor: &Extractor, index: usize, deb: &CachedDeb) -> Result<Outcome, UnpackError> {
+    let package = deb.package.name.as_str();
+    let mut control_seen: Option<Control> = None;
+    let (members, extracted) = deb::read_deb(package, &deb.path, |members, member, data| {
+        let control_file = members
+            .iter()
+            .find(|m| m.name == "control")
+            .ok_or(UnpackError::Control {
+                package: package.to_owned(),
+                source: ControlProblem::Missing("control file"),
+            })?;
+        let control = Control::parse(&control_file.data).map_err(|source| UnpackError::Control {
+            package: package.to_owned(),
+            source,
+        })?;
+        let found = format!("{} {}", control.package(), control.version());
+        let expected = format!("{} {}", deb.package.name, deb.package.version);
+        if found != expected {
+            return Err(UnpackError::Mismatch {
+                package: package.to_owned(),
+                found,
+                expected,
+            });
+        }
+        if let Some(bad) = members.iter().find(|m| m.name == "list") {
+            return Err(UnpackError::Entry {
+                package: package.to_owned(),
+                entry: bad.name.clone(),
+                problem: EntryProblem::ReservedControlMember,
+            });
+        }
+        let compute_md5sums = !members.iter().any(|m| m.name == "md5sums");
+        let conffiles: BTreeSet<String> = members
+            .iter()
+            .find(|m| m.name == "conffiles")
+            .map(|m| control::conffiles(&m.data).into_iter().collect())
+            .unwrap_or_default();
+        let extracted =
+            extractor.extract(index, package, member, data, compute_md5sums, &conffiles)?;
+        control_seen = Some(control);
+        Ok(extracted)
+    })?;
+    let control = control_seen.expect("read_deb returns Ok only after the extract callback succeeded");
+    Ok(Outcome {
+        index,
+        control,
+        members,
+        extracted,
+    })
+}
+
+/// The merged-/usr links made before extraction: always bin, sbin and lib, plus the extra
+/// library directory the architecture's dynamic loader lives in (debootstrap ends with exactly
+/// these on a minimal system; others are made when a package ships into them).
+fn usr_aliases(arch: &str) -> Vec<&'static str> {
+    let mut aliases = vec!["bin", "sbin", "lib"];
+    match arch {
+        "amd64" | "ppc64" | "ppc64el" | "mips64el" | "loong64" | "sparc64" => aliases.push("lib64"),
+        "x32" => aliases.push("libx32"),
+        _ => {}
+    }
+    aliases
+}
+
+/// Removes a root this unpack created when it fails, so no half-built root is left.
+struct RemoveOnError {
+    path: Option<PathBuf>,
+}
+
+impl Drop for RemoveOnError {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            if let Err(e) = fs_err::remove_dir_all(&path) {
+                tracing::warn!("cannot remove the partial root: {e}");
+            }
+        }
+    }
 }

@@ -1,0 +1,411 @@
+//! The chroot runner: takes a root directory; gives the kernel filesystems mounted inside it for
+//! as long as a [`ChrootMounts`] guard lives, and commands run in it through chroot(2) with a
+//! clean environment and their output logged inside the root.
+
+use std::collections::VecDeque;
+use std::ffi::CString;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use nix::mount::{MntFlags, MsFlags};
+
+use super::rootfs::RootDir;
+use super::{devices, StageError};
+
+/// The whole environment of every command run in the chroot: nothing of the host's leaks in.
+pub const CHROOT_ENV: &[(&str, &str)] = &[
+    ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+    ("LANG", "C.UTF-8"),
+    ("DEBIAN_FRONTEND", "noninteractive"),
+    ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
+    ("HOME", "/root"),
+];
+
+/// How many lines of a failed command's output its error shows.
+const TAIL_LINES: usize = 20;
+
+/// How often a running command checks for a stop request.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
+
+/// The kernel filesystems a chroot needs (proc, sysfs, a private devpts), mounted under a root
+/// until this guard is dropped or [`ChrootMounts::unmount`] is called.
+///
+/// Drop unmounts in reverse order on every path (success, error, panic), falling back to a lazy
+/// detach for a busy mount.
+#[derive(Debug)]
+pub struct ChrootMounts {
+    /// Host paths of what we mounted, in mount order.
+    mounted: Vec<PathBuf>,
+}
+
+/// One mount: what, where (relative to the root), how.
+struct MountSpec {
+    fstype: &'static str,
+    target: &'static str,
+    flags: MsFlags,
+    data: Option<&'static str>,
+}
+
+const MOUNTS: [MountSpec; 3] = [
+    MountSpec {
+        fstype: "proc",
+        target: "proc",
+        flags: MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC),
+        data: None,
+    },
+    MountSpec {
+        fstype: "sysfs",
+        target: "sys",
+        flags: MsFlags::MS_NOSUID
+            .union(MsFlags::MS_NODEV)
+            .union(MsFlags::MS_NOEXEC)
+            .union(MsFlags::MS_RDONLY),
+        data: None,
+    },
+    // A new devpts instance, so ptys opened in the chroot never touch the host's /dev/pts;
+    // gid 5 is Debian's fixed `tty` group.
+    MountSpec {
+        fstype: "devpts",
+        target: "dev/pts",
+        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    },
+];
+
+impl ChrootMounts {
+    /// Creates the device nodes under `root/dev`, then mounts proc, sysfs (read-only) and a new
+    /// devpts instance; refuses mount points that go through a symlink.
+    pub fn mount(root: &Path) -> Result<ChrootMounts, StageError> {
+        let root = canonical(root)?;
+        let dir = RootDir::open(&root)?;
+        devices::create(&dir)?;
+        let mut guard = ChrootMounts {
+            mounted: Vec::new(),
+        };
+        for spec in &MOUNTS {
+            dir.create_dir_all(Path::new(spec.target), 0o755)?;
+            let target = dir.host_path(Path::new(spec.target));
+            // Mounting on /proc/self/fd/N mounts on exactly the directory we opened inside the
+            // root, whatever happens to the path afterwards.
+            let fd = dir.open_dir(Path::new(spec.target), true)?;
+            let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            nix::mount::mount(
+                Some(spec.fstype),
+                via.as_str(),
+                Some(spec.fstype),
+                spec.flags,
+                spec.data,
+            )
+            .map_err(|source| StageError::Mount {
+                fstype: spec.fstype,
+                target: target.clone(),
+                source,
+            })?;
+            guard.mounted.push(target);
+        }
+        Ok(guard)
+    }
+
+    /// Unmounts everything now, reporting the first failure (Drop only logs).
+    pub fn unmount(mut self) -> Result<(), StageError> {
+        self.unmount_all()
+    }
+
+    fn unmount_all(&mut self) -> Result<(), StageError> {
+        let mut first_error = None;
+        while let Some(target) = self.mounted.pop() {
+            if let Err(e) = unmount_one(&target) {
+                tracing::warn!("{e}");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for ChrootMounts {
+    fn drop(&mut self) {
+        let _ = self.unmount_all();
+    }
+}
+
+/// Unmounts `target` (never following a symlink), detaching lazily when it is busy.
+fn unmount_one(target: &Path) -> Result<(), StageError> {
+    match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
+        Ok(()) => Ok(()),
+        Err(nix::Error::EBUSY) => {
+            tracing::warn!("{} is busy; detaching it lazily", target.display());
+            nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH).map_err(
+                |source| StageError::Unmount {
+                    target: target.to_path_buf(),
+                    source,
+                },
+            )
+        }
+        Err(source) => Err(StageError::Unmount {
+            target: target.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Every mount point strictly under `root` (a root that is itself a mount point is fine), from
+/// /proc/self/mountinfo, in mount order.
+pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    let root = fs_err::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let Ok(info) = fs_err::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    info.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mountinfo)
+        .filter(|point| point != &root && point.starts_with(&root))
+        .collect()
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, ...).
+fn unescape_mountinfo(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let digits = bytes.get(i + 1..i + 4).unwrap_or_default();
+        if bytes[i] == b'\\'
+            && digits.len() == 3
+            && digits.iter().all(|d| (b'0'..=b'7').contains(d))
+        {
+            let value = digits
+                .iter()
+                .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            if let Ok(byte) = u8::try_from(value) {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+/// The root's canonical path; the host's own `/` is refused.
+pub(crate) fn canonical(root: &Path) -> Result<PathBuf, StageError> {
+    let path = fs_err::canonicalize(root).map_err(|source| StageError::Fs {
+        action: "resolve the root",
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if path == Path::new("/") {
+        return Err(StageError::UnsafePath {
+            path,
+            reason: "the host's own root cannot be a chroot target",
+        });
+    }
+    Ok(path)
+}
+
+/// Runs `argv` chrooted into `root` with [`CHROOT_ENV`] plus `env` (which may override it),
+/// stdin from /dev/null, and its output appended to `log` (a path inside the root) as it comes;
+/// a non-zero exit is an error naming the command and showing its last lines.
+pub fn run_in_chroot(
+    root: &Path,
+    argv: &[&str],
+    env: &[(&str, &str)],
+    log: Option<&Path>,
+) -> Result<Output, StageError> {
+    run(
+        &Invocation {
+            root,
+            argv,
+            env,
+            log,
+            what: None,
+        },
+        &mut |_| {},
+    )
+}
+
+/// A command to run in the chroot, with what to call it in errors.
+pub(crate) struct Invocation<'a> {
+    pub root: &'a Path,
+    pub argv: &'a [&'a str],
+    pub env: &'a [(&'a str, &'a str)],
+    pub log: Option<&'a Path>,
+    /// What failed, in words (`base-passwd preinst`); the command line when `None`.
+    pub what: Option<&'a str>,
+}
+
+/// Output collected while a command runs: the log, and the last lines for an error.
+struct Sink {
+    log: Option<std::fs::File>,
+    tail: VecDeque<String>,
+}
+
+impl Sink {
+    fn line(&mut self, line: &[u8]) {
+        if let Some(log) = self.log.as_mut() {
+            // A log that cannot be written must not fail the build: the output is still kept.
+            let _ = log.write_all(line);
+        }
+        if self.tail.len() == TAIL_LINES {
+            self.tail.pop_front();
+        }
+        self.tail
+            .push_back(String::from_utf8_lossy(line).trim_end().to_owned());
+    }
+}
+
+/// Runs an [`Invocation`], calling `on_stdout_line` for each line of standard output as it comes.
+pub(crate) fn run(
+    inv: &Invocation,
+    on_stdout_line: &mut dyn FnMut(&str),
+) -> Result<Output, StageError> {
+    let command_line = inv.argv.join(" ");
+    let spawn_error = |source| StageError::Spawn {
+        root: inv.root.to_path_buf(),
+        command: command_line.clone(),
+        source,
+    };
+    let Some((program, args)) = inv.argv.split_first() else {
+        return Err(spawn_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "empty command",
+        )));
+    };
+    let root_c =
+        CString::new(inv.root.as_os_str().as_bytes()).map_err(|e| spawn_error(e.into()))?;
+
+    let mut log = match inv.log {
+        Some(rel) => Some(RootDir::open(inv.root)?.append(rel, 0o640)?),
+        None => None,
+    };
+    if let Some(log) = log.as_mut() {
+        let _ = writeln!(log, "$ {command_line}");
+    }
+
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_clear()
+        .envs(CHROOT_ENV.iter().copied())
+        .envs(inv.env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure runs in the forked child before exec and only makes the
+    // async-signal-safe syscalls chroot(2), chdir(2) and umask(2), on a CString allocated
+    // before the fork; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(move || {
+            nix::unistd::chroot(root_c.as_c_str())?;
+            nix::unistd::chdir(c"/")?;
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(spawn_error)?;
+
+    let sink = Mutex::new(Sink {
+        log,
+        tail: VecDeque::with_capacity(TAIL_LINES),
+    });
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let pid = i32::try_from(child.id()).map(nix::unistd::Pid::from_raw);
+    let output_done = AtomicBool::new(false);
+    let (stdout_bytes, stderr_bytes) = std::thread::scope(|scope| {
+        // A stop request reaches this process alone when it comes as SIGTERM; pass it on so a
+        // long dpkg run ends now. The child is reaped only after this scope, so its pid cannot
+        // have been reused when it is signalled.
+        scope.spawn(|| {
+            while !output_done.load(Ordering::SeqCst) {
+                if crate::cancel::is_requested() {
+                    if let Ok(pid) = pid {
+                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+                    }
+                    break;
+                }
+                std::thread::sleep(CANCEL_POLL);
+            }
+        });
+        let stderr_reader = scope.spawn(|| read_lines(stderr, &sink, &mut |_| {}));
+        let out = read_lines(stdout, &sink, on_stdout_line);
+        let err = stderr_reader.join().unwrap_or_default();
+        output_done.store(true, Ordering::SeqCst);
+        (out, err)
+    });
+    let status = child.wait().map_err(spawn_error)?;
+    let sink = sink
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !status.success() && crate::cancel::is_requested() {
+        return Err(StageError::Cancelled(crate::cancel::Cancelled));
+    }
+    if !status.success() {
+        return Err(StageError::Command {
+            what: inv.what.map_or_else(|| command_line.clone(), str::to_owned),
+            command: command_line,
+            status,
+            tail: Vec::from(sink.tail).join("\n"),
+        });
+    }
+    Ok(Output {
+        status,
+        stdout: stdout_bytes,
+        stderr: stderr_bytes,
+    })
+}
+
+/// Reads `pipe` to its end line by line into `sink`, returning every byte read.
+fn read_lines(
+    pipe: Option<impl Read>,
+    sink: &Mutex<Sink>,
+    on_line: &mut dyn FnMut(&str),
+) -> Vec<u8> {
+    let Some(pipe) = pipe else {
+        return Vec::new();
+    };
+    let mut reader = BufReader::new(pipe);
+    let mut all = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Ok(mut sink) = sink.lock() {
+                    sink.line(&line);
+                }
+                on_line(&String::from_utf8_lossy(&line));
+                all.extend_from_slice(&line);
+            }
+        }
+    }
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(
+            unescape_mountinfo(r"/tmp/a\040b\011c"),
+            PathBuf::from("/tmp/a b\tc")
+        );
+        assert_eq!(
+            unescape_mountinfo(r"/tmp/plain\"),
+            PathBuf::from(r"/tmp/plain\")
+        );
+    }
+}

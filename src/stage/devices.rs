@@ -1,0 +1,64 @@
+//! Device nodes: takes the root; gives the static /dev debootstrap creates (the nodes a
+//! container may make, /dev/pts and /dev/shm, and the /proc/self/fd links).
+
+use std::path::Path;
+
+use rustix::io::Errno;
+
+use super::rootfs::{fs_error, RootDir};
+use super::StageError;
+
+/// Character devices debootstrap creates, all mode 0666: name, major, minor.
+const NODES: [(&str, u32, u32); 7] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+    ("console", 5, 1),
+];
+
+/// Links into /proc, resolved inside the chroot once proc is mounted.
+const LINKS: [(&str, &str); 4] = [
+    ("fd", "/proc/self/fd"),
+    ("stdin", "/proc/self/fd/0"),
+    ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"),
+];
+
+/// Creates what is missing of /dev; existing entries are left as they are.
+pub(crate) fn create(root: &RootDir) -> Result<(), StageError> {
+    for dir in ["dev", "dev/pts", "dev/shm"] {
+        root.create_dir_all(Path::new(dir), 0o755)?;
+    }
+    for (name, major, minor) in NODES {
+        make_node(root, name, major, minor)?;
+    }
+    let ptmx = Path::new("dev/ptmx");
+    if root.file_type(ptmx)?.is_none() {
+        match root.mknod_char(ptmx, 0o666, 5, 2) {
+            Ok(()) => {}
+            // In a container mknod may be refused; the devpts we mount has ptmxmode=0666, so a
+            // link to its ptmx works as well.
+            Err(Errno::PERM) => root.symlink("pts/ptmx", ptmx)?,
+            Err(e) => return Err(fs_error("create the device", &root.host_path(ptmx), e)),
+        }
+    }
+    for (name, target) in LINKS {
+        let rel = Path::new("dev").join(name);
+        if root.file_type(&rel)?.is_none() {
+            root.symlink(target, &rel)?;
+        }
+    }
+    Ok(())
+}
+
+fn make_node(root: &RootDir, name: &str, major: u32, minor: u32) -> Result<(), StageError> {
+    let rel = Path::new("dev").join(name);
+    if root.file_type(&rel)?.is_some() {
+        return Ok(());
+    }
+    root.mknod_char(&rel, 0o666, major, minor)
+        .map_err(|e| fs_error("create the device", &root.host_path(&rel), e))
+}

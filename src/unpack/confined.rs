@@ -1,0 +1,183 @@
+//! The target root as a directory descriptor: paths in, descriptors and new files out, every
+//! path resolved by the kernel inside the root as if it were `/` (openat2 RESOLVE_IN_ROOT).
+//!
+//! Only directories are ever opened through a path; the last component of anything created is
+//! made relative to its parent's descriptor with calls that never follow a final symlink, so a
+//! symlink planted by a package (absolute or relative) cannot carry a write outside the root.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{Mode, OFlags, RenameFlags, ResolveFlags};
+use rustix::io::Errno;
+
+use super::path::RelPath;
+
+/// How every path below the root is resolved: `/` and `..` stop at the root, and /proc magic
+/// links (which point anywhere) are refused.
+const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+/// openat2 fails with EAGAIN when a rename elsewhere races a `..` lookup; it is safe to retry.
+const EAGAIN_RETRIES: usize = 64;
+
+/// An open target root.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+    /// Makes temporary names unguessable, so no archive entry can race one of ours.
+    temp_token: u64,
+    temp_counter: AtomicU64,
+}
+
+impl Root {
+    /// Opens (creating if needed) the root directory; says whether it had to be created.
+    pub fn open_or_create(path: &Path) -> io::Result<(Root, bool)> {
+        let created = match fs_err::create_dir(path) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs_err::create_dir_all(path)?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let temp_token = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
+        Ok((
+            Root {
+                fd,
+                path: path.to_owned(),
+                temp_token,
+                temp_counter: AtomicU64::new(0),
+            },
+            created,
+        ))
+    }
+
+    /// The root's host path, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The root's descriptor.
+    pub fn fd(&self) -> &OwnedFd {
+        &self.fd
+    }
+
+    /// Opens `path` (following symlinks inside the root) with `flags`.
+    pub fn open(&self, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+        openat2(&self.fd, path, flags | OFlags::CLOEXEC, Mode::empty())
+    }
+
+    /// Opens a directory (O_PATH) inside the root, following symlinks as the chroot would.
+    pub fn open_dir(&self, path: &[u8]) -> io::Result<OwnedFd> {
+        self.open(path, OFlags::PATH | OFlags::DIRECTORY)
+    }
+
+    /// Opens `path` without following its last component if that is a symlink.
+    pub fn open_nofollow(&self, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+        self.open(path, flags | OFlags::NOFOLLOW)
+    }
+
+    /// Opens a directory, creating missing components (mode 0755) the way `mkdir -p` would,
+    /// each one relative to its already resolved parent.
+    pub fn open_dir_all(&self, path: &[u8]) -> io::Result<OwnedFd> {
+        match self.open_dir(path) {
+            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {}
+            other => return other,
+        }
+        let mut parent = self.open_dir(b".")?;
+        let mut prefix = Vec::with_capacity(path.len());
+        for component in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            if !prefix.is_empty() {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(component);
+            parent = match self.open_dir(&prefix) {
+                Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                    match rustix::fs::mkdirat(&parent, component, Mode::from_raw_mode(0o755)) {
+                        Ok(()) | Err(Errno::EXIST) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    self.open_dir(&prefix)?
+                }
+                other => other?,
+            };
+        }
+        Ok(parent)
+    }
+
+    /// A fresh name, unique in this run and unguessable, for building an object before it is
+    /// renamed into place.
+    pub fn temp_name(&self) -> Vec<u8> {
+        let n = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        format!(".debstrap-{:016x}-{n}", self.temp_token).into_bytes()
+    }
+
+    /// Writes a whole file at `path` (temp name, then rename), creating parent directories.
+    pub fn write_file(&self, path: &RelPath, contents: &[u8], mode: u32) -> io::Result<()> {
+        use std::io::Write;
+        let dir = self.open_dir_all(path.parent())?;
+        let temp = self.temp_name();
+        let fd = rustix::fs::openat(
+            &dir,
+            temp.as_slice(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )?;
+        let mut file = std::fs::File::from(fd);
+        let written = file
+            .write_all(contents)
+            .and_then(|()| rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(Into::into))
+            .and_then(|()| {
+                rustix::fs::renameat(&dir, temp.as_slice(), &dir, path.file_name())
+                    .map_err(Into::into)
+            });
+        if written.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, temp.as_slice(), rustix::fs::AtFlags::empty());
+        }
+        written
+    }
+
+    /// Creates an empty file at `path` unless something is already there.
+    pub fn create_if_absent(&self, path: &RelPath, mode: u32) -> io::Result<()> {
+        let dir = self.open_dir_all(path.parent())?;
+        match rustix::fs::openat(
+            &dir,
+            path.file_name(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        ) {
+            Ok(fd) => rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(Into::into),
+            Err(Errno::EXIST) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Renames `from` to `to` in `dir` unless `to` exists (then `Ok(false)`).
+pub fn rename_noreplace(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<bool> {
+    let dir = dir.as_fd();
+    match rustix::fs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
+        Ok(()) => Ok(true),
+        Err(Errno::EXIST) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn openat2(dir: &OwnedFd, path: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(dir, path, flags, mode, RESOLVE) {
+            Err(Errno::AGAIN | Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
+            other => return other.map_err(Into::into),
+        }
+    }
+}

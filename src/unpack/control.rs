@@ -1,0 +1,210 @@
+//! A package's control file: its bytes in, its fields in their original order out, and the
+//! dpkg status stanza made from them.
+
+/// One field: its name and everything after the colon, continuation lines included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Field {
+    name: String,
+    /// The value as written (first line without the leading space, then `\n`-joined
+    /// continuation lines), without the final newline.
+    value: String,
+}
+
+/// A parsed control file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Control {
+    fields: Vec<Field>,
+}
+
+/// Why a control file could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlProblem {
+    #[error("the control file is not UTF-8")]
+    NotUtf8,
+    #[error("line {0} of the control file is neither a field nor a continuation")]
+    BadLine(usize),
+    #[error("the control file has no {0} field")]
+    Missing(&'static str),
+}
+
+impl Control {
+    /// Parses the single paragraph of a binary package's control file.
+    pub fn parse(bytes: &[u8]) -> Result<Control, ControlProblem> {
+        let text = std::str::from_utf8(bytes).map_err(|_| ControlProblem::NotUtf8)?;
+        let mut fields: Vec<Field> = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                // dpkg-deb writes one paragraph; anything after a blank line is not ours.
+                if fields.is_empty() {
+                    continue;
+                }
+                break;
+            }
+            if line.starts_with([' ', '\t']) {
+                let last = fields.last_mut().ok_or(ControlProblem::BadLine(n + 1))?;
+                last.value.push('\n');
+                last.value.push_str(line);
+                continue;
+            }
+            let (name, value) = line.split_once(':').ok_or(ControlProblem::BadLine(n + 1))?;
+            if name.is_empty() || name.contains(char::is_whitespace) {
+                return Err(ControlProblem::BadLine(n + 1));
+            }
+            fields.push(Field {
+                name: name.to_owned(),
+                value: value.trim_start().to_owned(),
+            });
+        }
+        let control = Control { fields };
+        for required in ["Package", "Version", "Architecture"] {
+            if control.get(required).map_or(true, str::is_empty) {
+                return Err(ControlProblem::Missing(required));
+            }
+        }
+        Ok(control)
+    }
+
+    /// The first line of a field's value, trimmed (field names compare case-insensitively).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name))
+            .map(|f| f.value.lines().next().unwrap_or("").trim())
+    }
+
+    /// The package name.
+    pub fn package(&self) -> &str {
+        self.get("Package").unwrap_or_default()
+    }
+
+    /// The version.
+    pub fn version(&self) -> &str {
+        self.get("Version").unwrap_or_default()
+    }
+
+    /// The architecture (`all` or a dpkg architecture).
+    pub fn architecture(&self) -> &str {
+        self.get("Architecture").unwrap_or_default()
+    }
+
+    /// Whether the package is `Multi-Arch: same`, so dpkg names it `PKG:ARCH`.
+    pub fn multi_arch_same(&self) -> bool {
+        self.get("Multi-Arch")
+            .is_some_and(|v| v.eq_ignore_ascii_case("same"))
+    }
+
+    /// The name dpkg's database uses: `PKG`, or `PKG:ARCH` for `Multi-Arch: same`.
+    pub fn db_name(&self) -> String {
+        db_name(self.package(), self.architecture(), self.multi_arch_same())
+    }
+
+    /// The status stanza: the control fields in their order, `Status: install ok unpacked`
+    /// after `Package`, and `Conffiles` (` /etc/x MD5` lines) before `Description` as dpkg
+    /// places it. Ends with the blank line that separates stanzas.
+    ///
+    /// The conffile hashes are those of the files as unpacked, which is what dpkg records
+    /// once it has installed them: `dpkg --configure` finds no `.dpkg-new` to install and
+    /// keeps them, and `dpkg --verify` agrees before and after.
+    pub fn status_stanza(&self, conffiles: &[(String, &str)]) -> String {
+        let mut out = String::new();
+        let mut conffiles_written = conffiles.is_empty();
+        let write_conffiles = |out: &mut String| {
+            out.push_str("Conffiles:\n");
+            for (path, md5) in conffiles {
+                out.push(' ');
+                out.push_str(path);
+                out.push(' ');
+                out.push_str(md5);
+                out.push('\n');
+            }
+        };
+        for field in &self.fields {
+            if field.name.eq_ignore_ascii_case("Status")
+                || field.name.eq_ignore_ascii_case("Conffiles")
+            {
+                continue;
+            }
+            if !conffiles_written && field.name.eq_ignore_ascii_case("Description") {
+                write_conffiles(&mut out);
+                conffiles_written = true;
+            }
+            out.push_str(&field.name);
+            out.push(':');
+            if !field.value.is_empty() && !field.value.starts_with('\n') {
+                out.push(' ');
+            }
+            out.push_str(&field.value);
+            out.push('\n');
+            if field.name.eq_ignore_ascii_case("Package") {
+                out.push_str("Status: install ok unpacked\n");
+            }
+        }
+        if !conffiles_written {
+            write_conffiles(&mut out);
+        }
+        out.push('\n');
+        out
+    }
+}
+
+/// The name dpkg's database uses for a package.
+pub fn db_name(package: &str, architecture: &str, multi_arch_same: bool) -> String {
+    if multi_arch_same {
+        format!("{package}:{architecture}")
+    } else {
+        package.to_owned()
+    }
+}
+
+/// The conffiles a package declares, in order: the path of each plain line; lines with flags
+/// (`remove-on-upgrade /etc/x`) name files the package does not ship and are left out.
+pub fn conffiles(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with('/'))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTROL: &str = "Package: hello\nVersion: 1.0-1\nArchitecture: amd64\n\
+        Multi-Arch: same\nDepends: libc6 (>= 2.34)\nDescription: says hello\n \
+        A longer text.\n .\n Second paragraph.\n";
+
+    #[test]
+    fn fields_keep_their_order_and_status_follows_package() {
+        let control = Control::parse(CONTROL.as_bytes()).expect("valid control");
+        assert_eq!(control.package(), "hello");
+        assert!(control.multi_arch_same());
+        assert_eq!(control.db_name(), "hello:amd64");
+        let stanza = control.status_stanza(&[("/etc/hello.conf".to_owned(), "0123abcd")]);
+        assert_eq!(
+            stanza,
+            "Package: hello\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n\
+             Multi-Arch: same\nDepends: libc6 (>= 2.34)\nConffiles:\n /etc/hello.conf 0123abcd\n\
+             Description: says hello\n A longer text.\n .\n Second paragraph.\n\n"
+        );
+    }
+
+    #[test]
+    fn a_missing_version_is_refused() {
+        let err = Control::parse(b"Package: x\nArchitecture: all\n").expect_err("no version");
+        assert_eq!(err, ControlProblem::Missing("Version"));
+    }
+
+    #[test]
+    fn a_continuation_before_any_field_is_refused() {
+        let err = Control::parse(b" orphan\nPackage: x\n").expect_err("bad line");
+        assert_eq!(err, ControlProblem::BadLine(1));
+    }
+
+    #[test]
+    fn conffile_flag_lines_are_left_out() {
+        let list = conffiles(b"/etc/a\nremove-on-upgrade /etc/old\n/etc/b\n");
+        assert_eq!(list, ["/etc/a", "/etc/b"]);
+    }
+}

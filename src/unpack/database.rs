@@ -1,0 +1,103 @@
+//! dpkg's database for unpacked packages: their control data and path lists in, the files
+//! under /var/lib/dpkg that let dpkg in the chroot configure them out.
+//!
+//! Written: `status` (one stanza per package, `Status: install ok unpacked`), `info/PKG.list`,
+//! `info/PKG.<member>` for every control member but `control` (scripts keep their modes),
+//! `info/PKG.md5sums` computed when a package ships none, empty `available` and `diversions`,
+//! `arch`, `info/format` (1: the multiarch layout), and the directories dpkg expects. No
+//! `statoverride`: debootstrap makes none.
+//! `PKG` is `NAME:ARCH` for `Multi-Arch: same` packages.
+
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+
+use super::confined::Root;
+use super::control::{self, Control};
+use super::deb::ControlMember;
+use super::path::RelPath;
+use super::UnpackError;
+
+/// dpkg's hash for a conffile it has not installed yet; used only for a conffile the package
+/// declares but does not ship as a regular file.
+const NEW_CONFFILE: &str = "newconffile";
+
+const DPKG_DIR: &str = "var/lib/dpkg";
+const DPKG_SUBDIRS: [&str; 5] = ["info", "updates", "triggers", "alternatives", "parts"];
+
+/// One unpacked package as the database needs it.
+#[derive(Debug)]
+pub struct Record<'a> {
+    pub control: &'a Control,
+    pub members: &'a [ControlMember],
+    pub paths: &'a [RelPath],
+    /// md5sums computed during extraction (when the package ships none).
+    pub computed_md5sums: Option<&'a str>,
+    /// The md5 of each conffile as extracted.
+    pub conffile_md5: &'a BTreeMap<String, String>,
+}
+
+/// Writes the database for `records`, which must be in the status file's order.
+pub fn write(root: &Root, arch: &str, records: &[Record]) -> Result<(), UnpackError> {
+    for dir in DPKG_SUBDIRS {
+        let path = format!("{DPKG_DIR}/{dir}");
+        root.open_dir_all(path.as_bytes())
+            .map_err(|source| UnpackError::Database { path, source })?;
+    }
+    records.par_iter().try_for_each(|record| info_files(root, record))?;
+
+    let mut status = String::new();
+    for record in records {
+        let conffiles: Vec<(String, &str)> = record
+            .members
+            .iter()
+            .find(|m| m.name == "conffiles")
+            .map(|m| control::conffiles(&m.data))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|path| {
+                let md5 = record.conffile_md5.get(&path).map_or(NEW_CONFFILE, String::as_str);
+                (path, md5)
+            })
+            .collect();
+        status.push_str(&record.control.status_stanza(&conffiles));
+    }
+    write_file(root, "status", status.as_bytes(), 0o644)?;
+    write_file(root, "arch", format!("{arch}\n").as_bytes(), 0o644)?;
+    // Format 1 is the multiarch layout (info/PKG:ARCH.*); without this file dpkg reads the
+    // database as format 0 and looks for info/PKG.list for every package.
+    write_file(root, "info/format", b"1\n", 0o644)?;
+    for empty in ["available", "diversions"] {
+        let path = format!("{DPKG_DIR}/{empty}");
+        root.create_if_absent(&RelPath::from_clean(&path), 0o644)
+            .map_err(|source| UnpackError::Database { path, source })?;
+    }
+    Ok(())
+}
+
+/// Writes info/PKG.list, the control members and computed md5sums of one package.
+fn info_files(root: &Root, record: &Record) -> Result<(), UnpackError> {
+    let db_name = record.control.db_name();
+    let mut list = String::from("/.\n");
+    for path in record.paths.iter().filter(|p| !p.is_root()) {
+        list.push_str(&path.to_list_line());
+        list.push('\n');
+    }
+    write_file(root, &format!("info/{db_name}.list"), list.as_bytes(), 0o644)?;
+    for member in record.members.iter().filter(|m| m.name != "control") {
+        let name = format!("info/{db_name}.{}", member.name);
+        write_file(root, &name, &member.data, member.mode)?;
+    }
+    let ships_md5sums = record.members.iter().any(|m| m.name == "md5sums");
+    if let Some(md5sums) = record.computed_md5sums.filter(|s| !ships_md5sums && !s.is_empty()) {
+        let name = format!("info/{db_name}.md5sums");
+        write_file(root, &name, md5sums.as_bytes(), 0o644)?;
+    }
+    Ok(())
+}
+
+fn write_file(root: &Root, name: &str, contents: &[u8], mode: u32) -> Result<(), UnpackError> {
+    let path = format!("{DPKG_DIR}/{name}");
+    root.write_file(&RelPath::from_clean(&path), contents, mode)
+        .map_err(|source| UnpackError::Database { path, source })
+}

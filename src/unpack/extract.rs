@@ -1,0 +1,830 @@
+//! Confined extraction of data.tar streams: tar entries in, files under the root and each
+//! package's path list (and md5sums when it ships none) out.
+//!
+//! Many packages extract at once. A shared claim table, keyed by (parent directory inode, name)
+//! so that paths reached through a symlink such as `bin -> usr/bin` meet the same key, makes the
+//! result independent of thread timing:
+//! - a non-directory path belongs to the package latest in request order, as if dpkg had
+//!   unpacked them one after another; an earlier package's copy is skipped or replaced
+//!   (built under a temporary name, then renamed over it);
+//! - a directory takes the owner, mode and mtime of the earliest package that ships it (dpkg
+//!   leaves an existing directory alone), applied once every package is in place;
+//! - a directory where a package put a non-directory (or the reverse) is an error naming both;
+//! - an existing symlink to a directory satisfies a directory entry and is kept (dpkg's rule,
+//!   which keeps the merged-/usr links).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+
+use md5::{Digest, Md5};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use super::confined::{rename_noreplace, Root};
+use super::deb::member_error;
+use super::path::RelPath;
+use super::{EntryProblem, UnpackError};
+
+/// The top-level directories that merged /usr turns into symlinks (debootstrap's list).
+pub const USR_ALIASES: [&str; 7] = ["bin", "sbin", "lib", "lib32", "lib64", "libo32", "libx32"];
+
+/// What a tar entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Directory,
+    File,
+    Symlink,
+    HardLink,
+    CharDevice,
+    BlockDevice,
+    Fifo,
+}
+
+impl Kind {
+    /// The word used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Directory => "directory",
+            Kind::File => "file",
+            Kind::Symlink => "symlink",
+            Kind::HardLink => "hard link",
+            Kind::CharDevice => "character device",
+            Kind::BlockDevice => "block device",
+            Kind::Fifo => "fifo",
+        }
+    }
+}
+
+/// Owner, mode and modification time from a tar header.
+#[derive(Debug, Clone, Copy)]
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+}
+
+impl Meta {
+    fn timestamps(self) -> Timestamps {
+        let t = Timespec {
+            tv_sec: self.mtime,
+            tv_nsec: 0,
+        };
+        Timestamps {
+            last_access: t,
+            last_modification: t,
+        }
+    }
+}
+
+/// A path as the kernel sees it: the directory it is in and its name there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ClaimKey {
+    dev: u64,
+    ino: u64,
+    name: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Claim {
+    Dir {
+        first: usize,
+        path: RelPath,
+        meta: Meta,
+    },
+    Other {
+        owner: usize,
+        kind: Kind,
+    },
+}
+
+/// What to do with a non-directory entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    /// Nobody claimed the path: create it, expecting nothing there.
+    Fresh,
+    /// An earlier package (or the root before us) has it: replace it.
+    Replace,
+    /// A later package has it: leave theirs.
+    Skip,
+}
+
+/// A directory descriptor inside the root with its identity.
+struct Parent {
+    path: Vec<u8>,
+    fd: OwnedFd,
+    dev: u64,
+    ino: u64,
+}
+
+/// What one package's data.tar gave.
+#[derive(Debug, Default)]
+pub struct Extracted {
+    /// Every entry's path, in archive order (the root included).
+    pub paths: Vec<RelPath>,
+    /// `md5  path` lines for regular files, when the package ships no md5sums.
+    pub md5sums: Option<String>,
+    /// The md5 of each conffile (`/etc/x` style path) as extracted, for the status file.
+    pub conffile_md5: BTreeMap<String, String>,
+}
+
+/// Extraction state shared by every package of one unpack.
+pub struct Extractor<'a> {
+    root: &'a Root,
+    /// Package names by request index, for messages about other packages.
+    names: &'a [String],
+    claims: Mutex<HashMap<ClaimKey, Claim>>,
+    /// Merged-/usr links already made (or found) in this run.
+    aliases: Mutex<BTreeSet<Vec<u8>>>,
+}
+
+/// One package being extracted.
+struct Job<'x, 'a> {
+    x: &'x Extractor<'a>,
+    index: usize,
+    package: &'x str,
+    member: &'x str,
+    parent: Option<Parent>,
+    /// File digests by path, for md5sums of hard links, when computing.
+    digests: Option<HashMap<RelPath, String>>,
+    md5sums: String,
+    /// The package's conffiles (`/etc/x`), whose digests the status file records.
+    conffiles: &'x BTreeSet<String>,
+    conffile_md5: BTreeMap<String, String>,
+}
+
+impl<'a> Extractor<'a> {
+    /// Prepares extraction into `root` for packages named `names` (in request order).
+    pub fn new(root: &'a Root, names: &'a [String]) -> Extractor<'a> {
+        Extractor {
+            root,
+            names,
+            claims: Mutex::new(HashMap::new()),
+            aliases: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Makes `NAME -> usr/NAME` and `usr/NAME` unless `NAME` already exists in the root.
+    pub fn ensure_usr_alias(&self, name: &[u8]) -> io::Result<()> {
+        let mut done = self.aliases.lock().unwrap_or_else(|e| e.into_inner());
+        if done.contains(name) {
+            return Ok(());
+        }
+        let root = self.root.fd();
+        match rustix::fs::statat(root, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(_) => {}
+            Err(Errno::NOENT) => {
+                let mut target = b"usr/".to_vec();
+                target.extend_from_slice(name);
+                self.root.open_dir_all(&target)?;
+                match rustix::fs::symlinkat(target.as_slice(), root, name) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        done.insert(name.to_vec());
+        Ok(())
+    }
+
+    /// Extracts one package's data.tar; `index` is its place in the request order.
+    pub fn extract(
+        &self,
+        index: usize,
+        package: &str,
+        member: &str,
+        data: &mut dyn Read,
+        compute_md5sums: bool,
+        conffiles: &BTreeSet<String>,
+    ) -> Result<Extracted, UnpackError> {
+        let io_error = |source| member_error(package, member, source);
+        let mut job = Job {
+            x: self,
+            index,
+            package,
+            member,
+            parent: None,
+            digests: compute_md5sums.then(HashMap::new),
+            md5sums: String::new(),
+            conffiles,
+            conffile_md5: BTreeMap::new(),
+        };
+        let mut paths = Vec::new();
+        let mut archive = tar::Archive::new(data);
+        for entry in archive.entries().map_err(io_error)? {
+            let mut entry = entry.map_err(io_error)?;
+            if let Some(path) = job.entry(&mut entry)? {
+                paths.push(path);
+            }
+        }
+        Ok(Extracted {
+            paths,
+            md5sums: compute_md5sums.then_some(job.md5sums),
+            conffile_md5: job.conffile_md5,
+        })
+    }
+
+    /// Gives every directory the owner, mode and mtime of the earliest package shipping it.
+    /// Runs after all packages, so adding files no longer changes directory mtimes.
+    pub fn finish_directories(&self) -> Result<(), UnpackError> {
+        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        let mut dirs: Vec<(&RelPath, usize, Meta)> = claims
+            .values()
+            .filter_map(|claim| match claim {
+                Claim::Dir { first, path, meta } => Some((path, *first, *meta)),
+                Claim::Other { .. } => None,
+            })
+            .collect();
+        dirs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (path, first, meta) in dirs {
+            let error = |source: io::Error| UnpackError::Extract {
+                package: self.names[first].clone(),
+                entry: path.display(),
+                source,
+            };
+            let parent = self.root.open_dir(path.parent()).map_err(error)?;
+            let name: &[u8] = if path.is_root() {
+                b"."
+            } else {
+                path.file_name()
+            };
+            let fd = match rustix::fs::openat(
+                &parent,
+                name,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // A symlink now stands there (a later package's), which dpkg would keep.
+                Err(Errno::LOOP | Errno::NOTDIR) => continue,
+                Err(e) => return Err(error(e.into())),
+            };
+            set_fd_meta(&fd, meta).map_err(error)?;
+        }
+        Ok(())
+    }
+
+    /// Records a directory entry; a directory already claimed keeps its earliest shipper.
+    fn claim_dir(&self, key: ClaimKey, index: usize, path: &RelPath, meta: Meta) -> Result<(), (usize, Kind)> {
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        match claims.get_mut(&key) {
+            None => {
+                claims.insert(
+                    key,
+                    Claim::Dir {
+                        first: index,
+                        path: path.clone(),
+                        meta,
+                    },
+                );
+                Ok(())
+            }
+            Some(Claim::Dir {
+                first,
+                path: p,
+                meta: m,
+            }) => {
+                if index < *first {
+                    *first = index;
+                    *p = path.clone();
+                    *m = meta;
+                }
+                Ok(())
+            }
+            Some(Claim::Other { owner, kind }) => Err((*owner, *kind)),
+        }
+    }
+
+    /// Claims a non-directory path for `index` and says what to do.
+    fn claim_other(&self, key: ClaimKey, index: usize, kind: Kind) -> Result<Decision, (usize, Kind)> {
+        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        match claims.get_mut(&key) {
+            None => {
+                claims.insert(key, Claim::Other { owner: index, kind });
+                Ok(Decision::Fresh)
+            }
+            Some(Claim::Dir { first, .. }) => Err((*first, Kind::Directory)),
+            Some(Claim::Other { owner, .. }) if *owner > index => Ok(Decision::Skip),
+            Some(Claim::Other { owner, kind: k }) => {
+                *owner = index;
+                *k = kind;
+                Ok(Decision::Replace)
+            }
+        }
+    }
+
+    /// The package (and what it made) holding a path, if any did.
+    fn holder(&self, key: &ClaimKey) -> Option<(usize, Kind)> {
+        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        match claims.get(key) {
+            Some(Claim::Other { owner, kind }) => Some((*owner, *kind)),
+            Some(Claim::Dir { first, .. }) => Some((*first, Kind::Directory)),
+            None => None,
+        }
+    }
+
+    /// After finding something at a path claimed as Fresh: skip if a later package took the
+    /// claim meanwhile, otherwise replace what is there.
+    fn recheck(&self, key: &ClaimKey, index: usize) -> Result<Decision, (usize, Kind)> {
+        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        match claims.get(key) {
+            Some(Claim::Other { owner, .. }) if *owner != index => Ok(Decision::Skip),
+            Some(Claim::Dir { first, .. }) => Err((*first, Kind::Directory)),
+            _ => Ok(Decision::Replace),
+        }
+    }
+}
+
+impl Job<'_, '_> {
+    fn entry_name(entry: &tar::Entry<'_, &mut dyn Read>) -> String {
+        String::from_utf8_lossy(&entry.path_bytes()).into_owned()
+    }
+
+    fn refuse(&self, entry: String, problem: EntryProblem) -> UnpackError {
+        UnpackError::Entry {
+            package: self.package.to_owned(),
+            entry,
+            problem,
+        }
+    }
+
+    fn failed(&self, entry: &RelPath, source: impl Into<io::Error>) -> UnpackError {
+        UnpackError::Extract {
+            package: self.package.to_owned(),
+            entry: entry.display(),
+            source: source.into(),
+        }
+    }
+
+    fn conflict(&self, entry: &RelPath, kind: Kind, holder: Option<(usize, Kind)>, found: Option<Kind>) -> UnpackError {
+        let (holder, other_kind) = match holder {
+            Some((i, k)) => (format!("package {}", self.x.names[i]), k),
+            None => (
+                "the root before unpacking".to_owned(),
+                found.unwrap_or(Kind::File),
+            ),
+        };
+        UnpackError::Conflict {
+            package: self.package.to_owned(),
+            entry: entry.display(),
+            kind: kind.name(),
+            holder,
+            other_kind: other_kind.name(),
+        }
+    }
+
+    /// Extracts one entry; returns its path for the package's list (None for pax headers).
+    fn entry(&mut self, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<Option<RelPath>, UnpackError> {
+        let io_error = |source| member_error(self.package, self.member, source);
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+            tar::EntryType::Directory => Kind::Directory,
+            tar::EntryType::Symlink => Kind::Symlink,
+            tar::EntryType::Link => Kind::HardLink,
+            tar::EntryType::Char => Kind::CharDevice,
+            tar::EntryType::Block => Kind::BlockDevice,
+            tar::EntryType::Fifo => Kind::Fifo,
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(None),
+            other => {
+                return Err(self.refuse(
+                    Self::entry_name(entry),
+                    EntryProblem::UnsupportedType(other.as_byte()),
+                ))
+            }
+        };
+        let path = RelPath::from_entry_name(&entry.path_bytes())
+            .map_err(|p| self.refuse(Self::entry_name(entry), EntryProblem::Path(p)))?;
+        let header = entry.header();
+        let id = |v: u64| u32::try_from(v).map_err(|_| io::Error::other("owner id does not fit 32 bits"));
+        let meta = Meta {
+            mode: header.mode().map_err(io_error)? & 0o7777,
+            uid: header.uid().and_then(id).map_err(io_error)?,
+            gid: header.gid().and_then(id).map_err(io_error)?,
+            mtime: i64::try_from(header.mtime().map_err(io_error)?).unwrap_or(i64::MAX),
+        };
+
+        if path.is_root() {
+            if kind != Kind::Directory {
+                return Err(self.refuse(Self::entry_name(entry), EntryProblem::RootNotDirectory));
+            }
+            let key = self.key_of(&path)?;
+            self.x
+                .claim_dir(key, self.index, &path, meta)
+                .map_err(|holder| self.conflict(&path, kind, Some(holder), None))?;
+            return Ok(Some(path));
+        }
+
+        let first = path.first_component();
+        if USR_ALIASES.iter().any(|a| a.as_bytes() == first) {
+            self.x
+                .ensure_usr_alias(first)
+                .map_err(|e| self.failed(&path, e))?;
+        }
+
+        self.open_parent(&path)?;
+        match kind {
+            Kind::Directory => self.directory(&path, meta)?,
+            Kind::File => self.regular(&path, meta, entry)?,
+            Kind::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.refuse(path.display(), EntryProblem::NoLinkTarget))?
+                    .into_owned();
+                self.special(&path, kind, meta, |dir, name| {
+                    rustix::fs::symlinkat(target.as_slice(), dir, name)
+                })?;
+            }
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                let dev = match kind {
+                    Kind::Fifo => 0,
+                    _ => rustix::fs::makedev(
+                        header.device_major().map_err(io_error)?.unwrap_or(0),
+                        header.device_minor().map_err(io_error)?.unwrap_or(0),
+                    ),
+                };
+                let file_type = match kind {
+                    Kind::CharDevice => FileType::CharacterDevice,
+                    Kind::BlockDevice => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                self.special(&path, kind, meta, |dir, name| {
+                    rustix::fs::mknodat(dir, name, file_type, Mode::from_raw_mode(0o600), dev)
+                })?;
+            }
+            Kind::HardLink => self.hard_link(&path, entry)?,
+        }
+        Ok(Some(path))
+    }
+
+    /// Opens (and caches) the parent directory of `path`, creating missing components.
+    fn open_parent(&mut self, path: &RelPath) -> Result<(), UnpackError> {
+        let wanted = path.parent();
+        if self.parent.as_ref().is_some_and(|p| p.path == wanted) {
+            return Ok(());
+        }
+        let fd = self
+            .x
+            .root
+            .open_dir_all(wanted)
+            .map_err(|e| self.failed(path, e))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| self.failed(path, e))?;
+        self.parent = Some(Parent {
+            path: wanted.to_vec(),
+            fd,
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        });
+        Ok(())
+    }
+
+    fn parent(&self) -> &Parent {
+        self.parent
+            .as_ref()
+            .expect("open_parent runs before every entry is written")
+    }
+
+    fn key(&self, path: &RelPath) -> ClaimKey {
+        let parent = self.parent();
+        ClaimKey {
+            dev: parent.dev,
+            ino: parent.ino,
+            name: path.file_name().to_vec(),
+        }
+    }
+
+    /// The key of the root itself: the root directory and the name `.`.
+    fn key_of(&self, path: &RelPath) -> Result<ClaimKey, UnpackError> {
+        let stat = rustix::fs::fstat(self.x.root.fd()).map_err(|e| self.failed(path, e))?;
+        Ok(ClaimKey {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            name: b".".to_vec(),
+        })
+    }
+
+    fn directory(&mut self, path: &RelPath, meta: Meta) -> Result<(), UnpackError> {
+        let name = path.file_name();
+        let key = self.key(path);
+        match rustix::fs::mkdirat(&self.parent().fd, name, Mode::from_raw_mode(0o755)) {
+            Ok(()) => {}
+            Err(Errno::EXIST) => {
+                let stat = rustix::fs::statat(&self.parent().fd, name, AtFlags::SYMLINK_NOFOLLOW)
+                    .map_err(|e| self.failed(path, e))?;
+                match FileType::from_raw_mode(stat.st_mode) {
+                    FileType::Directory => {}
+                    FileType::Symlink if self.x.root.open_dir(path.as_bytes()).is_ok() => {
+                        // dpkg keeps a symlink to a directory; the directory's own entry (if
+                        // any package ships it) sets its metadata.
+                        return Ok(());
+                    }
+                    other => {
+                        let holder = self.x.holder(&key);
+                        return Err(self.conflict(
+                            path,
+                            Kind::Directory,
+                            holder,
+                            Some(kind_of(other)),
+                        ));
+                    }
+                }
+            }
+            Err(e) => return Err(self.failed(path, e)),
+        }
+        self.x
+            .claim_dir(key, self.index, path, meta)
+            .map_err(|holder| self.conflict(path, Kind::Directory, Some(holder), None))
+    }
+
+    fn claim(&self, path: &RelPath, kind: Kind) -> Result<(ClaimKey, Decision), UnpackError> {
+        let key = self.key(path);
+        let decision = self
+            .x
+            .claim_other(key.clone(), self.index, kind)
+            .map_err(|holder| self.conflict(path, kind, Some(holder), None))?;
+        Ok((key, decision))
+    }
+
+    /// Moves `temp` to the entry's name as `decision` says; removes `temp` if it is not used.
+    fn place(&self, path: &RelPath, kind: Kind, key: &ClaimKey, temp: &[u8], decision: Decision) -> Result<(), UnpackError> {
+        let dir = &self.parent().fd;
+        let name = path.file_name();
+        let decision = match decision {
+            Decision::Fresh => {
+                if rename_noreplace(dir, temp, name).map_err(|e| self.failed(path, e))? {
+                    return Ok(());
+                }
+                self.x
+                    .recheck(key, self.index)
+                    .map_err(|holder| self.conflict(path, kind, Some(holder), None))?
+            }
+            other => other,
+        };
+        if decision == Decision::Skip {
+            let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
+            return Ok(());
+        }
+        match rustix::fs::renameat(dir, temp, dir, name) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = rustix::fs::unlinkat(dir, temp, AtFlags::empty());
+                match e {
+                    Errno::ISDIR | Errno::NOTEMPTY | Errno::EXIST => {
+                        Err(self.conflict(path, kind, None, Some(Kind::Directory)))
+                    }
+                    e => Err(self.failed(path, e)),
+                }
+            }
+        }
+    }
+
+    fn regular(&mut self, path: &RelPath, meta: Meta, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), UnpackError> {
+        let (key, decision) = self.claim(path, Kind::File)?;
+        let size = entry.size();
+        let conffile = self.conffiles.contains(&path.to_list_line());
+        let mut hasher = (self.digests.is_some() || conffile).then(Md5::new);
+        let dir = &self.parent().fd;
+        let create = |name: &[u8]| {
+            rustix::fs::openat(
+                dir,
+                name,
+                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o600),
+            )
+        };
+        let mut decision = decision;
+        if decision == Decision::Fresh {
+            match create(path.file_name()) {
+                Ok(fd) => {
+                    write_contents(fd, entry, size, meta, hasher.as_mut())
+                        .map_err(|e| self.failed(path, e))?;
+                    return self.record_digest(path, hasher);
+                }
+                Err(Errno::EXIST) => {
+                    decision = self
+                        .x
+                        .recheck(&key, self.index)
+                        .map_err(|holder| self.conflict(path, Kind::File, Some(holder), None))?;
+                }
+                Err(e) => return Err(self.failed(path, e)),
+            }
+        }
+        if decision == Decision::Skip {
+            if let Some(h) = hasher.as_mut() {
+                io::copy(entry, &mut HashWriter(h)).map_err(|e| self.failed(path, e))?;
+            }
+            return self.record_digest(path, hasher);
+        }
+        let temp = self.x.root.temp_name();
+        let fd = create(&temp).map_err(|e| self.failed(path, e))?;
+        if let Err(e) = write_contents(fd, entry, size, meta, hasher.as_mut()) {
+            let _ = rustix::fs::unlinkat(dir, temp.as_slice(), AtFlags::empty());
+            return Err(self.failed(path, e));
+        }
+        self.place(path, Kind::File, &key, &temp, Decision::Replace)?;
+        self.record_digest(path, hasher)
+    }
+
+    /// Keeps a regular file's digest: in the status file's conffile hashes if it is one,
+    /// otherwise in the computed md5sums (which, like dh_md5sums, leave conffiles out).
+    fn record_digest(&mut self, path: &RelPath, hasher: Option<Md5>) -> Result<(), UnpackError> {
+        let Some(hasher) = hasher else {
+            return Ok(());
+        };
+        let hex = hex::encode(hasher.finalize());
+        let line = path.to_list_line();
+        if self.conffiles.contains(&line) {
+            self.conffile_md5.insert(line, hex.clone());
+        } else if self.digests.is_some() {
+            self.md5sums.push_str(&format!("{hex}  {}\n", path.display()));
+        }
+        if let Some(digests) = self.digests.as_mut() {
+            digests.insert(path.clone(), hex);
+        }
+        Ok(())
+    }
+
+    /// Symlinks, devices and fifos: made under a private temporary name, given their owner,
+    /// mode and mtime there, then renamed into place.
+    fn special(
+        &self,
+        path: &RelPath,
+        kind: Kind,
+        meta: Meta,
+        make: impl FnOnce(&OwnedFd, &[u8]) -> rustix::io::Result<()>,
+    ) -> Result<(), UnpackError> {
+        let (key, decision) = self.claim(path, kind)?;
+        if decision == Decision::Skip {
+            return Ok(());
+        }
+        let dir = &self.parent().fd;
+        let temp = self.x.root.temp_name();
+        make(dir, &temp).map_err(|e| self.failed(path, e))?;
+        let set = || -> rustix::io::Result<()> {
+            rustix::fs::chownat(
+                dir,
+                temp.as_slice(),
+                Some(rustix::fs::Uid::from_raw(meta.uid)),
+                Some(rustix::fs::Gid::from_raw(meta.gid)),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )?;
+            if kind != Kind::Symlink {
+                // fchmodat follows symlinks, but this name is ours alone and not a symlink.
+                rustix::fs::chmodat(dir, temp.as_slice(), Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
+            }
+            rustix::fs::utimensat(dir, temp.as_slice(), &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
+        };
+        if let Err(e) = set() {
+            let _ = rustix::fs::unlinkat(dir, temp.as_slice(), AtFlags::empty());
+            return Err(self.failed(path, e));
+        }
+        self.place(path, kind, &key, &temp, decision)
+    }
+
+    /// A hard link: its target is resolved inside the root (never following a final symlink)
+    /// and linked by descriptor, so it cannot name a file outside.
+    fn hard_link(&mut self, path: &RelPath, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), UnpackError> {
+        let raw_target = entry
+            .link_name_bytes()
+            .ok_or_else(|| self.refuse(path.display(), EntryProblem::NoLinkTarget))?
+            .into_owned();
+        let target = RelPath::from_entry_name(&raw_target)
+            .map_err(|p| self.refuse(path.display(), EntryProblem::LinkTarget(p)))?;
+        let target_fd = self
+            .x
+            .root
+            .open_nofollow(target.as_bytes(), OFlags::PATH)
+            .map_err(|e| self.failed(path, e))?;
+        let stat = rustix::fs::fstat(&target_fd).map_err(|e| self.failed(path, e))?;
+        if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            return Err(self.refuse(path.display(), EntryProblem::HardLinkToDirectory));
+        }
+        if self.digests.is_some() && FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
+            let known = self.digests.as_ref().and_then(|d| d.get(&target).cloned());
+            let hex = match known {
+                Some(hex) => hex,
+                None => {
+                    let fd = self
+                        .x
+                        .root
+                        .open_nofollow(target.as_bytes(), OFlags::RDONLY)
+                        .map_err(|e| self.failed(path, e))?;
+                    let mut hasher = Md5::new();
+                    io::copy(&mut std::fs::File::from(fd), &mut HashWriter(&mut hasher))
+                        .map_err(|e| self.failed(path, e))?;
+                    hex::encode(hasher.finalize())
+                }
+            };
+            self.md5sums.push_str(&format!("{hex}  {}\n", path.display()));
+            if let Some(d) = self.digests.as_mut() {
+                d.insert(path.clone(), hex);
+            }
+        }
+        let (key, decision) = self.claim(path, Kind::HardLink)?;
+        let dir = &self.parent().fd;
+        let link = |name: &[u8]| rustix::fs::linkat(&target_fd, c"", dir, name, AtFlags::EMPTY_PATH);
+        match decision {
+            Decision::Skip => Ok(()),
+            Decision::Fresh => match link(path.file_name()) {
+                Ok(()) => Ok(()),
+                Err(Errno::EXIST) => {
+                    let decision = self
+                        .x
+                        .recheck(&key, self.index)
+                        .map_err(|holder| self.conflict(path, Kind::HardLink, Some(holder), None))?;
+                    self.link_replacing(path, &key, decision, link)
+                }
+                Err(e) => Err(self.failed(path, e)),
+            },
+            Decision::Replace => self.link_replacing(path, &key, decision, link),
+        }
+    }
+
+    fn link_replacing(
+        &self,
+        path: &RelPath,
+        key: &ClaimKey,
+        decision: Decision,
+        link: impl Fn(&[u8]) -> rustix::io::Result<()>,
+    ) -> Result<(), UnpackError> {
+        if decision == Decision::Skip {
+            return Ok(());
+        }
+        let temp = self.x.root.temp_name();
+        link(&temp).map_err(|e| self.failed(path, e))?;
+        self.place(path, Kind::HardLink, key, &temp, Decision::Replace)
+    }
+}
+
+/// Writes a regular file's contents, then its owner, mode (after the owner, which would clear
+/// setuid bits) and mtime, all through the descriptor.
+fn write_contents(
+    fd: OwnedFd,
+    entry: &mut dyn Read,
+    size: u64,
+    meta: Meta,
+    hasher: Option<&mut Md5>,
+) -> io::Result<()> {
+    let mut file = std::fs::File::from(fd);
+    let written = match hasher {
+        Some(h) => io::copy(entry, &mut Tee(&mut file, h))?,
+        None => io::copy(entry, &mut file)?,
+    };
+    if written != size {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the archive ends after {written} of {size} bytes"),
+        ));
+    }
+    set_fd_meta(&file, meta)
+}
+
+fn set_fd_meta(fd: impl AsFd, meta: Meta) -> io::Result<()> {
+    let fd = fd.as_fd();
+    rustix::fs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(meta.uid)),
+        Some(rustix::fs::Gid::from_raw(meta.gid)),
+    )?;
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
+    rustix::fs::futimens(fd, &meta.timestamps())?;
+    Ok(())
+}
+
+fn kind_of(file_type: FileType) -> Kind {
+    match file_type {
+        FileType::Directory => Kind::Directory,
+        FileType::Symlink => Kind::Symlink,
+        FileType::CharacterDevice => Kind::CharDevice,
+        FileType::BlockDevice => Kind::BlockDevice,
+        FileType::Fifo => Kind::Fifo,
+        _ => Kind::File,
+    }
+}
+
+struct HashWriter<'h>(&'h mut Md5);
+
+impl Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Tee<'f, 'h>(&'f mut std::fs::File, &'h mut Md5);
+
+impl Write for Tee<'_, '_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.0.write(buf)?;
+        self.1.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}

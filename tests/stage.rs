@@ -1,0 +1,320 @@
+//! The chroot runner and the stage's cleanup, on small roots built from host binaries.
+//! Every test here needs root (mount, chroot); outside CI they skip with a message when not root.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use debstrap_onion::stage::{
+    mounts_under, run_in_chroot, stage, ChrootMounts, StageError, StageRequest, CHROOT_ENV,
+    LOG_PATH,
+};
+use debstrap_onion::unpack::{Unpacked, UnpackedPackage};
+use debstrap_onion::Silent;
+
+/// Whether the test may run: root is required, and in CI its absence is a failure.
+fn have_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root and CI=true"
+    );
+    eprintln!("skipping {test}: needs root");
+    false
+}
+
+/// A merged-/usr root holding `binaries` from the host and the libraries they load.
+fn mini_root(binaries: &[&str]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path();
+    for dir in ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64", "etc", "tmp"] {
+        fs_err::create_dir_all(root.join(dir)).expect("mkdir");
+    }
+    for link in ["bin", "sbin", "lib", "lib64"] {
+        // Relative, so copying through them from the host stays inside the root.
+        std::os::unix::fs::symlink(format!("usr/{link}"), root.join(link)).expect("symlink");
+    }
+    let mut files: BTreeSet<PathBuf> = BTreeSet::new();
+    for binary in binaries {
+        let path = PathBuf::from(binary);
+        files.insert(path.clone());
+        let ldd = Command::new("ldd").arg(&path).output().expect("run ldd");
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            let lib = line
+                .split("=>")
+                .last()
+                .and_then(|s| s.split_whitespace().next())
+                .filter(|s| s.starts_with('/'));
+            if let Some(lib) = lib {
+                files.insert(PathBuf::from(lib));
+            }
+        }
+    }
+    for file in files {
+        let dest = root.join(file.strip_prefix("/").expect("absolute"));
+        fs_err::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        fs_err::copy(&file, &dest).expect("copy host file");
+    }
+    tmp
+}
+
+/// Mounts left under `root`, asserting there are none.
+fn assert_nothing_mounted(root: &Path) {
+    let left = mounts_under(root);
+    assert!(
+        left.is_empty(),
+        "mounts left under {}: {left:?}",
+        root.display()
+    );
+}
+
+#[test]
+fn root_chroot_mounts_mount_and_unmount() {
+    if !have_root("root_chroot_mounts_mount_and_unmount") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = fs_err::canonicalize(tmp.path()).expect("canonical");
+    {
+        let _mounts = ChrootMounts::mount(&root).expect("mount");
+        let mounted: BTreeSet<PathBuf> = mounts_under(&root).into_iter().collect();
+        let expected: BTreeSet<PathBuf> = ["proc", "sys", "dev/pts"]
+            .iter()
+            .map(|p| root.join(p))
+            .collect();
+        assert_eq!(mounted, expected);
+        assert!(root.join("proc/self").exists(), "proc is mounted");
+        assert!(root.join("dev/pts/ptmx").exists(), "devpts is mounted");
+        for node in [
+            "null", "zero", "full", "random", "urandom", "tty", "console",
+        ] {
+            let meta = fs_err::symlink_metadata(root.join("dev").join(node)).expect("node");
+            assert!(
+                std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()),
+                "/dev/{node} is a character device"
+            );
+        }
+        assert_eq!(
+            fs_err::read_link(root.join("dev/fd")).expect("dev/fd"),
+            Path::new("/proc/self/fd")
+        );
+    }
+    assert_nothing_mounted(&root);
+}
+
+#[test]
+fn root_chroot_mounts_unmount_when_dropped_during_a_panic() {
+    if !have_root("root_chroot_mounts_unmount_when_dropped_during_a_panic") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().to_path_buf();
+    let result = std::panic::catch_unwind(|| {
+        let _mounts = ChrootMounts::mount(&root).expect("mount");
+        assert_eq!(mounts_under(&root).len(), 3);
+        panic!("a step panicked while the chroot was mounted");
+    });
+    assert!(result.is_err());
+    assert_nothing_mounted(&root);
+}
+
+#[test]
+fn root_chroot_mounts_refuse_a_mount_point_that_is_a_symlink() {
+    if !have_root("root_chroot_mounts_refuse_a_mount_point_that_is_a_symlink") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::symlink(outside.path(), tmp.path().join("proc")).expect("symlink");
+    let err = ChrootMounts::mount(tmp.path()).expect_err("a symlinked proc is refused");
+    assert!(
+        matches!(err, StageError::UnsafePath { .. }),
+        "unexpected error: {err}"
+    );
+    assert_nothing_mounted(tmp.path());
+    assert_nothing_mounted(outside.path());
+}
+
+#[test]
+fn root_chroot_mounts_refuse_the_hosts_root() {
+    if !have_root("root_chroot_mounts_refuse_the_hosts_root") {
+        return;
+    }
+    let before = mounts_under(Path::new("/proc")).len();
+    let err = ChrootMounts::mount(Path::new("/")).expect_err("/ is refused");
+    assert!(
+        matches!(err, StageError::UnsafePath { .. }),
+        "unexpected error: {err}"
+    );
+    assert_eq!(mounts_under(Path::new("/proc")).len(), before);
+}
+
+/// A tmpfs mounted by a test, unmounted when dropped.
+struct TmpfsGuard(PathBuf);
+
+impl Drop for TmpfsGuard {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+#[test]
+fn root_mounts_under_ignores_a_root_that_is_itself_a_mount_point() {
+    if !have_root("root_mounts_under_ignores_a_root_that_is_itself_a_mount_point") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = fs_err::canonicalize(tmp.path()).expect("canonical");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &root,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount tmpfs");
+    let _tmpfs = TmpfsGuard(root.clone());
+    assert_nothing_mounted(&root);
+    let mounts = ChrootMounts::mount(&root).expect("mount");
+    assert_eq!(mounts_under(&root).len(), 3);
+    mounts.unmount().expect("unmount");
+    assert_nothing_mounted(&root);
+}
+
+#[test]
+fn root_run_in_chroot_env_is_exactly_the_explicit_one() {
+    if !have_root("root_run_in_chroot_env_is_exactly_the_explicit_one") {
+        return;
+    }
+    let tmp = mini_root(&["/usr/bin/env"]);
+    let output = run_in_chroot(
+        tmp.path(),
+        &["env"],
+        &[("EXTRA", "1"), ("HOME", "/x")],
+        None,
+    )
+    .expect("env runs");
+    let seen: BTreeSet<String> = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let mut expected: BTreeSet<String> = CHROOT_ENV
+        .iter()
+        .filter(|(k, _)| *k != "HOME")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    expected.insert("EXTRA=1".to_owned());
+    expected.insert("HOME=/x".to_owned());
+    assert_eq!(seen, expected);
+}
+
+#[test]
+fn root_run_in_chroot_sees_only_the_root_from_its_top() {
+    if !have_root("root_run_in_chroot_sees_only_the_root_from_its_top") {
+        return;
+    }
+    let tmp = mini_root(&["/usr/bin/sh", "/usr/bin/cat"]);
+    fs_err::write(tmp.path().join("etc/marker"), "inside\n").expect("marker");
+    let output = run_in_chroot(
+        tmp.path(),
+        &[
+            "sh",
+            "-c",
+            "pwd; cat /etc/marker; cat </dev/stdin; echo end",
+        ],
+        &[],
+        None,
+    );
+    // /dev is not mounted here: stdin must come from a /dev/null opened on the host side.
+    let output = output.expect("runs");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "/\ninside\nend\n");
+}
+
+#[test]
+fn root_run_in_chroot_failure_names_the_command_and_shows_its_last_lines() {
+    if !have_root("root_run_in_chroot_failure_names_the_command_and_shows_its_last_lines") {
+        return;
+    }
+    let tmp = mini_root(&["/usr/bin/sh"]);
+    fs_err::create_dir_all(tmp.path().join("var/log")).expect("mkdir");
+    let script =
+        "i=0; while [ $i -lt 30 ]; do echo line$i; i=$((i+1)); done; echo oops >&2; exit 3";
+    let err = run_in_chroot(
+        tmp.path(),
+        &["sh", "-c", script],
+        &[],
+        Some(Path::new(LOG_PATH)),
+    )
+    .expect_err("exit 3 is a failure");
+    let StageError::Command {
+        command,
+        status,
+        tail,
+        ..
+    } = &err
+    else {
+        panic!("unexpected error: {err}");
+    };
+    assert!(command.starts_with("sh -c"), "{command}");
+    assert_eq!(status.code(), Some(3));
+    let tail: Vec<&str> = tail.lines().collect();
+    assert_eq!(tail.len(), 20);
+    assert_eq!(tail.first(), Some(&"line11"));
+    assert_eq!(tail.last(), Some(&"oops"));
+    let log = fs_err::read_to_string(tmp.path().join(LOG_PATH)).expect("log");
+    assert!(log.contains("line0\n") && log.contains("line29\n") && log.contains("oops\n"));
+}
+
+#[test]
+fn root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy() {
+    if !have_root("root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy") {
+        return;
+    }
+    let tmp = mini_root(&["/usr/bin/sh"]);
+    let root = tmp.path();
+    let info = root.join("var/lib/dpkg/info");
+    fs_err::create_dir_all(&info).expect("mkdir");
+    fs_err::write(root.join("var/lib/dpkg/status"), "").expect("status");
+    let preinst = info.join("base-passwd.preinst");
+    fs_err::write(
+        &preinst,
+        "#!/bin/sh\necho \"preinst $1 for $DPKG_MAINTSCRIPT_PACKAGE\"\nexit 1\n",
+    )
+    .expect("preinst");
+    fs_err::set_permissions(
+        &preinst,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let unpacked = Unpacked {
+        packages: vec![UnpackedPackage {
+            name: "base-passwd".to_owned(),
+            version: "3.6.7".to_owned(),
+            architecture: "amd64".to_owned(),
+            multi_arch_same: false,
+            essential: true,
+            priority: Some("required".to_owned()),
+            scripts: vec!["preinst".to_owned()],
+        }],
+    };
+    let request = StageRequest {
+        root,
+        unpacked: &unpacked,
+        mirror: "http://mirror.invalid/debian",
+        suite: "trixie",
+        components: &["main".to_owned()],
+        hostname: "onion",
+    };
+    let err = stage(&request, &Silent).expect_err("the preinst fails");
+    let StageError::Command { what, tail, .. } = &err else {
+        panic!("unexpected error: {err}");
+    };
+    assert_eq!(what, "base-passwd preinst");
+    assert_eq!(tail, "preinst install for base-passwd");
+    assert!(err.to_string().contains("base-passwd preinst"));
+    assert_nothing_mounted(root);
+    assert!(!root.join("usr/sbin/policy-rc.d").exists());
+}
