@@ -95,14 +95,21 @@ impl Fixture {
             .collect();
         assert_eq!(names, BTreeSet::from(["sentinel".to_owned()]));
         let sentinel = self.outside.join("sentinel");
-        assert_eq!(std::fs::read_to_string(&sentinel).expect("sentinel"), "untouched");
+        assert_eq!(
+            std::fs::read_to_string(&sentinel).expect("sentinel"),
+            "untouched"
+        );
         assert_eq!(std::fs::metadata(&sentinel).expect("sentinel").nlink(), 1);
         let top: BTreeSet<String> = std::fs::read_dir(self.tmp.path())
             .expect("list temp dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert!(
-            top.is_subset(&BTreeSet::from(["debs".into(), "outside".into(), "root".into()])),
+            top.is_subset(&BTreeSet::from([
+                "debs".into(),
+                "outside".into(),
+                "root".into()
+            ])),
             "unexpected entries beside the root: {top:?}"
         );
     }
@@ -187,7 +194,7 @@ fn root_setuid_and_setgid_survive_the_owner_change() {
         .file("./usr/bin/su", 0o4755, b"#!/bin/sh\n")
         .file("./usr/bin/wall", 0o2755, b"#!/bin/sh\n")
         .owned_by(0, 5)])
-    .expect("unpack");
+        .expect("unpack");
     let su = f.lmeta("usr/bin/su");
     assert_eq!(su.permissions().mode() & 0o7777, 0o4755);
     let wall = f.lmeta("usr/bin/wall");
@@ -206,7 +213,7 @@ fn root_hard_links_share_one_inode() {
         .dir("./usr/bin/", 0o755)
         .file("./usr/bin/perl", 0o755, b"perl")
         .hardlink("./usr/bin/perl5.40", "./usr/bin/perl")])
-    .expect("unpack");
+        .expect("unpack");
     let a = f.lmeta("usr/bin/perl");
     let b = f.lmeta("usr/bin/perl5.40");
     assert_eq!(a.ino(), b.ino());
@@ -226,7 +233,7 @@ fn root_symlinks_keep_their_targets_and_absolute_ones_resolve_inside_the_root() 
         .owned_by(0, 0)
         .mtime(1_500_000_000)
         .file("./var/run/utmp", 0o664, b"inside")])
-    .expect("unpack");
+        .expect("unpack");
     assert_eq!(
         std::fs::read_link(f.path("var/run")).expect("readlink"),
         Path::new("/run")
@@ -268,7 +275,10 @@ fn root_a_directory_symlink_satisfies_a_later_directory_entry() {
     .expect("unpack b");
     assert!(f.lmeta("usr/share/alias").file_type().is_symlink());
     assert_eq!(f.read("usr/share/real/file"), "through the link");
-    assert_eq!(f.lmeta("usr/share/real").permissions().mode() & 0o7777, 0o755);
+    assert_eq!(
+        f.lmeta("usr/share/real").permissions().mode() & 0o7777,
+        0o755
+    );
 }
 
 #[test]
@@ -281,7 +291,7 @@ fn root_devices_and_fifos_are_made_with_their_modes() {
         .dir("./dev/", 0o755)
         .char_device("./dev/null", 0o666, 1, 3)
         .fifo("./dev/initctl", 0o600)])
-    .expect("unpack");
+        .expect("unpack");
     let null = f.lmeta("dev/null");
     assert!(null.file_type().is_char_device());
     assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
@@ -309,15 +319,21 @@ fn root_files_under_bin_land_in_usr_bin_and_the_links_stay() {
         .dir("./usr/", 0o755)
         .dir("./usr/sbin/", 0o755)
         .file("./usr/sbin/chroot", 0o755, b"chroot")])
-    .expect("unpack");
+        .expect("unpack");
     for (link, target) in [
         ("bin", "usr/bin"),
         ("sbin", "usr/sbin"),
         ("lib", "usr/lib"),
         ("lib64", "usr/lib64"),
     ] {
-        assert!(f.lmeta(link).file_type().is_symlink(), "{link} is a symlink");
-        assert_eq!(std::fs::read_link(f.path(link)).expect("readlink"), Path::new(target));
+        assert!(
+            f.lmeta(link).file_type().is_symlink(),
+            "{link} is a symlink"
+        );
+        assert_eq!(
+            std::fs::read_link(f.path(link)).expect("readlink"),
+            Path::new(target)
+        );
         assert!(f.lmeta(target).is_dir());
     }
     assert_eq!(f.read("usr/bin/ls"), "ls");
@@ -385,8 +401,14 @@ fn root_a_directory_keeps_the_metadata_of_the_first_package_shipping_it() {
     }
     let f = Fixture::new();
     f.unpack(&[
-        pkg("first").dir("./srv/", 0o750).owned_by(0, 7).mtime(1_000_000_000),
-        pkg("second").dir("./srv/", 0o700).owned_by(0, 0).mtime(1_100_000_000),
+        pkg("first")
+            .dir("./srv/", 0o750)
+            .owned_by(0, 7)
+            .mtime(1_000_000_000),
+        pkg("second")
+            .dir("./srv/", 0o700)
+            .owned_by(0, 0)
+            .mtime(1_100_000_000),
     ])
     .expect("unpack");
     let m = f.lmeta("srv");
@@ -403,8 +425,12 @@ fn root_a_directory_where_another_package_has_a_file_is_an_error_naming_both() {
     let f = Fixture::new();
     let err = f
         .unpack(&[
-            pkg("filer").dir("./opt/", 0o755).file("./opt/thing", 0o644, b"file"),
-            pkg("dirrer").dir("./opt/", 0o755).dir("./opt/thing/", 0o755),
+            pkg("filer")
+                .dir("./opt/", 0o755)
+                .file("./opt/thing", 0o644, b"file"),
+            pkg("dirrer")
+                .dir("./opt/", 0o755)
+                .dir("./opt/thing/", 0o755),
         ])
         .expect_err("file vs directory");
     let line = error_line(&err);
@@ -429,7 +455,11 @@ fn root_status_list_md5sums_conffiles_and_scripts_are_written() {
                 .control_member("postinst", 0o755, b"#!/bin/sh\nexit 0\n")
                 .control_member("preinst", 0o755, b"#!/bin/sh\nexit 0\n")
                 .control_member("conffiles", 0o644, b"/etc/zeta.conf\n")
-                .control_member("md5sums", 0o644, b"0123456789abcdef0123456789abcdef  usr/bin/zeta\n")
+                .control_member(
+                    "md5sums",
+                    0o644,
+                    b"0123456789abcdef0123456789abcdef  usr/bin/zeta\n",
+                )
                 .control_member("triggers", 0o644, b"interest-noawait /usr/lib/zeta\n")
                 .dir("./", 0o755)
                 .dir("./etc/", 0o755)
@@ -443,21 +473,36 @@ fn root_status_list_md5sums_conffiles_and_scripts_are_written() {
 
     let status = f.read("var/lib/dpkg/status");
     let zeta_at = status.find("Package: zeta").expect("zeta stanza");
-    assert!(status.find("Package: alpha").expect("alpha stanza") < zeta_at, "sorted by name");
+    assert!(
+        status.find("Package: alpha").expect("alpha stanza") < zeta_at,
+        "sorted by name"
+    );
     let zeta = &status[zeta_at..];
-    assert!(zeta.starts_with(
-        "Package: zeta\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n"
-    ), "{zeta}");
+    assert!(
+        zeta.starts_with(
+            "Package: zeta\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n"
+        ),
+        "{zeta}"
+    );
     assert!(zeta.contains("Essential: yes\nDepends: alpha\nConffiles:\n /etc/zeta.conf 3a8e4c06e471595f6eb262bb9b5582d9\nDescription: test package\n"), "{zeta}");
 
-    assert_eq!(f.read("var/lib/dpkg/info/zeta.list"), "/.\n/etc\n/etc/zeta.conf\n/usr\n/usr/bin\n/usr/bin/zeta\n");
+    assert_eq!(
+        f.read("var/lib/dpkg/info/zeta.list"),
+        "/.\n/etc\n/etc/zeta.conf\n/usr\n/usr/bin\n/usr/bin/zeta\n"
+    );
     assert_eq!(
         f.read("var/lib/dpkg/info/zeta.md5sums"),
         "0123456789abcdef0123456789abcdef  usr/bin/zeta\n",
         "the package's own md5sums are kept as shipped"
     );
-    assert_eq!(f.read("var/lib/dpkg/info/zeta.conffiles"), "/etc/zeta.conf\n");
-    assert_eq!(f.read("var/lib/dpkg/info/zeta.triggers"), "interest-noawait /usr/lib/zeta\n");
+    assert_eq!(
+        f.read("var/lib/dpkg/info/zeta.conffiles"),
+        "/etc/zeta.conf\n"
+    );
+    assert_eq!(
+        f.read("var/lib/dpkg/info/zeta.triggers"),
+        "interest-noawait /usr/lib/zeta\n"
+    );
     for script in ["postinst", "preinst"] {
         let m = f.lmeta(&format!("var/lib/dpkg/info/zeta.{script}"));
         assert_eq!(m.permissions().mode() & 0o7777, 0o755, "{script}");
@@ -466,7 +511,11 @@ fn root_status_list_md5sums_conffiles_and_scripts_are_written() {
     assert_eq!(f.read("var/lib/dpkg/available"), "");
     assert_eq!(f.read("var/lib/dpkg/diversions"), "");
     assert_eq!(f.read("var/lib/dpkg/arch"), "amd64\n");
-    assert_eq!(f.read("var/lib/dpkg/info/format"), "1\n", "the multiarch layout");
+    assert_eq!(
+        f.read("var/lib/dpkg/info/format"),
+        "1\n",
+        "the multiarch layout"
+    );
     for dir in ["info", "updates", "triggers", "alternatives", "parts"] {
         assert!(f.lmeta(&format!("var/lib/dpkg/{dir}")).is_dir(), "{dir}");
     }
@@ -493,7 +542,7 @@ fn root_md5sums_are_computed_when_the_package_ships_none() {
         .file("./usr/share/hello", 0o644, b"hello\n")
         .hardlink("./usr/share/hello2", "./usr/share/hello")
         .symlink("./usr/share/hello3", "hello")])
-    .expect("unpack");
+        .expect("unpack");
     assert_eq!(
         f.read("var/lib/dpkg/info/nosums.md5sums"),
         "b1946ac92492d2347c6235b4d2611184  usr/share/hello\n\
@@ -515,9 +564,14 @@ fn root_multi_arch_same_packages_are_named_with_their_arch() {
         .expect("unpack");
     assert_eq!(unpacked.packages[0].db_name(), "libz1:amd64");
     assert!(f.path("var/lib/dpkg/info/libz1:amd64.list").exists());
-    assert_eq!(f.read("var/lib/dpkg/info/libz1:amd64.shlibs"), "libz 1 libz1\n");
+    assert_eq!(
+        f.read("var/lib/dpkg/info/libz1:amd64.shlibs"),
+        "libz 1 libz1\n"
+    );
     assert!(!f.path("var/lib/dpkg/info/libz1.list").exists());
-    assert!(f.read("var/lib/dpkg/status").contains("Package: libz1\nStatus: install ok unpacked\n"));
+    assert!(f
+        .read("var/lib/dpkg/status")
+        .contains("Package: libz1\nStatus: install ok unpacked\n"));
 }
 
 #[test]
@@ -545,7 +599,11 @@ fn root_the_reporter_counts_every_package() {
         }
     }
     let f = Fixture::new();
-    let debs = f.write(&[pkg("a").dir("./a/", 0o755), pkg("b").dir("./b/", 0o755), pkg("c")]);
+    let debs = f.write(&[
+        pkg("a").dir("./a/", 0o755),
+        pkg("b").dir("./b/", 0o755),
+        pkg("c"),
+    ]);
     let count = Count::default();
     unpack(
         &UnpackRequest {
@@ -574,9 +632,15 @@ fn root_hostile_dot_dot_names_are_refused() {
         .unpack(&[pkg("evil").file("../outside/pwned", 0o644, b"x")])
         .expect_err("`..` refused");
     let line = error_line(&err);
-    assert!(line.contains("evil") && line.contains("../outside/pwned"), "{line}");
+    assert!(
+        line.contains("evil") && line.contains("../outside/pwned"),
+        "{line}"
+    );
     f.assert_outside_untouched();
-    assert!(!f.root.exists(), "the root this unpack created is removed on failure");
+    assert!(
+        !f.root.exists(),
+        "the root this unpack created is removed on failure"
+    );
 }
 
 #[test]
@@ -602,9 +666,11 @@ fn root_hostile_symlink_then_file_through_it_in_one_package() {
     for target in [f_outside_abs as fn(&Fixture) -> String, relative] {
         let f = Fixture::new();
         let err = f
-            .unpack(&[pkg("evil")
-                .symlink("./escape", &target(&f))
-                .file("./escape/pwned", 0o644, b"x")])
+            .unpack(&[pkg("evil").symlink("./escape", &target(&f)).file(
+                "./escape/pwned",
+                0o644,
+                b"x",
+            )])
             .expect_err("the symlink resolves inside the root, where nothing is");
         assert!(error_line(&err).contains("evil"), "{}", error_line(&err));
         f.assert_outside_untouched();
@@ -635,7 +701,10 @@ fn root_hostile_symlink_then_file_through_it_across_two_packages() {
         // Whichever ran first, the other conflicts with it or resolves inside the root.
         if let Err(e) = &result {
             let line = error_line(e);
-            assert!(line.contains("planter") || line.contains("writer"), "{line}");
+            assert!(
+                line.contains("planter") || line.contains("writer"),
+                "{line}"
+            );
         }
         f.assert_outside_untouched();
     }
@@ -649,9 +718,12 @@ fn root_hostile_symlink_planted_earlier_and_written_through_later() {
     let f = Fixture::new();
     let debs = f.write(&[
         pkg("planter").symlink("./escape", &f_outside_abs(&f)),
-        pkg("writer").dir("./escape/", 0o755).file("./escape/sentinel", 0o644, b"overwritten"),
+        pkg("writer")
+            .dir("./escape/", 0o755)
+            .file("./escape/sentinel", 0o644, b"overwritten"),
     ]);
-    f.unpack_debs(&debs[..1]).expect("a dangling symlink is fine by itself");
+    f.unpack_debs(&debs[..1])
+        .expect("a dangling symlink is fine by itself");
     let err = unpack(
         &UnpackRequest {
             root: &f.root,
@@ -702,12 +774,18 @@ fn root_truncated_ar_is_an_error() {
         return;
     }
     let f = Fixture::new();
-    let builder = pkg("cut").dir("./usr/", 0o755).file("./usr/big", 0o644, &[7u8; 100_000]);
+    let builder = pkg("cut")
+        .dir("./usr/", 0o755)
+        .file("./usr/big", 0o644, &[7u8; 100_000]);
     let bytes = builder.build();
     for cut in [4, 70, bytes.len() / 2, bytes.len() - 10] {
         let deb = builder.write_bytes(&f.debs, &bytes[..cut]);
         let err = f.unpack_debs(&[deb]).expect_err("truncated");
-        assert!(error_line(&err).starts_with("cut: "), "{}", error_line(&err));
+        assert!(
+            error_line(&err).starts_with("cut: "),
+            "{}",
+            error_line(&err)
+        );
         f.assert_outside_untouched();
     }
 }
@@ -762,7 +840,11 @@ fn root_the_deb_must_be_the_package_the_index_promised() {
     let mut deb = pkg("real").write(&f.debs);
     deb.package.version = "2.0-1".to_owned();
     let err = f.unpack_debs(&[deb]).expect_err("version mismatch");
-    assert!(error_line(&err).contains("index promised real 2.0-1"), "{}", error_line(&err));
+    assert!(
+        error_line(&err).contains("index promised real 2.0-1"),
+        "{}",
+        error_line(&err)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -809,7 +891,11 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))
         .map(|path| {
-            let stem = path.file_stem().expect("name").to_string_lossy().replace("%3a", ":");
+            let stem = path
+                .file_stem()
+                .expect("name")
+                .to_string_lossy()
+                .replace("%3a", ":");
             let mut parts = stem.splitn(3, '_');
             let name = parts.next().expect("name").to_owned();
             let version = parts.next().expect("version").to_owned();
@@ -846,7 +932,9 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
     let listed: BTreeSet<&str> = listed.lines().collect();
     let expected: BTreeSet<&str> = debs.iter().map(|d| d.package.name.as_str()).collect();
     assert_eq!(listed, expected);
-    let verify = run(std::process::Command::new("chroot").arg(&root).args(["dpkg", "--verify"]));
+    let verify = run(std::process::Command::new("chroot")
+        .arg(&root)
+        .args(["dpkg", "--verify"]));
     assert_eq!(verify, "", "dpkg --verify found differences");
 
     // The same .debs with dpkg-deb and tar, one after another, for the comparison.

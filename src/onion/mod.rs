@@ -221,7 +221,13 @@ pub enum OnionError {
         status: String,
         stderr: String,
     },
-    #[error("cannot mount or unmount {path}")]
+    #[error("cannot prepare the chroot {root}")]
+    InChroot {
+        root: PathBuf,
+        #[source]
+        source: Box<crate::stage::StageError>,
+    },
+    #[error("cannot unmount {path}")]
     Mount {
         path: PathBuf,
         #[source]
@@ -257,7 +263,7 @@ pub fn configure_unchecked(request: &OnionRequest) -> Result<OnionReport, OnionE
     configure_with(request, false)
 }
 
-/// Runs `nginx -t` inside the chroot at `root`, with /proc and /dev mounted for the duration.
+/// Runs `nginx -t` inside the chroot at `root`, with the chroot's mounts for the duration.
 pub fn check_nginx(root: &Path) -> Result<(), OnionError> {
     if fs_err::symlink_metadata(root.join("usr/sbin/nginx")).is_err() {
         return Err(OnionError::NginxMissing {

@@ -110,7 +110,7 @@ pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
     })
 }
 
-/// Starts nginx in NAME's chroot (mounting /proc and /dev, left mounted until [`stop`]), waits
+/// Starts nginx in NAME's chroot (its mounts stay until [`stop`]), waits
 /// until it accepts connections, then asks the host's tor to reload its configuration.
 pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     let service = locate(name, host_root)?;

@@ -44,7 +44,9 @@ pub fn write(root: &Root, arch: &str, records: &[Record]) -> Result<(), UnpackEr
         root.open_dir_all(path.as_bytes())
             .map_err(|source| UnpackError::Database { path, source })?;
     }
-    records.par_iter().try_for_each(|record| info_files(root, record))?;
+    records
+        .par_iter()
+        .try_for_each(|record| info_files(root, record))?;
 
     let mut status = String::new();
     for record in records {
@@ -56,7 +58,10 @@ pub fn write(root: &Root, arch: &str, records: &[Record]) -> Result<(), UnpackEr
             .unwrap_or_default()
             .into_iter()
             .map(|path| {
-                let md5 = record.conffile_md5.get(&path).map_or(NEW_CONFFILE, String::as_str);
+                let md5 = record
+                    .conffile_md5
+                    .get(&path)
+                    .map_or(NEW_CONFFILE, String::as_str);
                 (path, md5)
             })
             .collect();
@@ -83,13 +88,21 @@ fn info_files(root: &Root, record: &Record) -> Result<(), UnpackError> {
         list.push_str(&path.to_list_line());
         list.push('\n');
     }
-    write_file(root, &format!("info/{db_name}.list"), list.as_bytes(), 0o644)?;
+    write_file(
+        root,
+        &format!("info/{db_name}.list"),
+        list.as_bytes(),
+        0o644,
+    )?;
     for member in record.members.iter().filter(|m| m.name != "control") {
         let name = format!("info/{db_name}.{}", member.name);
         write_file(root, &name, &member.data, member.mode)?;
     }
     let ships_md5sums = record.members.iter().any(|m| m.name == "md5sums");
-    if let Some(md5sums) = record.computed_md5sums.filter(|s| !ships_md5sums && !s.is_empty()) {
+    if let Some(md5sums) = record
+        .computed_md5sums
+        .filter(|s| !ships_md5sums && !s.is_empty())
+    {
         let name = format!("info/{db_name}.md5sums");
         write_file(root, &name, md5sums.as_bytes(), 0o644)?;
     }

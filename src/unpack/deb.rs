@@ -164,7 +164,8 @@ fn drain(
     count: &Cell<u64>,
     size: u64,
 ) -> Result<(), UnpackError> {
-    io::copy(&mut reader, &mut io::sink()).map_err(|source| member_error(package, member, source))?;
+    io::copy(&mut reader, &mut io::sink())
+        .map_err(|source| member_error(package, member, source))?;
     drop(reader);
     if count.get() != size {
         return Err(member_error(

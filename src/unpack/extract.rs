@@ -268,7 +268,13 @@ impl<'a> Extractor<'a> {
     }
 
     /// Records a directory entry; a directory already claimed keeps its earliest shipper.
-    fn claim_dir(&self, key: ClaimKey, index: usize, path: &RelPath, meta: Meta) -> Result<(), (usize, Kind)> {
+    fn claim_dir(
+        &self,
+        key: ClaimKey,
+        index: usize,
+        path: &RelPath,
+        meta: Meta,
+    ) -> Result<(), (usize, Kind)> {
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
         match claims.get_mut(&key) {
             None => {
@@ -299,7 +305,12 @@ impl<'a> Extractor<'a> {
     }
 
     /// Claims a non-directory path for `index` and says what to do.
-    fn claim_other(&self, key: ClaimKey, index: usize, kind: Kind) -> Result<Decision, (usize, Kind)> {
+    fn claim_other(
+        &self,
+        key: ClaimKey,
+        index: usize,
+        kind: Kind,
+    ) -> Result<Decision, (usize, Kind)> {
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
         match claims.get_mut(&key) {
             None => {
@@ -359,7 +370,13 @@ impl Job<'_, '_> {
         }
     }
 
-    fn conflict(&self, entry: &RelPath, kind: Kind, holder: Option<(usize, Kind)>, found: Option<Kind>) -> UnpackError {
+    fn conflict(
+        &self,
+        entry: &RelPath,
+        kind: Kind,
+        holder: Option<(usize, Kind)>,
+        found: Option<Kind>,
+    ) -> UnpackError {
         let (holder, other_kind) = match holder {
             Some((i, k)) => (format!("package {}", self.x.names[i]), k),
             None => (
@@ -377,7 +394,10 @@ impl Job<'_, '_> {
     }
 
     /// Extracts one entry; returns its path for the package's list (None for pax headers).
-    fn entry(&mut self, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<Option<RelPath>, UnpackError> {
+    fn entry(
+        &mut self,
+        entry: &mut tar::Entry<'_, &mut dyn Read>,
+    ) -> Result<Option<RelPath>, UnpackError> {
         let io_error = |source| member_error(self.package, self.member, source);
         let kind = match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
@@ -398,7 +418,9 @@ impl Job<'_, '_> {
         let path = RelPath::from_entry_name(&entry.path_bytes())
             .map_err(|p| self.refuse(Self::entry_name(entry), EntryProblem::Path(p)))?;
         let header = entry.header();
-        let id = |v: u64| u32::try_from(v).map_err(|_| io::Error::other("owner id does not fit 32 bits"));
+        let id = |v: u64| {
+            u32::try_from(v).map_err(|_| io::Error::other("owner id does not fit 32 bits"))
+        };
         let meta = Meta {
             mode: header.mode().map_err(io_error)? & 0o7777,
             uid: header.uid().and_then(id).map_err(io_error)?,
@@ -548,7 +570,14 @@ impl Job<'_, '_> {
     }
 
     /// Moves `temp` to the entry's name as `decision` says; removes `temp` if it is not used.
-    fn place(&self, path: &RelPath, kind: Kind, key: &ClaimKey, temp: &[u8], decision: Decision) -> Result<(), UnpackError> {
+    fn place(
+        &self,
+        path: &RelPath,
+        kind: Kind,
+        key: &ClaimKey,
+        temp: &[u8],
+        decision: Decision,
+    ) -> Result<(), UnpackError> {
         let dir = &self.parent().fd;
         let name = path.file_name();
         let decision = match decision {
@@ -580,7 +609,12 @@ impl Job<'_, '_> {
         }
     }
 
-    fn regular(&mut self, path: &RelPath, meta: Meta, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), UnpackError> {
+    fn regular(
+        &mut self,
+        path: &RelPath,
+        meta: Meta,
+        entry: &mut tar::Entry<'_, &mut dyn Read>,
+    ) -> Result<(), UnpackError> {
         let (key, decision) = self.claim(path, Kind::File)?;
         let size = entry.size();
         let conffile = self.conffiles.contains(&path.to_list_line());
@@ -638,7 +672,8 @@ impl Job<'_, '_> {
         if self.conffiles.contains(&line) {
             self.conffile_md5.insert(line, hex.clone());
         } else if self.digests.is_some() {
-            self.md5sums.push_str(&format!("{hex}  {}\n", path.display()));
+            self.md5sums
+                .push_str(&format!("{hex}  {}\n", path.display()));
         }
         if let Some(digests) = self.digests.as_mut() {
             digests.insert(path.clone(), hex);
@@ -672,9 +707,19 @@ impl Job<'_, '_> {
             )?;
             if kind != Kind::Symlink {
                 // fchmodat follows symlinks, but this name is ours alone and not a symlink.
-                rustix::fs::chmodat(dir, temp.as_slice(), Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
+                rustix::fs::chmodat(
+                    dir,
+                    temp.as_slice(),
+                    Mode::from_raw_mode(meta.mode),
+                    AtFlags::empty(),
+                )?;
             }
-            rustix::fs::utimensat(dir, temp.as_slice(), &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
+            rustix::fs::utimensat(
+                dir,
+                temp.as_slice(),
+                &meta.timestamps(),
+                AtFlags::SYMLINK_NOFOLLOW,
+            )
         };
         if let Err(e) = set() {
             let _ = rustix::fs::unlinkat(dir, temp.as_slice(), AtFlags::empty());
@@ -685,7 +730,11 @@ impl Job<'_, '_> {
 
     /// A hard link: its target is resolved inside the root (never following a final symlink)
     /// and linked by descriptor, so it cannot name a file outside.
-    fn hard_link(&mut self, path: &RelPath, entry: &mut tar::Entry<'_, &mut dyn Read>) -> Result<(), UnpackError> {
+    fn hard_link(
+        &mut self,
+        path: &RelPath,
+        entry: &mut tar::Entry<'_, &mut dyn Read>,
+    ) -> Result<(), UnpackError> {
         let raw_target = entry
             .link_name_bytes()
             .ok_or_else(|| self.refuse(path.display(), EntryProblem::NoLinkTarget))?
@@ -701,7 +750,8 @@ impl Job<'_, '_> {
         if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
             return Err(self.refuse(path.display(), EntryProblem::HardLinkToDirectory));
         }
-        if self.digests.is_some() && FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile {
+        if self.digests.is_some() && FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile
+        {
             let known = self.digests.as_ref().and_then(|d| d.get(&target).cloned());
             let hex = match known {
                 Some(hex) => hex,
@@ -717,23 +767,24 @@ impl Job<'_, '_> {
                     hex::encode(hasher.finalize())
                 }
             };
-            self.md5sums.push_str(&format!("{hex}  {}\n", path.display()));
+            self.md5sums
+                .push_str(&format!("{hex}  {}\n", path.display()));
             if let Some(d) = self.digests.as_mut() {
                 d.insert(path.clone(), hex);
             }
         }
         let (key, decision) = self.claim(path, Kind::HardLink)?;
         let dir = &self.parent().fd;
-        let link = |name: &[u8]| rustix::fs::linkat(&target_fd, c"", dir, name, AtFlags::EMPTY_PATH);
+        let link =
+            |name: &[u8]| rustix::fs::linkat(&target_fd, c"", dir, name, AtFlags::EMPTY_PATH);
         match decision {
             Decision::Skip => Ok(()),
             Decision::Fresh => match link(path.file_name()) {
                 Ok(()) => Ok(()),
                 Err(Errno::EXIST) => {
-                    let decision = self
-                        .x
-                        .recheck(&key, self.index)
-                        .map_err(|holder| self.conflict(path, Kind::HardLink, Some(holder), None))?;
+                    let decision = self.x.recheck(&key, self.index).map_err(|holder| {
+                        self.conflict(path, Kind::HardLink, Some(holder), None)
+                    })?;
                     self.link_replacing(path, &key, decision, link)
                 }
                 Err(e) => Err(self.failed(path, e)),

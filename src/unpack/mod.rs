@@ -158,7 +158,9 @@ pub enum UnpackError {
         path: PathBuf,
         problem: FormatProblem,
     },
-    #[error("{package}: member {member} is compressed in a way we cannot read (gzip, xz, zstd or none)")]
+    #[error(
+        "{package}: member {member} is compressed in a way we cannot read (gzip, xz, zstd or none)"
+    )]
     Compression { package: String, member: String },
     #[error("{package}: cannot read member {member}")]
     Member {
@@ -345,21 +347,27 @@ fn unpacked_package(outcome: &Outcome, deb: &CachedDeb) -> UnpackedPackage {
 }
 
 /// Reads, checks and extracts one .deb.
-fn unpack_one(extractor: &Extractor, index: usize, deb: &CachedDeb) -> Result<Outcome, UnpackError> {
+fn unpack_one(
+    extractor: &Extractor,
+    index: usize,
+    deb: &CachedDeb,
+) -> Result<Outcome, UnpackError> {
     let package = deb.package.name.as_str();
     let mut control_seen: Option<Control> = None;
     let (members, extracted) = deb::read_deb(package, &deb.path, |members, member, data| {
-        let control_file = members
-            .iter()
-            .find(|m| m.name == "control")
-            .ok_or(UnpackError::Control {
+        let control_file =
+            members
+                .iter()
+                .find(|m| m.name == "control")
+                .ok_or(UnpackError::Control {
+                    package: package.to_owned(),
+                    source: ControlProblem::Missing("control file"),
+                })?;
+        let control =
+            Control::parse(&control_file.data).map_err(|source| UnpackError::Control {
                 package: package.to_owned(),
-                source: ControlProblem::Missing("control file"),
+                source,
             })?;
-        let control = Control::parse(&control_file.data).map_err(|source| UnpackError::Control {
-            package: package.to_owned(),
-            source,
-        })?;
         let found = format!("{} {}", control.package(), control.version());
         let expected = format!("{} {}", deb.package.name, deb.package.version);
         if found != expected {
@@ -387,7 +395,8 @@ fn unpack_one(extractor: &Extractor, index: usize, deb: &CachedDeb) -> Result<Ou
         control_seen = Some(control);
         Ok(extracted)
     })?;
-    let control = control_seen.expect("read_deb returns Ok only after the extract callback succeeded");
+    let control =
+        control_seen.expect("read_deb returns Ok only after the extract callback succeeded");
     Ok(Outcome {
         index,
         control,

@@ -97,7 +97,10 @@ impl DebBuilder {
             version: version.to_owned(),
             arch: arch.to_owned(),
             fields: vec![
-                ("Maintainer".to_owned(), "Test <test@example.org>".to_owned()),
+                (
+                    "Maintainer".to_owned(),
+                    "Test <test@example.org>".to_owned(),
+                ),
                 ("Priority".to_owned(), "optional".to_owned()),
             ],
             control_members: Vec::new(),
@@ -204,7 +207,10 @@ impl DebBuilder {
 
     /// Sets the mtime of the last entry added.
     pub fn mtime(mut self, mtime: u64) -> Self {
-        self.entries.last_mut().expect("mtime follows an entry").mtime = mtime;
+        self.entries
+            .last_mut()
+            .expect("mtime follows an entry")
+            .mtime = mtime;
         self
     }
 
@@ -246,8 +252,10 @@ impl DebBuilder {
             match &e.body {
                 Body::Symlink(t) | Body::HardLink(t) => raw_copy(&mut h.as_old_mut().linkname, t),
                 Body::Char(maj, min) | Body::Block(maj, min) => {
-                    h.set_device_major(*maj).expect("gnu header has device fields");
-                    h.set_device_minor(*min).expect("gnu header has device fields");
+                    h.set_device_major(*maj)
+                        .expect("gnu header has device fields");
+                    h.set_device_minor(*min)
+                        .expect("gnu header has device fields");
                 }
                 _ => {}
             }
@@ -259,7 +267,11 @@ impl DebBuilder {
     }
 
     fn control_tar(&self) -> Vec<u8> {
-        let mut members = vec![("control".to_owned(), 0o644, self.control_text().into_bytes())];
+        let mut members = vec![(
+            "control".to_owned(),
+            0o644,
+            self.control_text().into_bytes(),
+        )];
         members.extend(self.control_members.iter().cloned());
         let mut tar = tar::Builder::new(Vec::new());
         let mut root = tar::Header::new_gnu();
@@ -289,7 +301,10 @@ impl DebBuilder {
             tamper(&mut data);
         }
         let members: Vec<(String, Vec<u8>)> = vec![
-            ("debian-binary".to_owned(), self.debian_binary.clone().into_bytes()),
+            (
+                "debian-binary".to_owned(),
+                self.debian_binary.clone().into_bytes(),
+            ),
             (
                 format!("control.tar{}", self.control_compression.suffix()),
                 self.control_compression.compress(&self.control_tar()),
@@ -349,7 +364,10 @@ impl DebBuilder {
 
 /// Copies `bytes` into a fixed-size, NUL-padded header field (they must fit).
 fn raw_copy(slot: &mut [u8], bytes: &[u8]) {
-    assert!(bytes.len() <= slot.len(), "test entry name too long for a plain tar header");
+    assert!(
+        bytes.len() <= slot.len(),
+        "test entry name too long for a plain tar header"
+    );
     slot.fill(0);
     slot[..bytes.len()].copy_from_slice(bytes);
 }
