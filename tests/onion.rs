@@ -557,6 +557,7 @@ fn status_reads_port_and_address_back() {
     assert_eq!(status.service.chroot, scene.root);
     assert_eq!(status.nginx_pid, None);
     assert_eq!(status.http_status, None);
+    assert!(status.to_string().ends_with("not running"), "{status}");
 }
 
 #[test]
@@ -768,6 +769,10 @@ fn root_nginx_chroot_configure_start_status_stop() {
     let status = onion::status(name, host.path()).expect("status");
     assert_eq!(status.http_status, Some(200));
     assert!(status.nginx_pid.is_some());
+    assert!(
+        status.to_string().ends_with("answering: HTTP 200"),
+        "{status}"
+    );
     assert_eq!(
         status.service.address.as_deref(),
         Some(report.address.as_str())

@@ -46,7 +46,7 @@ pub(crate) fn unmount_all(root: &Path) -> Result<Vec<PathBuf>, OnionError> {
     for target in mounts_under(root).into_iter().rev() {
         // Lazy, so a process still holding a file there cannot keep the mount alive.
         nix::mount::umount2(&target, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH).map_err(
-            |source| OnionError::Mount {
+            |source| OnionError::Unmount {
                 path: target.clone(),
                 source,
             },

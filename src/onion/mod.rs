@@ -228,7 +228,7 @@ pub enum OnionError {
         source: Box<crate::stage::StageError>,
     },
     #[error("cannot unmount {path}")]
-    Mount {
+    Unmount {
         path: PathBuf,
         #[source]
         source: nix::errno::Errno,

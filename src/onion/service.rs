@@ -284,3 +284,66 @@ fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
         None => Ok(TorReload::NotRunning),
     }
 }
+
+impl std::fmt::Display for TorReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TorReload::Systemd => write!(f, "tor reloaded (systemctl reload tor)"),
+            TorReload::Signalled { pid } => write!(f, "tor (pid {pid}) told to reload (SIGHUP)"),
+            TorReload::NotRunning => write!(
+                f,
+                "tor is not running: start it (systemctl start tor) to publish the service"
+            ),
+            TorReload::OtherHostRoot { host_root } => write!(
+                f,
+                "tor not reloaded: the torrc was written under {}, not this host's /",
+                host_root.display()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let address = self.address.as_deref().unwrap_or("(no hostname file yet)");
+        writeln!(f, "onion address: {address}")?;
+        writeln!(f, "chroot:        {}", self.chroot.display())?;
+        write!(f, "nginx:         127.0.0.1:{}", self.local_port)
+    }
+}
+
+impl std::fmt::Display for StartReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.service)?;
+        let nginx = if self.already_running {
+            "nginx was running; configuration reloaded"
+        } else {
+            "nginx started"
+        };
+        writeln!(f, "{nginx}")?;
+        write!(f, "{}", self.tor)
+    }
+}
+
+impl std::fmt::Display for StopReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.service)?;
+        let nginx = if self.was_running {
+            "nginx stopped"
+        } else {
+            "nginx was not running"
+        };
+        write!(f, "{nginx}; {} mounts removed", self.unmounted.len())
+    }
+}
+
+impl std::fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.service)?;
+        match (self.nginx_pid, self.http_status) {
+            (_, Some(code)) => write!(f, "answering: HTTP {code}"),
+            (Some(pid), None) => write!(f, "nginx runs (pid {pid}) but does not answer"),
+            (None, None) => write!(f, "not running"),
+        }
+    }
+}
