@@ -1,0 +1,127 @@
+//! Running programs inside the chroot: takes the root and a command line; gives its exit status
+//! and error output, run through chroot(2), with the stage's mounts (proc, sysfs, devpts, device
+//! nodes) in place while it needs them.
+//!
+//! Mounts are [`crate::stage::ChrootMounts`]. Commands run through a runner of our own rather
+//! than [`crate::stage::run_in_chroot`], which reads the command's pipes to their end: nginx's
+//! daemon inherits them, so that would wait for nginx to exit.
+
+use std::ffi::CString;
+use std::io::{Read as _, Seek as _};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::mount::MntFlags;
+
+use crate::stage::{mounts_under, ChrootMounts, CHROOT_ENV};
+
+use super::OnionError;
+
+/// The stage's chroot mounts, unmounted when dropped unless kept.
+#[derive(Debug)]
+pub(crate) struct Mounts(ChrootMounts);
+
+impl Mounts {
+    /// Mounts what a chroot needs under `root`.
+    pub fn mount(root: &Path) -> Result<Mounts, OnionError> {
+        ChrootMounts::mount(root)
+            .map(Mounts)
+            .map_err(|source| OnionError::InChroot {
+                root: root.to_path_buf(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Leaves the mounts in place (nginx keeps running); [`unmount_all`] removes them later.
+    pub fn keep(self) {
+        std::mem::forget(self.0);
+    }
+}
+
+/// Unmounts every mount under `root`, innermost first; returns what it unmounted.
+pub(crate) fn unmount_all(root: &Path) -> Result<Vec<PathBuf>, OnionError> {
+    let mut unmounted = Vec::new();
+    for target in mounts_under(root).into_iter().rev() {
+        // Lazy, so a process still holding a file there cannot keep the mount alive.
+        nix::mount::umount2(&target, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH).map_err(
+            |source| OnionError::Unmount {
+                path: target.clone(),
+                source,
+            },
+        )?;
+        unmounted.push(target);
+    }
+    Ok(unmounted)
+}
+
+/// What a command in the chroot did.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    pub success: bool,
+    pub status: String,
+    pub stderr: String,
+}
+
+/// Runs `argv` (an absolute program path inside the chroot, then its arguments) in `root`, with a
+/// clean environment, standard input and output on /dev/null and standard error captured.
+pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
+    let command = argv.join(" ");
+    let spawn_error = |source| OnionError::Chroot {
+        root: root.to_path_buf(),
+        command: command.clone(),
+        source,
+    };
+    let root_c = CString::new(root.as_os_str().as_bytes()).map_err(|_| {
+        spawn_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "root path holds a NUL byte",
+        ))
+    })?;
+    // Standard error goes to a file, not a pipe: a daemon (nginx) keeps its inherited
+    // descriptors, and reading a pipe to its end would wait for the daemon to exit.
+    let mut stderr_file = tempfile::tempfile().map_err(spawn_error)?;
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..])
+        .env_clear()
+        .envs(CHROOT_ENV.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr_file.try_clone().map_err(spawn_error)?);
+    // SAFETY: between fork and exec the closure only calls chroot(2) and chdir(2) on C strings
+    // allocated before the fork; both are async-signal-safe and allocate nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::chroot(root_c.as_c_str())?;
+            rustix::process::chdir(c"/")?;
+            Ok(())
+        });
+    }
+    let status = cmd.status().map_err(spawn_error)?;
+    let mut stderr = String::new();
+    stderr_file
+        .seek(std::io::SeekFrom::Start(0))
+        .and_then(|_| stderr_file.read_to_string(&mut stderr))
+        .map_err(spawn_error)?;
+    Ok(Ran {
+        success: status.success(),
+        status: status.to_string(),
+        stderr,
+    })
+}
+
+/// Runs `argv` in `root` and fails unless it exits 0.
+pub(crate) fn run_ok(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
+    let ran = run(root, argv)?;
+    if ran.success {
+        Ok(ran)
+    } else {
+        Err(OnionError::CommandFailed {
+            root: root.to_path_buf(),
+            command: argv.join(" "),
+            status: ran.status,
+            stderr: ran.stderr.trim().to_string(),
+        })
+    }
+}

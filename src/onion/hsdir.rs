@@ -1,0 +1,208 @@
+//! The onion service directory on the host: takes HOST_ROOT, NAME and optionally a key directory
+//! to import; gives HOST_ROOT/var/lib/tor/NAME/ holding tor's three key files, the directory 0700
+//! and the files 0600, owned by the host's tor user when it exists.
+
+use std::path::{Path, PathBuf};
+
+use super::files::{self, Perms};
+use super::key::{self, OnionKey, HOSTNAME_FILE, PUBLIC_KEY_FILE, SECRET_KEY_FILE};
+use super::OnionError;
+
+/// The user Debian's tor runs as; tor refuses a HiddenServiceDir it does not own.
+pub const TOR_USER: &str = "debian-tor";
+/// Where tor's onion service directories live, as seen from `/` (Debian's AppArmor profile for
+/// tor allows only /var/lib/tor/**).
+pub const TOR_LIB: &str = "/var/lib/tor";
+
+/// Where the key of an onion service came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// A new random key.
+    Generated,
+    /// The key already in HOST_ROOT/var/lib/tor/NAME, kept so the address does not change.
+    Kept,
+    /// Copied from the `onion_key` directory.
+    Imported,
+}
+
+/// The installed key directory.
+#[derive(Debug)]
+pub(crate) struct ServiceDir {
+    pub key: OnionKey,
+    pub origin: KeyOrigin,
+    /// HOST_ROOT/var/lib/tor/NAME.
+    pub path: PathBuf,
+}
+
+/// The service directory of NAME as seen from `/`, as written in torrc.
+pub fn service_dir(name: &str) -> PathBuf {
+    Path::new(TOR_LIB).join(name)
+}
+
+/// The uid and gid the key files get: the host's debian-tor when it exists and we are root.
+///
+/// This is about the real host (the tor that will read the files), so it looks the user up
+/// through the host's NSS, not in HOST_ROOT/etc/passwd.
+pub(crate) fn tor_owner() -> Result<Option<(u32, u32)>, OnionError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    let user = nix::unistd::User::from_name(TOR_USER).map_err(|source| OnionError::UserLookup {
+        user: TOR_USER.to_string(),
+        source,
+    })?;
+    Ok(user.map(|u| (u.uid.as_raw(), u.gid.as_raw())))
+}
+
+/// Reads and checks a tor key directory: the secret key parses, and the public key, if present,
+/// is the one the secret key gives.
+pub fn read_key_dir(dir: &Path) -> Result<OnionKey, OnionError> {
+    let secret_path = dir.join(SECRET_KEY_FILE);
+    let secret = read_small_file(&secret_path, key::SECRET_FILE_LEN)?;
+    let key = OnionKey::from_secret_file(&secret).map_err(|problem| OnionError::BadKeyFile {
+        path: secret_path,
+        problem,
+    })?;
+    let public_path = dir.join(PUBLIC_KEY_FILE);
+    if fs_err::symlink_metadata(&public_path).is_ok() {
+        let public = read_small_file(&public_path, key::PUBLIC_FILE_LEN)?;
+        let public = key::parse_public_file(&public).map_err(|problem| OnionError::BadKeyFile {
+            path: public_path.clone(),
+            problem,
+        })?;
+        if &public != key.public_key() {
+            return Err(OnionError::PublicKeyMismatch { path: public_path });
+        }
+    }
+    Ok(key)
+}
+
+/// Reads a regular file of at most a few times `expected` bytes.
+fn read_small_file(path: &Path, expected: usize) -> Result<Vec<u8>, OnionError> {
+    let read_error = |source| OnionError::ReadKey {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = fs_err::metadata(path).map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(OnionError::NotRegularFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() > 4 * expected as u64 {
+        return Err(OnionError::BadKeyFile {
+            path: path.to_path_buf(),
+            problem: key::KeyFormatError::Length {
+                len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+                expected,
+            },
+        });
+    }
+    fs_err::read(path).map_err(read_error)
+}
+
+/// Installs the key directory of NAME under `host_root`: keeps an existing key, imports
+/// `import`, or generates one; never replaces an existing key by a different one.
+pub(crate) fn install(
+    host_root: &Path,
+    name: &str,
+    import: Option<&Path>,
+    owner: Option<(u32, u32)>,
+) -> Result<ServiceDir, OnionError> {
+    let lib = host_root.join(TOR_LIB.trim_start_matches('/'));
+    let dir = lib.join(name);
+    let write_error = |source| OnionError::WriteKey {
+        dir: dir.clone(),
+        source,
+    };
+    let existing = match fs_err::symlink_metadata(&dir) {
+        Ok(meta) if meta.is_dir() => {
+            if fs_err::symlink_metadata(dir.join(SECRET_KEY_FILE)).is_ok() {
+                Some(read_key_dir(&dir)?)
+            } else {
+                None
+            }
+        }
+        Ok(_) => return Err(OnionError::NotADirectory { path: dir }),
+        Err(_) => None,
+    };
+    let imported = import.map(read_key_dir).transpose()?;
+    let (key, origin) = match (existing, imported) {
+        (Some(existing), None) => (existing, KeyOrigin::Kept),
+        (Some(existing), Some(imported)) if existing == imported => (existing, KeyOrigin::Imported),
+        (Some(existing), Some(imported)) => {
+            return Err(OnionError::KeyConflict {
+                dir,
+                existing: existing.address(),
+                imported: imported.address(),
+            })
+        }
+        (None, Some(imported)) => (imported, KeyOrigin::Imported),
+        (None, None) => (
+            OnionKey::generate().map_err(|e| OnionError::Random(random_error(e)))?,
+            KeyOrigin::Generated,
+        ),
+    };
+    let file_perms = Perms { mode: 0o600, owner };
+    let files = [
+        (SECRET_KEY_FILE, key.secret_file()),
+        (PUBLIC_KEY_FILE, key.public_file()),
+        (HOSTNAME_FILE, key.hostname_file().into_bytes()),
+    ];
+    if fs_err::symlink_metadata(&dir).is_ok() {
+        // The directory exists (with this key, or empty): each file is replaced in one rename,
+        // the secret first, so a failure leaves the old files or the new ones, never half a key.
+        for (file, bytes) in &files {
+            files::write_atomic(&dir.join(file), bytes, file_perms).map_err(write_error)?;
+        }
+    } else {
+        if fs_err::symlink_metadata(&lib).is_err() {
+            files::create_dir_all_mode(&lib, 0o700).map_err(write_error)?;
+            chown(&lib, owner).map_err(write_error)?;
+        }
+        // A new directory is filled under a temporary name and renamed into place whole.
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}.debstrap-onion."))
+            .tempdir_in(&lib)
+            .map_err(write_error)?;
+        for (file, bytes) in &files {
+            files::write_atomic(&tmp.path().join(file), bytes, file_perms).map_err(write_error)?;
+        }
+        set_dir_perms(tmp.path(), owner).map_err(write_error)?;
+        fs_err::rename(tmp.path(), &dir).map_err(write_error)?;
+        // The directory now lives at `dir`; dropping `tmp` finds nothing left to delete.
+        drop(tmp);
+    }
+    set_dir_perms(&dir, owner).map_err(write_error)?;
+    Ok(ServiceDir {
+        key,
+        origin,
+        path: dir,
+    })
+}
+
+/// getrandom's error as an io::Error (its std feature, which would convert it, is off).
+fn random_error(error: getrandom::Error) -> std::io::Error {
+    match error.raw_os_error() {
+        Some(code) => std::io::Error::from_raw_os_error(code),
+        None => std::io::Error::other(error.to_string()),
+    }
+}
+
+fn set_dir_perms(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    chown(dir, owner)
+}
+
+fn chown(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    match owner {
+        Some((uid, gid)) => std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("failed to chown `{}`: {e}", path.display()),
+            )
+        }),
+        None => Ok(()),
+    }
+}

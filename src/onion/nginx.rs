@@ -1,0 +1,294 @@
+//! nginx inside the chroot: takes NAME, the onion address, the local port and an optional site
+//! directory; gives /etc/nginx/sites-available/NAME (enabled, the package's default site
+//! disabled) listening on 127.0.0.1 only, and the web root /var/www/NAME.
+
+use std::path::{Path, PathBuf};
+
+use super::files::{self, Perms};
+use super::OnionError;
+
+/// The web root of NAME inside the chroot.
+pub fn web_root(name: &str) -> PathBuf {
+    Path::new("/var/www").join(name)
+}
+
+/// The site file of NAME inside the chroot.
+pub fn site_path(name: &str) -> PathBuf {
+    Path::new("/etc/nginx/sites-available").join(name)
+}
+
+/// The nginx server block of NAME.
+pub fn site(name: &str, address: &str, local_port: u16) -> String {
+    format!(
+        "# Onion service {name}, written by debstrap-onion: reachable only through the host's tor,\n\
+         # so it listens on the loopback address alone.\n\
+         server {{\n\
+         \tlisten 127.0.0.1:{local_port};\n\
+         \tserver_name {address};\n\
+         \n\
+         \t# Do not tell visitors which nginx version serves them.\n\
+         \tserver_tokens off;\n\
+         \n\
+         \troot {root};\n\
+         \tindex index.html index.htm;\n\
+         \n\
+         \tlocation / {{\n\
+         \t\ttry_files $uri $uri/ =404;\n\
+         \t}}\n\
+         }}\n",
+        root = web_root(name).display(),
+    )
+}
+
+/// The port of `listen 127.0.0.1:PORT;` in a site file.
+pub fn parse_listen_port(site: &str) -> Option<u16> {
+    site.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("listen 127.0.0.1:")?
+            .trim_end_matches(';')
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The index.html written when no site directory is given.
+pub fn default_index(name: &str, suite: &str, address: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n\
+         <html lang=\"en\">\n\
+         <head>\n\
+         <meta charset=\"utf-8\">\n\
+         <title>{name}</title>\n\
+         </head>\n\
+         <body>\n\
+         <h1>{name}</h1>\n\
+         <p>This is the onion service <code>{address}</code>, served by nginx from a Debian \
+         {suite} chroot.</p>\n\
+         </body>\n\
+         </html>\n",
+        name = html_escape(name),
+        suite = html_escape(suite),
+        address = html_escape(address),
+    )
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Writes the site, enables it and disables the package's default site.
+pub(crate) fn write_site(
+    root: &Path,
+    name: &str,
+    address: &str,
+    local_port: u16,
+) -> Result<PathBuf, OnionError> {
+    let available = files::confined(root, &format!("etc/nginx/sites-available/{name}"))?;
+    let enabled_dir = files::confined(root, "etc/nginx/sites-enabled")?;
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OnionError::WriteChroot { path, source }
+    };
+    if let Some(dir) = available.parent() {
+        files::create_dir_all_mode(dir, 0o755).map_err(write_error(dir))?;
+    }
+    files::create_dir_all_mode(&enabled_dir, 0o755).map_err(write_error(&enabled_dir))?;
+    files::write_atomic(
+        &available,
+        site(name, address, local_port).as_bytes(),
+        Perms::mode(0o644),
+    )
+    .map_err(write_error(&available))?;
+    // Enabled as Debian's package enables its default site: an absolute symlink.
+    let link = enabled_dir.join(name);
+    let target = site_path(name);
+    if fs_err::read_link(&link).ok().as_deref() != Some(target.as_path()) {
+        remove_if_present(&link).map_err(write_error(&link))?;
+        fs_err::os::unix::fs::symlink(&target, &link).map_err(write_error(&link))?;
+    }
+    // The default site listens on 0.0.0.0:80; nothing but the onion service may listen.
+    if name != "default" {
+        let default = enabled_dir.join("default");
+        remove_if_present(&default).map_err(write_error(&default))?;
+    }
+    Ok(available)
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match fs_err::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+/// Fills /var/www/NAME from `site` (regular files and directories only) or with a generated
+/// index.html, replacing the previous web root in one rename.
+pub(crate) fn write_web_root(
+    root: &Path,
+    name: &str,
+    site: Option<&Path>,
+    index: &str,
+) -> Result<PathBuf, OnionError> {
+    let dest = files::confined(root, &format!("var/www/{name}"))?;
+    let parent = dest
+        .parent()
+        .expect("var/www/NAME has a parent")
+        .to_path_buf();
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OnionError::WriteChroot { path, source }
+    };
+    files::create_dir_all_mode(&parent, 0o755).map_err(write_error(&parent))?;
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.debstrap-onion."))
+        .tempdir_in(&parent)
+        .map_err(write_error(&parent))?;
+    match site {
+        Some(site) => {
+            let site_root = fs_err::canonicalize(site).map_err(|source| OnionError::Site {
+                path: site.to_path_buf(),
+                problem: SiteProblem::Unreadable(source),
+            })?;
+            if !site_root.is_dir() {
+                return Err(OnionError::Site {
+                    path: site.to_path_buf(),
+                    problem: SiteProblem::NotADirectory,
+                });
+            }
+            copy_site(&site_root, &site_root, staging.path())?;
+        }
+        None => files::write_atomic(
+            &staging.path().join("index.html"),
+            index.as_bytes(),
+            Perms::mode(0o644),
+        )
+        .map_err(write_error(staging.path()))?,
+    }
+    set_mode(staging.path(), 0o755).map_err(write_error(staging.path()))?;
+    match fs_err::symlink_metadata(&dest) {
+        Ok(meta) if meta.is_dir() => {
+            fs_err::remove_dir_all(&dest).map_err(write_error(&dest))?;
+        }
+        Ok(_) => remove_if_present(&dest).map_err(write_error(&dest))?,
+        Err(_) => {}
+    }
+    let staged = staging.keep();
+    fs_err::rename(&staged, &dest).map_err(write_error(&dest))?;
+    Ok(dest)
+}
+
+/// Why a site directory cannot be published.
+#[derive(Debug, thiserror::Error)]
+pub enum SiteProblem {
+    #[error("cannot read it")]
+    Unreadable(#[source] std::io::Error),
+    #[error("it is not a directory")]
+    NotADirectory,
+    #[error("{link} is a symlink leading outside the site (to {target})")]
+    EscapingSymlink { link: PathBuf, target: PathBuf },
+    #[error("{link} is a symlink to a directory; copy the directory itself into the site")]
+    DirectorySymlink { link: PathBuf },
+    #[error("{path} is neither a regular file nor a directory")]
+    SpecialFile { path: PathBuf },
+}
+
+/// Copies `dir` (inside `site_root`) into `dest`: directories 0755, files 0644, owned by the
+/// running user; symlinks are followed only to regular files inside the site.
+fn copy_site(site_root: &Path, dir: &Path, dest: &Path) -> Result<(), OnionError> {
+    let site_error = |problem| OnionError::Site {
+        path: site_root.to_path_buf(),
+        problem,
+    };
+    let read_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OnionError::Site {
+            path,
+            problem: SiteProblem::Unreadable(source),
+        }
+    };
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OnionError::WriteChroot { path, source }
+    };
+    let mut entries: Vec<_> = fs_err::read_dir(dir)
+        .map_err(read_error(dir))?
+        .collect::<Result<_, _>>()
+        .map_err(read_error(dir))?;
+    // Sorted, so the copy happens in the same order on every run.
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let source = entry.path();
+        let target = dest.join(entry.file_name());
+        let meta = fs_err::symlink_metadata(&source).map_err(read_error(&source))?;
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            files::create_dir_all_mode(&target, 0o755).map_err(write_error(&target))?;
+            copy_site(site_root, &source, &target)?;
+        } else if file_type.is_file() {
+            copy_file(&source, &target)?;
+        } else if file_type.is_symlink() {
+            let resolved = fs_err::canonicalize(&source).map_err(read_error(&source))?;
+            if !resolved.starts_with(site_root) {
+                return Err(site_error(SiteProblem::EscapingSymlink {
+                    link: source,
+                    target: resolved,
+                }));
+            }
+            if resolved.is_dir() {
+                return Err(site_error(SiteProblem::DirectorySymlink { link: source }));
+            }
+            if !resolved.is_file() {
+                return Err(site_error(SiteProblem::SpecialFile { path: source }));
+            }
+            copy_file(&resolved, &target)?;
+        } else {
+            return Err(site_error(SiteProblem::SpecialFile { path: source }));
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(source: &Path, target: &Path) -> Result<(), OnionError> {
+    let bytes = fs_err::read(source).map_err(|e| OnionError::Site {
+        path: source.to_path_buf(),
+        problem: SiteProblem::Unreadable(e),
+    })?;
+    files::write_atomic(target, &bytes, Perms::mode(0o644)).map_err(|source| {
+        OnionError::WriteChroot {
+            path: target.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_port_is_read_back_from_the_site() {
+        let text = site("onion", "x.onion", 2345);
+        assert_eq!(parse_listen_port(&text), Some(2345));
+        assert_eq!(parse_listen_port("listen 80;"), None);
+    }
+
+    #[test]
+    fn site_listens_on_loopback_only() {
+        let text = site("onion", "x.onion", 2001);
+        let listens: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with("listen"))
+            .collect();
+        assert_eq!(listens, ["listen 127.0.0.1:2001;"]);
+    }
+}

@@ -1,0 +1,197 @@
+//! The schroot definition: takes NAME, the suite, the chroot's path and the user; gives
+//! HOST_ROOT/etc/schroot/chroot.d/NAME and a profile of its own,
+//! HOST_ROOT/etc/schroot/debstrap-onion-NAME/{fstab,copyfiles,nssdatabases}, whose fstab does not
+//! bind /home. Other chroots' profiles are never touched.
+
+use std::path::{Path, PathBuf};
+
+use super::files;
+use super::OnionError;
+
+/// First line of every file we write; a file without it is someone else's and is left alone.
+const MARK: &str = "# Written by debstrap-onion";
+
+/// schroot's configuration directory, as seen from `/`.
+pub const SCHROOT_DIR: &str = "/etc/schroot";
+
+/// The profile name of NAME.
+pub fn profile_name(name: &str) -> String {
+    format!("debstrap-onion-{name}")
+}
+
+/// The chroot.d file of NAME, as seen from `/`.
+pub fn chroot_file_path(name: &str) -> PathBuf {
+    Path::new(SCHROOT_DIR).join("chroot.d").join(name)
+}
+
+/// The text of chroot.d/NAME.
+pub fn chroot_file(name: &str, suite: &str, chroot_path: &Path, user: Option<&str>) -> String {
+    let mut text = format!(
+        "{MARK} for the onion service {name}; rebuilding {name} replaces it.\n\
+         [{name}]\n\
+         description=Debian {suite} onion service {name}\n\
+         type=directory\n\
+         directory={path}\n",
+        path = chroot_path.display(),
+    );
+    if let Some(user) = user {
+        text.push_str(&format!("users={user}\nroot-users={user}\n"));
+    }
+    text.push_str(&format!(
+        "root-groups=root\nprofile={profile}\n",
+        profile = profile_name(name)
+    ));
+    text
+}
+
+/// The profile's files: (file name, text).
+pub fn profile_files(name: &str) -> [(&'static str, String); 3] {
+    let fstab = format!(
+        "{MARK} for the onion service {name}.\n\
+         # schroot's default profile without /home: the service's chroot sees none of the host's\n\
+         # home directories.\n\
+         /proc           /proc           none    rw,bind         0       0\n\
+         /sys            /sys            none    rw,bind         0       0\n\
+         /dev            /dev            none    rw,bind         0       0\n\
+         /dev/pts        /dev/pts        none    rw,bind         0       0\n\
+         /tmp            /tmp            none    rw,bind         0       0\n"
+    );
+    let copyfiles = format!("{MARK} for the onion service {name}.\n/etc/resolv.conf\n");
+    // The chroot keeps its own passwd, shadow and group (the user was created in it with the
+    // host's uid): copying the host's would put the host's password hashes in the sandbox and
+    // drop users that packages in the chroot created.
+    let nssdatabases = format!(
+        "{MARK} for the onion service {name}.\n\
+         # Not passwd, shadow, group or gshadow: the chroot has its own.\n\
+         services\n\
+         protocols\n\
+         networks\n\
+         hosts\n"
+    );
+    [
+        ("fstab", fstab),
+        ("copyfiles", copyfiles),
+        ("nssdatabases", nssdatabases),
+    ]
+}
+
+/// Paths written by [`write`], under HOST_ROOT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SchrootFiles {
+    pub chroot_file: PathBuf,
+    pub profile_dir: PathBuf,
+}
+
+/// Writes chroot.d/NAME and NAME's profile under `host_root`, refusing to replace files that
+/// debstrap-onion did not write.
+pub(crate) fn write(
+    host_root: &Path,
+    name: &str,
+    suite: &str,
+    chroot_path: &Path,
+    user: Option<&str>,
+) -> Result<SchrootFiles, OnionError> {
+    let text = chroot_path.to_string_lossy();
+    if !chroot_path.is_absolute() || text.contains(['\n', '\r']) || text != text.trim() {
+        return Err(OnionError::BadChrootPath {
+            path: chroot_path.to_path_buf(),
+        });
+    }
+    let dir = host_root.join(SCHROOT_DIR.trim_start_matches('/'));
+    let chroot_file_path = dir.join("chroot.d").join(name);
+    let profile_dir = dir.join(profile_name(name));
+    let mut writes = vec![(
+        chroot_file_path.clone(),
+        chroot_file(name, suite, chroot_path, user),
+    )];
+    writes.extend(
+        profile_files(name)
+            .into_iter()
+            .map(|(file, text)| (profile_dir.join(file), text)),
+    );
+    // Check every file before writing any, so a refusal leaves nothing half done.
+    for (path, _) in &writes {
+        ensure_ours(path)?;
+    }
+    for (path, text) in &writes {
+        let write_error = |source| OnionError::WriteSchroot {
+            path: path.clone(),
+            source,
+        };
+        if let Some(parent) = path.parent() {
+            files::create_dir_all_mode(parent, 0o755).map_err(write_error)?;
+        }
+        // schroot refuses configuration files that others can write.
+        files::write_atomic(path, text.as_bytes(), files::Perms::mode(0o644))
+            .map_err(write_error)?;
+    }
+    Ok(SchrootFiles {
+        chroot_file: chroot_file_path,
+        profile_dir,
+    })
+}
+
+/// Ok when `path` is absent or was written by us.
+fn ensure_ours(path: &Path) -> Result<(), OnionError> {
+    match fs_err::symlink_metadata(path) {
+        Err(_) => Ok(()),
+        Ok(meta) if meta.is_file() => {
+            let text = fs_err::read(path).map_err(|source| OnionError::WriteSchroot {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            if text.starts_with(MARK.as_bytes()) {
+                Ok(())
+            } else {
+                Err(OnionError::ForeignFile {
+                    path: path.to_path_buf(),
+                })
+            }
+        }
+        Ok(_) => Err(OnionError::ForeignFile {
+            path: path.to_path_buf(),
+        }),
+    }
+}
+
+/// The `directory=` of chroot.d/NAME under `host_root`.
+pub(crate) fn read_directory(host_root: &Path, name: &str) -> Result<PathBuf, OnionError> {
+    let path = host_root.join(
+        chroot_file_path(name)
+            .strip_prefix("/")
+            .unwrap_or(Path::new("")),
+    );
+    let text = fs_err::read_to_string(&path).map_err(|source| OnionError::NotConfigured {
+        name: name.to_string(),
+        path: path.clone(),
+        source,
+    })?;
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("directory="))
+        .map(|dir| PathBuf::from(dir.trim()))
+        .ok_or(OnionError::SchrootWithoutDirectory { path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chroot_file_without_user_has_no_users_lines() {
+        let text = chroot_file("onion", "trixie", Path::new("/srv/chroot/onion"), None);
+        assert!(!text.contains("users="));
+        assert!(text.contains("root-groups=root\n"));
+    }
+
+    #[test]
+    fn profile_fstab_mounts_like_default_without_home() {
+        let [(_, fstab), _, (_, nss)] = profile_files("onion");
+        let mounts: Vec<&str> = fstab
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .collect();
+        assert_eq!(mounts, ["/proc", "/sys", "/dev", "/dev/pts", "/tmp"]);
+        assert!(!nss.lines().any(|l| l == "shadow" || l == "passwd"));
+    }
+}

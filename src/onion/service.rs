@@ -1,0 +1,349 @@
+//! start / stop / status of a configured onion service: takes NAME and HOST_ROOT, finds the chroot
+//! (schroot's chroot.d/NAME), the port (the nginx site) and the address (tor's hostname file);
+//! gives typed reports for the CLI to print.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::chroot::{self, Mounts};
+use super::hsdir::service_dir;
+use super::key::HOSTNAME_FILE;
+use super::{nginx, schroot, OnionError};
+
+/// nginx's pid file inside the chroot (Debian's nginx.conf: `pid /run/nginx.pid;`).
+const NGINX_PID: &str = "run/nginx.pid";
+/// nginx inside the chroot.
+const NGINX: &str = "/usr/sbin/nginx";
+/// How long nginx gets to start answering or to exit.
+const WAIT: Duration = Duration::from_secs(15);
+/// Between two checks while waiting.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Where a configured service lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceInfo {
+    pub name: String,
+    /// The chroot, from schroot's `directory=`.
+    pub chroot: PathBuf,
+    /// nginx's port on 127.0.0.1, from the site's `listen`.
+    pub local_port: u16,
+    /// The `.onion` address, when HOST_ROOT/var/lib/tor/NAME/hostname is readable.
+    pub address: Option<String>,
+}
+
+/// What asking tor to reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TorReload {
+    /// `systemctl reload tor` succeeded.
+    Systemd,
+    /// SIGHUP sent to the pid in /run/tor/tor.pid.
+    Signalled { pid: i32 },
+    /// No running tor was found: start tor for the service to be reachable.
+    NotRunning,
+    /// HOST_ROOT is not `/`: this host's tor does not read that torrc.
+    OtherHostRoot { host_root: PathBuf },
+}
+
+/// Result of [`start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartReport {
+    pub service: ServiceInfo,
+    /// nginx was already running and was told to reload its configuration instead.
+    pub already_running: bool,
+    pub tor: TorReload,
+}
+
+/// Result of [`stop`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StopReport {
+    pub service: ServiceInfo,
+    /// nginx was running and has exited.
+    pub was_running: bool,
+    /// Mount points under the chroot that were unmounted.
+    pub unmounted: Vec<PathBuf>,
+}
+
+/// Result of [`status`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusReport {
+    pub service: ServiceInfo,
+    /// The pid in the chroot's /run/nginx.pid when that process is alive.
+    pub nginx_pid: Option<i32>,
+    /// The HTTP status nginx answered on 127.0.0.1:PORT for `Host:` the address, if it answered.
+    pub http_status: Option<u16>,
+}
+
+/// Finds NAME's chroot, port and address from the files [`super::configure`] wrote.
+pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
+    crate::config::validate_name(name).map_err(|_| OnionError::BadName {
+        name: name.to_string(),
+    })?;
+    let chroot = schroot::read_directory(host_root, name)?;
+    let site_path = chroot.join(
+        nginx::site_path(name)
+            .strip_prefix("/")
+            .expect("site path is absolute"),
+    );
+    let site = fs_err::read_to_string(&site_path).map_err(|source| OnionError::NoSite {
+        path: site_path.clone(),
+        source,
+    })?;
+    let local_port =
+        nginx::parse_listen_port(&site).ok_or(OnionError::NoListenPort { path: site_path })?;
+    let hostname = host_root
+        .join(service_dir(name).strip_prefix("/").expect("absolute"))
+        .join(HOSTNAME_FILE);
+    let address = fs_err::read_to_string(hostname)
+        .ok()
+        .map(|text| text.trim().to_string())
+        .filter(|a| !a.is_empty());
+    Ok(ServiceInfo {
+        name: name.to_string(),
+        chroot,
+        local_port,
+        address,
+    })
+}
+
+/// Starts nginx in NAME's chroot (its mounts stay until [`stop`]), waits
+/// until it accepts connections, then asks the host's tor to reload its configuration.
+pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
+    let service = locate(name, host_root)?;
+    let root = &service.chroot;
+    if fs_err::symlink_metadata(root.join(NGINX.trim_start_matches('/'))).is_err() {
+        return Err(OnionError::NginxMissing { root: root.clone() });
+    }
+    let mounts = Mounts::mount(root)?;
+    let already_running = nginx_pid(root).is_some();
+    if already_running {
+        chroot::run_ok(root, &[NGINX, "-s", "reload"])?;
+    } else {
+        chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
+        chroot::run_ok(root, &[NGINX])?;
+    }
+    if wait_until(|| connects(service.local_port)).is_none() {
+        // Leave nothing half started: the mounts go when `mounts` drops.
+        if !already_running {
+            let _ = chroot::run(root, &[NGINX, "-s", "quit"]);
+        }
+        return Err(OnionError::NotAnswering {
+            port: service.local_port,
+        });
+    }
+    mounts.keep();
+    let tor = reload_tor(host_root)?;
+    Ok(StartReport {
+        service,
+        already_running,
+        tor,
+    })
+}
+
+/// Stops nginx in NAME's chroot (`nginx -s quit`, waiting until it exits) and unmounts what
+/// [`start`] mounted.
+pub fn stop(name: &str, host_root: &Path) -> Result<StopReport, OnionError> {
+    let service = locate(name, host_root)?;
+    let root = &service.chroot;
+    let was_running = match nginx_pid(root) {
+        Some(pid) => {
+            chroot::run_ok(root, &[NGINX, "-s", "quit"])?;
+            wait_until(|| !alive(pid)).ok_or(OnionError::StopTimeout { pid })?;
+            true
+        }
+        None => false,
+    };
+    let unmounted = chroot::unmount_all(root)?;
+    Ok(StopReport {
+        service,
+        was_running,
+        unmounted,
+    })
+}
+
+/// Whether nginx runs in NAME's chroot and what it answers on its port.
+pub fn status(name: &str, host_root: &Path) -> Result<StatusReport, OnionError> {
+    let service = locate(name, host_root)?;
+    let nginx_pid = nginx_pid(&service.chroot);
+    let host = service.address.as_deref().unwrap_or("localhost");
+    let http_status = http_status(service.local_port, host);
+    Ok(StatusReport {
+        service,
+        nginx_pid,
+        http_status,
+    })
+}
+
+/// The HTTP status of `GET /` with `Host: host` on 127.0.0.1:port, or `None` if nothing answers.
+pub fn http_status(port: u16, host: &str) -> Option<u16> {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .ok()?;
+    let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = [0u8; 64];
+    let mut len = 0;
+    while len < head.len() {
+        match stream.read(&mut head[len..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+    }
+    let text = std::str::from_utf8(&head[..len]).ok()?;
+    let mut words = text.split_whitespace();
+    words.next().filter(|v| v.starts_with("HTTP/"))?;
+    words.next()?.parse().ok()
+}
+
+/// The live nginx master's pid from the chroot's pid file.
+fn nginx_pid(root: &Path) -> Option<i32> {
+    let text = fs_err::read_to_string(root.join(NGINX_PID)).ok()?;
+    let pid: i32 = text.trim().parse().ok()?;
+    (pid > 0 && alive(pid)).then_some(pid)
+}
+
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+}
+
+fn connects(port: u16) -> bool {
+    TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_millis(500),
+    )
+    .is_ok()
+}
+
+/// Polls `ready` until it holds or [`WAIT`] has passed.
+fn wait_until(mut ready: impl FnMut() -> bool) -> Option<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if ready() {
+            return Some(());
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Asks the host's running tor to re-read torrc: systemd when it runs, else SIGHUP.
+fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
+    let is_host = fs_err::canonicalize(host_root)
+        .map(|p| p == Path::new("/"))
+        .unwrap_or(false);
+    if !is_host {
+        return Ok(TorReload::OtherHostRoot {
+            host_root: host_root.to_path_buf(),
+        });
+    }
+    if Path::new("/run/systemd/system").exists() {
+        // Debian's tor.service is a wrapper whose reload reaches tor@default.
+        let active = std::process::Command::new("systemctl")
+            .args(["is-active", "--quiet", "tor@default"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !active {
+            return Ok(TorReload::NotRunning);
+        }
+        let reload = std::process::Command::new("systemctl")
+            .args(["reload", "tor"])
+            .output()
+            .map_err(|source| OnionError::Host {
+                command: "systemctl reload tor".to_string(),
+                source,
+            })?;
+        if !reload.status.success() {
+            return Err(OnionError::HostCommandFailed {
+                command: "systemctl reload tor".to_string(),
+                status: reload.status.to_string(),
+                stderr: String::from_utf8_lossy(&reload.stderr).trim().to_string(),
+            });
+        }
+        return Ok(TorReload::Systemd);
+    }
+    let pid = fs_err::read_to_string("/run/tor/tor.pid")
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 0 && alive(*pid));
+    match pid {
+        Some(pid) => {
+            kill(Pid::from_raw(pid), Signal::SIGHUP)
+                .map_err(|source| OnionError::Signal { pid, source })?;
+            Ok(TorReload::Signalled { pid })
+        }
+        None => Ok(TorReload::NotRunning),
+    }
+}
+
+impl std::fmt::Display for TorReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TorReload::Systemd => write!(f, "tor reloaded (systemctl reload tor)"),
+            TorReload::Signalled { pid } => write!(f, "tor (pid {pid}) told to reload (SIGHUP)"),
+            TorReload::NotRunning => write!(
+                f,
+                "tor is not running: start it (systemctl start tor) to publish the service"
+            ),
+            TorReload::OtherHostRoot { host_root } => write!(
+                f,
+                "tor not reloaded: the torrc was written under {}, not this host's /",
+                host_root.display()
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let address = self.address.as_deref().unwrap_or("(no hostname file yet)");
+        writeln!(f, "onion address: {address}")?;
+        writeln!(f, "chroot:        {}", self.chroot.display())?;
+        write!(f, "nginx:         127.0.0.1:{}", self.local_port)
+    }
+}
+
+impl std::fmt::Display for StartReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.service)?;
+        let nginx = if self.already_running {
+            "nginx was running; configuration reloaded"
+        } else {
+            "nginx started"
+        };
+        writeln!(f, "{nginx}")?;
+        write!(f, "{}", self.tor)
+    }
+}
+
+impl std::fmt::Display for StopReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.service)?;
+        let nginx = if self.was_running {
+            "nginx stopped"
+        } else {
+            "nginx was not running"
+        };
+        write!(f, "{nginx}; {} mounts removed", self.unmounted.len())
+    }
+}
+
+impl std::fmt::Display for StatusReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{}", self.service)?;
+        match (self.nginx_pid, self.http_status) {
+            (_, Some(code)) => write!(f, "answering: HTTP {code}"),
+            (Some(pid), None) => write!(f, "nginx runs (pid {pid}) but does not answer"),
+            (None, None) => write!(f, "not running"),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The host's torrc entry: takes NAME and the ports, gives HOST_ROOT/etc/tor/torrc with one
+//! marked block for NAME (replaced on every run; other content and other NAMEs' blocks kept).
+
+use std::path::{Path, PathBuf};
+
+use super::files;
+use super::hsdir::service_dir;
+use super::OnionError;
+
+/// The host's torrc, as seen from `/`.
+pub const TORRC: &str = "/etc/tor/torrc";
+
+/// Why a torrc cannot be updated safely.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TorrcProblem {
+    #[error("line {line}: {marker:?} has no matching END line")]
+    UnclosedBlock { line: usize, marker: String },
+    #[error("line {line}: {marker:?} has no matching BEGIN line")]
+    StrayEnd { line: usize, marker: String },
+    #[error(
+        "line {line}: {text:?} already configures this service directory outside a \
+         debstrap-onion block; remove it (the block written for it replaces it)"
+    )]
+    Duplicate { line: usize, text: String },
+    #[error("the file is not UTF-8")]
+    NotUtf8,
+}
+
+fn begin_marker(name: &str) -> String {
+    format!("# BEGIN debstrap-onion {name}")
+}
+
+fn end_marker(name: &str) -> String {
+    format!("# END debstrap-onion {name}")
+}
+
+/// The marked block for NAME.
+pub fn block(name: &str, onion_port: u16, local_port: u16) -> String {
+    format!(
+        "{begin}\n\
+         # Onion service of the chroot {name}; debstrap-onion rewrites this block on every build.\n\
+         HiddenServiceDir {dir}/\n\
+         HiddenServicePort {onion_port} 127.0.0.1:{local_port}\n\
+         {end}\n",
+        begin = begin_marker(name),
+        dir = service_dir(name).display(),
+        end = end_marker(name),
+    )
+}
+
+/// `text` with NAME's block replaced by `block` (in place of the first one), or appended.
+pub fn update(text: &str, name: &str, block: &str) -> Result<String, TorrcProblem> {
+    let begin = begin_marker(name);
+    let end = end_marker(name);
+    let dir = service_dir(name);
+    let dir = dir.to_string_lossy();
+    let mut out = String::with_capacity(text.len() + block.len() + 1);
+    let mut inserted = false;
+    let mut open: Option<usize> = None;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        let trimmed = line.trim();
+        if open.is_some() {
+            if trimmed == end {
+                open = None;
+            }
+            continue;
+        }
+        if trimmed == begin {
+            open = Some(number);
+            if !inserted {
+                out.push_str(block);
+                inserted = true;
+            }
+            continue;
+        }
+        if trimmed == end {
+            return Err(TorrcProblem::StrayEnd {
+                line: number,
+                marker: end,
+            });
+        }
+        if configures_dir(trimmed, &dir) {
+            return Err(TorrcProblem::Duplicate {
+                line: number,
+                text: trimmed.to_string(),
+            });
+        }
+        out.push_str(line);
+    }
+    if let Some(line) = open {
+        return Err(TorrcProblem::UnclosedBlock {
+            line,
+            marker: begin,
+        });
+    }
+    if !inserted {
+        if !out.is_empty() {
+            if !out.ends_with('\n') {
+                out.push('\n');
+            }
+            if !out.ends_with("\n\n") {
+                out.push('\n');
+            }
+        }
+        out.push_str(block);
+    }
+    Ok(out)
+}
+
+/// Whether a torrc line is `HiddenServiceDir DIR` (tor's keywords are case-insensitive).
+fn configures_dir(line: &str, dir: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let keyword = words.next().unwrap_or_default();
+    let value = words.next().unwrap_or_default();
+    keyword.eq_ignore_ascii_case("HiddenServiceDir")
+        && value.trim_end_matches('/') == dir.trim_end_matches('/')
+}
+
+/// Writes NAME's block into HOST_ROOT/etc/tor/torrc (created if absent), in one rename, and
+/// only when its text changes.
+pub(crate) fn write(
+    host_root: &Path,
+    name: &str,
+    onion_port: u16,
+    local_port: u16,
+) -> Result<PathBuf, OnionError> {
+    let path = host_root.join(TORRC.trim_start_matches('/'));
+    let write_error = |source| OnionError::WriteTorrc {
+        path: path.clone(),
+        source,
+    };
+    if let Ok(meta) = fs_err::symlink_metadata(&path) {
+        if meta.file_type().is_symlink() {
+            return Err(OnionError::SymlinkRefused { path });
+        }
+    }
+    let old = files::read_optional(&path).map_err(write_error)?;
+    let old = match old {
+        Some(bytes) => String::from_utf8(bytes).map_err(|_| OnionError::Torrc {
+            path: path.clone(),
+            problem: TorrcProblem::NotUtf8,
+        })?,
+        None => String::new(),
+    };
+    let new = update(&old, name, &block(name, onion_port, local_port)).map_err(|problem| {
+        OnionError::Torrc {
+            path: path.clone(),
+            problem,
+        }
+    })?;
+    if new != old || fs_err::symlink_metadata(&path).is_err() {
+        if let Some(dir) = path.parent() {
+            files::create_dir_all_mode(dir, 0o755).map_err(write_error)?;
+        }
+        files::replace_keeping_perms(&path, new.as_bytes(), 0o644).map_err(write_error)?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBIAN_LIKE: &str = "## Configuration file for a typical Tor user\n\
+        #SocksPort 9050\n\
+        #HiddenServiceDir /var/lib/tor/hidden_service/\n\
+        Log notice file /var/log/tor/notices.log\n";
+
+    #[test]
+    fn block_names_the_service_dir_and_ports() {
+        insta::assert_snapshot!(block("onion", 80, 2001), @r"
+        # BEGIN debstrap-onion onion
+        # Onion service of the chroot onion; debstrap-onion rewrites this block on every build.
+        HiddenServiceDir /var/lib/tor/onion/
+        HiddenServicePort 80 127.0.0.1:2001
+        # END debstrap-onion onion
+        ");
+    }
+
+    #[test]
+    fn two_runs_leave_one_block_and_keep_other_content() {
+        let once = update(DEBIAN_LIKE, "onion", &block("onion", 80, 2001)).expect("first");
+        let twice = update(&once, "onion", &block("onion", 80, 2001)).expect("second");
+        assert_eq!(once, twice);
+        assert!(once.starts_with(DEBIAN_LIKE));
+        assert_eq!(once.matches("# BEGIN debstrap-onion onion").count(), 1);
+    }
+
+    #[test]
+    fn rerun_with_new_ports_replaces_the_block_in_place() {
+        let text = format!(
+            "a\n{}b\n",
+            block("onion", 80, 2001) // block, then other content after it
+        );
+        let updated = update(&text, "onion", &block("onion", 8080, 2002)).expect("update");
+        assert_eq!(updated, format!("a\n{}b\n", block("onion", 8080, 2002)));
+    }
+
+    #[test]
+    fn two_names_coexist() {
+        let one = update("", "one", &block("one", 80, 2001)).expect("one");
+        let both = update(&one, "two", &block("two", 80, 2002)).expect("two");
+        let again = update(&both, "one", &block("one", 80, 2001)).expect("one again");
+        assert_eq!(both, again);
+        assert!(both.contains("HiddenServiceDir /var/lib/tor/one/"));
+        assert!(both.contains("HiddenServiceDir /var/lib/tor/two/"));
+    }
+
+    #[test]
+    fn file_without_final_newline_gets_a_separator() {
+        let updated = update("Log notice syslog", "onion", "BLOCK\n").expect("update");
+        assert_eq!(updated, "Log notice syslog\n\nBLOCK\n");
+    }
+
+    #[test]
+    fn broken_markers_and_duplicates_are_refused() {
+        let b = block("onion", 80, 2001);
+        let unclosed = b.replace("# END debstrap-onion onion\n", "");
+        assert!(matches!(
+            update(&unclosed, "onion", &b),
+            Err(TorrcProblem::UnclosedBlock { line: 1, .. })
+        ));
+        assert!(matches!(
+            update("# END debstrap-onion onion\n", "onion", &b),
+            Err(TorrcProblem::StrayEnd { line: 1, .. })
+        ));
+        assert!(matches!(
+            update("hiddenservicedir /var/lib/tor/onion\n", "onion", &b),
+            Err(TorrcProblem::Duplicate { line: 1, .. })
+        ));
+        // Another name's directory, and comments, are not duplicates.
+        update(
+            "HiddenServiceDir /var/lib/tor/onion2/\n#HiddenServiceDir /var/lib/tor/onion/\n",
+            "onion",
+            &b,
+        )
+        .expect("no conflict");
+    }
+}

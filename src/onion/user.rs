@@ -1,0 +1,224 @@
+//! The chroot's user: takes a user name; gives its entries in the chroot's passwd, shadow, group
+//! and gshadow (written directly, in a fixed order, so the result is deterministic) and a home
+//! directory /home/USER owned by it.
+//!
+//! The uid and gid are the host's for the same name when the host has that user and the chroot
+//! has not taken them: `schroot -u USER` switches to the host's uid, which then maps to the same
+//! name inside the chroot.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::files;
+use super::OnionError;
+
+/// The first uid and gid Debian gives to ordinary users.
+const FIRST_UID: u32 = 1000;
+/// The last uid Debian gives to ordinary users.
+const LAST_UID: u32 = 59999;
+
+/// The chroot user as it ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChrootUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// False when the chroot already had the user (a rebuild): nothing was changed.
+    pub created: bool,
+}
+
+/// Whether `name` is a user name Debian's useradd accepts by default.
+pub fn is_user_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
+}
+
+/// Creates `name` in the chroot at `root` unless it exists there, with a home directory.
+pub(crate) fn ensure_user(root: &Path, name: &str) -> Result<ChrootUser, OnionError> {
+    if !is_user_name(name) {
+        return Err(OnionError::BadUserName {
+            name: name.to_string(),
+        });
+    }
+    let passwd_path = files::confined(root, "etc/passwd")?;
+    let group_path = files::confined(root, "etc/group")?;
+    let shadow_path = files::confined(root, "etc/shadow")?;
+    let gshadow_path = files::confined(root, "etc/gshadow")?;
+    let read = |path: &Path| -> Result<String, OnionError> {
+        let bytes = files::read_optional(path).map_err(|source| OnionError::WriteChroot {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
+    };
+    let passwd = read(&passwd_path)?;
+    let group = read(&group_path)?;
+    if let Some(fields) = find_entry(&passwd, name) {
+        let uid = fields.get(2).and_then(|f| f.parse().ok()).unwrap_or(0);
+        let gid = fields.get(3).and_then(|f| f.parse().ok()).unwrap_or(0);
+        let user = ChrootUser {
+            name: name.to_string(),
+            uid,
+            gid,
+            created: false,
+        };
+        // An existing user (a rebuild, or one a package made) is left exactly as it is.
+        return Ok(user);
+    }
+    let used_uids = ids(&passwd, 2);
+    let used_gids = ids(&group, 2);
+    let host = nix::unistd::User::from_name(name).ok().flatten();
+    let uid = host
+        .as_ref()
+        .map(|u| u.uid.as_raw())
+        .filter(|uid| *uid != 0 && !used_uids.contains(uid))
+        .or_else(|| first_free(&used_uids))
+        .ok_or(OnionError::NoFreeId { root: root.into() })?;
+    let existing_group = find_entry(&group, name);
+    let (gid, add_group) = match existing_group {
+        Some(fields) => (
+            fields.get(2).and_then(|f| f.parse().ok()).unwrap_or(0),
+            false,
+        ),
+        None => {
+            let gid = host
+                .as_ref()
+                .map(|u| u.gid.as_raw())
+                .filter(|gid| *gid != 0 && !used_gids.contains(gid))
+                .or_else(|| Some(uid).filter(|uid| !used_gids.contains(uid)))
+                .or_else(|| first_free(&used_gids))
+                .ok_or(OnionError::NoFreeId { root: root.into() })?;
+            (gid, true)
+        }
+    };
+    let shell = if root.join("usr/bin/bash").exists() || root.join("bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    let user = ChrootUser {
+        name: name.to_string(),
+        uid,
+        gid,
+        created: true,
+    };
+    // Group first: a passwd entry naming a missing gid is worse than an unused group.
+    if add_group {
+        append_line(&group_path, &group, &format!("{name}:x:{gid}:"), 0o644)?;
+        let gshadow = read(&gshadow_path)?;
+        if find_entry(&gshadow, name).is_none() {
+            append_line(&gshadow_path, &gshadow, &format!("{name}:!::"), 0o640)?;
+        }
+    }
+    // A locked password: the user enters through schroot, never by logging in.
+    let shadow = read(&shadow_path)?;
+    if find_entry(&shadow, name).is_none() {
+        append_line(
+            &shadow_path,
+            &shadow,
+            &format!("{name}:!::0:99999:7:::"),
+            0o640,
+        )?;
+    }
+    append_line(
+        &passwd_path,
+        &passwd,
+        &format!("{name}:x:{uid}:{gid}::/home/{name}:{shell}"),
+        0o644,
+    )?;
+    make_home(root, &user)?;
+    Ok(user)
+}
+
+/// The fields of the entry for `name` in a passwd-like file.
+fn find_entry<'a>(text: &'a str, name: &str) -> Option<Vec<&'a str>> {
+    text.lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&name))
+}
+
+fn ids(text: &str, field: usize) -> BTreeSet<u32> {
+    text.lines()
+        .filter_map(|line| line.split(':').nth(field)?.parse().ok())
+        .collect()
+}
+
+fn first_free(used: &BTreeSet<u32>) -> Option<u32> {
+    (FIRST_UID..=LAST_UID).find(|id| !used.contains(id))
+}
+
+fn append_line(path: &Path, old: &str, line: &str, mode: u32) -> Result<(), OnionError> {
+    let mut text = old.to_string();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(line);
+    text.push('\n');
+    files::replace_keeping_perms(path, text.as_bytes(), mode).map_err(|source| {
+        OnionError::WriteChroot {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// /home/USER, 0750 and owned by the user, with /etc/skel's files when it is created.
+fn make_home(root: &Path, user: &ChrootUser) -> Result<(), OnionError> {
+    let home = files::confined(root, &format!("home/{}", user.name))?;
+    if fs_err::symlink_metadata(&home).is_ok() {
+        return Ok(());
+    }
+    let write_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| OnionError::WriteChroot { path, source }
+    };
+    files::create_dir_all_mode(&home, 0o750).map_err(write_error(&home))?;
+    // Only root can give files away; a non-root run (tests) keeps them its own.
+    let owner = nix::unistd::geteuid()
+        .is_root()
+        .then_some((user.uid, user.gid));
+    let skel = files::confined(root, "etc/skel")?;
+    if let Ok(entries) = fs_err::read_dir(&skel) {
+        let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
+        names.sort_by_key(|e| e.file_name());
+        for entry in names {
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if !is_file {
+                continue;
+            }
+            let target = home.join(entry.file_name());
+            let bytes = fs_err::read(entry.path()).map_err(write_error(&entry.path()))?;
+            files::write_atomic(&target, &bytes, files::Perms { mode: 0o644, owner })
+                .map_err(write_error(&target))?;
+        }
+    }
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::lchown(&home, Some(uid), Some(gid)).map_err(write_error(&home))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_names_follow_useradd() {
+        for good in ["alice", "_svc", "web-1"] {
+            assert!(is_user_name(good), "{good}");
+        }
+        for bad in ["", "Alice", "1abc", "a:b", "a b", "../x", &"a".repeat(33)] {
+            assert!(!is_user_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn first_free_skips_used_ids() {
+        let used: BTreeSet<u32> = [1000, 1001, 65534].into_iter().collect();
+        assert_eq!(first_free(&used), Some(1002));
+    }
+}

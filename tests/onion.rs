@@ -1,0 +1,868 @@
+//! The onion stage against temporary HOST_ROOT and chroot directories: key directory, torrc,
+//! schroot and nginx files, re-runs and imports; and real tor reading the key directory we write.
+
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use debstrap_onion::config::OnionConfig;
+use debstrap_onion::onion::{
+    self, KeyOrigin, OnionError, OnionReport, OnionRequest, SiteProblem, TorrcProblem,
+};
+
+const TOR_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/onion/tor-generated");
+
+/// A temporary host root and a chroot shaped like a Debian root with nginx installed.
+struct Scene {
+    _dir: tempfile::TempDir,
+    host_root: PathBuf,
+    root: PathBuf,
+}
+
+impl Scene {
+    fn new() -> Scene {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host_root = dir.path().join("host");
+        let root = dir.path().join("chroot");
+        for sub in [
+            "etc/nginx/sites-available",
+            "etc/nginx/sites-enabled",
+            "etc/skel",
+        ] {
+            fs_err::create_dir_all(root.join(sub)).expect("mkdir");
+        }
+        fs_err::create_dir_all(&host_root).expect("mkdir");
+        fs_err::write(
+            root.join("etc/nginx/sites-available/default"),
+            "server {}\n",
+        )
+        .expect("default site");
+        std::os::unix::fs::symlink(
+            "/etc/nginx/sites-available/default",
+            root.join("etc/nginx/sites-enabled/default"),
+        )
+        .expect("default site link");
+        fs_err::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\nwww-data:x:33:33:www-data:/var/www:/usr/sbin/nologin\n",
+        )
+        .expect("passwd");
+        fs_err::write(root.join("etc/group"), "root:x:0:\nwww-data:x:33:\n").expect("group");
+        fs_err::write(root.join("etc/shadow"), "root:*:20000:0:99999:7:::\n").expect("shadow");
+        fs_err::write(root.join("etc/gshadow"), "root:*::\n").expect("gshadow");
+        fs_err::write(root.join("etc/skel/.profile"), "# profile\n").expect("skel");
+        Scene {
+            _dir: dir,
+            host_root,
+            root,
+        }
+    }
+
+    fn config(&self) -> OnionConfig {
+        OnionConfig {
+            host_root: self.host_root.clone(),
+            ..OnionConfig::default()
+        }
+    }
+
+    fn configure(&self, name: &str, config: &OnionConfig) -> Result<OnionReport, OnionError> {
+        onion::configure_unchecked(&OnionRequest {
+            name,
+            root: &self.root,
+            chroot_path: Path::new("/srv/chroot/onion"),
+            suite: "trixie",
+            config,
+        })
+    }
+
+    fn key_dir(&self, name: &str) -> PathBuf {
+        self.host_root.join("var/lib/tor").join(name)
+    }
+
+    fn torrc(&self) -> String {
+        fs_err::read_to_string(self.host_root.join("etc/tor/torrc")).expect("torrc")
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    fs_err::symlink_metadata(path).expect("metadata").mode() & 0o7777
+}
+
+#[test]
+fn key_directory_has_tors_files_modes_and_owner() {
+    let scene = Scene::new();
+    let report = scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+    let dir = scene.key_dir("onion");
+    assert_eq!(report.key_origin, KeyOrigin::Generated);
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["hs_ed25519_secret_key", "hs_ed25519_public_key", "hostname"] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    assert_eq!(
+        fs_err::read_to_string(dir.join("hostname")).expect("hostname"),
+        format!("{}\n", report.address)
+    );
+    assert_eq!(report.address.len(), 62);
+    assert!(onion::parse_address(&report.address).is_ok());
+    let reread = onion::read_key_dir(&dir).expect("our directory reads back");
+    assert_eq!(reread.address(), report.address);
+    // Nothing else was left in the directory or beside it (no temporary names).
+    let names = |path: &Path| -> Vec<String> {
+        let mut names: Vec<String> = fs_err::read_dir(path)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&dir),
+        ["hostname", "hs_ed25519_public_key", "hs_ed25519_secret_key"]
+    );
+    assert_eq!(names(&scene.host_root.join("var/lib/tor")), ["onion"]);
+
+    let tor = nix::unistd::User::from_name(onion::TOR_USER).expect("passwd lookup");
+    if let (Some(tor), true) = (tor, nix::unistd::geteuid().is_root()) {
+        let meta = fs_err::metadata(dir.join("hs_ed25519_secret_key")).expect("meta");
+        assert_eq!(
+            (meta.uid(), meta.gid()),
+            (tor.uid.as_raw(), tor.gid.as_raw())
+        );
+        let meta = fs_err::metadata(&dir).expect("meta");
+        assert_eq!(meta.uid(), tor.uid.as_raw());
+    }
+}
+
+#[test]
+fn rebuild_keeps_the_key_and_leaves_one_torrc_block() {
+    let scene = Scene::new();
+    let first = scene
+        .configure("onion", &scene.config())
+        .expect("first build");
+    let torrc_once = scene.torrc();
+    let second = scene
+        .configure("onion", &scene.config())
+        .expect("second build");
+    assert_eq!(second.address, first.address);
+    assert_eq!(second.key_origin, KeyOrigin::Kept);
+    assert_eq!(scene.torrc(), torrc_once);
+    assert_eq!(
+        scene
+            .torrc()
+            .matches("# BEGIN debstrap-onion onion")
+            .count(),
+        1
+    );
+    assert_eq!(scene.torrc().matches("HiddenServiceDir").count(), 1);
+}
+
+#[test]
+fn torrc_block_is_added_to_existing_content_and_names_coexist() {
+    let scene = Scene::new();
+    let before = "## Configuration file for a typical Tor user\nLog notice syslog\n";
+    fs_err::create_dir_all(scene.host_root.join("etc/tor")).expect("mkdir");
+    fs_err::write(scene.host_root.join("etc/tor/torrc"), before).expect("torrc");
+    fs_err::set_permissions(
+        scene.host_root.join("etc/tor/torrc"),
+        std::fs::Permissions::from_mode(0o640),
+    )
+    .expect("chmod");
+
+    scene.configure("one", &scene.config()).expect("one");
+    let mut two = scene.config();
+    two.local_port = 2002;
+    two.onion_port = 8080;
+    scene.configure("two", &two).expect("two");
+    scene.configure("one", &scene.config()).expect("one again");
+
+    let torrc = scene.torrc();
+    assert!(torrc.starts_with(before));
+    assert_eq!(
+        torrc,
+        format!(
+            "{before}\n{}\n{}",
+            onion::torrc_block("one", 80, 2001),
+            onion::torrc_block("two", 8080, 2002)
+        )
+    );
+    assert!(torrc.contains("HiddenServicePort 8080 127.0.0.1:2002\n"));
+    // The mode of the host's file is kept.
+    assert_eq!(mode(&scene.host_root.join("etc/tor/torrc")), 0o640);
+    // Paths inside the file are as seen from /, never under HOST_ROOT.
+    assert!(!torrc.contains(scene.host_root.to_str().expect("utf-8")));
+}
+
+#[test]
+fn torrc_with_a_hand_written_entry_for_the_same_directory_is_refused() {
+    let scene = Scene::new();
+    fs_err::create_dir_all(scene.host_root.join("etc/tor")).expect("mkdir");
+    let hand_written = "HiddenServiceDir /var/lib/tor/onion/\nHiddenServicePort 80 127.0.0.1:80\n";
+    fs_err::write(scene.host_root.join("etc/tor/torrc"), hand_written).expect("torrc");
+    let err = scene
+        .configure("onion", &scene.config())
+        .expect_err("duplicate service directory");
+    assert!(
+        matches!(
+            err,
+            OnionError::Torrc {
+                problem: TorrcProblem::Duplicate { line: 1, .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(scene.torrc(), hand_written);
+}
+
+#[test]
+fn onion_key_imports_a_tor_generated_directory() {
+    let scene = Scene::new();
+    let mut config = scene.config();
+    config.onion_key = Some(PathBuf::from(TOR_FIXTURE));
+    let report = scene.configure("onion", &config).expect("import");
+    let tor_hostname =
+        fs_err::read_to_string(Path::new(TOR_FIXTURE).join("hostname")).expect("fixture");
+    assert_eq!(format!("{}\n", report.address), tor_hostname);
+    assert_eq!(report.key_origin, KeyOrigin::Imported);
+    for file in ["hs_ed25519_secret_key", "hs_ed25519_public_key", "hostname"] {
+        assert_eq!(
+            fs_err::read(scene.key_dir("onion").join(file)).expect("ours"),
+            fs_err::read(Path::new(TOR_FIXTURE).join(file)).expect("tor's"),
+            "{file}"
+        );
+    }
+    // Importing the same key again is a no-op; a rebuild without --onion-key keeps it.
+    scene.configure("onion", &config).expect("same import");
+    let kept = scene.configure("onion", &scene.config()).expect("rebuild");
+    assert_eq!(kept.address, report.address);
+}
+
+#[test]
+fn import_over_a_different_existing_key_is_refused() {
+    let scene = Scene::new();
+    let generated = scene.configure("onion", &scene.config()).expect("generate");
+    let mut config = scene.config();
+    config.onion_key = Some(PathBuf::from(TOR_FIXTURE));
+    let err = scene.configure("onion", &config).expect_err("conflict");
+    assert!(matches!(err, OnionError::KeyConflict { .. }), "{err:?}");
+    let still = onion::read_key_dir(&scene.key_dir("onion")).expect("still readable");
+    assert_eq!(still.address(), generated.address);
+}
+
+#[test]
+fn import_refuses_a_public_key_that_does_not_match() {
+    let scene = Scene::new();
+    let import = scene.host_root.join("import");
+    fs_err::create_dir_all(&import).expect("mkdir");
+    fs_err::copy(
+        Path::new(TOR_FIXTURE).join("hs_ed25519_secret_key"),
+        import.join("hs_ed25519_secret_key"),
+    )
+    .expect("copy");
+    let other = onion::OnionKey::from_seed(&[9u8; 32]);
+    fs_err::write(import.join("hs_ed25519_public_key"), other.public_file()).expect("write");
+    let mut config = scene.config();
+    config.onion_key = Some(import);
+    let err = scene.configure("onion", &config).expect_err("mismatch");
+    assert!(
+        matches!(err, OnionError::PublicKeyMismatch { .. }),
+        "{err:?}"
+    );
+    assert!(!scene.key_dir("onion").exists());
+}
+
+#[test]
+fn schroot_file_and_profile_contents() {
+    let scene = Scene::new();
+    let mut config = scene.config();
+    config.user = Some("alice".to_string());
+    scene.configure("onion", &config).expect("configure");
+    let schroot = scene.host_root.join("etc/schroot");
+    let read = |rel: &str| fs_err::read_to_string(schroot.join(rel)).expect(rel);
+    insta::assert_snapshot!(read("chroot.d/onion"), @r"
+    # Written by debstrap-onion for the onion service onion; rebuilding onion replaces it.
+    [onion]
+    description=Debian trixie onion service onion
+    type=directory
+    directory=/srv/chroot/onion
+    users=alice
+    root-users=alice
+    root-groups=root
+    profile=debstrap-onion-onion
+    ");
+    insta::assert_snapshot!(read("debstrap-onion-onion/fstab"), @r"
+    # Written by debstrap-onion for the onion service onion.
+    # schroot's default profile without /home: the service's chroot sees none of the host's
+    # home directories.
+    /proc           /proc           none    rw,bind         0       0
+    /sys            /sys            none    rw,bind         0       0
+    /dev            /dev            none    rw,bind         0       0
+    /dev/pts        /dev/pts        none    rw,bind         0       0
+    /tmp            /tmp            none    rw,bind         0       0
+    ");
+    insta::assert_snapshot!(read("debstrap-onion-onion/copyfiles"), @r"
+    # Written by debstrap-onion for the onion service onion.
+    /etc/resolv.conf
+    ");
+    insta::assert_snapshot!(read("debstrap-onion-onion/nssdatabases"), @r"
+    # Written by debstrap-onion for the onion service onion.
+    # Not passwd, shadow, group or gshadow: the chroot has its own.
+    services
+    protocols
+    networks
+    hosts
+    ");
+    assert_eq!(mode(&schroot.join("chroot.d/onion")), 0o644);
+    // Only our own files exist under etc/schroot: no other profile was touched or created.
+    let mut entries: Vec<String> = fs_err::read_dir(&schroot)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["chroot.d", "debstrap-onion-onion"]);
+}
+
+#[test]
+fn schroot_file_not_written_by_us_is_left_alone() {
+    let scene = Scene::new();
+    let path = scene.host_root.join("etc/schroot/chroot.d/onion");
+    fs_err::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs_err::write(&path, "[onion]\ntype=directory\ndirectory=/srv/mine\n").expect("write");
+    let err = scene
+        .configure("onion", &scene.config())
+        .expect_err("foreign file");
+    assert!(matches!(err, OnionError::ForeignFile { .. }), "{err:?}");
+    assert_eq!(
+        fs_err::read_to_string(&path).expect("read"),
+        "[onion]\ntype=directory\ndirectory=/srv/mine\n"
+    );
+}
+
+#[test]
+fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
+    let scene = Scene::new();
+    let report = scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+    let site =
+        fs_err::read_to_string(scene.root.join("etc/nginx/sites-available/onion")).expect("site");
+    let site = site.replace(&report.address, "ADDRESS.onion");
+    insta::assert_snapshot!(site, @r"
+    # Onion service onion, written by debstrap-onion: reachable only through the host's tor,
+    # so it listens on the loopback address alone.
+    server {
+    	listen 127.0.0.1:2001;
+    	server_name ADDRESS.onion;
+
+    	# Do not tell visitors which nginx version serves them.
+    	server_tokens off;
+
+    	root /var/www/onion;
+    	index index.html index.htm;
+
+    	location / {
+    		try_files $uri $uri/ =404;
+    	}
+    }
+    ");
+    let enabled = scene.root.join("etc/nginx/sites-enabled");
+    assert_eq!(
+        fs_err::read_link(enabled.join("onion")).expect("enabled"),
+        Path::new("/etc/nginx/sites-available/onion")
+    );
+    assert!(fs_err::symlink_metadata(enabled.join("default")).is_err());
+    // The package's own file stays; only its enabling link is gone.
+    assert!(scene
+        .root
+        .join("etc/nginx/sites-available/default")
+        .exists());
+    let index = fs_err::read_to_string(scene.root.join("var/www/onion/index.html")).expect("index");
+    assert!(index.contains(&report.address));
+    assert_eq!(mode(&scene.root.join("var/www/onion")), 0o755);
+}
+
+#[test]
+fn site_directory_is_copied_as_files_and_directories() {
+    let scene = Scene::new();
+    let site = scene.host_root.join("site");
+    fs_err::create_dir_all(site.join("css")).expect("mkdir");
+    fs_err::write(site.join("index.html"), "<h1>hi</h1>\n").expect("write");
+    fs_err::write(site.join("css/a.css"), "h1 {}\n").expect("write");
+    std::os::unix::fs::symlink("index.html", site.join("home.html")).expect("symlink");
+    let mut config = scene.config();
+    config.site = Some(site.clone());
+    scene.configure("onion", &config).expect("configure");
+    let web = scene.root.join("var/www/onion");
+    assert_eq!(
+        fs_err::read_to_string(web.join("index.html")).expect("index"),
+        "<h1>hi</h1>\n"
+    );
+    assert_eq!(
+        fs_err::read_to_string(web.join("css/a.css")).expect("css"),
+        "h1 {}\n"
+    );
+    let home = fs_err::symlink_metadata(web.join("home.html")).expect("home");
+    assert!(
+        home.is_file(),
+        "a symlink inside the site is copied as a file"
+    );
+    assert_eq!(mode(&web.join("index.html")), 0o644);
+
+    // A rebuild with a smaller site leaves no stale file.
+    fs_err::remove_dir_all(site.join("css")).expect("rm");
+    scene.configure("onion", &config).expect("rebuild");
+    assert!(!web.join("css").exists());
+}
+
+#[test]
+fn site_symlink_leading_outside_is_refused() {
+    let scene = Scene::new();
+    let site = scene.host_root.join("site");
+    fs_err::create_dir_all(&site).expect("mkdir");
+    std::os::unix::fs::symlink("/etc/passwd", site.join("passwd.html")).expect("symlink");
+    let mut config = scene.config();
+    config.site = Some(site);
+    let err = scene.configure("onion", &config).expect_err("escape");
+    assert!(
+        matches!(
+            err,
+            OnionError::Site {
+                problem: SiteProblem::EscapingSymlink { .. },
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!scene.root.join("var/www/onion/passwd.html").exists());
+}
+
+#[test]
+fn chroot_path_through_a_symlink_is_refused() {
+    let scene = Scene::new();
+    let outside = scene.host_root.join("outside");
+    fs_err::create_dir_all(&outside).expect("mkdir");
+    std::os::unix::fs::symlink(&outside, scene.root.join("var")).expect("symlink");
+    let err = scene
+        .configure("onion", &scene.config())
+        .expect_err("symlinked var");
+    assert!(matches!(err, OnionError::Unconfined { .. }), "{err:?}");
+    assert!(fs_err::read_dir(&outside).expect("list").next().is_none());
+}
+
+#[test]
+fn user_is_created_once_with_a_home() {
+    let scene = Scene::new();
+    let mut config = scene.config();
+    config.user = Some("alice".to_string());
+    let first = scene.configure("onion", &config).expect("configure");
+    let user = first.user.expect("user reported");
+    assert!(user.created);
+    assert!(
+        user.uid >= 1000
+            || nix::unistd::User::from_name("alice")
+                .ok()
+                .flatten()
+                .is_some()
+    );
+    let passwd = fs_err::read_to_string(scene.root.join("etc/passwd")).expect("passwd");
+    let line = format!("alice:x:{}:{}::/home/alice:/bin/sh\n", user.uid, user.gid);
+    assert!(passwd.ends_with(&line), "{passwd}");
+    let group = fs_err::read_to_string(scene.root.join("etc/group")).expect("group");
+    assert!(
+        group.ends_with(&format!("alice:x:{}:\n", user.gid)),
+        "{group}"
+    );
+    let shadow = fs_err::read_to_string(scene.root.join("etc/shadow")).expect("shadow");
+    assert!(shadow.ends_with("alice:!::0:99999:7:::\n"), "{shadow}");
+    let home = scene.root.join("home/alice");
+    assert_eq!(
+        fs_err::read_to_string(home.join(".profile")).expect("skel copied"),
+        "# profile\n"
+    );
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(fs_err::metadata(&home).expect("home").uid(), user.uid);
+    }
+
+    let second = scene.configure("onion", &config).expect("rebuild");
+    assert!(!second.user.expect("user").created);
+    let again = fs_err::read_to_string(scene.root.join("etc/passwd")).expect("passwd");
+    assert_eq!(again, passwd);
+}
+
+#[test]
+fn hostile_names_are_refused_before_anything_is_written() {
+    let scene = Scene::new();
+    for name in ["../etc", "a/b", ".x", ""] {
+        let err = scene.configure(name, &scene.config()).expect_err(name);
+        assert!(matches!(err, OnionError::BadName { .. }), "{name}: {err:?}");
+    }
+    let mut config = scene.config();
+    config.user = Some("root:x:0".to_string());
+    let err = scene.configure("onion", &config).expect_err("bad user");
+    assert!(matches!(err, OnionError::BadUserName { .. }), "{err:?}");
+    assert!(fs_err::read_dir(&scene.host_root)
+        .expect("list")
+        .next()
+        .is_none());
+}
+
+#[test]
+fn report_names_address_chroot_and_commands() {
+    let scene = Scene::new();
+    let mut config = scene.config();
+    config.user = Some("alice".to_string());
+    let report = scene.configure("onion", &config).expect("configure");
+    let text = report.to_string().replace(&report.address, "ADDRESS.onion");
+    insta::assert_snapshot!(text, @r"
+    onion address: ADDRESS.onion
+    chroot:        /srv/chroot/onion
+    serves:        http://ADDRESS.onion:80 -> nginx on 127.0.0.1:2001
+      debstrap-onion start onion               # start nginx in the chroot and reload tor
+      debstrap-onion status onion              # check that nginx answers
+      schroot -c onion -u alice                # enter the chroot
+      debstrap-onion stop onion                # stop nginx and unmount
+    ");
+}
+
+#[test]
+fn status_of_an_unconfigured_name_says_so() {
+    let scene = Scene::new();
+    let err = onion::status("onion", &scene.host_root).expect_err("not configured");
+    assert!(matches!(err, OnionError::NotConfigured { .. }), "{err:?}");
+}
+
+#[test]
+fn status_reads_port_and_address_back() {
+    let scene = Scene::new();
+    let report = onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &scene.root,
+        chroot_path: &scene.root,
+        suite: "trixie",
+        config: &OnionConfig {
+            local_port: free_port(),
+            ..scene.config()
+        },
+    })
+    .expect("configure");
+    let status = onion::status("onion", &scene.host_root).expect("status");
+    assert_eq!(status.service.local_port, report.local_port);
+    assert_eq!(
+        status.service.address.as_deref(),
+        Some(report.address.as_str())
+    );
+    assert_eq!(status.service.chroot, scene.root);
+    assert_eq!(status.nginx_pid, None);
+    assert_eq!(status.http_status, None);
+    assert!(status.to_string().ends_with("not running"), "{status}");
+}
+
+#[test]
+fn http_status_reads_the_status_line_of_a_local_server() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read as _, Write as _};
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.ends_with(b"\r\n\r\n") {
+            let n = stream.read(&mut buf).expect("read");
+            assert_ne!(n, 0, "client closed before the end of its request");
+            request.extend_from_slice(&buf[..n]);
+        }
+        let request = String::from_utf8_lossy(&request).into_owned();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            .expect("write");
+        request
+    });
+    assert_eq!(onion::http_status(port, "abc.onion"), Some(200));
+    let request = server.join().expect("server thread");
+    assert!(request.contains("\r\nHost: abc.onion\r\n"), "{request}");
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+/// Kills and reaps a child process when dropped, so a failing test leaves no tor behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The tor binary, or `None` (outside CI) when it is not installed.
+fn tor_binary() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+            .map(|dir| dir.join("tor"))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "the tor binary is required in CI (apt-get install tor)"
+        );
+        eprintln!("skipping: tor is not installed");
+    }
+    found
+}
+
+#[test]
+fn root_real_tor_writes_the_same_hostname_from_our_key() {
+    let Some(tor) = tor_binary() else { return };
+    let scene = Scene::new();
+    let report = scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+
+    // A copy of our directory that tor, running as us, owns; without hostname, so that the
+    // hostname appearing is tor's own work.
+    let work = tempfile::tempdir().expect("tempdir");
+    fs_err::set_permissions(work.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let data = work.path().join("data");
+    let hs = data.join("hs");
+    fs_err::create_dir_all(&hs).expect("mkdir");
+    for dir in [&data, &hs] {
+        fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    }
+    for file in ["hs_ed25519_secret_key", "hs_ed25519_public_key"] {
+        fs_err::copy(scene.key_dir("onion").join(file), hs.join(file)).expect("copy");
+        fs_err::set_permissions(hs.join(file), std::fs::Permissions::from_mode(0o600))
+            .expect("chmod");
+    }
+    let torrc = work.path().join("torrc");
+    fs_err::write(&torrc, "").expect("empty torrc");
+    let log = work.path().join("log");
+    let child = Command::new(tor)
+        .arg("-f")
+        .arg(&torrc)
+        .arg("--defaults-torrc")
+        .arg(&torrc)
+        .args([
+            "--RunAsDaemon",
+            "0",
+            "--DisableNetwork",
+            "1",
+            "--SocksPort",
+            "0",
+        ])
+        .arg("--Log")
+        .arg(format!("notice file {}", log.display()))
+        .arg("--DataDirectory")
+        .arg(&data)
+        .arg("--HiddenServiceDir")
+        .arg(&hs)
+        .args(["--HiddenServicePort", "80 127.0.0.1:2001"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start tor");
+    let mut tor = KillOnDrop(child);
+
+    let hostname = hs.join("hostname");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let written = loop {
+        if let Ok(text) = fs_err::read_to_string(&hostname) {
+            if text.ends_with('\n') {
+                break text;
+            }
+        }
+        if let Ok(Some(status)) = tor.0.try_wait() {
+            panic!(
+                "tor exited ({status}) before writing hostname: {}",
+                fs_err::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tor wrote no hostname within 60 s: {}",
+            fs_err::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(written, format!("{}\n", report.address));
+    // tor kept our key files as they were.
+    assert_eq!(
+        fs_err::read(hs.join("hs_ed25519_secret_key")).expect("secret"),
+        fs_err::read(scene.key_dir("onion").join("hs_ed25519_secret_key")).expect("ours")
+    );
+    tor.0.kill().expect("stop tor");
+}
+
+/// Stops the service and unmounts on every path, so a failing test leaves no nginx or mount.
+struct StopOnDrop<'a> {
+    name: &'a str,
+    host_root: &'a Path,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = onion::stop(self.name, self.host_root);
+    }
+}
+
+/// Serialises the tests that share the scratch chroot (mounts, nginx and its sites).
+static CHROOT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A scratch chroot with nginx installed (it is modified), from DEBSTRAP_ONION_NGINX_CHROOT.
+fn nginx_chroot() -> PathBuf {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test chroots and mounts: run it as root"
+    );
+    let root = std::env::var_os("DEBSTRAP_ONION_NGINX_CHROOT").map(PathBuf::from);
+    let root = root
+        .expect("set DEBSTRAP_ONION_NGINX_CHROOT to a scratch Debian chroot with nginx installed");
+    assert!(root.join("usr/sbin/nginx").exists(), "no nginx in {root:?}");
+    root
+}
+
+#[test]
+#[ignore = "needs a scratch chroot with nginx: set DEBSTRAP_ONION_NGINX_CHROOT, run as root with --ignored"]
+fn root_nginx_chroot_configure_start_status_stop() {
+    let _lock = CHROOT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = nginx_chroot();
+    let host = tempfile::tempdir().expect("tempdir");
+    let name = "onion-test";
+    let config = OnionConfig {
+        host_root: host.path().to_path_buf(),
+        local_port: free_port(),
+        user: Some("alice".to_string()),
+        ..OnionConfig::default()
+    };
+    let report = onion::configure(&OnionRequest {
+        name,
+        root: &root,
+        chroot_path: &root,
+        suite: "trixie",
+        config: &config,
+    })
+    .expect("configure, including nginx -t in the chroot");
+    let _stop = StopOnDrop {
+        name,
+        host_root: host.path(),
+    };
+
+    let started = onion::start(name, host.path()).expect("start");
+    assert!(!started.already_running);
+    assert_eq!(
+        started.tor,
+        onion::TorReload::OtherHostRoot {
+            host_root: host.path().to_path_buf()
+        }
+    );
+    let status = onion::status(name, host.path()).expect("status");
+    assert_eq!(status.http_status, Some(200));
+    assert!(status.nginx_pid.is_some());
+    assert!(
+        status.to_string().ends_with("answering: HTTP 200"),
+        "{status}"
+    );
+    assert_eq!(
+        status.service.address.as_deref(),
+        Some(report.address.as_str())
+    );
+    // Nothing listens on 0.0.0.0:80 or any other address for this chroot's default site.
+    assert_eq!(onion::http_status(80, "localhost"), None);
+
+    let stopped = onion::stop(name, host.path()).expect("stop");
+    assert!(stopped.was_running);
+    assert!(
+        stopped.unmounted.contains(&root.join("proc")),
+        "{:?}",
+        stopped.unmounted
+    );
+    assert_eq!(
+        debstrap_onion::stage::mounts_under(&root),
+        Vec::<PathBuf>::new(),
+        "stop leaves no mount under the chroot"
+    );
+    let status = onion::status(name, host.path()).expect("status after stop");
+    assert_eq!(status.http_status, None);
+    assert_eq!(status.nginx_pid, None);
+}
+
+#[test]
+#[ignore = "needs a scratch chroot with nginx: set DEBSTRAP_ONION_NGINX_CHROOT, run as root with --ignored"]
+fn root_nginx_chroot_real_schroot_runs_a_command_as_the_user() {
+    let _lock = CHROOT_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = nginx_chroot();
+    let host = tempfile::tempdir().expect("tempdir");
+    let name = "onion-schroot";
+    // schroot -u needs a user the host knows; nobody exists on every Debian host and chroot.
+    let config = OnionConfig {
+        host_root: host.path().to_path_buf(),
+        local_port: free_port(),
+        user: Some("nobody".to_string()),
+        ..OnionConfig::default()
+    };
+    onion::configure(&OnionRequest {
+        name,
+        root: &root,
+        chroot_path: &root,
+        suite: "trixie",
+        config: &config,
+    })
+    .expect("configure");
+
+    // schroot reads only /etc/schroot: give it a copy holding our files, bound over /etc/schroot
+    // in a private mount namespace, so the host's /etc is never written.
+    let etc = tempfile::tempdir().expect("tempdir");
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg("/etc/schroot/.")
+        .arg(etc.path())
+        .status()
+        .expect("cp");
+    assert!(
+        copy.success(),
+        "schroot must be installed (apt-get install schroot)"
+    );
+    let copy = Command::new("cp")
+        .arg("-a")
+        .arg(host.path().join("etc/schroot/."))
+        .arg(etc.path())
+        .status()
+        .expect("cp");
+    assert!(copy.success());
+    let script = format!(
+        "mount --make-rprivate / && mount --bind {} /etc/schroot && \
+         exec schroot -c {name} -u nobody --directory / -- sh -c 'id -un; ls -A /home'",
+        etc.path().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("nobody"));
+    // /home inside is the chroot's own, not the host's bound in.
+    let mut chroot_home: Vec<String> = fs_err::read_dir(root.join("home"))
+        .expect("home")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    chroot_home.sort();
+    let inside: Vec<&str> = lines.collect();
+    assert_eq!(inside, chroot_home);
+}
