@@ -355,9 +355,3 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
         next_steps,
     })
 }
-
-impl std::fmt::Display for OnionReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "onion address: {}", self.address)
-    }
-}
