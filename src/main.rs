@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use debstrap_onion::config::{self, BuildConfig, OnionConfig, Output, StopAfter, Variant};
+use debstrap_onion::onion;
 use debstrap_onion::progress::{Counter, Reporter, Stage};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -16,6 +17,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 const EXIT_FAILURE: u8 = 1;
 /// Exit status of a usage or configuration error (bad option, no mirror, not root).
 const EXIT_USAGE: u8 = 2;
+/// Exit status of `status` when nginx does not answer (the LSB code for "not running").
+const EXIT_NOT_RUNNING: u8 = 3;
 /// Exit status after SIGINT or SIGTERM, as shells report a signal-killed job.
 const EXIT_INTERRUPTED: u8 = 130;
 
@@ -29,7 +32,8 @@ const EXIT_INTERRUPTED: u8 = 130;
         the package set of a variant, downloads and checks every .deb in parallel, unpacks each one \
         confined to the target root, configures it through chroot(2), and by default installs nginx \
         and publishes it as a v3 onion service on the host's tor.",
-    after_help = "Exit status: 0 success, 1 build failure, 2 usage or configuration error, 130 interrupted.",
+    after_help = "Exit status: 0 success, 1 build failure, 2 usage or configuration error, \
+        3 `status`: nginx not answering, 130 interrupted.",
     propagate_version = true
 )]
 struct Cli {
@@ -48,6 +52,12 @@ enum Command {
     /// Build a Debian root (and, unless --no-onion, an onion web service in it).
     #[command(after_help = BUILD_EXAMPLES)]
     Build(Box<BuildArgs>),
+    /// Start nginx in NAME's chroot (with the mounts it needs) and ask a running tor to reload.
+    Start(ServiceArgs),
+    /// Stop nginx in NAME's chroot and undo its mounts.
+    Stop(ServiceArgs),
+    /// Report whether nginx in NAME's chroot answers on its local port, with the onion address.
+    Status(ServiceArgs),
     /// Print a shell completion script to standard output.
     Completions {
         /// The shell to complete for.
@@ -65,6 +75,16 @@ const BUILD_EXAMPLES: &str = "Examples:
 
 The mirror is the MIRROR argument, else --mirror, else $DEBSTRAP_MIRROR, else the first Debian
 archive in the host's apt sources (/etc/apt/sources.list.d/*.sources, then sources.list).";
+
+#[derive(Args, Debug)]
+struct ServiceArgs {
+    /// The name given to `build --name`.
+    #[arg(default_value = config::DEFAULT_NAME)]
+    name: String,
+    /// Where the build wrote the host-side files (schroot definition, tor key).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    host_root: PathBuf,
+}
 
 #[derive(Args, Debug)]
 struct BuildArgs {
@@ -183,6 +203,21 @@ fn main() -> ExitCode {
     let progress = Progress::new(cli.quiet, cli.verbose);
     match cli.command {
         Command::Build(args) => run_build(*args, &progress),
+        Command::Start(args) => service(&progress, || onion::start(&args.name, &args.host_root)),
+        Command::Stop(args) => service(&progress, || onion::stop(&args.name, &args.host_root)),
+        Command::Status(args) => {
+            let mut answering = false;
+            let code = service(&progress, || {
+                let report = onion::status(&args.name, &args.host_root)?;
+                answering = report.http_status.is_some();
+                Ok(report)
+            });
+            if code == ExitCode::SUCCESS && !answering {
+                ExitCode::from(EXIT_NOT_RUNNING)
+            } else {
+                code
+            }
+        }
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -202,6 +237,24 @@ fn main() -> ExitCode {
                 ),
             }
         }
+    }
+}
+
+/// Runs a start / stop / status command and prints its report.
+fn service<R: std::fmt::Display>(
+    progress: &Progress,
+    command: impl FnOnce() -> Result<R, onion::OnionError>,
+) -> ExitCode {
+    if !nix::unistd::geteuid().is_root() {
+        let err = anyhow::anyhow!("this command chroots and mounts: run it as root (sudo)");
+        return fail(progress, &err, EXIT_USAGE);
+    }
+    match command() {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(progress, &anyhow::Error::new(err), EXIT_FAILURE),
     }
 }
 
@@ -362,6 +415,7 @@ fn install_signal_handlers() {
 struct Progress {
     multi: MultiProgress,
     bars: Mutex<Vec<(Counter, ProgressBar)>>,
+    last_stage: Mutex<Option<Stage>>,
     terminal: bool,
     quiet: bool,
 }
@@ -402,6 +456,7 @@ impl Progress {
         Progress {
             multi,
             bars: Mutex::new(Vec::new()),
+            last_stage: Mutex::new(None),
             terminal,
             quiet,
         }
@@ -435,18 +490,20 @@ impl Progress {
 
 impl Reporter for Progress {
     fn stage(&self, stage: Stage) {
-        self.line(&format!("==> {}", stage_title(stage)));
+        let mut last = self.last_stage.lock().expect("progress lock");
+        if *last != Some(stage) {
+            *last = Some(stage);
+            self.line(&format!("==> {}", stage_title(stage)));
+        }
     }
 
     fn start(&self, counter: Counter, total: u64) {
-        if !self.terminal {
-            return;
-        }
         let style = match counter {
             Counter::DownloadBytes => "  {bar:30} {bytes}/{total_bytes} {bytes_per_sec} {msg}",
             Counter::Unpacked => "  {bar:30} {pos}/{len} packages unpacked",
             Counter::Configured => "  {bar:30} {pos}/{len} packages configured",
         };
+        // Off a terminal the bar is hidden but still counts, for the summary line.
         let bar = self.multi.add(ProgressBar::new(total));
         bar.set_style(ProgressStyle::with_template(style).expect("the template is valid"));
         self.bars
