@@ -127,8 +127,12 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
 
     let build_dir = BuildDir::create(&config.output, config.force)?;
     report.onion = build_root(config, &debs, build_dir.root(), &mut clock)?;
-    if let Some(epoch) = config.source_date_epoch {
-        output::make_deterministic(build_dir.root(), epoch)?;
+    // Caches, logs and apt lists go in every configured build, as with mmdebstrap; with
+    // SOURCE_DATE_EPOCH the timestamps are clamped too, so the bytes repeat.
+    match config.source_date_epoch {
+        Some(epoch) => output::make_deterministic(build_dir.root(), epoch)?,
+        None if config.variant != Variant::Extract => output::remove_volatile_files(build_dir.root())?,
+        None => {}
     }
     if !matches!(config.output, Output::Directory(_)) {
         clock.begin(Stage::Output);
