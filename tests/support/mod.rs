@@ -6,3 +6,4 @@ pub mod host;
 pub mod repo;
 pub mod server;
 pub mod sign;
+pub mod tree;

@@ -1,0 +1,113 @@
+//! Whole builds against the real Debian archive (mirror from the host's apt sources), as root:
+//! a minbase root equivalent to debootstrap's for trixie and bookworm, apt working inside, and
+//! the host left without mounts. With CI=true a missing prerequisite fails the test.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::host::{host_mirror, require_program, require_root};
+use support::tree;
+
+/// One cache shared by every real-archive build of this run: entries are verified on use, and
+/// sharing it exercises two builds using one cache.
+fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
+}
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn chroot(root: &Path, args: &[&str]) -> Output {
+    run(Command::new("chroot").arg(root).args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("LANG", "C.UTF-8"))
+}
+
+fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    debstrap_onion::stage::mounts_under(root)
+}
+
+fn prerequisites() -> Option<String> {
+    if !require_root() || !require_program("debootstrap") {
+        return None;
+    }
+    host_mirror()
+}
+
+fn equivalent_to_debootstrap(suite: &str) {
+    let Some(mirror) = prerequisites() else { return };
+    let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
+    let ours = dir.path().join("ours");
+    let theirs = dir.path().join("debootstrap");
+
+    run(Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args(["build", "--no-onion", "--variant", "minbase", "--cache-dir"])
+        .arg(shared_cache())
+        .arg(suite)
+        .arg(&ours)
+        .arg(&mirror));
+    assert!(mounts_under(&ours).is_empty(), "mounts left under {}", ours.display());
+    run(Command::new("debootstrap").args(["--variant=minbase", suite]).arg(&theirs).arg(&mirror));
+
+    let list = |root: &Path| String::from_utf8(chroot(root, &["dpkg-query", "-W"]).stdout).expect("utf-8");
+    assert_eq!(list(&ours), list(&theirs), "dpkg-query -W differs from debootstrap's");
+    let audit = chroot(&ours, &["dpkg", "--audit"]);
+    assert!(audit.stdout.is_empty(), "dpkg --audit: {}", String::from_utf8_lossy(&audit.stdout));
+    chroot(&ours, &["apt-get", "check"]);
+
+    let diffs = tree::differences(&tree::snapshot(&ours), &tree::snapshot(&theirs));
+    for line in &diffs {
+        eprintln!("{suite}: {line}");
+    }
+    eprintln!("{suite}: {} tree differences from debootstrap", diffs.len());
+    assert!(diffs.is_empty(), "{suite}: the tree differs from debootstrap's in {} places (listed above)", diffs.len());
+
+    // apt inside works against the sources we wrote.
+    chroot(&ours, &["apt-get", "update", "-q"]);
+    chroot(&ours, &["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "hello"]);
+    let hello = chroot(&ours, &["hello"]);
+    assert_eq!(String::from_utf8_lossy(&hello.stdout).trim(), "Hello, world!");
+    assert!(mounts_under(dir.path()).is_empty());
+}
+
+#[test]
+fn real_archive_root_trixie_minbase_is_equivalent_to_debootstrap() {
+    equivalent_to_debootstrap("trixie");
+}
+
+#[test]
+fn real_archive_root_bookworm_minbase_is_equivalent_to_debootstrap() {
+    equivalent_to_debootstrap("bookworm");
+}
+
+#[test]
+fn real_archive_root_refuses_a_non_empty_target_and_leaves_it_alone() {
+    let Some(mirror) = prerequisites() else { return };
+    let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
+    let target = dir.path().join("occupied");
+    std::fs::create_dir(&target).expect("mkdir");
+    std::fs::write(target.join("keep"), b"mine").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args(["build", "--no-onion", "--cache-dir"])
+        .arg(shared_cache())
+        .arg("trixie")
+        .arg(&target)
+        .arg(&mirror)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--force") && stderr.contains(&*target.to_string_lossy()), "{stderr}");
+    assert_eq!(std::fs::read(target.join("keep")).expect("kept"), b"mine");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers.len(), 1, "a refused build left files beside TARGET: {leftovers:?}");
+}
