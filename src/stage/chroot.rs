@@ -215,9 +215,12 @@ pub(crate) fn canonical(root: &Path) -> Result<PathBuf, StageError> {
     Ok(path)
 }
 
-/// Runs `argv` chrooted into `root` with [`CHROOT_ENV`] plus `env` (which may override it),
-/// stdin from /dev/null, and its output appended to `log` (a path inside the root) as it comes;
-/// a non-zero exit is an error naming the command and showing its last lines.
+/// Runs `argv` chrooted into `root` (never the host's `/`) with [`CHROOT_ENV`] plus `env` (which
+/// may override it), stdin from /dev/null, and its output appended to `log` (a path inside the
+/// root) as it comes; a non-zero exit is an error naming the command and showing its last lines.
+///
+/// Returns when the command exits, even if a daemon it started still holds its stdout/stderr
+/// (they are files, so the daemon can go on writing without blocking or SIGPIPE).
 pub fn run_in_chroot(
     root: &Path,
     argv: &[&str],
@@ -283,11 +286,11 @@ pub(crate) fn run(
             "empty command",
         )));
     };
-    let root_c =
-        CString::new(inv.root.as_os_str().as_bytes()).map_err(|e| spawn_error(e.into()))?;
+    let root = canonical(inv.root)?;
+    let root_c = CString::new(root.as_os_str().as_bytes()).map_err(|e| spawn_error(e.into()))?;
 
     let mut log = match inv.log {
-        Some(rel) => Some(RootDir::open(inv.root)?.append(rel, 0o640)?),
+        Some(rel) => Some(RootDir::open(&root)?.append(rel, 0o640)?),
         None => None,
     };
     if let Some(log) = log.as_mut() {
