@@ -382,3 +382,38 @@ fn cancel_child_stops_a_blocked_command() {
     drop(mounts);
     assert_nothing_mounted(&root);
 }
+
+#[test]
+fn root_run_in_chroot_returns_when_the_command_exits_though_a_daemon_keeps_its_output() {
+    if !have_root(
+        "root_run_in_chroot_returns_when_the_command_exits_though_a_daemon_keeps_its_output",
+    ) {
+        return;
+    }
+    let tmp = mini_root(&["/usr/bin/sh"]);
+    let root = tmp.path();
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    nix::unistd::mkfifo(&root.join("release"), mode).expect("mkfifo");
+    // sh gives a background job /dev/null as its input.
+    let _mounts = ChrootMounts::mount(root).expect("mount");
+    // The background shell inherits stdout and stderr and outlives the command, as a daemon
+    // does; it blocks on the FIFO until the test releases it.
+    let output = run_in_chroot(
+        root,
+        &[
+            "sh",
+            "-c",
+            "(read x; echo daemon done) < /release & echo started; echo note >&2",
+        ],
+        &[],
+        None,
+    );
+    let release = std::fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("release"))
+        .expect("release the daemon");
+    drop(release);
+    let output = output.expect("the command succeeds");
+    assert_eq!(output.stdout, b"started\n");
+    assert_eq!(output.stderr, b"note\n");
+}

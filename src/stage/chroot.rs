@@ -4,17 +4,17 @@
 
 use std::collections::VecDeque;
 use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use nix::mount::{MntFlags, MsFlags};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::rootfs::RootDir;
 use super::{devices, StageError};
@@ -31,8 +31,9 @@ pub const CHROOT_ENV: &[(&str, &str)] = &[
 /// How many lines of a failed command's output its error shows.
 const TAIL_LINES: usize = 20;
 
-/// How often a running command checks for a stop request.
-const CANCEL_POLL: Duration = Duration::from_millis(50);
+/// How often a running command's output is read and a stop request checked for.
+const TICK_MS: u16 = 50;
+const TICK: Duration = Duration::from_millis(TICK_MS as u64);
 
 /// The kernel filesystems a chroot needs (proc, sysfs, a private devpts), mounted under a root
 /// until this guard is dropped or [`ChrootMounts::unmount`] is called.
@@ -214,9 +215,12 @@ pub(crate) fn canonical(root: &Path) -> Result<PathBuf, StageError> {
     Ok(path)
 }
 
-/// Runs `argv` chrooted into `root` with [`CHROOT_ENV`] plus `env` (which may override it),
-/// stdin from /dev/null, and its output appended to `log` (a path inside the root) as it comes;
-/// a non-zero exit is an error naming the command and showing its last lines.
+/// Runs `argv` chrooted into `root` (never the host's `/`) with [`CHROOT_ENV`] plus `env` (which
+/// may override it), stdin from /dev/null, and its output appended to `log` (a path inside the
+/// root) as it comes; a non-zero exit is an error naming the command and showing its last lines.
+///
+/// Returns when the command exits, even if a daemon it started still holds its stdout/stderr
+/// (they are files, so the daemon can go on writing without blocking or SIGPIPE).
 pub fn run_in_chroot(
     root: &Path,
     argv: &[&str],
@@ -282,17 +286,22 @@ pub(crate) fn run(
             "empty command",
         )));
     };
-    let root_c =
-        CString::new(inv.root.as_os_str().as_bytes()).map_err(|e| spawn_error(e.into()))?;
+    let root = canonical(inv.root)?;
+    let root_c = CString::new(root.as_os_str().as_bytes()).map_err(|e| spawn_error(e.into()))?;
 
     let mut log = match inv.log {
-        Some(rel) => Some(RootDir::open(inv.root)?.append(rel, 0o640)?),
+        Some(rel) => Some(RootDir::open(&root)?.append(rel, 0o640)?),
         None => None,
     };
     if let Some(log) = log.as_mut() {
         let _ = writeln!(log, "$ {command_line}");
     }
 
+    // Output goes to unlinked temporary files, not pipes: a daemon the command leaves running
+    // keeps the descriptors it inherited, so reading a pipe to its end would wait for the daemon,
+    // and closing it would kill the daemon with SIGPIPE on its next write.
+    let capture_file = || tempfile::tempfile().map_err(spawn_error);
+    let (out_file, err_file) = (capture_file()?, capture_file()?);
     let mut command = Command::new(program);
     command
         .args(args)
@@ -300,8 +309,8 @@ pub(crate) fn run(
         .envs(CHROOT_ENV.iter().copied())
         .envs(inv.env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stdout(out_file.try_clone().map_err(spawn_error)?)
+        .stderr(err_file.try_clone().map_err(spawn_error)?);
     // SAFETY: the closure runs in the forked child before exec and only makes the
     // async-signal-safe syscalls chroot(2), chdir(2) and umask(2), on a CString allocated
     // before the fork; it allocates nothing and takes no lock.
@@ -314,39 +323,43 @@ pub(crate) fn run(
         });
     }
     let mut child = command.spawn().map_err(spawn_error)?;
+    // Dropped only after the child is reaped below.
+    let exit_fd = i32::try_from(child.id())
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+        .and_then(|pid| {
+            rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+        });
 
-    let sink = Mutex::new(Sink {
+    let mut sink = Sink {
         log,
         tail: VecDeque::with_capacity(TAIL_LINES),
-    });
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let pid = i32::try_from(child.id()).map(nix::unistd::Pid::from_raw);
-    let output_done = AtomicBool::new(false);
-    let (stdout_bytes, stderr_bytes) = std::thread::scope(|scope| {
+    };
+    let mut stdout = Capture::new(out_file);
+    let mut stderr = Capture::new(err_file);
+    let mut signalled = false;
+    loop {
+        let exited = wait_a_moment(&mut child, exit_fd.as_ref()).map_err(spawn_error)?;
+        stdout.read_new(&mut sink, on_stdout_line);
+        stderr.read_new(&mut sink, &mut |_| {});
+        if exited {
+            break;
+        }
         // A stop request reaches this process alone when it comes as SIGTERM; pass it on so a
-        // long dpkg run ends now. The child is reaped only after this scope, so its pid cannot
-        // have been reused when it is signalled.
-        scope.spawn(|| {
-            while !output_done.load(Ordering::SeqCst) {
-                if crate::cancel::is_requested() {
-                    if let Ok(pid) = pid {
-                        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-                    }
-                    break;
-                }
-                std::thread::sleep(CANCEL_POLL);
+        // long dpkg run ends now. The child is not reaped yet, so its pid cannot be reused.
+        if !signalled && crate::cancel::is_requested() {
+            if let Ok(pid) = i32::try_from(child.id()) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
             }
-        });
-        let stderr_reader = scope.spawn(|| read_lines(stderr, &sink, &mut |_| {}));
-        let out = read_lines(stdout, &sink, on_stdout_line);
-        let err = stderr_reader.join().unwrap_or_default();
-        output_done.store(true, Ordering::SeqCst);
-        (out, err)
-    });
+            signalled = true;
+        }
+    }
     let status = child.wait().map_err(spawn_error)?;
-    let sink = sink
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let stdout_bytes = stdout.finish(&mut sink, on_stdout_line);
+    let stderr_bytes = stderr.finish(&mut sink, &mut |_| {});
     if !status.success() && crate::cancel::is_requested() {
         return Err(StageError::Cancelled(crate::cancel::Cancelled));
     }
@@ -365,32 +378,77 @@ pub(crate) fn run(
     })
 }
 
-/// Reads `pipe` to its end line by line into `sink`, returning every byte read.
-fn read_lines(
-    pipe: Option<impl Read>,
-    sink: &Mutex<Sink>,
-    on_line: &mut dyn FnMut(&str),
-) -> Vec<u8> {
-    let Some(pipe) = pipe else {
-        return Vec::new();
+/// Waits up to [`TICK`] for the child to exit; returns whether it has (without reaping it when
+/// its pidfd is there to tell).
+fn wait_a_moment(child: &mut Child, exit_fd: Option<&OwnedFd>) -> std::io::Result<bool> {
+    let Some(fd) = exit_fd else {
+        // No pidfd (Linux before 5.3): ask, then wait a tick.
+        if child.try_wait()?.is_some() {
+            return Ok(true);
+        }
+        std::thread::sleep(TICK);
+        return Ok(false);
     };
-    let mut reader = BufReader::new(pipe);
-    let mut all = Vec::new();
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if let Ok(mut sink) = sink.lock() {
-                    sink.line(&line);
-                }
-                on_line(&String::from_utf8_lossy(&line));
-                all.extend_from_slice(&line);
-            }
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    match nix::poll::poll(&mut fds, PollTimeout::from(TICK_MS)) {
+        Ok(n) => Ok(n > 0),
+        Err(nix::Error::EINTR) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One output stream of the command, read from its file as it grows.
+struct Capture {
+    file: std::fs::File,
+    offset: u64,
+    all: Vec<u8>,
+    /// The start of a line whose end has not been written yet.
+    partial: Vec<u8>,
+}
+
+impl Capture {
+    fn new(file: std::fs::File) -> Self {
+        Self {
+            file,
+            offset: 0,
+            all: Vec::new(),
+            partial: Vec::new(),
         }
     }
-    all
+
+    /// Takes in what was written since the last call, passing on each complete line.
+    fn read_new(&mut self, sink: &mut Sink, on_line: &mut dyn FnMut(&str)) {
+        let mut buf = [0u8; 16 * 1024];
+        // pread: the child shares the file offset, which must stay where it writes.
+        while let Ok(n @ 1..) = self.file.read_at(&mut buf, self.offset) {
+            self.offset += n as u64;
+            self.partial.extend_from_slice(&buf[..n]);
+        }
+        while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            self.take_line(&line, sink, on_line);
+        }
+    }
+
+    /// Takes in the rest, a last line without a newline included, and gives every byte.
+    fn finish(mut self, sink: &mut Sink, on_line: &mut dyn FnMut(&str)) -> Vec<u8> {
+        self.read_new(sink, on_line);
+        if !self.partial.is_empty() {
+            let mut line = std::mem::take(&mut self.partial);
+            line.push(b'\n');
+            sink.line(&line);
+            on_line(&String::from_utf8_lossy(&line));
+            line.pop();
+            self.all.extend_from_slice(&line);
+        }
+        self.all
+    }
+
+    fn take_line(&mut self, line: &[u8], sink: &mut Sink, on_line: &mut dyn FnMut(&str)) {
+        sink.line(line);
+        on_line(&String::from_utf8_lossy(line));
+        self.all.extend_from_slice(line);
+    }
 }
 
 #[cfg(test)]
