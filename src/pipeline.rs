@@ -99,6 +99,8 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         arch: config.arch.clone(),
     };
     let resolution = resolve::resolve(&index, &selection)?;
+    let available = index.stanzas(&resolution.packages);
+    drop(index);
     report.packages = resolution
         .packages
         .iter()
@@ -126,12 +128,14 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     }
 
     let build_dir = BuildDir::create(&config.output, config.force)?;
-    report.onion = build_root(config, &debs, build_dir.root(), &mut clock)?;
+    report.onion = build_root(config, &debs, &available, build_dir.root(), &mut clock)?;
     // Caches, logs and apt lists go in every configured build, as with mmdebstrap; with
     // SOURCE_DATE_EPOCH the timestamps are clamped too, so the bytes repeat.
     match config.source_date_epoch {
         Some(epoch) => output::make_deterministic(build_dir.root(), epoch)?,
-        None if config.variant != Variant::Extract => output::remove_volatile_files(build_dir.root())?,
+        None if config.variant != Variant::Extract => {
+            output::remove_volatile_files(build_dir.root())?
+        }
         None => {}
     }
     if !matches!(config.output, Output::Directory(_)) {
@@ -151,6 +155,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
 fn build_root(
     config: &BuildConfig,
     debs: &[CachedDeb],
+    available: &str,
     root: &Path,
     clock: &mut StageClock,
 ) -> Result<Option<onion::OnionReport>, Error> {
@@ -163,6 +168,7 @@ fn build_root(
         },
         clock.reporter,
     )?;
+    unpack::write_available(root, available)?;
     if config.variant == Variant::Extract {
         return Ok(None);
     }

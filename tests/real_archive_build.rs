@@ -17,7 +17,9 @@ fn shared_cache() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({}):\n{}\n{}",
@@ -29,7 +31,12 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn chroot(root: &Path, args: &[&str]) -> Output {
-    run(Command::new("chroot").arg(root).args(args).env_clear().env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin").env("LANG", "C.UTF-8"))
+    run(Command::new("chroot")
+        .arg(root)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LANG", "C.UTF-8"))
 }
 
 fn mounts_under(root: &Path) -> Vec<PathBuf> {
@@ -44,7 +51,9 @@ fn prerequisites() -> Option<String> {
 }
 
 fn equivalent_to_debootstrap(suite: &str) {
-    let Some(mirror) = prerequisites() else { return };
+    let Some(mirror) = prerequisites() else {
+        return;
+    };
     let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
     let ours = dir.path().join("ours");
     let theirs = dir.path().join("debootstrap");
@@ -55,13 +64,29 @@ fn equivalent_to_debootstrap(suite: &str) {
         .arg(suite)
         .arg(&ours)
         .arg(&mirror));
-    assert!(mounts_under(&ours).is_empty(), "mounts left under {}", ours.display());
-    run(Command::new("debootstrap").args(["--variant=minbase", suite]).arg(&theirs).arg(&mirror));
+    assert!(
+        mounts_under(&ours).is_empty(),
+        "mounts left under {}",
+        ours.display()
+    );
+    run(Command::new("debootstrap")
+        .args(["--variant=minbase", suite])
+        .arg(&theirs)
+        .arg(&mirror));
 
-    let list = |root: &Path| String::from_utf8(chroot(root, &["dpkg-query", "-W"]).stdout).expect("utf-8");
-    assert_eq!(list(&ours), list(&theirs), "dpkg-query -W differs from debootstrap's");
+    let list =
+        |root: &Path| String::from_utf8(chroot(root, &["dpkg-query", "-W"]).stdout).expect("utf-8");
+    assert_eq!(
+        list(&ours),
+        list(&theirs),
+        "dpkg-query -W differs from debootstrap's"
+    );
     let audit = chroot(&ours, &["dpkg", "--audit"]);
-    assert!(audit.stdout.is_empty(), "dpkg --audit: {}", String::from_utf8_lossy(&audit.stdout));
+    assert!(
+        audit.stdout.is_empty(),
+        "dpkg --audit: {}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
     chroot(&ours, &["apt-get", "check"]);
 
     let diffs = tree::differences(&tree::snapshot(&ours), &tree::snapshot(&theirs));
@@ -69,13 +94,31 @@ fn equivalent_to_debootstrap(suite: &str) {
         eprintln!("{suite}: {line}");
     }
     eprintln!("{suite}: {} tree differences from debootstrap", diffs.len());
-    assert!(diffs.is_empty(), "{suite}: the tree differs from debootstrap's in {} places (listed above)", diffs.len());
+    assert!(
+        diffs.is_empty(),
+        "{suite}: the tree differs from debootstrap's in {} places (listed above)",
+        diffs.len()
+    );
 
     // apt inside works against the sources we wrote.
     chroot(&ours, &["apt-get", "update", "-q"]);
-    chroot(&ours, &["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "hello"]);
+    chroot(
+        &ours,
+        &[
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-q",
+            "hello",
+        ],
+    );
     let hello = chroot(&ours, &["hello"]);
-    assert_eq!(String::from_utf8_lossy(&hello.stdout).trim(), "Hello, world!");
+    assert_eq!(
+        String::from_utf8_lossy(&hello.stdout).trim(),
+        "Hello, world!"
+    );
     assert!(mounts_under(dir.path()).is_empty());
 }
 
@@ -91,7 +134,9 @@ fn real_archive_root_bookworm_minbase_is_equivalent_to_debootstrap() {
 
 #[test]
 fn real_archive_root_refuses_a_non_empty_target_and_leaves_it_alone() {
-    let Some(mirror) = prerequisites() else { return };
+    let Some(mirror) = prerequisites() else {
+        return;
+    };
     let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
     let target = dir.path().join("occupied");
     std::fs::create_dir(&target).expect("mkdir");
@@ -106,8 +151,19 @@ fn real_archive_root_refuses_a_non_empty_target_and_leaves_it_alone() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--force") && stderr.contains(&*target.to_string_lossy()), "{stderr}");
+    assert!(
+        stderr.contains("--force") && stderr.contains(&*target.to_string_lossy()),
+        "{stderr}"
+    );
     assert_eq!(std::fs::read(target.join("keep")).expect("kept"), b"mine");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").flatten().map(|e| e.file_name()).collect();
-    assert_eq!(leftovers.len(), 1, "a refused build left files beside TARGET: {leftovers:?}");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "a refused build left files beside TARGET: {leftovers:?}"
+    );
 }

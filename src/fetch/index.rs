@@ -20,6 +20,16 @@ pub struct Package {
     pub filename: String,
     pub size: u64,
     pub sha256: Sha256Digest,
+    /// Where the package's stanza is in the index text it came from.
+    pub stanza: StanzaRef,
+}
+
+/// The place of a package's stanza in a verified Packages text held by its [`RepoIndex`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StanzaRef {
+    part: u32,
+    start: u32,
+    end: u32,
 }
 
 /// A Packages stanza that lacks a field we need, or has a malformed one.
@@ -36,14 +46,18 @@ pub struct IndexParseError {
 #[derive(Debug, Clone, Default)]
 pub struct RepoIndex {
     packages: Vec<Package>,
+    /// The verified Packages texts, one per component, for [`RepoIndex::stanzas`].
+    texts: Vec<String>,
 }
 
 impl RepoIndex {
     /// Builds the index from Packages texts that were verified against the Release; only the
     /// fetch module can vouch for that, hence `pub(crate)`.
-    pub(crate) fn from_verified(parts: Vec<Vec<Package>>) -> RepoIndex {
+    pub(crate) fn from_verified(parts: Vec<(String, Vec<Package>)>) -> RepoIndex {
+        let (texts, packages): (Vec<String>, Vec<Vec<Package>>) = parts.into_iter().unzip();
         RepoIndex {
-            packages: parts.into_iter().flatten().collect(),
+            packages: packages.into_iter().flatten().collect(),
+            texts,
         }
     }
 
@@ -52,24 +66,51 @@ impl RepoIndex {
     #[cfg(test)]
     pub(crate) fn from_unverified_text(text: &str) -> RepoIndex {
         RepoIndex {
-            packages: parse_packages("test", text.as_bytes()).expect("valid test Packages text"),
+            packages: parse_packages("test", 0, text).expect("valid test Packages text"),
+            texts: vec![text.to_string()],
         }
     }
 
     pub fn packages(&self) -> &[Package] {
         &self.packages
     }
+
+    /// The index stanzas of `chosen`, in index order, each ending in a blank line: the text of
+    /// dpkg's `available` file as debootstrap writes it.
+    pub fn stanzas(&self, chosen: &[Package]) -> String {
+        let mut refs: Vec<StanzaRef> = chosen.iter().map(|p| p.stanza).collect();
+        refs.sort_by_key(|r| (r.part, r.start));
+        refs.dedup();
+        let mut out = String::new();
+        for r in refs {
+            if let Some(text) = self
+                .texts
+                .get(r.part as usize)
+                .and_then(|t| t.get(r.start as usize..r.end as usize))
+            {
+                out.push_str(text.trim_end_matches('\n'));
+                out.push_str("\n\n");
+            }
+        }
+        out
+    }
 }
 
-/// Parses a Packages file; `index` names it in errors.
-pub fn parse_packages(index: &str, data: &[u8]) -> Result<Vec<Package>, IndexParseError> {
-    let text = String::from_utf8_lossy(data);
+/// Parses a Packages text, the `part`-th of its index; `index` names it in errors.
+pub fn parse_packages(index: &str, part: u32, text: &str) -> Result<Vec<Package>, IndexParseError> {
     let mut packages = Vec::with_capacity(text.len() / 1200);
     for (stanza, paragraph) in text.split("\n\n").enumerate() {
         if paragraph.trim().is_empty() {
             continue;
         }
-        packages.push(parse_stanza(index, stanza + 1, paragraph)?);
+        let mut package = parse_stanza(index, stanza + 1, paragraph)?;
+        let start = paragraph.as_ptr() as usize - text.as_ptr() as usize;
+        package.stanza = StanzaRef {
+            part,
+            start: start as u32,
+            end: (start + paragraph.len()) as u32,
+        };
+        packages.push(package);
     }
     Ok(packages)
 }
@@ -126,6 +167,7 @@ fn parse_stanza(index: &str, stanza: usize, paragraph: &str) -> Result<Package, 
         size: size.flatten().ok_or_else(|| missing("Size", &name))?,
         sha256: sha256.flatten().ok_or_else(|| missing("SHA256", &name))?,
         name: name.ok_or_else(|| missing("Package", &None))?,
+        stanza: StanzaRef::default(),
         multi_arch,
         priority,
         essential,
@@ -156,7 +198,7 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
 
     #[test]
     fn keeps_the_fields_the_pipeline_uses() {
-        let packages = parse_packages("t", TWO.as_bytes()).expect("parses");
+        let packages = parse_packages("t", 0, TWO).expect("parses");
         assert_eq!(packages.len(), 2);
         assert_eq!(packages[0].name, "a");
         assert!(packages[0].essential);
@@ -168,7 +210,7 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
     #[test]
     fn refuses_a_filename_that_leaves_the_mirror() {
         let text = TWO.replace("pool/main/b/b_2_all.deb", "../../etc/passwd");
-        let err = parse_packages("t", text.as_bytes()).expect_err("refused");
+        let err = parse_packages("t", 0, &text).expect_err("refused");
         assert_eq!((err.package.as_str(), err.field), ("b", "Filename"));
     }
 
@@ -178,7 +220,7 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
             "SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n",
             "",
         );
-        let err = parse_packages("t", text.as_bytes()).expect_err("refused");
+        let err = parse_packages("t", 0, &text).expect_err("refused");
         assert_eq!(err.field, "SHA256");
     }
 }

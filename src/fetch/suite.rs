@@ -31,13 +31,13 @@ pub async fn index(
     request: IndexRequest<'_>,
 ) -> Result<(VerifiedRelease, RepoIndex), FetchError> {
     let release = fetch_release(fetcher, &request).await?;
-    let parts = futures_util::future::try_join_all(
-        request
-            .components
-            .iter()
-            .map(|component| fetch_packages(fetcher, &request, &release, component)),
-    )
-    .await?;
+    let parts =
+        futures_util::future::try_join_all(
+            request.components.iter().zip(0..).map(|(component, part)| {
+                fetch_packages(fetcher, &request, &release, component, part)
+            }),
+        )
+        .await?;
     Ok((release, RepoIndex::from_verified(parts)))
 }
 
@@ -94,7 +94,8 @@ async fn fetch_packages(
     request: &IndexRequest<'_>,
     release: &VerifiedRelease,
     component: &str,
-) -> Result<Vec<super::index::Package>, FetchError> {
+    part: u32,
+) -> Result<(String, Vec<super::index::Package>), FetchError> {
     let dir = format!("{component}/binary-{}", request.arch);
     let base = format!("{}/dists/{}", request.mirror, request.suite);
     let (path, file, compression) = VARIANTS
@@ -118,14 +119,17 @@ async fn fetch_packages(
         sha256: file.sha256,
     };
     let compressed = cached_or_fetch(fetcher, &url, expected, request.cache_dir).await?;
-    let url_for_parse = url.clone();
     tokio::task::spawn_blocking(move || {
-        let text =
+        let bytes =
             decompress(&compressed, compression).map_err(|source| FetchError::Decompress {
-                url: url_for_parse.clone(),
+                url: url.clone(),
                 source,
             })?;
-        Ok(parse_packages(&url_for_parse, &text)?)
+        drop(compressed);
+        let text = String::from_utf8(bytes)
+            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
+        let packages = parse_packages(&url, part, &text)?;
+        Ok((text, packages))
     })
     .await
     .expect("parsing an index does not panic")

@@ -19,7 +19,7 @@ use std::time::Instant;
 use rootfs::RootDir;
 
 use crate::cancel::Cancelled;
-use crate::progress::{Counter, Reporter, Stage};
+use crate::progress::{Counter, Reporter};
 use crate::unpack::Unpacked;
 
 pub use chroot::{mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV};
@@ -106,7 +106,6 @@ fn display_paths(paths: &[PathBuf]) -> String {
 pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), StageError> {
     crate::cancel::check()?;
     check_request(request)?;
-    reporter.stage(Stage::Configure);
     let root_path = chroot::canonical(request.root)?;
     warn_mount_options(&root_path);
     let root = RootDir::open(&root_path)?;

@@ -40,7 +40,7 @@ pub struct Record<'a> {
 }
 
 /// Writes the database for `records`, which must be in the status file's order.
-pub fn write(root: &Root, arch: &str, records: &[Record]) -> Result<(), UnpackError> {
+pub fn write(root: &Root, records: &[Record]) -> Result<(), UnpackError> {
     for dir in DPKG_SUBDIRS {
         let path = format!("{DPKG_DIR}/{dir}");
         root.open_dir_all(path.as_bytes())
@@ -70,7 +70,6 @@ pub fn write(root: &Root, arch: &str, records: &[Record]) -> Result<(), UnpackEr
         status.push_str(&record.control.status_stanza(&conffiles, record.priority));
     }
     write_file(root, "status", status.as_bytes(), 0o644)?;
-    write_file(root, "arch", format!("{arch}\n").as_bytes(), 0o644)?;
     // Format 1 is the multiarch layout (info/PKG:ARCH.*); without this file dpkg reads the
     // database as format 0 and looks for info/PKG.list for every package.
     write_file(root, "info/format", b"1\n", 0o644)?;
@@ -109,6 +108,11 @@ fn info_files(root: &Root, record: &Record) -> Result<(), UnpackError> {
         write_file(root, &name, md5sums.as_bytes(), 0o644)?;
     }
     Ok(())
+}
+
+/// Replaces dpkg's `available` with the given index stanzas, as debootstrap leaves it.
+pub fn write_available(root: &Root, stanzas: &str) -> Result<(), UnpackError> {
+    write_file(root, "available", stanzas.as_bytes(), 0o644)
 }
 
 fn write_file(root: &Root, name: &str, contents: &[u8], mode: u32) -> Result<(), UnpackError> {

@@ -223,6 +223,16 @@ struct Outcome {
     extracted: Extracted,
 }
 
+/// Writes dpkg's `available` file in an unpacked root: the verified Packages stanzas of the
+/// installed packages, in index order (what debootstrap leaves there).
+pub fn write_available(root: &Path, stanzas: &str) -> Result<(), UnpackError> {
+    let (dir, _) = Root::open_or_create(root).map_err(|source| UnpackError::Root {
+        path: root.to_owned(),
+        source,
+    })?;
+    database::write_available(&dir, stanzas)
+}
+
 /// Unpacks every .deb into the root and writes dpkg's database.
 ///
 /// Files shipped by several packages end as the one latest in `debs` order would leave them;
@@ -279,7 +289,7 @@ fn unpack_into(
             priority: debs[o.index].package.priority.as_deref(),
         })
         .collect();
-    database::write(root, request.arch, &records)?;
+    database::write(root, &records)?;
     reporter.finish(Counter::Unpacked);
 
     let packages = outcomes

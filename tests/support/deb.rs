@@ -343,6 +343,7 @@ impl DebBuilder {
             filename: format!("pool/main/{}.deb", self.name),
             size,
             sha256: Sha256Digest([0; 32]),
+            stanza: Default::default(),
         }
     }
 

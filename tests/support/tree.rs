@@ -21,7 +21,16 @@ pub struct Entry {
 /// Paths left out of the comparison: logs, caches, apt lists, dpkg's backups and per-machine
 /// files (machine-id, hostname, resolv.conf, hosts), as the equivalence criterion says.
 pub fn ignored(path: &str) -> bool {
-    const PREFIXES: &[&str] = &["var/log/", "var/cache/", "var/lib/apt/lists/", "tmp/", "run/", "debootstrap/", "proc/", "sys/"];
+    const PREFIXES: &[&str] = &[
+        "var/log/",
+        "var/cache/",
+        "var/lib/apt/lists/",
+        "tmp/",
+        "run/",
+        "debootstrap/",
+        "proc/",
+        "sys/",
+    ];
     const EXACT: &[&str] = &[
         "etc/machine-id",
         "etc/hostname",
@@ -44,15 +53,28 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("read dir").flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        let rel = path.strip_prefix(root).expect("under root").to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .expect("under root")
+            .to_string_lossy()
+            .into_owned();
         let meta = std::fs::symlink_metadata(&path).expect("lstat");
         let ft = meta.file_type();
         let (kind, detail) = if ft.is_symlink() {
-            ("symlink", std::fs::read_link(&path).expect("readlink").to_string_lossy().into_owned())
+            (
+                "symlink",
+                std::fs::read_link(&path)
+                    .expect("readlink")
+                    .to_string_lossy()
+                    .into_owned(),
+            )
         } else if ft.is_dir() {
             ("dir", String::new())
         } else if ft.is_file() {
@@ -72,7 +94,16 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
             (kind, format!("{:x}", meta.rdev()))
         };
         if !ignored(&rel) {
-            out.insert(rel.clone(), Entry { kind, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid(), detail });
+            out.insert(
+                rel.clone(),
+                Entry {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    uid: meta.uid(),
+                    gid: meta.gid(),
+                    detail,
+                },
+            );
         }
         if ft.is_dir() && !ignored(&format!("{rel}/")) {
             walk(root, &path, out);
@@ -81,12 +112,17 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
 }
 
 /// Human-readable differences between two snapshots, one line each.
-pub fn differences(ours: &BTreeMap<String, Entry>, theirs: &BTreeMap<String, Entry>) -> Vec<String> {
+pub fn differences(
+    ours: &BTreeMap<String, Entry>,
+    theirs: &BTreeMap<String, Entry>,
+) -> Vec<String> {
     let mut diffs = Vec::new();
     for (path, entry) in ours {
         match theirs.get(path) {
             None => diffs.push(format!("only ours: /{path} ({})", entry.kind)),
-            Some(other) if other != entry => diffs.push(format!("differs: /{path}: ours {entry:?}, theirs {other:?}")),
+            Some(other) if other != entry => diffs.push(format!(
+                "differs: /{path}: ours {entry:?}, theirs {other:?}"
+            )),
             Some(_) => {}
         }
     }
