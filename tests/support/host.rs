@@ -48,3 +48,31 @@ pub fn require_root() -> bool {
     }
     root
 }
+
+/// Runs `shell` through real schroot in chroot NAME as USER, with the definition written
+/// under `host_root`: schroot reads only /etc/schroot, so a copy holding our files is bound over
+/// it in a private mount namespace and the host's /etc is never written.
+pub fn schroot_as(host_root: &Path, name: &str, user: &str, shell: &str) -> std::process::Output {
+    let etc = tempfile::tempdir().expect("tempdir");
+    for source in [Path::new("/etc/schroot"), &host_root.join("etc/schroot")] {
+        let copy = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(source.join("."))
+            .arg(etc.path())
+            .status()
+            .expect("cp");
+        assert!(
+            copy.success(),
+            "cannot copy {} (is schroot installed?)",
+            source.display()
+        );
+    }
+    let script = format!(
+        "mount --make-rprivate / && mount --bind {} /etc/schroot && exec schroot -c {name} -u {user} --directory / -- sh -c '{shell}'",
+        etc.path().display()
+    );
+    std::process::Command::new("unshare")
+        .args(["--mount", "sh", "-c", &script])
+        .output()
+        .expect("unshare")
+}

@@ -6,4 +6,5 @@ pub mod host;
 pub mod repo;
 pub mod server;
 pub mod sign;
+pub mod tor;
 pub mod tree;

@@ -1,0 +1,166 @@
+//! The whole default build against the real archive, as root, into a temporary TARGET and
+//! --host-root: real tor derives the same address from our key, nginx passes `nginx -t` in the
+//! chroot, `start` serves HTTP 200 for the onion name and `stop` closes the port, real schroot
+//! runs a command as the user, and a second build keeps the address and one torrc entry.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use support::host::{host_mirror, require_program, require_root};
+
+fn shared_cache() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
+}
+
+fn ours(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args(args)
+        .output()
+        .expect("run debstrap-onion");
+    assert!(
+        out.status.success(),
+        "debstrap-onion {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind")
+        .port()
+}
+
+/// Stops nginx and unmounts on every path, so a failing test leaves no process or mount.
+struct StopOnDrop<'a> {
+    host_root: &'a str,
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+            .args(["stop", "e2e", "--host-root", self.host_root])
+            .output();
+    }
+}
+
+#[test]
+fn real_archive_root_default_onion_build_serves_the_onion_name() {
+    if !require_root() || !require_program("schroot") {
+        return;
+    }
+    let Some(mirror) = host_mirror() else { return };
+    let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
+    let target = dir.path().join("chroot");
+    let host = dir.path().join("host");
+    std::fs::create_dir(&host).expect("host root");
+    let port = free_port().to_string();
+    let (target_s, host_s, cache) = (
+        target.to_str().expect("utf-8"),
+        host.to_str().expect("utf-8"),
+        shared_cache().to_str().expect("utf-8").to_string(),
+    );
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--name",
+            "e2e",
+            "--user",
+            "nobody",
+            "--local-port",
+            &port,
+        ];
+        args.extend_from_slice(&["--host-root", host_s, "--cache-dir", &cache]);
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["trixie", target_s, &mirror]);
+        ours(&args)
+    };
+    let first = build(&[]);
+    let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
+    let key_dir = host.join("var/lib/tor/e2e");
+    let address = std::fs::read_to_string(key_dir.join("hostname"))
+        .expect("hostname")
+        .trim()
+        .to_string();
+    assert!(
+        address.ends_with(".onion") && address.len() == 62,
+        "{address}"
+    );
+    assert!(
+        stdout.contains(&address) && stdout.contains("debstrap-onion start e2e"),
+        "{stdout}"
+    );
+    assert!(debstrap_onion::stage::mounts_under(&target).is_empty());
+
+    // Real tor derives the same address from the key we wrote.
+    if let Some(tor_hostname) = support::tor::hostname_from_real_tor(&key_dir) {
+        assert_eq!(tor_hostname.trim(), address);
+    }
+
+    // nginx accepts its configuration inside the chroot.
+    {
+        let _mounts = debstrap_onion::stage::ChrootMounts::mount(&target).expect("mount");
+        let out = debstrap_onion::stage::run_in_chroot(&target, &["nginx", "-t"], &[], None)
+            .expect("nginx -t");
+        assert!(
+            out.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(debstrap_onion::stage::mounts_under(&target).is_empty());
+
+    // start serves the site for the onion name on 127.0.0.1 only; stop closes the port.
+    {
+        let _stop = StopOnDrop { host_root: host_s };
+        ours(&["start", "e2e", "--host-root", host_s]);
+        let port: u16 = port.parse().expect("port");
+        assert_eq!(
+            debstrap_onion::onion::http_status(port, &address),
+            Some(200)
+        );
+        let status = ours(&["status", "e2e", "--host-root", host_s]);
+        assert!(String::from_utf8_lossy(&status.stdout).contains("HTTP 200"));
+        ours(&["stop", "e2e", "--host-root", host_s]);
+        assert_eq!(
+            debstrap_onion::onion::http_status(port, &address),
+            None,
+            "stop left the port open"
+        );
+    }
+    assert!(
+        debstrap_onion::stage::mounts_under(&target).is_empty(),
+        "stop left mounts"
+    );
+
+    // Real schroot, given our definition, runs a command in the chroot as the user.
+    let out = support::host::schroot_as(
+        &host,
+        "e2e",
+        "nobody",
+        "id -un; test -x /usr/sbin/nginx && echo in-chroot",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.lines().collect::<Vec<_>>(), ["nobody", "in-chroot"]);
+
+    // A second build keeps the address and leaves one torrc entry for the name.
+    build(&["--force"]);
+    let again = std::fs::read_to_string(key_dir.join("hostname")).expect("hostname");
+    assert_eq!(again.trim(), address, "a rebuild changed the onion address");
+    let torrc = std::fs::read_to_string(host.join("etc/tor/torrc")).expect("torrc");
+    assert_eq!(
+        torrc.matches("HiddenServiceDir /var/lib/tor/e2e/").count(),
+        1,
+        "{torrc}"
+    );
+    assert!(debstrap_onion::stage::mounts_under(dir.path()).is_empty());
+}
