@@ -181,6 +181,7 @@ fn build_root(
             suite: &config.suite,
             components: &config.components,
             hostname: &config.name,
+            source_date_epoch: config.source_date_epoch,
         },
         clock.reporter,
     )?;

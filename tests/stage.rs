@@ -308,6 +308,7 @@ fn root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy() {
         suite: "trixie",
         components: &["main".to_owned()],
         hostname: "onion",
+        source_date_epoch: None,
     };
     let err = stage(&request, &Silent).expect_err("the preinst fails");
     let StageError::Command { what, tail, .. } = &err else {

@@ -134,6 +134,7 @@ const DPKG_NEW: &str = ".dpkg-new";
 pub(crate) fn run_preinsts(
     root: &Path,
     unpacked: &Unpacked,
+    extra_env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> Result<(), StageError> {
     let dpkg_version = unpacked
@@ -149,7 +150,7 @@ pub(crate) fn run_preinsts(
         let script = format!("/var/lib/dpkg/info/{}.preinst", package.db_name());
         let what = format!("{} preinst", package.name);
         // The variables dpkg gives maintainer scripts; dpkg-maintscript-helper needs them.
-        let env = [
+        let mut env = vec![
             ("DPKG_MAINTSCRIPT_PACKAGE", package.name.as_str()),
             ("DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT", "1"),
             ("DPKG_MAINTSCRIPT_ARCH", package.architecture.as_str()),
@@ -159,6 +160,7 @@ pub(crate) fn run_preinsts(
             ("DPKG_ADMINDIR", "/var/lib/dpkg"),
             ("DPKG_ROOT", ""),
         ];
+        env.extend_from_slice(extra_env);
         chroot::run(
             &Invocation {
                 root,
@@ -177,6 +179,7 @@ pub(crate) fn run_preinsts(
 /// failure the error names the package dpkg was setting up.
 pub(crate) fn configure_all(
     root: &Path,
+    extra_env: &[(&str, &str)],
     log: Option<&Path>,
     reporter: &dyn Reporter,
 ) -> Result<(), StageError> {
@@ -195,7 +198,7 @@ pub(crate) fn configure_all(
         &Invocation {
             root,
             argv: &argv,
-            env: &[],
+            env: extra_env,
             log,
             what: None,
         },

@@ -106,6 +106,7 @@ mod tests {
             suite: "trixie",
             components: &[],
             hostname: "onion",
+            source_date_epoch: None,
         };
         before_configure(&root, &request).expect("write");
         after_configure(&root).expect("write machine-id");

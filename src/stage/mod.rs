@@ -38,6 +38,8 @@ pub struct StageRequest<'a> {
     pub components: &'a [String],
     /// The chroot's /etc/hostname.
     pub hostname: &'a str,
+    /// Passed to maintainer scripts as SOURCE_DATE_EPOCH, for reproducible builds.
+    pub source_date_epoch: Option<i64>,
 }
 
 /// Why staging failed.
@@ -152,8 +154,15 @@ fn configure_in_chroot(
     let policy = services::PolicyRcD::install(root)?;
     let start_stop_daemon = services::StartStopDaemonDiversion::install(root, root_path, log)?;
     reporter.start(Counter::Configured, request.unpacked.packages.len() as u64);
-    configure::run_preinsts(root_path, request.unpacked, log)?;
-    configure::configure_all(root_path, log, reporter)?;
+    // Maintainer scripts that stamp dates (shadow's last password change, for one) honour
+    // SOURCE_DATE_EPOCH, which reproducible builds need.
+    let epoch = request.source_date_epoch.map(|e| e.to_string());
+    let extra_env: Vec<(&str, &str)> = epoch
+        .iter()
+        .map(|e| ("SOURCE_DATE_EPOCH", e.as_str()))
+        .collect();
+    configure::run_preinsts(root_path, request.unpacked, &extra_env, log)?;
+    configure::configure_all(root_path, &extra_env, log, reporter)?;
     configure::audit(root_path, log)?;
     reporter.finish(Counter::Configured);
     start_stop_daemon.remove()?;
@@ -236,6 +245,7 @@ mod tests {
             suite: "trixie",
             components: &[],
             hostname,
+            source_date_epoch: None,
         }
     }
 
