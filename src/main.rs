@@ -68,12 +68,16 @@ enum Command {
 }
 
 const BUILD_EXAMPLES: &str = "Examples:
-  debstrap-onion build                                   trixie + nginx onion service in /srv/chroot/onion
-  debstrap-onion build --no-onion bookworm /srv/chroot/b   a plain minbase chroot, like debootstrap
-  debstrap-onion build --print-packages --variant buildd   list the package set and exit
-  SOURCE_DATE_EPOCH=1700000000 debstrap-onion build --no-onion trixie root.tar.zst
+  # trixie with an nginx onion service, in /srv/chroot/onion
+  debstrap-onion build
+  # a plain minbase chroot, like debootstrap
+  debstrap-onion build --no-onion bookworm /srv/chroot/b
+  # list the package set and exit
+  debstrap-onion build --print-packages --variant buildd
+  # a reproducible tarball of the base system
+  SOURCE_DATE_EPOCH=1700000000 debstrap-onion build --no-onion trixie b.tar.zst
 
-The mirror is the MIRROR argument, else --mirror, else $DEBSTRAP_MIRROR, else the first Debian
+The mirror is the MIRROR argument, else --mirror, else $DEBSTRAP_MIRROR, else the first Debian \
 archive in the host's apt sources (/etc/apt/sources.list.d/*.sources, then sources.list).";
 
 #[derive(Args, Debug)]
