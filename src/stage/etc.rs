@@ -52,10 +52,13 @@ pub(crate) fn before_configure(root: &RootDir, request: &StageRequest) -> Result
     if root.file_type(localtime)?.is_none() {
         root.symlink("/usr/share/zoneinfo/UTC", localtime)?;
     }
-    // The host's resolver configuration, so apt inside can resolve the mirror.
-    match fs_err::read("/etc/resolv.conf") {
-        Ok(contents) => write_if_missing(root, "etc/resolv.conf", &contents)?,
-        Err(e) => tracing::warn!("not copying the host's resolver configuration: {e}"),
+    // The host's resolver configuration, so apt inside can resolve the mirror; but not in a
+    // reproducible build, whose bytes must not depend on the host it ran on.
+    if request.source_date_epoch.is_none() {
+        match fs_err::read("/etc/resolv.conf") {
+            Ok(contents) => write_if_missing(root, "etc/resolv.conf", &contents)?,
+            Err(e) => tracing::warn!("not copying the host's resolver configuration: {e}"),
+        }
     }
     root.create_dir_all(Path::new("var/lib/dpkg"), 0o755)?;
     // dselect's access method, which debootstrap sets to apt.
