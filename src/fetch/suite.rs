@@ -118,14 +118,54 @@ async fn fetch_packages(
         size: file.size,
         sha256: file.sha256,
     };
-    let compressed = cached_or_fetch(fetcher, &url, expected, request.cache_dir).await?;
+    // The Release also lists the uncompressed index: a warm build reads that from the cache
+    // and checks its hash, which is far cheaper than decompressing again.
+    let plain = release.file(&format!("{dir}/Packages")).map(|f| Expected {
+        size: f.size,
+        sha256: f.sha256,
+    });
+    let cache = request.cache_dir.join("indices");
+    if let Some(text) = plain.and_then(|plain| read_cached(&cache, plain)) {
+        return parse_blocking(url, part, text).await;
+    }
+    let compressed = match read_cached(&cache, expected) {
+        Some(data) => data,
+        None => {
+            let data = fetcher.get_verified(&url, expected).await?;
+            if plain.is_none() {
+                store_cached(&cache, expected, &data);
+            }
+            data
+        }
+    };
+    let capacity = plain.map_or(compressed.len() * 6, |p| p.size as usize);
+    let text = tokio::task::spawn_blocking(move || decompress(&compressed, compression, capacity))
+        .await
+        .expect("decompressing an index does not panic")
+        .map_err(|source| FetchError::Decompress {
+            url: url.clone(),
+            source,
+        })?;
+    if let Some(plain) = plain {
+        let decompressed_url = format!("{url} (decompressed)");
+        check(
+            &decompressed_url,
+            plain,
+            text.len() as u64,
+            Sha256Digest::of(&text),
+        )?;
+        store_cached(&cache, plain, &text);
+    }
+    parse_blocking(url, part, text).await
+}
+
+/// Parses a verified Packages text on the blocking pool.
+async fn parse_blocking(
+    url: String,
+    part: u32,
+    bytes: Vec<u8>,
+) -> Result<(String, Vec<super::index::Package>), FetchError> {
     tokio::task::spawn_blocking(move || {
-        let bytes =
-            decompress(&compressed, compression).map_err(|source| FetchError::Decompress {
-                url: url.clone(),
-                source,
-            })?;
-        drop(compressed);
         let text = String::from_utf8(bytes)
             .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
         let packages = parse_packages(&url, part, &text)?;
@@ -135,37 +175,33 @@ async fn fetch_packages(
     .expect("parsing an index does not panic")
 }
 
-/// A verified index file from `CACHE/indices/SHA256`, else from the mirror (then cached).
-async fn cached_or_fetch(
-    fetcher: &Fetcher,
-    url: &str,
-    expected: Expected,
-    cache_dir: &Path,
-) -> Result<Vec<u8>, FetchError> {
-    let dir = cache_dir.join("indices");
+/// A file from the index cache, only if its size and hash match.
+fn read_cached(dir: &Path, expected: Expected) -> Option<Vec<u8>> {
+    let data = fs_err::read(dir.join(expected.sha256.to_hex())).ok()?;
+    let ok = data.len() as u64 == expected.size && Sha256Digest::of(&data) == expected.sha256;
+    ok.then_some(data)
+}
+
+/// Keeps verified index bytes under their hash. The cache is an optimisation: a read-only or
+/// full cache must not fail the build.
+fn store_cached(dir: &Path, expected: Expected, data: &[u8]) {
     let path = dir.join(expected.sha256.to_hex());
-    if let Ok(data) = fs_err::tokio::read(&path).await {
-        if check(url, expected, data.len() as u64, Sha256Digest::of(&data)).is_ok() {
-            return Ok(data);
-        }
-    }
-    let data = fetcher.get_verified(url, expected).await?;
-    // The cache is an optimisation: a read-only or full cache must not fail the build.
-    let stored = fs_err::create_dir_all(&dir).and_then(|()| {
+    let stored = fs_err::create_dir_all(dir).and_then(|()| {
         let mut temp = tempfile::Builder::new()
             .prefix(".partial-")
-            .tempfile_in(&dir)?;
-        std::io::Write::write_all(&mut temp, &data)?;
+            .tempfile_in(dir)?;
+        std::io::Write::write_all(&mut temp, data)?;
         temp.persist(&path).map(drop).map_err(|e| e.error)
     });
     if let Err(err) = stored {
         tracing::warn!("{}: cannot cache index: {err}", path.display());
     }
-    Ok(data)
 }
 
-fn decompress(data: &[u8], compression: Compression) -> std::io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() * 5);
+fn decompress(data: &[u8], compression: Compression, capacity: usize) -> std::io::Result<Vec<u8>> {
+    // Sized from the Release when it lists the uncompressed index, so the buffer never has to
+    // grow (and be copied) while holding tens of megabytes.
+    let mut out = Vec::with_capacity(capacity + 1);
     match compression {
         Compression::Xz => liblzma::read::XzDecoder::new(data).read_to_end(&mut out)?,
         Compression::Gzip => flate2::read::GzDecoder::new(data).read_to_end(&mut out)?,
