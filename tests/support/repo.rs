@@ -4,9 +4,11 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use sha2::Digest;
+
+use super::sign::release_date;
 
 /// One package in the fixture repository.
 #[derive(Debug, Clone)]
@@ -124,10 +126,10 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
         "Origin: Fixture\nLabel: Fixture\nSuite: {}\nCodename: {}\nDate: {}\n",
         spec.suite,
         spec.codename,
-        rfc2822(spec.date)
+        release_date(spec.date)
     );
     if let Some(valid_until) = spec.valid_until {
-        release.push_str(&format!("Valid-Until: {}\n", rfc2822(valid_until)));
+        release.push_str(&format!("Valid-Until: {}\n", release_date(valid_until)));
     }
     if spec.by_hash {
         release.push_str("Acquire-By-Hash: yes\n");
@@ -148,37 +150,4 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     )
     .expect("write InRelease");
     release
-}
-
-/// `Sat, 21 Nov 2026 09:15:44 UTC`, the date format of Release files.
-pub fn rfc2822(time: SystemTime) -> String {
-    let secs = time
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} UTC",
-        WEEKDAYS[days.rem_euclid(7) as usize],
-        day,
-        MONTHS[(month - 1) as usize],
-        year,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
