@@ -4,22 +4,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use debstrap_onion::config::{BuildConfig, Output, StopAfter, Variant};
 use debstrap_onion::{Error, Silent};
-use support::repo::{write_repo, FakeDeb, RepoSpec, Signer};
-use support::server::{Fault, Server};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/keys")
-        .join(name)
-}
+use support::repo::{key_path, FakeDeb, RepoSpec, Served};
+use support::server::Fault;
 
 fn key(name: &str) -> Vec<u8> {
-    std::fs::read(fixture(name)).expect("fixture key")
+    std::fs::read(key_path(name)).expect("fixture key")
 }
 
 /// `base` (required, depends on `libfoo`), `libfoo`, `apt` (which minbase adds; depends on
@@ -49,27 +43,14 @@ fn packages() -> Vec<FakeDeb> {
 }
 
 struct Fixture {
-    dir: tempfile::TempDir,
-    server: Server,
+    served: Served,
 }
 
 impl Fixture {
     fn with(spec: RepoSpec, secret: &str) -> Fixture {
-        let secret = key(secret);
-        let clearsign = |text: &[u8]| support::sign::clearsign(&secret, text);
-        let detached = |data: &[u8]| support::sign::detached_sign(&secret, data);
-        let dir = tempfile::tempdir().expect("temp dir");
-        write_repo(
-            &dir.path().join("repo"),
-            &spec,
-            &packages(),
-            &Signer {
-                clearsign: &clearsign,
-                detached: &detached,
-            },
-        );
-        let server = Server::start(&dir.path().join("repo"));
-        Fixture { dir, server }
+        Fixture {
+            served: Served::start(&spec, secret, &packages()),
+        }
     }
 
     fn good() -> Fixture {
@@ -77,20 +58,20 @@ impl Fixture {
     }
 
     fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
+        self.served.repo()
     }
 
     fn target(&self) -> PathBuf {
-        self.dir.path().join("target")
+        self.served.dir.path().join("target")
     }
 
     fn cache(&self) -> PathBuf {
-        self.dir.path().join("cache")
+        self.served.dir.path().join("cache")
     }
 
     fn config(&self, stop_after: StopAfter) -> BuildConfig {
-        let mut config = BuildConfig::new("fixture", self.server.url.clone());
-        config.keyrings = vec![fixture("test-archive.pub.asc")];
+        let mut config = BuildConfig::new("fixture", self.served.server.url.clone());
+        config.keyrings = vec![key_path("test-archive.pub.asc")];
         config.cache_dir = self.cache();
         config.output = Output::Directory(self.target());
         config.variant = Variant::Minbase;
@@ -147,7 +128,11 @@ fn good_repository_resolves_the_minbase_set() {
     );
     assert!(!fx.target().exists(), "--print-packages touched TARGET");
     assert!(
-        fx.server.requests().iter().all(|p| !p.ends_with(".deb")),
+        fx.served
+            .server
+            .requests()
+            .iter()
+            .all(|p| !p.ends_with(".deb")),
         "--print-packages fetched .debs"
     );
 }
@@ -166,9 +151,9 @@ fn download_only_fills_the_cache_with_verified_debs_and_a_warm_run_fetches_none(
         );
     }
     assert!(!fx.target().exists());
-    let before = fx.server.requests().len();
+    let before = fx.served.server.requests().len();
     debstrap_onion::build(&fx.config(StopAfter::DownloadOnly), &Silent).expect("warm download");
-    let warm: Vec<String> = fx.server.requests()[before..].to_vec();
+    let warm: Vec<String> = fx.served.server.requests()[before..].to_vec();
     assert_eq!(
         warm,
         ["/dists/fixture/InRelease"],
@@ -180,7 +165,7 @@ fn download_only_fills_the_cache_with_verified_debs_and_a_warm_run_fetches_none(
 fn packages_index_is_fetched_by_hash_as_xz() {
     let fx = Fixture::good();
     debstrap_onion::build(&fx.config(StopAfter::PrintPackages), &Silent).expect("good repository");
-    let requests = fx.server.requests();
+    let requests = fx.served.server.requests();
     assert!(
         requests
             .iter()
@@ -205,7 +190,8 @@ fn one_changed_byte_in_inrelease_is_refused() {
     assert!(err.contains("/dists/fixture/InRelease"), "{err}");
     assert!(fx.cached_debs().is_empty());
     assert!(
-        !fx.server
+        !fx.served
+            .server
             .requests()
             .iter()
             .any(|p| p.ends_with("/Release") || p.ends_with("Release.gpg")),
@@ -293,6 +279,7 @@ fn a_missing_deb_is_reported_at_once_with_its_url() {
         "{err}"
     );
     let tries = fx
+        .served
         .server
         .requests()
         .iter()
@@ -305,18 +292,27 @@ fn a_missing_deb_is_reported_at_once_with_its_url() {
 fn a_dropped_connection_is_retried_and_the_build_succeeds() {
     let fx = Fixture::good();
     let path = format!("/{}", packages()[2].filename());
-    fx.server.fault(&path, Fault::Drop(1));
-    fx.server.fault("/dists/fixture/InRelease", Fault::Drop(1));
+    fx.served.server.fault(&path, Fault::Drop(1));
+    fx.served
+        .server
+        .fault("/dists/fixture/InRelease", Fault::Drop(1));
     debstrap_onion::build(&fx.config(StopAfter::DownloadOnly), &Silent).expect("retry succeeds");
     assert_eq!(fx.cached_debs().len(), 3);
-    let tries = fx.server.requests().iter().filter(|p| **p == path).count();
+    let tries = fx
+        .served
+        .server
+        .requests()
+        .iter()
+        .filter(|p| **p == path)
+        .count();
     assert_eq!(tries, 2, "one dropped connection, one retry");
 }
 
 #[test]
 fn a_server_error_that_persists_fails_after_bounded_retries() {
     let fx = Fixture::good();
-    fx.server
+    fx.served
+        .server
         .fault("/dists/fixture/InRelease", Fault::Status(503));
     let err = fx.refused(&fx.config(StopAfter::PrintPackages));
     assert!(
@@ -324,6 +320,7 @@ fn a_server_error_that_persists_fails_after_bounded_retries() {
         "{err}"
     );
     let tries = fx
+        .served
         .server
         .requests()
         .iter()
@@ -365,4 +362,24 @@ fn a_suite_that_does_not_match_is_refused() {
     config.suite = "other".to_string();
     let err = fx.refused(&config);
     assert!(err.contains("other") && err.contains("fixture"), "{err}");
+}
+
+#[test]
+fn two_builds_sharing_one_cache_at_the_same_time_both_succeed() {
+    let fx = Fixture::good();
+    let config = fx.config(StopAfter::DownloadOnly);
+    std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| debstrap_onion::build(&config, &Silent)))
+            .collect();
+        for run in runs {
+            run.join().expect("no panic").expect("both builds succeed");
+        }
+    });
+    let cached = fx.cached_debs();
+    assert_eq!(cached.len(), 3, "{cached:?}");
+    assert!(
+        cached.iter().all(|n| !n.starts_with(".partial")),
+        "{cached:?}"
+    );
 }

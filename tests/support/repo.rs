@@ -151,3 +151,39 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     .expect("write InRelease");
     release
 }
+
+/// A key file in fixtures/keys (see its README).
+pub fn key_path(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/keys")
+        .join(name)
+}
+
+/// A fixture repository written to a temporary directory, signed with a fixture key and served
+/// on 127.0.0.1; `dir` also holds room for a test's TARGET and cache.
+pub struct Served {
+    pub dir: tempfile::TempDir,
+    pub server: super::server::Server,
+}
+
+impl Served {
+    /// Writes `debs` as suite `spec.codename`, signed with the secret key file `secret`.
+    pub fn start(spec: &RepoSpec, secret: &str, debs: &[FakeDeb]) -> Served {
+        let secret = std::fs::read(key_path(secret)).expect("fixture key");
+        let clearsign = |text: &[u8]| super::sign::clearsign(&secret, text);
+        let detached = |data: &[u8]| super::sign::detached_sign(&secret, data);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let signer = Signer {
+            clearsign: &clearsign,
+            detached: &detached,
+        };
+        write_repo(&dir.path().join("repo"), spec, debs, &signer);
+        let server = super::server::Server::start(&dir.path().join("repo"));
+        Served { dir, server }
+    }
+
+    /// The repository's files, for tests that tamper with them.
+    pub fn repo(&self) -> std::path::PathBuf {
+        self.dir.path().join("repo")
+    }
+}

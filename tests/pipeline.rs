@@ -1,0 +1,77 @@
+//! The whole pipeline on an offline fixture repository of real (tiny) .debs: a hostile package
+//! stops the build with one error naming it, and nothing is left at TARGET, beside it or
+//! outside it.
+
+mod support;
+
+use debstrap_onion::config::{BuildConfig, Output, StopAfter, Variant};
+use debstrap_onion::Silent;
+use support::deb::DebBuilder;
+use support::repo::{key_path, FakeDeb, RepoSpec, Served};
+
+fn fake(deb: &DebBuilder, name: &str) -> FakeDeb {
+    FakeDeb::new(name, "1.0", &[("Priority", "required")], deb.build())
+}
+
+#[test]
+fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_nothing() {
+    if !support::host::require_root() {
+        return;
+    }
+    let good =
+        DebBuilder::new("good", "1.0", "amd64").file("./usr/share/good/file", 0o644, b"fine");
+    let evil = DebBuilder::new("evil", "1.0", "amd64")
+        .symlink("./usr/share/evil-link", "/../../../../../../outside")
+        .file("./usr/share/evil-link/planted", 0o644, b"escaped");
+    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let served = Served::start(
+        &RepoSpec::fresh(),
+        "test-archive.sec.asc",
+        &[fake(&good, "good"), fake(&evil, "evil"), fake(&apt, "apt")],
+    );
+    let outside = served.dir.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    let parent = served.dir.path().join("builds");
+    std::fs::create_dir(&parent).expect("builds dir");
+    let target = parent.join("target");
+
+    let mut config = BuildConfig::new("fixture", served.server.url.clone());
+    config.keyrings = vec![key_path("test-archive.pub.asc")];
+    config.cache_dir = served.dir.path().join("cache");
+    config.output = Output::Directory(target.clone());
+    config.variant = Variant::Extract;
+    config.include = vec!["good".into(), "evil".into(), "apt".into()];
+    config.stop_after = StopAfter::Complete;
+    config.publish_onion = false;
+    config.arch = "amd64".into();
+
+    let err =
+        debstrap_onion::build(&config, &Silent).expect_err("a hostile package fails the build");
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(" / ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    assert!(text.contains("evil"), "the error names the package: {text}");
+    assert!(!target.exists(), "a failed build left TARGET");
+    let beside: Vec<_> = std::fs::read_dir(&parent)
+        .expect("builds dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        beside.is_empty(),
+        "a failed build left {beside:?} beside TARGET"
+    );
+    let escaped: Vec<_> = std::fs::read_dir(&outside)
+        .expect("outside dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "the package wrote outside the root: {escaped:?}"
+    );
+}
