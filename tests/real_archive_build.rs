@@ -167,3 +167,71 @@ fn real_archive_root_refuses_a_non_empty_target_and_leaves_it_alone() {
         "a refused build left files beside TARGET: {leftovers:?}"
     );
 }
+
+#[test]
+fn real_archive_root_variant_extract_unpacks_without_configuring() {
+    let Some(mirror) = prerequisites() else {
+        return;
+    };
+    let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
+    let root = dir.path().join("extract");
+    let printed = run(Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args([
+            "build",
+            "--print-packages",
+            "--variant",
+            "extract",
+            "--include",
+            "dpkg,hello",
+            "--cache-dir",
+        ])
+        .arg(shared_cache())
+        .arg("trixie")
+        .arg(&root)
+        .arg(&mirror));
+    let wanted: Vec<String> = String::from_utf8_lossy(&printed.stdout)
+        .lines()
+        .map(|l| l.replace(' ', "\t"))
+        .collect();
+    assert!(
+        wanted.iter().any(|l| l.starts_with("hello\t")),
+        "{wanted:?}"
+    );
+    run(Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args([
+            "build",
+            "--variant",
+            "extract",
+            "--include",
+            "dpkg,hello",
+            "--cache-dir",
+        ])
+        .arg(shared_cache())
+        .arg("trixie")
+        .arg(&root)
+        .arg(&mirror));
+    let listed = String::from_utf8(chroot(&root, &["dpkg-query", "-W"]).stdout).expect("utf-8");
+    // dpkg-query names Multi-Arch: same packages NAME:ARCH.
+    let listed: Vec<String> = listed
+        .lines()
+        .map(|l| l.replacen(":amd64\t", "\t", 1))
+        .collect();
+    assert_eq!(
+        listed, wanted,
+        "dpkg-query -W lists exactly the resolved packages"
+    );
+    let states =
+        String::from_utf8(chroot(&root, &["dpkg-query", "-W", "-f", "${Status}\n"]).stdout)
+            .expect("utf-8");
+    assert!(
+        states.lines().all(|s| s == "install ok unpacked"),
+        "extract configured something: {states}"
+    );
+    let verify = chroot(&root, &["dpkg", "--verify"]);
+    assert!(
+        verify.stdout.is_empty(),
+        "dpkg --verify: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    assert!(mounts_under(&root).is_empty());
+}
