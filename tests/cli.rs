@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use support::host::{host_mirror, require_program, require_root};
-use support::repo::{write_repo, FakeDeb, RepoSpec, Signer};
-use support::server::Server;
+use support::repo::{key_path, sample_packages, RepoSpec, Served};
 
 const BIN: &str = env!("CARGO_BIN_EXE_debstrap-onion");
 
@@ -57,12 +56,6 @@ fn ok(cmd: &mut Command) -> String {
     stdout(&out)
 }
 
-fn key(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/keys")
-        .join(name)
-}
-
 /// A temporary directory that is removed only when nothing is mounted under it: a build that
 /// failed to undo its mounts must not have the host's /dev or /proc deleted through them.
 struct Scratch(Option<tempfile::TempDir>);
@@ -94,55 +87,24 @@ impl Drop for Scratch {
     }
 }
 
-/// The fixture repository of tests/fetch.rs (apt, base, libfoo, extra), signed with the test
-/// key and served on 127.0.0.1.
+/// The sample fixture repository (apt, base, libfoo, extra), signed with the test key and
+/// served on 127.0.0.1.
 struct Fixture {
-    dir: Scratch,
-    server: Server,
+    served: Served,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let secret = std::fs::read(key("test-archive.sec.asc")).expect("fixture key");
-        let clearsign = |text: &[u8]| support::sign::clearsign(&secret, text);
-        let detached = |data: &[u8]| support::sign::detached_sign(&secret, data);
-        let dir = Scratch::new();
-        let packages = vec![
-            FakeDeb::new(
-                "base",
-                "1.0-1",
-                &[("Priority", "required"), ("Depends", "libfoo (>= 2)")],
-                vec![b'b'; 3000],
-            ),
-            FakeDeb::new(
-                "apt",
-                "2.9",
-                &[("Priority", "important"), ("Depends", "base")],
-                vec![b'a'; 500],
-            ),
-            FakeDeb::new(
-                "libfoo",
-                "2.1-1",
-                &[("Priority", "optional")],
-                vec![b'l'; 7000],
-            ),
-            FakeDeb::new("extra", "0.1", &[("Priority", "optional")], vec![b'e'; 10]),
-        ];
-        write_repo(
-            &dir.path().join("repo"),
+        let served = Served::start(
             &RepoSpec::fresh(),
-            &packages,
-            &Signer {
-                clearsign: &clearsign,
-                detached: &detached,
-            },
+            "test-archive.sec.asc",
+            &sample_packages(),
         );
-        let server = Server::start(&dir.path().join("repo"));
-        Fixture { dir, server }
+        Fixture { served }
     }
 
     fn target(&self) -> PathBuf {
-        self.dir.path().join("target")
+        self.served.dir.path().join("target")
     }
 
     /// `build --no-onion --keyring TEST-KEY --cache-dir TMP/cache --arch amd64` + `args` +
@@ -150,13 +112,13 @@ impl Fixture {
     fn build(&self, args: &[&str]) -> Output {
         run(bin()
             .args(["build", "--no-onion", "--arch", "amd64", "--keyring"])
-            .arg(key("test-archive.pub.asc"))
+            .arg(key_path("test-archive.pub.asc"))
             .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
+            .arg(self.served.dir.path().join("cache"))
             .args(args)
             .arg("fixture")
             .arg(self.target())
-            .arg(&self.server.url))
+            .arg(&self.served.server.url))
     }
 }
 
@@ -343,7 +305,7 @@ fn root_a_bad_signature_fails_naming_the_inrelease_url() {
         return;
     }
     let fx = Fixture::new();
-    let path = fx.dir.path().join("repo/dists/fixture/InRelease");
+    let path = fx.served.repo().join("dists/fixture/InRelease");
     let text = std::fs::read_to_string(&path).expect("InRelease");
     let tampered = text.replacen("Label: Fixture", "Label: Fixturf", 1);
     assert_ne!(text, tampered, "the fixture InRelease has no Label line");
@@ -358,7 +320,7 @@ fn root_a_bad_signature_fails_naming_the_inrelease_url() {
         "expected exit 1, got {}:\n{err}",
         out.status
     );
-    let url = format!("{}/dists/fixture/InRelease", fx.server.url);
+    let url = format!("{}/dists/fixture/InRelease", fx.served.server.url);
     let first = err
         .lines()
         .find(|l| !l.starts_with("==> "))
@@ -383,7 +345,11 @@ fn print_packages_lists_sorted_name_version_lines_and_leaves_target_alone() {
     assert_eq!(lines, sorted);
     assert!(!fx.target().exists(), "--print-packages created TARGET");
     assert!(
-        fx.server.requests().iter().all(|p| !p.ends_with(".deb")),
+        fx.served
+            .server
+            .requests()
+            .iter()
+            .all(|p| !p.ends_with(".deb")),
         "--print-packages downloaded packages"
     );
 }

@@ -9,37 +9,11 @@ use std::time::{Duration, SystemTime};
 
 use debstrap_onion::config::{BuildConfig, Output, StopAfter, Variant};
 use debstrap_onion::{Error, Silent};
-use support::repo::{key_path, FakeDeb, RepoSpec, Served};
+use support::repo::{key_path, sample_packages, RepoSpec, Served};
 use support::server::Fault;
 
 fn key(name: &str) -> Vec<u8> {
     std::fs::read(key_path(name)).expect("fixture key")
-}
-
-/// `base` (required, depends on `libfoo`), `libfoo`, `apt` (which minbase adds; depends on
-/// `base`) and an unrelated `extra`.
-fn packages() -> Vec<FakeDeb> {
-    vec![
-        FakeDeb::new(
-            "apt",
-            "2.9",
-            &[("Priority", "important"), ("Depends", "base")],
-            vec![b'a'; 500],
-        ),
-        FakeDeb::new(
-            "base",
-            "1.0-1",
-            &[("Priority", "required"), ("Depends", "libfoo (>= 2)")],
-            vec![b'b'; 3000],
-        ),
-        FakeDeb::new(
-            "libfoo",
-            "2.1-1",
-            &[("Priority", "optional")],
-            vec![b'l'; 70_000],
-        ),
-        FakeDeb::new("extra", "0.1", &[("Priority", "optional")], vec![b'e'; 10]),
-    ]
 }
 
 struct Fixture {
@@ -49,7 +23,7 @@ struct Fixture {
 impl Fixture {
     fn with(spec: RepoSpec, secret: &str) -> Fixture {
         Fixture {
-            served: Served::start(&spec, secret, &packages()),
+            served: Served::start(&spec, secret, &sample_packages()),
         }
     }
 
@@ -249,13 +223,13 @@ fn a_packages_file_changed_after_signing_is_refused() {
 #[test]
 fn a_deb_with_the_wrong_hash_is_refused_and_never_cached() {
     let fx = Fixture::good();
-    let deb = fx.repo().join(packages()[2].filename());
+    let deb = fx.repo().join(sample_packages()[2].filename());
     let mut data = std::fs::read(&deb).expect("deb");
     data[100] ^= 0xff;
     std::fs::write(&deb, data).expect("tamper");
     let err = fx.refused(&fx.config(StopAfter::Complete));
     assert!(
-        err.contains(&packages()[2].filename()) && err.contains("SHA256 mismatch"),
+        err.contains(&sample_packages()[2].filename()) && err.contains("SHA256 mismatch"),
         "{err}"
     );
     let cached = fx.cached_debs();
@@ -272,10 +246,10 @@ fn a_deb_with_the_wrong_hash_is_refused_and_never_cached() {
 #[test]
 fn a_missing_deb_is_reported_at_once_with_its_url() {
     let fx = Fixture::good();
-    std::fs::remove_file(fx.repo().join(packages()[0].filename())).expect("remove deb");
+    std::fs::remove_file(fx.repo().join(sample_packages()[0].filename())).expect("remove deb");
     let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
     assert!(
-        err.contains(&packages()[0].filename()) && err.contains("404"),
+        err.contains(&sample_packages()[0].filename()) && err.contains("404"),
         "{err}"
     );
     let tries = fx
@@ -283,7 +257,7 @@ fn a_missing_deb_is_reported_at_once_with_its_url() {
         .server
         .requests()
         .iter()
-        .filter(|p| p.ends_with(&packages()[0].filename()))
+        .filter(|p| p.ends_with(&sample_packages()[0].filename()))
         .count();
     assert_eq!(tries, 1, "a 404 must not be retried");
 }
@@ -291,7 +265,7 @@ fn a_missing_deb_is_reported_at_once_with_its_url() {
 #[test]
 fn a_dropped_connection_is_retried_and_the_build_succeeds() {
     let fx = Fixture::good();
-    let path = format!("/{}", packages()[2].filename());
+    let path = format!("/{}", sample_packages()[2].filename());
     fx.served.server.fault(&path, Fault::Drop(1));
     fx.served
         .server

@@ -187,3 +187,29 @@ impl Served {
         self.dir.path().join("repo")
     }
 }
+
+/// `base` (required, depends on `libfoo`), `libfoo`, `apt` (which minbase adds; depends on
+/// `base`) and an unrelated `extra`.
+pub fn sample_packages() -> Vec<FakeDeb> {
+    vec![
+        FakeDeb::new(
+            "apt",
+            "2.9",
+            &[("Priority", "important"), ("Depends", "base")],
+            vec![b'a'; 500],
+        ),
+        FakeDeb::new(
+            "base",
+            "1.0-1",
+            &[("Priority", "required"), ("Depends", "libfoo (>= 2)")],
+            vec![b'b'; 3000],
+        ),
+        FakeDeb::new(
+            "libfoo",
+            "2.1-1",
+            &[("Priority", "optional")],
+            vec![b'l'; 70_000],
+        ),
+        FakeDeb::new("extra", "0.1", &[("Priority", "optional")], vec![b'e'; 10]),
+    ]
+}
