@@ -111,24 +111,26 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         return Ok(report);
     }
 
-    clock.begin(Stage::Download);
-    let debs = runtime.block_on(fetch::download(
-        &fetcher,
-        fetch::DownloadRequest {
-            mirror: &config.mirror,
-            packages: &resolution.packages,
-            cache_dir: &config.cache_dir,
-            reporter,
-        },
-    ))?;
-    drop(runtime);
+    let download = fetch::DownloadRequest {
+        mirror: &config.mirror,
+        packages: &resolution.packages,
+        cache_dir: &config.cache_dir,
+        reporter,
+        on_ready: &|_| {},
+    };
     if config.stop_after == StopAfter::DownloadOnly {
+        clock.begin(Stage::Download);
+        runtime.block_on(fetch::download(&fetcher, download))?;
         report.timings = clock.end();
         return Ok(report);
     }
 
     let build_dir = BuildDir::create(&config.output, config.force)?;
-    report.onion = build_root(config, &debs, &available, build_dir.root(), &mut clock)?;
+    let root = build_dir.root();
+    let unpacked = download_and_unpack(config, &runtime, &fetcher, download, root, &mut clock)?;
+    drop(runtime);
+    unpack::write_available(root, &available)?;
+    report.onion = finish_root(config, &unpacked, root, &mut clock)?;
     // Caches, logs and apt lists go in every configured build, as with mmdebstrap; with
     // SOURCE_DATE_EPOCH the timestamps are clamped too, so the bytes repeat.
     match config.source_date_epoch {
@@ -151,24 +153,116 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     Ok(report)
 }
 
-/// Unpacks, configures and (when asked) publishes the root at `root`.
-fn build_root(
+/// Downloads and unpacks side by side: each .deb is extracted as soon as it is verified in the
+/// cache, largest first on both sides. A download failure is the error reported, even when
+/// unpacking stopped because of it.
+fn download_and_unpack(
     config: &BuildConfig,
-    debs: &[CachedDeb],
-    available: &str,
+    runtime: &tokio::runtime::Runtime,
+    fetcher: &Fetcher,
+    download: fetch::DownloadRequest<'_>,
+    root: &Path,
+    clock: &mut StageClock,
+) -> Result<unpack::Unpacked, Error> {
+    let debs: Vec<CachedDeb> = download
+        .packages
+        .iter()
+        .map(|package| CachedDeb {
+            package: package.clone(),
+            path: fetch::cache_path(download.cache_dir, package),
+        })
+        .collect();
+    let gate = ReadyGate::new(debs.len());
+    let reporter = clock.reporter;
+    let started = Instant::now();
+    clock.begin(Stage::Download);
+    reporter.stage(Stage::Unpack);
+    let ((downloaded, download_time), unpacked) = std::thread::scope(|scope| {
+        let downloading = scope.spawn(|| {
+            let on_ready = |i| gate.open(i);
+            let result = runtime.block_on(fetch::download(
+                fetcher,
+                fetch::DownloadRequest {
+                    on_ready: &on_ready,
+                    ..download
+                },
+            ));
+            if result.is_err() {
+                gate.fail();
+            }
+            (result, started.elapsed())
+        });
+        let request = unpack::UnpackRequest {
+            root,
+            debs: &debs,
+            arch: &config.arch,
+        };
+        let unpacked = unpack::unpack_when_ready(&request, &|i| gate.wait(i), reporter);
+        (
+            downloading
+                .join()
+                .expect("the download thread does not panic"),
+            unpacked,
+        )
+    });
+    clock.split(Stage::Download, download_time, Stage::Unpack);
+    downloaded?;
+    Ok(unpacked?)
+}
+
+/// Which downloads are verified in the cache, for unpacking threads waiting on them.
+struct ReadyGate {
+    /// One flag per package, and whether the downloads failed.
+    state: std::sync::Mutex<(Vec<bool>, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl ReadyGate {
+    fn new(count: usize) -> ReadyGate {
+        ReadyGate {
+            state: std::sync::Mutex::new((vec![false; count], false)),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn open(&self, index: usize) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0[index] = true;
+        self.changed.notify_all();
+    }
+
+    fn fail(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Blocks until package `index` is ready; `Err` when it never will be.
+    fn wait(&self, index: usize) -> Result<(), crate::cancel::Cancelled> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.0[index] {
+                return Ok(());
+            }
+            if state.1 {
+                return Err(crate::cancel::Cancelled);
+            }
+            crate::cancel::check()?;
+            // Woken by every download; the timeout only bounds how late a Ctrl-C is seen.
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Configures and (when asked) publishes the unpacked root at `root`.
+fn finish_root(
+    config: &BuildConfig,
+    unpacked: &unpack::Unpacked,
     root: &Path,
     clock: &mut StageClock,
 ) -> Result<Option<onion::OnionReport>, Error> {
-    clock.begin(Stage::Unpack);
-    let unpacked = unpack::unpack(
-        &unpack::UnpackRequest {
-            root,
-            debs,
-            arch: &config.arch,
-        },
-        clock.reporter,
-    )?;
-    unpack::write_available(root, available)?;
     if config.variant == Variant::Extract {
         return Ok(None);
     }
@@ -176,7 +270,7 @@ fn build_root(
     stage::stage(
         &stage::StageRequest {
             root,
-            unpacked: &unpacked,
+            unpacked,
             mirror: &config.mirror,
             suite: &config.suite,
             components: &config.components,
@@ -228,6 +322,16 @@ impl<'a> StageClock<'a> {
     fn close(&mut self) {
         if let Some((stage, started)) = self.current.take() {
             self.done.push((stage, started.elapsed()));
+        }
+    }
+
+    /// Ends two stages that ran side by side since the current one began: the first took
+    /// `first`, the second is charged only the time it ran past the first's end.
+    fn split(&mut self, first_stage: Stage, first: Duration, second_stage: Stage) {
+        if let Some((_, started)) = self.current.take() {
+            let total = started.elapsed();
+            self.done.push((first_stage, first));
+            self.done.push((second_stage, total.saturating_sub(first)));
         }
     }
 

@@ -2,7 +2,6 @@
 //! path has always been verified; a cached file is used only when its hash still matches.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 
@@ -28,6 +27,16 @@ pub struct DownloadRequest<'a> {
     pub packages: &'a [Package],
     pub cache_dir: &'a Path,
     pub reporter: &'a dyn Reporter,
+    /// Called with the index in `packages` of each package as soon as it is verified in the
+    /// cache, so unpacking can start before the last download ends.
+    pub on_ready: &'a (dyn Fn(usize) + Sync),
+}
+
+/// Where a package's .deb is kept in the cache, named by its SHA256.
+pub fn cache_path(cache_dir: &Path, package: &Package) -> PathBuf {
+    cache_dir
+        .join("debs")
+        .join(format!("{}.deb", package.sha256))
 }
 
 /// Fetches every package not already verified in the cache, largest first, several at a time;
@@ -47,30 +56,27 @@ pub async fn download(
     let total = request.packages.iter().map(|p| p.size).sum();
     reporter.start(Counter::DownloadBytes, total);
 
-    let mut order: Vec<&Package> = request.packages.iter().collect();
-    order.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
-    let dir = Arc::new(dir);
+    let mut order: Vec<(usize, &Package)> = request.packages.iter().enumerate().collect();
+    order.sort_by(|(_, a), (_, b)| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
     let mut debs: Vec<CachedDeb> = stream::iter(order)
-        .map(|package| {
-            let dir = Arc::clone(&dir);
-            async move {
-                let path = dir.join(format!("{}.deb", package.sha256));
-                let expected = Expected {
-                    size: package.size,
-                    sha256: package.sha256,
-                };
-                if is_cached(&path, expected).await? {
-                    reporter.advance(Counter::DownloadBytes, package.size);
-                } else {
-                    let url = format!("{}/{}", request.mirror, package.filename);
-                    let progress = |n| reporter.advance(Counter::DownloadBytes, n);
-                    fetcher.download(&url, &path, expected, &progress).await?;
-                }
-                Ok::<_, FetchError>(CachedDeb {
-                    package: package.clone(),
-                    path,
-                })
+        .map(|(index, package)| async move {
+            let path = cache_path(request.cache_dir, package);
+            let expected = Expected {
+                size: package.size,
+                sha256: package.sha256,
+            };
+            if is_cached(&path, expected).await? {
+                reporter.advance(Counter::DownloadBytes, package.size);
+            } else {
+                let url = format!("{}/{}", request.mirror, package.filename);
+                let progress = |n| reporter.advance(Counter::DownloadBytes, n);
+                fetcher.download(&url, &path, expected, &progress).await?;
             }
+            (request.on_ready)(index);
+            Ok::<_, FetchError>(CachedDeb {
+                package: package.clone(),
+                path,
+            })
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect()

@@ -10,7 +10,7 @@ mod release;
 mod suite;
 
 pub use client::{Expected, FetchError, Fetcher};
-pub use download::{download, CachedDeb, DownloadRequest};
+pub use download::{cache_path, download, CachedDeb, DownloadRequest};
 pub use hash::Sha256Digest;
 pub use index::{parse_packages, IndexParseError, Package, RepoIndex};
 pub use keyring::{Keyring, KeyringError};

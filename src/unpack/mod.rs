@@ -238,6 +238,17 @@ pub fn write_available(root: &Path, stanzas: &str) -> Result<(), UnpackError> {
 /// Files shipped by several packages end as the one latest in `debs` order would leave them;
 /// directories keep the metadata of the earliest. Nothing is written outside the root.
 pub fn unpack(request: &UnpackRequest, reporter: &dyn Reporter) -> Result<Unpacked, UnpackError> {
+    unpack_when_ready(request, &|_| Ok(()), reporter)
+}
+
+/// Like [`unpack`], but `debs[i]` is opened only after `ready(i)` returns, so extraction can
+/// overlap the downloads that are still filling the cache; `ready` returns `Err` when the file
+/// will never come (the download failed or the build was interrupted).
+pub fn unpack_when_ready(
+    request: &UnpackRequest,
+    ready: &(dyn Fn(usize) -> Result<(), Cancelled> + Sync),
+    reporter: &dyn Reporter,
+) -> Result<Unpacked, UnpackError> {
     let (root, created) =
         Root::open_or_create(request.root).map_err(|source| UnpackError::Root {
             path: request.root.to_owned(),
@@ -246,7 +257,7 @@ pub fn unpack(request: &UnpackRequest, reporter: &dyn Reporter) -> Result<Unpack
     let mut guard = RemoveOnError {
         path: created.then(|| request.root.to_owned()),
     };
-    let unpacked = unpack_into(&root, request, reporter)?;
+    let unpacked = unpack_into(&root, request, ready, reporter)?;
     guard.path = None;
     Ok(unpacked)
 }
@@ -254,6 +265,7 @@ pub fn unpack(request: &UnpackRequest, reporter: &dyn Reporter) -> Result<Unpack
 fn unpack_into(
     root: &Root,
     request: &UnpackRequest,
+    ready: &(dyn Fn(usize) -> Result<(), Cancelled> + Sync),
     reporter: &dyn Reporter,
 ) -> Result<Unpacked, UnpackError> {
     let debs = request.debs;
@@ -269,7 +281,7 @@ fn unpack_into(
             })?;
     }
 
-    let outcomes = extract_all(&extractor, debs, reporter)?;
+    let outcomes = extract_all(&extractor, debs, ready, reporter)?;
     crate::cancel::check()?;
     extractor.finish_directories()?;
 
@@ -306,6 +318,7 @@ fn unpack_into(
 fn extract_all(
     extractor: &Extractor,
     debs: &[CachedDeb],
+    ready: &(dyn Fn(usize) -> Result<(), Cancelled> + Sync),
     reporter: &dyn Reporter,
 ) -> Result<Vec<Outcome>, UnpackError> {
     let mut order: Vec<usize> = (0..debs.len()).collect();
@@ -320,6 +333,7 @@ fn extract_all(
                 break;
             };
             let result = crate::cancel::check()
+                .and_then(|()| ready(i))
                 .map_err(UnpackError::from)
                 .and_then(|()| unpack_one(extractor, i, &debs[i]));
             match &result {
