@@ -353,6 +353,15 @@ fn print_report(config: &BuildConfig, report: &debstrap_onion::BuildReport, prog
         }
         return;
     }
+    // The onion report is the build's result, printed even with --quiet; it goes to stderr
+    // when the tarball itself is on stdout.
+    if let Some(onion) = &report.onion {
+        if matches!(config.output, Output::Stdout { .. }) {
+            eprintln!("{onion}");
+        } else {
+            println!("{onion}");
+        }
+    }
     if progress.quiet {
         return;
     }
@@ -369,10 +378,7 @@ fn print_report(config: &BuildConfig, report: &debstrap_onion::BuildReport, prog
         report.packages.len()
     );
     if let Some(target) = &report.target {
-        eprintln!("root: {}", target.display());
-    }
-    if let Some(onion) = &report.onion {
-        println!("{onion}");
+        eprintln!("output: {}", target.display());
     }
 }
 
