@@ -64,6 +64,17 @@ fn real_archive_root_two_tarball_builds_are_bit_identical_and_hold_a_working_roo
         "two builds with the same SOURCE_DATE_EPOCH differ"
     );
 
+    // TARGET `-` streams the same bytes to standard output.
+    let streamed = ours(
+        &["build", "--no-onion", "trixie", "-", &mirror],
+        &dir.path().join("cache-a"),
+    );
+    assert_eq!(
+        debstrap_onion::fetch::Sha256Digest::of(&streamed.stdout).to_hex(),
+        sum_a,
+        "the tarball on stdout differs from the file"
+    );
+
     let listing = list(&a);
     for needle in [
         " ./usr/bin/dpkg\n",
