@@ -131,14 +131,11 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     drop(runtime);
     unpack::write_available(root, &available)?;
     report.onion = finish_root(config, &unpacked, root, &mut clock)?;
-    // Caches, logs and apt lists go in every configured build, as with mmdebstrap; with
-    // SOURCE_DATE_EPOCH the timestamps are clamped too, so the bytes repeat.
-    match config.source_date_epoch {
-        Some(epoch) => output::make_deterministic(build_dir.root(), epoch)?,
-        None if config.variant != Variant::Extract => {
-            output::remove_volatile_files(build_dir.root())?
-        }
-        None => {}
+    // With SOURCE_DATE_EPOCH caches and logs go and timestamps are clamped, so the bytes
+    // repeat; without it the root keeps the build's logs (dpkg.log, the maintainer scripts'
+    // output in var/log/debstrap-onion.log), as debootstrap leaves them.
+    if let Some(epoch) = config.source_date_epoch {
+        output::make_deterministic(root, epoch)?;
     }
     if !matches!(config.output, Output::Directory(_)) {
         clock.begin(Stage::Output);
