@@ -32,6 +32,8 @@ pub enum Error {
     Output(#[from] output::OutputError),
     #[error("TARGET {path} exists and is not empty; pass --force to replace it, or choose another TARGET")]
     TargetNotEmpty { path: PathBuf },
+    #[error("TARGET {path} has mounts inside ({mounts:?}); stop what uses it first (e.g. `debstrap-onion stop NAME`)")]
+    TargetMounted { path: PathBuf, mounts: Vec<PathBuf> },
     #[error("{path}: cannot prepare the build directory")]
     Target {
         path: PathBuf,
@@ -354,6 +356,13 @@ impl BuildDir {
                 if !force && is_non_empty_dir(target) {
                     return Err(Error::TargetNotEmpty {
                         path: target.clone(),
+                    });
+                }
+                let mounted = stage::mounts_under(target);
+                if !mounted.is_empty() {
+                    return Err(Error::TargetMounted {
+                        path: target.clone(),
+                        mounts: mounted,
                     });
                 }
                 (
