@@ -75,3 +75,69 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
         "the package wrote outside the root: {escaped:?}"
     );
 }
+
+/// Records how many packages were unpacked, for a test to wait on.
+#[derive(Default)]
+struct UnpackCount {
+    count: std::sync::Mutex<u64>,
+    changed: std::sync::Condvar,
+}
+
+impl debstrap_onion::Reporter for UnpackCount {
+    fn stage(&self, _: debstrap_onion::progress::Stage) {}
+    fn start(&self, _: debstrap_onion::progress::Counter, _: u64) {}
+    fn advance(&self, counter: debstrap_onion::progress::Counter, n: u64) {
+        if counter == debstrap_onion::progress::Counter::Unpacked {
+            *self.count.lock().expect("count lock") += n;
+            self.changed.notify_all();
+        }
+    }
+    fn finish(&self, _: debstrap_onion::progress::Counter) {}
+}
+
+#[test]
+fn root_packages_unpack_while_another_download_is_still_held() {
+    if !support::host::require_root() {
+        return;
+    }
+    let big =
+        DebBuilder::new("big", "1.0", "amd64").file("./usr/share/big", 0o644, &[7u8; 200_000]);
+    let small = DebBuilder::new("small", "1.0", "amd64").file("./usr/share/small", 0o644, b"s");
+    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let debs = [fake(&big, "big"), fake(&small, "small"), fake(&apt, "apt")];
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &debs);
+    let held = format!("/{}", debs[1].filename());
+    served.server.fault(&held, support::server::Fault::Hold);
+
+    let mut config = BuildConfig::new("fixture", served.server.url.clone());
+    config.keyrings = vec![key_path("test-archive.pub.asc")];
+    config.cache_dir = served.dir.path().join("cache");
+    config.output = Output::Directory(served.dir.path().join("target"));
+    config.variant = Variant::Extract;
+    config.include = vec!["big".into(), "small".into(), "apt".into()];
+    config.publish_onion = false;
+    config.arch = "amd64".into();
+
+    let reporter = UnpackCount::default();
+    std::thread::scope(|scope| {
+        let build = scope.spawn(|| debstrap_onion::build(&config, &reporter));
+        // While `small` is held by the server, the other packages must unpack.
+        let count = reporter.count.lock().expect("count lock");
+        let (count, timeout) = reporter
+            .changed
+            .wait_timeout_while(count, std::time::Duration::from_secs(60), |c| *c < 2)
+            .expect("count lock");
+        let unpacked_while_held = *count;
+        drop(count);
+        served.server.release(&held);
+        build
+            .join()
+            .expect("no panic")
+            .expect("the build succeeds once released");
+        assert!(
+            !timeout.timed_out() && unpacked_while_held >= 2,
+            "only {unpacked_while_held} packages unpacked while one download was held"
+        );
+    });
+    assert!(served.dir.path().join("target/usr/share/small").exists());
+}

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// What the server does instead of serving a path.
@@ -17,12 +17,17 @@ pub enum Fault {
     Drop(u32),
     /// Answer with this HTTP status, every time.
     Status(u16),
+    /// Answer only once [`Server::release`] is called for the path.
+    Hold,
 }
+
+/// The faults by path, and a condition signalled when one is released.
+type Faults = Arc<(Mutex<HashMap<String, Fault>>, Condvar)>;
 
 /// A running server; stopped when dropped.
 pub struct Server {
     pub url: String,
-    faults: Arc<Mutex<HashMap<String, Fault>>>,
+    faults: Faults,
     requests: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     addr: std::net::SocketAddr,
@@ -34,7 +39,7 @@ impl Server {
     pub fn start(root: &Path) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local address");
-        let faults: Arc<Mutex<HashMap<String, Fault>>> = Arc::default();
+        let faults: Faults = Arc::default();
         let requests: Arc<Mutex<Vec<String>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
@@ -68,9 +73,17 @@ impl Server {
     /// Makes requests for `path` (e.g. `/dists/x/InRelease`) fail as `fault` says.
     pub fn fault(&self, path: &str, fault: Fault) {
         self.faults
+            .0
             .lock()
             .expect("faults lock")
             .insert(path.to_string(), fault);
+    }
+
+    /// Lets held requests for `path` be answered, now and later.
+    pub fn release(&self, path: &str) {
+        let (faults, released) = &*self.faults;
+        faults.lock().expect("faults lock").remove(path);
+        released.notify_all();
     }
 
     /// The paths requested so far, in order.
@@ -82,6 +95,13 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        // Answer anything still held, so no serving thread waits forever.
+        let (faults, released) = &*self.faults;
+        faults
+            .lock()
+            .expect("faults lock")
+            .retain(|_, f| *f != Fault::Hold);
+        released.notify_all();
         // Wake the accept loop so it sees the flag.
         let _ = TcpStream::connect(self.addr);
         if let Some(thread) = self.thread.take() {
@@ -93,7 +113,7 @@ impl Drop for Server {
 fn serve(
     mut stream: TcpStream,
     root: &Path,
-    faults: &Mutex<HashMap<String, Fault>>,
+    faults: &(Mutex<HashMap<String, Fault>>, Condvar),
     requests: &Mutex<Vec<String>>,
 ) {
     loop {
@@ -116,7 +136,11 @@ fn serve(
             .to_string();
         requests.lock().expect("requests lock").push(path.clone());
         let fault = {
+            let (faults, released) = faults;
             let mut faults = faults.lock().expect("faults lock");
+            while faults.get(&path) == Some(&Fault::Hold) {
+                faults = released.wait(faults).expect("faults lock");
+            }
             match faults.get(&path).copied() {
                 Some(Fault::Drop(n)) if n > 0 => {
                     faults.insert(path.clone(), Fault::Drop(n - 1));
