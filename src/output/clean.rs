@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags, Timespec, Timestamps};
 
-use super::walk::{self, read_names};
+use super::walk::{self, read_names, MountId};
 use super::OutputError;
 
 /// Logs the installation writes; removed outright, as mmdebstrap does.
@@ -101,7 +101,7 @@ pub(super) fn clamp_mtimes(root: &Path, source_date_epoch: i64) -> Result<(), Ou
 struct Cleaner<'r> {
     root: &'r Path,
     root_fd: OwnedFd,
-    mount: u64,
+    mount: MountId,
 }
 
 impl<'r> Cleaner<'r> {
@@ -116,7 +116,7 @@ impl<'r> Cleaner<'r> {
             Mode::empty(),
         )
         .map_err(read_err)?;
-        let mount = mount_id(root_fd.as_fd(), c"", AtFlags::EMPTY_PATH).map_err(read_err)?;
+        let mount = MountId::at(root_fd.as_fd(), c"", AtFlags::EMPTY_PATH).map_err(read_err)?;
         Ok(Cleaner {
             root,
             root_fd,
@@ -172,7 +172,7 @@ impl<'r> Cleaner<'r> {
         flags: AtFlags,
         rel: &[u8],
     ) -> Result<(), OutputError> {
-        let id = mount_id(dir, name, flags).map_err(|source| OutputError::Read {
+        let id = MountId::at(dir, name, flags).map_err(|source| OutputError::Read {
             path: self.path(rel),
             source: source.into(),
         })?;
@@ -333,14 +333,4 @@ fn file_type(dir: BorrowedFd, name: &CStr) -> Option<FileType> {
     rustix::fs::statx(dir, name, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE)
         .ok()
         .map(|s| FileType::from_raw_mode(s.stx_mode.into()))
-}
-
-/// The mount id of an entry, or its device number where the kernel has no mount ids.
-fn mount_id(dir: BorrowedFd, name: &CStr, flags: AtFlags) -> rustix::io::Result<u64> {
-    let stat = rustix::fs::statx(dir, name, flags | AtFlags::NO_AUTOMOUNT, StatxFlags::MNT_ID)?;
-    if StatxFlags::from_bits_retain(stat.stx_mask).contains(StatxFlags::MNT_ID) {
-        Ok(stat.stx_mnt_id)
-    } else {
-        Ok((u64::from(stat.stx_dev_major) << 32) | u64::from(stat.stx_dev_minor))
-    }
 }

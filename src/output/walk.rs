@@ -64,12 +64,17 @@ pub(super) fn walk(
 /// What identifies the root's mount: the mount id where the kernel reports it (it tells bind
 /// mounts of the same filesystem apart), else the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MountId {
+pub(super) enum MountId {
     Mount(u64),
     Device(u32, u32),
 }
 
 impl MountId {
+    /// The mount of `name` in `dir` (of `dir` itself with `c""` and `AT_EMPTY_PATH`).
+    pub(super) fn at(dir: BorrowedFd, name: &CStr, flags: AtFlags) -> rustix::io::Result<MountId> {
+        Ok(MountId::of(&statx(dir, name, flags)?))
+    }
+
     fn of(stat: &Statx) -> MountId {
         if StatxFlags::from_bits_retain(stat.stx_mask).contains(StatxFlags::MNT_ID) {
             MountId::Mount(stat.stx_mnt_id)

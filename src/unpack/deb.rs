@@ -101,38 +101,36 @@ pub fn read_deb<T>(
         if name.starts_with('_') {
             continue;
         }
-        if let Some(suffix) = name.strip_prefix("control.tar") {
+        let (is_data, suffix) = if let Some(suffix) = name.strip_prefix("control.tar") {
             if control.is_some() {
                 return Err(format(FormatProblem::Unexpected(name)));
             }
-            let compression = compression(package, &name, suffix)?;
-            let size = entry.header().size();
-            let count = Cell::new(0);
-            let mut reader = compression
-                .decoder(Counted {
-                    inner: &mut entry,
-                    read: &count,
-                })
-                .map_err(|source| member_error(package, &name, source))?;
-            control = Some(read_control(package, &name, &mut reader)?);
-            drain(package, &name, reader, &count, size)?;
+            (false, suffix)
         } else if let Some(suffix) = name.strip_prefix("data.tar") {
-            let control = control.ok_or_else(|| format(FormatProblem::NoControl))?;
-            let compression = compression(package, &name, suffix)?;
-            let size = entry.header().size();
-            let count = Cell::new(0);
-            let mut reader = compression
-                .decoder(Counted {
-                    inner: &mut entry,
-                    read: &count,
-                })
-                .map_err(|source| member_error(package, &name, source))?;
+            if control.is_none() {
+                return Err(format(FormatProblem::NoControl));
+            }
+            (true, suffix)
+        } else {
+            return Err(format(FormatProblem::Unexpected(name)));
+        };
+        let compression = compression(package, &name, suffix)?;
+        let size = entry.header().size();
+        let count = Cell::new(0);
+        let mut reader = compression
+            .decoder(Counted {
+                inner: &mut entry,
+                read: &count,
+            })
+            .map_err(|source| member_error(package, &name, source))?;
+        if is_data {
+            let control = control.expect("checked above: data.tar follows control.tar");
             let extracted = extract(&control, &name, &mut reader)?;
             drain(package, &name, reader, &count, size)?;
             return Ok((control, extracted));
-        } else {
-            return Err(format(FormatProblem::Unexpected(name)));
         }
+        control = Some(read_control(package, &name, &mut reader)?);
+        drain(package, &name, reader, &count, size)?;
     }
     Err(format(if control.is_some() {
         FormatProblem::NoData
