@@ -14,6 +14,7 @@
 
 pub mod cancel;
 pub mod config;
+pub mod deb822;
 pub mod fetch;
 pub mod onion;
 pub mod output;

@@ -101,7 +101,9 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         arch: config.arch.clone(),
     };
     let resolution = resolve::resolve(&index, &selection)?;
-    let available = index.stanzas(&resolution.packages);
+    let available = index
+        .stanzas(&resolution.packages)
+        .map_err(fetch::FetchError::from)?;
     drop(index);
     report.packages = resolution
         .packages

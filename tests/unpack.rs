@@ -373,25 +373,80 @@ fn root_a_package_shipping_the_merged_usr_links_keeps_them() {
 }
 
 #[test]
-fn root_a_file_shipped_twice_ends_as_the_later_package_left_it() {
+fn root_a_file_shipped_by_two_packages_is_refused_naming_both_and_the_path() {
     if !have_root() {
         return;
     }
-    for (first, second) in [("one", "two"), ("two", "one")] {
+    // The second case reaches one file by two names, through the merged-/usr link.
+    for (path_a, path_b, shown) in [
+        ("./etc/shared", "./etc/shared", "etc/shared"),
+        ("./bin/tool", "./usr/bin/tool", "bin/tool"),
+    ] {
         let f = Fixture::new();
-        let make = |name: &str| {
+        let make = |name: &str, path: &str| {
             pkg(name)
                 .dir("./etc/", 0o755)
-                .file("./etc/shared", 0o644, name.as_bytes())
                 .dir("./usr/", 0o755)
                 .dir("./usr/bin/", 0o755)
-                .file("./bin/tool", 0o755, name.as_bytes())
+                .file(path, 0o644, name.as_bytes())
         };
-        f.unpack(&[make(first), make(second)]).expect("unpack");
-        assert_eq!(f.read("etc/shared"), second);
-        // Reached as ./bin/tool: the same file as usr/bin/tool through the merged-/usr link.
-        assert_eq!(f.read("usr/bin/tool"), second);
+        let err = f
+            .unpack(&[make("one", path_a), make("two", path_b)])
+            .expect_err("a file in two packages");
+        let line = error_line(&err);
+        assert!(matches!(&err, UnpackError::Overwrite { .. }), "{line}");
+        assert!(line.contains("one") && line.contains("two"), "{line}");
+        assert!(line.contains(shown) && line.contains("Replaces"), "{line}");
+        assert!(!f.root.exists(), "the half-unpacked root is removed");
     }
+}
+
+#[test]
+fn root_a_file_shipped_twice_goes_to_the_package_that_replaces_the_other() {
+    if !have_root() {
+        return;
+    }
+    let old = pkg("old")
+        .dir("./etc/", 0o755)
+        .file("./etc/shared", 0o644, b"old");
+    let new = |replaces: &str| {
+        pkg("new")
+            .field("Replaces", replaces)
+            .dir("./etc/", 0o755)
+            .file("./etc/shared", 0o644, b"new")
+    };
+    // Request order does not decide: Replaces does.
+    for reversed in [false, true] {
+        let f = Fixture::new();
+        let mut builders = vec![old.clone(), new("old (<< 2)")];
+        if reversed {
+            builders.reverse();
+        }
+        f.unpack(&builders).expect("Replaces allows it");
+        assert_eq!(f.read("etc/shared"), "new");
+        // As dpkg records it: the file belongs to the replacing package only.
+        let list = |name: &str| f.read(&format!("var/lib/dpkg/info/{name}.list"));
+        assert!(
+            list("new").lines().any(|l| l == "/etc/shared"),
+            "{}",
+            list("new")
+        );
+        assert!(
+            !list("old").lines().any(|l| l == "/etc/shared"),
+            "{}",
+            list("old")
+        );
+    }
+    // A Replaces whose version does not cover the other package allows nothing.
+    let f = Fixture::new();
+    let err = f
+        .unpack(&[old.clone(), new("old (<< 1.0-1)")])
+        .expect_err("the version is not replaced");
+    assert!(
+        matches!(&err, UnpackError::Overwrite { .. }),
+        "{}",
+        error_line(&err)
+    );
 }
 
 #[test]

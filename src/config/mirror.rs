@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::ConfigError;
+use crate::deb822::{Comments, Paragraph};
 
 /// Suite names that mark an apt source as Debian's own archive (a pocket such as
 /// `bookworm-updates` counts by its base name; security archives are skipped by URI).
@@ -100,48 +101,25 @@ fn is_debian_archive(uri: &str, suite: &str) -> bool {
         && !suite.ends_with("-security")
 }
 
-/// The first enabled `deb` entry of a deb822 file that points at a Debian archive.
+/// The first enabled `deb` entry of a deb822 file that points at a Debian archive; a
+/// paragraph apt could not read either is passed over.
 fn first_deb822(text: &str) -> Option<String> {
-    let mut paragraph: Vec<(String, String)> = Vec::new();
-    let lines = text.lines().chain(std::iter::once(""));
-    for line in lines {
-        if line.trim().is_empty() {
-            if let Some(url) = deb822_paragraph_mirror(&paragraph) {
-                return Some(url);
-            }
-            paragraph.clear();
-            continue;
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            if let Some((_, value)) = paragraph.last_mut() {
-                value.push(' ');
-                value.push_str(line.trim());
-            }
-        } else if let Some((key, value)) = line.split_once(':') {
-            paragraph.push((key.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-    None
+    crate::deb822::paragraphs(text, Comments::Allowed)
+        .filter_map(Result::ok)
+        .find_map(|paragraph| deb822_paragraph_mirror(&paragraph))
 }
 
-fn deb822_paragraph_mirror(paragraph: &[(String, String)]) -> Option<String> {
-    let field = |name: &str| {
-        paragraph
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    if field("enabled").is_some_and(|v| v.eq_ignore_ascii_case("no")) {
+fn deb822_paragraph_mirror(paragraph: &Paragraph<'_>) -> Option<String> {
+    let field = |name: &str| paragraph.field(name).map(|f| f.folded());
+    if field("Enabled").is_some_and(|v| v.eq_ignore_ascii_case("no")) {
         return None;
     }
-    if !field("types")?.split_whitespace().any(|t| t == "deb") {
+    if !field("Types")?.split_whitespace().any(|t| t == "deb") {
         return None;
     }
-    let suites: Vec<&str> = field("suites")?.split_whitespace().collect();
-    field("uris")?
+    let suites = field("Suites")?;
+    let suites: Vec<&str> = suites.split_whitespace().collect();
+    field("URIs")?
         .split_whitespace()
         .find(|uri| suites.iter().any(|s| is_debian_archive(uri, s)))
         .map(str::to_string)
@@ -223,6 +201,19 @@ mod tests {
         assert_eq!(
             discover_mirror(None, None, dir.path()).expect("mirror"),
             "http://127.0.0.1/on"
+        );
+    }
+
+    #[test]
+    fn deb822_sources_may_fold_fields_and_use_any_case() {
+        let dir = apt_dir(&[(
+            "sources.list.d/debian.sources",
+            "types: deb\nuris:\n http://127.0.0.1/folded\n# a comment inside\nSUITES: trixie\n\
+             \x20 trixie-updates\n",
+        )]);
+        assert_eq!(
+            discover_mirror(None, None, dir.path()).expect("mirror"),
+            "http://127.0.0.1/folded"
         );
     }
 

@@ -12,7 +12,7 @@ mod suite;
 pub use client::{Expected, FetchError, Fetcher};
 pub use download::{cache_path, download, CachedDeb, DownloadRequest};
 pub use hash::Sha256Digest;
-pub use index::{parse_packages, IndexParseError, Package, RepoIndex};
+pub use index::{IndexParseError, Package, PackageRef, RepoIndex};
 pub use keyring::{Keyring, KeyringError};
 pub use release::{ReleaseError, ReleaseFile, ReleasePolicy, VerifiedRelease};
 pub use suite::{index, IndexRequest};

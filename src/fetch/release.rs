@@ -20,6 +20,7 @@ use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
 
 use super::hash::Sha256Digest;
 use super::keyring::Keyring;
+use crate::deb822::Comments;
 
 /// How far a Release's Date may be ahead of `now` before it is refused.
 const MAX_FUTURE_DATE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -188,10 +189,13 @@ impl VerifiedRelease {
         };
         let text =
             std::str::from_utf8(text).map_err(|e| malformed(format!("not UTF-8 text ({e})")))?;
-        let fields = parse_paragraph(text).map_err(malformed)?;
+        let fields = crate::deb822::first_paragraph(text, Comments::Refused)
+            .map_err(|e| malformed(e.to_string()))?
+            .ok_or_else(|| malformed("no fields".into()))?;
+        let get = |name: &str| fields.get(name).map(str::to_owned);
 
-        let suite = fields.get("suite").cloned().unwrap_or_default();
-        let codename = fields.get("codename").cloned().unwrap_or_default();
+        let suite = get("Suite").unwrap_or_default();
+        let codename = get("Codename").unwrap_or_default();
         if suite.is_empty() && codename.is_empty() {
             return Err(malformed("no Suite or Codename field".into()));
         }
@@ -204,49 +208,48 @@ impl VerifiedRelease {
             });
         }
 
-        let date_text = fields
-            .get("date")
-            .ok_or_else(|| malformed("no Date field".into()))?;
-        let date = parse_date(date_text)
+        let date_text = get("Date").ok_or_else(|| malformed("no Date field".into()))?;
+        let date = parse_date(&date_text)
             .ok_or_else(|| malformed(format!("Date {date_text:?} is not a valid date")))?;
         if date > later(policy.now, MAX_FUTURE_DATE) {
             return Err(ReleaseError::FutureDate {
                 url: url.to_string(),
-                date: date_text.clone(),
+                date: date_text,
             });
         }
+        let valid_until_text = get("Valid-Until");
         let valid_until =
-            match fields.get("valid-until") {
+            match &valid_until_text {
                 None => None,
                 Some(text) => Some(parse_date(text).ok_or_else(|| {
                     malformed(format!("Valid-Until {text:?} is not a valid date"))
                 })?),
             };
-        if let (Some(until), Some(text)) = (valid_until, fields.get("valid-until")) {
+        if let (Some(until), Some(text)) = (valid_until, valid_until_text) {
             if until < policy.now && !policy.ignore_valid_until {
                 return Err(ReleaseError::Expired {
                     url: url.to_string(),
-                    valid_until: text.clone(),
+                    valid_until: text,
                 });
             }
         }
 
         let words = |name: &str| -> Vec<String> {
             fields
-                .get(name)
-                .map(|v| v.split_whitespace().map(str::to_string).collect())
+                .field(name)
+                .map(|f| f.folded().split_whitespace().map(str::to_string).collect())
                 .unwrap_or_default()
         };
-        let files = match fields.get("sha256") {
-            Some(section) => parse_sha256_section(section).map_err(malformed)?,
+        let files = match fields.field("SHA256") {
+            Some(section) => parse_sha256_section(section.lines()).map_err(malformed)?,
             None => return Err(malformed("no SHA256 section".into())),
         };
         Ok(VerifiedRelease {
             acquire_by_hash: fields
-                .get("acquire-by-hash")
+                .get("Acquire-By-Hash")
                 .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
-            architectures: words("architectures"),
-            components: words("components"),
+            architectures: words("Architectures"),
+            components: words("Components"),
             suite,
             codename,
             date,
@@ -587,55 +590,12 @@ fn is_weak(hash: HashAlgorithm) -> bool {
     )
 }
 
-/// The fields of the first deb822 paragraph, by lower-cased name; continuation lines are kept
-/// joined by newlines (the first line of a multi-line field is often empty).
-fn parse_paragraph(text: &str) -> Result<BTreeMap<String, String>, String> {
-    let mut fields: BTreeMap<String, String> = BTreeMap::new();
-    let mut current: Option<String> = None;
-    for (n, line) in text.lines().enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        if line.trim().is_empty() {
-            if fields.is_empty() {
-                continue;
-            }
-            break;
-        }
-        if line.starts_with('#') {
-            continue;
-        }
-        if line.starts_with([' ', '\t']) {
-            let name = current
-                .as_ref()
-                .ok_or_else(|| format!("line {} continues no field", n + 1))?;
-            let value = fields
-                .get_mut(name)
-                .expect("the current field was inserted");
-            value.push('\n');
-            value.push_str(line.trim());
-            continue;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .ok_or_else(|| format!("line {} is not a field: {line:?}", n + 1))?;
-        let name = name.trim().to_ascii_lowercase();
-        if name.is_empty() || name.contains(char::is_whitespace) {
-            return Err(format!("line {} is not a field: {line:?}", n + 1));
-        }
-        if fields
-            .insert(name.clone(), value.trim().to_string())
-            .is_some()
-        {
-            return Err(format!("field {name:?} appears twice"));
-        }
-        current = Some(name);
-    }
-    Ok(fields)
-}
-
 /// The SHA256 section: one ` HASH SIZE PATH` line per file.
-fn parse_sha256_section(section: &str) -> Result<BTreeMap<String, ReleaseFile>, String> {
+fn parse_sha256_section<'a>(
+    lines: impl Iterator<Item = &'a str>,
+) -> Result<BTreeMap<String, ReleaseFile>, String> {
     let mut files = BTreeMap::new();
-    for line in section.lines().filter(|l| !l.trim().is_empty()) {
+    for line in lines {
         let bad = || format!("SHA256 line {line:?} is not HASH SIZE PATH");
         let mut words = line.split_whitespace();
         let (Some(hash), Some(size), Some(path), None) =

@@ -1,15 +1,18 @@
 //! The suite's index: InRelease (or Release + Release.gpg when there is no InRelease), verified,
-//! then the Packages index of every requested component, checked against the Release's SHA256
-//! before it is decompressed and parsed. Verified Packages files are kept in the cache under
-//! their hash, so a warm build fetches only the InRelease.
+//! then the Packages index of every requested component: the compressed file is checked against
+//! the Release's SHA256 before it is decompressed, the decompressed stream while it is parsed
+//! (a stanza at a time; nothing is used unless the whole matches). Verified Packages files are
+//! kept in the cache under their hash, so a warm build fetches only the InRelease.
 
-use std::io::Read;
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
+use sha2::Digest;
+
 use super::client::{check, Expected, FetchError, Fetcher};
 use super::hash::Sha256Digest;
-use super::index::{parse_packages, RepoIndex};
+use super::index::{Part, RepoIndex, Stanzas};
 use super::keyring::Keyring;
 use super::release::{ReleasePolicy, VerifiedRelease};
 
@@ -95,7 +98,7 @@ async fn fetch_packages(
     release: &VerifiedRelease,
     component: &str,
     part: u32,
-) -> Result<(String, Vec<super::index::Package>), FetchError> {
+) -> Result<Parsed, FetchError> {
     let dir = format!("{component}/binary-{}", request.arch);
     let base = format!("{}/dists/{}", request.mirror, request.suite);
     let (path, file, compression) = VARIANTS
@@ -125,8 +128,14 @@ async fn fetch_packages(
         sha256: f.sha256,
     });
     let cache = request.cache_dir.join("indices");
-    if let Some(text) = plain.and_then(|plain| read_cached(&cache, plain)) {
-        return parse_blocking(url, part, text).await;
+    if let Some(plain) = plain {
+        let (url, cache) = (url.clone(), cache.clone());
+        let warm = tokio::task::spawn_blocking(move || parse_cached(&cache, plain, &url, part))
+            .await
+            .expect("parsing an index does not panic")?;
+        if let Some(parsed) = warm {
+            return Ok(parsed);
+        }
     }
     let compressed = match read_cached(&cache, expected) {
         Some(data) => data,
@@ -138,41 +147,199 @@ async fn fetch_packages(
             data
         }
     };
-    let capacity = plain.map_or(compressed.len() * 6, |p| p.size as usize);
-    let text = tokio::task::spawn_blocking(move || decompress(&compressed, compression, capacity))
-        .await
-        .expect("decompressing an index does not panic")
-        .map_err(|source| FetchError::Decompress {
-            url: url.clone(),
-            source,
-        })?;
-    if let Some(plain) = plain {
-        let decompressed_url = format!("{url} (decompressed)");
-        check(
-            &decompressed_url,
-            plain,
-            text.len() as u64,
-            Sha256Digest::of(&text),
-        )?;
-        store_cached(&cache, plain, &text);
-    }
-    parse_blocking(url, part, text).await
-}
-
-/// Parses a verified Packages text on the blocking pool.
-async fn parse_blocking(
-    url: String,
-    part: u32,
-    bytes: Vec<u8>,
-) -> Result<(String, Vec<super::index::Package>), FetchError> {
     tokio::task::spawn_blocking(move || {
-        let text = String::from_utf8(bytes)
-            .unwrap_or_else(|err| String::from_utf8_lossy(err.as_bytes()).into_owned());
-        let packages = parse_packages(&url, part, &text)?;
-        Ok((text, packages))
+        let decoder: Box<dyn Read> = match compression {
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new(compressed.as_slice())),
+            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(compressed.as_slice())),
+            Compression::None => Box::new(compressed.as_slice()),
+        };
+        decompress_and_parse(decoder, plain, &cache, url, part)
     })
     .await
     .expect("parsing an index does not panic")
+}
+
+/// A verified Packages index: its name, its compact fields, and the file its stanzas stay in.
+type Parsed = (String, Part, Stanzas);
+
+/// Streams the decompressed index through the hash, a copy in the cache and the parser at once,
+/// so no more than one stanza of it is in memory; past the size the Release gives it stops.
+/// The copy (named by its hash when the Release lists one) stays open for dpkg's `available`.
+fn decompress_and_parse(
+    decoder: Box<dyn Read + '_>,
+    plain: Option<Expected>,
+    cache: &Path,
+    url: String,
+    part: u32,
+) -> Result<Parsed, FetchError> {
+    let temp = fs_err::create_dir_all(cache)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix(".partial-")
+                .tempfile_in(cache)
+        })
+        // A read-only cache must not fail the build: keep the copy in the temp dir instead.
+        .or_else(|_| tempfile::NamedTempFile::new())
+        .map_err(|source| FetchError::Cache {
+            path: cache.to_path_buf(),
+            source,
+        })?;
+    let mut tee = Tee {
+        inner: decoder,
+        hasher: sha2::Sha256::new(),
+        count: 0,
+        limit: plain.map(|p| p.size),
+        copy: Some(std::io::BufWriter::new(temp.as_file())),
+        failure: None,
+    };
+    let parsed = super::index::parse_packages(&url, part, BufReader::new(&mut tee));
+    if parsed.is_err() && tee.failure.is_none() {
+        // Finish hashing: a stanza that does not parse in a file that does not match is the
+        // mirror's inconsistency, and that is the error to report.
+        let _ = std::io::copy(&mut tee, &mut std::io::sink());
+    }
+    let decompressed_url = format!("{url} (decompressed)");
+    let copy_failed = |source| FetchError::Cache {
+        path: temp.path().to_path_buf(),
+        source,
+    };
+    match tee.failure.take() {
+        Some(Failure::Decompress(source)) => return Err(FetchError::Decompress { url, source }),
+        Some(Failure::Copy(source)) => return Err(copy_failed(source)),
+        Some(Failure::TooLong) => {
+            let plain = plain.expect("only a known size can be exceeded");
+            return Err(FetchError::SizeMismatch {
+                url: decompressed_url,
+                expected: plain.size,
+                actual: tee.count,
+            });
+        }
+        None => {}
+    }
+    let (count, digest) = (tee.count, Sha256Digest(tee.hasher.finalize_reset().into()));
+    let copy = tee.copy.take();
+    drop(tee);
+    if let Some(plain) = plain {
+        check(&decompressed_url, plain, count, digest)?;
+    }
+    let parsed = parsed?;
+    flush(copy).map_err(copy_failed)?;
+    let file = match plain {
+        Some(plain) => {
+            let path = cache.join(plain.sha256.to_hex());
+            match temp.persist(&path) {
+                Ok(file) => file,
+                Err(err) => {
+                    tracing::warn!("{}: cannot cache index: {}", path.display(), err.error);
+                    err.file.into_file()
+                }
+            }
+        }
+        None => temp.into_file(),
+    };
+    Ok((url, parsed, Stanzas::File(file)))
+}
+
+/// The decompressed index from the cache, parsed while its size and hash are checked; `None`
+/// when it is missing, not ours alone to write, or does not match (then it is fetched again).
+fn parse_cached(
+    dir: &Path,
+    expected: Expected,
+    url: &str,
+    part: u32,
+) -> Result<Option<Parsed>, FetchError> {
+    use std::os::unix::fs::MetadataExt;
+    let path = dir.join(expected.sha256.to_hex());
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(None);
+    };
+    // The file is read again later for dpkg's `available`: only one nobody else can change
+    // between now and then is used.
+    let trusted = file.metadata().is_ok_and(|m| {
+        m.is_file() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
+    });
+    if !trusted {
+        tracing::warn!(
+            "{}: not used, as another user could change it",
+            path.display()
+        );
+        return Ok(None);
+    }
+    let mut tee = Tee {
+        inner: Box::new(&file),
+        hasher: sha2::Sha256::new(),
+        count: 0,
+        limit: Some(expected.size),
+        copy: None::<std::io::Sink>,
+        failure: None,
+    };
+    let parsed = super::index::parse_packages(url, part, BufReader::new(&mut tee));
+    if parsed.is_err() && tee.failure.is_none() {
+        let _ = std::io::copy(&mut tee, &mut std::io::sink());
+    }
+    let digest = Sha256Digest(tee.hasher.finalize_reset().into());
+    let whole = tee.failure.is_none() && tee.count == expected.size;
+    drop(tee);
+    if !whole || digest != expected.sha256 {
+        return Ok(None);
+    }
+    Ok(Some((url.to_owned(), parsed?, Stanzas::File(file))))
+}
+
+/// Writes out what the copy still buffers.
+fn flush(copy: Option<std::io::BufWriter<&std::fs::File>>) -> std::io::Result<()> {
+    match copy {
+        Some(copy) => copy.into_inner().map(drop).map_err(|e| e.into_error()),
+        None => Ok(()),
+    }
+}
+
+/// Why streaming an index stopped.
+enum Failure {
+    Decompress(std::io::Error),
+    Copy(std::io::Error),
+    TooLong,
+}
+
+/// Reads through: hashes and counts what passes, copies it, and stops past `limit`.
+struct Tee<'a, W: Write> {
+    inner: Box<dyn Read + 'a>,
+    hasher: sha2::Sha256,
+    count: u64,
+    limit: Option<u64>,
+    copy: Option<W>,
+    failure: Option<Failure>,
+}
+
+impl<W: Write> Read for Tee<'_, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.failure.is_some() {
+            return Err(std::io::Error::other("the index stream already failed"));
+        }
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
+            Err(e) => {
+                let message = e.to_string();
+                self.failure = Some(Failure::Decompress(e));
+                return Err(std::io::Error::other(message));
+            }
+        };
+        self.count += n as u64;
+        if self.limit.is_some_and(|limit| self.count > limit) {
+            self.failure = Some(Failure::TooLong);
+            return Err(std::io::Error::other("longer than the Release says"));
+        }
+        self.hasher.update(&buf[..n]);
+        if let Some(copy) = &mut self.copy {
+            if let Err(e) = copy.write_all(&buf[..n]) {
+                let message = e.to_string();
+                self.failure = Some(Failure::Copy(e));
+                return Err(std::io::Error::other(message));
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// A file from the index cache, only if its size and hash match.
@@ -196,16 +363,4 @@ fn store_cached(dir: &Path, expected: Expected, data: &[u8]) {
     if let Err(err) = stored {
         tracing::warn!("{}: cannot cache index: {err}", path.display());
     }
-}
-
-fn decompress(data: &[u8], compression: Compression, capacity: usize) -> std::io::Result<Vec<u8>> {
-    // Sized from the Release when it lists the uncompressed index, so the buffer never has to
-    // grow (and be copied) while holding tens of megabytes.
-    let mut out = Vec::with_capacity(capacity + 1);
-    match compression {
-        Compression::Xz => liblzma::read::XzDecoder::new(data).read_to_end(&mut out)?,
-        Compression::Gzip => flate2::read::GzDecoder::new(data).read_to_end(&mut out)?,
-        Compression::None => return Ok(data.to_vec()),
-    };
-    Ok(out)
 }

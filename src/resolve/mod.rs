@@ -4,7 +4,8 @@
 //! Seeds follow debootstrap's variants; --exclude removes names from the seeds only, so a package
 //! that something else depends on is still installed (as debootstrap does). From the seeds,
 //! `Pre-Depends` and `Depends` are followed with versions, alternatives, `Provides` and
-//! architecture qualifiers; solver.rs writes out the exact policy. The same index and selection
+//! architecture qualifiers, and `Conflicts`/`Breaks` are honoured; solver.rs writes out the
+//! exact policy. The same index and selection
 //! always give the same resolution.
 
 mod relation;
@@ -15,7 +16,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::config::Variant;
-use crate::fetch::{Package, RepoIndex};
+use crate::fetch::{Package, PackageRef, RepoIndex};
 
 pub use relation::RelationError;
 pub use solver::NOT_PULLED_BY_DEPENDENCIES;
@@ -89,6 +90,9 @@ pub enum ResolveError {
     /// `chain` runs from a seed through each dependency as written to the one that failed.
     #[error("{}: {reason}", chain.join(" -> "))]
     Unsatisfiable { chain: Vec<String>, reason: String },
+    /// Two packages of the selection cannot be installed together (as apt would refuse).
+    #[error(transparent)]
+    Conflict(Box<Conflict>),
     #[error("{package} {version}: cannot parse its {field} field")]
     BadRelation {
         package: String,
@@ -106,17 +110,59 @@ pub enum ResolveError {
     },
 }
 
+/// Two chosen packages that cannot be installed together: `package` declares `field:
+/// relation`, which `other` matches.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{package} {version} declares {field}: {relation}, but {other} {other_version} is selected \
+     too ({package} by {package_chain}; {other} by {other_chain}); change --include/--exclude \
+     so that only one of them is needed"
+)]
+pub struct Conflict {
+    pub package: String,
+    pub version: String,
+    pub field: &'static str,
+    pub relation: String,
+    pub other: String,
+    pub other_version: String,
+    pub package_chain: String,
+    pub other_chain: String,
+}
+
 /// Chooses the package set.
 pub fn resolve(index: &RepoIndex, selection: &Selection) -> Result<Resolution, ResolveError> {
-    let universe = Universe::new(index.packages(), &selection.arch);
+    let universe = Universe::new(index, &selection.arch);
     let seeds = seeds(&universe, selection)?;
     let chosen = solver::solve(&universe, &seeds)?;
     Ok(Resolution {
         packages: chosen
             .into_iter()
-            .map(|i| universe.package(i).clone())
+            .map(|i| universe.package(i).to_package())
             .collect(),
     })
+}
+
+/// Whether `replacer` declares `Replaces` on `replaced` at its version: dpkg's condition for
+/// letting one package's file overwrite another's. Only real names count (as dpkg checks
+/// file overwrites); a field that does not parse replaces nothing.
+pub fn replaces(replacer: &Package, replaced: &Package) -> bool {
+    let Some(text) = replacer.replaces.as_deref() else {
+        return false;
+    };
+    let Ok(relations) = relation::parse_relations(text) else {
+        return false;
+    };
+    relations
+        .iter()
+        .flat_map(|relation| &relation.alternatives)
+        .filter(|atom| atom.name == replaced.name)
+        .any(|atom| match &atom.version {
+            None => true,
+            Some((op, wanted)) => replaced
+                .version
+                .parse::<debversion::Version>()
+                .is_ok_and(|version| op.holds(&version, wanted)),
+        })
 }
 
 /// `NAME VERSION` lines sorted by name: what `--print-packages` prints.
@@ -132,22 +178,25 @@ pub fn print_packages(resolution: &Resolution) -> String {
 /// The names a variant starts from, plus --include, minus --exclude, in name order.
 fn seeds(universe: &Universe<'_>, selection: &Selection) -> Result<Vec<Seed>, ResolveError> {
     let variant = selection.variant.name();
-    let names_where = |wanted: &dyn Fn(&Package) -> bool| -> BTreeSet<&str> {
+    let names_where = |wanted: &dyn Fn(&PackageRef<'_>) -> bool| -> BTreeSet<&str> {
         universe
             .eligible()
             .filter(|package| wanted(package))
-            .map(|package| package.name.as_str())
+            .map(|package| package.name)
             .collect()
     };
     let with_priority = |priorities: &[&str]| {
-        names_where(&|package: &Package| {
-            let priority = package.priority.as_deref();
+        names_where(&|package: &PackageRef<'_>| {
+            let priority = package.priority;
             priority.is_some_and(|p| priorities.contains(&p))
         })
     };
     let (names, extra): (BTreeSet<&str>, &[&str]) = match selection.variant {
         Variant::Extract => (BTreeSet::new(), &[]),
-        Variant::Essential => (names_where(&|package: &Package| package.essential), &[]),
+        Variant::Essential => (
+            names_where(&|package: &PackageRef<'_>| package.essential),
+            &[],
+        ),
         Variant::Minbase => (with_priority(&["required"]), &["apt"]),
         Variant::Buildd => (with_priority(&["required"]), &["apt", "build-essential"]),
         Variant::Important => (with_priority(&["required", "important"]), &[]),

@@ -13,12 +13,17 @@
 //!   chosen at a version that satisfies every pin; when none does, the error names both chains.
 //!   Pins only accumulate, so this ends.
 //! - Names in [`NOT_PULLED_BY_DEPENDENCIES`] never satisfy a dependency (debootstrap's rule).
+//! - `Conflicts` and `Breaks` are honoured as apt does for a fresh install: a candidate that
+//!   clashes with the selection (either way round) is passed over for the next alternative,
+//!   version or provider; when the finished selection still holds two packages that clash (a
+//!   dependency with no other way, or two seeds), the error names both, the relation and the
+//!   chains that brought them in, before anything is downloaded.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::relation::{parse_relations, ArchQualifier, Atom, Relation};
-use super::universe::{priority_rank, Universe};
+use super::universe::{priority_rank, Clash, Universe};
 use super::ResolveError;
 
 /// Packages never pulled in to satisfy a dependency (they may still be --included).
@@ -138,7 +143,93 @@ impl<'a> Run<'_, 'a> {
                 return Ok(Outcome::Pin(pin));
             }
         }
+        self.check_clashes()?;
         Ok(Outcome::Solved(self.selected.into_values().collect()))
+    }
+
+    /// Refuses a selection in which one package conflicts with (or breaks) another.
+    fn check_clashes(&self) -> Result<(), ResolveError> {
+        for &package in self.selected.values() {
+            for clash in self.universe.clashes(package)? {
+                let mut others: Vec<usize> = Vec::new();
+                if let Some(&real) = self.selected.get(clash.atom.name.as_str()) {
+                    others.push(real);
+                }
+                for provider in self.universe.providers(&clash.atom.name)? {
+                    let name = self.universe.package(provider.package).name;
+                    if self.selected.get(name) == Some(&provider.package) {
+                        others.push(provider.package);
+                    }
+                }
+                for other in others {
+                    if self.universe.clash_hits(package, clash, other)? {
+                        return Err(self.clash_error(package, clash, other));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn clash_error(&self, package: usize, clash: &Clash, other: usize) -> ResolveError {
+        let (declarer, victim) = (self.universe.package(package), self.universe.package(other));
+        ResolveError::Conflict(Box::new(super::Conflict {
+            package: declarer.name.to_owned(),
+            version: declarer.version.to_owned(),
+            field: clash.field,
+            relation: clash.atom.to_string(),
+            other: victim.name.to_owned(),
+            other_version: victim.version.to_owned(),
+            package_chain: self.chain(package).join(" -> "),
+            other_chain: self.chain(other).join(" -> "),
+        }))
+    }
+
+    /// A selected package that `candidate` clashes with, or that clashes with `candidate`, as
+    /// (declarer, clash, the other).
+    fn clash_with_selection(
+        &self,
+        candidate: usize,
+    ) -> Result<Option<(usize, &Clash, usize)>, ResolveError> {
+        for &other in self.selected.values() {
+            for clash in self.universe.clashes(candidate)? {
+                if self.universe.clash_hits(candidate, clash, other)? {
+                    return Ok(Some((candidate, clash, other)));
+                }
+            }
+            for clash in self.universe.clashes(other)? {
+                if self.universe.clash_hits(other, clash, candidate)? {
+                    return Ok(Some((other, clash, candidate)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why `candidate` cannot join the selection, if a clash is the reason.
+    fn clash_reason(&self, candidate: usize) -> Result<Option<String>, ResolveError> {
+        let Some((declarer, clash, other)) = self.clash_with_selection(candidate)? else {
+            return Ok(None);
+        };
+        let (d, o) = (
+            self.universe.package(declarer),
+            self.universe.package(other),
+        );
+        let selected = if declarer == candidate {
+            other
+        } else {
+            declarer
+        };
+        Ok(Some(format!(
+            "{} {} declares {}: {}, so it cannot be installed with {} {} (selected by {})",
+            d.name,
+            d.version,
+            clash.field,
+            clash.atom,
+            o.name,
+            o.version,
+            self.chain(selected).join(" -> ")
+        )))
     }
 
     fn select_seed(&mut self, seed: &Seed) -> Result<(), ResolveError> {
@@ -147,7 +238,7 @@ impl<'a> Run<'_, 'a> {
             arch: ArchQualifier::Implicit,
             version: None,
         };
-        match self.best_real(&atom)? {
+        match self.best_real(&atom, false)? {
             Some(package) => {
                 self.select(package, None, seed.name.clone());
                 Ok(())
@@ -169,7 +260,7 @@ impl<'a> Run<'_, 'a> {
             return Ok(());
         }
         if let Some(package) = self.best_provider(&atom)? {
-            let name = &self.universe.package(package).name;
+            let name = self.universe.package(package).name;
             self.select(package, None, format!("{} (provided by {name})", seed.name));
             return Ok(());
         }
@@ -198,14 +289,14 @@ impl<'a> Run<'_, 'a> {
     fn visit(&mut self, package: usize) -> Result<Option<Pin>, ResolveError> {
         let record = self.universe.package(package);
         let fields = [
-            ("Pre-Depends", record.pre_depends.as_deref()),
-            ("Depends", record.depends.as_deref()),
+            ("Pre-Depends", record.pre_depends),
+            ("Depends", record.depends),
         ];
         for (field, text) in fields {
             let Some(text) = text else { continue };
             let relations = parse_relations(text).map_err(|source| ResolveError::BadRelation {
-                package: record.name.clone(),
-                version: record.version.clone(),
+                package: record.name.to_owned(),
+                version: record.version.to_owned(),
                 field,
                 source,
             })?;
@@ -291,7 +382,7 @@ impl<'a> Run<'_, 'a> {
                 ));
             }
             None => {
-                if let Some(package) = self.best_real(atom)? {
+                if let Some(package) = self.best_real(atom, true)? {
                     return Ok(Choice::Select { package, via: None });
                 }
             }
@@ -308,11 +399,15 @@ impl<'a> Run<'_, 'a> {
         })
     }
 
-    /// The highest version of `atom.name` that satisfies it and every pin on the name.
-    fn best_real(&self, atom: &Atom) -> Result<Option<usize>, ResolveError> {
+    /// The highest version of `atom.name` that satisfies it and every pin on the name (and,
+    /// with `avoid_clashes`, clashes with nothing selected).
+    fn best_real(&self, atom: &Atom, avoid_clashes: bool) -> Result<Option<usize>, ResolveError> {
         let mut best: Option<usize> = None;
         for &candidate in self.universe.named(&atom.name) {
-            if !self.universe.real_satisfies(candidate, atom)? || !self.pins_allow(candidate)? {
+            if !self.universe.real_satisfies(candidate, atom)?
+                || !self.pins_allow(candidate)?
+                || (avoid_clashes && self.clash_with_selection(candidate)?.is_some())
+            {
                 continue;
             }
             best = match best {
@@ -333,15 +428,16 @@ impl<'a> Run<'_, 'a> {
         let mut best = None;
         for provider in self.universe.providers(&atom.name)? {
             let record = self.universe.package(provider.package);
-            if self.selected.contains_key(record.name.as_str())
+            if self.selected.contains_key(record.name)
                 || !self.universe.provider_satisfies(&provider, atom)
                 || !self.pins_allow(provider.package)?
+                || self.clash_with_selection(provider.package)?.is_some()
             {
                 continue;
             }
             let key = (
-                priority_rank(record),
-                record.name.as_str(),
+                priority_rank(&record),
+                record.name,
                 Reverse(self.universe.version(provider.package)?),
                 provider.package,
             );
@@ -353,7 +449,7 @@ impl<'a> Run<'_, 'a> {
     }
 
     fn pins_allow(&self, package: usize) -> Result<bool, ResolveError> {
-        let name = &self.universe.package(package).name;
+        let name = self.universe.package(package).name;
         for pin in self.pins.get(name).map_or(&[][..], Vec::as_slice) {
             if !self.universe.real_satisfies(package, &pin.atom)? {
                 return Ok(false);
@@ -378,14 +474,14 @@ impl<'a> Run<'_, 'a> {
             }
         }
         Ok(self.universe.providers(&atom.name)?.iter().any(|provider| {
-            let name = self.universe.package(provider.package).name.as_str();
+            let name = self.universe.package(provider.package).name;
             self.selected.get(name) == Some(&provider.package)
                 && self.universe.provider_satisfies(provider, atom)
         }))
     }
 
     fn select(&mut self, package: usize, from: Option<usize>, step: String) {
-        let name = self.universe.package(package).name.as_str();
+        let name = self.universe.package(package).name;
         self.selected.insert(name, package);
         self.links.insert(package, Link { from, step });
         self.queue.push_back(package);
@@ -404,6 +500,24 @@ impl<'a> Run<'_, 'a> {
         }
         steps.reverse();
         steps
+    }
+
+    /// Why the versions of `atom.name` that fit it and its pins are refused, when every one
+    /// of them clashes with the selection.
+    fn real_clash_reason(&self, atom: &Atom) -> Result<Option<String>, ResolveError> {
+        let mut reason = None;
+        for &candidate in self.universe.named(&atom.name) {
+            if !self.universe.real_satisfies(candidate, atom)? || !self.pins_allow(candidate)? {
+                continue;
+            }
+            match self.clash_reason(candidate)? {
+                Some(why) => {
+                    reason.get_or_insert(why);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(reason)
     }
 
     /// Why nothing satisfies `atom`, for the error message.
@@ -425,7 +539,7 @@ impl<'a> Run<'_, 'a> {
             for &candidate in real {
                 versions.push((self.universe.version(candidate)?, candidate));
                 let record = self.universe.package(candidate);
-                let this_arch = self.universe.arch_satisfies(record, &atom.arch);
+                let this_arch = self.universe.arch_satisfies(&record, &atom.arch);
                 let this_version = match &atom.version {
                     None => true,
                     Some((op, wanted)) => op.holds(self.universe.version(candidate)?, wanted),
@@ -437,7 +551,7 @@ impl<'a> Run<'_, 'a> {
             versions.sort_by(|a, b| b.cmp(a));
             let listed: Vec<&str> = versions
                 .iter()
-                .map(|&(_, i)| self.universe.package(i).version.as_str())
+                .map(|&(_, i)| self.universe.package(i).version)
                 .collect();
             if !version_ok {
                 parts.push(match listed.as_slice() {
@@ -455,6 +569,8 @@ impl<'a> Run<'_, 'a> {
                     }
                     _ => format!("no available version of {} fits", atom.name),
                 });
+            } else if let Some(reason) = self.real_clash_reason(atom)? {
+                parts.push(reason);
             } else {
                 let pins = self.pins.get(&atom.name).map_or(&[][..], Vec::as_slice);
                 let wanted: Vec<String> = pins

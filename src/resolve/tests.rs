@@ -458,3 +458,121 @@ fn print_packages_lists_name_and_version_sorted() {
     assert!(resolution.get("nosuch").is_none());
     assert_eq!(resolution.download_size(), 200);
 }
+
+#[test]
+fn a_conflict_makes_the_resolver_take_the_next_alternative() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: b | c"]),
+        stanza("b", "1", &["Conflicts: x"]),
+        stanza("c", "1", &[]),
+        stanza("x", "1", &[]),
+    ];
+    let resolution = extract(&stanzas, &["x", "a"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "c", "x"]);
+}
+
+#[test]
+fn a_package_broken_by_the_selection_is_passed_over_for_another_version() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: b"]),
+        stanza("b", "2", &[]),
+        stanza("b", "1", &[]),
+        stanza("x", "1", &["Breaks: b (>= 2)"]),
+    ];
+    let resolution = extract(&stanzas, &["x", "a"]).expect("resolves");
+    assert_eq!(listed(&resolution), ["a 1", "b 1", "x 1"]);
+}
+
+#[test]
+fn two_conflicting_packages_fail_naming_both_and_the_relation() {
+    let stanzas = [
+        stanza("a", "1", &["Conflicts: b (<< 3)"]),
+        stanza("b", "2", &[]),
+    ];
+    let err = extract(&stanzas, &["a", "b"]).expect_err("a conflict");
+    match &err {
+        ResolveError::Conflict(conflict) => {
+            let Conflict {
+                package,
+                field,
+                relation,
+                other,
+                other_version,
+                ..
+            } = conflict.as_ref();
+            assert_eq!(
+                (package.as_str(), *field, relation.as_str()),
+                ("a", "Conflicts", "b (<< 3)")
+            );
+            assert_eq!((other.as_str(), other_version.as_str()), ("b", "2"));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("a 1 declares Conflicts: b (<< 3), but b 2"),
+        "{text}"
+    );
+}
+
+#[test]
+fn breaks_count_like_conflicts_in_a_fresh_root() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: b"]),
+        stanza("b", "1", &[]),
+        stanza("x", "1", &["Breaks: a"]),
+    ];
+    // `a` itself is a seed, so nothing else can be chosen: the clash is reported.
+    let err = extract(&stanzas, &["x", "a"]).expect_err("a clash");
+    assert!(
+        matches!(&err, ResolveError::Conflict(c)
+            if c.field == "Breaks" && c.package == "x" && c.other == "a"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_conflict_on_a_virtual_name_hits_other_providers_not_the_package_itself() {
+    let stanzas = [
+        stanza(
+            "a",
+            "1",
+            &["Provides: mta", "Conflicts: mta", "Replaces: mta"],
+        ),
+        stanza("b", "1", &["Provides: mta"]),
+    ];
+    let alone = extract(&stanzas, &["a"]).expect("a alone resolves");
+    assert_eq!(names(&alone), ["a"]);
+    let err = extract(&stanzas, &["a", "b"]).expect_err("a and b clash");
+    assert!(
+        matches!(&err, ResolveError::Conflict(c) if c.package == "a" && c.other == "b"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_dependency_only_a_conflicting_package_meets_is_explained() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: b"]),
+        stanza("b", "1", &["Conflicts: x"]),
+        stanza("x", "1", &[]),
+    ];
+    let err = extract(&stanzas, &["x", "a"]).expect_err("unsatisfiable");
+    let text = err.to_string();
+    assert!(
+        text.contains("b 1 declares Conflicts: x, so it cannot be installed with x 1"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_folded_depends_is_followed_in_full() {
+    let stanzas = [
+        stanza("a", "1", &["Depends: b,\n c (>= 1),\n d"]),
+        stanza("b", "1", &[]),
+        stanza("c", "1", &[]),
+        stanza("d", "1", &[]),
+    ];
+    let resolution = extract(&stanzas, &["a"]).expect("resolves");
+    assert_eq!(names(&resolution), ["a", "b", "c", "d"]);
+}

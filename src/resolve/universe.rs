@@ -7,9 +7,9 @@ use std::str::FromStr;
 
 use debversion::Version;
 
-use super::relation::{parse_provides, ArchQualifier, Atom};
+use super::relation::{parse_provides, parse_relations, ArchQualifier, Atom};
 use super::ResolveError;
-use crate::fetch::Package;
+use crate::fetch::{PackageRef, RepoIndex};
 
 /// A package that provides a name, with the version it provides it at, if any.
 #[derive(Debug)]
@@ -18,29 +18,38 @@ pub struct Provider<'u> {
     pub version: Option<&'u Version>,
 }
 
+/// One thing a package declares it cannot be installed with (`Conflicts` or `Breaks`; a fresh
+/// root is never in the half-configured state where Breaks would allow both).
+#[derive(Debug)]
+pub struct Clash {
+    pub field: &'static str,
+    pub atom: Atom,
+}
+
 /// Packages of the target architecture or `all`, indexed once.
 pub struct Universe<'a> {
-    packages: &'a [Package],
+    index: &'a RepoIndex,
     arch: &'a str,
     by_name: HashMap<&'a str, Vec<usize>>,
     /// Provided name → packages whose `Provides` mentions it (found by a cheap scan; the field
     /// is parsed only when that provider is considered).
     provided_by: HashMap<&'a str, Vec<usize>>,
     provides: Vec<OnceCell<Vec<Atom>>>,
+    clashes: Vec<OnceCell<Vec<Clash>>>,
     versions: Vec<OnceCell<Version>>,
 }
 
 impl<'a> Universe<'a> {
     /// Indexes `packages` for `arch`, parsing nothing but the names in `Provides`.
-    pub fn new(packages: &'a [Package], arch: &'a str) -> Universe<'a> {
-        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::with_capacity(packages.len());
+    pub fn new(index: &'a RepoIndex, arch: &'a str) -> Universe<'a> {
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::with_capacity(index.len());
         let mut provided_by: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, package) in packages.iter().enumerate() {
+        for (i, package) in index.packages().enumerate() {
             if package.architecture != arch && package.architecture != "all" {
                 continue;
             }
-            by_name.entry(package.name.as_str()).or_default().push(i);
-            for entry in package.provides.as_deref().unwrap_or("").split(',') {
+            by_name.entry(package.name).or_default().push(i);
+            for entry in package.provides.unwrap_or("").split(',') {
                 let name = entry
                     .trim_start()
                     .split([' ', '\t', '(', ':'])
@@ -55,12 +64,13 @@ impl<'a> Universe<'a> {
             }
         }
         Universe {
-            packages,
+            index,
             arch,
             by_name,
             provided_by,
-            provides: packages.iter().map(|_| OnceCell::new()).collect(),
-            versions: packages.iter().map(|_| OnceCell::new()).collect(),
+            provides: (0..index.len()).map(|_| OnceCell::new()).collect(),
+            clashes: (0..index.len()).map(|_| OnceCell::new()).collect(),
+            versions: (0..index.len()).map(|_| OnceCell::new()).collect(),
         }
     }
 
@@ -68,8 +78,8 @@ impl<'a> Universe<'a> {
         self.arch
     }
 
-    pub fn package(&self, i: usize) -> &'a Package {
-        &self.packages[i]
+    pub fn package(&self, i: usize) -> PackageRef<'a> {
+        self.index.get(i)
     }
 
     /// Every eligible package of this name, in index order.
@@ -102,23 +112,81 @@ impl<'a> Universe<'a> {
         if let Some(atoms) = self.provides[i].get() {
             return Ok(atoms);
         }
-        let package = &self.packages[i];
-        let atoms =
-            parse_provides(package.provides.as_deref().unwrap_or("")).map_err(|source| {
-                ResolveError::BadRelation {
-                    package: package.name.clone(),
-                    version: package.version.clone(),
-                    field: "Provides",
-                    source,
-                }
-            })?;
+        let package = self.index.get(i);
+        let atoms = parse_provides(package.provides.unwrap_or("")).map_err(|source| {
+            ResolveError::BadRelation {
+                package: package.name.to_owned(),
+                version: package.version.to_owned(),
+                field: "Provides",
+                source,
+            }
+        })?;
         Ok(self.provides[i].get_or_init(|| atoms))
     }
 
+    /// What package `i` declares in `Conflicts` and `Breaks`, parsed on first use.
+    pub fn clashes(&self, i: usize) -> Result<&[Clash], ResolveError> {
+        if let Some(clashes) = self.clashes[i].get() {
+            return Ok(clashes);
+        }
+        let package = self.index.get(i);
+        let mut clashes = Vec::new();
+        for (field, text) in [("Conflicts", package.conflicts), ("Breaks", package.breaks)] {
+            let relations = parse_relations(text.unwrap_or("")).map_err(|source| {
+                ResolveError::BadRelation {
+                    package: package.name.to_owned(),
+                    version: package.version.to_owned(),
+                    field,
+                    source,
+                }
+            })?;
+            // Policy allows no alternatives here; each one written is a conflict of its own.
+            for relation in relations {
+                clashes.extend(
+                    relation
+                        .alternatives
+                        .into_iter()
+                        .map(|atom| Clash { field, atom }),
+                );
+            }
+        }
+        Ok(self.clashes[i].get_or_init(|| clashes))
+    }
+
+    /// Whether `clash`, declared by package `of`, forbids package `other`: `other` is the named
+    /// package at a matching version, or provides the name (at a matching version when the
+    /// clash names one). A package never clashes with itself, which is how a package that
+    /// provides, conflicts with and replaces a virtual name stays installable.
+    pub fn clash_hits(&self, of: usize, clash: &Clash, other: usize) -> Result<bool, ResolveError> {
+        if of == other {
+            return Ok(false);
+        }
+        if self.index.get(other).name == clash.atom.name {
+            return self.real_satisfies(other, &clash.atom);
+        }
+        if !self
+            .provided_by
+            .get(clash.atom.name.as_str())
+            .is_some_and(|list| list.contains(&other))
+        {
+            return Ok(false);
+        }
+        Ok(self.provides(other)?.iter().any(|atom| {
+            atom.name == clash.atom.name
+                && self.provider_satisfies(
+                    &Provider {
+                        package: other,
+                        version: atom.version.as_ref().map(|(_, version)| version),
+                    },
+                    &clash.atom,
+                )
+        }))
+    }
+
     /// Every package of the target architecture or `all`, in index order.
-    pub fn eligible(&self) -> impl Iterator<Item = &'a Package> + '_ {
-        self.packages
-            .iter()
+    pub fn eligible(&self) -> impl Iterator<Item = PackageRef<'a>> + '_ {
+        self.index
+            .packages()
             .filter(|package| package.architecture == self.arch || package.architecture == "all")
     }
 
@@ -127,11 +195,11 @@ impl<'a> Universe<'a> {
         if let Some(version) = self.versions[i].get() {
             return Ok(version);
         }
-        let package = &self.packages[i];
+        let package = self.index.get(i);
         let version =
-            Version::from_str(&package.version).map_err(|source| ResolveError::BadVersion {
-                package: package.name.clone(),
-                version: package.version.clone(),
+            Version::from_str(package.version).map_err(|source| ResolveError::BadVersion {
+                package: package.name.to_owned(),
+                version: package.version.to_owned(),
                 source,
             })?;
         Ok(self.versions[i].get_or_init(|| version))
@@ -140,8 +208,8 @@ impl<'a> Universe<'a> {
     /// Whether package `i`, under its own name, satisfies `atom` (name, version and
     /// architecture qualifier).
     pub fn real_satisfies(&self, i: usize, atom: &Atom) -> Result<bool, ResolveError> {
-        let package = &self.packages[i];
-        if package.name != atom.name || !self.arch_satisfies(package, &atom.arch) {
+        let package = self.index.get(i);
+        if package.name != atom.name || !self.arch_satisfies(&package, &atom.arch) {
             return Ok(false);
         }
         match &atom.version {
@@ -153,7 +221,7 @@ impl<'a> Universe<'a> {
     /// Whether `provider` satisfies `atom`: an unversioned Provides never satisfies a versioned
     /// dependency (dpkg's rule).
     pub fn provider_satisfies(&self, provider: &Provider<'_>, atom: &Atom) -> bool {
-        if !self.arch_satisfies(&self.packages[provider.package], &atom.arch) {
+        if !self.arch_satisfies(&self.index.get(provider.package), &atom.arch) {
             return false;
         }
         match (&atom.version, &provider.version) {
@@ -164,18 +232,18 @@ impl<'a> Universe<'a> {
     }
 
     /// dpkg's architecture rule, for a universe of one architecture plus `all`.
-    pub fn arch_satisfies(&self, package: &Package, qualifier: &ArchQualifier) -> bool {
+    pub fn arch_satisfies(&self, package: &PackageRef<'_>, qualifier: &ArchQualifier) -> bool {
         match qualifier {
             ArchQualifier::Implicit | ArchQualifier::Native => true,
-            ArchQualifier::Any => package.multi_arch.as_deref() == Some("allowed"),
+            ArchQualifier::Any => package.multi_arch == Some("allowed"),
             ArchQualifier::Named(arch) => arch == self.arch,
         }
     }
 }
 
 /// Ranks `Priority:` so a more basic package sorts first.
-pub fn priority_rank(package: &Package) -> u8 {
-    match package.priority.as_deref() {
+pub fn priority_rank(package: &PackageRef<'_>) -> u8 {
+    match package.priority {
         Some("required") => 0,
         Some("important") => 1,
         Some("standard") => 2,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use super::chroot::{self, Invocation};
 use super::rootfs::RootDir;
 use super::StageError;
+use crate::deb822::Comments;
 use crate::progress::{Counter, Reporter};
 use crate::unpack::{Unpacked, UnpackedPackage};
 
@@ -85,18 +86,19 @@ fn file_interests(triggers: &str) -> Vec<(&str, bool)> {
         .collect()
 }
 
-/// Conffiles dpkg's status lists as `newconffile` (unpacked, never configured).
+/// Conffiles dpkg's status lists as `newconffile` (unpacked, never configured). A stanza that
+/// is not deb822 is passed over here; dpkg itself refuses it a moment later, naming it.
 fn new_conffiles(status: &str) -> Vec<&str> {
     let mut paths = Vec::new();
-    let mut in_conffiles = false;
-    for line in status.lines() {
-        if let Some(entry) = line.strip_prefix(' ').filter(|_| in_conffiles) {
+    for paragraph in crate::deb822::paragraphs(status, Comments::Refused).filter_map(Result::ok) {
+        let Some(conffiles) = paragraph.field("Conffiles") else {
+            continue;
+        };
+        for entry in conffiles.lines() {
             let mut fields = entry.split_whitespace();
             if let (Some(path), Some("newconffile")) = (fields.next(), fields.next()) {
                 paths.push(path);
             }
-        } else {
-            in_conffiles = line.starts_with("Conffiles:");
         }
     }
     paths

@@ -1,19 +1,17 @@
 //! A package's control file: its bytes in, its fields in their original order out, and the
 //! dpkg status stanza made from them.
 
-/// One field: its name and everything after the colon, continuation lines included.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Field {
-    name: String,
-    /// The value as written (first line without the leading space, then `\n`-joined
-    /// continuation lines), without the final newline.
-    value: String,
-}
+use std::ops::Range;
 
-/// A parsed control file.
+use crate::deb822::{Comments, SyntaxError};
+
+/// A parsed control file: its text, and each field as byte ranges into it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Control {
-    fields: Vec<Field>,
+    text: String,
+    /// Name and value of each field, in order; the value is everything after the colon
+    /// without the leading blanks of its first line, continuation lines included.
+    fields: Vec<(Range<usize>, Range<usize>)>,
 }
 
 /// Why a control file could not be read.
@@ -21,41 +19,38 @@ pub struct Control {
 pub enum ControlProblem {
     #[error("the control file is not UTF-8")]
     NotUtf8,
-    #[error("line {0} of the control file is neither a field nor a continuation")]
-    BadLine(usize),
+    #[error("the control file is not deb822")]
+    Syntax(#[source] SyntaxError),
     #[error("the control file has no {0} field")]
     Missing(&'static str),
 }
 
 impl Control {
-    /// Parses the single paragraph of a binary package's control file.
+    /// Parses the single paragraph of a binary package's control file (dpkg-deb writes one;
+    /// anything after a blank line is not ours).
     pub fn parse(bytes: &[u8]) -> Result<Control, ControlProblem> {
         let text = std::str::from_utf8(bytes).map_err(|_| ControlProblem::NotUtf8)?;
-        let mut fields: Vec<Field> = Vec::new();
-        for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                // dpkg-deb writes one paragraph; anything after a blank line is not ours.
-                if fields.is_empty() {
-                    continue;
-                }
-                break;
-            }
-            if line.starts_with([' ', '\t']) {
-                let last = fields.last_mut().ok_or(ControlProblem::BadLine(n + 1))?;
-                last.value.push('\n');
-                last.value.push_str(line);
-                continue;
-            }
-            let (name, value) = line.split_once(':').ok_or(ControlProblem::BadLine(n + 1))?;
-            if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(ControlProblem::BadLine(n + 1));
-            }
-            fields.push(Field {
-                name: name.to_owned(),
-                value: value.trim_start().to_owned(),
-            });
-        }
-        let control = Control { fields };
+        let offset = |s: &str| s.as_ptr() as usize - text.as_ptr() as usize;
+        let fields = match crate::deb822::first_paragraph(text, Comments::Refused)
+            .map_err(ControlProblem::Syntax)?
+        {
+            None => Vec::new(),
+            Some(paragraph) => paragraph
+                .fields()
+                .iter()
+                .map(|f| {
+                    let value = f.raw().trim_start_matches([' ', '\t']);
+                    (
+                        offset(f.name())..offset(f.name()) + f.name().len(),
+                        offset(value)..offset(value) + value.len(),
+                    )
+                })
+                .collect(),
+        };
+        let control = Control {
+            text: text.to_owned(),
+            fields,
+        };
         for required in ["Package", "Version", "Architecture"] {
             if control.get(required).map_or(true, str::is_empty) {
                 return Err(ControlProblem::Missing(required));
@@ -64,12 +59,18 @@ impl Control {
         Ok(control)
     }
 
-    /// The first line of a field's value, trimmed (field names compare case-insensitively).
-    pub fn get(&self, name: &str) -> Option<&str> {
+    /// Each field's name and value, in order.
+    fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
         self.fields
             .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.value.lines().next().unwrap_or("").trim())
+            .map(|(name, value)| (&self.text[name.clone()], &self.text[value.clone()]))
+    }
+
+    /// The first line of a field's value, trimmed (field names compare case-insensitively).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.fields()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.lines().next().unwrap_or("").trim())
     }
 
     /// The package name.
@@ -122,30 +123,28 @@ impl Control {
             }
         };
         let has_priority = self.get("Priority").is_some();
-        for field in &self.fields {
-            if let (Some(p), true) = (priority, field.name.eq_ignore_ascii_case("Priority")) {
+        for (name, value) in self.fields() {
+            if let (Some(p), true) = (priority, name.eq_ignore_ascii_case("Priority")) {
                 out.push_str("Priority: ");
                 out.push_str(p);
                 out.push('\n');
                 continue;
             }
-            if field.name.eq_ignore_ascii_case("Status")
-                || field.name.eq_ignore_ascii_case("Conffiles")
-            {
+            if name.eq_ignore_ascii_case("Status") || name.eq_ignore_ascii_case("Conffiles") {
                 continue;
             }
-            if !conffiles_written && field.name.eq_ignore_ascii_case("Description") {
+            if !conffiles_written && name.eq_ignore_ascii_case("Description") {
                 write_conffiles(&mut out);
                 conffiles_written = true;
             }
-            out.push_str(&field.name);
+            out.push_str(name);
             out.push(':');
-            if !field.value.is_empty() && !field.value.starts_with('\n') {
+            if !value.is_empty() && !value.starts_with('\n') {
                 out.push(' ');
             }
-            out.push_str(&field.value);
+            out.push_str(value);
             out.push('\n');
-            if field.name.eq_ignore_ascii_case("Package") {
+            if name.eq_ignore_ascii_case("Package") {
                 out.push_str("Status: install ok unpacked\n");
                 if let (Some(p), false) = (priority, has_priority) {
                     out.push_str("Priority: ");
@@ -231,7 +230,24 @@ mod tests {
     #[test]
     fn a_continuation_before_any_field_is_refused() {
         let err = Control::parse(b" orphan\nPackage: x\n").expect_err("bad line");
-        assert_eq!(err, ControlProblem::BadLine(1));
+        assert_eq!(
+            err,
+            ControlProblem::Syntax(SyntaxError::OrphanContinuation { line: 1 })
+        );
+    }
+
+    #[test]
+    fn a_folded_field_and_lower_case_names_are_read() {
+        let control = Control::parse(
+            b"package: a\nversion: 1\narchitecture: all\nDepends: b,\n c\nDescription:\n long\n",
+        )
+        .expect("valid control");
+        assert_eq!(control.package(), "a");
+        assert_eq!(
+            control.status_stanza(&[], None),
+            "package: a\nStatus: install ok unpacked\nversion: 1\narchitecture: all\n\
+             Depends: b,\n c\nDescription:\n long\n\n"
+        );
     }
 
     #[test]

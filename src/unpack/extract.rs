@@ -4,9 +4,10 @@
 //! Many packages extract at once. A shared claim table, keyed by (parent directory inode, name)
 //! so that paths reached through a symlink such as `bin -> usr/bin` meet the same key, makes the
 //! result independent of thread timing:
-//! - a non-directory path belongs to the package latest in request order, as if dpkg had
-//!   unpacked them one after another; an earlier package's copy is skipped or replaced
-//!   (built under a temporary name, then renamed over it);
+//! - a non-directory path shipped by two packages is refused unless one declares `Replaces` on
+//!   the other (dpkg's rule); the replacing package's copy is kept (the later in request order
+//!   when both replace each other), the other skipped or replaced (built under a temporary
+//!   name, then renamed over it);
 //! - a directory takes the owner, mode and mtime of the earliest package that ships it (dpkg
 //!   leaves an existing directory alone), applied once every package is in place;
 //! - a directory where a package put a non-directory (or the reverse) is an error naming both;
@@ -33,6 +34,8 @@ use super::confined::{rename_noreplace, Root};
 use super::deb::member_error;
 use super::path::RelPath;
 use super::{EntryProblem, UnpackError};
+use crate::fetch::Package;
+use crate::resolve;
 
 /// The top-level directories that merged /usr turns into symlinks (debootstrap's list).
 pub const USR_ALIASES: [&str; 7] = ["bin", "sbin", "lib", "lib32", "lib64", "libo32", "libx32"];
@@ -107,6 +110,15 @@ enum Claim {
     },
 }
 
+/// Why a package may not have a path.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Another package (by index) has something of another kind there.
+    Kind(usize, Kind),
+    /// Another package (by index) ships the path too, and neither replaces the other.
+    Overwrite(usize),
+}
+
 /// What to do with a non-directory entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Decision {
@@ -142,9 +154,12 @@ pub struct Extracted {
 /// Extraction state shared by every package of one unpack.
 pub struct Extractor<'a> {
     root: &'a Root,
-    /// Package names by request index, for messages about other packages.
-    names: &'a [String],
+    /// The packages by request index: names for messages, Replaces for shared files.
+    packages: &'a [&'a Package],
     claims: Mutex<HashMap<ClaimKey, Claim>>,
+    /// Paths a package ships but another replaced (by request index): dpkg drops them from
+    /// the replaced package's file list.
+    replaced: Mutex<Vec<(usize, RelPath)>>,
     /// Merged-/usr links already made (or found) in this run.
     aliases: Mutex<BTreeSet<Vec<u8>>>,
     /// Who we are: files we create are owned by us unless the tar header says otherwise.
@@ -168,12 +183,13 @@ struct Job<'x, 'a> {
 }
 
 impl<'a> Extractor<'a> {
-    /// Prepares extraction into `root` for packages named `names` (in request order).
-    pub fn new(root: &'a Root, names: &'a [String]) -> Extractor<'a> {
+    /// Prepares extraction into `root` of `packages` (in request order).
+    pub fn new(root: &'a Root, packages: &'a [&'a Package]) -> Extractor<'a> {
         Extractor {
             root,
-            names,
+            packages,
             claims: Mutex::new(HashMap::new()),
+            replaced: Mutex::new(Vec::new()),
             aliases: Mutex::new(BTreeSet::new()),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
@@ -241,6 +257,16 @@ impl<'a> Extractor<'a> {
         })
     }
 
+    /// Every path that package `index` lists but another package replaced.
+    pub fn replaced_paths(&self, index: usize) -> std::collections::HashSet<RelPath> {
+        let replaced = self.replaced.lock().unwrap_or_else(|e| e.into_inner());
+        replaced
+            .iter()
+            .filter(|(i, _)| *i == index)
+            .map(|(_, path)| path.clone())
+            .collect()
+    }
+
     /// Gives every directory the owner, mode and mtime of the earliest package shipping it.
     /// Runs after all packages, so adding files no longer changes directory mtimes.
     pub fn finish_directories(&self) -> Result<(), UnpackError> {
@@ -255,7 +281,7 @@ impl<'a> Extractor<'a> {
         dirs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for (path, first, meta) in dirs {
             let error = |source: io::Error| UnpackError::Extract {
-                package: self.names[first].clone(),
+                package: self.packages[first].name.clone(),
                 entry: path.display(),
                 source,
             };
@@ -318,25 +344,39 @@ impl<'a> Extractor<'a> {
         }
     }
 
-    /// Claims a non-directory path for `index` and says what to do.
+    /// Claims a non-directory path for `index` and says what to do. A path another package
+    /// also ships goes to the one that declares `Replaces` on the other (the later in request
+    /// order when both do); when neither does it is refused, as dpkg refuses it.
+    /// With the decision comes the package (by index) that lost the path, if one did.
     fn claim_other(
         &self,
         key: ClaimKey,
         index: usize,
         kind: Kind,
-    ) -> Result<Decision, (usize, Kind)> {
+    ) -> Result<(Decision, Option<usize>), Refusal> {
         let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
         match claims.get_mut(&key) {
             None => {
                 claims.insert(key, Claim::Other { owner: index, kind });
-                Ok(Decision::Fresh)
+                Ok((Decision::Fresh, None))
             }
-            Some(Claim::Dir { first, .. }) => Err((*first, Kind::Directory)),
-            Some(Claim::Other { owner, .. }) if *owner > index => Ok(Decision::Skip),
+            Some(Claim::Dir { first, .. }) => Err(Refusal::Kind(*first, Kind::Directory)),
             Some(Claim::Other { owner, kind: k }) => {
+                let previous = *owner;
+                let new_wins = *owner == index || {
+                    let (new, old) = (self.packages[index], self.packages[*owner]);
+                    match (resolve::replaces(new, old), resolve::replaces(old, new)) {
+                        (false, false) => return Err(Refusal::Overwrite(*owner)),
+                        (true, true) => index > *owner,
+                        (new_replaces, _) => new_replaces,
+                    }
+                };
+                if !new_wins {
+                    return Ok((Decision::Skip, Some(index)));
+                }
                 *owner = index;
                 *k = kind;
-                Ok(Decision::Replace)
+                Ok((Decision::Replace, (previous != index).then_some(previous)))
             }
         }
     }
@@ -382,7 +422,7 @@ impl Job<'_, '_> {
         found: Option<Kind>,
     ) -> UnpackError {
         let (holder, other_kind) = match holder {
-            Some((i, k)) => (format!("package {}", self.x.names[i]), k),
+            Some((i, k)) => (format!("package {}", self.x.packages[i].name), k),
             None => (
                 "the root before unpacking".to_owned(),
                 found.unwrap_or(Kind::File),
@@ -611,10 +651,23 @@ impl Job<'_, '_> {
 
     fn claim(&self, path: &RelPath, kind: Kind) -> Result<(ClaimKey, Decision), UnpackError> {
         let key = self.key(path);
-        let decision = self
-            .x
-            .claim_other(key.clone(), self.index, kind)
-            .map_err(|holder| self.conflict(path, kind, Some(holder), None))?;
+        let (decision, loser) =
+            self.x
+                .claim_other(key.clone(), self.index, kind)
+                .map_err(|refusal| match refusal {
+                    Refusal::Kind(holder, other) => {
+                        self.conflict(path, kind, Some((holder, other)), None)
+                    }
+                    Refusal::Overwrite(holder) => UnpackError::Overwrite {
+                        package: self.package.to_owned(),
+                        entry: path.display(),
+                        holder: self.x.packages[holder].name.clone(),
+                    },
+                })?;
+        if let Some(loser) = loser {
+            let mut replaced = self.x.replaced.lock().unwrap_or_else(|e| e.into_inner());
+            replaced.push((loser, path.clone()));
+        }
         Ok((key, decision))
     }
 

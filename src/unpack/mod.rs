@@ -12,8 +12,9 @@
 //! 3. dpkg's database is written (`database`), with the conffiles' md5s as unpacked so that
 //!    `dpkg --verify` is clean before and after `dpkg --configure`.
 //!
-//! Several packages shipping one file end as the latest in request order leaves it; a shared
-//! directory keeps the owner, mode and mtime of the earliest. When the root did not exist
+//! A file shipped by two packages is refused unless one declares `Replaces` on the other (then
+//! the replacing one's copy stays); a shared directory keeps the owner, mode and mtime of the
+//! earliest. When the root did not exist
 //! before, a failure removes it again; a root that existed is left as the failure found it.
 
 mod confined;
@@ -204,6 +205,15 @@ pub enum UnpackError {
         holder: String,
         other_kind: &'static str,
     },
+    #[error(
+        "{package}: trying to overwrite {entry}, which is also in package {holder}; neither \
+         declares Replaces on the other, so dpkg would refuse it too"
+    )]
+    Overwrite {
+        package: String,
+        entry: String,
+        holder: String,
+    },
     #[error("cannot write dpkg's database file {path}")]
     Database {
         path: String,
@@ -235,7 +245,7 @@ pub fn write_available(root: &Path, stanzas: &str) -> Result<(), UnpackError> {
 
 /// Unpacks every .deb into the root and writes dpkg's database.
 ///
-/// Files shipped by several packages end as the one latest in `debs` order would leave them;
+/// A file shipped by several packages is refused unless Replaces settles who keeps it;
 /// directories keep the metadata of the earliest. Nothing is written outside the root.
 pub fn unpack(request: &UnpackRequest, reporter: &dyn Reporter) -> Result<Unpacked, UnpackError> {
     unpack_when_ready(request, &|_| Ok(()), reporter)
@@ -270,8 +280,8 @@ fn unpack_into(
 ) -> Result<Unpacked, UnpackError> {
     let debs = request.debs;
     reporter.start(Counter::Unpacked, debs.len() as u64);
-    let names: Vec<String> = debs.iter().map(|d| d.package.name.clone()).collect();
-    let extractor = Extractor::new(root, &names);
+    let packages: Vec<&crate::fetch::Package> = debs.iter().map(|d| &d.package).collect();
+    let extractor = Extractor::new(root, &packages);
     for alias in usr_aliases(request.arch) {
         extractor
             .ensure_usr_alias(alias.as_bytes())
@@ -286,6 +296,15 @@ fn unpack_into(
     extractor.finish_directories()?;
 
     let mut outcomes = outcomes;
+    for outcome in &mut outcomes {
+        let replaced = extractor.replaced_paths(outcome.index);
+        if !replaced.is_empty() {
+            outcome
+                .extracted
+                .paths
+                .retain(|path| !replaced.contains(path));
+        }
+    }
     outcomes.sort_by(|a, b| {
         (a.control.package(), a.control.architecture())
             .cmp(&(b.control.package(), b.control.architecture()))

@@ -340,6 +340,13 @@ impl DebBuilder {
             depends: None,
             pre_depends: None,
             provides: None,
+            conflicts: None,
+            breaks: None,
+            replaces: self
+                .fields
+                .iter()
+                .find(|(k, _)| k == "Replaces")
+                .map(|(_, v)| v.clone()),
             filename: format!("pool/main/{}.deb", self.name),
             size,
             sha256: Sha256Digest([0; 32]),
