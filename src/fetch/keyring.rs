@@ -9,28 +9,9 @@ use sequoia_openpgp::cert::CertParser;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::{Cert, Fingerprint};
 
-/// A `(name, bytes)` pair for one file of `keyrings/`, embedded at compile time.
-macro_rules! builtin_file {
-    ($name:literal) => {
-        (
-            $name,
-            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/keyrings/", $name)),
-        )
-    };
-}
-
-/// Debian's per-release archive keyrings, by file name (see keyrings/README.md).
-const BUILTIN: &[(&str, &[u8])] = &[
-    builtin_file!("debian-archive-bullseye-automatic.gpg"),
-    builtin_file!("debian-archive-bullseye-security-automatic.gpg"),
-    builtin_file!("debian-archive-bullseye-stable.gpg"),
-    builtin_file!("debian-archive-bookworm-automatic.gpg"),
-    builtin_file!("debian-archive-bookworm-security-automatic.gpg"),
-    builtin_file!("debian-archive-bookworm-stable.gpg"),
-    builtin_file!("debian-archive-trixie-automatic.gpg"),
-    builtin_file!("debian-archive-trixie-security-automatic.gpg"),
-    builtin_file!("debian-archive-trixie-stable.gpg"),
-];
+/// Debian's per-release archive keyrings by file name (see keyrings/README.md): every `*.gpg`
+/// file of `keyrings/`, listed by build.rs at compile time.
+const BUILTIN: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtin_keyrings.rs"));
 
 /// Why a keyring could not be loaded.
 #[derive(Debug, thiserror::Error)]
