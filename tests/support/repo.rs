@@ -54,6 +54,9 @@ pub struct RepoSpec {
     pub date: SystemTime,
     pub valid_until: Option<SystemTime>,
     pub by_hash: bool,
+    /// Changes the Release text before it is signed (for a repository whose signed data is
+    /// hostile).
+    pub edit_release: Option<fn(String) -> String>,
 }
 
 impl RepoSpec {
@@ -66,6 +69,7 @@ impl RepoSpec {
             date: now - Duration::from_secs(3600),
             valid_until: Some(now + Duration::from_secs(7 * 86400)),
             by_hash: true,
+            edit_release: None,
         }
     }
 }
@@ -138,6 +142,9 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
         "Architectures: amd64\nComponents: main\nDescription: offline test fixture\nSHA256:\n",
     );
     release.push_str(&sha256);
+    if let Some(edit) = spec.edit_release {
+        release = edit(release);
+    }
     std::fs::write(dists.join("Release"), &release).expect("write Release");
     std::fs::write(
         dists.join("Release.gpg"),
