@@ -398,6 +398,47 @@ impl Fixture {
         format!("/{}", sample_packages()[n].filename())
     }
 
+    /// Indexes the fixture with `fetcher`, then downloads the package `name` alone.
+    fn download_one(
+        &self,
+        fetcher: &debstrap_onion::fetch::Fetcher,
+        name: &str,
+    ) -> Result<Vec<debstrap_onion::fetch::CachedDeb>, debstrap_onion::fetch::FetchError> {
+        let keyring = self.keyring();
+        let components = ["main".to_string()];
+        let rt = runtime();
+        let (_, index) = rt
+            .block_on(debstrap_onion::fetch::index(
+                fetcher,
+                debstrap_onion::fetch::IndexRequest {
+                    mirror: &self.served.server.url,
+                    suite: "fixture",
+                    components: &components,
+                    arch: "amd64",
+                    keyring: &keyring,
+                    ignore_valid_until: false,
+                    cache_dir: &self.cache(),
+                },
+            ))
+            .expect("index");
+        let packages: Vec<_> = index
+            .packages()
+            .iter()
+            .filter(|p| p.name == name)
+            .cloned()
+            .collect();
+        rt.block_on(debstrap_onion::fetch::download(
+            fetcher,
+            debstrap_onion::fetch::DownloadRequest {
+                mirror: &self.served.server.url,
+                packages: &packages,
+                cache_dir: &self.cache(),
+                reporter: &Silent,
+                on_ready: &|_, _| {},
+            },
+        ))
+    }
+
     fn keyring(&self) -> debstrap_onion::fetch::Keyring {
         debstrap_onion::fetch::Keyring::from_files(&[key_path("test-archive.pub.asc")])
             .expect("test keyring")
@@ -447,7 +488,7 @@ fn an_endless_inrelease_is_cut_at_the_cap() {
 }
 
 #[test]
-fn an_inrelease_announced_past_the_cap_is_refused_before_reading() {
+fn an_inrelease_whose_content_length_is_past_the_cap_is_refused() {
     let fx = Fixture::good();
     let extra = debstrap_onion::fetch::MAX_RELEASE as usize;
     fx.served.server.fault(
@@ -531,6 +572,24 @@ fn a_deb_one_byte_longer_than_signed_is_refused_and_not_cached() {
 }
 
 #[test]
+fn an_endless_deb_stops_just_past_its_signed_size() {
+    let fx = Fixture::good();
+    let path = fx.deb_path(0);
+    fx.served.server.fault(&path, Fault::Endless);
+    // The deadline is only the backstop: the size must stop it long before.
+    let err = fx
+        .download_one(&impatient(Duration::from_secs(20)), "apt")
+        .expect_err("refused")
+        .to_string();
+    let size = sample_packages()[0].bytes.len();
+    assert!(
+        err.contains(&path) && err.contains(&format!("size mismatch: expected {size} bytes")),
+        "{err}"
+    );
+    assert!(fx.cached_debs().is_empty(), "{:?}", fx.cached_debs());
+}
+
+#[test]
 fn an_absurd_signed_index_size_is_an_error_not_an_allocation() {
     let mut spec = RepoSpec::fresh();
     spec.edit_release = Some(|release| {
@@ -592,41 +651,8 @@ fn a_deb_dripped_one_byte_a_second_meets_the_deadline_and_leaves_no_partial_file
     let fx = Fixture::good();
     let path = fx.deb_path(0);
     fx.served.server.fault(&path, Fault::Drip);
-    let keyring = fx.keyring();
-    let components = ["main".to_string()];
-    let fetcher = impatient(Duration::from_secs(2));
-    let rt = runtime();
-    let (_, index) = rt
-        .block_on(debstrap_onion::fetch::index(
-            &fetcher,
-            debstrap_onion::fetch::IndexRequest {
-                mirror: &fx.served.server.url,
-                suite: "fixture",
-                components: &components,
-                arch: "amd64",
-                keyring: &keyring,
-                ignore_valid_until: false,
-                cache_dir: &fx.cache(),
-            },
-        ))
-        .expect("index");
-    let apt: Vec<_> = index
-        .packages()
-        .iter()
-        .filter(|p| p.name == "apt")
-        .cloned()
-        .collect();
-    let err = rt
-        .block_on(debstrap_onion::fetch::download(
-            &fetcher,
-            debstrap_onion::fetch::DownloadRequest {
-                mirror: &fx.served.server.url,
-                packages: &apt,
-                cache_dir: &fx.cache(),
-                reporter: &Silent,
-                on_ready: &|_, _| {},
-            },
-        ))
+    let err = fx
+        .download_one(&impatient(Duration::from_secs(2)), "apt")
         .expect_err("the deadline ends it")
         .to_string();
     assert!(err.contains(&path) && err.contains("within 2 s"), "{err}");
