@@ -586,6 +586,14 @@ fn an_endless_deb_stops_just_past_its_signed_size() {
         err.contains(&path) && err.contains(&format!("size mismatch: expected {size} bytes")),
         "{err}"
     );
+    // Stopped with the piece that went past the size, not later.
+    let got: usize = err
+        .split("got ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the size that arrived");
+    assert!(got > size && got <= size + (256 << 10), "{err}");
     assert!(fx.cached_debs().is_empty(), "{:?}", fx.cached_debs());
 }
 
