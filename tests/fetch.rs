@@ -598,6 +598,24 @@ fn an_endless_deb_stops_just_past_its_signed_size() {
 }
 
 #[test]
+fn an_absurd_signed_deb_size_is_refused_before_it_is_fetched() {
+    let mut spec = RepoSpec::fresh();
+    spec.edit_packages =
+        Some(|packages| packages.replacen("Size: 500\n", "Size: 99999999999\n", 1));
+    let fx = Fixture::with(spec, "test-archive.sec.asc");
+    let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
+    let path = fx.deb_path(0);
+    assert!(
+        err.contains(&path) && err.contains("99999999999") && err.contains("limit"),
+        "{err}"
+    );
+    assert!(
+        !fx.served.server.requests().contains(&path),
+        "the .deb was requested"
+    );
+}
+
+#[test]
 fn an_absurd_signed_index_size_is_an_error_not_an_allocation() {
     let mut spec = RepoSpec::fresh();
     spec.edit_release = Some(|release| {

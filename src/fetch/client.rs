@@ -158,7 +158,7 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             deadline: Duration::from_secs(120),
-            min_rate: 16 << 10,
+            min_rate: 8 << 10,
             read_timeout: Duration::from_secs(60),
         }
     }
