@@ -115,10 +115,15 @@ impl DebReader {
     /// Reads what is left of the file and checks that every byte read, from the first, is the
     /// verified file: its size and SHA256.
     pub fn finish(mut self) -> Result<(), FetchError> {
-        io::copy(&mut self, &mut io::sink()).map_err(|source| FetchError::Cache {
-            path: self.path.clone(),
-            source,
-        })?;
+        if let Err(source) = io::copy(&mut self, &mut io::sink()) {
+            if self.inner.count() > self.expected.size {
+                return Err(self.changed());
+            }
+            return Err(FetchError::Cache {
+                path: self.path.clone(),
+                source,
+            });
+        }
         if self.inner.count() != self.expected.size || self.inner.digest() != self.expected.sha256 {
             return Err(self.changed());
         }
@@ -285,6 +290,8 @@ mod tests {
             err.to_string().contains("changed after it was verified"),
             "{err}"
         );
+        let err = reader.finish().unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
     }
 
     #[test]

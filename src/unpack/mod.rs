@@ -165,13 +165,6 @@ pub enum UnpackError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{package}: cannot open {path}")]
-    Open {
-        package: String,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("{package}: {path} is not a readable ar archive")]
     Ar {
         package: String,
