@@ -120,7 +120,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         packages: &resolution.packages,
         cache_dir: &config.cache_dir,
         reporter,
-        on_ready: &|_| {},
+        on_ready: &|_, _| {},
     };
     if config.stop_after == StopAfter::DownloadOnly {
         clock.begin(Stage::Download);
@@ -165,22 +165,14 @@ fn download_and_unpack(
     root: &Path,
     clock: &mut StageClock,
 ) -> Result<unpack::Unpacked, Error> {
-    let debs: Vec<CachedDeb> = download
-        .packages
-        .iter()
-        .map(|package| CachedDeb {
-            package: package.clone(),
-            path: fetch::cache_path(download.cache_dir, package),
-        })
-        .collect();
-    let gate = ReadyGate::new(debs.len());
+    let gate = ReadyGate::new(download.packages.len());
     let reporter = clock.reporter;
     let started = Instant::now();
     clock.begin(Stage::Download);
     reporter.stage(Stage::Unpack);
     let ((downloaded, download_time), unpacked) = std::thread::scope(|scope| {
         let downloading = scope.spawn(|| {
-            let on_ready = |i| gate.open(i);
+            let on_ready = |i, deb: &CachedDeb| gate.open(i, deb);
             let result = runtime.block_on(fetch::download(
                 fetcher,
                 fetch::DownloadRequest {
@@ -193,9 +185,9 @@ fn download_and_unpack(
             }
             (result, started.elapsed())
         });
-        let request = unpack::UnpackRequest {
+        let request = unpack::PendingRequest {
             root,
-            debs: &debs,
+            packages: download.packages,
             arch: &config.arch,
         };
         let unpacked = unpack::unpack_when_ready(&request, &|i| gate.wait(i), reporter);
@@ -211,23 +203,23 @@ fn download_and_unpack(
     Ok(unpacked?)
 }
 
-/// Which downloads are verified in the cache, for unpacking threads waiting on them.
+/// The downloads verified in the cache, for unpacking threads waiting on them.
 struct ReadyGate {
-    /// One flag per package, and whether the downloads failed.
-    state: std::sync::Mutex<(Vec<bool>, bool)>,
+    /// One slot per package, and whether the downloads failed.
+    state: std::sync::Mutex<(Vec<Option<CachedDeb>>, bool)>,
     changed: std::sync::Condvar,
 }
 
 impl ReadyGate {
     fn new(count: usize) -> ReadyGate {
         ReadyGate {
-            state: std::sync::Mutex::new((vec![false; count], false)),
+            state: std::sync::Mutex::new((vec![None; count], false)),
             changed: std::sync::Condvar::new(),
         }
     }
 
-    fn open(&self, index: usize) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0[index] = true;
+    fn open(&self, index: usize, deb: &CachedDeb) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0[index] = Some(deb.clone());
         self.changed.notify_all();
     }
 
@@ -236,12 +228,12 @@ impl ReadyGate {
         self.changed.notify_all();
     }
 
-    /// Blocks until package `index` is ready; `Err` when it never will be.
-    fn wait(&self, index: usize) -> Result<(), crate::cancel::Cancelled> {
+    /// Blocks until package `index` is verified in the cache; `Err` when it never will be.
+    fn wait(&self, index: usize) -> Result<CachedDeb, crate::cancel::Cancelled> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if state.0[index] {
-                return Ok(());
+            if let Some(deb) = &state.0[index] {
+                return Ok(deb.clone());
             }
             if state.1 {
                 return Err(crate::cancel::Cancelled);

@@ -1,18 +1,18 @@
-//! The suite's index: InRelease (or Release + Release.gpg when there is no InRelease), verified,
-//! then the Packages index of every requested component: the compressed file is checked against
-//! the Release's SHA256 before it is decompressed, the decompressed stream while it is parsed
-//! (a stanza at a time; nothing is used unless the whole matches). Verified Packages files are
-//! kept in the cache under their hash, so a warm build fetches only the InRelease.
+//! The suite's index: InRelease (or Release + Release.gpg when there is no InRelease), read up
+//! to a cap and verified, then the Packages index of every requested component, streamed to the
+//! cache and checked against the Release's size and SHA256 before it is decompressed, and
+//! decompressed to disk no further than the Release's uncompressed size before it is read and
+//! parsed. Verified Packages files are kept in the cache under their hash, so a warm build
+//! fetches only the InRelease.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
-use sha2::Digest;
-
-use super::client::{check, Expected, FetchError, Fetcher};
-use super::hash::Sha256Digest;
-use super::index::{Part, RepoIndex, Stanzas};
+use super::cache::CacheDir;
+use super::client::{check, Expected, FetchError, Fetcher, MAX_RELEASE, MAX_SIGNATURE};
+use super::hash::Sha256Reader;
+use super::index::{parse_packages, Part, RepoIndex, Stanzas};
 use super::keyring::Keyring;
 use super::release::{ReleasePolicy, VerifiedRelease};
 
@@ -55,7 +55,7 @@ async fn fetch_release(
         ignore_valid_until: request.ignore_valid_until,
     };
     let inrelease_url = format!("{base}/InRelease");
-    match fetcher.get(&inrelease_url).await {
+    match fetcher.get_capped(&inrelease_url, MAX_RELEASE).await {
         Ok(signed) => Ok(VerifiedRelease::from_inrelease(
             &inrelease_url,
             &signed,
@@ -64,8 +64,10 @@ async fn fetch_release(
         )?),
         Err(FetchError::NotFound { .. }) => {
             let release_url = format!("{base}/Release");
-            let release = fetcher.get(&release_url).await?;
-            let signature = fetcher.get(&format!("{release_url}.gpg")).await?;
+            let release = fetcher.get_capped(&release_url, MAX_RELEASE).await?;
+            let signature = fetcher
+                .get_capped(&format!("{release_url}.gpg"), MAX_SIGNATURE)
+                .await?;
             Ok(VerifiedRelease::from_detached(
                 &release_url,
                 &release,
@@ -77,6 +79,9 @@ async fn fetch_release(
         Err(err) => Err(err),
     }
 }
+
+/// The largest Packages index accepted, compressed or not (Debian's largest is under 100 MiB).
+pub const MAX_INDEX: u64 = 256 << 20;
 
 /// Compressions of a Packages index, in order of preference.
 const VARIANTS: [(&str, Compression); 3] = [
@@ -127,240 +132,194 @@ async fn fetch_packages(
         size: f.size,
         sha256: f.sha256,
     });
-    let cache = request.cache_dir.join("indices");
-    if let Some(plain) = plain {
-        let (url, cache) = (url.clone(), cache.clone());
-        let warm = tokio::task::spawn_blocking(move || parse_cached(&cache, plain, &url, part))
-            .await
-            .expect("parsing an index does not panic")?;
-        if let Some(parsed) = warm {
-            return Ok(parsed);
+    for signed in std::iter::once(expected).chain(plain) {
+        if signed.size > MAX_INDEX {
+            return Err(FetchError::SignedSizeTooLarge {
+                url,
+                size: signed.size,
+                limit: MAX_INDEX,
+            });
         }
     }
-    let compressed = match read_cached(&cache, expected) {
-        Some(data) => data,
+    let cache = {
+        let base = request.cache_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || CacheDir::open(&base, "indices"))
+            .await
+            .expect("opening the cache does not panic")?
+    };
+    if let Some(plain) = plain {
+        let (cache, name) = (cache.clone(), plain.sha256.to_hex());
+        let cached = tokio::task::spawn_blocking(move || cache.open_verified(&name, plain))
+            .await
+            .expect("reading the cache does not panic")?;
+        if let Some(file) = cached {
+            return parse_blocking(url, part, file).await;
+        }
+    }
+    let cached = {
+        let (cache, name) = (cache.clone(), expected.sha256.to_hex());
+        tokio::task::spawn_blocking(move || cache.open_verified(&name, expected))
+            .await
+            .expect("reading the cache does not panic")?
+    };
+    let compressed = match cached {
+        Some(file) => file,
         None => {
-            let data = fetcher.get_verified(&url, expected).await?;
-            if plain.is_none() {
-                store_cached(&cache, expected, &data);
-            }
-            data
+            // Kept under its hash only when nothing else of it would be cached.
+            let name = expected.sha256.to_hex();
+            let keep = plain.is_none() || matches!(compression, Compression::None);
+            let name = keep.then_some(name.as_str());
+            fetcher
+                .download(&url, &cache, name, expected, &|_| {})
+                .await?
         }
     };
-    tokio::task::spawn_blocking(move || {
-        let decoder: Box<dyn Read> = match compression {
-            Compression::Xz => Box::new(liblzma::read::XzDecoder::new(compressed.as_slice())),
-            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(compressed.as_slice())),
-            Compression::None => Box::new(compressed.as_slice()),
-        };
-        decompress_and_parse(decoder, plain, &cache, url, part)
+    let verified = tokio::task::spawn_blocking(move || {
+        decompress_verified(&cache, compressed, compression, plain, &url).map(|t| (t, url))
     })
     .await
-    .expect("parsing an index does not panic")
+    .expect("decompressing an index does not panic")?;
+    parse_blocking(verified.1, part, verified.0).await
 }
 
 /// A verified Packages index: its name, its compact fields, and the file its stanzas stay in.
 type Parsed = (String, Part, Stanzas);
 
-/// Streams the decompressed index through the hash, a copy in the cache and the parser at once,
-/// so no more than one stanza of it is in memory; past the size the Release gives it stops.
-/// The copy (named by its hash when the Release lists one) stays open for dpkg's `available`.
-fn decompress_and_parse(
-    decoder: Box<dyn Read + '_>,
+/// Streams a verified Packages file through the parser on the blocking pool, a stanza at a
+/// time, and keeps the file open for dpkg's `available`.
+async fn parse_blocking(url: String, part: u32, file: fs_err::File) -> Result<Parsed, FetchError> {
+    tokio::task::spawn_blocking(move || {
+        let (file, _) = file.into_parts();
+        let parsed = parse_packages(&url, part, std::io::BufReader::new(&file))?;
+        Ok((url, parsed, Stanzas::File(file)))
+    })
+    .await
+    .expect("parsing an index does not panic")
+}
+
+/// Decompresses a verified index into a file in the cache, stopping one byte past the
+/// uncompressed size the Release signed (or [`MAX_INDEX`] when it lists none), checks that size
+/// and hash, keeps the file under its hash, and gives it back open at its start: the text is
+/// then streamed, never held whole in memory.
+fn decompress_verified(
+    cache: &CacheDir,
+    compressed: fs_err::File,
+    compression: Compression,
     plain: Option<Expected>,
-    cache: &Path,
-    url: String,
-    part: u32,
-) -> Result<Parsed, FetchError> {
-    let temp = fs_err::create_dir_all(cache)
-        .and_then(|()| {
-            tempfile::Builder::new()
-                .prefix(".partial-")
-                .tempfile_in(cache)
-        })
-        // A read-only cache must not fail the build: keep the copy in the temp dir instead.
-        .or_else(|_| tempfile::NamedTempFile::new())
-        .map_err(|source| FetchError::Cache {
-            path: cache.to_path_buf(),
-            source,
-        })?;
-    let mut tee = Tee {
-        inner: decoder,
-        hasher: sha2::Sha256::new(),
-        count: 0,
-        limit: plain.map(|p| p.size),
-        copy: Some(std::io::BufWriter::new(temp.as_file())),
-        failure: None,
-    };
-    let parsed = super::index::parse_packages(&url, part, BufReader::new(&mut tee));
-    if parsed.is_err() && tee.failure.is_none() {
-        // Finish hashing: a stanza that does not parse in a file that does not match is the
-        // mirror's inconsistency, and that is the error to report.
-        let _ = std::io::copy(&mut tee, &mut std::io::sink());
-    }
-    let decompressed_url = format!("{url} (decompressed)");
-    let copy_failed = |source| FetchError::Cache {
-        path: temp.path().to_path_buf(),
+    url: &str,
+) -> Result<fs_err::File, FetchError> {
+    let decompress_err = |source| FetchError::Decompress {
+        url: url.to_string(),
         source,
     };
-    match tee.failure.take() {
-        Some(Failure::Decompress(source)) => return Err(FetchError::Decompress { url, source }),
-        Some(Failure::Copy(source)) => return Err(copy_failed(source)),
-        Some(Failure::TooLong) => {
-            let plain = plain.expect("only a known size can be exceeded");
-            return Err(FetchError::SizeMismatch {
+    if let Compression::None = compression {
+        return Ok(compressed);
+    }
+    let limit = plain.map_or(MAX_INDEX, |p| p.size);
+    let decoder: Box<dyn Read> = match compression {
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new(compressed)),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(compressed)),
+        Compression::None => Box::new(compressed),
+    };
+    let mut reader = Sha256Reader::new(decoder.take(limit + 1));
+    let mut temp = cache.create_temp()?;
+    let decompressed_url = format!("{url} (decompressed)");
+    // A write error is the cache's, a read error the archive's; both stop here.
+    std::io::copy(&mut reader, &mut temp.file).map_err(decompress_err)?;
+    let size = reader.count();
+    match plain {
+        Some(plain) => check(&decompressed_url, plain, size, reader.digest())?,
+        None if size > limit => {
+            return Err(FetchError::TooLarge {
                 url: decompressed_url,
-                expected: plain.size,
-                actual: tee.count,
-            });
+                limit,
+            })
         }
         None => {}
     }
-    let (count, digest) = (tee.count, Sha256Digest(tee.hasher.finalize_reset().into()));
-    let copy = tee.copy.take();
-    drop(tee);
-    if let Some(plain) = plain {
-        check(&decompressed_url, plain, count, digest)?;
-    }
-    let parsed = parsed?;
-    flush(copy).map_err(copy_failed)?;
-    let file = match plain {
-        Some(plain) => {
-            let path = cache.join(plain.sha256.to_hex());
-            match temp.persist(&path) {
-                Ok(file) => file,
-                Err(err) => {
-                    tracing::warn!("{}: cannot cache index: {}", path.display(), err.error);
-                    err.file.into_file()
-                }
-            }
-        }
-        None => temp.into_file(),
+    let cache_err = |source| FetchError::Cache {
+        path: cache.path().to_path_buf(),
+        source,
     };
-    Ok((url, parsed, Stanzas::File(file)))
-}
-
-/// The decompressed index from the cache, parsed while its size and hash are checked; `None`
-/// when it is missing, not ours alone to write, or does not match (then it is fetched again).
-fn parse_cached(
-    dir: &Path,
-    expected: Expected,
-    url: &str,
-    part: u32,
-) -> Result<Option<Parsed>, FetchError> {
-    use std::os::unix::fs::MetadataExt;
-    let path = dir.join(expected.sha256.to_hex());
-    let Ok(file) = std::fs::File::open(&path) else {
-        return Ok(None);
-    };
-    // The file is read again later for dpkg's `available`: only one nobody else can change
-    // between now and then is used.
-    let trusted = file.metadata().is_ok_and(|m| {
-        m.is_file() && m.uid() == rustix::process::geteuid().as_raw() && m.mode() & 0o022 == 0
-    });
-    if !trusted {
-        tracing::warn!(
-            "{}: not used, as another user could change it",
-            path.display()
-        );
-        return Ok(None);
-    }
-    let mut tee = Tee {
-        inner: Box::new(&file),
-        hasher: sha2::Sha256::new(),
-        count: 0,
-        limit: Some(expected.size),
-        copy: None::<std::io::Sink>,
-        failure: None,
-    };
-    let parsed = super::index::parse_packages(url, part, BufReader::new(&mut tee));
-    if parsed.is_err() && tee.failure.is_none() {
-        let _ = std::io::copy(&mut tee, &mut std::io::sink());
-    }
-    let digest = Sha256Digest(tee.hasher.finalize_reset().into());
-    let whole = tee.failure.is_none() && tee.count == expected.size;
-    drop(tee);
-    if !whole || digest != expected.sha256 {
-        return Ok(None);
-    }
-    Ok(Some((url.to_owned(), parsed?, Stanzas::File(file))))
-}
-
-/// Writes out what the copy still buffers.
-fn flush(copy: Option<std::io::BufWriter<&std::fs::File>>) -> std::io::Result<()> {
-    match copy {
-        Some(copy) => copy.into_inner().map(drop).map_err(|e| e.into_error()),
-        None => Ok(()),
+    temp.file.flush().map_err(cache_err)?;
+    temp.file.rewind().map_err(cache_err)?;
+    match plain {
+        Some(plain) => temp.persist(&plain.sha256.to_hex()),
+        None => temp.into_anonymous(),
     }
 }
 
-/// Why streaming an index stopped.
-enum Failure {
-    Decompress(std::io::Error),
-    Copy(std::io::Error),
-    TooLong,
-}
+#[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::fetch::hash::Sha256Digest;
 
-/// Reads through: hashes and counts what passes, copies it, and stops past `limit`.
-struct Tee<'a, W: Write> {
-    inner: Box<dyn Read + 'a>,
-    hasher: sha2::Sha256,
-    count: u64,
-    limit: Option<u64>,
-    copy: Option<W>,
-    failure: Option<Failure>,
-}
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
 
-impl<W: Write> Read for Tee<'_, W> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.failure.is_some() {
-            return Err(std::io::Error::other("the index stream already failed"));
-        }
-        let n = match self.inner.read(buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => return Err(e),
-            Err(e) => {
-                let message = e.to_string();
-                self.failure = Some(Failure::Decompress(e));
-                return Err(std::io::Error::other(message));
-            }
+    fn file_with(dir: &Path, data: &[u8]) -> fs_err::File {
+        let path = dir.join("compressed");
+        fs_err::write(&path, data).unwrap();
+        fs_err::File::open(&path).unwrap()
+    }
+
+    #[test]
+    fn an_xz_bomb_stops_one_byte_past_the_signed_size_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheDir::open(&dir.path().join("cache"), "indices").unwrap();
+        let bomb = xz(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 64 << 10, "a small bomb: {} bytes", bomb.len());
+        let signed = Expected {
+            size: 1000,
+            sha256: Sha256Digest::of(&[0u8; 1000]),
         };
-        self.count += n as u64;
-        if self.limit.is_some_and(|limit| self.count > limit) {
-            self.failure = Some(Failure::TooLong);
-            return Err(std::io::Error::other("longer than the Release says"));
-        }
-        self.hasher.update(&buf[..n]);
-        if let Some(copy) = &mut self.copy {
-            if let Err(e) = copy.write_all(&buf[..n]) {
-                let message = e.to_string();
-                self.failure = Some(Failure::Copy(e));
-                return Err(std::io::Error::other(message));
-            }
-        }
-        Ok(n)
+        let err = decompress_verified(
+            &cache,
+            file_with(dir.path(), &bomb),
+            Compression::Xz,
+            Some(signed),
+            "http://127.0.0.1/Packages.xz",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, FetchError::SizeMismatch { actual: 1001, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("Packages.xz"), "{err}");
+        assert_eq!(fs_err::read_dir(cache.path()).unwrap().count(), 0);
     }
-}
 
-/// A file from the index cache, only if its size and hash match.
-fn read_cached(dir: &Path, expected: Expected) -> Option<Vec<u8>> {
-    let data = fs_err::read(dir.join(expected.sha256.to_hex())).ok()?;
-    let ok = data.len() as u64 == expected.size && Sha256Digest::of(&data) == expected.sha256;
-    ok.then_some(data)
-}
-
-/// Keeps verified index bytes under their hash. The cache is an optimisation: a read-only or
-/// full cache must not fail the build.
-fn store_cached(dir: &Path, expected: Expected, data: &[u8]) {
-    let path = dir.join(expected.sha256.to_hex());
-    let stored = fs_err::create_dir_all(dir).and_then(|()| {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(dir)?;
-        std::io::Write::write_all(&mut temp, data)?;
-        temp.persist(&path).map(drop).map_err(|e| e.error)
-    });
-    if let Err(err) = stored {
-        tracing::warn!("{}: cannot cache index: {err}", path.display());
+    #[test]
+    fn a_verified_index_is_cached_under_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheDir::open(&dir.path().join("cache"), "indices").unwrap();
+        let text = b"Package: a\n".repeat(100);
+        let signed = Expected {
+            size: text.len() as u64,
+            sha256: Sha256Digest::of(&text),
+        };
+        let out = decompress_verified(
+            &cache,
+            file_with(dir.path(), &xz(&text)),
+            Compression::Xz,
+            Some(signed),
+            "http://127.0.0.1/Packages.xz",
+        )
+        .unwrap();
+        let mut out = out;
+        let mut read = Vec::new();
+        out.read_to_end(&mut read).unwrap();
+        assert_eq!(read, text);
+        assert_eq!(
+            cache
+                .read_verified(&signed.sha256.to_hex(), signed)
+                .unwrap(),
+            Some(text)
+        );
     }
 }
