@@ -421,10 +421,9 @@ impl Fixture {
                 },
             ))
             .expect("index");
-        let packages: Vec<_> = index
-            .packages()
-            .filter(|p| p.name == name)
-            .map(|p| p.to_package())
+        let packages: Vec<_> = (0..index.len())
+            .filter(|&i| index.get(i).name == name)
+            .map(|i| index.package(i).expect("a package of the index"))
             .collect();
         rt.block_on(debstrap_onion::fetch::download(
             fetcher,

@@ -1,13 +1,18 @@
-//! Packages indices, streamed once through the [`crate::deb822`] reader: each package keeps the
-//! fields the resolver and downloader need as byte ranges into one compact text per index
-//! part (no `String` per field), and where its stanza lies in the verified index file, which
-//! stays open so dpkg's `available` can be cut from it later. A [`RepoIndex`] can only be built
-//! from bytes whose hash a verified Release vouched for.
+//! Packages indices, streamed once through the [`crate::deb822`] reader. Every package keeps
+//! only what the resolver scans the whole index for (name, version, architecture, Multi-Arch,
+//! Priority, Essential, Provides), as byte ranges into one compact text per index part (no
+//! `String` per field), and where its stanza lies in the verified index file, which stays open.
+//! The rest (relationships, Filename, Size, SHA256) is read back from that stanza for the few
+//! packages the resolver visits ([`RepoIndex::details`]), and dpkg's `available` is cut from
+//! it. Every stanza is checked in full when the index is read, so reading one back cannot fail
+//! on its content. A [`RepoIndex`] can only be built from bytes whose hash a verified Release
+//! vouched for.
 
+use std::borrow::Cow;
 use std::io::BufRead;
 
 use super::hash::Sha256Digest;
-use crate::deb822::{ReadError, StreamParagraph, StreamReader};
+use crate::deb822::{Comments, Paragraph, ReadError, StreamParagraph, StreamReader, SyntaxError};
 
 /// One binary package as listed in a verified Packages index, owned: what a resolution keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +38,8 @@ pub struct Package {
     pub stanza: StanzaRef,
 }
 
-/// A package of a [`RepoIndex`], borrowed from it: the same fields as [`Package`], folded
-/// relationship fields included, without copying them.
+/// A package of a [`RepoIndex`], borrowed from it: the fields the resolver scans every
+/// package for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackageRef<'a> {
     pub name: &'a str,
@@ -43,49 +48,29 @@ pub struct PackageRef<'a> {
     pub multi_arch: Option<&'a str>,
     pub priority: Option<&'a str>,
     pub essential: bool,
-    pub depends: Option<&'a str>,
-    pub pre_depends: Option<&'a str>,
     pub provides: Option<&'a str>,
-    pub conflicts: Option<&'a str>,
-    pub breaks: Option<&'a str>,
-    pub replaces: Option<&'a str>,
-    pub filename: &'a str,
-    pub size: u64,
-    pub sha256: Sha256Digest,
     pub stanza: StanzaRef,
 }
 
-impl PackageRef<'_> {
-    /// An owned copy, for the packages a resolution keeps.
-    pub fn to_package(&self) -> Package {
-        let owned = |v: Option<&str>| v.map(str::to_owned);
-        Package {
-            name: self.name.to_owned(),
-            version: self.version.to_owned(),
-            architecture: self.architecture.to_owned(),
-            multi_arch: owned(self.multi_arch),
-            priority: owned(self.priority),
-            essential: self.essential,
-            depends: owned(self.depends),
-            pre_depends: owned(self.pre_depends),
-            provides: owned(self.provides),
-            conflicts: owned(self.conflicts),
-            breaks: owned(self.breaks),
-            replaces: owned(self.replaces),
-            filename: self.filename.to_owned(),
-            size: self.size,
-            sha256: self.sha256,
-            stanza: self.stanza,
-        }
-    }
+/// The fields of a package read back from its stanza, for the packages the resolver visits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Details {
+    pub depends: Option<String>,
+    pub pre_depends: Option<String>,
+    pub conflicts: Option<String>,
+    pub breaks: Option<String>,
+    pub replaces: Option<String>,
+    pub filename: String,
+    pub size: u64,
+    pub sha256: Sha256Digest,
 }
 
 /// The place of a package's stanza in a verified Packages text held by its [`RepoIndex`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StanzaRef {
     part: u32,
+    len: u32,
     start: u64,
-    end: u64,
 }
 
 /// Why a Packages index could not be read.
@@ -128,16 +113,8 @@ struct Record {
     architecture: Span,
     multi_arch: Span,
     priority: Span,
-    depends: Span,
-    pre_depends: Span,
     provides: Span,
-    conflicts: Span,
-    breaks: Span,
-    replaces: Span,
-    filename: Span,
     essential: bool,
-    size: u64,
-    sha256: Sha256Digest,
     stanza: StanzaRef,
 }
 
@@ -221,17 +198,86 @@ impl RepoIndex {
             multi_arch: opt(record.multi_arch),
             priority: opt(record.priority),
             essential: record.essential,
-            depends: opt(record.depends),
-            pre_depends: opt(record.pre_depends),
             provides: opt(record.provides),
-            conflicts: opt(record.conflicts),
-            breaks: opt(record.breaks),
-            replaces: opt(record.replaces),
-            filename: at(record.filename),
-            size: record.size,
-            sha256: record.sha256,
             stanza: record.stanza,
         }
+    }
+
+    /// The text of a stanza, read back from the verified index.
+    fn stanza_text(&self, r: StanzaRef) -> Result<String, IndexParseError> {
+        use std::os::unix::fs::FileExt;
+        let range = r.start..r.start + u64::from(r.len);
+        let bytes = match &self.stanzas[r.part as usize] {
+            Stanzas::Text(text) => text
+                .as_bytes()
+                .get(range.start as usize..range.end as usize)
+                .unwrap_or_default()
+                .to_vec(),
+            Stanzas::File(file) => {
+                let mut bytes = vec![0; r.len as usize];
+                file.read_exact_at(&mut bytes, r.start).map_err(|source| {
+                    IndexParseError::Reread {
+                        index: self.names[r.part as usize].clone(),
+                        source,
+                    }
+                })?;
+                bytes
+            }
+        };
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }
+
+    /// The relationships, Filename, Size and SHA256 of package `i`, read back from its stanza.
+    pub fn details(&self, i: usize) -> Result<Details, IndexParseError> {
+        let stanza = self.records[i].stanza;
+        let text = self.stanza_text(stanza)?;
+        let index = &self.names[stanza.part as usize];
+        let syntax = |source: SyntaxError| IndexParseError::Syntax {
+            index: index.clone(),
+            stanza: i + 1,
+            source: ReadError::Syntax(source),
+        };
+        let paragraph = crate::deb822::first_paragraph(&text, Comments::Refused)
+            .map_err(syntax)?
+            .ok_or_else(|| syntax(SyntaxError::NotAField { line: 1 }))?;
+        let fields = Fields::read(index, i + 1, &paragraph)?;
+        let owned = |v: Option<Cow<'_, str>>| v.map(Cow::into_owned);
+        Ok(Details {
+            depends: owned(fields.depends),
+            pre_depends: owned(fields.pre_depends),
+            conflicts: owned(fields.conflicts),
+            breaks: owned(fields.breaks),
+            replaces: owned(fields.replaces),
+            filename: fields.filename.into_owned(),
+            size: fields.size,
+            sha256: fields.sha256,
+        })
+    }
+
+    /// Package `i` as an owned [`Package`], its stanza read back.
+    pub fn package(&self, i: usize) -> Result<Package, IndexParseError> {
+        let compact = self.get(i);
+        let details = self.details(i)?;
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        Ok(Package {
+            name: compact.name.to_owned(),
+            version: compact.version.to_owned(),
+            architecture: compact.architecture.to_owned(),
+            multi_arch: owned(compact.multi_arch),
+            priority: owned(compact.priority),
+            essential: compact.essential,
+            depends: details.depends,
+            pre_depends: details.pre_depends,
+            provides: owned(compact.provides),
+            conflicts: details.conflicts,
+            breaks: details.breaks,
+            replaces: details.replaces,
+            filename: details.filename,
+            size: details.size,
+            sha256: details.sha256,
+            stanza: compact.stanza,
+        })
     }
 
     /// Every package, in index order.
@@ -242,34 +288,15 @@ impl RepoIndex {
     /// The index stanzas of `chosen`, in index order, each ending in a blank line: the text of
     /// dpkg's `available` file as debootstrap writes it.
     pub fn stanzas(&self, chosen: &[Package]) -> Result<String, IndexParseError> {
-        use std::os::unix::fs::FileExt;
         let mut refs: Vec<StanzaRef> = chosen.iter().map(|p| p.stanza).collect();
         refs.sort_by_key(|r| (r.part, r.start));
         refs.dedup();
         let mut out = String::new();
         for r in refs {
-            let Some(source) = self.stanzas.get(r.part as usize) else {
-                continue;
-            };
-            let bytes = match source {
-                Stanzas::Text(text) => text
-                    .as_bytes()
-                    .get(r.start as usize..r.end as usize)
-                    .unwrap_or_default()
-                    .to_vec(),
-                Stanzas::File(file) => {
-                    let mut bytes = vec![0; (r.end - r.start) as usize];
-                    file.read_exact_at(&mut bytes, r.start).map_err(|source| {
-                        IndexParseError::Reread {
-                            index: self.names[r.part as usize].clone(),
-                            source,
-                        }
-                    })?;
-                    bytes
-                }
-            };
-            out.push_str(String::from_utf8_lossy(&bytes).trim_end_matches(['\n', '\r']));
-            out.push_str("\n\n");
+            if (r.part as usize) < self.stanzas.len() {
+                out.push_str(self.stanza_text(r)?.trim_end_matches(['\n', '\r']));
+                out.push_str("\n\n");
+            }
         }
         Ok(out)
     }
@@ -306,12 +333,116 @@ pub(crate) fn parse_packages(
 }
 
 /// Appends `value` to the part's text and gives its range.
-fn keep(text: &mut String, value: &str) -> Span {
+fn keep(text: &mut String, value: Option<&str>) -> Span {
+    let value = value.unwrap_or("");
     let start = text.len() as u32;
     text.push_str(value);
     Span {
         start,
         len: value.len() as u32,
+    }
+}
+
+/// The fields of a stanza that the pipeline reads, checked: folded values borrowed from the
+/// stanza where they are one line.
+struct Fields<'p> {
+    name: &'p str,
+    version: Cow<'p, str>,
+    architecture: Cow<'p, str>,
+    multi_arch: Option<Cow<'p, str>>,
+    priority: Option<Cow<'p, str>>,
+    essential: bool,
+    provides: Option<Cow<'p, str>>,
+    depends: Option<Cow<'p, str>>,
+    pre_depends: Option<Cow<'p, str>>,
+    conflicts: Option<Cow<'p, str>>,
+    breaks: Option<Cow<'p, str>>,
+    replaces: Option<Cow<'p, str>>,
+    filename: Cow<'p, str>,
+    size: u64,
+    sha256: Sha256Digest,
+}
+
+impl<'p> Fields<'p> {
+    /// Reads and checks the fields of one stanza (the `stanza`-th of `index`, for errors).
+    fn read(
+        index: &str,
+        stanza: usize,
+        paragraph: &Paragraph<'p>,
+    ) -> Result<Fields<'p>, IndexParseError> {
+        let missing = |field: &'static str| IndexParseError::Field {
+            index: index.to_owned(),
+            stanza,
+            package: paragraph.get("Package").unwrap_or("?").to_owned(),
+            field,
+        };
+        let mut name = None;
+        let mut values: [Option<Cow<'p, str>>; 11] = Default::default();
+        let (mut essential, mut size, mut sha256) = (false, None, None);
+        for field in paragraph.fields() {
+            // Most fields (Description, Maintainer, MD5sum, ...) are not read: decide by
+            // length first so they cost one comparison.
+            let slot = match field.name().len() {
+                7 if field.is("Package") => {
+                    name = Some(field.first_line());
+                    continue;
+                }
+                7 if field.is("Version") => 0,
+                12 if field.is("Architecture") => 1,
+                10 if field.is("Multi-Arch") => 2,
+                8 if field.is("Priority") => 3,
+                8 if field.is("Provides") => 4,
+                7 if field.is("Depends") => 5,
+                11 if field.is("Pre-Depends") => 6,
+                9 if field.is("Conflicts") => 7,
+                6 if field.is("Breaks") => 8,
+                8 if field.is("Replaces") => 9,
+                8 if field.is("Filename") => 10,
+                9 if field.is("Essential") => {
+                    essential = field.first_line() == "yes";
+                    continue;
+                }
+                4 if field.is("Size") => {
+                    size = field.first_line().parse::<u64>().ok();
+                    continue;
+                }
+                6 if field.is("SHA256") => {
+                    sha256 = Sha256Digest::from_hex(field.first_line());
+                    continue;
+                }
+                _ => continue,
+            };
+            values[slot] = Some(field.folded()).filter(|v| !v.is_empty());
+        }
+        let [version, architecture, multi_arch, priority, provides, depends, pre_depends, conflicts, breaks, replaces, filename] =
+            values;
+        let name = name
+            .filter(|n| !n.is_empty())
+            .ok_or(IndexParseError::Field {
+                index: index.to_owned(),
+                stanza,
+                package: "?".to_owned(),
+                field: "Package",
+            })?;
+        Ok(Fields {
+            name,
+            version: version.ok_or_else(|| missing("Version"))?,
+            architecture: architecture.ok_or_else(|| missing("Architecture"))?,
+            filename: filename
+                .filter(|f| is_safe_relative(f))
+                .ok_or_else(|| missing("Filename"))?,
+            size: size.ok_or_else(|| missing("Size"))?,
+            sha256: sha256.ok_or_else(|| missing("SHA256"))?,
+            multi_arch,
+            priority,
+            essential,
+            provides,
+            depends,
+            pre_depends,
+            conflicts,
+            breaks,
+            replaces,
+        })
     }
 }
 
@@ -322,92 +453,27 @@ fn parse_stanza(
     found: &StreamParagraph<'_>,
     text: &mut String,
 ) -> Result<Record, IndexParseError> {
-    let mut record = Record {
-        name: Span::default(),
-        version: Span::default(),
-        architecture: Span::default(),
-        multi_arch: Span::default(),
-        priority: Span::default(),
-        depends: Span::default(),
-        pre_depends: Span::default(),
-        provides: Span::default(),
-        conflicts: Span::default(),
-        breaks: Span::default(),
-        replaces: Span::default(),
-        filename: Span::default(),
-        essential: false,
-        size: 0,
-        sha256: Sha256Digest([0; 32]),
-        stanza: StanzaRef {
-            part,
-            start: found.start,
-            end: found.end,
-        },
-    };
-    let paragraph = &found.paragraph;
-    let missing = |field: &'static str| IndexParseError::Field {
+    let fields = Fields::read(index, stanza, &found.paragraph)?;
+    let len = u32::try_from(found.end - found.start).map_err(|_| IndexParseError::Field {
         index: index.to_owned(),
         stanza,
-        package: paragraph.get("Package").unwrap_or("?").to_owned(),
-        field,
-    };
-    let (mut size, mut sha256, mut filename) = (None, None, None);
-    for field in paragraph.fields() {
-        let slot = match field.name().len() {
-            // Most fields (Description, Maintainer, MD5sum, ...) are not kept: decide by
-            // length first so they cost one comparison.
-            7 if field.is("Package") => &mut record.name,
-            7 if field.is("Version") => &mut record.version,
-            7 if field.is("Depends") => &mut record.depends,
-            12 if field.is("Architecture") => &mut record.architecture,
-            10 if field.is("Multi-Arch") => &mut record.multi_arch,
-            8 if field.is("Priority") => &mut record.priority,
-            11 if field.is("Pre-Depends") => &mut record.pre_depends,
-            8 if field.is("Provides") => &mut record.provides,
-            9 if field.is("Conflicts") => &mut record.conflicts,
-            6 if field.is("Breaks") => &mut record.breaks,
-            8 if field.is("Replaces") => &mut record.replaces,
-            9 if field.is("Essential") => {
-                record.essential = field.first_line() == "yes";
-                continue;
-            }
-            8 if field.is("Filename") => {
-                filename = Some(field.folded());
-                continue;
-            }
-            4 if field.is("Size") => {
-                size = Some(field.first_line().parse::<u64>().ok());
-                continue;
-            }
-            6 if field.is("SHA256") => {
-                sha256 = Some(Sha256Digest::from_hex(field.first_line()));
-                continue;
-            }
-            _ => continue,
-        };
-        *slot = keep(text, &field.folded());
-    }
-    if record.name.len == 0 {
-        return Err(IndexParseError::Field {
-            index: index.to_owned(),
-            stanza,
-            package: "?".to_owned(),
-            field: "Package",
-        });
-    }
-    if record.version.len == 0 {
-        return Err(missing("Version"));
-    }
-    if record.architecture.len == 0 {
-        return Err(missing("Architecture"));
-    }
-    let filename = filename
-        .filter(|f| is_safe_relative(f))
-        .ok_or_else(|| missing("Filename"))?;
-    record.filename = keep(text, &filename);
-    record.size = size.flatten().ok_or_else(|| missing("Size"))?;
-    record.sha256 = sha256.flatten().ok_or_else(|| missing("SHA256"))?;
-    Ok(record)
+        package: fields.name.to_owned(),
+        field: "(the whole stanza, over 4 GiB)",
+    })?;
+    Ok(Record {
+        name: keep(text, Some(fields.name)),
+        version: keep(text, Some(&fields.version)),
+        architecture: keep(text, Some(&fields.architecture)),
+        multi_arch: keep(text, fields.multi_arch.as_deref()),
+        priority: keep(text, fields.priority.as_deref()),
+        provides: keep(text, fields.provides.as_deref()),
+        essential: fields.essential,
+        stanza: StanzaRef {
+            part,
+            len,
+            start: found.start,
+        },
+    })
 }
 
 /// A mirror-relative path with no `..`, no absolute start and no empty parts, also once
@@ -478,10 +544,12 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
         let (a, b) = (index.get(0), index.get(1));
         assert_eq!(a.name, "a");
         assert!(a.essential);
-        assert_eq!(a.depends, Some("b (>= 2), c | d"));
         assert_eq!(b.multi_arch, Some("foreign"));
+        let (a, b) = (index.details(0).expect("a"), index.details(1).expect("b"));
+        assert_eq!(a.depends.as_deref(), Some("b (>= 2), c | d"));
         assert_eq!(b.size, 20);
         assert_eq!(b.depends, None);
+        assert_eq!(b.filename, "pool/main/b/b_2_all.deb");
     }
 
     #[test]
@@ -491,8 +559,9 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
             "Depends: b (>= 2),\n c\n  | d,\n\te\nConflicts: x,\n y\n",
         );
         let index = parse(&text).expect("parses");
-        assert_eq!(index.get(0).depends, Some("b (>= 2), c | d, e"));
-        assert_eq!(index.get(0).conflicts, Some("x, y"));
+        let a = index.details(0).expect("a");
+        assert_eq!(a.depends.as_deref(), Some("b (>= 2), c | d, e"));
+        assert_eq!(a.conflicts.as_deref(), Some("x, y"));
     }
 
     #[test]
@@ -501,7 +570,10 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
             .replace("Depends:", "depends:")
             .replace("Package: b", "PACKAGE: b");
         let index = parse(&text).expect("parses");
-        assert_eq!(index.get(0).depends, Some("b (>= 2), c | d"));
+        assert_eq!(
+            index.details(0).expect("a").depends.as_deref(),
+            Some("b (>= 2), c | d")
+        );
         assert_eq!(index.get(1).name, "b");
     }
 
@@ -509,7 +581,7 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
     fn stanzas_are_cut_from_the_index_as_written() {
         let text = TWO.replace("\n\nPackage: b", "\n \t\n\nPackage: b");
         let index = parse(&text).expect("parses");
-        let b = index.get(1).to_package();
+        let b = index.package(1).expect("b");
         assert_eq!(
             index.stanzas(&[b]).expect("stanzas"),
             "Package: b\nVersion: 2\nArchitecture: all\nMulti-Arch: foreign\n\

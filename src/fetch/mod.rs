@@ -16,7 +16,7 @@ pub use client::{
 };
 pub use download::{download, CachedDeb, DebReader, DownloadRequest, MAX_DEB};
 pub use hash::Sha256Digest;
-pub use index::{IndexParseError, Package, PackageRef, RepoIndex};
+pub use index::{Details, IndexParseError, Package, PackageRef, RepoIndex};
 pub use keyring::{Keyring, KeyringError};
 pub use release::{ReleaseError, ReleaseFile, ReleasePolicy, VerifiedRelease};
 pub use suite::{index, IndexRequest, MAX_INDEX};

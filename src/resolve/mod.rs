@@ -101,6 +101,9 @@ pub enum ResolveError {
         #[source]
         source: RelationError,
     },
+    /// A stanza could not be read back from the verified index.
+    #[error(transparent)]
+    Index(#[from] crate::fetch::IndexParseError),
     #[error("{package}: invalid version {version:?}")]
     BadVersion {
         package: String,
@@ -137,8 +140,8 @@ pub fn resolve(index: &RepoIndex, selection: &Selection) -> Result<Resolution, R
     Ok(Resolution {
         packages: chosen
             .into_iter()
-            .map(|i| universe.package(i).to_package())
-            .collect(),
+            .map(|i| index.package(i))
+            .collect::<Result<_, _>>()?,
     })
 }
 

@@ -288,9 +288,10 @@ impl<'a> Run<'_, 'a> {
     /// Queues the dependencies of a newly selected package.
     fn visit(&mut self, package: usize) -> Result<Option<Pin>, ResolveError> {
         let record = self.universe.package(package);
+        let details = self.universe.details(package)?;
         let fields = [
-            ("Pre-Depends", record.pre_depends),
-            ("Depends", record.depends),
+            ("Pre-Depends", details.pre_depends.as_deref()),
+            ("Depends", details.depends.as_deref()),
         ];
         for (field, text) in fields {
             let Some(text) = text else { continue };
@@ -441,7 +442,7 @@ impl<'a> Run<'_, 'a> {
                 Reverse(self.universe.version(provider.package)?),
                 provider.package,
             );
-            if best.as_ref().map_or(true, |(current, _)| key < *current) {
+            if best.as_ref().is_none_or(|(current, _)| key < *current) {
                 best = Some((key, provider.package));
             }
         }

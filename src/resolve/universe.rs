@@ -9,7 +9,7 @@ use debversion::Version;
 
 use super::relation::{parse_provides, parse_relations, ArchQualifier, Atom};
 use super::ResolveError;
-use crate::fetch::{PackageRef, RepoIndex};
+use crate::fetch::{Details, PackageRef, RepoIndex};
 
 /// A package that provides a name, with the version it provides it at, if any.
 #[derive(Debug)]
@@ -36,7 +36,9 @@ pub struct Universe<'a> {
     provided_by: HashMap<&'a str, Vec<usize>>,
     provides: Vec<OnceCell<Vec<Atom>>>,
     clashes: Vec<OnceCell<Vec<Clash>>>,
-    versions: Vec<OnceCell<Version>>,
+    /// Read back from the index for the packages visited; boxed, as most are never read.
+    details: Vec<OnceCell<Box<Details>>>,
+    versions: Vec<OnceCell<Box<Version>>>,
 }
 
 impl<'a> Universe<'a> {
@@ -70,6 +72,7 @@ impl<'a> Universe<'a> {
             provided_by,
             provides: (0..index.len()).map(|_| OnceCell::new()).collect(),
             clashes: (0..index.len()).map(|_| OnceCell::new()).collect(),
+            details: (0..index.len()).map(|_| OnceCell::new()).collect(),
             versions: (0..index.len()).map(|_| OnceCell::new()).collect(),
         }
     }
@@ -124,14 +127,27 @@ impl<'a> Universe<'a> {
         Ok(self.provides[i].get_or_init(|| atoms))
     }
 
+    /// The relationships, Filename, Size and SHA256 of package `i`, read on first use.
+    pub fn details(&self, i: usize) -> Result<&Details, ResolveError> {
+        if let Some(details) = self.details[i].get() {
+            return Ok(details);
+        }
+        let details = self.index.details(i)?;
+        Ok(self.details[i].get_or_init(|| Box::new(details)))
+    }
+
     /// What package `i` declares in `Conflicts` and `Breaks`, parsed on first use.
     pub fn clashes(&self, i: usize) -> Result<&[Clash], ResolveError> {
         if let Some(clashes) = self.clashes[i].get() {
             return Ok(clashes);
         }
         let package = self.index.get(i);
+        let details = self.details(i)?;
         let mut clashes = Vec::new();
-        for (field, text) in [("Conflicts", package.conflicts), ("Breaks", package.breaks)] {
+        for (field, text) in [
+            ("Conflicts", details.conflicts.as_deref()),
+            ("Breaks", details.breaks.as_deref()),
+        ] {
             let relations = parse_relations(text.unwrap_or("")).map_err(|source| {
                 ResolveError::BadRelation {
                     package: package.name.to_owned(),
@@ -202,7 +218,7 @@ impl<'a> Universe<'a> {
                 version: package.version.to_owned(),
                 source,
             })?;
-        Ok(self.versions[i].get_or_init(|| version))
+        Ok(self.versions[i].get_or_init(|| Box::new(version)))
     }
 
     /// Whether package `i`, under its own name, satisfies `atom` (name, version and

@@ -52,7 +52,7 @@ impl Control {
             fields,
         };
         for required in ["Package", "Version", "Architecture"] {
-            if control.get(required).map_or(true, str::is_empty) {
+            if control.get(required).is_none_or(str::is_empty) {
                 return Err(ControlProblem::Missing(required));
             }
         }
