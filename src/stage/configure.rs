@@ -220,7 +220,7 @@ pub(crate) fn configure_all(
             tail,
             ..
         }) => Err(StageError::Command {
-            what: match failed_script(&tail) {
+            what: match failed_script(&tail).or_else(|| failed_script_in_log(root, log)) {
                 Some(script) => format!("{script} (in dpkg --configure -a)"),
                 None if last_setting_up.is_empty() => "dpkg --configure -a".to_owned(),
                 None => format!("dpkg --configure -a (setting up {last_setting_up})"),
@@ -231,6 +231,15 @@ pub(crate) fn configure_all(
         }),
         Err(e) => Err(e),
     }
+}
+
+/// [`failed_script`] over the log of the last dpkg run: dpkg reports a failed script when it
+/// happens, often further back than the error's last lines.
+fn failed_script_in_log(root: &Path, log: Option<&Path>) -> Option<String> {
+    let text = RootDir::open(root).ok()?.read_file(log?).ok()??;
+    let text = String::from_utf8_lossy(&text);
+    let last_run = text.rfind("\n$ dpkg ").map_or(&*text, |at| &text[at..]);
+    failed_script(last_run)
 }
 
 /// The package and maintainer script dpkg reports as failed (`nginx postinst`), from its
