@@ -228,11 +228,16 @@ fn root_a_non_empty_directory_named_like_an_archive_is_refused_at_once() {
 
 // --- 7. a mount point as TARGET ---------------------------------------------------------------
 
-/// Mounts a tmpfs on `$1` (mode 1777, as tmpfs makes it; with an empty lost+found, as mkfs.ext4 leaves one), builds into it,
+/// Mounts `$EXT4_IMAGE` through a loop device (released with the mount, when the namespace
+/// ends) or else a tmpfs on `$1` (mode 1777, as tmpfs makes it; with an empty lost+found, as mkfs.ext4 leaves one), builds into it,
 /// then shows what is there and whether it is still a mount point, all in the namespace.
 const MOUNT_AND_BUILD: &str = r#"set -u
-mount -t tmpfs none "$1" || exit 90
-mkdir "$1/lost+found"
+if [ -n "${EXT4_IMAGE:-}" ]; then
+    mount -o loop "$EXT4_IMAGE" "$1" || exit 90
+else
+    mount -t tmpfs none "$1" || exit 90
+    mkdir "$1/lost+found"
+fi
 [ -z "${SEED:-}" ] || echo seed > "$1/$SEED"
 shift
 "$0" "$@"; echo "build-exit: $?"
@@ -245,6 +250,7 @@ fn build_into_mount_point(
     include: &str,
     extra: &[&str],
     seed: Option<&str>,
+    ext4_image: Option<&Path>,
 ) -> String {
     let target = served.dir.path().join("mnt");
     std::fs::create_dir(&target).expect("mount point");
@@ -259,6 +265,9 @@ fn build_into_mount_point(
     cmd.arg(&target).args(args);
     if let Some(seed) = seed {
         cmd.env("SEED", seed);
+    }
+    if let Some(image) = ext4_image {
+        cmd.env("EXT4_IMAGE", image);
     }
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -280,7 +289,37 @@ fn root_an_empty_mount_point_with_lost_found_is_built_in_place() {
         return;
     }
     let served = fixture(&[("good", good_package())]);
-    let seen = build_into_mount_point(&served, "good", &[], None);
+    let seen = build_into_mount_point(&served, "good", &[], None, None);
+    assert!(seen.contains("build-exit: 0"), "{seen}");
+    for line in [
+        "./lost+found\n",
+        "./usr/good\n",
+        "mounted\n",
+        "root-mode: 755\n",
+    ] {
+        assert!(seen.contains(line), "no {line:?}:\n{seen}");
+    }
+}
+
+/// A fresh ext4 filesystem, as mkfs.ext4 makes it (with its own lost+found), loop-mounted.
+#[test]
+fn root_a_fresh_ext4_mount_point_is_built_in_place() {
+    if !require_root()
+        || !require_program("unshare")
+        || !require_program("findmnt")
+        || !require_program("mkfs.ext4")
+        || !require_program("losetup")
+    {
+        return;
+    }
+    let served = fixture(&[("good", good_package())]);
+    let image = served.dir.path().join("fs.img");
+    std::fs::File::create(&image)
+        .and_then(|f| f.set_len(32 << 20))
+        .expect("image file");
+    let out = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = build_into_mount_point(&served, "good", &[], None, Some(&image));
     assert!(seen.contains("build-exit: 0"), "{seen}");
     for line in [
         "./lost+found\n",
@@ -301,7 +340,7 @@ fn root_a_failed_build_in_a_mount_point_empties_it_but_lost_found() {
         .symlink("./usr/evil-link", "/../../../outside")
         .file("./usr/evil-link/planted", 0o644, b"escaped");
     let served = fixture(&[("good", good_package()), ("evil", evil)]);
-    let seen = build_into_mount_point(&served, "good,evil", &[], None);
+    let seen = build_into_mount_point(&served, "good,evil", &[], None, None);
     assert!(seen.contains("build-exit: 1"), "{seen}");
     assert!(
         seen.contains("evil"),
@@ -318,7 +357,7 @@ fn root_a_mount_point_holding_files_is_refused_even_with_force() {
         return;
     }
     let served = fixture(&[("good", good_package())]);
-    let seen = build_into_mount_point(&served, "good", &["--force"], Some("precious"));
+    let seen = build_into_mount_point(&served, "good", &["--force"], Some("precious"), None);
     assert!(seen.contains("build-exit: 1"), "{seen}");
     assert!(seen.contains("is a mount point holding files"), "{seen}");
     assert!(
