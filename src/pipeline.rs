@@ -34,6 +34,21 @@ pub enum Error {
     TargetNotEmpty { path: PathBuf },
     #[error("TARGET {path} has mounts inside ({mounts:?}); stop what uses it first (e.g. `debstrap-onion stop NAME`)")]
     TargetMounted { path: PathBuf, mounts: Vec<PathBuf> },
+    #[error(
+        "TARGET {path} is a mount point holding files; it is built in place, never replaced: \
+         empty it (a lone empty lost+found may stay) and retry"
+    )]
+    MountPointNotEmpty { path: PathBuf },
+    #[error(
+        "cannot build in {path}: its filesystem, mounted on {mount_point}, has the option \
+         {option}, so maintainer scripts cannot run there; remount it without {option}, or choose \
+         a TARGET (for `-`, a TMPDIR) on another filesystem"
+    )]
+    MountOption {
+        path: PathBuf,
+        mount_point: PathBuf,
+        option: &'static str,
+    },
     #[error("{path}: cannot prepare the build directory")]
     Target {
         path: PathBuf,
@@ -62,6 +77,11 @@ pub struct BuildReport {
 /// Runs the pipeline as far as `config.stop_after` says.
 pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildReport, Error> {
     config.validate()?;
+    // Where the root goes is decided, and refused, before any work (and checked again when
+    // the build directory is made, in case TARGET changed meanwhile).
+    if config.stop_after == StopAfter::Complete {
+        BuildPlace::decide(config)?;
+    }
     let mut report = BuildReport::default();
     let mut clock = StageClock::new(reporter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -129,7 +149,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         return Ok(report);
     }
 
-    let build_dir = BuildDir::create(&config.output, config.force)?;
+    let build_dir = BuildDir::create(BuildPlace::decide(config)?)?;
     let root = build_dir.root();
     let unpacked = download_and_unpack(config, &runtime, &fetcher, download, root, &mut clock)?;
     drop(runtime);
@@ -334,45 +354,131 @@ impl<'a> StageClock<'a> {
     }
 }
 
-/// The directory a root is built in: beside a directory TARGET (moved into place on success) or
-/// a temporary one for tarballs. Dropped without [`BuildDir::commit`], it removes what it made.
+/// Where a root is built, decided from what TARGET is: beside a directory TARGET (renamed into
+/// place at the end), in a mount point TARGET itself (a mount point is never renamed), or in a
+/// temporary directory for tarballs.
+#[derive(Debug)]
+enum BuildPlace {
+    Beside {
+        parent: PathBuf,
+        target: PathBuf,
+    },
+    InPlace {
+        target: PathBuf,
+    },
+    Temporary {
+        parent: PathBuf,
+        prefix: &'static str,
+    },
+}
+
+impl BuildPlace {
+    /// Checks TARGET and the filesystem the root will be on; creates nothing.
+    fn decide(config: &BuildConfig) -> Result<BuildPlace, Error> {
+        let place = match &config.output {
+            Output::Directory(target) => Self::for_directory(target, config.force)?,
+            Output::Tarball { path, .. } => BuildPlace::Temporary {
+                parent: parent_of(path),
+                prefix: ".debstrap-onion-root-",
+            },
+            Output::Stdout { .. } => BuildPlace::Temporary {
+                parent: std::env::temp_dir(),
+                prefix: "debstrap-onion-root-",
+            },
+        };
+        if config.variant != Variant::Extract {
+            check_scripts_can_run(place.dir())?;
+        }
+        Ok(place)
+    }
+
+    fn for_directory(target: &Path, force: bool) -> Result<BuildPlace, Error> {
+        let mounted = stage::mounts_under(target);
+        if !mounted.is_empty() {
+            return Err(Error::TargetMounted {
+                path: target.to_path_buf(),
+                mounts: mounted,
+            });
+        }
+        if stage::is_mount_point(target) {
+            if !is_empty_filesystem(target) {
+                return Err(Error::MountPointNotEmpty {
+                    path: target.to_path_buf(),
+                });
+            }
+            return Ok(BuildPlace::InPlace {
+                target: target.to_path_buf(),
+            });
+        }
+        if !force && is_non_empty_dir(target) {
+            return Err(Error::TargetNotEmpty {
+                path: target.to_path_buf(),
+            });
+        }
+        Ok(BuildPlace::Beside {
+            parent: parent_of(target),
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// The directory the root is made in (or is).
+    fn dir(&self) -> &Path {
+        match self {
+            BuildPlace::Beside { parent, .. } | BuildPlace::Temporary { parent, .. } => parent,
+            BuildPlace::InPlace { target } => target,
+        }
+    }
+}
+
+/// Refuses a filesystem mounted `noexec` (nothing could run in the chroot), naming its mount
+/// point; `nodev` is worked around while scripts run (see [`stage::ChrootMounts`]). The nearest
+/// existing ancestor stands for a directory not made yet.
+fn check_scripts_can_run(dir: &Path) -> Result<(), Error> {
+    use nix::sys::statvfs::FsFlags;
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Some(existing) = absolute.ancestors().find(|p| p.exists()) else {
+        return Ok(());
+    };
+    let Ok(stat) = nix::sys::statvfs::statvfs(existing) else {
+        return Ok(());
+    };
+    if stat.flags().contains(FsFlags::ST_NOEXEC) {
+        return Err(Error::MountOption {
+            path: dir.to_path_buf(),
+            mount_point: stage::mount_point_of(existing),
+            option: "noexec",
+        });
+    }
+    Ok(())
+}
+
+/// The directory a root is built in. Dropped without [`BuildDir::commit`], it removes what it
+/// made: the whole directory, or, built in place, everything in it.
 struct BuildDir {
     root: PathBuf,
     /// Where a directory build is moved on success.
     target: Option<PathBuf>,
+    in_place: bool,
     committed: bool,
 }
 
 impl BuildDir {
-    fn create(output: &Output, force: bool) -> Result<BuildDir, Error> {
-        let (parent, prefix, target) = match output {
-            Output::Directory(target) => {
-                if !force && is_non_empty_dir(target) {
-                    return Err(Error::TargetNotEmpty {
-                        path: target.clone(),
-                    });
-                }
-                let mounted = stage::mounts_under(target);
-                if !mounted.is_empty() {
-                    return Err(Error::TargetMounted {
-                        path: target.clone(),
-                        mounts: mounted,
-                    });
-                }
-                (
-                    parent_of(target),
-                    format!(".{}.build-", file_name(target)),
-                    Some(target.clone()),
-                )
+    fn create(place: BuildPlace) -> Result<BuildDir, Error> {
+        let (parent, prefix, target) = match place {
+            BuildPlace::InPlace { target } => {
+                return Ok(BuildDir {
+                    root: target,
+                    target: None,
+                    in_place: true,
+                    committed: false,
+                })
             }
-            Output::Tarball { path, .. } => {
-                (parent_of(path), ".debstrap-onion-root-".to_string(), None)
-            }
-            Output::Stdout { .. } => (
-                std::env::temp_dir(),
-                "debstrap-onion-root-".to_string(),
-                None,
+            BuildPlace::Beside { parent, target } => (
+                parent,
+                format!(".{}.build-", file_name(&target)),
+                Some(target),
             ),
+            BuildPlace::Temporary { parent, prefix } => (parent, prefix.to_string(), None),
         };
         let err = |source| Error::Target {
             path: parent.clone(),
@@ -388,6 +494,7 @@ impl BuildDir {
         Ok(BuildDir {
             root,
             target,
+            in_place: false,
             committed: false,
         })
     }
@@ -397,9 +504,10 @@ impl BuildDir {
     }
 
     /// Moves a directory build into place, replacing an old TARGET only under --force (which
-    /// `create` checked). A tarball build's root is removed on drop.
+    /// `decide` checked). A tarball build's root is removed on drop; one built in place stays.
     fn commit(mut self) -> Result<(), Error> {
         let Some(target) = self.target.clone() else {
+            self.committed = self.in_place;
             return Ok(());
         };
         let err = |source| Error::Target {
@@ -426,10 +534,59 @@ impl BuildDir {
 
 impl Drop for BuildDir {
     fn drop(&mut self) {
-        if !self.committed {
+        if self.committed {
+            return;
+        }
+        if self.in_place {
+            empty_in_place(&self.root);
+        } else {
             remove_tree(&self.root);
         }
     }
+}
+
+/// Removes everything a failed build made in a mount point TARGET, keeping `lost+found`, and
+/// nothing while something is still mounted inside.
+fn empty_in_place(root: &Path) {
+    let mounted = stage::mounts_under(root);
+    if !mounted.is_empty() {
+        tracing::error!(
+            "{}: not emptied, still mounted inside: {mounted:?}",
+            root.display()
+        );
+        return;
+    }
+    let Ok(entries) = fs_err::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() == LOST_AND_FOUND {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs_err::remove_dir_all(&path),
+            _ => fs_err::remove_file(&path),
+        };
+        if let Err(err) = removed {
+            tracing::error!("cannot remove {}: {err}", path.display());
+        }
+    }
+}
+
+/// What mkfs.ext4 leaves at the top of a new filesystem.
+const LOST_AND_FOUND: &str = "lost+found";
+
+/// Whether a mount point holds nothing, or only an empty `lost+found`.
+fn is_empty_filesystem(path: &Path) -> bool {
+    let Ok(entries) = fs_err::read_dir(path) else {
+        return false;
+    };
+    entries.flatten().all(|entry| {
+        entry.file_name() == LOST_AND_FOUND
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+            && !is_non_empty_dir(&entry.path())
+    })
 }
 
 /// Removes a build tree, but never one with something still mounted inside: deleting through a
