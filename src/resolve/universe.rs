@@ -26,14 +26,47 @@ pub struct Clash {
     pub atom: Atom,
 }
 
+/// Package indices grouped by a name, each group in index order: one array and one small
+/// map entry per name, rather than a vector per name (the index has tens of thousands).
+struct Groups<'a> {
+    members: Vec<usize>,
+    ranges: HashMap<&'a str, (u32, u32)>,
+}
+
+impl<'a> Groups<'a> {
+    fn new(mut pairs: Vec<(&'a str, usize)>) -> Groups<'a> {
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut ranges = HashMap::new();
+        let mut members = Vec::with_capacity(pairs.len());
+        for (name, i) in pairs {
+            let at = members.len() as u32;
+            ranges.entry(name).or_insert((at, at)).1 = at + 1;
+            members.push(i);
+        }
+        Groups { members, ranges }
+    }
+
+    /// The indices grouped under `name`, in index order.
+    fn get(&self, name: &str) -> &[usize] {
+        self.ranges.get(name).map_or(&[], |&(start, end)| {
+            &self.members[start as usize..end as usize]
+        })
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.ranges.contains_key(name)
+    }
+}
+
 /// Packages of the target architecture or `all`, indexed once.
 pub struct Universe<'a> {
     index: &'a RepoIndex,
     arch: &'a str,
-    by_name: HashMap<&'a str, Vec<usize>>,
+    by_name: Groups<'a>,
     /// Provided name → packages whose `Provides` mentions it (found by a cheap scan; the field
     /// is parsed only when that provider is considered).
-    provided_by: HashMap<&'a str, Vec<usize>>,
+    provided_by: Groups<'a>,
     provides: Vec<OnceCell<Vec<Atom>>>,
     clashes: Vec<OnceCell<Vec<Clash>>>,
     /// Read back from the index for the packages visited; boxed, as most are never read.
@@ -44,13 +77,13 @@ pub struct Universe<'a> {
 impl<'a> Universe<'a> {
     /// Indexes `packages` for `arch`, parsing nothing but the names in `Provides`.
     pub fn new(index: &'a RepoIndex, arch: &'a str) -> Universe<'a> {
-        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::with_capacity(index.len());
-        let mut provided_by: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut by_name: Vec<(&str, usize)> = Vec::with_capacity(index.len());
+        let mut provided_by: Vec<(&str, usize)> = Vec::new();
         for (i, package) in index.packages().enumerate() {
             if package.architecture != arch && package.architecture != "all" {
                 continue;
             }
-            by_name.entry(package.name).or_default().push(i);
+            by_name.push((package.name, i));
             for entry in package.provides.unwrap_or("").split(',') {
                 let name = entry
                     .trim_start()
@@ -58,18 +91,15 @@ impl<'a> Universe<'a> {
                     .next()
                     .unwrap_or("");
                 if !name.is_empty() {
-                    let list = provided_by.entry(name).or_default();
-                    if list.last() != Some(&i) {
-                        list.push(i);
-                    }
+                    provided_by.push((name, i));
                 }
             }
         }
         Universe {
             index,
             arch,
-            by_name,
-            provided_by,
+            by_name: Groups::new(by_name),
+            provided_by: Groups::new(provided_by),
             provides: (0..index.len()).map(|_| OnceCell::new()).collect(),
             clashes: (0..index.len()).map(|_| OnceCell::new()).collect(),
             details: (0..index.len()).map(|_| OnceCell::new()).collect(),
@@ -87,7 +117,7 @@ impl<'a> Universe<'a> {
 
     /// Every eligible package of this name, in index order.
     pub fn named(&self, name: &str) -> &[usize] {
-        self.by_name.get(name).map_or(&[], Vec::as_slice)
+        self.by_name.get(name)
     }
 
     /// Whether any eligible package claims to provide this name.
@@ -98,7 +128,7 @@ impl<'a> Universe<'a> {
     /// Every eligible package that provides this name, in index order.
     pub fn providers(&self, name: &str) -> Result<Vec<Provider<'_>>, ResolveError> {
         let mut providers = Vec::new();
-        for &i in self.provided_by.get(name).map_or(&[][..], Vec::as_slice) {
+        for &i in self.provided_by.get(name) {
             for atom in self.provides(i)? {
                 if atom.name == name {
                     providers.push(Provider {
@@ -180,11 +210,7 @@ impl<'a> Universe<'a> {
         if self.index.get(other).name == clash.atom.name {
             return self.real_satisfies(other, &clash.atom);
         }
-        if !self
-            .provided_by
-            .get(clash.atom.name.as_str())
-            .is_some_and(|list| list.contains(&other))
-        {
+        if !self.provided_by.get(&clash.atom.name).contains(&other) {
             return Ok(false);
         }
         Ok(self.provides(other)?.iter().any(|atom| {
