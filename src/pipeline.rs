@@ -8,7 +8,7 @@ use crate::config::{BuildConfig, Output, StopAfter, Variant};
 use crate::fetch::{self, CachedDeb, Fetcher, Keyring};
 use crate::progress::{Reporter, Stage};
 use crate::resolve::{self, Selection};
-use crate::{onion, output, stage, unpack};
+use crate::{onion, output, stage, target, unpack};
 
 /// The web server the onion stage publishes.
 const WEB_SERVER: &str = "nginx";
@@ -42,6 +42,8 @@ pub enum Error {
     },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Guard(#[from] target::TargetError),
     #[error(transparent)]
     Cancelled(#[from] crate::cancel::Cancelled),
 }
@@ -127,21 +129,33 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         return Ok(report);
     }
 
+    // Each stage starts with a check that the build directory is still the one created.
     let build_dir = BuildDir::create(&config.output, config.force)?;
-    let root = build_dir.root();
-    let unpacked = download_and_unpack(config, &runtime, &fetcher, download, root, &mut clock)?;
+    let unpacked = download_and_unpack(
+        config,
+        &runtime,
+        &fetcher,
+        download,
+        build_dir.verify()?,
+        &mut clock,
+    )?;
     drop(runtime);
-    unpack::write_available(root, &available)?;
-    report.onion = finish_root(config, &unpacked, root, &mut clock)?;
+    unpack::write_available(build_dir.verify()?, &available)?;
+    report.onion = finish_root(config, &unpacked, &build_dir, &mut clock)?;
     // With SOURCE_DATE_EPOCH caches and logs go and timestamps are clamped, so the bytes
     // repeat; without it the root keeps the build's logs (dpkg.log, the maintainer scripts'
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
     if let Some(epoch) = config.source_date_epoch {
-        output::make_deterministic(root, epoch)?;
+        crate::cancel::check()?;
+        output::make_deterministic(build_dir.verify()?, epoch)?;
     }
     if !matches!(config.output, Output::Directory(_)) {
         clock.begin(Stage::Output);
-        output::write_tarball(build_dir.root(), &config.output, config.source_date_epoch)?;
+        output::write_tarball(
+            build_dir.verify()?,
+            &config.output,
+            config.source_date_epoch,
+        )?;
     }
     build_dir.commit()?;
     report.target = match &config.output {
@@ -259,7 +273,7 @@ impl ReadyGate {
 fn finish_root(
     config: &BuildConfig,
     unpacked: &unpack::Unpacked,
-    root: &Path,
+    build_dir: &BuildDir,
     clock: &mut StageClock,
 ) -> Result<Option<onion::OnionReport>, Error> {
     if config.variant == Variant::Extract {
@@ -268,7 +282,7 @@ fn finish_root(
     clock.begin(Stage::Configure);
     stage::stage(
         &stage::StageRequest {
-            root,
+            root: build_dir.verify()?,
             unpacked,
             mirror: &config.mirror,
             suite: &config.suite,
@@ -282,16 +296,24 @@ fn finish_root(
         return Ok(None);
     }
     clock.begin(Stage::Onion);
+    crate::cancel::check()?;
+    let root = build_dir.verify()?;
     let chroot_path = match &config.output {
         Output::Directory(path) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
         _ => Path::new(crate::config::DEFAULT_CHROOT_PARENT).join(&config.name),
     };
+    // An image never changes the host it is built on: without an explicit --host-root its
+    // host-side files (key, torrc block, schroot definition) go inside the image.
+    let mut onion_config = config.onion.clone();
+    if onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_)) {
+        onion_config.host_root = Some(onion::image_host_root(root)?);
+    }
     let report = onion::configure(&onion::OnionRequest {
         name: &config.name,
         root,
         chroot_path: &chroot_path,
         suite: &config.suite,
-        config: &config.onion,
+        config: &onion_config,
     })?;
     Ok(Some(report))
 }
@@ -342,41 +364,40 @@ impl<'a> StageClock<'a> {
 
 /// The directory a root is built in: beside a directory TARGET (moved into place on success) or
 /// a temporary one for tarballs. Dropped without [`BuildDir::commit`], it removes what it made.
+///
+/// It holds TARGET's lock for its whole life, so a second build of the same TARGET is refused
+/// while this one runs, and it checks before each stage that its path still names the
+/// directory it created.
 struct BuildDir {
     root: PathBuf,
+    held: target::BuildRoot,
     /// Where a directory build is moved on success.
     target: Option<PathBuf>,
+    /// Whether an existing non-empty TARGET may be replaced; decided again at the commit.
+    force: bool,
     committed: bool,
+    _lock: Option<target::TargetLock>,
 }
 
 impl BuildDir {
     fn create(output: &Output, force: bool) -> Result<BuildDir, Error> {
-        let (parent, prefix, target) = match output {
-            Output::Directory(target) => {
-                if !force && is_non_empty_dir(target) {
-                    return Err(Error::TargetNotEmpty {
-                        path: target.clone(),
-                    });
-                }
-                let mounted = stage::mounts_under(target);
-                if !mounted.is_empty() {
-                    return Err(Error::TargetMounted {
-                        path: target.clone(),
-                        mounts: mounted,
-                    });
-                }
-                (
-                    parent_of(target),
-                    format!(".{}.build-", file_name(target)),
-                    Some(target.clone()),
-                )
-            }
-            Output::Tarball { path, .. } => {
-                (parent_of(path), ".debstrap-onion-root-".to_string(), None)
-            }
+        let (parent, prefix, target, locked) = match output {
+            Output::Directory(target) => (
+                parent_of(target),
+                format!(".{}.build-", file_name(target)),
+                Some(target.clone()),
+                Some(target),
+            ),
+            Output::Tarball { path, .. } => (
+                parent_of(path),
+                ".debstrap-onion-root-".to_string(),
+                None,
+                Some(path),
+            ),
             Output::Stdout { .. } => (
                 std::env::temp_dir(),
                 "debstrap-onion-root-".to_string(),
+                None,
                 None,
             ),
         };
@@ -385,29 +406,59 @@ impl BuildDir {
             source,
         };
         fs_err::create_dir_all(&parent).map_err(err)?;
+        let lock = match locked {
+            Some(path) => {
+                target::check_parents(path, &parent)?;
+                Some(target::TargetLock::acquire(
+                    path,
+                    &parent,
+                    &file_name(path),
+                )?)
+            }
+            None => None,
+        };
+        if let Some(target) = &target {
+            check_target_free(target, force)?;
+        }
         // Removal is ours (Drop below), after checking that nothing is mounted inside.
         let root = tempfile::Builder::new()
             .prefix(&prefix)
             .tempdir_in(&parent)
             .map_err(err)?
             .keep();
+        let held = match target::BuildRoot::hold(&root) {
+            Ok(held) => held,
+            Err(e) => {
+                remove_tree(&root);
+                return Err(e.into());
+            }
+        };
         Ok(BuildDir {
             root,
+            held,
             target,
+            force,
             committed: false,
+            _lock: lock,
         })
     }
 
-    fn root(&self) -> &Path {
-        &self.root
+    /// Fails unless the build directory is still the one this build created.
+    fn verify(&self) -> Result<&Path, Error> {
+        self.held.verify()?;
+        Ok(&self.root)
     }
 
-    /// Moves a directory build into place, replacing an old TARGET only under --force (which
-    /// `create` checked). A tarball build's root is removed on drop.
+    /// Moves a directory build into place. Whether an existing TARGET may be replaced is decided
+    /// here, against what is there now, not only at the start; nothing is committed once a stop
+    /// was requested. A tarball build's root is removed on drop.
     fn commit(mut self) -> Result<(), Error> {
+        crate::cancel::check()?;
+        self.held.verify()?;
         let Some(target) = self.target.clone() else {
             return Ok(());
         };
+        check_target_free(&target, self.force)?;
         let err = |source| Error::Target {
             path: target.clone(),
             source,
@@ -417,7 +468,7 @@ impl BuildDir {
             file_name(&target),
             std::process::id()
         ));
-        let replacing = target.exists();
+        let replacing = fs_err::symlink_metadata(&target).is_ok();
         if replacing {
             fs_err::rename(&target, &old).map_err(err)?;
         }
@@ -430,11 +481,35 @@ impl BuildDir {
     }
 }
 
+/// Refuses a TARGET that is occupied (without --force) or that has mounts inside.
+fn check_target_free(target: &Path, force: bool) -> Result<(), Error> {
+    if !force && is_non_empty_dir(target) {
+        return Err(Error::TargetNotEmpty {
+            path: target.to_path_buf(),
+        });
+    }
+    let mounted = stage::mounts_under(target);
+    if !mounted.is_empty() {
+        return Err(Error::TargetMounted {
+            path: target.to_path_buf(),
+            mounts: mounted,
+        });
+    }
+    Ok(())
+}
+
 impl Drop for BuildDir {
     fn drop(&mut self) {
-        if !self.committed {
-            remove_tree(&self.root);
+        if self.committed {
+            return;
         }
+        // A directory put in its place is someone else's: it is not ours to delete.
+        if let Err(err) = self.held.verify() {
+            tracing::error!("{err}");
+            crate::cancel::left_behind(self.root.clone());
+            return;
+        }
+        remove_tree(&self.root);
     }
 }
 
@@ -450,10 +525,12 @@ fn remove_tree(path: &Path) {
             "{}: not removed, still mounted inside: {mounted:?}",
             path.display()
         );
+        crate::cancel::left_behind(path.to_path_buf());
         return;
     }
     if let Err(err) = fs_err::remove_dir_all(path) {
         tracing::error!("cannot remove {}: {err}", path.display());
+        crate::cancel::left_behind(path.to_path_buf());
     }
 }
 
