@@ -45,10 +45,12 @@ pub enum TargetError {
 }
 
 /// An exclusive lock on TARGET, held until dropped: `.NAME.lock` beside TARGET, locked with
-/// flock(2) so the kernel releases it when the build ends, however it ends.
+/// flock(2) so the kernel releases it when the build ends, however it ends. The file is removed
+/// when the lock is dropped (a SIGKILLed build leaves it, unlocked and harmless).
 #[derive(Debug)]
 pub(crate) struct TargetLock {
-    _file: OwnedFd,
+    path: PathBuf,
+    file: OwnedFd,
 }
 
 impl TargetLock {
@@ -60,6 +62,10 @@ impl TargetLock {
             lock: lock.clone(),
             source,
         };
+        let busy = || TargetError::Busy {
+            target: target.to_path_buf(),
+            lock: lock.clone(),
+        };
         let file = rustix::fs::open(
             &lock,
             OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -67,13 +73,27 @@ impl TargetLock {
         )
         .map_err(|e| lock_error(e.into()))?;
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(TargetLock { _file: file }),
-            Err(rustix::io::Errno::WOULDBLOCK) => Err(TargetError::Busy {
-                target: target.to_path_buf(),
-                lock,
-            }),
-            Err(e) => Err(lock_error(e.into())),
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(busy()),
+            Err(e) => return Err(lock_error(e.into())),
         }
+        // The holder before us removes the file as it lets go: a lock on a file no longer at
+        // the path locks nothing, so it counts as held.
+        let held = rustix::fs::fstat(&file).map_err(|e| lock_error(e.into()))?;
+        match fs_err::symlink_metadata(&lock) {
+            Ok(now) if now.dev() == held.st_dev && now.ino() == held.st_ino => {
+                Ok(TargetLock { path: lock, file })
+            }
+            _ => Err(busy()),
+        }
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no other build can hold a lock on the removed file.
+        let _ = fs_err::remove_file(&self.path);
+        let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
     }
 }
 

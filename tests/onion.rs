@@ -748,8 +748,11 @@ fn site_file_swapped_for_a_symlink_never_copies_a_file_from_outside() {
     fs_err::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     // The user flips page.html between a regular file and a symlink to the secret, atomically
     // and as fast as they can, while the build copies the site.
-    let regular = site.join(".regular");
-    let link = site.join(".link");
+    // Prepared beside the site, so the site holds only page.html.
+    let staging = scene.host_root.join("staging");
+    fs_err::create_dir_all(&staging).expect("mkdir");
+    let regular = staging.join("regular");
+    let link = staging.join("link");
     let stop = std::sync::atomic::AtomicBool::new(false);
     let mut config = scene.config();
     config.site = Some(site.clone());
@@ -763,7 +766,7 @@ fn site_file_swapped_for_a_symlink_never_copies_a_file_from_outside() {
             }
         });
         let mut copied_secret = false;
-        for _ in 0..300 {
+        for _ in 0..2000 {
             if scene.configure("onion", &config).is_ok() {
                 let page = scene.root.join("var/www/onion/page.html");
                 if fs_err::read_to_string(page).is_ok_and(|text| text.contains("ROOT ONLY")) {
@@ -778,5 +781,31 @@ fn site_file_swapped_for_a_symlink_never_copies_a_file_from_outside() {
     assert!(
         !copied_secret,
         "a file from outside the site reached the web root"
+    );
+}
+
+#[test]
+fn a_torrc_that_tor_refuses_is_not_written_and_nothing_changes() {
+    if !support::host::require_program("tor")
+        || !Path::new("/usr/share/tor/tor-service-defaults-torrc").exists()
+    {
+        return;
+    }
+    let scene = Scene::new();
+    // An option tor does not know: the torrc with our block would not start tor.
+    fs_err::create_dir_all(scene.host_root.join("etc/tor")).expect("mkdir");
+    let broken = "NoSuchTorOption 1\n";
+    fs_err::write(scene.host_root.join("etc/tor/torrc"), broken).expect("torrc");
+    let before = tree_of(&scene.host_root);
+    let err = scene
+        .configure("onion", &scene.config())
+        .expect_err("tor refuses the torrc");
+    assert!(matches!(err, OnionError::TorrcRejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("NoSuchTorOption"), "{err}");
+    assert_eq!(scene.torrc(), broken);
+    assert_eq!(
+        tree_of(&scene.host_root),
+        before,
+        "host-side changes remain"
     );
 }
