@@ -352,6 +352,21 @@ mod tests {
     }
 
     #[test]
+    fn port_zero_is_refused_before_any_work() {
+        let mut config = BuildConfig::new("trixie", "http://127.0.0.1/debian");
+        config.onion.local_port = 0;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::BadPort {
+                option: "--local-port"
+            })
+        ));
+        // Without the onion stage the port is never used.
+        config.publish_onion = false;
+        config.validate().expect("no onion, no port");
+    }
+
+    #[test]
     fn names_that_could_escape_are_refused() {
         for bad in ["", "../x", "a/b", ".hidden", "-x", "a b"] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");

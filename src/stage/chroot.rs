@@ -390,15 +390,16 @@ pub(crate) fn run(
     // Before reaping (the zombie keeps the group id ours): when the command failed or a stop was
     // requested, whatever it left running in its group is killed, so nothing it started goes on
     // writing while the build cleans up.
-    let failed = match group.map(|g| {
+    let exited_well = group.map(|g| {
         nix::sys::wait::waitid(
             nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(-g.as_raw())),
             nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
         )
-    }) {
-        Some(Ok(nix::sys::wait::WaitStatus::Exited(_, 0))) => false,
-        _ => true,
-    };
+    });
+    let failed = !matches!(
+        exited_well,
+        Some(Ok(nix::sys::wait::WaitStatus::Exited(_, 0)))
+    );
     if failed || crate::cancel::is_requested() {
         kill_group(nix::sys::signal::Signal::SIGKILL);
     }

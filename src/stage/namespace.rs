@@ -30,7 +30,7 @@ pub fn in_private_mounts<T: Send>(
             })
             .map_err(|source| StageError::Namespace {
                 step: "start a thread for",
-                source: source.into(),
+                source,
             })?;
         match thread.join() {
             Ok(result) => result,
