@@ -406,15 +406,28 @@ impl BuildDir {
             source,
         };
         fs_err::create_dir_all(&parent).map_err(err)?;
-        let lock = match locked {
-            Some(path) => {
-                target::check_parents(path, &parent)?;
-                Some(target::TargetLock::acquire(
-                    path,
-                    &parent,
-                    &file_name(path),
-                )?)
+        // Where the root is built: beside TARGET, unless that is a place another user could
+        // swap it in. A directory TARGET must be renamed into place from beside it, so it is
+        // refused there; a tarball's root is built in the system's temporary directory instead.
+        let mut build_parent = parent.clone();
+        if let Some(path) = locked {
+            if let Err(unsafe_parent) = target::check_parents(path, &parent) {
+                if target.is_some() {
+                    return Err(unsafe_parent.into());
+                }
+                build_parent = std::env::temp_dir();
+                tracing::warn!(
+                    "{unsafe_parent}; building the root in {} instead",
+                    build_parent.display()
+                );
             }
+        }
+        let lock = match locked {
+            Some(path) => Some(target::TargetLock::acquire(
+                path,
+                &parent,
+                &file_name(path),
+            )?),
             None => None,
         };
         if let Some(target) = &target {
@@ -423,7 +436,7 @@ impl BuildDir {
         // Removal is ours (Drop below), after checking that nothing is mounted inside.
         let root = tempfile::Builder::new()
             .prefix(&prefix)
-            .tempdir_in(&parent)
+            .tempdir_in(&build_parent)
             .map_err(err)?
             .keep();
         let held = match target::BuildRoot::hold(&root) {

@@ -68,7 +68,8 @@ impl TargetLock {
         };
         let file = rustix::fs::open(
             &lock,
-            OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            // NONBLOCK: a FIFO planted at the name must not hang the build.
+            OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )
         .map_err(|e| lock_error(e.into()))?;

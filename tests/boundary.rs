@@ -392,6 +392,37 @@ fn root_a_target_parent_another_user_can_write_is_refused() {
 }
 
 #[test]
+fn root_a_tarballs_root_is_not_built_where_another_user_can_swap_it() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = serve();
+    let parent = served.dir.path().join("users-dir");
+    fs_err::create_dir(&parent).expect("mkdir");
+    std::os::unix::fs::chown(&parent, Some(65534), Some(65534)).expect("chown");
+    let tarball = parent.join("root.tar");
+    let beside = std::sync::Mutex::new(Vec::new());
+    let reporter = AtStage {
+        at: Stage::Download,
+        action: || *beside.lock().expect("lock") = names_in(&parent),
+    };
+    let output = Output::Tarball {
+        path: tarball.clone(),
+        compression: debstrap_onion::config::Compression::None,
+    };
+    debstrap_onion::build(&config(&served, output), &reporter).expect("the tarball is built");
+    let beside = beside.into_inner().expect("lock");
+    assert!(
+        !beside
+            .iter()
+            .any(|n| n.starts_with(".debstrap-onion-root-")),
+        "the root was built in a directory another user owns: {beside:?}"
+    );
+    assert!(tarball.is_file());
+    assert_eq!(names_in(&parent), ["root.tar"]);
+}
+
+#[test]
 fn root_a_build_directory_swapped_between_stages_stops_the_build() {
     if !support::host::require_root() {
         return;
