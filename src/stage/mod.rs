@@ -133,7 +133,7 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
     // The mounts live in a namespace of their own: should this process die in any way, the
     // kernel removes them, and the host never sees them.
     let result = in_private_mounts(|| {
-        let result = configure_in_chroot(&root_path, request, log, reporter);
+        let result = configure_in_chroot(&root, &root_path, request, log, reporter);
         let remaining = mounts_under(&root_path);
         match result {
             Ok(()) if !remaining.is_empty() => Err(StageError::MountsRemain {
@@ -158,6 +158,7 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
 
 /// Everything that needs the chroot, between mounting and unmounting.
 fn configure_in_chroot(
+    opened: &RootDir,
     root_path: &Path,
     request: &StageRequest,
     log: Option<&Path>,
@@ -166,6 +167,12 @@ fn configure_in_chroot(
     let started = Instant::now();
     // Opened again in this namespace: a descriptor from the host's would not see these mounts.
     let root = &RootDir::open(root_path)?;
+    if !root.is_same_dir(opened)? {
+        return Err(StageError::UnsafePath {
+            path: root_path.to_path_buf(),
+            reason: "it names another directory than the root being configured",
+        });
+    }
     let mounts = ChrootMounts::mount(root_path)?;
     let policy = services::PolicyRcD::install(root)?;
     let start_stop_daemon = services::StartStopDaemonDiversion::install(root, root_path, log)?;
