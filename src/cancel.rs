@@ -2,9 +2,14 @@
 //! return [`Cancelled`], and the guards they hold undo mounts and remove partial output as the
 //! error unwinds.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+
+/// What a failed or interrupted build could not remove.
+static LEFT_BEHIND: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// The build was interrupted (SIGINT or SIGTERM).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -28,4 +33,20 @@ pub fn check() -> Result<(), Cancelled> {
     } else {
         Ok(())
     }
+}
+
+/// Records that cleanup could not remove `path`, so the CLI does not claim it did.
+pub fn left_behind(path: PathBuf) {
+    LEFT_BEHIND
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(path);
+}
+
+/// What cleanup could not remove, in the order it was recorded.
+pub fn leftovers() -> Vec<PathBuf> {
+    LEFT_BEHIND
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
 }

@@ -24,7 +24,9 @@ pub mod stage;
 pub mod unpack;
 
 mod pipeline;
+mod target;
 
 pub use config::BuildConfig;
 pub use pipeline::{build, BuildReport, Error};
 pub use progress::{Reporter, Silent};
+pub use target::TargetError;

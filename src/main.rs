@@ -164,14 +164,10 @@ struct BuildArgs {
     #[arg(long, default_value_t = 2001, help_heading = "Onion service")]
     local_port: u16,
     /// Where host-side files (torrc, /var/lib/tor, schroot) are written, like DESTDIR; paths
-    /// inside them stay as seen from /.
-    #[arg(
-        long,
-        value_name = "DIR",
-        default_value = "/",
-        help_heading = "Onion service"
-    )]
-    host_root: PathBuf,
+    /// inside them stay as seen from / [default: / for a directory TARGET; for a tarball,
+    /// /var/lib/debstrap-onion/host inside the image, leaving the host alone].
+    #[arg(long, value_name = "DIR", help_heading = "Onion service")]
+    host_root: Option<PathBuf>,
     /// Import an existing onion service key directory instead of generating a key.
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     onion_key: Option<PathBuf>,
@@ -394,7 +390,16 @@ fn fail(progress: &Progress, err: &anyhow::Error, code: u8) -> ExitCode {
         eprintln!("  caused by: {cause}");
     }
     if code == EXIT_INTERRUPTED {
-        eprintln!("interrupted: mounts undone and partial output removed");
+        let left = debstrap_onion::cancel::leftovers();
+        if left.is_empty() {
+            eprintln!("interrupted: mounts undone and partial output removed");
+        } else {
+            let shown: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+            eprintln!(
+                "interrupted: partial output NOT removed: {} (remove it by hand)",
+                shown.join(", ")
+            );
+        }
     }
     ExitCode::from(code)
 }

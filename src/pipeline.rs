@@ -8,7 +8,7 @@ use crate::config::{BuildConfig, Output, StopAfter, Variant};
 use crate::fetch::{self, CachedDeb, Fetcher, Keyring};
 use crate::progress::{Reporter, Stage};
 use crate::resolve::{self, Selection};
-use crate::{onion, output, stage, unpack};
+use crate::{onion, output, stage, target, unpack};
 
 /// The web server the onion stage publishes.
 const WEB_SERVER: &str = "nginx";
@@ -57,6 +57,8 @@ pub enum Error {
     },
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Guard(#[from] target::TargetError),
     #[error(transparent)]
     Cancelled(#[from] crate::cancel::Cancelled),
 }
@@ -149,21 +151,33 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         return Ok(report);
     }
 
-    let build_dir = BuildDir::create(BuildPlace::decide(config)?)?;
-    let root = build_dir.root();
-    let unpacked = download_and_unpack(config, &runtime, &fetcher, download, root, &mut clock)?;
+    // Each stage starts with a check that the build directory is still the one created.
+    let build_dir = BuildDir::create(BuildPlace::decide(config)?, &config.output, config.force)?;
+    let unpacked = download_and_unpack(
+        config,
+        &runtime,
+        &fetcher,
+        download,
+        build_dir.verify()?,
+        &mut clock,
+    )?;
     drop(runtime);
-    unpack::write_available(root, &available)?;
-    report.onion = finish_root(config, &unpacked, root, &mut clock)?;
+    unpack::write_available(build_dir.verify()?, &available)?;
+    report.onion = finish_root(config, &unpacked, &build_dir, &mut clock)?;
     // With SOURCE_DATE_EPOCH caches and logs go and timestamps are clamped, so the bytes
     // repeat; without it the root keeps the build's logs (dpkg.log, the maintainer scripts'
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
     if let Some(epoch) = config.source_date_epoch {
-        output::make_deterministic(root, epoch)?;
+        crate::cancel::check()?;
+        output::make_deterministic(build_dir.verify()?, epoch)?;
     }
     if !matches!(config.output, Output::Directory(_)) {
         clock.begin(Stage::Output);
-        output::write_tarball(build_dir.root(), &config.output, config.source_date_epoch)?;
+        output::write_tarball(
+            build_dir.verify()?,
+            &config.output,
+            config.source_date_epoch,
+        )?;
     }
     build_dir.commit()?;
     report.target = match &config.output {
@@ -273,7 +287,7 @@ impl ReadyGate {
 fn finish_root(
     config: &BuildConfig,
     unpacked: &unpack::Unpacked,
-    root: &Path,
+    build_dir: &BuildDir,
     clock: &mut StageClock,
 ) -> Result<Option<onion::OnionReport>, Error> {
     if config.variant == Variant::Extract {
@@ -282,7 +296,7 @@ fn finish_root(
     clock.begin(Stage::Configure);
     stage::stage(
         &stage::StageRequest {
-            root,
+            root: build_dir.verify()?,
             unpacked,
             mirror: &config.mirror,
             suite: &config.suite,
@@ -296,16 +310,24 @@ fn finish_root(
         return Ok(None);
     }
     clock.begin(Stage::Onion);
+    crate::cancel::check()?;
+    let root = build_dir.verify()?;
     let chroot_path = match &config.output {
         Output::Directory(path) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
         _ => Path::new(crate::config::DEFAULT_CHROOT_PARENT).join(&config.name),
     };
+    // An image never changes the host it is built on: without an explicit --host-root its
+    // host-side files (key, torrc block, schroot definition) go inside the image.
+    let mut onion_config = config.onion.clone();
+    if onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_)) {
+        onion_config.host_root = Some(onion::image_host_root(root)?);
+    }
     let report = onion::configure(&onion::OnionRequest {
         name: &config.name,
         root,
         chroot_path: &chroot_path,
         suite: &config.suite,
-        config: &config.onion,
+        config: &onion_config,
     })?;
     Ok(Some(report))
 }
@@ -452,27 +474,34 @@ fn check_scripts_can_run(dir: &Path) -> Result<(), Error> {
     Ok(())
 }
 
-/// The directory a root is built in. Dropped without [`BuildDir::commit`], it removes what it
-/// made: the whole directory, or, built in place, everything in it.
+/// The directory a root is built in: beside a directory TARGET (moved into place on success), a
+/// mount point TARGET itself, or a temporary one for tarballs. Dropped without
+/// [`BuildDir::commit`], it removes what it made: the whole directory, or, built in place,
+/// everything in it.
+///
+/// It holds TARGET's lock for its whole life, so a second build of the same TARGET is refused
+/// while this one runs, and it checks before each stage that its path still names the
+/// directory it created.
 struct BuildDir {
     root: PathBuf,
+    held: target::BuildRoot,
     /// Where a directory build is moved on success.
     target: Option<PathBuf>,
     in_place: bool,
+    /// Whether an existing non-empty TARGET may be replaced; decided again at the commit.
+    force: bool,
     committed: bool,
+    _lock: Option<target::TargetLock>,
 }
 
 impl BuildDir {
-    fn create(place: BuildPlace) -> Result<BuildDir, Error> {
+    fn create(place: BuildPlace, output: &Output, force: bool) -> Result<BuildDir, Error> {
+        let locked = match output {
+            Output::Directory(path) | Output::Tarball { path, .. } => Some(path),
+            Output::Stdout { .. } => None,
+        };
         let (parent, prefix, target) = match place {
-            BuildPlace::InPlace { target } => {
-                return Ok(BuildDir {
-                    root: target,
-                    target: None,
-                    in_place: true,
-                    committed: false,
-                })
-            }
+            BuildPlace::InPlace { target } => return BuildDir::in_place(target, force),
             BuildPlace::Beside { parent, target } => (
                 parent,
                 format!(".{}.build-", file_name(&target)),
@@ -485,31 +514,93 @@ impl BuildDir {
             source,
         };
         fs_err::create_dir_all(&parent).map_err(err)?;
+        // Where the root is built: beside TARGET, unless that is a place another user could
+        // swap it in. A directory TARGET must be renamed into place from beside it, so it is
+        // refused there; a tarball's root is built in the system's temporary directory instead.
+        let mut build_parent = parent.clone();
+        if let Some(path) = locked {
+            if let Err(unsafe_parent) = target::check_parents(path, &parent) {
+                if target.is_some() {
+                    return Err(unsafe_parent.into());
+                }
+                build_parent = std::env::temp_dir();
+                tracing::warn!(
+                    "{unsafe_parent}; building the root in {} instead",
+                    build_parent.display()
+                );
+            }
+        }
+        let lock = match locked {
+            Some(path) => Some(target::TargetLock::acquire(
+                path,
+                &parent,
+                &file_name(path),
+            )?),
+            None => None,
+        };
+        if let Some(target) = &target {
+            check_target_free(target, force)?;
+        }
         // Removal is ours (Drop below), after checking that nothing is mounted inside.
         let root = tempfile::Builder::new()
             .prefix(&prefix)
-            .tempdir_in(&parent)
+            .tempdir_in(&build_parent)
             .map_err(err)?
             .keep();
+        let held = match target::BuildRoot::hold(&root) {
+            Ok(held) => held,
+            Err(e) => {
+                remove_tree(&root);
+                return Err(e.into());
+            }
+        };
         Ok(BuildDir {
             root,
+            held,
             target,
             in_place: false,
+            force,
             committed: false,
+            _lock: lock,
         })
     }
 
-    fn root(&self) -> &Path {
-        &self.root
+    /// A root built in the mount point TARGET itself, under TARGET's lock.
+    fn in_place(target: PathBuf, force: bool) -> Result<BuildDir, Error> {
+        let parent = parent_of(&target);
+        if let Err(unsafe_parent) = target::check_parents(&target, &parent) {
+            return Err(unsafe_parent.into());
+        }
+        let lock = target::TargetLock::acquire(&target, &parent, &file_name(&target))?;
+        let held = target::BuildRoot::hold(&target)?;
+        Ok(BuildDir {
+            root: target,
+            held,
+            target: None,
+            in_place: true,
+            force,
+            committed: false,
+            _lock: Some(lock),
+        })
     }
 
-    /// Moves a directory build into place, replacing an old TARGET only under --force (which
-    /// `decide` checked). A tarball build's root is removed on drop; one built in place stays.
+    /// Fails unless the build directory is still the one this build created.
+    fn verify(&self) -> Result<&Path, Error> {
+        self.held.verify()?;
+        Ok(&self.root)
+    }
+
+    /// Moves a directory build into place. Whether an existing TARGET may be replaced is decided
+    /// here, against what is there now, not only at the start; nothing is committed once a stop
+    /// was requested. A tarball build's root is removed on drop; one built in place stays.
     fn commit(mut self) -> Result<(), Error> {
+        crate::cancel::check()?;
+        self.held.verify()?;
         let Some(target) = self.target.clone() else {
             self.committed = self.in_place;
             return Ok(());
         };
+        check_target_free(&target, self.force)?;
         let err = |source| Error::Target {
             path: target.clone(),
             source,
@@ -519,7 +610,7 @@ impl BuildDir {
             file_name(&target),
             std::process::id()
         ));
-        let replacing = target.exists();
+        let replacing = fs_err::symlink_metadata(&target).is_ok();
         if replacing {
             fs_err::rename(&target, &old).map_err(err)?;
         }
@@ -532,9 +623,32 @@ impl BuildDir {
     }
 }
 
+/// Refuses a TARGET that is occupied (without --force) or that has mounts inside.
+fn check_target_free(target: &Path, force: bool) -> Result<(), Error> {
+    if !force && is_non_empty_dir(target) {
+        return Err(Error::TargetNotEmpty {
+            path: target.to_path_buf(),
+        });
+    }
+    let mounted = stage::mounts_under(target);
+    if !mounted.is_empty() {
+        return Err(Error::TargetMounted {
+            path: target.to_path_buf(),
+            mounts: mounted,
+        });
+    }
+    Ok(())
+}
+
 impl Drop for BuildDir {
     fn drop(&mut self) {
         if self.committed {
+            return;
+        }
+        // A directory put in its place is someone else's: it is not ours to delete.
+        if let Err(err) = self.held.verify() {
+            tracing::error!("{err}");
+            crate::cancel::left_behind(self.root.clone());
             return;
         }
         if self.in_place {
@@ -601,10 +715,12 @@ fn remove_tree(path: &Path) {
             "{}: not removed, still mounted inside: {mounted:?}",
             path.display()
         );
+        crate::cancel::left_behind(path.to_path_buf());
         return;
     }
     if let Err(err) = fs_err::remove_dir_all(path) {
         tracing::error!("cannot remove {}: {err}", path.display());
+        crate::cancel::left_behind(path.to_path_buf());
     }
 }
 

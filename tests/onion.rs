@@ -61,7 +61,7 @@ impl Scene {
 
     fn config(&self) -> OnionConfig {
         OnionConfig {
-            host_root: self.host_root.clone(),
+            host_root: Some(self.host_root.clone()),
             ..OnionConfig::default()
         }
     }
@@ -603,4 +603,209 @@ fn root_real_tor_writes_the_same_hostname_from_our_key() {
         return;
     };
     assert_eq!(written, format!("{}\n", report.address));
+}
+
+/// Every path under `dir`, relative, sorted.
+fn tree_of(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in fs_err::read_dir(&at).expect("list") {
+            let path = entry.expect("entry").path();
+            out.push(
+                path.strip_prefix(dir)
+                    .expect("below")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            if fs_err::symlink_metadata(&path).expect("meta").is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn port_zero_is_refused_before_anything_is_written() {
+    let scene = Scene::new();
+    for config in [
+        OnionConfig {
+            onion_port: 0,
+            ..scene.config()
+        },
+        OnionConfig {
+            local_port: 0,
+            ..scene.config()
+        },
+    ] {
+        let err = scene.configure("onion", &config).expect_err("port 0");
+        assert!(matches!(err, OnionError::BadPort { .. }), "{err:?}");
+    }
+    assert!(tree_of(&scene.host_root).is_empty());
+}
+
+#[test]
+fn a_foreign_schroot_definition_is_refused_before_any_host_change() {
+    let scene = Scene::new();
+    let path = scene.host_root.join("etc/schroot/chroot.d/onion");
+    fs_err::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs_err::write(&path, "[onion]\ndirectory=/srv/mine\n").expect("write");
+    let before = tree_of(&scene.host_root);
+    let err = scene
+        .configure("onion", &scene.config())
+        .expect_err("foreign file");
+    assert!(matches!(err, OnionError::ForeignFile { .. }), "{err:?}");
+    // No key directory, no torrc: the refusal came before the first host-side change.
+    assert_eq!(tree_of(&scene.host_root), before);
+}
+
+#[test]
+fn a_failing_host_step_rolls_back_the_earlier_ones() {
+    let scene = Scene::new();
+    // An earlier build's torrc, and an etc/schroot that cannot hold chroot.d: the schroot step,
+    // the last, fails after the key and the torrc are written.
+    fs_err::create_dir_all(scene.host_root.join("etc/tor")).expect("mkdir");
+    let torrc = "Log notice syslog\n";
+    fs_err::write(scene.host_root.join("etc/tor/torrc"), torrc).expect("torrc");
+    fs_err::write(scene.host_root.join("etc/schroot"), "not a directory\n").expect("write");
+    let before = tree_of(&scene.host_root);
+    let err = scene
+        .configure("onion", &scene.config())
+        .expect_err("schroot step fails");
+    assert!(matches!(err, OnionError::WriteSchroot { .. }), "{err:?}");
+    assert_eq!(
+        tree_of(&scene.host_root),
+        before,
+        "host-side changes remain"
+    );
+    assert_eq!(scene.torrc(), torrc);
+}
+
+#[test]
+fn concurrent_builds_keep_each_others_torrc_blocks() {
+    let scene = Scene::new();
+    let names: Vec<String> = (0..8).map(|i| format!("svc{i}")).collect();
+    std::thread::scope(|scope| {
+        for name in &names {
+            let scene = &scene;
+            scope.spawn(move || {
+                for _ in 0..5 {
+                    scene.configure(name, &scene.config()).expect("configure");
+                }
+            });
+        }
+    });
+    let torrc = scene.torrc();
+    for name in &names {
+        assert_eq!(
+            torrc
+                .matches(&format!("# BEGIN debstrap-onion {name}\n"))
+                .count(),
+            1,
+            "{name}'s block was lost or doubled:\n{torrc}"
+        );
+    }
+}
+
+#[test]
+fn onion_key_symlinked_to_a_key_outside_is_refused() {
+    let scene = Scene::new();
+    // A root-only key elsewhere on the host, and a user's directory pointing at it.
+    let other = scene.host_root.join("var/lib/tor/other");
+    fs_err::create_dir_all(&other).expect("mkdir");
+    let secret = onion::OnionKey::from_seed(&[7u8; 32]);
+    fs_err::write(other.join("hs_ed25519_secret_key"), secret.secret_file()).expect("write");
+    fs_err::set_permissions(
+        other.join("hs_ed25519_secret_key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    let import = scene.host_root.join("user-key");
+    fs_err::create_dir_all(&import).expect("mkdir");
+    std::os::unix::fs::symlink(
+        other.join("hs_ed25519_secret_key"),
+        import.join("hs_ed25519_secret_key"),
+    )
+    .expect("symlink");
+    let mut config = scene.config();
+    config.onion_key = Some(import);
+    let err = scene
+        .configure("onion", &config)
+        .expect_err("symlinked key");
+    assert!(matches!(err, OnionError::NotRegularFile { .. }), "{err:?}");
+    assert!(!scene.key_dir("onion").exists());
+}
+
+#[test]
+fn site_file_swapped_for_a_symlink_never_copies_a_file_from_outside() {
+    let scene = Scene::new();
+    let site = scene.host_root.join("site");
+    fs_err::create_dir_all(&site).expect("mkdir");
+    let secret = scene.host_root.join("secret");
+    fs_err::write(&secret, "ROOT ONLY\n").expect("secret");
+    fs_err::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    // The user flips page.html between a regular file and a symlink to the secret, atomically
+    // and as fast as they can, while the build copies the site.
+    // Prepared beside the site, so the site holds only page.html.
+    let staging = scene.host_root.join("staging");
+    fs_err::create_dir_all(&staging).expect("mkdir");
+    let regular = staging.join("regular");
+    let link = staging.join("link");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut config = scene.config();
+    config.site = Some(site.clone());
+    let copied_secret = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = fs_err::write(&regular, "page\n");
+                let _ = fs_err::rename(&regular, site.join("page.html"));
+                let _ = std::os::unix::fs::symlink(&secret, &link);
+                let _ = fs_err::rename(&link, site.join("page.html"));
+            }
+        });
+        let mut copied_secret = false;
+        for _ in 0..2000 {
+            if scene.configure("onion", &config).is_ok() {
+                let page = scene.root.join("var/www/onion/page.html");
+                if fs_err::read_to_string(page).is_ok_and(|text| text.contains("ROOT ONLY")) {
+                    copied_secret = true;
+                    break;
+                }
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        copied_secret
+    });
+    assert!(
+        !copied_secret,
+        "a file from outside the site reached the web root"
+    );
+}
+
+#[test]
+fn a_torrc_that_tor_refuses_is_not_written_and_nothing_changes() {
+    if !support::host::require_program("tor")
+        || !Path::new("/usr/share/tor/tor-service-defaults-torrc").exists()
+    {
+        return;
+    }
+    let scene = Scene::new();
+    // An option tor does not know: the torrc with our block would not start tor.
+    fs_err::create_dir_all(scene.host_root.join("etc/tor")).expect("mkdir");
+    let broken = "NoSuchTorOption 1\n";
+    fs_err::write(scene.host_root.join("etc/tor/torrc"), broken).expect("torrc");
+    let before = tree_of(&scene.host_root);
+    let err = scene
+        .configure("onion", &scene.config())
+        .expect_err("tor refuses the torrc");
+    assert!(matches!(err, OnionError::TorrcRejected { .. }), "{err:?}");
+    assert!(err.to_string().contains("NoSuchTorOption"), "{err}");
+    assert_eq!(scene.torrc(), broken);
+    assert_eq!(
+        tree_of(&scene.host_root),
+        before,
+        "host-side changes remain"
+    );
 }

@@ -12,6 +12,9 @@ pub const DEFAULT_SUITE: &str = "trixie";
 pub const DEFAULT_NAME: &str = "onion";
 /// Default package cache.
 pub const DEFAULT_CACHE_DIR: &str = "/var/cache/debstrap-onion";
+/// Where, inside a tarball image built without `--host-root`, the host-side files of the onion
+/// service go (laid out as under a `--host-root`), instead of the building host.
+pub const IMAGE_HOST_ROOT: &str = "var/lib/debstrap-onion/host";
 /// Where directory targets go when TARGET is omitted: `/srv/chroot/NAME`.
 pub const DEFAULT_CHROOT_PARENT: &str = "/srv/chroot";
 
@@ -39,6 +42,8 @@ pub enum ConfigError {
     BadName { name: String },
     #[error("invalid package name {name:?} in --{option}")]
     BadPackageName { option: &'static str, name: String },
+    #[error("{option} 0 is not a port: give a port between 1 and 65535")]
+    BadPort { option: &'static str },
     #[error("cannot determine the host architecture; pass --arch")]
     UnknownArch,
     #[error(
@@ -198,7 +203,9 @@ pub struct OnionConfig {
     /// nginx's port on 127.0.0.1.
     pub local_port: u16,
     /// Where host-side files are written (DESTDIR-like); paths inside them stay as seen from `/`.
-    pub host_root: PathBuf,
+    /// `None`: the host's `/` for a directory TARGET; for a tarball, [`IMAGE_HOST_ROOT`] inside
+    /// the image, so that building an image never changes the host.
+    pub host_root: Option<PathBuf>,
     /// An existing onion service key directory to import.
     pub onion_key: Option<PathBuf>,
 }
@@ -210,7 +217,7 @@ impl Default for OnionConfig {
             site: None,
             onion_port: 80,
             local_port: 2001,
-            host_root: PathBuf::from("/"),
+            host_root: None,
             onion_key: None,
         }
     }
@@ -301,6 +308,16 @@ impl BuildConfig {
             });
         }
         self.check_stdout()?;
+        if self.wants_onion() {
+            for (option, port) in [
+                ("--onion-port", self.onion.onion_port),
+                ("--local-port", self.onion.local_port),
+            ] {
+                if port == 0 {
+                    return Err(ConfigError::BadPort { option });
+                }
+            }
+        }
         if let Output::Directory(path) | Output::Tarball { path, .. } = &self.output {
             // Resolve `..` and symlinks where the path exists, so `/..` or a link to `/` is caught.
             let resolved = fs_err::canonicalize(path)
@@ -481,6 +498,21 @@ mod tests {
             config.validate(),
             Err(ConfigError::TargetIsRoot { .. })
         ));
+    }
+
+    #[test]
+    fn port_zero_is_refused_before_any_work() {
+        let mut config = BuildConfig::new("trixie", "http://127.0.0.1/debian");
+        config.onion.local_port = 0;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::BadPort {
+                option: "--local-port"
+            })
+        ));
+        // Without the onion stage the port is never used.
+        config.publish_onion = false;
+        config.validate().expect("no onion, no port");
     }
 
     #[test]

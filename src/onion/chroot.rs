@@ -13,9 +13,11 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use nix::mount::MntFlags;
+use std::os::fd::AsFd as _;
 
-use crate::stage::{mounts_under, ChrootMounts, CHROOT_ENV};
+use rustix::fs::{Mode, OFlags};
+
+use crate::stage::{detach, mount_entries_under, open_mount, ChrootMounts, CHROOT_ENV};
 
 use super::OnionError;
 
@@ -41,17 +43,45 @@ impl Mounts {
 }
 
 /// Unmounts every mount under `root`, innermost first; returns what it unmounted.
+///
+/// Each mount is reached from `root` without following any symlink and unmounted through a
+/// descriptor of its own root, after checking it is the mount mountinfo names: something in the
+/// chroot that swaps a directory for a symlink (`dev -> /dev`) cannot turn this onto the host's
+/// mounts.
 pub(crate) fn unmount_all(root: &Path) -> Result<Vec<PathBuf>, OnionError> {
+    let root = fs_err::canonicalize(root).map_err(|source| OnionError::Unreachable {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let root_fd = rustix::fs::open(
+        &root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OnionError::Unreachable {
+        path: root.clone(),
+        source: e.into(),
+    })?;
     let mut unmounted = Vec::new();
-    for target in mounts_under(root).into_iter().rev() {
+    for entry in mount_entries_under(&root).into_iter().rev() {
+        let rel = entry.point.strip_prefix(&root).unwrap_or(&entry.point);
+        let unreachable = |source| OnionError::Unreachable {
+            path: entry.point.clone(),
+            source,
+        };
+        let fd = open_mount(root_fd.as_fd(), rel, entry.id)
+            .map_err(unreachable)?
+            .ok_or_else(|| {
+                unreachable(std::io::Error::other(
+                    "another mount is there now; unmount it by hand",
+                ))
+            })?;
         // Lazy, so a process still holding a file there cannot keep the mount alive.
-        nix::mount::umount2(&target, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH).map_err(
-            |source| OnionError::Unmount {
-                path: target.clone(),
-                source,
-            },
-        )?;
-        unmounted.push(target);
+        detach(&fd).map_err(|source| OnionError::Unmount {
+            path: entry.point.clone(),
+            source,
+        })?;
+        unmounted.push(entry.point);
     }
     Ok(unmounted)
 }

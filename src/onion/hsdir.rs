@@ -28,7 +28,6 @@ pub enum KeyOrigin {
 /// The installed key directory.
 #[derive(Debug)]
 pub(crate) struct ServiceDir {
-    pub key: OnionKey,
     pub origin: KeyOrigin,
     /// HOST_ROOT/var/lib/tor/NAME.
     pub path: PathBuf,
@@ -56,16 +55,34 @@ pub(crate) fn tor_owner() -> Result<Option<(u32, u32)>, OnionError> {
 
 /// Reads and checks a tor key directory: the secret key parses, and the public key, if present,
 /// is the one the secret key gives.
+///
+/// The directory is opened once and each file is opened in it without following a symlink and
+/// read through that same descriptor: a key file swapped for a symlink to a root-only file is
+/// refused, never read.
 pub fn read_key_dir(dir: &Path) -> Result<OnionKey, OnionError> {
+    let dir_fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| OnionError::ReadKey {
+        path: dir.to_path_buf(),
+        source: e.into(),
+    })?;
     let secret_path = dir.join(SECRET_KEY_FILE);
-    let secret = read_small_file(&secret_path, key::SECRET_FILE_LEN)?;
+    let secret =
+        read_small_file(&dir_fd, &secret_path, key::SECRET_FILE_LEN)?.ok_or_else(|| {
+            OnionError::ReadKey {
+                path: secret_path.clone(),
+                source: std::io::ErrorKind::NotFound.into(),
+            }
+        })?;
     let key = OnionKey::from_secret_file(&secret).map_err(|problem| OnionError::BadKeyFile {
         path: secret_path,
         problem,
     })?;
     let public_path = dir.join(PUBLIC_KEY_FILE);
-    if fs_err::symlink_metadata(&public_path).is_ok() {
-        let public = read_small_file(&public_path, key::PUBLIC_FILE_LEN)?;
+    if let Some(public) = read_small_file(&dir_fd, &public_path, key::PUBLIC_FILE_LEN)? {
         let public = key::parse_public_file(&public).map_err(|problem| OnionError::BadKeyFile {
             path: public_path.clone(),
             problem,
@@ -77,44 +94,81 @@ pub fn read_key_dir(dir: &Path) -> Result<OnionKey, OnionError> {
     Ok(key)
 }
 
-/// Reads a regular file of at most a few times `expected` bytes.
-fn read_small_file(path: &Path, expected: usize) -> Result<Vec<u8>, OnionError> {
+/// Reads the regular file `path` (named in `dir`) of at most a few times `expected` bytes, by
+/// descriptor and without following a symlink; `None` when it does not exist.
+fn read_small_file(
+    dir: &std::os::fd::OwnedFd,
+    path: &Path,
+    expected: usize,
+) -> Result<Option<Vec<u8>>, OnionError> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::io::Read as _;
     let read_error = |source| OnionError::ReadKey {
         path: path.to_path_buf(),
         source,
     };
-    let meta = fs_err::metadata(path).map_err(read_error)?;
-    if !meta.is_file() {
+    let name = path.file_name().unwrap_or_default();
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        // O_NOFOLLOW on a symlink.
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(OnionError::NotRegularFile {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(read_error(e.into())),
+    };
+    let stat = rustix::fs::fstat(&fd).map_err(|e| read_error(e.into()))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
         return Err(OnionError::NotRegularFile {
             path: path.to_path_buf(),
         });
     }
-    if meta.len() > 4 * expected as u64 {
+    let limit = 4 * expected as u64;
+    let mut bytes = Vec::new();
+    std::fs::File::from(fd)
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > limit {
         return Err(OnionError::BadKeyFile {
             path: path.to_path_buf(),
             problem: key::KeyFormatError::Length {
-                len: usize::try_from(meta.len()).unwrap_or(usize::MAX),
+                len: usize::try_from(stat.st_size).unwrap_or(usize::MAX),
                 expected,
             },
         });
     }
-    fs_err::read(path).map_err(read_error)
+    Ok(Some(bytes))
 }
 
-/// Installs the key directory of NAME under `host_root`: keeps an existing key, imports
-/// `import`, or generates one; never replaces an existing key by a different one.
-pub(crate) fn install(
+/// The key NAME's service directory will hold, decided without changing anything.
+#[derive(Debug)]
+pub(crate) struct KeyPlan {
+    pub key: OnionKey,
+    pub origin: KeyOrigin,
+    /// HOST_ROOT/var/lib/tor.
+    lib: PathBuf,
+    /// HOST_ROOT/var/lib/tor/NAME.
+    pub dir: PathBuf,
+    name: String,
+}
+
+/// Decides the key of NAME under `host_root`: keeps an existing key, imports `import`, or
+/// generates one; never replaces an existing key by a different one. Reads only.
+pub(crate) fn plan(
     host_root: &Path,
     name: &str,
     import: Option<&Path>,
-    owner: Option<(u32, u32)>,
-) -> Result<ServiceDir, OnionError> {
+) -> Result<KeyPlan, OnionError> {
     let lib = host_root.join(TOR_LIB.trim_start_matches('/'));
     let dir = lib.join(name);
-    let write_error = |source| OnionError::WriteKey {
-        dir: dir.clone(),
-        source,
-    };
     let existing = match fs_err::symlink_metadata(&dir) {
         Ok(meta) if meta.is_dir() => {
             if fs_err::symlink_metadata(dir.join(SECRET_KEY_FILE)).is_ok() {
@@ -142,6 +196,28 @@ pub(crate) fn install(
             OnionKey::generate().map_err(|e| OnionError::Random(random_error(e)))?,
             KeyOrigin::Generated,
         ),
+    };
+    Ok(KeyPlan {
+        key,
+        origin,
+        lib,
+        dir,
+        name: name.to_owned(),
+    })
+}
+
+/// Writes the planned key directory (see [`plan`]).
+pub(crate) fn install(plan: KeyPlan, owner: Option<(u32, u32)>) -> Result<ServiceDir, OnionError> {
+    let KeyPlan {
+        key,
+        origin,
+        lib,
+        dir,
+        name,
+    } = plan;
+    let write_error = |source| OnionError::WriteKey {
+        dir: dir.clone(),
+        source,
     };
     let file_perms = Perms { mode: 0o600, owner };
     let files = [
@@ -174,11 +250,7 @@ pub(crate) fn install(
         drop(tmp);
     }
     set_dir_perms(&dir, owner).map_err(write_error)?;
-    Ok(ServiceDir {
-        key,
-        origin,
-        path: dir,
-    })
+    Ok(ServiceDir { origin, path: dir })
 }
 
 /// getrandom's error as an io::Error (its std feature, which would convert it, is off).

@@ -10,11 +10,13 @@
 
 mod chroot;
 mod files;
+mod host;
 mod hsdir;
 pub mod key;
 mod nginx;
 mod schroot;
 mod service;
+mod site_copy;
 mod torrc;
 mod user;
 
@@ -227,6 +229,21 @@ pub enum OnionError {
         #[source]
         source: Box<crate::stage::StageError>,
     },
+    #[error(
+        "cannot reach the mount {path} from the chroot without following a symlink; it is left \
+         in place"
+    )]
+    Unreachable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{option} 0 is not a port: give a port between 1 and 65535")]
+    BadPort { option: &'static str },
+    #[error("tor refuses the new torrc for {path}, which is left as it was: {output}")]
+    TorrcRejected { path: PathBuf, output: String },
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
     #[error("cannot unmount {path}")]
     Unmount {
         path: PathBuf,
@@ -253,6 +270,25 @@ pub enum OnionError {
     },
 }
 
+/// Creates [`crate::config::IMAGE_HOST_ROOT`] inside the image `root` (0700: it will hold the
+/// onion key), refusing a path that leads through a symlink out of the root, and returns it as
+/// the HOST_ROOT of an image build.
+pub fn image_host_root(root: &Path) -> Result<PathBuf, OnionError> {
+    let dir = files::confined(root, crate::config::IMAGE_HOST_ROOT)?;
+    files::create_dir_all_mode(&dir, 0o700).map_err(|source| OnionError::WriteChroot {
+        path: dir.clone(),
+        source,
+    })?;
+    // create_dir_all leaves an existing directory's mode alone; this one holds a secret.
+    fs_err::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(
+        |source| OnionError::WriteChroot {
+            path: dir.clone(),
+            source,
+        },
+    )?;
+    Ok(dir)
+}
+
 /// Writes the site, key, torrc entry and schroot definition, and checks `nginx -t` in the chroot.
 pub fn configure(request: &OnionRequest) -> Result<OnionReport, OnionError> {
     configure_with(request, true)
@@ -270,9 +306,17 @@ pub fn check_nginx(root: &Path) -> Result<(), OnionError> {
             root: root.to_path_buf(),
         });
     }
-    let _mounts = chroot::Mounts::mount(root)?;
-    chroot::run_ok(root, &["/usr/sbin/nginx", "-t", "-q"])?;
-    Ok(())
+    // A private mount namespace: the mounts go with this process, however it ends.
+    let in_chroot = |source| OnionError::InChroot {
+        root: root.to_path_buf(),
+        source: Box::new(source),
+    };
+    let checked = crate::stage::in_private_mounts(|| {
+        Ok(chroot::Mounts::mount(root)
+            .and_then(|_mounts| chroot::run_ok(root, &["/usr/sbin/nginx", "-t", "-q"])))
+    })
+    .map_err(in_chroot)?;
+    checked.map(drop)
 }
 
 fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, OnionError> {
@@ -291,10 +335,22 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
             return Err(OnionError::BadUserName { name: user.clone() });
         }
     }
-    let host_root = config.host_root.as_path();
+    for (option, port) in [
+        ("--onion-port", config.onion_port),
+        ("--local-port", config.local_port),
+    ] {
+        if port == 0 {
+            return Err(OnionError::BadPort { option });
+        }
+    }
+    crate::cancel::check()?;
+    let host_root = config.host_root.as_deref().unwrap_or(Path::new("/"));
+    // Everything the host's tor and schroot will read is checked before anything changes.
     let owner = hsdir::tor_owner()?;
-    let service = hsdir::install(host_root, name, config.onion_key.as_deref(), owner)?;
-    let address = service.key.address();
+    let key = hsdir::plan(host_root, name, config.onion_key.as_deref())?;
+    torrc::check(host_root, name, config.onion_port, config.local_port)?;
+    schroot::check(host_root, name, chroot_path)?;
+    let address = key.key.address();
 
     let user = config
         .user
@@ -312,9 +368,19 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
         check_nginx(root)?;
     }
 
-    let torrc = torrc::write(host_root, name, config.onion_port, config.local_port)?;
-    let schroot_files =
-        schroot::write(host_root, name, suite, chroot_path, config.user.as_deref())?;
+    // The host changes all or nothing: a failing step (or a stop request) undoes the earlier.
+    let mut changes = host::HostChanges::default();
+    let written = write_host_files(host_root, request, (key, owner), &mut changes);
+    let (service, torrc, schroot_files) = match written {
+        Ok(written) => {
+            drop(changes);
+            written
+        }
+        Err(err) => {
+            changes.roll_back();
+            return Err(err);
+        }
+    };
 
     let enter = match &config.user {
         Some(user) => format!("schroot -c {name} -u {user}"),
@@ -354,4 +420,43 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
         ],
         next_steps,
     })
+}
+
+/// The host-side steps, in order, each recorded in `changes` before it is made; the torrc lock
+/// is held in `changes` until they are kept or rolled back.
+fn write_host_files(
+    host_root: &Path,
+    request: &OnionRequest,
+    (key, owner): (hsdir::KeyPlan, Option<(u32, u32)>),
+    changes: &mut host::HostChanges,
+) -> Result<(hsdir::ServiceDir, PathBuf, schroot::SchrootFiles), OnionError> {
+    let config = request.config;
+    crate::cancel::check()?;
+    changes
+        .before_write(host_root, &key.dir)
+        .map_err(|source| OnionError::WriteKey {
+            dir: key.dir.clone(),
+            source,
+        })?;
+    let service = hsdir::install(key, owner)?;
+    crate::cancel::check()?;
+    let torrc = torrc::write(
+        host_root,
+        request.name,
+        (config.onion_port, config.local_port),
+        changes,
+    )?;
+    crate::cancel::check()?;
+    let schroot_files = schroot::write(
+        host_root,
+        (
+            request.name,
+            request.suite,
+            request.chroot_path,
+            config.user.as_deref(),
+        ),
+        changes,
+    )?;
+    crate::cancel::check()?;
+    Ok((service, torrc, schroot_files))
 }

@@ -4,7 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
+use std::os::fd::AsFd as _;
+
 use super::files::{self, Perms};
+use super::site_copy;
 use super::OnionError;
 
 /// The web root of NAME inside the chroot.
@@ -149,17 +152,16 @@ pub(crate) fn write_web_root(
         .map_err(write_error(&parent))?;
     match site {
         Some(site) => {
-            let site_root = fs_err::canonicalize(site).map_err(|source| OnionError::Site {
-                path: site.to_path_buf(),
-                problem: SiteProblem::Unreadable(source),
-            })?;
-            if !site_root.is_dir() {
-                return Err(OnionError::Site {
-                    path: site.to_path_buf(),
-                    problem: SiteProblem::NotADirectory,
-                });
-            }
-            copy_site(&site_root, &site_root, staging.path())?;
+            let site_fd = site_copy::open_site(site)?;
+            site_copy::copy_dir(
+                &site_copy::Site {
+                    path: site,
+                    root: site_fd.as_fd(),
+                },
+                site_fd.as_fd(),
+                Path::new(""),
+                staging.path(),
+            )?;
         }
         None => files::write_atomic(
             &staging.path().join("index.html"),
@@ -194,75 +196,6 @@ pub enum SiteProblem {
     DirectorySymlink { link: PathBuf },
     #[error("{path} is neither a regular file nor a directory")]
     SpecialFile { path: PathBuf },
-}
-
-/// Copies `dir` (inside `site_root`) into `dest`: directories 0755, files 0644, owned by the
-/// running user; symlinks are followed only to regular files inside the site.
-fn copy_site(site_root: &Path, dir: &Path, dest: &Path) -> Result<(), OnionError> {
-    let site_error = |problem| OnionError::Site {
-        path: site_root.to_path_buf(),
-        problem,
-    };
-    let read_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OnionError::Site {
-            path,
-            problem: SiteProblem::Unreadable(source),
-        }
-    };
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OnionError::WriteChroot { path, source }
-    };
-    let mut entries: Vec<_> = fs_err::read_dir(dir)
-        .map_err(read_error(dir))?
-        .collect::<Result<_, _>>()
-        .map_err(read_error(dir))?;
-    // Sorted, so the copy happens in the same order on every run.
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let source = entry.path();
-        let target = dest.join(entry.file_name());
-        let meta = fs_err::symlink_metadata(&source).map_err(read_error(&source))?;
-        let file_type = meta.file_type();
-        if file_type.is_dir() {
-            files::create_dir_all_mode(&target, 0o755).map_err(write_error(&target))?;
-            copy_site(site_root, &source, &target)?;
-        } else if file_type.is_file() {
-            copy_file(&source, &target)?;
-        } else if file_type.is_symlink() {
-            let resolved = fs_err::canonicalize(&source).map_err(read_error(&source))?;
-            if !resolved.starts_with(site_root) {
-                return Err(site_error(SiteProblem::EscapingSymlink {
-                    link: source,
-                    target: resolved,
-                }));
-            }
-            if resolved.is_dir() {
-                return Err(site_error(SiteProblem::DirectorySymlink { link: source }));
-            }
-            if !resolved.is_file() {
-                return Err(site_error(SiteProblem::SpecialFile { path: source }));
-            }
-            copy_file(&resolved, &target)?;
-        } else {
-            return Err(site_error(SiteProblem::SpecialFile { path: source }));
-        }
-    }
-    Ok(())
-}
-
-fn copy_file(source: &Path, target: &Path) -> Result<(), OnionError> {
-    let bytes = fs_err::read(source).map_err(|e| OnionError::Site {
-        path: source.to_path_buf(),
-        problem: SiteProblem::Unreadable(e),
-    })?;
-    files::write_atomic(target, &bytes, Perms::mode(0o644)).map_err(|source| {
-        OnionError::WriteChroot {
-            path: target.to_path_buf(),
-            source,
-        }
-    })
 }
 
 fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::files;
+use super::host::HostChanges;
 use super::OnionError;
 
 /// First line of every file we write; a file without it is someone else's and is left alone.
@@ -82,15 +83,14 @@ pub(crate) struct SchrootFiles {
     pub profile_dir: PathBuf,
 }
 
-/// Writes chroot.d/NAME and NAME's profile under `host_root`, refusing to replace files that
-/// debstrap-onion did not write.
-pub(crate) fn write(
+/// The files [`write`] writes: (path under HOST_ROOT, text).
+fn planned(
     host_root: &Path,
     name: &str,
     suite: &str,
     chroot_path: &Path,
     user: Option<&str>,
-) -> Result<SchrootFiles, OnionError> {
+) -> Result<Vec<(PathBuf, String)>, OnionError> {
     let text = chroot_path.to_string_lossy();
     if !chroot_path.is_absolute() || text.contains(['\n', '\r']) || text != text.trim() {
         return Err(OnionError::BadChrootPath {
@@ -98,10 +98,9 @@ pub(crate) fn write(
         });
     }
     let dir = host_root.join(SCHROOT_DIR.trim_start_matches('/'));
-    let chroot_file_path = dir.join("chroot.d").join(name);
     let profile_dir = dir.join(profile_name(name));
     let mut writes = vec![(
-        chroot_file_path.clone(),
+        dir.join("chroot.d").join(name),
         chroot_file(name, suite, chroot_path, user),
     )];
     writes.extend(
@@ -109,6 +108,27 @@ pub(crate) fn write(
             .into_iter()
             .map(|(file, text)| (profile_dir.join(file), text)),
     );
+    Ok(writes)
+}
+
+/// Checks, changing nothing, that [`write`] may write every file: a chroot.d/NAME or profile
+/// file that debstrap-onion did not write is refused.
+pub(crate) fn check(host_root: &Path, name: &str, chroot_path: &Path) -> Result<(), OnionError> {
+    for (path, _) in planned(host_root, name, "", chroot_path, None)? {
+        ensure_ours(&path)?;
+    }
+    Ok(())
+}
+
+/// Writes chroot.d/NAME and NAME's profile under `host_root`, refusing to replace files that
+/// debstrap-onion did not write; each change is recorded in `changes` first.
+pub(crate) fn write(
+    host_root: &Path,
+    request: (&str, &str, &Path, Option<&str>),
+    changes: &mut HostChanges,
+) -> Result<SchrootFiles, OnionError> {
+    let (name, suite, chroot_path, user) = request;
+    let writes = planned(host_root, name, suite, chroot_path, user)?;
     // Check every file before writing any, so a refusal leaves nothing half done.
     for (path, _) in &writes {
         ensure_ours(path)?;
@@ -118,6 +138,7 @@ pub(crate) fn write(
             path: path.clone(),
             source,
         };
+        changes.before_write(host_root, path).map_err(write_error)?;
         if let Some(parent) = path.parent() {
             files::create_dir_all_mode(parent, 0o755).map_err(write_error)?;
         }
@@ -125,9 +146,10 @@ pub(crate) fn write(
         files::write_atomic(path, text.as_bytes(), files::Perms::mode(0o644))
             .map_err(write_error)?;
     }
+    let dir = host_root.join(SCHROOT_DIR.trim_start_matches('/'));
     Ok(SchrootFiles {
-        chroot_file: chroot_file_path,
-        profile_dir,
+        chroot_file: dir.join("chroot.d").join(name),
+        profile_dir: dir.join(profile_name(name)),
     })
 }
 

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::files;
+use super::host::HostChanges;
 use super::hsdir::service_dir;
 use super::OnionError;
 
@@ -117,45 +118,161 @@ fn configures_dir(line: &str, dir: &str) -> bool {
         && value.trim_end_matches('/') == dir.trim_end_matches('/')
 }
 
-/// Writes NAME's block into HOST_ROOT/etc/tor/torrc (created if absent), in one rename, and
-/// only when its text changes.
-pub(crate) fn write(
-    host_root: &Path,
-    name: &str,
-    onion_port: u16,
-    local_port: u16,
-) -> Result<PathBuf, OnionError> {
+/// Debian's defaults file, read by its tor before torrc (`User debian-tor`, ...).
+pub const TOR_DEFAULTS: &str = "/usr/share/tor/tor-service-defaults-torrc";
+
+fn torrc_path(host_root: &Path) -> Result<PathBuf, OnionError> {
     let path = host_root.join(TORRC.trim_start_matches('/'));
-    let write_error = |source| OnionError::WriteTorrc {
-        path: path.clone(),
-        source,
-    };
     if let Ok(meta) = fs_err::symlink_metadata(&path) {
         if meta.file_type().is_symlink() {
             return Err(OnionError::SymlinkRefused { path });
         }
     }
-    let old = files::read_optional(&path).map_err(write_error)?;
-    let old = match old {
-        Some(bytes) => String::from_utf8(bytes).map_err(|_| OnionError::Torrc {
-            path: path.clone(),
-            problem: TorrcProblem::NotUtf8,
-        })?,
-        None => String::new(),
-    };
-    let new = update(&old, name, &block(name, onion_port, local_port)).map_err(|problem| {
-        OnionError::Torrc {
-            path: path.clone(),
-            problem,
-        }
+    Ok(path)
+}
+
+/// The torrc's text now (`None` when absent) and with NAME's block.
+fn updated(
+    path: &Path,
+    name: &str,
+    onion_port: u16,
+    local_port: u16,
+) -> Result<(Option<String>, String), OnionError> {
+    let old = files::read_optional(path).map_err(|source| OnionError::WriteTorrc {
+        path: path.to_path_buf(),
+        source,
     })?;
-    if new != old || fs_err::symlink_metadata(&path).is_err() {
-        if let Some(dir) = path.parent() {
-            files::create_dir_all_mode(dir, 0o755).map_err(write_error)?;
-        }
+    let old = old
+        .map(|bytes| {
+            String::from_utf8(bytes).map_err(|_| OnionError::Torrc {
+                path: path.to_path_buf(),
+                problem: TorrcProblem::NotUtf8,
+            })
+        })
+        .transpose()?;
+    let new = update(
+        old.as_deref().unwrap_or(""),
+        name,
+        &block(name, onion_port, local_port),
+    )
+    .map_err(|problem| OnionError::Torrc {
+        path: path.to_path_buf(),
+        problem,
+    })?;
+    Ok((old, new))
+}
+
+/// Checks, changing nothing, that NAME's block can go into HOST_ROOT/etc/tor/torrc.
+pub(crate) fn check(
+    host_root: &Path,
+    name: &str,
+    onion_port: u16,
+    local_port: u16,
+) -> Result<(), OnionError> {
+    updated(&torrc_path(host_root)?, name, onion_port, local_port).map(drop)
+}
+
+/// Takes the lock every build takes before it reads and rewrites a torrc: flock(2) on the
+/// torrc's directory, so two builds never lose each other's block; released when the descriptor
+/// is closed.
+fn lock(dir: &Path) -> Result<std::os::fd::OwnedFd, OnionError> {
+    let error = |e: rustix::io::Errno| OnionError::WriteTorrc {
+        path: dir.to_path_buf(),
+        source: e.into(),
+    };
+    let fd = rustix::fs::open(
+        dir,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(error)?;
+    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive).map_err(error)?;
+    Ok(fd)
+}
+
+/// Writes NAME's block into HOST_ROOT/etc/tor/torrc (created if absent), in one rename, and
+/// only when its text changes; when tor is installed the new file must first pass
+/// `tor --verify-config` with Debian's defaults. The lock on the torrc goes into `changes`, held
+/// until the host-side changes are kept or rolled back.
+pub(crate) fn write(
+    host_root: &Path,
+    name: &str,
+    ports: (u16, u16),
+    changes: &mut HostChanges,
+) -> Result<PathBuf, OnionError> {
+    let path = torrc_path(host_root)?;
+    let write_error = |source| OnionError::WriteTorrc {
+        path: path.clone(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(host_root).to_path_buf();
+    changes.before_write(host_root, &dir).map_err(write_error)?;
+    files::create_dir_all_mode(&dir, 0o755).map_err(write_error)?;
+    changes.hold(lock(&dir)?);
+    let (old, new) = updated(&path, name, ports.0, ports.1)?;
+    if old.as_deref() != Some(new.as_str()) {
+        verify_with_tor(&dir, &path, &new)?;
+        changes
+            .before_write(host_root, &path)
+            .map_err(write_error)?;
         files::replace_keeping_perms(&path, new.as_bytes(), 0o644).map_err(write_error)?;
     }
     Ok(path)
+}
+
+/// Runs `tor --verify-config` on `text` (as a file beside the torrc) when tor and Debian's
+/// defaults file are installed; a refusal is an error showing tor's words.
+fn verify_with_tor(dir: &Path, path: &Path, text: &str) -> Result<(), OnionError> {
+    let Some(tor) = find_program("tor") else {
+        tracing::info!(
+            "tor is not installed: the new torrc is not checked with tor --verify-config"
+        );
+        return Ok(());
+    };
+    if fs_err::symlink_metadata(TOR_DEFAULTS).is_err() {
+        tracing::info!("{TOR_DEFAULTS} is missing: the new torrc is not checked by tor");
+        return Ok(());
+    }
+    let write_error = |source| OnionError::WriteTorrc {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut candidate = tempfile::Builder::new()
+        .prefix(".torrc.debstrap-onion.")
+        .tempfile_in(dir)
+        .map_err(write_error)?;
+    std::io::Write::write_all(&mut candidate, text.as_bytes()).map_err(write_error)?;
+    let command = format!(
+        "tor --verify-config --defaults-torrc {TOR_DEFAULTS} -f {}",
+        candidate.path().display()
+    );
+    let output = std::process::Command::new(tor)
+        .args(["--verify-config", "--defaults-torrc", TOR_DEFAULTS, "-f"])
+        .arg(candidate.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| OnionError::Host {
+            command: command.clone(),
+            source,
+        })?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let mut said = String::from_utf8_lossy(&output.stdout).into_owned();
+    said.push_str(&String::from_utf8_lossy(&output.stderr));
+    let tail: Vec<&str> = said.lines().rev().take(5).collect();
+    Err(OnionError::TorrcRejected {
+        path: path.to_path_buf(),
+        output: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+    })
+}
+
+/// `program` on PATH, if there.
+fn find_program(program: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
 }
 
 #[cfg(test)]

@@ -63,6 +63,8 @@ impl Archiver<'_> {
     }
 
     fn add(&mut self, entry: &Entry) -> Result<(), OutputError> {
+        // A stop request ends the archive at the next member; the caller removes the partial file.
+        crate::cancel::check()?;
         let stat = entry.stat;
         let file_type = entry.file_type();
         let mut name = b"./".to_vec();

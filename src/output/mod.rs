@@ -118,6 +118,8 @@ pub enum OutputError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Cancelled(#[from] crate::cancel::Cancelled),
     #[error("cannot set the modification time of {path} to SOURCE_DATE_EPOCH")]
     Clamp {
         path: PathBuf,
@@ -219,6 +221,8 @@ fn write_tarball_file(
         .map_err(|e| rename_target(e, &path.display().to_string()))?;
     finish_writer(out).map_err(write_err)?;
     temp.as_file().sync_all().map_err(write_err)?;
+    // Nothing is committed after a stop request: the temporary file goes when `temp` drops.
+    crate::cancel::check()?;
     temp.persist(path).map_err(|e| OutputError::Persist {
         path: path.to_path_buf(),
         source: e.error,

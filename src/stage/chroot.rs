@@ -17,7 +17,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use super::rootfs::RootDir;
-use super::{devices, StageError};
+use super::{devices, namespace, StageError};
 
 /// The whole environment of every command run in the chroot: nothing of the host's leaks in.
 pub const CHROOT_ENV: &[(&str, &str)] = &[
@@ -35,15 +35,27 @@ const TAIL_LINES: usize = 20;
 const TICK_MS: u16 = 50;
 const TICK: Duration = Duration::from_millis(TICK_MS as u64);
 
+/// How long a command's group has after SIGTERM before it is killed.
+const KILL_AFTER: Duration = Duration::from_secs(3);
+
 /// The kernel filesystems a chroot needs (proc, sysfs, a private devpts), mounted under a root
 /// until this guard is dropped or [`ChrootMounts::unmount`] is called.
 ///
-/// Drop unmounts in reverse order on every path (success, error, panic), falling back to a lazy
-/// detach for a busy mount.
+/// Each mount is held by a descriptor of its own root from the moment it is made, and undone
+/// through that descriptor: a symlink planted in the chroot afterwards (`dev -> /dev`) cannot
+/// turn the unmount onto a host path. Drop unmounts in reverse order on every path (success,
+/// error, panic).
 #[derive(Debug)]
 pub struct ChrootMounts {
-    /// Host paths of what we mounted, in mount order.
-    mounted: Vec<PathBuf>,
+    /// What we mounted, in mount order.
+    mounted: Vec<Mounted>,
+}
+
+/// One mount made by [`ChrootMounts`]: its host path for messages, and its root.
+#[derive(Debug)]
+struct Mounted {
+    target: PathBuf,
+    fd: OwnedFd,
 }
 
 /// One mount: what, where (relative to the root), how.
@@ -95,13 +107,18 @@ impl ChrootMounts {
         for spec in &MOUNTS {
             dir.create_dir_all(Path::new(spec.target), 0o755)?;
             let target = dir.host_path(Path::new(spec.target));
-            // Mounting on /proc/self/fd/N mounts on exactly the directory we opened inside the
-            // root, whatever happens to the path afterwards.
+            // Mounting on /proc/thread-self/fd/N mounts on exactly the directory we opened inside
+            // the root, whatever happens to the path afterwards.
             let fd = dir.open_dir(Path::new(spec.target), true)?;
-            let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
+            let under = namespace::mount_id(fd.as_fd()).map_err(|source| StageError::Fs {
+                action: "inspect",
+                path: target.clone(),
+                source,
+            })?;
+            let via = namespace::fd_path(fd.as_fd());
             nix::mount::mount(
                 Some(spec.fstype),
-                via.as_str(),
+                via.as_path(),
                 Some(spec.fstype),
                 spec.flags,
                 spec.data,
@@ -111,7 +128,26 @@ impl ChrootMounts {
                 target: target.clone(),
                 source,
             })?;
-            guard.mounted.push(target);
+            // The new mount's root, reached from the root without following any symlink; it must
+            // be a mount other than the directory's (nothing moved in between).
+            let mounted = dir.open_dir(Path::new(spec.target), true);
+            let mounted = match mounted {
+                Ok(mounted) if namespace::mount_id(mounted.as_fd()).ok() != Some(under) => mounted,
+                other => {
+                    let _ = nix::mount::umount2(via.as_path(), MntFlags::MNT_DETACH);
+                    return Err(match other {
+                        Err(e) => e,
+                        Ok(_) => StageError::UnsafePath {
+                            path: target,
+                            reason: "it changed while it was being mounted",
+                        },
+                    });
+                }
+            };
+            guard.mounted.push(Mounted {
+                target,
+                fd: mounted,
+            });
         }
         if devices::on_nodev(&dir)? {
             guard.bind_device_nodes(&dir)?;
@@ -154,7 +190,18 @@ impl ChrootMounts {
             target: target.clone(),
             source,
         })?;
-        self.mounted.push(target);
+        // Opened again, the path now gives the bound node: the mount, detached through it later.
+        let mounted = match dir.open_char_device(rel) {
+            Ok(mounted) => mounted,
+            Err(e) => {
+                let _ = nix::mount::umount2(via.as_str(), MntFlags::MNT_DETACH);
+                return Err(e);
+            }
+        };
+        self.mounted.push(Mounted {
+            target,
+            fd: mounted,
+        });
         Ok(())
     }
 
@@ -165,8 +212,12 @@ impl ChrootMounts {
 
     fn unmount_all(&mut self) -> Result<(), StageError> {
         let mut first_error = None;
-        while let Some(target) = self.mounted.pop() {
-            if let Err(e) = unmount_one(&target) {
+        while let Some(mounted) = self.mounted.pop() {
+            if let Err(source) = namespace::detach(&mounted.fd) {
+                let e = StageError::Unmount {
+                    target: mounted.target,
+                    source,
+                };
                 tracing::warn!("{e}");
                 first_error.get_or_insert(e);
             }
@@ -202,44 +253,21 @@ fn check_host_node(host: &str, major: u32, minor: u32) -> Result<(), StageError>
     Ok(())
 }
 
-/// Unmounts `target` (never following a symlink), detaching lazily when it is busy.
-fn unmount_one(target: &Path) -> Result<(), StageError> {
-    match nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW) {
-        Ok(()) => Ok(()),
-        Err(nix::Error::EBUSY) => {
-            tracing::warn!("{} is busy; detaching it lazily", target.display());
-            nix::mount::umount2(target, MntFlags::UMOUNT_NOFOLLOW | MntFlags::MNT_DETACH).map_err(
-                |source| StageError::Unmount {
-                    target: target.to_path_buf(),
-                    source,
-                },
-            )
-        }
-        Err(source) => Err(StageError::Unmount {
-            target: target.to_path_buf(),
-            source,
-        }),
-    }
-}
-
-/// Every mount point strictly under `root` (a root that is itself a mount point is fine), from
-/// /proc/self/mountinfo, in mount order.
+/// Every mount point strictly under `root` (a root that is itself a mount point is fine), as
+/// this thread's mount namespace has them, in mount order.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let root = fs_err::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-    mount_points()
+    namespace::mount_entries_under(&root)
         .into_iter()
-        .filter(|point| point != &root && point.starts_with(&root))
+        .map(|entry| entry.point)
         .collect()
 }
 
-/// Every mount point on the host, from /proc/self/mountinfo, in mount order.
+/// Every mount point this thread's mount namespace has, in mount order.
 fn mount_points() -> Vec<PathBuf> {
-    let Ok(info) = fs_err::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    info.lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_mountinfo)
+    namespace::mount_entries_under(Path::new(""))
+        .into_iter()
+        .map(|entry| entry.point)
         .collect()
 }
 
@@ -262,7 +290,7 @@ pub fn mount_point_of(path: &Path) -> PathBuf {
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).
-fn unescape_mountinfo(field: &str) -> PathBuf {
+pub(crate) fn unescape_mountinfo(field: &str) -> PathBuf {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -400,10 +428,12 @@ pub(crate) fn run(
         .stdout(out_file.try_clone().map_err(spawn_error)?)
         .stderr(err_file.try_clone().map_err(spawn_error)?);
     // SAFETY: the closure runs in the forked child before exec and only makes the
-    // async-signal-safe syscalls chroot(2), chdir(2) and umask(2), on a CString allocated
-    // before the fork; it allocates nothing and takes no lock.
+    // async-signal-safe syscalls setpgid(2), chroot(2), chdir(2) and umask(2), on a CString
+    // allocated before the fork; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
+            // A process group of its own, so a stop ends every process the command started.
+            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
             nix::unistd::chroot(root_c.as_c_str())?;
             nix::unistd::chdir(c"/")?;
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
@@ -425,7 +455,15 @@ pub(crate) fn run(
     };
     let mut stdout = Capture::new(out_file);
     let mut stderr = Capture::new(err_file);
-    let mut signalled = false;
+    let group = i32::try_from(child.id())
+        .ok()
+        .map(|pid| nix::unistd::Pid::from_raw(-pid));
+    let kill_group = |signal| {
+        if let Some(group) = group {
+            let _ = nix::sys::signal::kill(group, signal);
+        }
+    };
+    let mut signalled: Option<std::time::Instant> = None;
     loop {
         let exited = wait_a_moment(&mut child, exit_fd.as_ref()).map_err(spawn_error)?;
         stdout.read_new(&mut sink, on_stdout_line);
@@ -433,17 +471,37 @@ pub(crate) fn run(
         if exited {
             break;
         }
-        // A stop request reaches this process alone when it comes as SIGTERM; pass it on so a
-        // long dpkg run ends now. The child is not reaped yet, so its pid cannot be reused.
-        if !signalled && crate::cancel::is_requested() {
-            if let Ok(pid) = i32::try_from(child.id()) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGTERM,
-                );
+        // A stop request reaches this process alone when it comes as SIGTERM; pass it on to the
+        // command's whole group so a long dpkg run ends now, and kill what is left after a grace
+        // period. The child is not reaped yet, so its group id cannot be reused.
+        if crate::cancel::is_requested() {
+            match signalled {
+                None => {
+                    kill_group(nix::sys::signal::Signal::SIGTERM);
+                    signalled = Some(std::time::Instant::now());
+                }
+                Some(at) if at.elapsed() > KILL_AFTER => {
+                    kill_group(nix::sys::signal::Signal::SIGKILL)
+                }
+                Some(_) => {}
             }
-            signalled = true;
         }
+    }
+    // Before reaping (the zombie keeps the group id ours): when the command failed or a stop was
+    // requested, whatever it left running in its group is killed, so nothing it started goes on
+    // writing while the build cleans up.
+    let exited_well = group.map(|g| {
+        nix::sys::wait::waitid(
+            nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(-g.as_raw())),
+            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+        )
+    });
+    let failed = !matches!(
+        exited_well,
+        Some(Ok(nix::sys::wait::WaitStatus::Exited(_, 0)))
+    );
+    if failed || crate::cancel::is_requested() {
+        kill_group(nix::sys::signal::Signal::SIGKILL);
     }
     let status = child.wait().map_err(spawn_error)?;
     let stdout_bytes = stdout.finish(&mut sink, on_stdout_line);

@@ -9,6 +9,7 @@ mod chroot;
 mod configure;
 mod devices;
 mod etc;
+mod namespace;
 mod rootfs;
 mod services;
 
@@ -25,6 +26,8 @@ use crate::unpack::Unpacked;
 pub use chroot::{
     is_mount_point, mount_point_of, mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV,
 };
+pub use namespace::in_private_mounts;
+pub(crate) use namespace::{detach, fd_path, mount_entries_under, open_mount};
 
 /// Where, inside the root, the output of every command run in the chroot is appended.
 pub const LOG_PATH: &str = "var/log/debstrap-onion.log";
@@ -75,6 +78,15 @@ pub enum StageError {
         #[source]
         source: nix::Error,
     },
+    #[error(
+        "cannot {step} a private mount namespace for the chroot's mounts (root and Linux mount \
+         namespaces are needed)"
+    )]
+    Namespace {
+        step: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("mounts remain under {root} after the build: {}", display_paths(.mounts))]
     MountsRemain { root: PathBuf, mounts: Vec<PathBuf> },
     #[error("cannot start `{command}` in the chroot {root}")]
@@ -120,38 +132,49 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
     let staged = configure::stage_new_conffiles(&root)?;
     tracing::debug!("{staged} new conffiles handed to dpkg as .dpkg-new");
 
-    let result = configure_in_chroot(&root, &root_path, request, log, reporter);
-
-    let remaining = mounts_under(&root_path);
-    let result = match result {
-        Ok(()) if !remaining.is_empty() => Err(StageError::MountsRemain {
-            root: root_path.clone(),
-            mounts: remaining,
-        }),
-        other => {
-            if !remaining.is_empty() {
-                tracing::error!(
-                    "mounts remain under {}: {}",
-                    root_path.display(),
-                    display_paths(&remaining)
-                );
+    // The mounts live in a namespace of their own: should this process die in any way, the
+    // kernel removes them, and the host never sees them.
+    let result = in_private_mounts(|| {
+        let result = configure_in_chroot(&root, &root_path, request, log, reporter);
+        let remaining = mounts_under(&root_path);
+        match result {
+            Ok(()) if !remaining.is_empty() => Err(StageError::MountsRemain {
+                root: root_path.clone(),
+                mounts: remaining,
+            }),
+            other => {
+                if !remaining.is_empty() {
+                    tracing::error!(
+                        "mounts remain under {}: {}",
+                        root_path.display(),
+                        display_paths(&remaining)
+                    );
+                }
+                other
             }
-            other
         }
-    };
+    });
     result?;
     etc::after_configure(&root)
 }
 
 /// Everything that needs the chroot, between mounting and unmounting.
 fn configure_in_chroot(
-    root: &RootDir,
+    opened: &RootDir,
     root_path: &Path,
     request: &StageRequest,
     log: Option<&Path>,
     reporter: &dyn Reporter,
 ) -> Result<(), StageError> {
     let started = Instant::now();
+    // Opened again in this namespace: a descriptor from the host's would not see these mounts.
+    let root = &RootDir::open(root_path)?;
+    if !root.is_same_dir(opened)? {
+        return Err(StageError::UnsafePath {
+            path: root_path.to_path_buf(),
+            reason: "it names another directory than the root being configured",
+        });
+    }
     let mounts = ChrootMounts::mount(root_path)?;
     let policy = services::PolicyRcD::install(root)?;
     let start_stop_daemon = services::StartStopDaemonDiversion::install(root, root_path, log)?;

@@ -37,6 +37,16 @@ impl RootDir {
         })
     }
 
+    /// Whether `other` holds the same directory (device and inode): a root opened again by path
+    /// (in a new mount namespace) must be the one opened before.
+    pub(crate) fn is_same_dir(&self, other: &RootDir) -> Result<bool, StageError> {
+        let stat = |dir: &RootDir| {
+            rustix::fs::fstat(&dir.fd).map_err(|e| fs_error("inspect", &dir.path, e))
+        };
+        let (a, b) = (stat(self)?, stat(other)?);
+        Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    }
+
     /// The host path of `rel`, for messages and for syscalls that take a path.
     pub(crate) fn host_path(&self, rel: &Path) -> PathBuf {
         self.path.join(rel)

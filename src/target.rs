@@ -1,0 +1,175 @@
+//! Guards around TARGET: takes the TARGET path and the build directory beside it; gives a lock
+//! that lets one build at a time work on a TARGET, a refusal of a parent directory that another
+//! user could write to, and a check that the build directory is still the one created.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, Mode, OFlags};
+
+/// Why TARGET cannot be worked on.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error(
+        "another build of {target} is running (it holds the lock {lock}); wait for it to end or \
+         choose another TARGET"
+    )]
+    Busy { target: PathBuf, lock: PathBuf },
+    #[error("cannot take the lock {lock} of TARGET")]
+    Lock {
+        lock: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing TARGET {target}: {dir} is {why}, so another user could swap the build \
+         directory and run code as root; build under a directory only root can write to"
+    )]
+    UnsafeParent {
+        target: PathBuf,
+        dir: PathBuf,
+        why: String,
+    },
+    #[error("cannot inspect {path}")]
+    Inspect {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the build directory {path} was replaced during the build (it is no longer the directory \
+         this build created); stopping without touching it"
+    )]
+    Replaced { path: PathBuf },
+}
+
+/// An exclusive lock on TARGET, held until dropped: `.NAME.lock` beside TARGET, locked with
+/// flock(2) so the kernel releases it when the build ends, however it ends. The file is removed
+/// when the lock is dropped (a SIGKILLed build leaves it, unlocked and harmless).
+#[derive(Debug)]
+pub(crate) struct TargetLock {
+    path: PathBuf,
+    file: OwnedFd,
+}
+
+impl TargetLock {
+    /// Takes the lock of `target` (whose parent exists), or fails at once when another build
+    /// holds it.
+    pub(crate) fn acquire(target: &Path, parent: &Path, name: &str) -> Result<Self, TargetError> {
+        let lock = parent.join(format!(".{name}.lock"));
+        let lock_error = |source| TargetError::Lock {
+            lock: lock.clone(),
+            source,
+        };
+        let busy = || TargetError::Busy {
+            target: target.to_path_buf(),
+            lock: lock.clone(),
+        };
+        let file = rustix::fs::open(
+            &lock,
+            // NONBLOCK: a FIFO planted at the name must not hang the build.
+            OFlags::RDONLY | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| lock_error(e.into()))?;
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::WOULDBLOCK) => return Err(busy()),
+            Err(e) => return Err(lock_error(e.into())),
+        }
+        // The holder before us removes the file as it lets go: a lock on a file no longer at
+        // the path locks nothing, so it counts as held.
+        let held = rustix::fs::fstat(&file).map_err(|e| lock_error(e.into()))?;
+        match fs_err::symlink_metadata(&lock) {
+            Ok(now) if now.dev() == held.st_dev && now.ino() == held.st_ino => {
+                Ok(TargetLock { path: lock, file })
+            }
+            _ => Err(busy()),
+        }
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        // Removed while still locked, so no other build can hold a lock on the removed file.
+        let _ = fs_err::remove_file(&self.path);
+        let _ = rustix::fs::flock(&self.file, FlockOperation::Unlock);
+    }
+}
+
+/// Refuses `dir` and each of its ancestors when a user other than root (and us) owns it or can
+/// write to it without the sticky bit: such a user could rename the build directory away and put
+/// one of their own in its place between two stages.
+pub(crate) fn check_parents(target: &Path, dir: &Path) -> Result<(), TargetError> {
+    let me = rustix::process::geteuid().as_raw();
+    for ancestor in dir.ancestors() {
+        let meta = fs_err::symlink_metadata(ancestor).map_err(|source| TargetError::Inspect {
+            path: ancestor.to_path_buf(),
+            source,
+        })?;
+        let mode = meta.mode();
+        let sticky = mode & 0o1000 != 0;
+        let why = if meta.uid() != 0 && meta.uid() != me {
+            Some(format!("owned by uid {}", meta.uid()))
+        } else if mode & 0o002 != 0 && !sticky {
+            Some("writable by every user".to_owned())
+        } else if mode & 0o020 != 0 && meta.gid() != 0 && !sticky {
+            Some(format!("writable by group {}", meta.gid()))
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(TargetError::UnsafeParent {
+                target: target.to_path_buf(),
+                dir: ancestor.to_path_buf(),
+                why,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The build directory as created: an `O_PATH` descriptor of it, held for the whole build, so
+/// [`BuildRoot::verify`] can tell whether its path still names the same directory.
+#[derive(Debug)]
+pub(crate) struct BuildRoot {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl BuildRoot {
+    /// Holds the directory just created at `path`.
+    pub(crate) fn hold(path: &Path) -> Result<Self, TargetError> {
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| TargetError::Inspect {
+            path: path.to_path_buf(),
+            source: e.into(),
+        })?;
+        Ok(BuildRoot {
+            path: path.to_path_buf(),
+            fd,
+        })
+    }
+
+    /// Fails unless the path still names the directory created (same device and inode, never
+    /// through a symlink).
+    pub(crate) fn verify(&self) -> Result<(), TargetError> {
+        let held = rustix::fs::fstat(self.fd.as_fd()).map_err(|e| TargetError::Inspect {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        match fs_err::symlink_metadata(&self.path) {
+            Ok(now) if now.is_dir() && now.dev() == held.st_dev && now.ino() == held.st_ino => {
+                Ok(())
+            }
+            _ => Err(TargetError::Replaced {
+                path: self.path.clone(),
+            }),
+        }
+    }
+}
