@@ -18,10 +18,17 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     if !support::host::require_root() {
         return;
     }
+    // The escape aims at the very directory the test inspects afterwards: followed on the
+    // host, `../` climbs to `/` and the rest is `outside`'s absolute path, so an unconfined
+    // build would write `planted` there; resolved inside the root it leads nowhere.
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let outside = scratch.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    let escape = format!("{}{}", "../".repeat(16), outside.display());
     let good =
         DebBuilder::new("good", "1.0", "amd64").file("./usr/share/good/file", 0o644, b"fine");
     let evil = DebBuilder::new("evil", "1.0", "amd64")
-        .symlink("./usr/share/evil-link", "/../../../../../../outside")
+        .symlink("./usr/share/evil-link", &escape)
         .file("./usr/share/evil-link/planted", 0o644, b"escaped");
     let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
     let served = Served::start(
@@ -29,8 +36,6 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
         "test-archive.sec.asc",
         &[fake(&good, "good"), fake(&evil, "evil"), fake(&apt, "apt")],
     );
-    let outside = served.dir.path().join("outside");
-    std::fs::create_dir(&outside).expect("outside dir");
     let parent = served.dir.path().join("builds");
     std::fs::create_dir(&parent).expect("builds dir");
     let target = parent.join("target");
