@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod deb;
+pub mod front;
 pub mod host;
 pub mod repo;
 pub mod server;
