@@ -501,3 +501,40 @@ fn root_a_target_with_a_mount_inside_is_refused_and_left_alone() {
         "packages were fetched before the refusal"
     );
 }
+
+/// README's requirements: a TARGET on a noexec or nodev filesystem gets a warning naming it
+/// before maintainer scripts run (here they then fail: the tiny packages ship no shell).
+#[test]
+fn root_a_target_on_a_noexec_nodev_filesystem_is_warned_about() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &tiny_debs());
+    let mount_point = served.dir.path().join("noexec");
+    fs_err::create_dir(&mount_point).expect("mkdir");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &mount_point,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOEXEC | nix::mount::MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .expect("mount a noexec,nodev tmpfs");
+    let _unmount = Unmount(mount_point.clone());
+    let target = mount_point.join("target");
+    let out = run(&mut build(
+        &served,
+        &["--variant", "minbase", "--include", "base,apt"],
+        &target,
+    ));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is on a filesystem mounted noexec: maintainer scripts will fail")
+            && err.contains("is on a filesystem mounted nodev"),
+        "{err}"
+    );
+    assert!(
+        debstrap_onion::stage::mounts_under(&mount_point).is_empty(),
+        "the build left mounts"
+    );
+}
