@@ -63,6 +63,8 @@ impl Archiver<'_> {
     }
 
     fn add(&mut self, entry: &Entry) -> Result<(), OutputError> {
+        // Writing a large root takes long enough that Ctrl-C must be seen here, not after.
+        crate::cancel::check()?;
         let stat = entry.stat;
         let file_type = entry.file_type();
         let mut name = b"./".to_vec();
