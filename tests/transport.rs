@@ -315,9 +315,8 @@ fn a_corrupt_cache_entry_is_fetched_again_and_replaced() {
     fs_err::write(&cached, &bytes).expect("corrupt the cache entry");
 
     debstrap_onion::build(&config, &Silent).expect("second download");
-    assert_eq!(
-        fs_err::read(&cached).expect("cached libfoo"),
-        libfoo.bytes,
+    assert!(
+        fs_err::read(&cached).expect("cached libfoo") == libfoo.bytes,
         "the corrupt entry was not replaced"
     );
     let fetched = |path: &str| fx.requests().iter().filter(|p| *p == path).count();
