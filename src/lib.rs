@@ -26,6 +26,12 @@ pub mod unpack;
 mod pipeline;
 mod target;
 
+/// The integration tests' skip rule, shared so that unit tests needing root follow it too.
+#[cfg(test)]
+#[allow(dead_code)]
+#[path = "../tests/support/skip.rs"]
+pub(crate) mod test_skip;
+
 pub use config::BuildConfig;
 pub use pipeline::{build, BuildReport, Error};
 pub use progress::{Reporter, Silent};

@@ -272,6 +272,10 @@ fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
         );
         return fail(progress, &err, EXIT_USAGE);
     }
+    // Modes of what the build and maintainer scripts create follow the umask: Debian's tools
+    // expect 022 (debootstrap and mmdebstrap set it too), and the root must not carry the
+    // caller's (umask 077 made var/lib/dpkg/triggers 0700 and changed the tarball's bytes).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     install_signal_handlers();
     match debstrap_onion::build(&config, progress) {
         Ok(report) => {

@@ -3,6 +3,8 @@
 //! Most tests need root (device nodes, owners, `security.capability`, bind mounts) and say so in
 //! their name; outside CI they skip with a message when not run as root, in CI they fail.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -23,35 +25,20 @@ const CAP_NET_RAW: [u8; 20] = [
     1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ];
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// False (after recording the skip) when the test cannot run here; in CI a missing
+/// prerequisite fails (the suite's one rule, `support::skip`).
+fn have_root(_test: &str) -> bool {
+    support::skip::require_root()
 }
 
-/// False (after saying why) when the test cannot run here; in CI a missing prerequisite fails.
-fn have_root(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root and CI=true: failing instead of skipping"
-    );
-    eprintln!("skipping {test}: needs root");
-    false
-}
-
-fn have_gnu_tar(test: &str) -> bool {
+fn have_gnu_tar(_test: &str) -> bool {
     let ok = Command::new("tar")
         .arg("--version")
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"))
         .unwrap_or(false);
     if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{test} needs GNU tar and CI=true"
-        );
-        eprintln!("skipping {test}: GNU tar not found");
+        support::skip::missing("GNU tar");
     }
     ok
 }

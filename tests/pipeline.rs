@@ -18,10 +18,17 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     if !support::host::require_root() {
         return;
     }
+    // The escape aims at the very directory the test inspects afterwards: followed on the
+    // host, `../` climbs to `/` and the rest is `outside`'s absolute path, so an unconfined
+    // build would write `planted` there; resolved inside the root it leads nowhere.
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let outside = scratch.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    let escape = format!("{}{}", "../".repeat(16), outside.display());
     let good =
         DebBuilder::new("good", "1.0", "amd64").file("./usr/share/good/file", 0o644, b"fine");
     let evil = DebBuilder::new("evil", "1.0", "amd64")
-        .symlink("./usr/share/evil-link", "/../../../../../../outside")
+        .symlink("./usr/share/evil-link", &escape)
         .file("./usr/share/evil-link/planted", 0o644, b"escaped");
     let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
     let served = Served::start(
@@ -29,8 +36,6 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
         "test-archive.sec.asc",
         &[fake(&good, "good"), fake(&evil, "evil"), fake(&apt, "apt")],
     );
-    let outside = served.dir.path().join("outside");
-    std::fs::create_dir(&outside).expect("outside dir");
     let parent = served.dir.path().join("builds");
     std::fs::create_dir(&parent).expect("builds dir");
     let target = parent.join("target");
@@ -45,8 +50,18 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     config.publish_onion = false;
     config.arch = "amd64".into();
 
-    let err =
-        debstrap_onion::build(&config, &Silent).expect_err("a hostile package fails the build");
+    let result = debstrap_onion::build(&config, &Silent);
+    // First where an escape would land, so a build that follows the link shows it here.
+    let escaped: Vec<_> = std::fs::read_dir(&outside)
+        .expect("outside dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        escaped.is_empty(),
+        "the package wrote outside the root: {escaped:?}"
+    );
+    let err = result.expect_err("a hostile package fails the build");
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {
@@ -64,15 +79,6 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     assert!(
         beside.is_empty(),
         "a failed build left {beside:?} beside TARGET"
-    );
-    let escaped: Vec<_> = std::fs::read_dir(&outside)
-        .expect("outside dir")
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(
-        escaped.is_empty(),
-        "the package wrote outside the root: {escaped:?}"
     );
 }
 

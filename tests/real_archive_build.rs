@@ -58,12 +58,27 @@ fn equivalent_to_debootstrap(suite: &str) {
     let ours = dir.path().join("ours");
     let theirs = dir.path().join("debootstrap");
 
-    run(Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
-        .args(["build", "--no-onion", "--variant", "minbase", "--cache-dir"])
+    // -v adds each step's log lines (here dpkg's configure time) to the stage headers.
+    let built = run(Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args([
+            "build",
+            "-v",
+            "--no-onion",
+            "--variant",
+            "minbase",
+            "--cache-dir",
+        ])
         .arg(shared_cache())
         .arg(suite)
         .arg(&ours)
         .arg(&mirror));
+    let log = String::from_utf8_lossy(&built.stderr);
+    assert!(
+        log.contains("==> configuring packages in the chroot")
+            && log.contains("INFO")
+            && log.contains("dpkg --configure -a took"),
+        "-v showed no step log:\n{log}"
+    );
     assert!(
         mounts_under(&ours).is_empty(),
         "mounts left under {}",
@@ -233,5 +248,109 @@ fn real_archive_root_variant_extract_unpacks_without_configuring() {
         "dpkg --verify: {}",
         String::from_utf8_lossy(&verify.stdout)
     );
+    // Against the packages themselves, read by tools we did not write: every member that
+    // `dpkg-deb -c` lists is in the root as that type (with its size or link target), and the
+    // md5sums a package ships check out with md5sum.
+    let debs = cached_debs(&wanted);
+    assert_eq!(
+        debs.len(),
+        wanted.len(),
+        "a resolved package is not in the cache"
+    );
+    let mut checked = 0;
+    for deb in &debs {
+        checked += matches_dpkg_deb_listing(&root, deb);
+        check_shipped_md5sums(&root, deb);
+    }
+    eprintln!(
+        "{checked} members of {} packages found as dpkg-deb lists them",
+        debs.len()
+    );
     assert!(mounts_under(&root).is_empty());
+}
+
+/// The cached .debs whose `Package\tVersion` (read by dpkg-deb) is one of `wanted`.
+fn cached_debs(wanted: &[String]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(shared_cache().join("debs")).expect("shared cache") {
+        let path = entry.expect("entry").path();
+        if !path.extension().is_some_and(|e| e == "deb") {
+            continue;
+        }
+        let fields = run(Command::new("dpkg-deb")
+            .args(["--show", "--showformat", "${Package}\t${Version}"])
+            .arg(&path));
+        let id = String::from_utf8_lossy(&fields.stdout).into_owned();
+        if wanted.contains(&id) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Asserts every member `dpkg-deb -c` lists for `deb` is in `root` as listed; returns how many.
+fn matches_dpkg_deb_listing(root: &Path, deb: &Path) -> usize {
+    use std::os::unix::fs::MetadataExt;
+    let listing = run(Command::new("dpkg-deb").arg("-c").arg(deb));
+    let listing = String::from_utf8(listing.stdout).expect("utf-8");
+    let mut count = 0;
+    for line in listing.lines() {
+        // perms owner size date time name [-> target | link to target]
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert!(words.len() >= 6, "unexpected dpkg-deb -c line: {line}");
+        let perms = words[0];
+        let size: u64 = words[2].parse().expect("size is a number");
+        let rest = words[5..].join(" ");
+        let (name, target) = match rest.split_once(" -> ") {
+            Some((name, target)) => (name.to_string(), Some(target.to_string())),
+            None => (
+                rest.split(" link to ").next().expect("name").to_string(),
+                None,
+            ),
+        };
+        let rel = name.trim_start_matches("./").trim_end_matches('/');
+        if rel.is_empty() {
+            continue;
+        }
+        let path = root.join(rel);
+        let what = format!("{}: {line}", deb.display());
+        match perms.as_bytes()[0] {
+            // A directory may be reached through the merged-/usr links (bin -> usr/bin).
+            b'd' => assert!(path.is_dir(), "not a directory in the root: {what}"),
+            b'-' => {
+                let meta = std::fs::symlink_metadata(&path)
+                    .unwrap_or_else(|e| panic!("missing from the root ({e}): {what}"));
+                assert!(meta.is_file(), "not a regular file in the root: {what}");
+                assert_eq!(meta.size(), size, "size differs: {what}");
+            }
+            b'l' => assert_eq!(
+                std::fs::read_link(&path)
+                    .unwrap_or_else(|e| panic!("not a symlink in the root ({e}): {what}"))
+                    .to_string_lossy(),
+                target.expect("a symlink has a target"),
+                "link target differs: {what}"
+            ),
+            b'h' => assert!(path.is_file(), "hard link missing: {what}"),
+            other => panic!("unexpected member type {}: {what}", other as char),
+        }
+        count += 1;
+    }
+    count
+}
+
+/// Runs host md5sum in `root` on the md5sums file `deb` ships, if it ships one.
+fn check_shipped_md5sums(root: &Path, deb: &Path) {
+    let control = tempfile::tempdir().expect("temp dir");
+    run(Command::new("dpkg-deb")
+        .arg("--control")
+        .arg(deb)
+        .arg(control.path()));
+    let md5sums = control.path().join("md5sums");
+    if !md5sums.exists() {
+        return;
+    }
+    run(Command::new("md5sum")
+        .args(["--check", "--quiet", "--strict"])
+        .arg(&md5sums)
+        .current_dir(root));
 }

@@ -1,6 +1,8 @@
 //! The chroot runner and the stage's cleanup, on small roots built from host binaries.
 //! Every test here needs root (mount, chroot); outside CI they skip with a message when not root.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -14,16 +16,8 @@ use debstrap_onion::unpack::{Unpacked, UnpackedPackage};
 use debstrap_onion::Silent;
 
 /// Whether the test may run: root is required, and in CI its absence is a failure.
-fn have_root(test: &str) -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root and CI=true"
-    );
-    eprintln!("skipping {test}: needs root");
-    false
+fn have_root(_test: &str) -> bool {
+    support::skip::require_root()
 }
 
 /// A merged-/usr root holding `binaries` from the host and the libraries they load.
@@ -112,12 +106,26 @@ fn root_chroot_mounts_unmount_when_dropped_during_a_panic() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().to_path_buf();
-    let result = std::panic::catch_unwind(|| {
-        let _mounts = ChrootMounts::mount(&root).expect("mount");
-        assert_eq!(mounts_under(&root).len(), 3);
+    // What the closure saw is carried out of it, and the panic is told apart by its message:
+    // an assertion failing inside would be swallowed as "the expected panic" otherwise.
+    let mut mounted_inside = None;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mounts = ChrootMounts::mount(&root);
+        mounted_inside = Some(mounts_under(&root).len());
+        let _mounts = mounts.expect("mount");
         panic!("a step panicked while the chroot was mounted");
-    });
-    assert!(result.is_err());
+    }));
+    let payload = result.expect_err("the step panicked");
+    assert_eq!(
+        payload.downcast_ref::<&str>(),
+        Some(&"a step panicked while the chroot was mounted"),
+        "the closure panicked for another reason"
+    );
+    assert_eq!(
+        mounted_inside,
+        Some(3),
+        "proc, sys and dev/pts were mounted"
+    );
     assert_nothing_mounted(&root);
 }
 
@@ -321,8 +329,9 @@ fn root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy() {
     assert!(!root.join("usr/sbin/policy-rc.d").exists());
 }
 
-/// Set in the child process [`root_a_stop_request_ends_the_chroot_command_and_unmounts`] starts:
-/// the stop flag is process-wide, so raising it must not touch the other tests.
+/// Set in the child process [`root_a_stop_request_ends_the_chroot_command_and_unmounts`] starts,
+/// to the file the child writes when it has passed: the stop flag is process-wide, so raising it
+/// must not touch the other tests.
 const CANCEL_CHILD: &str = "DEBSTRAP_STAGE_CANCEL_CHILD";
 
 #[test]
@@ -330,6 +339,9 @@ fn root_a_stop_request_ends_the_chroot_command_and_unmounts() {
     if !have_root("root_a_stop_request_ends_the_chroot_command_and_unmounts") {
         return;
     }
+    // The child writes this file as its last act: a filter matching no test would also exit 0.
+    let done = tempfile::tempdir().expect("tempdir");
+    let marker = done.path().join("child-finished");
     let status = Command::new(std::env::current_exe().expect("test binary"))
         .args([
             "--exact",
@@ -337,19 +349,24 @@ fn root_a_stop_request_ends_the_chroot_command_and_unmounts() {
             "--ignored",
             "--nocapture",
         ])
-        .env(CANCEL_CHILD, "1")
+        .env(CANCEL_CHILD, &marker)
         .status()
         .expect("run the child test");
     assert!(status.success(), "the child test failed: {status}");
+    assert_eq!(
+        fs_err::read_to_string(&marker).ok().as_deref(),
+        Some("stopped and unmounted\n"),
+        "the child test did not run to its end (is its name still the one above?)"
+    );
 }
 
 /// Runs only inside the process the test above starts.
 #[test]
 #[ignore = "run by root_a_stop_request_ends_the_chroot_command_and_unmounts in its own process"]
 fn cancel_child_stops_a_blocked_command() {
-    if std::env::var_os(CANCEL_CHILD).is_none() {
+    let Some(marker) = std::env::var_os(CANCEL_CHILD) else {
         return;
-    }
+    };
     let tmp = mini_root(&["/usr/bin/sh"]);
     let root = fs_err::canonicalize(tmp.path()).expect("canonical");
     let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
@@ -382,6 +399,7 @@ fn cancel_child_stops_a_blocked_command() {
     assert!(matches!(err, StageError::Cancelled(_)), "unexpected: {err}");
     drop(mounts);
     assert_nothing_mounted(&root);
+    fs_err::write(marker, "stopped and unmounted\n").expect("write the marker");
 }
 
 #[test]

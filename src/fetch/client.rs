@@ -125,9 +125,11 @@ impl FetchError {
         match self {
             FetchError::Status { status, .. } => *status >= 500 || *status == 408 || *status == 429,
             FetchError::Http { source, .. } => {
+                // A body cut short while streaming comes back from reqwest as a decode error.
                 source.is_connect()
                     || source.is_timeout()
                     || source.is_body()
+                    || source.is_decode()
                     || source.is_request()
             }
             _ => false,

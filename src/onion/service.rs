@@ -118,8 +118,14 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     if fs_err::symlink_metadata(root.join(NGINX.trim_start_matches('/'))).is_err() {
         return Err(OnionError::NginxMissing { root: root.clone() });
     }
-    let mounts = Mounts::mount(root)?;
     let already_running = nginx_pid(root).is_some();
+    // A running nginx still has the mounts the first start kept; mounting sysfs again on the
+    // same place fails with EBUSY.
+    let mounts = if already_running {
+        None
+    } else {
+        Some(Mounts::mount(root)?)
+    };
     if already_running {
         chroot::run_ok(root, &[NGINX, "-s", "reload"])?;
     } else {
@@ -135,7 +141,9 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
             port: service.local_port,
         });
     }
-    mounts.keep();
+    if let Some(mounts) = mounts {
+        mounts.keep();
+    }
     let tor = reload_tor(host_root)?;
     Ok(StartReport {
         service,

@@ -170,16 +170,26 @@ mod tests {
         root.join(POLICY_RC_D)
     }
 
-    fn failing_step(root: &RootDir) -> Result<(), StageError> {
+    /// Installs policy-rc.d, then fails with an error that says whether the file was there at
+    /// the failure: a failed install must not pass for "removed after the step failed".
+    fn failing_step(root: &RootDir, path: &Path) -> Result<(), StageError> {
         let _policy = PolicyRcD::install(root)?;
         Err(StageError::UnsafePath {
             path: PathBuf::from("/nowhere"),
-            reason: "a step failed",
+            reason: if path.exists() {
+                "a step failed with policy-rc.d in place"
+            } else {
+                "a step failed without policy-rc.d"
+            },
         })
     }
 
     #[test]
     fn policy_rc_d_answers_101_while_held() {
+        // Writing through RootDir sets owners, which needs root.
+        if !crate::test_skip::require_root() {
+            return;
+        }
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = RootDir::open(tmp.path()).expect("open");
         let policy = PolicyRcD::install(&root).expect("install");
@@ -196,22 +206,50 @@ mod tests {
 
     #[test]
     fn policy_rc_d_is_removed_when_a_step_fails() {
+        // Writing through RootDir sets owners, which needs root.
+        if !crate::test_skip::require_root() {
+            return;
+        }
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = RootDir::open(tmp.path()).expect("open");
-        assert!(failing_step(&root).is_err());
-        assert!(!policy_rc_d_path(tmp.path()).exists());
+        let path = policy_rc_d_path(tmp.path());
+        let err = failing_step(&root, &path).expect_err("the step fails");
+        assert!(
+            matches!(
+                err,
+                StageError::UnsafePath {
+                    reason: "a step failed with policy-rc.d in place",
+                    ..
+                }
+            ),
+            "not the step's own failure: {err}"
+        );
+        assert!(!path.exists());
     }
 
     #[test]
     fn policy_rc_d_is_removed_on_panic() {
+        // Writing through RootDir sets owners, which needs root.
+        if !crate::test_skip::require_root() {
+            return;
+        }
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = RootDir::open(tmp.path()).expect("open");
+        let path = policy_rc_d_path(tmp.path());
+        let mut installed = false;
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _policy = PolicyRcD::install(&root).expect("install");
+            installed = path.exists();
             panic!("a step panicked");
         }));
-        assert!(result.is_err());
-        assert!(!policy_rc_d_path(tmp.path()).exists());
+        let payload = result.expect_err("the step panicked");
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"a step panicked"),
+            "the closure panicked for another reason"
+        );
+        assert!(installed, "policy-rc.d was not in place during the step");
+        assert!(!path.exists());
     }
 
     #[test]

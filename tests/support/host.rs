@@ -1,21 +1,11 @@
 //! Prerequisites of tests that use the host: the real archive's mirror (from the host's apt
-//! sources) and host programs. Outside CI a missing one skips the test with a message; with
-//! CI=true it fails it.
+//! sources) and host programs. A missing one is handled by the suite's one skip rule
+//! ([`super::skip`]): a failure under a truthy CI, else a recorded skip.
 
 use std::path::Path;
 
-/// Whether this run is CI's, where every prerequisite must be present.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Skips (outside CI) or fails (in CI) for a missing prerequisite.
-pub fn missing(what: &str) {
-    if in_ci() {
-        panic!("CI=true and {what} is missing");
-    }
-    eprintln!("skipped: {what} is missing");
-}
+#[allow(unused_imports)] // each test binary uses its own part of them
+pub use super::skip::{in_ci, missing, require_root};
 
 /// The Debian mirror from the host's apt sources.
 pub fn host_mirror() -> Option<String> {
@@ -38,15 +28,6 @@ pub fn require_program(program: &str) -> bool {
         missing(&format!("the host program {program}"));
     }
     found
-}
-
-/// Whether the test runs as root.
-pub fn require_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        missing("root");
-    }
-    root
 }
 
 /// Runs `shell` through real schroot in chroot NAME as USER, with the definition written

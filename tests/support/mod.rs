@@ -2,9 +2,11 @@
 #![allow(dead_code)]
 
 pub mod deb;
+pub mod front;
 pub mod host;
 pub mod repo;
 pub mod server;
 pub mod sign;
+pub mod skip;
 pub mod tor;
 pub mod tree;
