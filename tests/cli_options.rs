@@ -342,7 +342,7 @@ impl Service {
         fs_err::write(root.join("etc/group"), "root:x:0:\n").expect("group");
         fs_err::create_dir_all(dir.path().join("host")).expect("host root");
         let config = debstrap_onion::config::OnionConfig {
-            host_root: dir.path().join("host"),
+            host_root: Some(dir.path().join("host")),
             local_port: port,
             ..Default::default()
         };

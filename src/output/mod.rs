@@ -126,8 +126,6 @@ pub enum OutputError {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Cancelled(#[from] crate::cancel::Cancelled),
 }
 
 /// Writes `root` as the tarball `output` describes; a directory output needs nothing written.
