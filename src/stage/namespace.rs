@@ -86,7 +86,8 @@ pub(crate) fn detach(fd: &OwnedFd) -> nix::Result<()> {
 }
 
 /// Opens the root of the mount with id `id` at `rel` below `root` (an `O_PATH` handle), never
-/// following a symlink on the way; `None` when what is there now is another mount.
+/// following a symlink on the way; `None` when what is there now is another mount. The mount
+/// may be a file: on a `nodev` filesystem device nodes are bound over the root's own.
 pub(crate) fn open_mount(
     root: BorrowedFd,
     rel: &Path,
@@ -95,7 +96,7 @@ pub(crate) fn open_mount(
     let fd = rustix::fs::openat2(
         root,
         rel,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
         ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
     )?;
