@@ -6,5 +6,6 @@ pub mod host;
 pub mod repo;
 pub mod server;
 pub mod sign;
+pub mod strict;
 pub mod tor;
 pub mod tree;
