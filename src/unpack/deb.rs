@@ -19,6 +19,8 @@ const MAX_CONTROL_MEMBER: u64 = 64 << 20;
 pub struct ControlMember {
     pub name: String,
     pub mode: u32,
+    /// The member's modification time, which dpkg keeps on its copy in /var/lib/dpkg/info.
+    pub mtime: i64,
     pub data: Vec<u8>,
 }
 
@@ -233,6 +235,7 @@ fn read_control(
         }
         let header = entry.header();
         let mode = header.mode().map_err(io_error)? & 0o7777;
+        let mtime = i64::try_from(header.mtime().map_err(io_error)?).unwrap_or(i64::MAX);
         let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
         entry.read_to_end(&mut data).map_err(io_error)?;
         if data.len() as u64 != entry.size() {
@@ -244,6 +247,7 @@ fn read_control(
         members.push(ControlMember {
             name: name.display(),
             mode,
+            mtime,
             data,
         });
     }
