@@ -101,7 +101,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         arch: config.arch.clone(),
     };
     let resolution = resolve::resolve(&index, &selection)?;
-    let available = index.stanzas(&resolution.packages);
+    let available = available_stanzas(&index, &resolution);
     drop(index);
     report.packages = resolution
         .packages
@@ -150,6 +150,19 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     };
     report.timings = clock.end();
     Ok(report)
+}
+
+/// dpkg's `available` as debootstrap writes it: the index stanza of every version the index
+/// lists of each chosen package, not only the chosen version.
+fn available_stanzas(index: &fetch::RepoIndex, resolution: &resolve::Resolution) -> String {
+    let names: std::collections::HashSet<&str> = resolution.names().collect();
+    let listed: Vec<fetch::Package> = index
+        .packages()
+        .iter()
+        .filter(|p| names.contains(p.name.as_str()))
+        .cloned()
+        .collect();
+    index.stanzas(&listed)
 }
 
 /// Downloads and unpacks side by side: each .deb is extracted as soon as it is verified in the
