@@ -286,10 +286,13 @@ fn every_exclusion_says_why_and_matches_only_its_paths() {
         );
     }
     assert!(strict::excluded("proc/1/status").is_some());
-    assert!(strict::excluded("proc").is_none());
+    assert!(strict::excluded("proc").is_some_and(|e| e.mtime_only));
     assert!(strict::excluded("var/lib/dpkg/status-old").is_some());
     assert!(strict::excluded("var/lib/dpkg/status").is_none());
     assert!(strict::excluded("var/lib/dpkg/info/x-old").is_none());
     assert!(strict::excluded("etc/hostname.d").is_none());
-    assert!(strict::excluded("var/cache/apt/archives/partial").is_none());
+    assert!(strict::excluded("var/cache/apt/archives/partial").is_some_and(|e| e.mtime_only));
+    assert!(strict::excluded("var/cache/apt/archives/lock").is_none());
+    assert!(strict::excluded("run/mount").is_some_and(|e| !e.mtime_only));
+    assert!(strict::excluded("run/mountain").is_none());
 }
