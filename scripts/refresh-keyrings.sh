@@ -62,4 +62,4 @@ done
 
 echo "keyrings/ now holds, from $(basename "$filename"):"
 ls "$dest"/*.gpg
-echo "Update the list in keyrings/README.md and BUILTIN in src/fetch/keyring.rs to match."
+echo "Update the table in keyrings/README.md to match; every keyrings/*.gpg is built in at the next cargo build."

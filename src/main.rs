@@ -95,8 +95,9 @@ struct BuildArgs {
     /// Debian codename or suite name.
     #[arg(default_value = config::DEFAULT_SUITE)]
     suite: String,
-    /// Directory to build in (default /srv/chroot/NAME); a name ending in .tar, .tar.gz, .tar.xz
-    /// or .tar.zst, or `-` for standard output, writes a tarball instead.
+    /// Directory to build in (default /srv/chroot/NAME; an empty mount point is built in place);
+    /// a name ending in .tar, .tar.gz, .tgz, .tar.xz or .tar.zst that is not an existing
+    /// directory, or `-` for standard output (a file or pipe), writes a tarball instead.
     target: Option<PathBuf>,
     /// Mirror URL (http://, https:// or file://); overrides --mirror.
     #[arg(value_name = "MIRROR")]
@@ -309,13 +310,13 @@ fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
     let mut config = BuildConfig::new(args.suite, mirror);
     config.name = args.name;
     config.output = match args.target {
-        Some(target) => Output::from_target(&target),
+        Some(target) => Output::from_target(&target)?,
         None => Output::Directory(PathBuf::from(config::DEFAULT_CHROOT_PARENT).join(&config.name)),
     };
     config.variant = args.variant.into();
     config.include = args.include.into_iter().filter(|s| !s.is_empty()).collect();
     config.exclude = args.exclude.into_iter().filter(|s| !s.is_empty()).collect();
-    config.components = args.components;
+    config.components = config::unique_components(args.components);
     if let Some(arch) = args.arch {
         config.arch = arch;
     } else {

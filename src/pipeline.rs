@@ -34,6 +34,21 @@ pub enum Error {
     TargetNotEmpty { path: PathBuf },
     #[error("TARGET {path} has mounts inside ({mounts:?}); stop what uses it first (e.g. `debstrap-onion stop NAME`)")]
     TargetMounted { path: PathBuf, mounts: Vec<PathBuf> },
+    #[error(
+        "TARGET {path} is a mount point holding files; it is built in place, never replaced: \
+         empty it (a lone empty lost+found may stay) and retry"
+    )]
+    MountPointNotEmpty { path: PathBuf },
+    #[error(
+        "cannot build in {path}: its filesystem, mounted on {mount_point}, has the option \
+         {option}, so maintainer scripts cannot run there; remount it without {option}, or choose \
+         a TARGET (for `-`, a TMPDIR) on another filesystem"
+    )]
+    MountOption {
+        path: PathBuf,
+        mount_point: PathBuf,
+        option: &'static str,
+    },
     #[error("{path}: cannot prepare the build directory")]
     Target {
         path: PathBuf,
@@ -62,6 +77,11 @@ pub struct BuildReport {
 /// Runs the pipeline as far as `config.stop_after` says.
 pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildReport, Error> {
     config.validate()?;
+    // Where the root goes is decided, and refused, before any work (and checked again when
+    // the build directory is made, in case TARGET changed meanwhile).
+    if config.stop_after == StopAfter::Complete {
+        BuildPlace::decide(config)?;
+    }
     let mut report = BuildReport::default();
     let mut clock = StageClock::new(reporter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -118,7 +138,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         packages: &resolution.packages,
         cache_dir: &config.cache_dir,
         reporter,
-        on_ready: &|_| {},
+        on_ready: &|_, _| {},
     };
     if config.stop_after == StopAfter::DownloadOnly {
         clock.begin(Stage::Download);
@@ -127,7 +147,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         return Ok(report);
     }
 
-    let build_dir = BuildDir::create(&config.output, config.force)?;
+    let build_dir = BuildDir::create(BuildPlace::decide(config)?)?;
     let root = build_dir.root();
     let unpacked = download_and_unpack(config, &runtime, &fetcher, download, root, &mut clock)?;
     drop(runtime);
@@ -176,22 +196,14 @@ fn download_and_unpack(
     root: &Path,
     clock: &mut StageClock,
 ) -> Result<unpack::Unpacked, Error> {
-    let debs: Vec<CachedDeb> = download
-        .packages
-        .iter()
-        .map(|package| CachedDeb {
-            package: package.clone(),
-            path: fetch::cache_path(download.cache_dir, package),
-        })
-        .collect();
-    let gate = ReadyGate::new(debs.len());
+    let gate = ReadyGate::new(download.packages.len());
     let reporter = clock.reporter;
     let started = Instant::now();
     clock.begin(Stage::Download);
     reporter.stage(Stage::Unpack);
     let ((downloaded, download_time), unpacked) = std::thread::scope(|scope| {
         let downloading = scope.spawn(|| {
-            let on_ready = |i| gate.open(i);
+            let on_ready = |i, deb: &CachedDeb| gate.open(i, deb);
             let result = runtime.block_on(fetch::download(
                 fetcher,
                 fetch::DownloadRequest {
@@ -204,9 +216,9 @@ fn download_and_unpack(
             }
             (result, started.elapsed())
         });
-        let request = unpack::UnpackRequest {
+        let request = unpack::PendingRequest {
             root,
-            debs: &debs,
+            packages: download.packages,
             arch: &config.arch,
         };
         let unpacked = unpack::unpack_when_ready(&request, &|i| gate.wait(i), reporter);
@@ -222,23 +234,23 @@ fn download_and_unpack(
     Ok(unpacked?)
 }
 
-/// Which downloads are verified in the cache, for unpacking threads waiting on them.
+/// The downloads verified in the cache, for unpacking threads waiting on them.
 struct ReadyGate {
-    /// One flag per package, and whether the downloads failed.
-    state: std::sync::Mutex<(Vec<bool>, bool)>,
+    /// One slot per package, and whether the downloads failed.
+    state: std::sync::Mutex<(Vec<Option<CachedDeb>>, bool)>,
     changed: std::sync::Condvar,
 }
 
 impl ReadyGate {
     fn new(count: usize) -> ReadyGate {
         ReadyGate {
-            state: std::sync::Mutex::new((vec![false; count], false)),
+            state: std::sync::Mutex::new((vec![None; count], false)),
             changed: std::sync::Condvar::new(),
         }
     }
 
-    fn open(&self, index: usize) {
-        self.state.lock().unwrap_or_else(|e| e.into_inner()).0[index] = true;
+    fn open(&self, index: usize, deb: &CachedDeb) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).0[index] = Some(deb.clone());
         self.changed.notify_all();
     }
 
@@ -247,12 +259,12 @@ impl ReadyGate {
         self.changed.notify_all();
     }
 
-    /// Blocks until package `index` is ready; `Err` when it never will be.
-    fn wait(&self, index: usize) -> Result<(), crate::cancel::Cancelled> {
+    /// Blocks until package `index` is verified in the cache; `Err` when it never will be.
+    fn wait(&self, index: usize) -> Result<CachedDeb, crate::cancel::Cancelled> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            if state.0[index] {
-                return Ok(());
+            if let Some(deb) = &state.0[index] {
+                return Ok(deb.clone());
             }
             if state.1 {
                 return Err(crate::cancel::Cancelled);
@@ -353,45 +365,131 @@ impl<'a> StageClock<'a> {
     }
 }
 
-/// The directory a root is built in: beside a directory TARGET (moved into place on success) or
-/// a temporary one for tarballs. Dropped without [`BuildDir::commit`], it removes what it made.
+/// Where a root is built, decided from what TARGET is: beside a directory TARGET (renamed into
+/// place at the end), in a mount point TARGET itself (a mount point is never renamed), or in a
+/// temporary directory for tarballs.
+#[derive(Debug)]
+enum BuildPlace {
+    Beside {
+        parent: PathBuf,
+        target: PathBuf,
+    },
+    InPlace {
+        target: PathBuf,
+    },
+    Temporary {
+        parent: PathBuf,
+        prefix: &'static str,
+    },
+}
+
+impl BuildPlace {
+    /// Checks TARGET and the filesystem the root will be on; creates nothing.
+    fn decide(config: &BuildConfig) -> Result<BuildPlace, Error> {
+        let place = match &config.output {
+            Output::Directory(target) => Self::for_directory(target, config.force)?,
+            Output::Tarball { path, .. } => BuildPlace::Temporary {
+                parent: parent_of(path),
+                prefix: ".debstrap-onion-root-",
+            },
+            Output::Stdout { .. } => BuildPlace::Temporary {
+                parent: std::env::temp_dir(),
+                prefix: "debstrap-onion-root-",
+            },
+        };
+        if config.variant != Variant::Extract {
+            check_scripts_can_run(place.dir())?;
+        }
+        Ok(place)
+    }
+
+    fn for_directory(target: &Path, force: bool) -> Result<BuildPlace, Error> {
+        let mounted = stage::mounts_under(target);
+        if !mounted.is_empty() {
+            return Err(Error::TargetMounted {
+                path: target.to_path_buf(),
+                mounts: mounted,
+            });
+        }
+        if stage::is_mount_point(target) {
+            if !is_empty_filesystem(target) {
+                return Err(Error::MountPointNotEmpty {
+                    path: target.to_path_buf(),
+                });
+            }
+            return Ok(BuildPlace::InPlace {
+                target: target.to_path_buf(),
+            });
+        }
+        if !force && is_non_empty_dir(target) {
+            return Err(Error::TargetNotEmpty {
+                path: target.to_path_buf(),
+            });
+        }
+        Ok(BuildPlace::Beside {
+            parent: parent_of(target),
+            target: target.to_path_buf(),
+        })
+    }
+
+    /// The directory the root is made in (or is).
+    fn dir(&self) -> &Path {
+        match self {
+            BuildPlace::Beside { parent, .. } | BuildPlace::Temporary { parent, .. } => parent,
+            BuildPlace::InPlace { target } => target,
+        }
+    }
+}
+
+/// Refuses a filesystem mounted `noexec` (nothing could run in the chroot), naming its mount
+/// point; `nodev` is worked around while scripts run (see [`stage::ChrootMounts`]). The nearest
+/// existing ancestor stands for a directory not made yet.
+fn check_scripts_can_run(dir: &Path) -> Result<(), Error> {
+    use nix::sys::statvfs::FsFlags;
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Some(existing) = absolute.ancestors().find(|p| p.exists()) else {
+        return Ok(());
+    };
+    let Ok(stat) = nix::sys::statvfs::statvfs(existing) else {
+        return Ok(());
+    };
+    if stat.flags().contains(FsFlags::ST_NOEXEC) {
+        return Err(Error::MountOption {
+            path: dir.to_path_buf(),
+            mount_point: stage::mount_point_of(existing),
+            option: "noexec",
+        });
+    }
+    Ok(())
+}
+
+/// The directory a root is built in. Dropped without [`BuildDir::commit`], it removes what it
+/// made: the whole directory, or, built in place, everything in it.
 struct BuildDir {
     root: PathBuf,
     /// Where a directory build is moved on success.
     target: Option<PathBuf>,
+    in_place: bool,
     committed: bool,
 }
 
 impl BuildDir {
-    fn create(output: &Output, force: bool) -> Result<BuildDir, Error> {
-        let (parent, prefix, target) = match output {
-            Output::Directory(target) => {
-                if !force && is_non_empty_dir(target) {
-                    return Err(Error::TargetNotEmpty {
-                        path: target.clone(),
-                    });
-                }
-                let mounted = stage::mounts_under(target);
-                if !mounted.is_empty() {
-                    return Err(Error::TargetMounted {
-                        path: target.clone(),
-                        mounts: mounted,
-                    });
-                }
-                (
-                    parent_of(target),
-                    format!(".{}.build-", file_name(target)),
-                    Some(target.clone()),
-                )
+    fn create(place: BuildPlace) -> Result<BuildDir, Error> {
+        let (parent, prefix, target) = match place {
+            BuildPlace::InPlace { target } => {
+                return Ok(BuildDir {
+                    root: target,
+                    target: None,
+                    in_place: true,
+                    committed: false,
+                })
             }
-            Output::Tarball { path, .. } => {
-                (parent_of(path), ".debstrap-onion-root-".to_string(), None)
-            }
-            Output::Stdout { .. } => (
-                std::env::temp_dir(),
-                "debstrap-onion-root-".to_string(),
-                None,
+            BuildPlace::Beside { parent, target } => (
+                parent,
+                format!(".{}.build-", file_name(&target)),
+                Some(target),
             ),
+            BuildPlace::Temporary { parent, prefix } => (parent, prefix.to_string(), None),
         };
         let err = |source| Error::Target {
             path: parent.clone(),
@@ -407,6 +505,7 @@ impl BuildDir {
         Ok(BuildDir {
             root,
             target,
+            in_place: false,
             committed: false,
         })
     }
@@ -416,9 +515,10 @@ impl BuildDir {
     }
 
     /// Moves a directory build into place, replacing an old TARGET only under --force (which
-    /// `create` checked). A tarball build's root is removed on drop.
+    /// `decide` checked). A tarball build's root is removed on drop; one built in place stays.
     fn commit(mut self) -> Result<(), Error> {
         let Some(target) = self.target.clone() else {
+            self.committed = self.in_place;
             return Ok(());
         };
         let err = |source| Error::Target {
@@ -445,10 +545,59 @@ impl BuildDir {
 
 impl Drop for BuildDir {
     fn drop(&mut self) {
-        if !self.committed {
+        if self.committed {
+            return;
+        }
+        if self.in_place {
+            empty_in_place(&self.root);
+        } else {
             remove_tree(&self.root);
         }
     }
+}
+
+/// Removes everything a failed build made in a mount point TARGET, keeping `lost+found`, and
+/// nothing while something is still mounted inside.
+fn empty_in_place(root: &Path) {
+    let mounted = stage::mounts_under(root);
+    if !mounted.is_empty() {
+        tracing::error!(
+            "{}: not emptied, still mounted inside: {mounted:?}",
+            root.display()
+        );
+        return;
+    }
+    let Ok(entries) = fs_err::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name() == LOST_AND_FOUND {
+            continue;
+        }
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(kind) if kind.is_dir() => fs_err::remove_dir_all(&path),
+            _ => fs_err::remove_file(&path),
+        };
+        if let Err(err) = removed {
+            tracing::error!("cannot remove {}: {err}", path.display());
+        }
+    }
+}
+
+/// What mkfs.ext4 leaves at the top of a new filesystem.
+const LOST_AND_FOUND: &str = "lost+found";
+
+/// Whether a mount point holds nothing, or only an empty `lost+found`.
+fn is_empty_filesystem(path: &Path) -> bool {
+    let Ok(entries) = fs_err::read_dir(path) else {
+        return false;
+    };
+    entries.flatten().all(|entry| {
+        entry.file_name() == LOST_AND_FOUND
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+            && !is_non_empty_dir(&entry.path())
+    })
 }
 
 /// Removes a build tree, but never one with something still mounted inside: deleting through a

@@ -357,3 +357,497 @@ fn two_builds_sharing_one_cache_at_the_same_time_both_succeed() {
         "{cached:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// A hostile mirror: every answer is bounded in size and time, and refused with its URL
+
+impl Fixture {
+    /// Every file under the cache, as paths relative to it.
+    fn cache_files(&self) -> Vec<String> {
+        fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    walk(&path, base, out);
+                } else {
+                    let rel = path.strip_prefix(base).expect("under the cache");
+                    out.push(rel.to_string_lossy().into_owned());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&self.cache(), &self.cache(), &mut files);
+        files.sort();
+        files
+    }
+
+    /// The URL path of the Packages.xz the Release lists (fetched by hash).
+    fn packages_xz_path(&self) -> String {
+        let data = std::fs::read(
+            self.repo()
+                .join("dists/fixture/main/binary-amd64/Packages.xz"),
+        )
+        .expect("Packages.xz");
+        format!(
+            "/dists/fixture/main/binary-amd64/by-hash/SHA256/{}",
+            debstrap_onion::fetch::Sha256Digest::of(&data)
+        )
+    }
+
+    fn deb_path(&self, n: usize) -> String {
+        format!("/{}", sample_packages()[n].filename())
+    }
+
+    /// Indexes the fixture with `fetcher`, then downloads the package `name` alone.
+    fn download_one(
+        &self,
+        fetcher: &debstrap_onion::fetch::Fetcher,
+        name: &str,
+    ) -> Result<Vec<debstrap_onion::fetch::CachedDeb>, debstrap_onion::fetch::FetchError> {
+        let keyring = self.keyring();
+        let components = ["main".to_string()];
+        let rt = runtime();
+        let (_, index) = rt
+            .block_on(debstrap_onion::fetch::index(
+                fetcher,
+                debstrap_onion::fetch::IndexRequest {
+                    mirror: &self.served.server.url,
+                    suite: "fixture",
+                    components: &components,
+                    arch: "amd64",
+                    keyring: &keyring,
+                    ignore_valid_until: false,
+                    cache_dir: &self.cache(),
+                },
+            ))
+            .expect("index");
+        let packages: Vec<_> = index
+            .packages()
+            .iter()
+            .filter(|p| p.name == name)
+            .cloned()
+            .collect();
+        rt.block_on(debstrap_onion::fetch::download(
+            fetcher,
+            debstrap_onion::fetch::DownloadRequest {
+                mirror: &self.served.server.url,
+                packages: &packages,
+                cache_dir: &self.cache(),
+                reporter: &Silent,
+                on_ready: &|_, _| {},
+            },
+        ))
+    }
+
+    fn keyring(&self) -> debstrap_onion::fetch::Keyring {
+        debstrap_onion::fetch::Keyring::from_files(&[key_path("test-archive.pub.asc")])
+            .expect("test keyring")
+    }
+}
+
+/// A fetcher whose every request must end within `deadline` (reads may pause 30 s).
+fn impatient(deadline: Duration) -> debstrap_onion::fetch::Fetcher {
+    debstrap_onion::fetch::Fetcher::with_limits(debstrap_onion::fetch::Limits {
+        deadline,
+        min_rate: 1 << 20,
+        read_timeout: Duration::from_secs(30),
+    })
+    .expect("client")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The only line of an error's own message (its causes follow on their own lines).
+fn first_line(err: &Error) -> String {
+    let line = err.to_string();
+    assert!(!line.contains('\n'), "not one line: {line}");
+    line
+}
+
+#[test]
+fn an_endless_inrelease_is_cut_at_the_cap() {
+    let fx = Fixture::good();
+    fx.served
+        .server
+        .fault("/dists/fixture/InRelease", Fault::Endless);
+    let err =
+        debstrap_onion::build(&fx.config(StopAfter::DownloadOnly), &Silent).expect_err("refused");
+    let line = first_line(&err);
+    let cap = debstrap_onion::fetch::MAX_RELEASE.to_string();
+    assert!(
+        line.contains("/dists/fixture/InRelease") && line.contains(&cap),
+        "{line}"
+    );
+    assert!(!fx.target().exists());
+    assert_eq!(fx.cache_files(), Vec::<String>::new());
+}
+
+#[test]
+fn an_inrelease_whose_content_length_is_past_the_cap_is_refused() {
+    let fx = Fixture::good();
+    let extra = debstrap_onion::fetch::MAX_RELEASE as usize;
+    fx.served.server.fault(
+        "/dists/fixture/InRelease",
+        Fault::Oversized {
+            extra,
+            announce: true,
+        },
+    );
+    let err = fx.refused(&fx.config(StopAfter::PrintPackages));
+    assert!(
+        err.contains("/dists/fixture/InRelease") && err.contains("limit"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_endless_release_gpg_is_cut_at_the_signature_cap() {
+    let fx = Fixture::good();
+    std::fs::remove_file(fx.repo().join("dists/fixture/InRelease")).expect("remove InRelease");
+    fx.served
+        .server
+        .fault("/dists/fixture/Release.gpg", Fault::Endless);
+    let err = fx.refused(&fx.config(StopAfter::PrintPackages));
+    let cap = debstrap_onion::fetch::MAX_SIGNATURE.to_string();
+    assert!(
+        err.contains("/dists/fixture/Release.gpg") && err.contains(&cap),
+        "{err}"
+    );
+    assert_eq!(fx.cache_files(), Vec::<String>::new());
+}
+
+#[test]
+fn a_packages_index_one_byte_longer_than_signed_is_refused_and_not_cached() {
+    for announce in [true, false] {
+        let fx = Fixture::good();
+        let path = fx.packages_xz_path();
+        fx.served
+            .server
+            .fault(&path, Fault::Oversized { extra: 1, announce });
+        let err = debstrap_onion::build(&fx.config(StopAfter::DownloadOnly), &Silent)
+            .expect_err("refused");
+        let line = first_line(&err);
+        assert!(
+            line.contains(&path) && line.contains("size mismatch"),
+            "{line}"
+        );
+        assert!(!fx.target().exists());
+        assert_eq!(
+            fx.cache_files(),
+            Vec::<String>::new(),
+            "announce: {announce}"
+        );
+    }
+}
+
+#[test]
+fn a_deb_one_byte_longer_than_signed_is_refused_and_not_cached() {
+    for announce in [true, false] {
+        let fx = Fixture::good();
+        let path = fx.deb_path(2);
+        fx.served
+            .server
+            .fault(&path, Fault::Oversized { extra: 1, announce });
+        let err =
+            debstrap_onion::build(&fx.config(StopAfter::Complete), &Silent).expect_err("refused");
+        let line = first_line(&err);
+        assert!(
+            line.contains(&path) && line.contains("size mismatch"),
+            "{line}"
+        );
+        assert!(!fx.target().exists());
+        let size = sample_packages()[2].bytes.len();
+        assert!(line.contains(&format!("got {}", size + 1)), "{line}");
+        let debs = fx.cached_debs();
+        assert!(
+            debs.len() <= 2 && debs.iter().all(|n| !n.starts_with('.')),
+            "{debs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_endless_deb_stops_just_past_its_signed_size() {
+    let fx = Fixture::good();
+    let path = fx.deb_path(0);
+    fx.served.server.fault(&path, Fault::Endless);
+    // The deadline is only the backstop: the size must stop it long before.
+    let err = fx
+        .download_one(&impatient(Duration::from_secs(20)), "apt")
+        .expect_err("refused")
+        .to_string();
+    let size = sample_packages()[0].bytes.len();
+    assert!(
+        err.contains(&path) && err.contains(&format!("size mismatch: expected {size} bytes")),
+        "{err}"
+    );
+    // Stopped with the piece that went past the size, not later.
+    let got: usize = err
+        .split("got ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the size that arrived");
+    assert!(got > size && got <= size + (256 << 10), "{err}");
+    assert!(fx.cached_debs().is_empty(), "{:?}", fx.cached_debs());
+}
+
+#[test]
+fn an_absurd_signed_deb_size_is_refused_before_it_is_fetched() {
+    let mut spec = RepoSpec::fresh();
+    spec.edit_packages =
+        Some(|packages| packages.replacen("Size: 500\n", "Size: 99999999999\n", 1));
+    let fx = Fixture::with(spec, "test-archive.sec.asc");
+    let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
+    let path = fx.deb_path(0);
+    assert!(
+        err.contains(&path) && err.contains("99999999999") && err.contains("limit"),
+        "{err}"
+    );
+    assert!(
+        !fx.served.server.requests().contains(&path),
+        "the .deb was requested"
+    );
+}
+
+#[test]
+fn an_absurd_signed_index_size_is_an_error_not_an_allocation() {
+    let mut spec = RepoSpec::fresh();
+    spec.edit_release = Some(|release| {
+        release
+            .lines()
+            .map(|line| {
+                if line.ends_with("main/binary-amd64/Packages") {
+                    let digest = line.split_whitespace().next().expect("digest");
+                    format!(" {digest} 99999999999999999 main/binary-amd64/Packages\n")
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect()
+    });
+    let fx = Fixture::with(spec, "test-archive.sec.asc");
+    let err = fx.refused(&fx.config(StopAfter::PrintPackages));
+    assert!(
+        err.contains("99999999999999999") && err.contains("limit"),
+        "{err}"
+    );
+    assert!(err.contains("by-hash/SHA256/"), "{err}");
+}
+
+#[test]
+fn a_server_that_drips_one_byte_a_second_meets_the_deadline() {
+    let fx = Fixture::good();
+    fx.served
+        .server
+        .fault("/dists/fixture/InRelease", Fault::Drip);
+    let keyring = fx.keyring();
+    let components = ["main".to_string()];
+    let started = std::time::Instant::now();
+    let result = runtime().block_on(debstrap_onion::fetch::index(
+        &impatient(Duration::from_secs(2)),
+        debstrap_onion::fetch::IndexRequest {
+            mirror: &fx.served.server.url,
+            suite: "fixture",
+            components: &components,
+            arch: "amd64",
+            keyring: &keyring,
+            ignore_valid_until: false,
+            cache_dir: &fx.cache(),
+        },
+    ));
+    let elapsed = started.elapsed();
+    let err = result.expect_err("the deadline ends it").to_string();
+    assert!(
+        err.contains("/dists/fixture/InRelease") && err.contains("within 2 s"),
+        "{err}"
+    );
+    // Not retried: one deadline, not four, and far less than the body would take.
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    assert_eq!(fx.cache_files(), Vec::<String>::new());
+}
+
+#[test]
+fn a_deb_dripped_one_byte_a_second_meets_the_deadline_and_leaves_no_partial_file() {
+    let fx = Fixture::good();
+    let path = fx.deb_path(0);
+    fx.served.server.fault(&path, Fault::Drip);
+    let err = fx
+        .download_one(&impatient(Duration::from_secs(2)), "apt")
+        .expect_err("the deadline ends it")
+        .to_string();
+    assert!(err.contains(&path) && err.contains("within 2 s"), "{err}");
+    assert!(fx.cached_debs().is_empty(), "{:?}", fx.cached_debs());
+}
+
+#[test]
+fn a_redirect_to_a_local_file_is_refused() {
+    let fx = Fixture::good();
+    fx.served.server.fault(
+        "/dists/fixture/InRelease",
+        Fault::Redirect("file:///etc/passwd".to_string()),
+    );
+    let err =
+        debstrap_onion::build(&fx.config(StopAfter::PrintPackages), &Silent).expect_err("refused");
+    let line = first_line(&err);
+    assert!(
+        line.contains("/dists/fixture/InRelease")
+            && line.contains("redirect to file:///etc/passwd refused"),
+        "{line}"
+    );
+    assert!(!error_text(&err).contains("root:"), "{line}");
+    let tries = fx.served.server.requests().len();
+    assert_eq!(tries, 1, "a refused redirect is not retried");
+}
+
+#[test]
+fn a_redirect_loop_is_cut_after_a_few_hops() {
+    let fx = Fixture::good();
+    fx.served.server.fault(
+        "/dists/fixture/InRelease",
+        Fault::Redirect("/dists/fixture/InRelease".to_string()),
+    );
+    let err = fx.refused(&fx.config(StopAfter::PrintPackages));
+    assert!(
+        err.contains("/dists/fixture/InRelease") && err.contains("redirect refused"),
+        "{err}"
+    );
+    let hops = fx
+        .served
+        .server
+        .requests()
+        .iter()
+        .filter(|p| p.ends_with("/InRelease"))
+        .count();
+    assert_eq!(
+        hops,
+        debstrap_onion::fetch::MAX_REDIRECTS + 1,
+        "one request and at most MAX_REDIRECTS redirects, never retried"
+    );
+}
+
+#[test]
+fn a_redirect_to_http_on_the_same_mirror_is_followed() {
+    let fx = Fixture::good();
+    let moved = fx.repo().join("moved");
+    std::fs::create_dir(&moved).expect("moved dir");
+    std::fs::copy(
+        fx.repo().join("dists/fixture/InRelease"),
+        moved.join("InRelease"),
+    )
+    .expect("copy");
+    fx.served.server.fault(
+        "/dists/fixture/InRelease",
+        Fault::Redirect(format!("{}/moved/InRelease", fx.served.server.url)),
+    );
+    debstrap_onion::build(&fx.config(StopAfter::PrintPackages), &Silent).expect("followed");
+    assert!(fx
+        .served
+        .server
+        .requests()
+        .contains(&"/moved/InRelease".to_string()));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cache: read by descriptor, and as root trusted only when nobody else can write it
+
+#[test]
+fn a_cached_deb_replaced_by_a_symlink_is_refused() {
+    let fx = Fixture::good();
+    debstrap_onion::build(&fx.config(StopAfter::DownloadOnly), &Silent).expect("download");
+    let name = fx.cached_debs()[0].clone();
+    let cached = fx.cache().join("debs").join(&name);
+    let elsewhere = fx.served.dir.path().join("elsewhere.deb");
+    std::fs::rename(&cached, &elsewhere).expect("move");
+    std::os::unix::fs::symlink(&elsewhere, &cached).expect("symlink");
+    let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
+    assert!(
+        err.contains(&name) && err.contains("symbolic link"),
+        "{err}"
+    );
+}
+
+#[test]
+fn as_root_a_cache_another_user_owns_or_can_write_is_refused() {
+    if !support::host::require_root() {
+        return;
+    }
+    let fx = Fixture::good();
+    debstrap_onion::build(&fx.config(StopAfter::DownloadOnly), &Silent).expect("download");
+    let cache = fx.cache();
+    let chown = |path: &std::path::Path, uid: u32| {
+        std::os::unix::fs::chown(path, Some(uid), None).expect("chown");
+    };
+    let chmod = |path: &std::path::Path, mode: u32| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+    };
+
+    chown(&cache, 65534);
+    let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
+    assert!(
+        err.contains(&cache.display().to_string()) && err.contains("owned by uid 65534"),
+        "{err}"
+    );
+    chown(&cache, 0);
+
+    chmod(&cache.join("debs"), 0o777);
+    let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
+    assert!(
+        err.contains("debs") && err.contains("group or others may write"),
+        "{err}"
+    );
+    chmod(&cache.join("debs"), 0o755);
+
+    let file = cache.join("debs").join(&fx.cached_debs()[0]);
+    chown(&file, 65534);
+    let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
+    assert!(
+        err.contains(&fx.cached_debs()[0]) && err.contains("owned by uid 65534"),
+        "{err}"
+    );
+    chown(&file, 0);
+    debstrap_onion::build(&fx.config(StopAfter::DownloadOnly), &Silent).expect("safe again");
+}
+
+#[test]
+fn peak_memory_while_a_hostile_server_sends_an_endless_inrelease_stays_small() {
+    if !support::host::require_program("time") {
+        return;
+    }
+    let fx = Fixture::good();
+    fx.served
+        .server
+        .fault("/dists/fixture/InRelease", Fault::Endless);
+    let report = fx.served.dir.path().join("rss");
+    let out = std::process::Command::new("time")
+        .arg("-o")
+        .arg(&report)
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args(["build", "--no-onion", "--print-packages", "--keyring"])
+        .arg(key_path("test-archive.pub.asc"))
+        .arg("--cache-dir")
+        .arg(fx.cache())
+        .arg("fixture")
+        .arg(fx.target())
+        .arg(&fx.served.server.url)
+        .output()
+        .expect("run GNU time");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("/dists/fixture/InRelease"), "{stderr}");
+    let kib: u64 = std::fs::read_to_string(&report)
+        .expect("time's report")
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("max RSS in KiB");
+    eprintln!("peak RSS with an endless InRelease: {} MiB", kib / 1024);
+    assert!(kib < 64 * 1024, "peak RSS {kib} KiB");
+}

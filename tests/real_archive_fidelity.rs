@@ -127,11 +127,11 @@ fn strict_comparison_reports_every_aspect_and_skips_only_exclusions() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     for root in [&a, &b] {
         for sub in ["etc", "dev", "usr/bin", "var/lib/dpkg"] {
-            std::fs::create_dir_all(root.join(sub)).expect("mkdir");
+            fs_err::create_dir_all(root.join(sub)).expect("mkdir");
         }
     }
     let write = |root: &Path, rel: &str, data: &str| {
-        std::fs::write(root.join(rel), data).expect("write");
+        fs_err::write(root.join(rel), data).expect("write");
     };
     // Identical in every aspect.
     for root in [&a, &b] {
@@ -144,7 +144,7 @@ fn strict_comparison_reports_every_aspect_and_skips_only_exclusions() {
     for (root, mode) in [(&a, 0o644), (&b, 0o600)] {
         write(root, "etc/mode", "m\n");
         std::os::unix::fs::chown(root.join("etc/mode"), Some(0), Some(0)).expect("chown");
-        std::fs::set_permissions(
+        fs_err::set_permissions(
             root.join("etc/mode"),
             std::os::unix::fs::PermissionsExt::from_mode(mode),
         )
@@ -221,9 +221,9 @@ fn strict_comparison_reports_every_aspect_and_skips_only_exclusions() {
     write(&b, "var/lib/dpkg/status-old", "b\n");
     // An mtime-only exclusion: a different mtime is not reported, a different mode is.
     for (root, mode) in [(&a, 0o755), (&b, 0o700)] {
-        std::fs::create_dir_all(root.join("var/lib/apt")).expect("mkdir");
-        std::fs::create_dir_all(root.join("var/cache/apt")).expect("mkdir");
-        std::fs::set_permissions(
+        fs_err::create_dir_all(root.join("var/lib/apt")).expect("mkdir");
+        fs_err::create_dir_all(root.join("var/cache/apt")).expect("mkdir");
+        fs_err::set_permissions(
             root.join("var/cache/apt"),
             std::os::unix::fs::PermissionsExt::from_mode(mode),
         )
@@ -272,7 +272,7 @@ fn strict_comparison_reports_every_aspect_and_skips_only_exclusions() {
     .map(|(p, a)| (p.to_owned(), a))
     .collect();
     assert_eq!(found, expected);
-    let ours = std::fs::metadata(a.join("etc/clamped")).expect("stat");
+    let ours = fs_err::metadata(a.join("etc/clamped")).expect("stat");
     assert!(ours.mtime() > sde, "the snapshot must not change the tree");
 }
 

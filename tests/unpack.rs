@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use debstrap_onion::fetch::CachedDeb;
+use debstrap_onion::fetch::{CachedDeb, Sha256Digest};
 use debstrap_onion::progress::{Counter, Reporter, Stage};
 use debstrap_onion::unpack::{unpack, UnpackError, UnpackRequest, Unpacked};
 use debstrap_onion::Silent;
@@ -840,8 +840,8 @@ fn root_the_deb_must_be_the_package_the_index_promised() {
         return;
     }
     let f = Fixture::new();
-    let mut deb = pkg("real").write(&f.debs);
-    deb.package.version = "2.0-1".to_owned();
+    let real = pkg("real");
+    let deb = real.write_as(&f.debs, &real.build(), |p| p.version = "2.0-1".to_owned());
     let err = f.unpack_debs(&[deb]).expect_err("version mismatch");
     assert!(
         error_line(&err).contains("index promised real 2.0-1"),
@@ -903,13 +903,14 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
             let name = parts.next().expect("name").to_owned();
             let version = parts.next().expect("version").to_owned();
             let arch = parts.next().expect("arch").to_owned();
-            let size = std::fs::metadata(&path).expect("size").len();
-            let mut package = DebBuilder::new(&name, &version, &arch).package(size);
+            let data = std::fs::read(&path).expect("read .deb");
+            let mut package = DebBuilder::new(&name, &version, &arch).package(data.len() as u64);
             package.priority = None;
-            CachedDeb { package, path }
+            package.sha256 = Sha256Digest::of(&data);
+            CachedDeb::verify_local(package, &path).expect("the .deb matches its own hash")
         })
         .collect();
-    debs.sort_by(|a, b| a.package.name.cmp(&b.package.name));
+    debs.sort_by(|a, b| a.package().name.cmp(&b.package().name));
     assert!(debs.len() > 50, "a minbase set has dozens of packages");
 
     let root = tmp.path().join("root");
@@ -933,7 +934,7 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
         "${Package}\n",
     ]));
     let listed: BTreeSet<&str> = listed.lines().collect();
-    let expected: BTreeSet<&str> = debs.iter().map(|d| d.package.name.as_str()).collect();
+    let expected: BTreeSet<&str> = debs.iter().map(|d| d.package().name.as_str()).collect();
     assert_eq!(listed, expected);
     let verify = run(std::process::Command::new("chroot")
         .arg(&root)
@@ -948,7 +949,7 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
         for deb in &debs {
             run(std::process::Command::new("sh").arg("-c").arg(format!(
                 "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}'",
-                deb.path.display(),
+                deb.path().display(),
                 plain.display()
             )));
         }
@@ -959,4 +960,127 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
             started.elapsed().as_secs_f64()
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bytes unpacked are the bytes verified, and no package grows without bound
+
+#[test]
+fn root_a_deb_swapped_after_its_check_is_refused_and_nothing_is_left() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let plain = |contents: &[u8]| {
+        pkg("swapped")
+            .compression(Compression::None)
+            .file("./etc/swapped", 0o644, contents)
+    };
+    let deb = plain(b"verified").write(&f.debs);
+    let evil = plain(b"attacker").build();
+    assert_eq!(
+        evil.len() as u64,
+        deb.package().size,
+        "the same size, so only the hash can tell"
+    );
+    // What someone who can write the cache directory does between the check and the unpack.
+    let staged = f.debs.join("staged");
+    std::fs::write(&staged, &evil).expect("write the swap");
+    std::fs::rename(&staged, deb.path()).expect("swap");
+    let err = f
+        .unpack_debs(std::slice::from_ref(&deb))
+        .expect_err("refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains("swapped") && line.contains("changed after it was verified"),
+        "{line}"
+    );
+    assert!(line.contains(&deb.path().display().to_string()), "{line}");
+    assert!(!f.root.exists(), "the partial root was left");
+}
+
+#[test]
+fn root_control_members_past_the_total_cap_are_refused() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    // Each member is under the per-file cap; together they are past the total one.
+    let part = vec![b'#'; (debstrap_onion::unpack::MAX_CONTROL_TOTAL / 3 + 1) as usize];
+    let err = f
+        .unpack(&[pkg("fat")
+            .compression(Compression::Gzip)
+            .control_member("a", 0o644, &part)
+            .control_member("b", 0o644, &part)
+            .control_member("c", 0o644, &part)])
+        .expect_err("refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains("fat") && line.contains("control members together"),
+        "{line}"
+    );
+    assert!(!f.root.exists());
+}
+
+#[test]
+fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
+    if !have_root() {
+        return;
+    }
+    use nix::mount::{mount, MsFlags};
+    let f = Fixture::new();
+    let huge = pkg("huge").compression(Compression::Gzip).file(
+        "./usr/share/huge",
+        0o644,
+        &vec![0u8; 96 << 20],
+    );
+    let deb = huge.write(&f.debs);
+    let small = f.tmp.path().join("small");
+    std::fs::create_dir(&small).expect("mount point");
+    let root = small.join("root");
+    // The small file system lives in this thread's own mount namespace, so the kernel removes
+    // it whatever happens to the test; the unpack reaches it through the root's descriptor.
+    let (result, left, free) = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("private /");
+        mount(
+            Some("tmpfs"),
+            &small,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=48m"),
+        )
+        .expect("tmpfs");
+        let result = unpack(
+            &UnpackRequest {
+                root: &root,
+                debs: &[deb],
+                arch: "amd64",
+            },
+            &Silent,
+        );
+        let stat = nix::sys::statvfs::statvfs(&small).expect("statvfs");
+        let free = stat.blocks_available() * stat.fragment_size();
+        (result.map(drop), root.exists(), free)
+    })
+    .join()
+    .expect("no panic");
+    let err = result.expect_err("refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains("huge") && line.contains("bytes free"),
+        "{line}"
+    );
+    assert!(!left, "the partial root was left");
+    assert!(
+        free > 40 << 20,
+        "the partial files were not removed: {free} bytes free"
+    );
 }

@@ -41,6 +41,26 @@ pub enum ConfigError {
     BadPackageName { option: &'static str, name: String },
     #[error("cannot determine the host architecture; pass --arch")]
     UnknownArch,
+    #[error(
+        "invalid SUITE {suite:?}: give a codename or suite name such as trixie, stable or \
+         bookworm-backports"
+    )]
+    BadSuite { suite: String },
+    #[error(
+        "invalid component {component:?} in --components: use names such as main, contrib or \
+         non-free-firmware"
+    )]
+    BadComponent { component: String },
+    #[error(
+        "refusing TARGET {path}: {format:?} is not an archive format this tool writes; name it \
+         .tar, .tar.gz (.tgz), .tar.xz or .tar.zst, or give a directory"
+    )]
+    UnknownArchiveFormat { path: PathBuf, format: String },
+    #[error(
+        "refusing TARGET -: standard output is a terminal; redirect it to a file or a pipe \
+         (e.g. `> root.tar`)"
+    )]
+    StdoutIsTerminal,
 }
 
 /// The package set to build, as debootstrap defines its variants.
@@ -96,32 +116,63 @@ pub enum Output {
 }
 
 impl Output {
-    /// Classifies TARGET by its name: `-` or a `.tar[.gz|.xz|.zst]` suffix means a tarball.
-    pub fn from_target(target: &Path) -> Output {
-        let name = target.to_string_lossy();
-        if name == "-" {
-            return Output::Stdout {
+    /// Classifies TARGET by what it is, then by its name: `-` is standard output, an existing
+    /// directory stays a directory whatever its name, a `.tar[.gz|.xz|.zst]` or `.tgz` suffix
+    /// means a tarball, and an archive suffix we do not write (`.tar.bz2`, `.txz`, ...) is refused.
+    pub fn from_target(target: &Path) -> Result<Output, ConfigError> {
+        if target == Path::new("-") {
+            return Ok(Output::Stdout {
                 compression: Compression::None,
-            };
+            });
         }
-        let compression = [
-            (".tar", Compression::None),
-            (".tar.gz", Compression::Gzip),
-            (".tgz", Compression::Gzip),
-            (".tar.xz", Compression::Xz),
-            (".tar.zst", Compression::Zstd),
-        ]
-        .into_iter()
-        .find(|(suffix, _)| name.ends_with(suffix))
-        .map(|(_, c)| c);
-        match compression {
-            Some(compression) => Output::Tarball {
+        if fs_err::metadata(target).is_ok_and(|m| m.is_dir()) {
+            return Ok(Output::Directory(target.to_path_buf()));
+        }
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match archive_suffix(&name) {
+            None => Ok(Output::Directory(target.to_path_buf())),
+            Some(Ok(compression)) => Ok(Output::Tarball {
                 path: target.to_path_buf(),
                 compression,
-            },
-            None => Output::Directory(target.to_path_buf()),
+            }),
+            Some(Err(format)) => Err(ConfigError::UnknownArchiveFormat {
+                path: target.to_path_buf(),
+                format,
+            }),
         }
     }
+}
+
+/// The archive suffixes we write.
+const ARCHIVE_SUFFIXES: [(&str, Compression); 5] = [
+    (".tar", Compression::None),
+    (".tar.gz", Compression::Gzip),
+    (".tgz", Compression::Gzip),
+    (".tar.xz", Compression::Xz),
+    (".tar.zst", Compression::Zstd),
+];
+
+/// Short forms tar knows for compressed archives that we do not write.
+const OTHER_ARCHIVE_SUFFIXES: [&str; 9] = [
+    ".tbz", ".tbz2", ".tb2", ".tz2", ".taz", ".tz", ".tlz", ".txz", ".tzst",
+];
+
+/// What a file name's suffix says: not an archive (`None`), an archive we write, or one we do
+/// not (`Err` with its suffix).
+fn archive_suffix(name: &str) -> Option<Result<Compression, String>> {
+    if let Some((_, compression)) = ARCHIVE_SUFFIXES.iter().find(|(s, _)| name.ends_with(s)) {
+        return Some(Ok(*compression));
+    }
+    if let Some(at) = name.rfind(".tar.") {
+        return Some(Err(name[at..].to_string()));
+    }
+    OTHER_ARCHIVE_SUFFIXES
+        .iter()
+        .find(|s| name.ends_with(*s))
+        .map(|s| Err((*s).to_string()))
 }
 
 /// How far a build goes.
@@ -234,6 +285,22 @@ impl BuildConfig {
                 }
             }
         }
+        if !is_suite_name(&self.suite) {
+            return Err(ConfigError::BadSuite {
+                suite: self.suite.clone(),
+            });
+        }
+        if self.components.is_empty() {
+            return Err(ConfigError::BadComponent {
+                component: String::new(),
+            });
+        }
+        if let Some(bad) = self.components.iter().find(|c| !is_suite_name(c)) {
+            return Err(ConfigError::BadComponent {
+                component: bad.clone(),
+            });
+        }
+        self.check_stdout()?;
         if let Output::Directory(path) | Output::Tarball { path, .. } = &self.output {
             // Resolve `..` and symlinks where the path exists, so `/..` or a link to `/` is caught.
             let resolved = fs_err::canonicalize(path)
@@ -242,6 +309,16 @@ impl BuildConfig {
             if resolved.parent().is_none() {
                 return Err(ConfigError::TargetIsRoot { path: path.clone() });
             }
+        }
+        Ok(())
+    }
+
+    /// A tarball is binary: it never goes to a terminal (as mmdebstrap refuses it too).
+    fn check_stdout(&self) -> Result<(), ConfigError> {
+        use std::io::IsTerminal;
+        let to_stdout = matches!(self.output, Output::Stdout { .. });
+        if to_stdout && self.stop_after == StopAfter::Complete && std::io::stdout().is_terminal() {
+            return Err(ConfigError::StdoutIsTerminal);
         }
         Ok(())
     }
@@ -267,6 +344,30 @@ pub fn validate_name(name: &str) -> Result<(), ConfigError> {
             name: name.to_string(),
         })
     }
+}
+
+/// A suite, codename or component as it appears in a mirror's `dists/` path: letters, digits,
+/// `.`, `_`, `-`, `+` and inner `/` (`updates/main`), starting with a letter or digit.
+pub fn is_suite_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 100
+        && name.split('/').all(|part| {
+            part.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+'))
+        })
+}
+
+/// Components as given, without empty entries and repeats, in their first order.
+pub fn unique_components(components: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut unique: Vec<String> = Vec::new();
+    for component in components {
+        if !component.is_empty() && !unique.contains(&component) {
+            unique.push(component);
+        }
+    }
+    unique
 }
 
 /// Debian package names: lower-case letters, digits, `+`, `-`, `.`; at least two characters.
@@ -301,22 +402,70 @@ mod tests {
     #[test]
     fn target_suffix_selects_output_kind() {
         assert_eq!(
-            Output::from_target(Path::new("/tmp/x.tar.zst")),
+            Output::from_target(Path::new("/nonexistent/x.tar.zst")).expect("tarball"),
             Output::Tarball {
-                path: "/tmp/x.tar.zst".into(),
+                path: "/nonexistent/x.tar.zst".into(),
                 compression: Compression::Zstd
             }
         );
         assert_eq!(
-            Output::from_target(Path::new("-")),
+            Output::from_target(Path::new("-")).expect("stdout"),
             Output::Stdout {
                 compression: Compression::None
             }
         );
         assert_eq!(
-            Output::from_target(Path::new("/srv/chroot/a")),
-            Output::Directory("/srv/chroot/a".into())
+            Output::from_target(Path::new("/nonexistent/a")).expect("directory"),
+            Output::Directory("/nonexistent/a".into())
         );
+    }
+
+    #[test]
+    fn archive_suffixes_we_do_not_write_are_refused() {
+        for name in ["r.tar.lz4", "r.tar.bz2", "r.tar.lzma", "r.txz", "r.tbz2"] {
+            let err = Output::from_target(&Path::new("/nonexistent").join(name)).expect_err(name);
+            assert!(
+                matches!(err, ConfigError::UnknownArchiveFormat { .. }),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_directory_stays_a_directory_whatever_its_name() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        for name in ["d.tar", "d.tar.lz4"] {
+            let dir = tmp.path().join(name);
+            fs_err::create_dir(&dir).expect("mkdir");
+            assert_eq!(
+                Output::from_target(&dir).expect(name),
+                Output::Directory(dir.clone())
+            );
+        }
+    }
+
+    #[test]
+    fn suites_and_components_are_path_safe_names() {
+        for good in [
+            "trixie",
+            "stable",
+            "bookworm-backports",
+            "updates/main",
+            "non-free-firmware",
+        ] {
+            assert!(is_suite_name(good), "{good:?} refused");
+        }
+        for bad in [
+            "", " ", "../x", "a/", "/a", "a//b", "tri xie", "-x", "a\nb", "a?b",
+        ] {
+            assert!(!is_suite_name(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn repeated_components_keep_their_first_place() {
+        let given = ["main", "contrib", "main", "", "contrib", "non-free"].map(String::from);
+        assert_eq!(unique_components(given), ["main", "contrib", "non-free"]);
     }
 
     #[test]

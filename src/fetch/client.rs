@@ -1,24 +1,37 @@
 //! The mirror client: HTTP(S) through reqwest (honouring http_proxy, https_proxy and no_proxy)
 //! and file:// from the local disk, with retries for transient failures and size and SHA256
 //! checks on everything that has an expected value.
+//!
+//! Nothing a mirror sends is read without a bound: a body with an expected size stops one byte
+//! past it, one without (InRelease, Release, Release.gpg) at a fixed cap, and every request has
+//! an overall deadline besides the read timeout. Redirects go from http(s) to http(s) only, a
+//! few times at most.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::io::{Seek, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use sha2::Digest;
+use tokio::io::AsyncReadExt;
 
+use super::cache::{CacheDir, UnsafeCache};
 use super::hash::Sha256Digest;
 use super::index::IndexParseError;
 use super::keyring::KeyringError;
 use super::release::ReleaseError;
 use crate::cancel::Cancelled;
 
-/// How many times a transient failure (connection error, timeout, 5xx) is tried in all.
+/// How many times a transient failure (connection error, read timeout, 5xx) is tried in all.
 const ATTEMPTS: u32 = 4;
 /// The first retry waits this long; each later one twice as long.
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// The most redirects one request follows.
+pub const MAX_REDIRECTS: usize = 5;
+/// The largest InRelease or Release accepted (Debian's are a few hundred KiB).
+pub const MAX_RELEASE: u64 = 16 << 20;
+/// The largest Release.gpg accepted (a few signatures are a few KiB).
+pub const MAX_SIGNATURE: u64 = 1 << 20;
+/// Bytes read from a local file at a time.
+const FILE_CHUNK: usize = 64 << 10;
 
 /// Why something could not be fetched or was refused after fetching.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +63,32 @@ pub enum FetchError {
         url: String,
         expected: Sha256Digest,
         actual: Sha256Digest,
+    },
+    #[error(
+        "{url}: larger than the {limit}-byte limit for this file; the mirror is broken or hostile"
+    )]
+    TooLarge { url: String, limit: u64 },
+    #[error("{url}: the signed size of {size} bytes is past the {limit}-byte limit for this file; the repository is broken or hostile")]
+    SignedSizeTooLarge { url: String, size: u64, limit: u64 },
+    #[error("{url}: no complete answer within {seconds} s; the mirror is too slow or stalling, try another mirror")]
+    Deadline { url: String, seconds: u64 },
+    #[error(
+        "{url}: redirect refused (only http(s) to http(s), at most {max}); check the mirror URL"
+    )]
+    Redirect {
+        url: String,
+        max: usize,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{url}: redirect to {location} refused (only http(s) to http(s) is followed); check the mirror URL")]
+    RedirectTo { url: String, location: String },
+    #[error("cache {path} is not safe to use as root: {why}")]
+    UnsafeCache { path: PathBuf, why: UnsafeCache },
+    #[error("{path}: the cached .deb changed after it was verified (SHA256 {expected}); something else writes the cache directory")]
+    Changed {
+        path: PathBuf,
+        expected: Sha256Digest,
     },
     #[error("{path}: cache I/O failed")]
     Cache {
@@ -103,50 +142,178 @@ pub struct Expected {
     pub sha256: Sha256Digest,
 }
 
+/// How long a request may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Every request must be answered in full within this time, plus the time its expected
+    /// size takes at `min_rate`.
+    pub deadline: Duration,
+    /// Bytes per second a mirror must at least deliver for a sized download.
+    pub min_rate: u64,
+    /// Longest silence while connecting or between two reads.
+    pub read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            deadline: Duration::from_secs(120),
+            min_rate: 8 << 10,
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Fetches from a mirror; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
+    limits: Limits,
+}
+
+/// A response body about to be read: from the network or from a local file.
+enum Body {
+    Http(reqwest::Response),
+    File(tokio::fs::File),
+}
+
+impl Body {
+    /// The size the server or file system announces, if any.
+    async fn announced(&self) -> Option<u64> {
+        match self {
+            Body::Http(response) => response.content_length(),
+            Body::File(file) => file.metadata().await.ok().map(|m| m.len()),
+        }
+    }
+
+    /// Hands every piece of the body to `sink`, in order, checking for Ctrl-C between pieces.
+    async fn for_each_chunk(
+        self,
+        url: &str,
+        sink: &mut (dyn FnMut(&[u8]) -> Result<(), FetchError> + Send),
+    ) -> Result<(), FetchError> {
+        match self {
+            Body::Http(mut response) => {
+                while let Some(chunk) = response
+                    .chunk()
+                    .await
+                    .map_err(|source| http_error(url, source))?
+                {
+                    crate::cancel::check()?;
+                    sink(&chunk)?;
+                }
+            }
+            Body::File(mut file) => {
+                let mut buf = vec![0; FILE_CHUNK];
+                loop {
+                    let n = file
+                        .read(&mut buf)
+                        .await
+                        .map_err(|source| FetchError::File {
+                            url: url.to_string(),
+                            source,
+                        })?;
+                    if n == 0 {
+                        break;
+                    }
+                    crate::cancel::check()?;
+                    sink(&buf[..n])?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Fetcher {
-    /// A client that honours the proxy environment variables.
+    /// A client with the default [`Limits`] that honours the proxy environment variables.
     pub fn new() -> Result<Fetcher, FetchError> {
+        Fetcher::with_limits(Limits::default())
+    }
+
+    /// A client with the given time limits.
+    pub fn with_limits(limits: Limits) -> Result<Fetcher, FetchError> {
+        let redirects = reqwest::redirect::Policy::custom(|attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+            } else if !matches!(attempt.url().scheme(), "http" | "https") {
+                let to = attempt.url().to_string();
+                attempt.error(format!(
+                    "redirect to {to}: only http and https are followed"
+                ))
+            } else {
+                attempt.follow()
+            }
+        });
         let http = reqwest::Client::builder()
             .user_agent(concat!("debstrap-onion/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(20))
-            .read_timeout(Duration::from_secs(60))
+            .connect_timeout(limits.read_timeout.min(Duration::from_secs(20)))
+            .read_timeout(limits.read_timeout)
+            .redirect(redirects)
             .build()
             .map_err(FetchError::Client)?;
-        Ok(Fetcher { http })
+        Ok(Fetcher { http, limits })
     }
 
-    /// The whole body of `url`; a 404 is [`FetchError::NotFound`].
-    pub async fn get(&self, url: &str) -> Result<Vec<u8>, FetchError> {
-        self.with_retries(url, || self.get_once(url)).await
+    /// The whole body of `url`, refused once it grows past `cap` bytes (before anything reads
+    /// it); a 404 is [`FetchError::NotFound`].
+    pub async fn get_capped(&self, url: &str, cap: u64) -> Result<Vec<u8>, FetchError> {
+        let deadline = self.deadline(0);
+        self.with_retries(url, deadline, || async {
+            let body = self.open(url).await?;
+            let too_large = || FetchError::TooLarge {
+                url: url.to_string(),
+                limit: cap,
+            };
+            if body.announced().await.is_some_and(|n| n > cap) {
+                return Err(too_large());
+            }
+            let mut data = Vec::new();
+            body.for_each_chunk(url, &mut |chunk| {
+                if (data.len() + chunk.len()) as u64 > cap {
+                    return Err(too_large());
+                }
+                data.extend_from_slice(chunk);
+                Ok(())
+            })
+            .await?;
+            Ok(data)
+        })
+        .await
     }
 
-    /// The body of `url`, refused unless its size and SHA256 match.
-    pub async fn get_verified(&self, url: &str, expected: Expected) -> Result<Vec<u8>, FetchError> {
-        let body = self.get(url).await?;
-        check(url, expected, body.len() as u64, Sha256Digest::of(&body))?;
-        Ok(body)
-    }
-
-    /// Streams `url` into `dest`, hashing as it goes; `dest` appears only when size and SHA256
-    /// match. `progress` receives byte counts as they arrive.
-    pub async fn download(
+    /// Streams `url` into a new file in `dir`, hashing as it goes and stopping one byte past
+    /// the expected size; returns the file, rewound, once size and SHA256 match. With a `name`,
+    /// the file is then renamed to it (a file at its final name has always been verified);
+    /// without, it has no name and goes when closed. `progress` receives byte counts as they
+    /// arrive.
+    pub(crate) async fn download(
         &self,
         url: &str,
-        dest: &Path,
+        dir: &CacheDir,
+        name: Option<&str>,
         expected: Expected,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<(), FetchError> {
-        self.with_retries(url, || self.download_once(url, dest, expected, progress))
-            .await
+    ) -> Result<fs_err::File, FetchError> {
+        let deadline = self.deadline(expected.size);
+        self.with_retries(url, deadline, || {
+            self.download_once(url, dir, name, expected, progress)
+        })
+        .await
     }
 
-    async fn with_retries<T, F, Fut>(&self, url: &str, mut attempt: F) -> Result<T, FetchError>
+    /// How long a request for `size` bytes may take in all.
+    fn deadline(&self, size: u64) -> Duration {
+        let transfer = Duration::from_secs(size / self.limits.min_rate.max(1));
+        self.limits.deadline.saturating_add(transfer)
+    }
+
+    async fn with_retries<T, F, Fut>(
+        &self,
+        url: &str,
+        deadline: Duration,
+        mut attempt: F,
+    ) -> Result<T, FetchError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, FetchError>>,
@@ -154,7 +321,15 @@ impl Fetcher {
         let mut backoff = FIRST_BACKOFF;
         for n in 1.. {
             crate::cancel::check()?;
-            match attempt().await {
+            let result = tokio::time::timeout(deadline, attempt())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(FetchError::Deadline {
+                        url: url.to_string(),
+                        seconds: deadline.as_secs(),
+                    })
+                });
+            match result {
                 Err(err) if err.is_transient() && n < ATTEMPTS => {
                     tracing::warn!("{url}: {err}; retrying in {} ms", backoff.as_millis());
                     tokio::time::sleep(backoff).await;
@@ -166,29 +341,23 @@ impl Fetcher {
         unreachable!("the retry loop returns on its last attempt")
     }
 
-    async fn get_once(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+    /// Starts reading `url`: a local file for file://, otherwise an HTTP response with a
+    /// success status.
+    async fn open(&self, url: &str) -> Result<Body, FetchError> {
         if let Some(path) = url.strip_prefix("file://") {
-            return match tokio::fs::read(path).await {
+            return match tokio::fs::File::open(path).await {
+                Ok(file) => Ok(Body::File(file)),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                     Err(FetchError::NotFound {
                         url: url.to_string(),
                     })
                 }
-                other => other.map_err(|source| FetchError::File {
+                Err(source) => Err(FetchError::File {
                     url: url.to_string(),
                     source,
                 }),
             };
         }
-        let response = self.send(url).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| http_error(url, source))?;
-        Ok(body.to_vec())
-    }
-
-    async fn send(&self, url: &str) -> Result<reqwest::Response, FetchError> {
         let response = self
             .http
             .get(url)
@@ -196,9 +365,18 @@ impl Fetcher {
             .await
             .map_err(|source| http_error(url, source))?;
         match response.status().as_u16() {
-            200..=299 => Ok(response),
+            200..=299 => Ok(Body::Http(response)),
             404 | 410 => Err(FetchError::NotFound {
                 url: url.to_string(),
+            }),
+            // A redirect that comes back to us is one the policy would not follow.
+            300..=399 => Err(FetchError::RedirectTo {
+                url: url.to_string(),
+                location: response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .map(|l| String::from_utf8_lossy(l.as_bytes()).into_owned())
+                    .unwrap_or_default(),
             }),
             status => Err(FetchError::Status {
                 url: url.to_string(),
@@ -210,58 +388,56 @@ impl Fetcher {
     async fn download_once(
         &self,
         url: &str,
-        dest: &Path,
+        dir: &CacheDir,
+        name: Option<&str>,
         expected: Expected,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<(), FetchError> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
+    ) -> Result<fs_err::File, FetchError> {
+        let body = self.open(url).await?;
+        let too_large = |actual| FetchError::SizeMismatch {
+            url: url.to_string(),
+            expected: expected.size,
+            actual,
+        };
+        if let Some(announced) = body.announced().await.filter(|&n| n > expected.size) {
+            return Err(too_large(announced));
+        }
+        let mut temp = dir.create_temp()?;
         let cache_err = |source| FetchError::Cache {
-            path: dir.to_path_buf(),
+            path: dir.path().to_path_buf(),
             source,
         };
-        let mut temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(dir)
-            .map_err(cache_err)?;
-        let mut hasher = sha2::Sha256::new();
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         let mut written = 0u64;
-        let mut sink = |chunk: &[u8]| -> Result<(), FetchError> {
-            written += chunk.len() as u64;
-            if written > expected.size {
-                return Err(FetchError::SizeMismatch {
-                    url: url.to_string(),
-                    expected: expected.size,
-                    actual: written,
-                });
+        body.for_each_chunk(url, &mut |chunk| {
+            let total = written + chunk.len() as u64;
+            if total > expected.size {
+                return Err(too_large(total));
             }
-            hasher.update(chunk);
+            written = total;
+            sha2::Digest::update(&mut hasher, chunk);
             progress(chunk.len() as u64);
-            temp.write_all(chunk).map_err(cache_err)
-        };
-        if url.starts_with("file://") {
-            sink(&self.get_once(url).await?)?;
-        } else {
-            let mut stream = self.send(url).await?.bytes_stream();
-            while let Some(chunk) = stream.next().await {
-                crate::cancel::check()?;
-                sink(&chunk.map_err(|source| http_error(url, source))?)?;
-            }
+            temp.file.write_all(chunk).map_err(cache_err)
+        })
+        .await?;
+        let digest = Sha256Digest(sha2::Digest::finalize(hasher).into());
+        check(url, expected, written, digest)?;
+        temp.file.rewind().map_err(cache_err)?;
+        match name {
+            Some(name) => temp.persist(name),
+            None => temp.into_anonymous(),
         }
-        check(
-            url,
-            expected,
-            written,
-            Sha256Digest(hasher.finalize().into()),
-        )?;
-        temp.persist(dest).map_err(|err| FetchError::Cache {
-            path: dest.to_path_buf(),
-            source: err.error,
-        })?;
-        Ok(())
     }
 }
 
 fn http_error(url: &str, source: reqwest::Error) -> FetchError {
+    if source.is_redirect() {
+        return FetchError::Redirect {
+            url: url.to_string(),
+            max: MAX_REDIRECTS,
+            source,
+        };
+    }
     FetchError::Http {
         url: url.to_string(),
         source,

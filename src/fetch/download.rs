@@ -1,23 +1,157 @@
 //! .deb downloads into a content-addressed cache: `CACHE/debs/SHA256.deb`. A file at its final
-//! path has always been verified; a cached file is used only when its hash still matches.
+//! path has always been verified; a cached file is used only when its hash still matches, and
+//! is hashed again through the very descriptor it is unpacked from ([`CachedDeb::open`]), so a
+//! file swapped after the check is caught.
 
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures_util::{stream, StreamExt, TryStreamExt};
 
+use super::cache::CacheDir;
 use super::client::{Expected, FetchError, Fetcher};
-use super::hash::Sha256Digest;
+use super::hash::Sha256Reader;
 use super::index::Package;
 use crate::progress::{Counter, Reporter};
 
 /// Parallel downloads at once; enough to fill a link, few enough to be polite to a mirror.
 const CONCURRENCY: usize = 8;
 
-/// A .deb in the cache whose size and SHA256 match its verified index entry.
+/// The largest .deb we download (Debian's largest are a few GiB).
+pub const MAX_DEB: u64 = 8 << 30;
+
+/// A .deb in the cache whose size and SHA256 matched its verified index entry. Only this
+/// module makes one, and its bytes can only be read through [`CachedDeb::open`], which checks
+/// them again.
 #[derive(Debug, Clone)]
 pub struct CachedDeb {
-    pub package: Package,
-    pub path: PathBuf,
+    package: Package,
+    dir: Arc<OwnedFd>,
+    name: String,
+    path: PathBuf,
+    strict: bool,
+}
+
+impl CachedDeb {
+    /// Checks a .deb already on disk (outside the cache) against `package`'s size and SHA256.
+    pub fn verify_local(package: Package, path: &Path) -> Result<CachedDeb, FetchError> {
+        let cache_err = |source| FetchError::Cache {
+            path: path.to_path_buf(),
+            source,
+        };
+        let dir_path = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let dir = rustix::fs::open(
+            dir_path.unwrap_or(Path::new(".")),
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| cache_err(e.into()))?;
+        let name = path
+            .file_name()
+            .ok_or_else(|| cache_err(io::Error::from(io::ErrorKind::InvalidInput)))?
+            .to_string_lossy()
+            .into_owned();
+        let deb = CachedDeb {
+            package,
+            dir: Arc::new(dir),
+            name,
+            path: path.to_path_buf(),
+            strict: false,
+        };
+        let mut reader = deb.open()?;
+        io::copy(&mut reader, &mut io::sink()).map_err(cache_err)?;
+        reader.finish()?;
+        Ok(deb)
+    }
+
+    /// The index entry the file was verified against.
+    pub fn package(&self) -> &Package {
+        &self.package
+    }
+
+    /// Where the file is, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the file (never through a final symlink) for reading; every byte read is hashed,
+    /// reading past the verified size fails, and [`DebReader::finish`] says whether what was
+    /// read is what was verified.
+    pub fn open(&self) -> Result<DebReader, FetchError> {
+        let dir = CacheDir::from_parts(self.dir.clone(), parent_of(&self.path), self.strict);
+        let file = dir
+            .open_file(&self.name)?
+            .ok_or_else(|| FetchError::Cache {
+                path: self.path.clone(),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            })?;
+        Ok(DebReader {
+            inner: Sha256Reader::new(file),
+            expected: Expected {
+                size: self.package.size,
+                sha256: self.package.sha256,
+            },
+            path: self.path.clone(),
+        })
+    }
+}
+
+fn parent_of(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// A cached .deb being read, hashed as it goes.
+pub struct DebReader {
+    inner: Sha256Reader<fs_err::File>,
+    expected: Expected,
+    path: PathBuf,
+}
+
+impl DebReader {
+    /// Reads what is left of the file and checks that every byte read, from the first, is the
+    /// verified file: its size and SHA256.
+    pub fn finish(mut self) -> Result<(), FetchError> {
+        if let Err(source) = io::copy(&mut self, &mut io::sink()) {
+            if self.inner.count() > self.expected.size {
+                return Err(self.changed());
+            }
+            return Err(FetchError::Cache {
+                path: self.path.clone(),
+                source,
+            });
+        }
+        if self.inner.count() != self.expected.size || self.inner.digest() != self.expected.sha256 {
+            return Err(self.changed());
+        }
+        Ok(())
+    }
+
+    fn changed(&self) -> FetchError {
+        FetchError::Changed {
+            path: self.path.clone(),
+            expected: self.expected.sha256,
+        }
+    }
+}
+
+impl Read for DebReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // One byte more than verified is enough to know the file is not the one we checked.
+        let left = (self.expected.size + 1).saturating_sub(self.inner.count());
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        if self.inner.count() > self.expected.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                self.changed().to_string(),
+            ));
+        }
+        Ok(n)
+    }
 }
 
 /// What to download, from where, into which cache.
@@ -29,14 +163,12 @@ pub struct DownloadRequest<'a> {
     pub reporter: &'a dyn Reporter,
     /// Called with the index in `packages` of each package as soon as it is verified in the
     /// cache, so unpacking can start before the last download ends.
-    pub on_ready: &'a (dyn Fn(usize) + Sync),
+    pub on_ready: &'a (dyn Fn(usize, &CachedDeb) + Sync),
 }
 
-/// Where a package's .deb is kept in the cache, named by its SHA256.
-pub fn cache_path(cache_dir: &Path, package: &Package) -> PathBuf {
-    cache_dir
-        .join("debs")
-        .join(format!("{}.deb", package.sha256))
+/// The file name of a package's .deb in the cache's `debs/`: its SHA256.
+fn cache_name(package: &Package) -> String {
+    format!("{}.deb", package.sha256)
 }
 
 /// Fetches every package not already verified in the cache, largest first, several at a time;
@@ -45,38 +177,55 @@ pub async fn download(
     fetcher: &Fetcher,
     request: DownloadRequest<'_>,
 ) -> Result<Vec<CachedDeb>, FetchError> {
-    let dir = request.cache_dir.join("debs");
-    fs_err::tokio::create_dir_all(&dir)
-        .await
-        .map_err(|source| FetchError::Cache {
-            path: dir.clone(),
-            source,
-        })?;
+    let dir = CacheDir::open(request.cache_dir, "debs")?;
     let reporter = request.reporter;
-    let total = request.packages.iter().map(|p| p.size).sum();
+    let total = request
+        .packages
+        .iter()
+        .fold(0u64, |sum, p| sum.saturating_add(p.size));
     reporter.start(Counter::DownloadBytes, total);
 
     let mut order: Vec<(usize, &Package)> = request.packages.iter().enumerate().collect();
     order.sort_by(|(_, a), (_, b)| b.size.cmp(&a.size).then_with(|| a.name.cmp(&b.name)));
+    let dir = &dir;
     let mut debs: Vec<CachedDeb> = stream::iter(order)
         .map(|(index, package)| async move {
-            let path = cache_path(request.cache_dir, package);
+            let url = format!("{}/{}", request.mirror, package.filename);
+            if package.size > MAX_DEB {
+                return Err(FetchError::SignedSizeTooLarge {
+                    url,
+                    size: package.size,
+                    limit: MAX_DEB,
+                });
+            }
+            let name = cache_name(package);
             let expected = Expected {
                 size: package.size,
                 sha256: package.sha256,
             };
-            if is_cached(&path, expected).await? {
+            let cached = {
+                let (dir, name) = (dir.clone(), name.clone());
+                tokio::task::spawn_blocking(move || dir.open_verified(&name, expected))
+                    .await
+                    .expect("the cache check does not panic")?
+            };
+            if cached.is_some() {
                 reporter.advance(Counter::DownloadBytes, package.size);
             } else {
-                let url = format!("{}/{}", request.mirror, package.filename);
                 let progress = |n| reporter.advance(Counter::DownloadBytes, n);
-                fetcher.download(&url, &path, expected, &progress).await?;
+                fetcher
+                    .download(&url, dir, Some(&name), expected, &progress)
+                    .await?;
             }
-            (request.on_ready)(index);
-            Ok::<_, FetchError>(CachedDeb {
+            let deb = CachedDeb {
                 package: package.clone(),
-                path,
-            })
+                dir: dir.fd().clone(),
+                path: dir.path_of(&name),
+                name,
+                strict: dir.strict(),
+            };
+            (request.on_ready)(index, &deb);
+            Ok::<_, FetchError>(deb)
         })
         .buffer_unordered(CONCURRENCY)
         .try_collect()
@@ -91,43 +240,77 @@ pub async fn download(
     Ok(debs)
 }
 
-/// Whether `path` exists with the expected size and hash; a corrupt file is removed.
-async fn is_cached(path: &Path, expected: Expected) -> Result<bool, FetchError> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let cache_err = |source| FetchError::Cache {
-            path: path.clone(),
-            source,
-        };
-        match fs_err::metadata(&path) {
-            Ok(meta) if meta.len() == expected.size => {}
-            Ok(_) => {
-                fs_err::remove_file(&path).map_err(cache_err)?;
-                return Ok(false);
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-            Err(err) => return Err(cache_err(err)),
-        }
-        let digest = hash_file(&path).map_err(cache_err)?;
-        if digest == expected.sha256 {
-            Ok(true)
-        } else {
-            tracing::warn!(
-                "{}: cached file does not match its hash; fetching it again",
-                path.display()
-            );
-            fs_err::remove_file(&path).map_err(cache_err)?;
-            Ok(false)
-        }
-    })
-    .await
-    .expect("the cache check does not panic")
-}
+#[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::fetch::hash::Sha256Digest;
 
-fn hash_file(path: &Path) -> std::io::Result<Sha256Digest> {
-    use sha2::Digest;
-    let mut file = fs_err::File::open(path)?;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
-    Ok(Sha256Digest(hasher.finalize().into()))
+    fn package(data: &[u8]) -> Package {
+        Package {
+            name: "p".into(),
+            version: "1".into(),
+            architecture: "amd64".into(),
+            multi_arch: None,
+            priority: None,
+            essential: false,
+            depends: None,
+            pre_depends: None,
+            provides: None,
+            filename: "pool/p.deb".into(),
+            size: data.len() as u64,
+            sha256: Sha256Digest::of(data),
+            stanza: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_file_changed_after_the_check_is_caught_while_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.deb");
+        fs_err::write(&path, b"verified bytes").unwrap();
+        let deb = CachedDeb::verify_local(package(b"verified bytes"), &path).unwrap();
+
+        let mut reader = deb.open().unwrap();
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"verified bytes");
+        reader.finish().unwrap();
+
+        fs_err::write(&path, b"swapped bytes!").unwrap();
+        let reader = deb.open().unwrap();
+        let err = reader.finish().unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+
+        fs_err::write(&path, b"verified bytes and more").unwrap();
+        let mut reader = deb.open().unwrap();
+        let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
+        assert!(
+            err.to_string().contains("changed after it was verified"),
+            "{err}"
+        );
+        let err = reader.finish().unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_local_file_with_the_wrong_hash_is_not_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.deb");
+        fs_err::write(&path, b"other bytes!!!").unwrap();
+        let err = CachedDeb::verify_local(package(b"verified bytes"), &path).unwrap_err();
+        assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_symlink_is_never_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.deb");
+        fs_err::write(&real, b"verified bytes").unwrap();
+        let path = dir.path().join("p.deb");
+        std::os::unix::fs::symlink(&real, &path).unwrap();
+        let err = CachedDeb::verify_local(package(b"verified bytes"), &path).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+    }
 }

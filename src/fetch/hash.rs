@@ -37,3 +37,42 @@ impl fmt::Debug for Sha256Digest {
         write!(f, "sha256:{}", self.to_hex())
     }
 }
+
+/// A reader that hashes every byte read through it.
+pub(crate) struct Sha256Reader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    read: u64,
+}
+
+impl<R> Sha256Reader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        use sha2::Digest;
+        Sha256Reader {
+            inner,
+            hasher: sha2::Sha256::new(),
+            read: 0,
+        }
+    }
+
+    /// The digest of what was read so far.
+    pub(crate) fn digest(&self) -> Sha256Digest {
+        use sha2::Digest;
+        Sha256Digest(self.hasher.clone().finalize().into())
+    }
+
+    /// How many bytes were read so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.read
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}

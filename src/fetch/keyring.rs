@@ -9,28 +9,9 @@ use sequoia_openpgp::cert::CertParser;
 use sequoia_openpgp::parse::Parse;
 use sequoia_openpgp::{Cert, Fingerprint};
 
-/// A `(name, bytes)` pair for one file of `keyrings/`, embedded at compile time.
-macro_rules! builtin_file {
-    ($name:literal) => {
-        (
-            $name,
-            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/keyrings/", $name)),
-        )
-    };
-}
-
-/// Debian's per-release archive keyrings, by file name (see keyrings/README.md).
-const BUILTIN: &[(&str, &[u8])] = &[
-    builtin_file!("debian-archive-bullseye-automatic.gpg"),
-    builtin_file!("debian-archive-bullseye-security-automatic.gpg"),
-    builtin_file!("debian-archive-bullseye-stable.gpg"),
-    builtin_file!("debian-archive-bookworm-automatic.gpg"),
-    builtin_file!("debian-archive-bookworm-security-automatic.gpg"),
-    builtin_file!("debian-archive-bookworm-stable.gpg"),
-    builtin_file!("debian-archive-trixie-automatic.gpg"),
-    builtin_file!("debian-archive-trixie-security-automatic.gpg"),
-    builtin_file!("debian-archive-trixie-stable.gpg"),
-];
+/// Debian's per-release archive keyrings by file name (see keyrings/README.md): every `*.gpg`
+/// file of `keyrings/`, listed by build.rs at compile time.
+const BUILTIN: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/builtin_keyrings.rs"));
 
 /// Why a keyring could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +28,10 @@ pub enum KeyringError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("keyring {path} is not a regular file; pass the keyring file itself")]
+    NotFile { path: PathBuf },
+    #[error("keyring {path} is larger than the {limit}-byte limit for a keyring")]
+    TooLarge { path: PathBuf, limit: u64 },
     #[error("keyring {path} holds no OpenPGP certificate")]
     NoCerts { path: PathBuf },
     #[error("built-in keyring keyrings/{name} is broken; this build of debstrap-onion is faulty")]
@@ -83,10 +68,7 @@ impl Keyring {
     pub fn from_files(paths: &[PathBuf]) -> Result<Keyring, KeyringError> {
         let mut certs = BTreeMap::new();
         for path in paths {
-            let bytes = fs_err::read(path).map_err(|source| KeyringError::Read {
-                path: path.clone(),
-                source,
-            })?;
+            let bytes = read_keyring_file(path)?;
             parse_into(&mut certs, path, &bytes)?;
         }
         Ok(Keyring::from_map(certs))
@@ -110,6 +92,49 @@ impl Keyring {
             certs: certs.into_values().collect(),
         }
     }
+}
+
+/// The largest keyring file read (Debian's whole archive keyring is under 100 KiB).
+pub const MAX_KEYRING: u64 = 16 << 20;
+
+/// Reads one keyring file through a single descriptor: it must be a regular file (a FIFO or
+/// device is refused without blocking on it) of at most [`MAX_KEYRING`] bytes, and what is
+/// checked is what is read.
+fn read_keyring_file(path: &Path) -> Result<Vec<u8>, KeyringError> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::io::Read;
+    let read_err = |source: std::io::Error| KeyringError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| read_err(e.into()))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| read_err(e.into()))?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(KeyringError::NotFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let too_large = || KeyringError::TooLarge {
+        path: path.to_path_buf(),
+        limit: MAX_KEYRING,
+    };
+    if u64::try_from(stat.st_size).unwrap_or(u64::MAX) > MAX_KEYRING {
+        return Err(too_large());
+    }
+    let file = fs_err::File::from_parts(std::fs::File::from(fd), path);
+    let mut bytes = Vec::new();
+    file.take(MAX_KEYRING + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() as u64 > MAX_KEYRING {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 /// Adds every certificate of one keyring file to `certs`, merging repeats of one key.
@@ -266,6 +291,28 @@ mod tests {
         let err = Keyring::from_files(&[missing]).unwrap_err();
         assert!(matches!(err, KeyringError::Read { .. }), "{err:?}");
         assert!(err.to_string().contains("no-such-file.gpg"), "{err}");
+    }
+
+    #[test]
+    fn a_fifo_or_device_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("keyring.gpg");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = Keyring::from_files(&[fifo]).unwrap_err();
+        assert!(matches!(err, KeyringError::NotFile { .. }), "{err:?}");
+        let err = Keyring::from_files(&[PathBuf::from("/dev/zero")]).unwrap_err();
+        assert!(matches!(err, KeyringError::NotFile { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_keyring_past_the_limit_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.gpg");
+        let file = fs_err::File::create(&big).unwrap();
+        file.set_len(MAX_KEYRING + 1).unwrap();
+        let err = Keyring::from_files(&[big]).unwrap_err();
+        assert!(matches!(err, KeyringError::TooLarge { .. }), "{err:?}");
+        assert!(err.to_string().contains("big.gpg"), "{err}");
     }
 
     #[test]

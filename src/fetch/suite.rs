@@ -1,14 +1,17 @@
-//! The suite's index: InRelease (or Release + Release.gpg when there is no InRelease), verified,
-//! then the Packages index of every requested component, checked against the Release's SHA256
-//! before it is decompressed and parsed. Verified Packages files are kept in the cache under
-//! their hash, so a warm build fetches only the InRelease.
+//! The suite's index: InRelease (or Release + Release.gpg when there is no InRelease), read up
+//! to a cap and verified, then the Packages index of every requested component, streamed to the
+//! cache and checked against the Release's size and SHA256 before it is decompressed, and
+//! decompressed to disk no further than the Release's uncompressed size before it is read and
+//! parsed. Verified Packages files are kept in the cache under their hash, so a warm build
+//! fetches only the InRelease.
 
-use std::io::Read;
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::client::{check, Expected, FetchError, Fetcher};
-use super::hash::Sha256Digest;
+use super::cache::CacheDir;
+use super::client::{check, Expected, FetchError, Fetcher, MAX_RELEASE, MAX_SIGNATURE};
+use super::hash::Sha256Reader;
 use super::index::{parse_packages, RepoIndex};
 use super::keyring::Keyring;
 use super::release::{ReleasePolicy, VerifiedRelease};
@@ -52,7 +55,7 @@ async fn fetch_release(
         ignore_valid_until: request.ignore_valid_until,
     };
     let inrelease_url = format!("{base}/InRelease");
-    match fetcher.get(&inrelease_url).await {
+    match fetcher.get_capped(&inrelease_url, MAX_RELEASE).await {
         Ok(signed) => Ok(VerifiedRelease::from_inrelease(
             &inrelease_url,
             &signed,
@@ -61,8 +64,10 @@ async fn fetch_release(
         )?),
         Err(FetchError::NotFound { .. }) => {
             let release_url = format!("{base}/Release");
-            let release = fetcher.get(&release_url).await?;
-            let signature = fetcher.get(&format!("{release_url}.gpg")).await?;
+            let release = fetcher.get_capped(&release_url, MAX_RELEASE).await?;
+            let signature = fetcher
+                .get_capped(&format!("{release_url}.gpg"), MAX_SIGNATURE)
+                .await?;
             Ok(VerifiedRelease::from_detached(
                 &release_url,
                 &release,
@@ -74,6 +79,9 @@ async fn fetch_release(
         Err(err) => Err(err),
     }
 }
+
+/// The largest Packages index accepted, compressed or not (Debian's largest is under 100 MiB).
+pub const MAX_INDEX: u64 = 256 << 20;
 
 /// Compressions of a Packages index, in order of preference.
 const VARIANTS: [(&str, Compression); 3] = [
@@ -124,39 +132,54 @@ async fn fetch_packages(
         size: f.size,
         sha256: f.sha256,
     });
-    let cache = request.cache_dir.join("indices");
-    if let Some(text) = plain.and_then(|plain| read_cached(&cache, plain)) {
-        return parse_blocking(url, part, text).await;
+    for signed in std::iter::once(expected).chain(plain) {
+        if signed.size > MAX_INDEX {
+            return Err(FetchError::SignedSizeTooLarge {
+                url,
+                size: signed.size,
+                limit: MAX_INDEX,
+            });
+        }
     }
-    let compressed = match read_cached(&cache, expected) {
-        Some(data) => data,
+    let cache = {
+        let base = request.cache_dir.to_path_buf();
+        tokio::task::spawn_blocking(move || CacheDir::open(&base, "indices"))
+            .await
+            .expect("opening the cache does not panic")?
+    };
+    if let Some(plain) = plain {
+        let (cache, name) = (cache.clone(), plain.sha256.to_hex());
+        let cached = tokio::task::spawn_blocking(move || cache.read_verified(&name, plain))
+            .await
+            .expect("reading the cache does not panic")?;
+        if let Some(text) = cached {
+            return parse_blocking(url, part, text).await;
+        }
+    }
+    let cached = {
+        let (cache, name) = (cache.clone(), expected.sha256.to_hex());
+        tokio::task::spawn_blocking(move || cache.open_verified(&name, expected))
+            .await
+            .expect("reading the cache does not panic")?
+    };
+    let compressed = match cached {
+        Some(file) => file,
         None => {
-            let data = fetcher.get_verified(&url, expected).await?;
-            if plain.is_none() {
-                store_cached(&cache, expected, &data);
-            }
-            data
+            // Kept under its hash only when nothing else of it would be cached.
+            let name = expected.sha256.to_hex();
+            let keep = plain.is_none() || matches!(compression, Compression::None);
+            let name = keep.then_some(name.as_str());
+            fetcher
+                .download(&url, &cache, name, expected, &|_| {})
+                .await?
         }
     };
-    let capacity = plain.map_or(compressed.len() * 6, |p| p.size as usize);
-    let text = tokio::task::spawn_blocking(move || decompress(&compressed, compression, capacity))
-        .await
-        .expect("decompressing an index does not panic")
-        .map_err(|source| FetchError::Decompress {
-            url: url.clone(),
-            source,
-        })?;
-    if let Some(plain) = plain {
-        let decompressed_url = format!("{url} (decompressed)");
-        check(
-            &decompressed_url,
-            plain,
-            text.len() as u64,
-            Sha256Digest::of(&text),
-        )?;
-        store_cached(&cache, plain, &text);
-    }
-    parse_blocking(url, part, text).await
+    let text = tokio::task::spawn_blocking(move || {
+        decompress_verified(&cache, compressed, compression, plain, &url).map(|t| (t, url))
+    })
+    .await
+    .expect("decompressing an index does not panic")?;
+    parse_blocking(text.1, part, text.0).await
 }
 
 /// Parses a verified Packages text on the blocking pool.
@@ -175,37 +198,137 @@ async fn parse_blocking(
     .expect("parsing an index does not panic")
 }
 
-/// A file from the index cache, only if its size and hash match.
-fn read_cached(dir: &Path, expected: Expected) -> Option<Vec<u8>> {
-    let data = fs_err::read(dir.join(expected.sha256.to_hex())).ok()?;
-    let ok = data.len() as u64 == expected.size && Sha256Digest::of(&data) == expected.sha256;
-    ok.then_some(data)
-}
-
-/// Keeps verified index bytes under their hash. The cache is an optimisation: a read-only or
-/// full cache must not fail the build.
-fn store_cached(dir: &Path, expected: Expected, data: &[u8]) {
-    let path = dir.join(expected.sha256.to_hex());
-    let stored = fs_err::create_dir_all(dir).and_then(|()| {
-        let mut temp = tempfile::Builder::new()
-            .prefix(".partial-")
-            .tempfile_in(dir)?;
-        std::io::Write::write_all(&mut temp, data)?;
-        temp.persist(&path).map(drop).map_err(|e| e.error)
-    });
-    if let Err(err) = stored {
-        tracing::warn!("{}: cannot cache index: {err}", path.display());
-    }
-}
-
-fn decompress(data: &[u8], compression: Compression, capacity: usize) -> std::io::Result<Vec<u8>> {
-    // Sized from the Release when it lists the uncompressed index, so the buffer never has to
-    // grow (and be copied) while holding tens of megabytes.
-    let mut out = Vec::with_capacity(capacity + 1);
-    match compression {
-        Compression::Xz => liblzma::read::XzDecoder::new(data).read_to_end(&mut out)?,
-        Compression::Gzip => flate2::read::GzDecoder::new(data).read_to_end(&mut out)?,
-        Compression::None => return Ok(data.to_vec()),
+/// Decompresses a verified index into a file in the cache, stopping one byte past the
+/// uncompressed size the Release signed (or [`MAX_INDEX`] when it lists none), checks that size
+/// and hash, keeps the file under its hash, and only then reads it into memory.
+fn decompress_verified(
+    cache: &CacheDir,
+    compressed: fs_err::File,
+    compression: Compression,
+    plain: Option<Expected>,
+    url: &str,
+) -> Result<Vec<u8>, FetchError> {
+    let decompress_err = |source| FetchError::Decompress {
+        url: url.to_string(),
+        source,
     };
-    Ok(out)
+    let mut compressed = compressed;
+    if let Compression::None = compression {
+        let mut text = Vec::new();
+        compressed.read_to_end(&mut text).map_err(decompress_err)?;
+        return Ok(text);
+    }
+    let limit = plain.map_or(MAX_INDEX, |p| p.size);
+    let decoder: Box<dyn Read> = match compression {
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new(compressed)),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(compressed)),
+        Compression::None => Box::new(compressed),
+    };
+    let mut reader = Sha256Reader::new(decoder.take(limit + 1));
+    let mut temp = cache.create_temp()?;
+    let decompressed_url = format!("{url} (decompressed)");
+    // A write error is the cache's, a read error the archive's; both stop here.
+    std::io::copy(&mut reader, &mut temp.file).map_err(decompress_err)?;
+    let size = reader.count();
+    match plain {
+        Some(plain) => check(&decompressed_url, plain, size, reader.digest())?,
+        None if size > limit => {
+            return Err(FetchError::TooLarge {
+                url: decompressed_url,
+                limit,
+            })
+        }
+        None => {}
+    }
+    let cache_err = |source| FetchError::Cache {
+        path: cache.path().to_path_buf(),
+        source,
+    };
+    temp.file.flush().map_err(cache_err)?;
+    temp.file.rewind().map_err(cache_err)?;
+    let mut file = match plain {
+        Some(plain) => temp.persist(&plain.sha256.to_hex())?,
+        None => temp.into_anonymous()?,
+    };
+    let mut text = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.read_to_end(&mut text).map_err(cache_err)?;
+    if text.len() as u64 != size {
+        return Err(cache_err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the decompressed index changed while it was read back",
+        )));
+    }
+    Ok(text)
+}
+
+#[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::fetch::hash::Sha256Digest;
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    fn file_with(dir: &Path, data: &[u8]) -> fs_err::File {
+        let path = dir.join("compressed");
+        fs_err::write(&path, data).unwrap();
+        fs_err::File::open(&path).unwrap()
+    }
+
+    #[test]
+    fn an_xz_bomb_stops_one_byte_past_the_signed_size_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheDir::open(&dir.path().join("cache"), "indices").unwrap();
+        let bomb = xz(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 64 << 10, "a small bomb: {} bytes", bomb.len());
+        let signed = Expected {
+            size: 1000,
+            sha256: Sha256Digest::of(&[0u8; 1000]),
+        };
+        let err = decompress_verified(
+            &cache,
+            file_with(dir.path(), &bomb),
+            Compression::Xz,
+            Some(signed),
+            "http://127.0.0.1/Packages.xz",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, FetchError::SizeMismatch { actual: 1001, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("Packages.xz"), "{err}");
+        assert_eq!(fs_err::read_dir(cache.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_verified_index_is_cached_under_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CacheDir::open(&dir.path().join("cache"), "indices").unwrap();
+        let text = b"Package: a\n".repeat(100);
+        let signed = Expected {
+            size: text.len() as u64,
+            sha256: Sha256Digest::of(&text),
+        };
+        let out = decompress_verified(
+            &cache,
+            file_with(dir.path(), &xz(&text)),
+            Compression::Xz,
+            Some(signed),
+            "http://127.0.0.1/Packages.xz",
+        )
+        .unwrap();
+        assert_eq!(out, text);
+        assert_eq!(
+            cache
+                .read_verified(&signed.sha256.to_hex(), signed)
+                .unwrap(),
+            Some(text)
+        );
+    }
 }

@@ -113,7 +113,49 @@ impl ChrootMounts {
             })?;
             guard.mounted.push(target);
         }
+        if devices::on_nodev(&dir)? {
+            guard.bind_device_nodes(&dir)?;
+        }
         Ok(guard)
+    }
+
+    /// On a `nodev` filesystem the root's device nodes exist but cannot be opened: a script's
+    /// `cmd >/dev/null || true` then skips `cmd` without a word (apt's and dpkg's postinsts lose
+    /// their systemd timer links). Binding the host's node of the same device over each one, and
+    /// our devpts's ptmx over a /dev/ptmx node, makes the chroot's /dev work as on any other
+    /// filesystem; the nodes underneath, which the finished root keeps, are untouched.
+    fn bind_device_nodes(&mut self, dir: &RootDir) -> Result<(), StageError> {
+        for (rel, host, major, minor) in devices::host_nodes() {
+            check_host_node(&host, major, minor)?;
+            self.bind_over(dir, &host, &rel)?;
+        }
+        let ptmx = Path::new("dev/ptmx");
+        if dir.file_type(ptmx)? == Some(rustix::fs::FileType::CharacterDevice) {
+            let source = dir.open_char_device(Path::new("dev/pts/ptmx"))?;
+            self.bind_over(dir, &format!("/proc/self/fd/{}", source.as_raw_fd()), ptmx)?;
+        }
+        Ok(())
+    }
+
+    /// Bind-mounts `source` over the device node `rel` of the root, recording it for unmounting.
+    fn bind_over(&mut self, dir: &RootDir, source: &str, rel: &Path) -> Result<(), StageError> {
+        let target = dir.host_path(rel);
+        let fd = dir.open_char_device(rel)?;
+        let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        nix::mount::mount(
+            Some(source),
+            via.as_str(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|source| StageError::Mount {
+            fstype: "bind",
+            target: target.clone(),
+            source,
+        })?;
+        self.mounted.push(target);
+        Ok(())
     }
 
     /// Unmounts everything now, reporting the first failure (Drop only logs).
@@ -137,6 +179,27 @@ impl Drop for ChrootMounts {
     fn drop(&mut self) {
         let _ = self.unmount_all();
     }
+}
+
+/// Refuses to bind a host "device" that is not the device it should be.
+fn check_host_node(host: &str, major: u32, minor: u32) -> Result<(), StageError> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let meta = fs_err::metadata(host).map_err(|source| StageError::Fs {
+        action: "inspect the host's device",
+        path: PathBuf::from(host),
+        source,
+    })?;
+    let rdev = meta.rdev();
+    if !meta.file_type().is_char_device()
+        || rustix::fs::major(rdev) != major
+        || rustix::fs::minor(rdev) != minor
+    {
+        return Err(StageError::UnsafePath {
+            path: PathBuf::from(host),
+            reason: "it is not the character device its name says",
+        });
+    }
+    Ok(())
 }
 
 /// Unmounts `target` (never following a symlink), detaching lazily when it is busy.
@@ -163,14 +226,39 @@ fn unmount_one(target: &Path) -> Result<(), StageError> {
 /// /proc/self/mountinfo, in mount order.
 pub fn mounts_under(root: &Path) -> Vec<PathBuf> {
     let root = fs_err::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    mount_points()
+        .into_iter()
+        .filter(|point| point != &root && point.starts_with(&root))
+        .collect()
+}
+
+/// Every mount point on the host, from /proc/self/mountinfo, in mount order.
+fn mount_points() -> Vec<PathBuf> {
     let Ok(info) = fs_err::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
     info.lines()
         .filter_map(|line| line.split(' ').nth(4))
         .map(unescape_mountinfo)
-        .filter(|point| point != &root && point.starts_with(&root))
         .collect()
+}
+
+/// Whether `path` (resolved) is itself a mount point.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(path) = fs_err::canonicalize(path) else {
+        return false;
+    };
+    mount_points().contains(&path)
+}
+
+/// The mount point of the filesystem `path` (resolved) is on: the longest one above it.
+pub fn mount_point_of(path: &Path) -> PathBuf {
+    let path = fs_err::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    mount_points()
+        .into_iter()
+        .filter(|point| path.starts_with(point))
+        .max_by_key(|point| point.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space, ...).

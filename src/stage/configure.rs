@@ -215,10 +215,10 @@ pub(crate) fn configure_all(
             tail,
             ..
         }) => Err(StageError::Command {
-            what: if last_setting_up.is_empty() {
-                "dpkg --configure -a".to_owned()
-            } else {
-                format!("dpkg --configure -a (setting up {last_setting_up})")
+            what: match failed_script(&tail).or_else(|| failed_script_in_log(root, log)) {
+                Some(script) => format!("{script} (in dpkg --configure -a)"),
+                None if last_setting_up.is_empty() => "dpkg --configure -a".to_owned(),
+                None => format!("dpkg --configure -a (setting up {last_setting_up})"),
             },
             command,
             status,
@@ -226,6 +226,33 @@ pub(crate) fn configure_all(
         }),
         Err(e) => Err(e),
     }
+}
+
+/// [`failed_script`] over the log of the last dpkg run: dpkg reports a failed script when it
+/// happens, often further back than the error's last lines.
+fn failed_script_in_log(root: &Path, log: Option<&Path>) -> Option<String> {
+    let text = RootDir::open(root).ok()?.read_file(log?).ok()??;
+    let text = String::from_utf8_lossy(&text);
+    let last_run = text.rfind("\n$ dpkg ").map_or(&*text, |at| &text[at..]);
+    failed_script(last_run)
+}
+
+/// The package and maintainer script dpkg reports as failed (`nginx postinst`), from its
+/// `installed PKG package post-installation script subprocess returned error exit status N`.
+fn failed_script(output: &str) -> Option<String> {
+    const SCRIPTS: [(&str, &str); 4] = [
+        ("post-installation", "postinst"),
+        ("pre-installation", "preinst"),
+        ("pre-removal", "prerm"),
+        ("post-removal", "postrm"),
+    ];
+    output.lines().rev().find_map(|line| {
+        let rest = line.trim_start().strip_prefix("installed ")?;
+        let (package, rest) = rest.split_once(" package ")?;
+        let (kind, _) = rest.split_once(" script subprocess ")?;
+        let script = SCRIPTS.iter().find(|(k, _)| *k == kind)?.1;
+        Some(format!("{package} {script}"))
+    })
 }
 
 /// `dpkg --audit`: anything it reports means a package was left half-done.
@@ -358,6 +385,17 @@ mod tests {
         );
         // A second run finds every copy in place.
         assert_eq!(stage_new_conffiles(&root).expect("again"), 0);
+    }
+
+    #[test]
+    fn a_failed_maintainer_script_is_named_from_dpkgs_report() {
+        let tail = "Setting up apt (3.0.3) ...\n\
+                    dpkg: error processing package apt (--configure):\n \
+                    installed apt package post-installation script subprocess returned error \
+                    exit status 1\n\
+                    Errors were encountered while processing:\n apt";
+        assert_eq!(failed_script(tail).as_deref(), Some("apt postinst"));
+        assert_eq!(failed_script("dpkg: unrecoverable fatal error"), None);
     }
 
     #[test]

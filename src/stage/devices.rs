@@ -54,6 +54,31 @@ pub(crate) fn create(root: &RootDir) -> Result<(), StageError> {
     Ok(())
 }
 
+/// Whether the root's /dev is on a filesystem mounted `nodev`, where its nodes exist but cannot
+/// be opened.
+pub(crate) fn on_nodev(root: &RootDir) -> Result<bool, StageError> {
+    let dev = root.open_dir(Path::new("dev"), true)?;
+    let stat = nix::sys::statvfs::fstatvfs(&dev).map_err(|e| StageError::Fs {
+        action: "inspect the filesystem of",
+        path: root.host_path(Path::new("dev")),
+        source: e.into(),
+    })?;
+    Ok(stat.flags().contains(nix::sys::statvfs::FsFlags::ST_NODEV))
+}
+
+/// The root's device nodes and the host's node of the same device, for binding one over the
+/// other: `(path in the root, host path, major, minor)`.
+pub(crate) fn host_nodes() -> impl Iterator<Item = (std::path::PathBuf, String, u32, u32)> {
+    NODES.into_iter().map(|(name, major, minor)| {
+        (
+            Path::new("dev").join(name),
+            format!("/dev/{name}"),
+            major,
+            minor,
+        )
+    })
+}
+
 fn make_node(root: &RootDir, name: &str, major: u32, minor: u32) -> Result<(), StageError> {
     let rel = Path::new("dev").join(name);
     if root.file_type(&rel)?.is_some() {

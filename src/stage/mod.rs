@@ -23,7 +23,9 @@ use crate::cancel::Cancelled;
 use crate::progress::{Counter, Reporter};
 use crate::unpack::Unpacked;
 
-pub use chroot::{mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV};
+pub use chroot::{
+    is_mount_point, mount_point_of, mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV,
+};
 
 /// Where, inside the root, the output of every command run in the chroot is appended.
 pub const LOG_PATH: &str = "var/log/debstrap-onion.log";
@@ -214,7 +216,8 @@ fn check_request(request: &StageRequest) -> Result<(), StageError> {
     Ok(())
 }
 
-/// Device nodes do not work on a `nodev` filesystem nor scripts on a `noexec` one.
+/// Scripts do not run on a `noexec` filesystem (the pipeline refuses one before any work; a
+/// `nodev` one is worked around in [`ChrootMounts::mount`]).
 fn warn_mount_options(root: &Path) {
     use nix::sys::statvfs::FsFlags;
     let Ok(stat) = nix::sys::statvfs::statvfs(root) else {
@@ -223,12 +226,6 @@ fn warn_mount_options(root: &Path) {
     if stat.flags().contains(FsFlags::ST_NOEXEC) {
         tracing::warn!(
             "{} is on a filesystem mounted noexec: maintainer scripts will fail",
-            root.display()
-        );
-    }
-    if stat.flags().contains(FsFlags::ST_NODEV) {
-        tracing::warn!(
-            "{} is on a filesystem mounted nodev: /dev in the chroot will not work",
             root.display()
         );
     }

@@ -65,6 +65,34 @@ impl RootDir {
         })
     }
 
+    /// Opens the character device `rel` as an `O_PATH` handle, refusing a path through any
+    /// symlink and anything but a character device (a mount point for a device node).
+    pub(crate) fn open_char_device(&self, rel: &Path) -> Result<OwnedFd, StageError> {
+        let host = self.host_path(rel);
+        let fd = rustix::fs::openat2(
+            &self.fd,
+            relative(rel)?,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS,
+        )
+        .map_err(|e| match e {
+            Errno::LOOP => StageError::UnsafePath {
+                path: host.clone(),
+                reason: "it goes through a symlink",
+            },
+            e => fs_error("open", &host, e),
+        })?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &host, e))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::CharacterDevice {
+            return Err(StageError::UnsafePath {
+                path: host,
+                reason: "it is not a character device",
+            });
+        }
+        Ok(fd)
+    }
+
     /// The directory holding `rel` (resolved inside the root) and `rel`'s last component.
     fn parent<'p>(&self, rel: &'p Path) -> Result<(OwnedFd, &'p OsStr), StageError> {
         let rel = relative(rel)?;

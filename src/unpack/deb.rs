@@ -6,13 +6,22 @@
 
 use std::cell::Cell;
 use std::io::{self, BufReader, Read};
-use std::path::Path;
+use std::os::fd::BorrowedFd;
 
 use super::path::RelPath;
-use super::{FormatProblem, UnpackError};
+use super::{FormatProblem, LimitProblem, UnpackError};
+use crate::fetch::CachedDeb;
 
 /// Control members larger than this are refused rather than read into memory.
-const MAX_CONTROL_MEMBER: u64 = 64 << 20;
+const MAX_CONTROL_MEMBER: u64 = 32 << 20;
+/// All control members of one package together may not be larger than this.
+pub const MAX_CONTROL_TOTAL: u64 = 64 << 20;
+/// A package's decompressed data.tar may not be larger than this.
+pub const MAX_DATA_TAR: u64 = 16 << 30;
+/// Extraction stops when the target's file system has less than this much space left.
+pub const MIN_FREE: u64 = 32 << 20;
+/// How many decompressed bytes pass between two checks of the free space.
+const SPACE_CHECK_STEP: u64 = 4 << 20;
 
 /// A file of the control archive (`control`, `md5sums`, `postinst`, ...).
 #[derive(Debug, Clone)]
@@ -54,18 +63,35 @@ impl Compression {
     }
 }
 
-/// Reads the .deb at `path`: checks its format, reads the control archive, then passes the
-/// decompressed data.tar (and its member name) to `extract`.
+/// Reads the verified .deb `deb`: checks its format, reads the control archive, then passes the
+/// decompressed data.tar (and its member name) to `extract`, stopping it when the data grows
+/// past [`MAX_DATA_TAR`] or the file system of `target` (the root) runs short of space. Every
+/// byte is hashed as it is read; the result stands only if the file was the verified one.
 pub fn read_deb<T>(
-    package: &str,
-    path: &Path,
+    deb: &CachedDeb,
+    target: BorrowedFd<'_>,
     extract: impl FnOnce(&[ControlMember], &str, &mut dyn Read) -> Result<T, UnpackError>,
 ) -> Result<(Vec<ControlMember>, T), UnpackError> {
-    let file = fs_err::File::open(path).map_err(|source| UnpackError::Open {
+    let package = deb.package().name.as_str();
+    let path = deb.path();
+    let cached = |source| UnpackError::Cached {
         package: package.to_owned(),
-        path: path.to_owned(),
         source,
-    })?;
+    };
+    let mut file = deb.open().map_err(cached)?;
+    let result = read_members(package, path, &mut file, target, extract);
+    // A hashing failure explains any other: the bytes were not the ones verified.
+    file.finish().map_err(cached)?;
+    result
+}
+
+fn read_members<T>(
+    package: &str,
+    path: &std::path::Path,
+    file: &mut dyn Read,
+    target: BorrowedFd<'_>,
+    extract: impl FnOnce(&[ControlMember], &str, &mut dyn Read) -> Result<T, UnpackError>,
+) -> Result<(Vec<ControlMember>, T), UnpackError> {
     let format = |problem| UnpackError::Format {
         package: package.to_owned(),
         path: path.to_owned(),
@@ -119,26 +145,87 @@ pub fn read_deb<T>(
         let compression = compression(package, &name, suffix)?;
         let size = entry.header().size();
         let count = Cell::new(0);
-        let mut reader = compression
+        let reader = compression
             .decoder(Counted {
                 inner: &mut entry,
                 read: &count,
             })
             .map_err(|source| member_error(package, &name, source))?;
+        let limited = |reader, limit, target| Bounded {
+            inner: reader,
+            read: 0,
+            limit,
+            target,
+            next_check: 0,
+        };
+        let lift = |err| lift_limit(err, package, &name);
         if is_data {
             let control = control.expect("checked above: data.tar follows control.tar");
-            let extracted = extract(&control, &name, &mut reader)?;
-            drain(package, &name, reader, &count, size)?;
+            let mut reader = limited(reader, MAX_DATA_TAR, Some(target));
+            let extracted = extract(&control, &name, &mut reader).map_err(lift)?;
+            drain(package, &name, Box::new(reader), &count, size).map_err(lift)?;
             return Ok((control, extracted));
         }
-        control = Some(read_control(package, &name, &mut reader)?);
-        drain(package, &name, reader, &count, size)?;
+        // Room for every member's tar header and padding besides the members' own cap.
+        let mut reader = limited(reader, 2 * MAX_CONTROL_TOTAL, None);
+        control = Some(read_control(package, &name, &mut reader).map_err(lift)?);
+        drain(package, &name, Box::new(reader), &count, size).map_err(lift)?;
     }
     Err(format(if control.is_some() {
         FormatProblem::NoData
     } else {
         FormatProblem::NoControl
     }))
+}
+
+/// A member's decompressed stream, stopped at `limit` bytes and, when it is written into
+/// `target`, when that file system runs short of space.
+struct Bounded<'t, R> {
+    inner: R,
+    read: u64,
+    limit: u64,
+    target: Option<BorrowedFd<'t>>,
+    next_check: u64,
+}
+
+impl<R: Read> Read for Bounded<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(target) = self.target.filter(|_| self.read >= self.next_check) {
+            let stat = rustix::fs::fstatvfs(target)?;
+            let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+            if free < MIN_FREE {
+                return Err(io::Error::other(LimitProblem::NoSpace { free }));
+            }
+            self.next_check = self.read + SPACE_CHECK_STEP;
+        }
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limit {
+            return Err(io::Error::other(LimitProblem::TooLarge {
+                limit: self.limit,
+            }));
+        }
+        Ok(n)
+    }
+}
+
+/// Turns an I/O failure that is really a [`Bounded`] limit into its own error.
+fn lift_limit(err: UnpackError, package: &str, member: &str) -> UnpackError {
+    let source = match &err {
+        UnpackError::Member { source, .. } | UnpackError::Extract { source, .. } => source,
+        _ => return err,
+    };
+    match source
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<LimitProblem>())
+    {
+        Some(problem) => UnpackError::Limit {
+            package: package.to_owned(),
+            member: member.to_owned(),
+            problem: problem.clone(),
+        },
+        None => err,
+    }
 }
 
 /// Counts the bytes read from an ar member, to tell a complete member from a truncated one.
@@ -211,6 +298,7 @@ fn read_control(
     let io_error = |source| member_error(package, member, source);
     let mut archive = tar::Archive::new(reader);
     let mut members = Vec::new();
+    let mut total = 0u64;
     for entry in archive.entries().map_err(io_error)? {
         let mut entry = entry.map_err(io_error)?;
         let raw_name = entry.path_bytes().into_owned();
@@ -233,6 +321,10 @@ fn read_control(
         if entry.size() > MAX_CONTROL_MEMBER {
             return Err(entry_error(super::EntryProblem::TooLarge));
         }
+        total = total.saturating_add(entry.size());
+        if total > MAX_CONTROL_TOTAL {
+            return Err(entry_error(super::EntryProblem::ControlTooLarge));
+        }
         let header = entry.header();
         let mode = header.mode().map_err(io_error)? & 0o7777;
         let mtime = i64::try_from(header.mtime().map_err(io_error)?).unwrap_or(i64::MAX);
@@ -252,4 +344,37 @@ fn read_control(
         });
     }
     Ok(members)
+}
+
+#[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_stops_one_byte_past_its_limit() {
+        let data = [7u8; 20];
+        let mut reader = Bounded {
+            inner: &data[..],
+            read: 0,
+            limit: 10,
+            target: None,
+            next_check: 0,
+        };
+        let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
+        let problem = err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<LimitProblem>())
+            .unwrap();
+        assert_eq!(*problem, LimitProblem::TooLarge { limit: 10 });
+        let mut within = Bounded {
+            inner: &data[..10],
+            read: 0,
+            limit: 10,
+            target: None,
+            next_check: 0,
+        };
+        assert_eq!(io::copy(&mut within, &mut io::sink()).unwrap(), 10);
+    }
 }

@@ -196,6 +196,11 @@ impl<'a> Extractor<'a> {
         }
     }
 
+    /// The root extracted into.
+    pub fn root(&self) -> &Root {
+        self.root
+    }
+
     /// Makes `NAME -> usr/NAME` and `usr/NAME` unless `NAME` already exists in the root.
     pub fn ensure_usr_alias(&self, name: &[u8]) -> io::Result<()> {
         let mut done = self.aliases.lock().unwrap_or_else(|e| e.into_inner());

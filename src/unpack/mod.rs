@@ -24,15 +24,17 @@ mod extract;
 mod path;
 
 use std::collections::BTreeSet;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::cancel::Cancelled;
-use crate::fetch::CachedDeb;
+use crate::fetch::{CachedDeb, Package};
 use crate::progress::{Counter, Reporter};
 
 pub use control::ControlProblem;
+pub use deb::{MAX_CONTROL_TOTAL, MAX_DATA_TAR, MIN_FREE};
 pub use path::PathProblem;
 
 use confined::Root;
@@ -49,6 +51,18 @@ pub struct UnpackRequest<'a> {
     /// The target root (need not exist yet).
     pub root: &'a Path,
     pub debs: &'a [CachedDeb],
+    /// The dpkg architecture of the root.
+    pub arch: &'a str,
+}
+
+/// What to unpack where, when the .debs are still being verified: each arrives through the
+/// `ready` function of [`unpack_when_ready`].
+#[derive(Debug, Clone, Copy)]
+pub struct PendingRequest<'a> {
+    /// The target root (need not exist yet).
+    pub root: &'a Path,
+    /// The packages, in request order.
+    pub packages: &'a [Package],
     /// The dpkg architecture of the root.
     pub arch: &'a str,
 }
@@ -125,6 +139,17 @@ pub enum EntryProblem {
     ReservedControlMember,
     #[error("the control member is too large")]
     TooLarge,
+    #[error("the control members together are larger than the 64 MiB limit")]
+    ControlTooLarge,
+}
+
+/// Why extraction stopped before the archive ended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitProblem {
+    #[error("it expands past the {limit}-byte limit")]
+    TooLarge { limit: u64 },
+    #[error("the target's file system has only {free} bytes free; free some space or choose another TARGET")]
+    NoSpace { free: u64 },
 }
 
 /// Why unpacking failed; every variant names the package (and entry) at fault.
@@ -138,13 +163,6 @@ pub enum UnpackError {
     },
     #[error("cannot set up merged /usr in {path}")]
     MergedUsr {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{package}: cannot open {path}")]
-    Open {
-        package: String,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -172,6 +190,18 @@ pub enum UnpackError {
         member: String,
         #[source]
         source: std::io::Error,
+    },
+    #[error("{package}: member {member} stopped: {problem}")]
+    Limit {
+        package: String,
+        member: String,
+        problem: LimitProblem,
+    },
+    #[error("{package}: cannot use the cached .deb")]
+    Cached {
+        package: String,
+        #[source]
+        source: crate::fetch::FetchError,
     },
     #[error("{package}: bad control file")]
     Control {
@@ -240,15 +270,22 @@ pub fn write_available(root: &Path, stanzas: &str) -> Result<(), UnpackError> {
 /// Files shipped by several packages end as the one latest in `debs` order would leave them;
 /// directories keep the metadata of the earliest. Nothing is written outside the root.
 pub fn unpack(request: &UnpackRequest, reporter: &dyn Reporter) -> Result<Unpacked, UnpackError> {
-    unpack_when_ready(request, &|_| Ok(()), reporter)
+    let packages: Vec<Package> = request.debs.iter().map(|d| d.package().clone()).collect();
+    let pending = PendingRequest {
+        root: request.root,
+        packages: &packages,
+        arch: request.arch,
+    };
+    unpack_when_ready(&pending, &|i| Ok(request.debs[i].clone()), reporter)
 }
 
-/// Like [`unpack`], but `debs[i]` is opened only after `ready(i)` returns, so extraction can
-/// overlap the downloads that are still filling the cache; `ready` returns `Err` when the file
-/// will never come (the download failed or the build was interrupted).
+/// Like [`unpack`], but the .deb of `packages[i]` comes from `ready(i)`, called only when a
+/// thread is free to extract it, so extraction can overlap the downloads that are still
+/// filling the cache; `ready` returns `Err` when the file will never come (the download failed
+/// or the build was interrupted).
 pub fn unpack_when_ready(
-    request: &UnpackRequest,
-    ready: &(dyn Fn(usize) -> Result<(), Cancelled> + Sync),
+    request: &PendingRequest,
+    ready: &(dyn Fn(usize) -> Result<CachedDeb, Cancelled> + Sync),
     reporter: &dyn Reporter,
 ) -> Result<Unpacked, UnpackError> {
     let (root, created) =
@@ -266,15 +303,15 @@ pub fn unpack_when_ready(
 
 fn unpack_into(
     root: &Root,
-    request: &UnpackRequest,
-    ready: &(dyn Fn(usize) -> Result<(), Cancelled> + Sync),
+    request: &PendingRequest,
+    ready: &(dyn Fn(usize) -> Result<CachedDeb, Cancelled> + Sync),
     reporter: &dyn Reporter,
 ) -> Result<Unpacked, UnpackError> {
-    let debs = request.debs;
-    reporter.start(Counter::Unpacked, debs.len() as u64);
-    let names: Vec<String> = debs.iter().map(|d| d.package.name.clone()).collect();
-    let packages: Vec<&crate::fetch::Package> = debs.iter().map(|d| &d.package).collect();
-    let extracted_first = crate::resolve::extracted_first(&packages);
+    let packages = request.packages;
+    reporter.start(Counter::Unpacked, packages.len() as u64);
+    let names: Vec<String> = packages.iter().map(|p| p.name.clone()).collect();
+    let all: Vec<&Package> = packages.iter().collect();
+    let extracted_first = crate::resolve::extracted_first(&all);
     let extractor = Extractor::new(root, &names, &extracted_first);
     for alias in usr_aliases(request.arch) {
         extractor
@@ -285,7 +322,7 @@ fn unpack_into(
             })?;
     }
 
-    let outcomes = extract_all(&extractor, debs, ready, reporter)?;
+    let outcomes = extract_all(&extractor, packages, ready, reporter)?;
     crate::cancel::check()?;
     extractor.finish_directories()?;
 
@@ -302,7 +339,7 @@ fn unpack_into(
             paths: &o.extracted.paths,
             computed_md5sums: o.extracted.md5sums.as_deref(),
             conffile_md5: &o.extracted.conffile_md5,
-            priority: status_priority(o, &debs[o.index], extracted_first[o.index]),
+            priority: status_priority(o, &packages[o.index], extracted_first[o.index]),
         })
         .collect();
     database::write(root, &records)?;
@@ -310,7 +347,7 @@ fn unpack_into(
 
     let packages = outcomes
         .iter()
-        .map(|o| unpacked_package(o, &debs[o.index]))
+        .map(|o| unpacked_package(o, &packages[o.index]))
         .collect();
     Ok(Unpacked { packages })
 }
@@ -321,12 +358,12 @@ fn unpack_into(
 /// request order among those that failed.
 fn extract_all(
     extractor: &Extractor,
-    debs: &[CachedDeb],
-    ready: &(dyn Fn(usize) -> Result<(), Cancelled> + Sync),
+    debs: &[Package],
+    ready: &(dyn Fn(usize) -> Result<CachedDeb, Cancelled> + Sync),
     reporter: &dyn Reporter,
 ) -> Result<Vec<Outcome>, UnpackError> {
     let mut order: Vec<usize> = (0..debs.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(debs[i].package.size));
+    order.sort_by_key(|&i| std::cmp::Reverse(debs[i].size));
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let results: Vec<Mutex<Option<Result<Outcome, UnpackError>>>> =
@@ -339,7 +376,7 @@ fn extract_all(
             let result = crate::cancel::check()
                 .and_then(|()| ready(i))
                 .map_err(UnpackError::from)
-                .and_then(|()| unpack_one(extractor, i, &debs[i]));
+                .and_then(|deb| unpack_one(extractor, i, &deb));
             match &result {
                 Ok(_) => reporter.advance(Counter::Unpacked, 1),
                 Err(_) => stop.store(true, Ordering::Relaxed),
@@ -370,10 +407,10 @@ fn extract_all(
 /// that has none.
 fn status_priority<'d>(
     outcome: &Outcome,
-    deb: &'d CachedDeb,
+    package: &'d Package,
     extracted_first: bool,
 ) -> Option<&'d str> {
-    let archive = deb.package.priority.as_deref();
+    let archive = package.priority.as_deref();
     if extracted_first || outcome.control.get("Priority").is_none() {
         archive
     } else {
@@ -382,10 +419,9 @@ fn status_priority<'d>(
 }
 
 /// The package as later stages see it; the archive's priority wins over the control file's.
-fn unpacked_package(outcome: &Outcome, deb: &CachedDeb) -> UnpackedPackage {
+fn unpacked_package(outcome: &Outcome, package: &Package) -> UnpackedPackage {
     let control = &outcome.control;
-    let priority = deb
-        .package
+    let priority = package
         .priority
         .clone()
         .or_else(|| control.get("Priority").map(str::to_owned));
@@ -419,9 +455,10 @@ fn unpack_one(
     index: usize,
     deb: &CachedDeb,
 ) -> Result<Outcome, UnpackError> {
-    let package = deb.package.name.as_str();
+    let package = deb.package().name.as_str();
     let mut control_seen: Option<Control> = None;
-    let (members, extracted) = deb::read_deb(package, &deb.path, |members, member, data| {
+    let target = extractor.root().fd().as_fd();
+    let (members, extracted) = deb::read_deb(deb, target, |members, member, data| {
         let control_file =
             members
                 .iter()
@@ -436,7 +473,7 @@ fn unpack_one(
                 source,
             })?;
         let found = format!("{} {}", control.package(), control.version());
-        let expected = format!("{} {}", deb.package.name, deb.package.version);
+        let expected = format!("{} {}", deb.package().name, deb.package().version);
         if found != expected {
             return Err(UnpackError::Mismatch {
                 package: package.to_owned(),

@@ -354,12 +354,18 @@ impl DebBuilder {
 
     /// Writes `bytes` as this package's .deb into `dir` (for tests that damage the archive).
     pub fn write_bytes(&self, dir: &Path, bytes: &[u8]) -> CachedDeb {
+        self.write_as(dir, bytes, |_| {})
+    }
+
+    /// Writes `bytes` into `dir` as a .deb whose index entry `edit` changed (for tests of an
+    /// index that promised something else); size and SHA256 are the bytes'.
+    pub fn write_as(&self, dir: &Path, bytes: &[u8], edit: impl FnOnce(&mut Package)) -> CachedDeb {
         let path: PathBuf = dir.join(format!("{}_{}_{}.deb", self.name, self.version, self.arch));
         std::fs::write(&path, bytes).expect("write the test .deb");
-        CachedDeb {
-            package: self.package(bytes.len() as u64),
-            path,
-        }
+        let mut package = self.package(bytes.len() as u64);
+        package.sha256 = Sha256Digest::of(bytes);
+        edit(&mut package);
+        CachedDeb::verify_local(package, &path).expect("the test .deb matches its own hash")
     }
 }
 

@@ -54,6 +54,11 @@ pub struct RepoSpec {
     pub date: SystemTime,
     pub valid_until: Option<SystemTime>,
     pub by_hash: bool,
+    /// Changes the Release text before it is signed (for a repository whose signed data is
+    /// hostile).
+    pub edit_release: Option<fn(String) -> String>,
+    /// Changes the Packages text before it is compressed and listed in the Release.
+    pub edit_packages: Option<fn(String) -> String>,
 }
 
 impl RepoSpec {
@@ -66,6 +71,8 @@ impl RepoSpec {
             date: now - Duration::from_secs(3600),
             valid_until: Some(now + Duration::from_secs(7 * 86400)),
             by_hash: true,
+            edit_release: None,
+            edit_packages: None,
         }
     }
 }
@@ -101,6 +108,9 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     let dists = root.join("dists").join(&spec.codename);
     let index_dir = dists.join("main/binary-amd64");
     std::fs::create_dir_all(index_dir.join("by-hash/SHA256")).expect("mkdir dists");
+    if let Some(edit) = spec.edit_packages {
+        packages = edit(packages);
+    }
     let plain = packages.into_bytes();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&plain).expect("gzip");
@@ -138,6 +148,9 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
         "Architectures: amd64\nComponents: main\nDescription: offline test fixture\nSHA256:\n",
     );
     release.push_str(&sha256);
+    if let Some(edit) = spec.edit_release {
+        release = edit(release);
+    }
     std::fs::write(dists.join("Release"), &release).expect("write Release");
     std::fs::write(
         dists.join("Release.gpg"),

@@ -1,6 +1,7 @@
 //! A tiny HTTP/1.1 file server on 127.0.0.1:0 for offline tests, with injectable faults: a path
-//! can answer with a status, or have its connection dropped a number of times before it is
-//! served.
+//! can answer with a status, have its connection dropped a number of times before it is
+//! served, or behave as a hostile mirror would (an endless or oversized body, a body dripped
+//! one byte a second, a redirect anywhere).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 /// What the server does instead of serving a path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Close the connection without answering, this many times.
     Drop(u32),
@@ -19,6 +20,15 @@ pub enum Fault {
     Status(u16),
     /// Answer only once [`Server::release`] is called for the path.
     Hold,
+    /// Answer 200 with a body that never ends (no Content-Length), until the client leaves.
+    Endless,
+    /// Serve the file with this many bytes appended; announce the true length in
+    /// Content-Length when `announce`, otherwise send none and close after the body.
+    Oversized { extra: usize, announce: bool },
+    /// Announce the file's length, then send it one byte a second.
+    Drip,
+    /// Answer 302 with this Location.
+    Redirect(String),
 }
 
 /// The faults by path, and a condition signalled when one is released.
@@ -141,7 +151,7 @@ fn serve(
             while faults.get(&path) == Some(&Fault::Hold) {
                 faults = released.wait(faults).expect("faults lock");
             }
-            match faults.get(&path).copied() {
+            match faults.get(&path).cloned() {
                 Some(Fault::Drop(n)) if n > 0 => {
                     faults.insert(path.clone(), Fault::Drop(n - 1));
                     Some(Fault::Drop(n))
@@ -149,9 +159,30 @@ fn serve(
                 other => other,
             }
         };
+        let file = || read_confined(root, &path).unwrap_or_default();
         let response = match fault {
             Some(Fault::Drop(n)) if n > 0 => return,
             Some(Fault::Status(status)) => (status, Vec::new()),
+            Some(Fault::Endless) => return endless(stream),
+            Some(Fault::Oversized { extra, announce }) => {
+                let mut body = file();
+                body.resize(body.len() + extra, b'X');
+                if announce {
+                    (200, body)
+                } else {
+                    return unannounced(stream, &body);
+                }
+            }
+            Some(Fault::Drip) => return drip(stream, &file()),
+            Some(Fault::Redirect(location)) => {
+                let head = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                continue;
+            }
             _ => match read_confined(root, &path) {
                 Some(body) => (200, body),
                 None => (404, b"not found".to_vec()),
@@ -167,6 +198,44 @@ fn serve(
             .and_then(|()| stream.write_all(&response.1))
             .is_err()
         {
+            return;
+        }
+    }
+}
+
+/// 200, no length, and bytes until the client closes the connection.
+fn endless(mut stream: TcpStream) {
+    let head =
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/octet-stream\r\n\r\n";
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let chunk = vec![b'A'; 64 << 10];
+    while stream.write_all(&chunk).is_ok() {}
+}
+
+/// 200, no length, `body`, then the connection closes.
+fn unannounced(mut stream: TcpStream, body: &[u8]) {
+    let head =
+        "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/octet-stream\r\n\r\n";
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body));
+}
+
+/// 200 with `body`'s length, then one byte a second until the client leaves.
+fn drip(mut stream: TcpStream, body: &[u8]) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    for byte in body {
+        // The pace is the behaviour under test, not a synchronisation.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if stream.write_all(&[*byte]).is_err() {
             return;
         }
     }

@@ -208,7 +208,7 @@ pub fn snapshot(root: &Path, source_date_epoch: i64) -> Snapshot {
 }
 
 fn walk(root: &Path, dir: &Path, sde: i64, snap: &mut Snapshot) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
+    let mut entries: Vec<_> = fs_err::read_dir(dir)
         .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry"))
         .collect();
@@ -224,15 +224,15 @@ fn walk(root: &Path, dir: &Path, sde: i64, snap: &mut Snapshot) {
         if exclusion.is_some_and(|e| !e.mtime_only) {
             continue;
         }
-        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        let meta = fs_err::symlink_metadata(&path).expect("lstat");
         let ft = meta.file_type();
         let (kind, detail) = if ft.is_symlink() {
-            let target = std::fs::read_link(&path).expect("readlink");
+            let target = fs_err::read_link(&path).expect("readlink");
             ("symlink", target.to_string_lossy().into_owned())
         } else if ft.is_dir() {
             ("dir", String::new())
         } else if ft.is_file() {
-            let data = std::fs::read(&path).expect("read file");
+            let data = fs_err::read(&path).expect("read file");
             if data.len() <= 256 * 1024 {
                 if let Ok(text) = String::from_utf8(data.clone()) {
                     snap.texts.insert(rel.clone(), text);
