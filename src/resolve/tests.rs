@@ -458,3 +458,35 @@ fn print_packages_lists_name_and_version_sorted() {
     assert!(resolution.get("nosuch").is_none());
     assert_eq!(resolution.download_size(), 200);
 }
+
+#[test]
+fn debootstraps_first_stage_is_required_with_its_dependencies() {
+    let repo = index(&[
+        stanza(
+            "apt",
+            "1",
+            &["Priority: required", "Depends: libapt | other"],
+        ),
+        stanza("libapt", "1", &["Priority: optional", "Pre-Depends: libc"]),
+        stanza("libc", "1", &["Priority: optional"]),
+        stanza("other", "1", &["Priority: optional"]),
+        stanza("mawk", "1", &["Priority: required", "Depends: awk-lib"]),
+        stanza(
+            "gawk-lib",
+            "1",
+            &["Priority: optional", "Provides: awk-lib"],
+        ),
+        stanza("make", "1", &["Priority: optional", "Depends: libc"]),
+    ]);
+    let packages: Vec<&Package> = repo.packages().iter().collect();
+    let first = extracted_first(&packages);
+    let chosen: Vec<&str> = packages
+        .iter()
+        .zip(&first)
+        .filter(|(_, f)| **f)
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    // `other` is only a second alternative, `make` is not required and nothing required
+    // depends on it.
+    assert_eq!(chosen, ["apt", "libapt", "libc", "mawk", "gawk-lib"]);
+}
