@@ -123,9 +123,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         arch: config.arch.clone(),
     };
     let resolution = resolve::resolve(&index, &selection)?;
-    let available = index
-        .stanzas(&resolution.packages)
-        .map_err(fetch::FetchError::from)?;
+    let available = available_stanzas(&index, &resolution)?;
     drop(index);
     report.packages = resolution
         .packages
@@ -186,6 +184,20 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     };
     report.timings = clock.end();
     Ok(report)
+}
+
+/// dpkg's `available` as debootstrap writes it: the index stanza of every version the index
+/// lists of each chosen package, not only the chosen version.
+fn available_stanzas(
+    index: &fetch::RepoIndex,
+    resolution: &resolve::Resolution,
+) -> Result<String, Error> {
+    let names: std::collections::HashSet<&str> = resolution.names().collect();
+    let listed = index
+        .packages()
+        .filter(|p| names.contains(p.name))
+        .map(|p| p.stanza);
+    Ok(index.stanzas(listed).map_err(fetch::FetchError::from)?)
 }
 
 /// Downloads and unpacks side by side: each .deb is extracted as soon as it is verified in the

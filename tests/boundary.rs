@@ -183,6 +183,7 @@ fn child_configures_until_killed() {
             essential: true,
             priority: Some("required".to_owned()),
             scripts: vec!["preinst".to_owned()],
+            control: Vec::new(),
         }],
     };
     let request = debstrap_onion::stage::StageRequest {

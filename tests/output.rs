@@ -553,6 +553,10 @@ fn build_leftovers(root: &Path, seed: &str) {
         ("var/lib/dpkg/status-old", format!("old {seed}")),
         ("var/cache/ldconfig/aux-cache", seed.to_string()),
         ("var/log/dpkg.log", format!("{seed} install base-files")),
+        (
+            "var/log/debstrap-onion.log",
+            format!("{seed} $ dpkg --configure -a"),
+        ),
         ("var/log/alternatives.log", seed.to_string()),
         ("var/log/apt/term.log", seed.to_string()),
         ("var/log/apt/history.log", seed.to_string()),
@@ -636,6 +640,7 @@ fn root_make_deterministic_removes_volatile_files_and_clamps_mtimes() {
         "var/lib/dpkg/status-old",
         "var/cache/ldconfig/aux-cache",
         "var/log/dpkg.log",
+        "var/log/debstrap-onion.log",
         "var/log/alternatives.log",
         "var/log/apt/term.log",
         "var/log/apt/history.log",

@@ -307,6 +307,7 @@ fn root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy() {
             essential: true,
             priority: Some("required".to_owned()),
             scripts: vec!["preinst".to_owned()],
+            control: Vec::new(),
         }],
     };
     let request = StageRequest {

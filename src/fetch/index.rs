@@ -287,8 +287,11 @@ impl RepoIndex {
 
     /// The index stanzas of `chosen`, in index order, each ending in a blank line: the text of
     /// dpkg's `available` file as debootstrap writes it.
-    pub fn stanzas(&self, chosen: &[Package]) -> Result<String, IndexParseError> {
-        let mut refs: Vec<StanzaRef> = chosen.iter().map(|p| p.stanza).collect();
+    pub fn stanzas(
+        &self,
+        chosen: impl IntoIterator<Item = StanzaRef>,
+    ) -> Result<String, IndexParseError> {
+        let mut refs: Vec<StanzaRef> = chosen.into_iter().collect();
         refs.sort_by_key(|r| (r.part, r.start));
         refs.dedup();
         let mut out = String::new();
@@ -583,7 +586,7 @@ SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n";
         let index = parse(&text).expect("parses");
         let b = index.package(1).expect("b");
         assert_eq!(
-            index.stanzas(&[b]).expect("stanzas"),
+            index.stanzas([b.stanza]).expect("stanzas"),
             "Package: b\nVersion: 2\nArchitecture: all\nMulti-Arch: foreign\n\
              Filename: pool/main/b/b_2_all.deb\nSize: 20\n\
              SHA256: 0000000000000000000000000000000000000000000000000000000000000002\n\n"

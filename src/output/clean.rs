@@ -18,6 +18,7 @@ use super::OutputError;
 
 /// Logs the installation writes; removed outright, as mmdebstrap does.
 const BUILD_LOGS: &[&str] = &[
+    crate::stage::LOG_PATH,
     "var/log/dpkg.log",
     "var/log/alternatives.log",
     "var/log/apt/history.log",

@@ -178,6 +178,49 @@ pub fn print_packages(resolution: &Resolution) -> String {
     out
 }
 
+/// Which of `packages` debootstrap's first stage extracts (and dpkg then unpacks first): the
+/// `Priority: required` ones (and `usr-is-merged`, which it adds for bookworm) with their
+/// Depends and Pre-Depends, as far as `packages` satisfies them (the first alternative that
+/// a package of the set has by name or Provides). The rest are unpacked by dpkg afterwards.
+pub fn extracted_first(packages: &[&Package]) -> Vec<bool> {
+    let mut by_name: std::collections::HashMap<String, Vec<usize>> =
+        std::collections::HashMap::new();
+    for (i, package) in packages.iter().enumerate() {
+        by_name.entry(package.name.clone()).or_default().push(i);
+        let provided = package
+            .provides
+            .as_deref()
+            .and_then(|p| relation::parse_provides(p).ok())
+            .unwrap_or_default();
+        for atom in provided {
+            by_name.entry(atom.name).or_default().push(i);
+        }
+    }
+    let mut first = vec![false; packages.len()];
+    let mut todo: Vec<usize> = packages
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.priority.as_deref() == Some("required") || p.name == "usr-is-merged")
+        .map(|(i, _)| i)
+        .collect();
+    while let Some(i) = todo.pop() {
+        if std::mem::replace(&mut first[i], true) {
+            continue;
+        }
+        let fields = [&packages[i].depends, &packages[i].pre_depends];
+        for text in fields.into_iter().flatten() {
+            for relation in relation::parse_relations(text).unwrap_or_default() {
+                let chosen = relation
+                    .alternatives
+                    .iter()
+                    .find_map(|atom| by_name.get(&atom.name));
+                todo.extend(chosen.into_iter().flatten().filter(|j| !first[**j]));
+            }
+        }
+    }
+    first
+}
+
 /// The names a variant starts from, plus --include, minus --exclude, in name order.
 fn seeds(universe: &Universe<'_>, selection: &Selection) -> Result<Vec<Seed>, ResolveError> {
     let variant = selection.variant.name();

@@ -576,3 +576,38 @@ fn a_folded_depends_is_followed_in_full() {
     let resolution = extract(&stanzas, &["a"]).expect("resolves");
     assert_eq!(names(&resolution), ["a", "b", "c", "d"]);
 }
+
+#[test]
+fn debootstraps_first_stage_is_required_with_its_dependencies() {
+    let repo = index(&[
+        stanza(
+            "apt",
+            "1",
+            &["Priority: required", "Depends: libapt | other"],
+        ),
+        stanza("libapt", "1", &["Priority: optional", "Pre-Depends: libc"]),
+        stanza("libc", "1", &["Priority: optional"]),
+        stanza("other", "1", &["Priority: optional"]),
+        stanza("mawk", "1", &["Priority: required", "Depends: awk-lib"]),
+        stanza(
+            "gawk-lib",
+            "1",
+            &["Priority: optional", "Provides: awk-lib"],
+        ),
+        stanza("make", "1", &["Priority: optional", "Depends: libc"]),
+    ]);
+    let owned: Vec<Package> = (0..repo.len())
+        .map(|i| repo.package(i).expect("a valid stanza"))
+        .collect();
+    let packages: Vec<&Package> = owned.iter().collect();
+    let first = extracted_first(&packages);
+    let chosen: Vec<&str> = packages
+        .iter()
+        .zip(&first)
+        .filter(|(_, f)| **f)
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    // `other` is only a second alternative, `make` is not required and nothing required
+    // depends on it.
+    assert_eq!(chosen, ["apt", "libapt", "libc", "mawk", "gawk-lib"]);
+}

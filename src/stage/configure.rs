@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::chroot::{self, Invocation};
+use super::maintscript;
 use super::rootfs::RootDir;
 use super::StageError;
 use crate::deb822::Comments;
@@ -131,14 +132,16 @@ pub(crate) fn stage_new_conffiles(root: &RootDir) -> Result<usize, StageError> {
 /// The suffix dpkg gives a conffile it has unpacked but not yet installed.
 const DPKG_NEW: &str = ".dpkg-new";
 
-/// Runs every preinst with `install`, as dpkg would have before unpacking (base-files and
-/// libc6 register their merged-/usr diversions there).
+/// Runs every preinst with `install`, as `dpkg --unpack` would have before unpacking (base-files
+/// and libc6 register their merged-/usr diversions there): from tmp.ci/, with dpkg's
+/// environment (see [`maintscript`]).
 pub(crate) fn run_preinsts(
     root: &Path,
     unpacked: &Unpacked,
     extra_env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> Result<(), StageError> {
+    let dir = RootDir::open(root)?;
     let dpkg_version = unpacked
         .packages
         .iter()
@@ -149,19 +152,10 @@ pub(crate) fn run_preinsts(
             continue;
         }
         crate::cancel::check()?;
-        let script = format!("/var/lib/dpkg/info/{}.preinst", package.db_name());
+        let staged = maintscript::StagedControl::stage(&dir, package)?;
+        let script = staged.preinst();
         let what = format!("{} preinst", package.name);
-        // The variables dpkg gives maintainer scripts; dpkg-maintscript-helper needs them.
-        let mut env = vec![
-            ("DPKG_MAINTSCRIPT_PACKAGE", package.name.as_str()),
-            ("DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT", "1"),
-            ("DPKG_MAINTSCRIPT_ARCH", package.architecture.as_str()),
-            ("DPKG_MAINTSCRIPT_NAME", "preinst"),
-            ("DPKG_MAINTSCRIPT_DEBUG", "0"),
-            ("DPKG_RUNNING_VERSION", dpkg_version),
-            ("DPKG_ADMINDIR", "/var/lib/dpkg"),
-            ("DPKG_ROOT", ""),
-        ];
+        let mut env = maintscript::environment(package, "preinst", dpkg_version);
         env.extend_from_slice(extra_env);
         chroot::run(
             &Invocation {
@@ -173,6 +167,7 @@ pub(crate) fn run_preinsts(
             },
             &mut |_| {},
         )?;
+        staged.remove()?;
     }
     Ok(())
 }
@@ -295,6 +290,7 @@ mod tests {
             essential,
             priority: None,
             scripts: vec!["preinst".to_owned()],
+            control: Vec::new(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Per-machine files: takes the root and the build's mirror, suite, components and hostname;
-//! gives the apt sources, /etc/hostname, /etc/hosts, /etc/fstab, /etc/resolv.conf,
-//! /etc/machine-id and the files debootstrap leaves before configuration (/etc/localtime,
+//! gives the apt sources, /etc/hostname, /etc/fstab, /etc/resolv.conf,
+//! an emptied /etc/machine-id and the files debootstrap leaves before configuration (/etc/localtime,
 //! dpkg's cmethopt).
 
 use std::path::Path;
@@ -21,17 +21,6 @@ pub(crate) fn sources_list(mirror: &str, suite: &str, components: &[String]) -> 
     format!("deb {mirror} {suite} {components}\n")
 }
 
-/// /etc/hosts naming localhost and the chroot's hostname, as Debian's installer writes it.
-pub(crate) fn hosts(hostname: &str) -> String {
-    format!(
-        "127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n\n\
-         # The following lines are desirable for IPv6 capable hosts\n\
-         ::1     localhost ip6-localhost ip6-loopback\n\
-         ff02::1 ip6-allnodes\n\
-         ff02::2 ip6-allrouters\n"
-    )
-}
-
 /// Everything but machine-id, written before dpkg configures anything, as debootstrap does
 /// (packages' scripts may read them: tzdata's looks at /etc/localtime).
 pub(crate) fn before_configure(root: &RootDir, request: &StageRequest) -> Result<(), StageError> {
@@ -46,7 +35,8 @@ pub(crate) fn before_configure(root: &RootDir, request: &StageRequest) -> Result
         format!("{}\n", request.hostname).as_bytes(),
         0o644,
     )?;
-    write_if_missing(root, "etc/hosts", hosts(request.hostname).as_bytes())?;
+    // No /etc/hosts, as debootstrap writes none: the onion schroot copies the host's hosts
+    // database in at every session, and nginx binds addresses, never names.
     write_if_missing(root, "etc/fstab", FSTAB.as_bytes())?;
     let localtime = Path::new("etc/localtime");
     if root.file_type(localtime)?.is_none() {
@@ -66,10 +56,14 @@ pub(crate) fn before_configure(root: &RootDir, request: &StageRequest) -> Result
     Ok(())
 }
 
-/// An empty /etc/machine-id, written last so a package that generated one (systemd) does not
-/// leave its build-time identity in every copy of the root.
+/// Empties /etc/machine-id, last, when a package generated one (systemd), so its build-time
+/// identity is not in every copy of the root; creates none where debootstrap has none.
 pub(crate) fn after_configure(root: &RootDir) -> Result<(), StageError> {
-    root.write_file(Path::new("etc/machine-id"), b"", 0o444)
+    let machine_id = Path::new("etc/machine-id");
+    if root.file_type(machine_id)?.is_some() {
+        root.write_file(machine_id, b"", 0o444)?;
+    }
+    Ok(())
 }
 
 fn write_if_missing(root: &RootDir, rel: &str, contents: &[u8]) -> Result<(), StageError> {
@@ -116,10 +110,13 @@ mod tests {
             source_date_epoch: None,
         };
         before_configure(&root, &request).expect("write");
-        after_configure(&root).expect("write machine-id");
+        after_configure(&root).expect("no machine-id");
+        assert!(!tmp.path().join("etc/machine-id").exists());
+        fs_err::write(tmp.path().join("etc/machine-id"), "0123abcd\n").expect("generated id");
+        after_configure(&root).expect("empty machine-id");
         let read = |p: &str| fs_err::read_to_string(tmp.path().join(p)).expect("read");
         assert_eq!(read("etc/hostname"), "onion\n");
-        assert!(read("etc/hosts").contains("127.0.1.1\tonion\n"));
+        assert!(!tmp.path().join("etc/hosts").exists());
         assert_eq!(read("etc/machine-id"), "");
         assert_eq!(read("etc/fstab"), FSTAB);
         assert_eq!(read("var/lib/dpkg/cmethopt"), "apt apt\n");

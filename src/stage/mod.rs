@@ -9,6 +9,7 @@ mod chroot;
 mod configure;
 mod devices;
 mod etc;
+mod maintscript;
 mod namespace;
 mod rootfs;
 mod services;

@@ -247,6 +247,36 @@ impl RootDir {
         Ok(Some(contents))
     }
 
+    /// Reads the regular file at `rel` with its permission bits, or `None` when it does not
+    /// exist.
+    pub(crate) fn read_file_and_mode(
+        &self,
+        rel: &Path,
+    ) -> Result<Option<(Vec<u8>, u32)>, StageError> {
+        let (dir, name) = self.parent(rel)?;
+        let fd = match rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(fs_error("open", &self.host_path(rel), e)),
+        };
+        let stat =
+            rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &self.host_path(rel), e))?;
+        let mut contents = Vec::new();
+        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut contents).map_err(|e| {
+            StageError::Fs {
+                action: "read",
+                path: self.host_path(rel),
+                source: e,
+            }
+        })?;
+        Ok(Some((contents, stat.st_mode & 0o7777)))
+    }
+
     /// Opens `rel` for appending, creating it with `mode` (a final symlink is refused).
     pub(crate) fn append(&self, rel: &Path, mode: u32) -> Result<std::fs::File, StageError> {
         let (dir, name) = self.parent(rel)?;
@@ -338,6 +368,15 @@ impl RootDir {
             (stat.st_uid, stat.st_gid),
         )?;
         Ok(true)
+    }
+
+    /// Removes the empty directory `rel`, if it is there.
+    pub(crate) fn remove_dir(&self, rel: &Path) -> Result<(), StageError> {
+        let (dir, name) = self.parent(rel)?;
+        match rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(fs_error("remove the directory", &self.host_path(rel), e)),
+        }
     }
 
     /// Removes the non-directory `rel`; returns whether something was there.

@@ -123,6 +123,17 @@ impl Root {
 
     /// Writes a whole file at `path` (temp name, then rename), creating parent directories.
     pub fn write_file(&self, path: &RelPath, contents: &[u8], mode: u32) -> io::Result<()> {
+        self.write_file_dated(path, contents, mode, None)
+    }
+
+    /// [`Root::write_file`], with the file's mtime (and atime) set to `mtime` when given.
+    pub fn write_file_dated(
+        &self,
+        path: &RelPath,
+        contents: &[u8],
+        mode: u32,
+        mtime: Option<i64>,
+    ) -> io::Result<()> {
         use std::io::Write;
         let dir = self.open_dir_all(path.parent())?;
         let temp = self.temp_name();
@@ -136,6 +147,20 @@ impl Root {
         let written = file
             .write_all(contents)
             .and_then(|()| rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(Into::into))
+            .and_then(|()| match mtime {
+                Some(secs) => {
+                    let t = rustix::fs::Timespec {
+                        tv_sec: secs,
+                        tv_nsec: 0,
+                    };
+                    let times = rustix::fs::Timestamps {
+                        last_access: t,
+                        last_modification: t,
+                    };
+                    rustix::fs::futimens(&file, &times).map_err(Into::into)
+                }
+                None => Ok(()),
+            })
             .and_then(|()| {
                 rustix::fs::renameat(&dir, temp.as_slice(), &dir, path.file_name())
                     .map_err(Into::into)

@@ -181,9 +181,39 @@ pub fn conffiles(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// Every conffile line, in order: its path, and whether it is flagged `remove-on-upgrade` (the
+/// only flag dpkg knows; a line with another flag is left out, as dpkg would refuse it).
+pub fn conffile_entries(bytes: &[u8]) -> Vec<(String, bool)> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| match line.split_once(char::is_whitespace) {
+            None if line.starts_with('/') => Some((line.to_owned(), false)),
+            Some(("remove-on-upgrade", path)) if path.trim().starts_with('/') => {
+                Some((path.trim().to_owned(), true))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn conffile_entries_keep_order_and_the_remove_on_upgrade_flag() {
+        let text = b"/etc/a\nremove-on-upgrade /etc/gone\n\n/etc/b\nunknown-flag /etc/c\n";
+        assert_eq!(
+            conffile_entries(text),
+            [
+                ("/etc/a".to_owned(), false),
+                ("/etc/gone".to_owned(), true),
+                ("/etc/b".to_owned(), false)
+            ]
+        );
+        assert_eq!(conffiles(text), ["/etc/a", "/etc/b"]);
+    }
 
     const CONTROL: &str = "Package: hello\nVersion: 1.0-1\nArchitecture: amd64\n\
         Multi-Arch: same\nDepends: libc6 (>= 2.34)\nDescription: says hello\n \

@@ -2,7 +2,8 @@
 //! under /var/lib/dpkg that let dpkg in the chroot configure them out.
 //!
 //! Written: `status` (one stanza per package, `Status: install ok unpacked`), `info/PKG.list`,
-//! `info/PKG.<member>` for every control member but `control` (scripts keep their modes),
+//! `info/PKG.<member>` for every control member but `control` (keeping the modes and mtimes
+//! the package gives them, as dpkg does),
 //! `info/PKG.md5sums` computed when a package ships none, empty `available` and `diversions`,
 //! `arch`, `info/format` (1: the multiarch layout), and the directories dpkg expects. No
 //! `statoverride`: debootstrap makes none.
@@ -21,6 +22,9 @@ use super::UnpackError;
 /// dpkg's hash for a conffile it has not installed yet; used only for a conffile the package
 /// declares but does not ship as a regular file.
 const NEW_CONFFILE: &str = "newconffile";
+
+/// What dpkg's status records after the path of a conffile flagged `remove-on-upgrade`.
+const REMOVE_ON_UPGRADE: &str = "newconffile remove-on-upgrade";
 
 const DPKG_DIR: &str = "var/lib/dpkg";
 const DPKG_SUBDIRS: [&str; 5] = ["info", "updates", "triggers", "alternatives", "parts"];
@@ -56,14 +60,20 @@ pub fn write(root: &Root, records: &[Record]) -> Result<(), UnpackError> {
             .members
             .iter()
             .find(|m| m.name == "conffiles")
-            .map(|m| control::conffiles(&m.data))
+            .map(|m| control::conffile_entries(&m.data))
             .unwrap_or_default()
             .into_iter()
-            .map(|path| {
-                let md5 = record
-                    .conffile_md5
-                    .get(&path)
-                    .map_or(NEW_CONFFILE, String::as_str);
+            .map(|(path, flagged)| {
+                // dpkg records a flagged conffile (one it removes on upgrade and the package
+                // does not ship) as never installed, with its flag.
+                let md5 = if flagged {
+                    REMOVE_ON_UPGRADE
+                } else {
+                    record
+                        .conffile_md5
+                        .get(&path)
+                        .map_or(NEW_CONFFILE, String::as_str)
+                };
                 (path, md5)
             })
             .collect();
@@ -95,9 +105,16 @@ fn info_files(root: &Root, record: &Record) -> Result<(), UnpackError> {
         list.as_bytes(),
         0o644,
     )?;
+    // dpkg moves the members it extracted into info/, so they keep the package's mtimes.
     for member in record.members.iter().filter(|m| m.name != "control") {
-        let name = format!("info/{db_name}.{}", member.name);
-        write_file(root, &name, &member.data, member.mode)?;
+        let path = format!("{DPKG_DIR}/info/{db_name}.{}", member.name);
+        root.write_file_dated(
+            &RelPath::from_clean(&path),
+            &member.data,
+            member.mode,
+            Some(member.mtime),
+        )
+        .map_err(|source| UnpackError::Database { path, source })?;
     }
     let ships_md5sums = record.members.iter().any(|m| m.name == "md5sums");
     if let Some(md5sums) = record

@@ -28,6 +28,8 @@ const SPACE_CHECK_STEP: u64 = 4 << 20;
 pub struct ControlMember {
     pub name: String,
     pub mode: u32,
+    /// The member's modification time, which dpkg keeps on its copy in /var/lib/dpkg/info.
+    pub mtime: i64,
     pub data: Vec<u8>,
 }
 
@@ -325,6 +327,7 @@ fn read_control(
         }
         let header = entry.header();
         let mode = header.mode().map_err(io_error)? & 0o7777;
+        let mtime = i64::try_from(header.mtime().map_err(io_error)?).unwrap_or(i64::MAX);
         let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
         entry.read_to_end(&mut data).map_err(io_error)?;
         if data.len() as u64 != entry.size() {
@@ -336,6 +339,7 @@ fn read_control(
         members.push(ControlMember {
             name: name.display(),
             mode,
+            mtime,
             data,
         });
     }

@@ -9,7 +9,8 @@
 //!   when both replace each other), the other skipped or replaced (built under a temporary
 //!   name, then renamed over it);
 //! - a directory takes the owner, mode and mtime of the earliest package that ships it (dpkg
-//!   leaves an existing directory alone), applied once every package is in place;
+//!   leaves an existing directory alone), applied once every package is in place; one that
+//!   debootstrap's build would have touched keeps the build's time instead;
 //! - a directory where a package put a non-directory (or the reverse) is an error naming both;
 //! - an existing symlink to a directory satisfies a directory entry and is kept (dpkg's rule,
 //!   which keeps the merged-/usr links).
@@ -102,7 +103,7 @@ enum Claim {
     Dir {
         first: usize,
         path: RelPath,
-        meta: Meta,
+        shippers: Shippers,
     },
     Other {
         owner: usize,
@@ -156,6 +157,9 @@ pub struct Extractor<'a> {
     root: &'a Root,
     /// The packages by request index: names for messages, Replaces for shared files.
     packages: &'a [&'a Package],
+    /// When debootstrap would have created what each package ships, by request index: the
+    /// packages its first stage extracts come first, in request order, then the others.
+    ranks: Vec<usize>,
     claims: Mutex<HashMap<ClaimKey, Claim>>,
     /// Paths a package ships but another replaced (by request index): dpkg drops them from
     /// the replaced package's file list.
@@ -183,11 +187,27 @@ struct Job<'x, 'a> {
 }
 
 impl<'a> Extractor<'a> {
-    /// Prepares extraction into `root` of `packages` (in request order).
-    pub fn new(root: &'a Root, packages: &'a [&'a Package]) -> Extractor<'a> {
+    /// Prepares extraction into `root` of `packages` (in request order), of which those marked
+    /// in `extracted_first` are the ones debootstrap's first stage extracts.
+    pub fn new(
+        root: &'a Root,
+        packages: &'a [&'a Package],
+        extracted_first: &[bool],
+    ) -> Extractor<'a> {
+        let later = packages.len();
+        let ranks = (0..packages.len())
+            .map(|i| {
+                if extracted_first.get(i).copied().unwrap_or(false) {
+                    i
+                } else {
+                    later + i
+                }
+            })
+            .collect();
         Extractor {
             root,
             packages,
+            ranks,
             claims: Mutex::new(HashMap::new()),
             replaced: Mutex::new(Vec::new()),
             aliases: Mutex::new(BTreeSet::new()),
@@ -272,19 +292,30 @@ impl<'a> Extractor<'a> {
             .collect()
     }
 
-    /// Gives every directory the owner, mode and mtime of the earliest package shipping it.
-    /// Runs after all packages, so adding files no longer changes directory mtimes.
+    /// Gives every directory the owner and mode of the earliest package shipping it, and its
+    /// mtime too unless it [`Self::touched`] it during the build: then it keeps the build's
+    /// time, as in debootstrap's root. Runs after all packages, so adding files no longer
+    /// changes directory mtimes.
     pub fn finish_directories(&self) -> Result<(), UnpackError> {
         let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        let mut dirs: Vec<(&RelPath, usize, Meta)> = claims
+        let children = children_by_parent(&claims);
+        let mut dirs: Vec<(&RelPath, usize, &Shippers)> = claims
             .values()
             .filter_map(|claim| match claim {
-                Claim::Dir { first, path, meta } => Some((path, *first, *meta)),
+                Claim::Dir {
+                    first,
+                    path,
+                    shippers,
+                    ..
+                } => Some((path, *first, shippers)),
                 Claim::Other { .. } => None,
             })
             .collect();
         dirs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for (path, first, meta) in dirs {
+        for (path, first, shippers) in dirs {
+            let Some(meta) = shippers.kept().map(|(_, meta)| meta) else {
+                continue;
+            };
             let error = |source: io::Error| UnpackError::Extract {
                 package: self.packages[first].name.clone(),
                 entry: path.display(),
@@ -307,7 +338,14 @@ impl<'a> Extractor<'a> {
                 Err(Errno::LOOP | Errno::NOTDIR) => continue,
                 Err(e) => return Err(error(e.into())),
             };
-            set_fd_meta(&fd, meta).map_err(error)?;
+            let stat = rustix::fs::fstat(&fd).map_err(|e| error(e.into()))?;
+            if touched(children.get(&(stat.st_dev, stat.st_ino)), shippers) {
+                fchown(&fd, meta).map_err(error)?;
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
+                    .map_err(|e| error(e.into()))?;
+            } else {
+                set_fd_meta(&fd, meta).map_err(error)?;
+            }
         }
         Ok(())
     }
@@ -325,24 +363,12 @@ impl<'a> Extractor<'a> {
             None => {
                 claims.insert(
                     key,
-                    Claim::Dir {
-                        first: index,
-                        path: path.clone(),
-                        meta,
-                    },
+                    Claim::new_dir(index, self.ranks[index], self.ranks.len(), path, meta),
                 );
                 Ok(())
             }
-            Some(Claim::Dir {
-                first,
-                path: p,
-                meta: m,
-            }) => {
-                if index < *first {
-                    *first = index;
-                    *p = path.clone();
-                    *m = meta;
-                }
+            Some(claim @ Claim::Dir { .. }) => {
+                claim.note_dir(index, self.ranks[index], path, meta);
                 Ok(())
             }
             Some(Claim::Other { owner, kind }) => Err((*owner, *kind)),
@@ -629,26 +655,12 @@ impl Job<'_, '_> {
             Err(e) => return Err(self.failed(path, e)),
         }
         match claims.get_mut(&key) {
-            Some(Claim::Dir {
-                first,
-                path: p,
-                meta: m,
-            }) => {
-                if self.index < *first {
-                    *first = self.index;
-                    *p = path.clone();
-                    *m = meta;
-                }
+            Some(claim @ Claim::Dir { .. }) => {
+                claim.note_dir(self.index, self.x.ranks[self.index], path, meta);
             }
             _ => {
-                claims.insert(
-                    key,
-                    Claim::Dir {
-                        first: self.index,
-                        path: path.clone(),
-                        meta,
-                    },
-                );
+                let (rank, extracted) = (self.x.ranks[self.index], self.x.ranks.len());
+                claims.insert(key, Claim::new_dir(self.index, rank, extracted, path, meta));
             }
         }
         Ok(())
@@ -955,6 +967,143 @@ fn write_contents(
     rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))?;
     rustix::fs::futimens(&file, &meta.timestamps())?;
     Ok(())
+}
+
+/// The earliest package shipping a directory by its canonical path (`usr/lib/x`) and by a
+/// merged-/usr alias (`lib/x`), each as its rank in debootstrap's order (see
+/// [`Extractor::ranks`]) with its entry's metadata.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shippers {
+    canonical: Option<(usize, Meta)>,
+    alias: Option<(usize, Meta)>,
+    /// Ranks below this are packages debootstrap's first stage extracts.
+    extracted: usize,
+}
+
+impl Shippers {
+    fn note(&mut self, rank: usize, path: &RelPath, meta: Meta) {
+        let first = path.first_component();
+        let via_alias = !path.is_root() && USR_ALIASES.iter().any(|a| a.as_bytes() == first);
+        let side = if via_alias {
+            &mut self.alias
+        } else {
+            &mut self.canonical
+        };
+        if !side.is_some_and(|(earliest, _)| earliest <= rank) {
+            *side = Some((rank, meta));
+        }
+    }
+
+    fn extracted(&self, side: Option<(usize, Meta)>) -> Option<(usize, Meta)> {
+        side.filter(|(rank, _)| *rank < self.extracted)
+    }
+
+    /// The shipper whose directory debootstrap's root ends with. Its first stage extracts into
+    /// an unmerged tree, then moves `lib/x` into `usr/lib/x` only where that is missing; dpkg
+    /// later creates what is still missing, through either path.
+    fn kept(&self) -> Option<(usize, Meta)> {
+        self.extracted(self.canonical)
+            .or(self.extracted(self.alias))
+            .or(match (self.canonical, self.alias) {
+                (Some(c), Some(a)) => Some(if a.0 < c.0 { a } else { c }),
+                (c, a) => c.or(a),
+            })
+    }
+}
+
+impl Claim {
+    /// A directory first shipped by package `index` of rank `rank`, where ranks below
+    /// `extracted` are packages debootstrap's first stage extracts.
+    fn new_dir(index: usize, rank: usize, extracted: usize, path: &RelPath, meta: Meta) -> Claim {
+        let mut shippers = Shippers {
+            extracted,
+            ..Shippers::default()
+        };
+        shippers.note(rank, path, meta);
+        Claim::Dir {
+            first: index,
+            path: path.clone(),
+            shippers,
+        }
+    }
+
+    /// Records another package shipping this directory; the earliest keeps it.
+    fn note_dir(&mut self, index: usize, rank: usize, new_path: &RelPath, new_meta: Meta) {
+        if let Claim::Dir {
+            first,
+            path,
+            shippers,
+        } = self
+        {
+            shippers.note(rank, new_path, new_meta);
+            if index < *first {
+                *first = index;
+                *path = new_path.clone();
+            }
+        }
+    }
+}
+
+/// What packages put directly in one directory: whether any non-directory, and who ships
+/// each subdirectory.
+#[derive(Debug, Default)]
+struct Children {
+    non_directory: bool,
+    subdirectories: Vec<Shippers>,
+}
+
+/// The children of every directory, keyed by the directory's (device, inode).
+fn children_by_parent(claims: &HashMap<ClaimKey, Claim>) -> HashMap<(u64, u64), Children> {
+    let mut children: HashMap<(u64, u64), Children> = HashMap::new();
+    for (key, claim) in claims {
+        if key.name == b"." {
+            continue;
+        }
+        let entry = children.entry((key.dev, key.ino)).or_default();
+        match claim {
+            Claim::Dir { shippers, .. } => entry.subdirectories.push(*shippers),
+            Claim::Other { .. } => entry.non_directory = true,
+        }
+    }
+    children
+}
+
+/// Whether debootstrap's build leaves a directory with the build's mtime instead of the
+/// archive's. Its first stage extracts packages one after another with `tar -k`, which
+/// restores the mtime of a directory it creates but not of one that exists, so a later
+/// package adding a subdirectory leaves the build's time; it then merges /usr, moving what
+/// only `lib/x` has into `usr/lib/x`. dpkg then unpacks every package, placing each file, link
+/// or device by a rename in its directory, and creating each missing directory with its
+/// archive mtime before what goes in it.
+fn touched(children: Option<&Children>, dir: &Shippers) -> bool {
+    let Some(children) = children else {
+        return false;
+    };
+    if children.non_directory {
+        return true;
+    }
+    let Some((kept, _)) = dir.kept() else {
+        return false;
+    };
+    if kept >= dir.extracted {
+        // Made by dpkg, before anything in it.
+        return !children.subdirectories.is_empty();
+    }
+    let from_canonical = dir.extracted(dir.canonical).is_some();
+    children.subdirectories.iter().any(|sub| {
+        if from_canonical {
+            match sub.canonical {
+                Some((created, _)) => created > kept,
+                // Only the alias path had it: the merge or dpkg put it there later.
+                None => sub.alias.is_some(),
+            }
+        } else {
+            [sub.alias, sub.canonical]
+                .into_iter()
+                .flatten()
+                .any(|(created, _)| created > kept)
+        }
+    })
 }
 
 /// Bytes moved per read; large, so a file costs few write calls.

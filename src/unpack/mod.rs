@@ -80,6 +80,8 @@ pub struct UnpackedPackage {
     pub priority: Option<String>,
     /// Names of the maintainer scripts the package ships (`preinst`, `postinst`, ...).
     pub scripts: Vec<String>,
+    /// The package's control file as shipped, which dpkg puts in tmp.ci/ beside the preinst.
+    pub control: Vec<u8>,
 }
 
 impl UnpackedPackage {
@@ -318,7 +320,8 @@ fn unpack_into(
     let packages = request.packages;
     reporter.start(Counter::Unpacked, packages.len() as u64);
     let shippers: Vec<&Package> = packages.iter().collect();
-    let extractor = Extractor::new(root, &shippers);
+    let extracted_first = crate::resolve::extracted_first(&shippers);
+    let extractor = Extractor::new(root, &shippers, &extracted_first);
     for alias in usr_aliases(request.arch) {
         extractor
             .ensure_usr_alias(alias.as_bytes())
@@ -354,7 +357,7 @@ fn unpack_into(
             paths: &o.extracted.paths,
             computed_md5sums: o.extracted.md5sums.as_deref(),
             conffile_md5: &o.extracted.conffile_md5,
-            priority: packages[o.index].priority.as_deref(),
+            priority: status_priority(o, &packages[o.index], extracted_first[o.index]),
         })
         .collect();
     database::write(root, &records)?;
@@ -415,6 +418,24 @@ fn extract_all(
     Ok(outcomes)
 }
 
+/// The priority to record in the status file instead of the control file's, if any. dpkg keeps
+/// one priority per package name, shared by its status and available records: debootstrap
+/// writes the index stanzas to `available` after its first stage, so the packages of that stage
+/// end with the archive's priority; a package unpacked later keeps its control file's, unless
+/// that has none.
+fn status_priority<'d>(
+    outcome: &Outcome,
+    package: &'d Package,
+    extracted_first: bool,
+) -> Option<&'d str> {
+    let archive = package.priority.as_deref();
+    if extracted_first || outcome.control.get("Priority").is_none() {
+        archive
+    } else {
+        None
+    }
+}
+
 /// The package as later stages see it; the archive's priority wins over the control file's.
 fn unpacked_package(outcome: &Outcome, package: &Package) -> UnpackedPackage {
     let control = &outcome.control;
@@ -437,6 +458,12 @@ fn unpacked_package(outcome: &Outcome, package: &Package) -> UnpackedPackage {
             .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         priority,
         scripts,
+        control: outcome
+            .members
+            .iter()
+            .find(|m| m.name == "control")
+            .map(|m| m.data.clone())
+            .unwrap_or_default(),
     }
 }
 

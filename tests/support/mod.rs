@@ -8,5 +8,6 @@ pub mod repo;
 pub mod server;
 pub mod sign;
 pub mod skip;
+pub mod strict;
 pub mod tor;
 pub mod tree;
