@@ -502,10 +502,10 @@ fn root_a_target_with_a_mount_inside_is_refused_and_left_alone() {
     );
 }
 
-/// README's requirements: a TARGET on a noexec or nodev filesystem gets a warning naming it
-/// before maintainer scripts run (here they then fail: the tiny packages ship no shell).
+/// README: a TARGET on a noexec filesystem (where no maintainer script could run) is refused
+/// before any package is fetched, naming the mount point and the option.
 #[test]
-fn root_a_target_on_a_noexec_nodev_filesystem_is_warned_about() {
+fn root_a_target_on_a_noexec_filesystem_is_refused_before_any_download() {
     if !support::host::require_root() {
         return;
     }
@@ -528,11 +528,20 @@ fn root_a_target_on_a_noexec_nodev_filesystem_is_warned_about() {
         &target,
     ));
     let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
     assert!(
-        err.contains("is on a filesystem mounted noexec: maintainer scripts will fail")
-            && err.contains("is on a filesystem mounted nodev"),
+        err.contains("noexec") && err.contains(&*mount_point.to_string_lossy()),
         "{err}"
     );
+    assert!(
+        served
+            .server
+            .requests()
+            .iter()
+            .all(|p| !p.ends_with(".deb")),
+        "packages were fetched before the refusal"
+    );
+    assert!(!target.exists(), "TARGET was made");
     assert!(
         debstrap_onion::stage::mounts_under(&mount_point).is_empty(),
         "the build left mounts"

@@ -124,7 +124,6 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
     crate::cancel::check()?;
     check_request(request)?;
     let root_path = chroot::canonical(request.root)?;
-    warn_mount_options(&root_path);
     let root = RootDir::open(&root_path)?;
     let log = Some(Path::new(LOG_PATH));
     root.create_dir_all(Path::new("var/log"), 0o755)?;
@@ -237,21 +236,6 @@ fn check_request(request: &StageRequest) -> Result<(), StageError> {
         return refuse("component", c, "it is empty or holds blanks");
     }
     Ok(())
-}
-
-/// Scripts do not run on a `noexec` filesystem (the pipeline refuses one before any work; a
-/// `nodev` one is worked around in [`ChrootMounts::mount`]).
-fn warn_mount_options(root: &Path) {
-    use nix::sys::statvfs::FsFlags;
-    let Ok(stat) = nix::sys::statvfs::statvfs(root) else {
-        return;
-    };
-    if stat.flags().contains(FsFlags::ST_NOEXEC) {
-        tracing::warn!(
-            "{} is on a filesystem mounted noexec: maintainer scripts will fail",
-            root.display()
-        );
-    }
 }
 
 #[cfg(test)]
