@@ -208,7 +208,7 @@ impl CacheDir {
     }
 
     /// Opens `name`, reads it whole and returns its bytes only when it has `expected`'s size and
-    /// SHA256; a file of another size or hash is removed (it is fetched again).
+    /// SHA256; a file of another size or hash is fetched again and replaced by rename.
     pub(crate) fn read_verified(
         &self,
         name: &str,
@@ -228,7 +228,8 @@ impl CacheDir {
     }
 
     /// Opens `name` and hashes it through the descriptor; returns that descriptor, rewound,
-    /// only when size and SHA256 match `expected`. A mismatching file is removed.
+    /// only when size and SHA256 match `expected`. A mismatching file is left for a verified
+    /// copy to replace by rename.
     pub(crate) fn open_verified(
         &self,
         name: &str,
@@ -252,22 +253,13 @@ impl CacheDir {
                 return Ok(Some(file));
             }
         }
+        // Left in place, not removed: another build may have just renamed a good copy to this
+        // name, and removing by name would take that one. The verified download replaces it.
         tracing::warn!(
             "{}: cached file does not match its hash; fetching it again",
             path.display()
         );
-        self.remove(name)?;
         Ok(None)
-    }
-
-    /// The directory's descriptor, shared.
-    pub(crate) fn fd(&self) -> &Arc<OwnedFd> {
-        &self.fd
-    }
-
-    /// Whether files are checked for owner and mode (running as root).
-    pub(crate) fn strict(&self) -> bool {
-        self.strict
     }
 }
 
@@ -344,6 +336,28 @@ fn check_owner(uid: u32, mode: u32) -> Result<(), UnsafeCache> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cached_file_that_does_not_match_is_replaced_by_rename_never_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(base.path(), "debs").unwrap();
+        let good = b"good bytes";
+        let expected = super::super::Expected {
+            size: good.len() as u64,
+            sha256: super::super::hash::Sha256Digest::of(good),
+        };
+        // Another build's copy at this name: removing the name would take it from under that
+        // build, so a mismatch leaves the name alone.
+        let path = dir.path_of("p.deb");
+        fs_err::write(&path, b"bad bytes!").unwrap();
+        assert!(dir.open_verified("p.deb", expected).unwrap().is_none());
+        assert_eq!(fs_err::read(&path).unwrap(), b"bad bytes!");
+
+        let mut temp = dir.create_temp().unwrap();
+        std::io::Write::write_all(&mut temp.file, good).unwrap();
+        temp.persist("p.deb").unwrap();
+        assert!(dir.open_verified("p.deb", expected).unwrap().is_some());
+    }
 
     #[test]
     fn only_root_owned_and_not_shared_writable_is_trusted() {

@@ -76,7 +76,7 @@ pub fn read_deb<T>(
         package: package.to_owned(),
         source,
     };
-    let mut file = deb.open().map_err(cached)?;
+    let mut file = deb.open();
     let result = read_members(package, path, &mut file, target, extract);
     // A hashing failure explains any other: the bytes were not the ones verified.
     file.finish().map_err(cached)?;
