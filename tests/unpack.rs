@@ -966,7 +966,32 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
 // The bytes unpacked are the bytes verified, and no package grows without bound
 
 #[test]
-fn root_a_deb_swapped_after_its_check_is_refused_and_nothing_is_left() {
+fn root_a_deb_renamed_over_after_its_check_is_never_read() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let plain = |contents: &[u8]| {
+        pkg("swapped")
+            .compression(Compression::None)
+            .file("./etc/swapped", 0o644, contents)
+    };
+    let deb = plain(b"verified").write(&f.debs);
+    // What someone who can write the cache directory does between the check and the unpack:
+    // the name now leads to their file, but the build holds the descriptor it verified.
+    let staged = f.debs.join("staged");
+    std::fs::write(&staged, plain(b"attacker").build()).expect("write the swap");
+    std::fs::rename(&staged, deb.path()).expect("swap");
+    f.unpack_debs(std::slice::from_ref(&deb))
+        .expect("the verified bytes unpack");
+    assert_eq!(
+        std::fs::read(f.root.join("etc/swapped")).expect("unpacked file"),
+        b"verified"
+    );
+}
+
+#[test]
+fn root_a_deb_rewritten_in_place_after_its_check_is_refused_and_nothing_is_left() {
     if !have_root() {
         return;
     }
@@ -983,10 +1008,9 @@ fn root_a_deb_swapped_after_its_check_is_refused_and_nothing_is_left() {
         deb.package().size,
         "the same size, so only the hash can tell"
     );
-    // What someone who can write the cache directory does between the check and the unpack.
-    let staged = f.debs.join("staged");
-    std::fs::write(&staged, &evil).expect("write the swap");
-    std::fs::rename(&staged, deb.path()).expect("swap");
+    // The same file, rewritten through its name: the descriptor sees the new bytes, the hash
+    // taken while unpacking does not match.
+    std::fs::write(deb.path(), &evil).expect("rewrite in place");
     let err = f
         .unpack_debs(std::slice::from_ref(&deb))
         .expect_err("refused");

@@ -4,7 +4,7 @@
 //! file that another user owns, or that group or others may write, is refused: whoever can write
 //! there could swap a verified file for one of their own.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::client::FetchError;
+use super::hash::Sha256Digest;
 
 /// Why a cache directory or file is not safe to trust as root.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -207,24 +208,42 @@ impl CacheDir {
         }
     }
 
-    /// Opens `name`, reads it whole and returns its bytes only when it has `expected`'s size and
-    /// SHA256; a file of another size or hash is fetched again and replaced by rename.
+    /// Reads `name` once, no further than one byte past `expected.size`, and returns exactly the
+    /// bytes read when their size and SHA256 are `expected`'s; `None` when there is no such file
+    /// or it does not match (it is fetched again and replaced by rename, never removed).
     pub(crate) fn read_verified(
         &self,
         name: &str,
         expected: super::Expected,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        let Some(file) = self.open_verified(name, expected)? else {
+        let Some(file) = self.open_file(name)? else {
             return Ok(None);
         };
-        let mut data = Vec::with_capacity(usize::try_from(expected.size).unwrap_or(0));
-        let mut file = file;
-        file.read_to_end(&mut data)
+        let data = read_bounded(file, expected.size).map_err(|source| FetchError::Cache {
+            path: self.path_of(name),
+            source,
+        })?;
+        if data.len() as u64 == expected.size && Sha256Digest::of(&data) == expected.sha256 {
+            return Ok(Some(data));
+        }
+        tracing::warn!(
+            "{}: cached file does not match its hash; fetching it again",
+            self.path_of(name).display()
+        );
+        Ok(None)
+    }
+
+    /// Keeps verified bytes under `name`: written under a private name, then renamed into place.
+    pub(crate) fn store(&self, name: &str, data: &[u8]) -> Result<(), FetchError> {
+        let mut temp = self.create_temp()?;
+        temp.file
+            .write_all(data)
             .map_err(|source| FetchError::Cache {
                 path: self.path_of(name),
                 source,
             })?;
-        Ok(Some(data))
+        temp.persist(name)?;
+        Ok(())
     }
 
     /// Opens `name` and hashes it through the descriptor; returns that descriptor, rewound,
@@ -301,6 +320,16 @@ impl Drop for Unlink<'_> {
     }
 }
 
+/// The first bytes of `reader`, no more than one past `size`: enough to tell a file of the right
+/// size from a longer one without reading the longer one whole.
+pub(crate) fn read_bounded(reader: impl Read, size: u64) -> io::Result<Vec<u8>> {
+    // The size is signed but may still be a lie; memory grows only as bytes arrive past this.
+    const FIRST_CAPACITY: u64 = 64 << 20;
+    let mut data = Vec::with_capacity(usize::try_from(size.min(FIRST_CAPACITY)).unwrap_or(0));
+    reader.take(size.saturating_add(1)).read_to_end(&mut data)?;
+    Ok(data)
+}
+
 fn unsafe_cache(path: &Path, why: UnsafeCache) -> FetchError {
     FetchError::UnsafeCache {
         path: path.to_path_buf(),
@@ -357,6 +386,44 @@ mod tests {
         std::io::Write::write_all(&mut temp.file, good).unwrap();
         temp.persist("p.deb").unwrap();
         assert!(dir.open_verified("p.deb", expected).unwrap().is_some());
+    }
+
+    /// Endless zeros, counting what is taken from it.
+    struct Endless<'c>(&'c std::cell::Cell<u64>);
+
+    impl Read for Endless<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(0);
+            self.0.set(self.0.get() + buf.len() as u64);
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn an_endless_file_is_read_one_byte_past_its_size_and_no_further() {
+        let taken = std::cell::Cell::new(0);
+        let data = read_bounded(Endless(&taken), 1000).unwrap();
+        assert_eq!(data.len(), 1001);
+        assert_eq!(taken.get(), 1001);
+    }
+
+    #[test]
+    fn a_cached_file_is_returned_only_as_the_bytes_that_were_hashed() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(base.path(), "indices").unwrap();
+        let good = b"Package: a\n";
+        let expected = super::super::Expected {
+            size: good.len() as u64,
+            sha256: Sha256Digest::of(good),
+        };
+        fs_err::write(dir.path_of("i"), good).unwrap();
+        assert_eq!(
+            dir.read_verified("i", expected).unwrap().as_deref(),
+            Some(&good[..])
+        );
+        // The verified bytes followed by more: refused, not cut to size nor read whole.
+        fs_err::write(dir.path_of("i"), b"Package: a\nPackage: evil\n").unwrap();
+        assert_eq!(dir.read_verified("i", expected).unwrap(), None);
     }
 
     #[test]

@@ -1,17 +1,18 @@
 //! The suite's index: InRelease (or Release + Release.gpg when there is no InRelease), read up
 //! to a cap and verified, then the Packages index of every requested component, streamed to the
-//! cache and checked against the Release's size and SHA256 before it is decompressed, and
-//! decompressed to disk no further than the Release's uncompressed size before it is read and
-//! parsed. Verified Packages files are kept in the cache under their hash, so a warm build
-//! fetches only the InRelease.
+//! cache and stopped one byte past the Release's size. The index is then read into memory once,
+//! no further than one byte past that size; exactly those bytes are checked against the
+//! Release's SHA256, decompressed in memory no further than the signed uncompressed size,
+//! checked again and parsed. Verified Packages files are kept in the cache under their hash
+//! (when the cache can take them), so a warm build fetches only the InRelease.
 
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::path::Path;
 use std::time::SystemTime;
 
-use super::cache::CacheDir;
+use super::cache::{read_bounded, CacheDir};
 use super::client::{check, Expected, FetchError, Fetcher, MAX_RELEASE, MAX_SIGNATURE};
-use super::hash::Sha256Reader;
+use super::hash::Sha256Digest;
 use super::index::{parse_packages, RepoIndex};
 use super::keyring::Keyring;
 use super::release::{ReleasePolicy, VerifiedRelease};
@@ -158,28 +159,42 @@ async fn fetch_packages(
     }
     let cached = {
         let (cache, name) = (cache.clone(), expected.sha256.to_hex());
-        tokio::task::spawn_blocking(move || cache.open_verified(&name, expected))
+        tokio::task::spawn_blocking(move || cache.read_verified(&name, expected))
             .await
             .expect("reading the cache does not panic")?
     };
     let compressed = match cached {
-        Some(file) => file,
+        Some(data) => data,
         None => {
             // Kept under its hash only when nothing else of it would be cached.
             let name = expected.sha256.to_hex();
             let keep = plain.is_none() || matches!(compression, Compression::None);
             let name = keep.then_some(name.as_str());
-            fetcher
+            let file = fetcher
                 .download(&url, &cache, name, expected, &|_| {})
-                .await?
+                .await?;
+            let url = url.clone();
+            tokio::task::spawn_blocking(move || read_back(file, expected, &url))
+                .await
+                .expect("reading a download back does not panic")?
         }
     };
     let text = tokio::task::spawn_blocking(move || {
-        decompress_verified(&cache, compressed, compression, plain, &url).map(|t| (t, url))
+        verified_text(&cache, compressed, compression, plain, &url).map(|t| (t, url))
     })
     .await
     .expect("decompressing an index does not panic")?;
     parse_blocking(text.1, part, text.0).await
+}
+
+/// The downloaded index, read once into memory no further than one byte past its signed size;
+/// exactly the bytes checked here are the ones decompressed and parsed.
+fn read_back(file: fs_err::File, expected: Expected, url: &str) -> Result<Vec<u8>, FetchError> {
+    let path = file.path().to_path_buf();
+    let data =
+        read_bounded(file, expected.size).map_err(|source| FetchError::Cache { path, source })?;
+    check(url, expected, data.len() as u64, Sha256Digest::of(&data))?;
+    Ok(data)
 }
 
 /// Parses a verified Packages text on the blocking pool.
@@ -198,40 +213,53 @@ async fn parse_blocking(
     .expect("parsing an index does not panic")
 }
 
-/// Decompresses a verified index into a file in the cache, stopping one byte past the
-/// uncompressed size the Release signed (or [`MAX_INDEX`] when it lists none), checks that size
-/// and hash, keeps the file under its hash, and only then reads it into memory.
-fn decompress_verified(
+/// The Packages text of a verified index: decompressed in memory no further than one byte past
+/// the uncompressed size the Release signed (or [`MAX_INDEX`] when it lists none), checked
+/// against that size and hash, then kept in the cache under its hash when the cache can take it
+/// (a read-only or full cache is a warning, not a failure).
+fn verified_text(
     cache: &CacheDir,
-    compressed: fs_err::File,
+    compressed: Vec<u8>,
     compression: Compression,
     plain: Option<Expected>,
     url: &str,
 ) -> Result<Vec<u8>, FetchError> {
-    let decompress_err = |source| FetchError::Decompress {
-        url: url.to_string(),
-        source,
-    };
-    let mut compressed = compressed;
     if let Compression::None = compression {
-        let mut text = Vec::new();
-        compressed.read_to_end(&mut text).map_err(decompress_err)?;
-        return Ok(text);
+        return Ok(compressed);
     }
+    let text = decompress(&compressed, compression, plain, url)?;
+    drop(compressed);
+    if let Some(plain) = plain {
+        if let Err(err) = cache.store(&plain.sha256.to_hex(), &text) {
+            let cause = std::error::Error::source(&err)
+                .map(|c| format!(": {c}"))
+                .unwrap_or_default();
+            tracing::warn!("{err}{cause}; the index is used without being cached");
+        }
+    }
+    Ok(text)
+}
+
+fn decompress(
+    compressed: &[u8],
+    compression: Compression,
+    plain: Option<Expected>,
+    url: &str,
+) -> Result<Vec<u8>, FetchError> {
     let limit = plain.map_or(MAX_INDEX, |p| p.size);
     let decoder: Box<dyn Read> = match compression {
         Compression::Xz => Box::new(liblzma::read::XzDecoder::new(compressed)),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(compressed)),
         Compression::None => Box::new(compressed),
     };
-    let mut reader = Sha256Reader::new(decoder.take(limit + 1));
-    let mut temp = cache.create_temp()?;
+    let text = read_bounded(decoder, limit).map_err(|source| FetchError::Decompress {
+        url: url.to_string(),
+        source,
+    })?;
     let decompressed_url = format!("{url} (decompressed)");
-    // A write error is the cache's, a read error the archive's; both stop here.
-    std::io::copy(&mut reader, &mut temp.file).map_err(decompress_err)?;
-    let size = reader.count();
+    let size = text.len() as u64;
     match plain {
-        Some(plain) => check(&decompressed_url, plain, size, reader.digest())?,
+        Some(plain) => check(&decompressed_url, plain, size, Sha256Digest::of(&text))?,
         None if size > limit => {
             return Err(FetchError::TooLarge {
                 url: decompressed_url,
@@ -239,24 +267,6 @@ fn decompress_verified(
             })
         }
         None => {}
-    }
-    let cache_err = |source| FetchError::Cache {
-        path: cache.path().to_path_buf(),
-        source,
-    };
-    temp.file.flush().map_err(cache_err)?;
-    temp.file.rewind().map_err(cache_err)?;
-    let mut file = match plain {
-        Some(plain) => temp.persist(&plain.sha256.to_hex())?,
-        None => temp.into_anonymous()?,
-    };
-    let mut text = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    file.read_to_end(&mut text).map_err(cache_err)?;
-    if text.len() as u64 != size {
-        return Err(cache_err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the decompressed index changed while it was read back",
-        )));
     }
     Ok(text)
 }
@@ -266,18 +276,12 @@ fn decompress_verified(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::fetch::hash::Sha256Digest;
+    use std::io::Write;
 
     fn xz(data: &[u8]) -> Vec<u8> {
         let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
-    }
-
-    fn file_with(dir: &Path, data: &[u8]) -> fs_err::File {
-        let path = dir.join("compressed");
-        fs_err::write(&path, data).unwrap();
-        fs_err::File::open(&path).unwrap()
     }
 
     #[test]
@@ -290,9 +294,9 @@ mod tests {
             size: 1000,
             sha256: Sha256Digest::of(&[0u8; 1000]),
         };
-        let err = decompress_verified(
+        let err = verified_text(
             &cache,
-            file_with(dir.path(), &bomb),
+            bomb,
             Compression::Xz,
             Some(signed),
             "http://127.0.0.1/Packages.xz",
@@ -315,9 +319,9 @@ mod tests {
             size: text.len() as u64,
             sha256: Sha256Digest::of(&text),
         };
-        let out = decompress_verified(
+        let out = verified_text(
             &cache,
-            file_with(dir.path(), &xz(&text)),
+            xz(&text),
             Compression::Xz,
             Some(signed),
             "http://127.0.0.1/Packages.xz",
@@ -330,5 +334,39 @@ mod tests {
                 .unwrap(),
             Some(text)
         );
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_does_not_fail_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        // A "directory" that is a plain file: every write into it fails, as in a read-only or
+        // full cache (root would write through a read-only mode).
+        let not_dir = dir.path().join("not-a-directory");
+        fs_err::write(&not_dir, b"").unwrap();
+        let fd = rustix::fs::open(
+            &not_dir,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let cache = CacheDir::from_parts(std::sync::Arc::new(fd), not_dir, false);
+        let text = b"Package: a\n".repeat(100);
+        let signed = Expected {
+            size: text.len() as u64,
+            sha256: Sha256Digest::of(&text),
+        };
+        assert!(
+            cache.store("x", &text).is_err(),
+            "the cache cannot be written"
+        );
+        let out = verified_text(
+            &cache,
+            xz(&text),
+            Compression::Xz,
+            Some(signed),
+            "http://127.0.0.1/Packages.xz",
+        )
+        .unwrap();
+        assert_eq!(out, text);
     }
 }
