@@ -114,6 +114,8 @@ pub enum FormatProblem {
     NoData,
     #[error("unexpected member {0}")]
     Unexpected(String),
+    #[error("member name {0:?} is an ar extension a .deb never has (a GNU name table or long name, or a BSD long name)")]
+    ArExtension(String),
 }
 
 /// Why an archive entry was refused.
@@ -148,6 +150,8 @@ pub enum LimitProblem {
     TooLarge { limit: u64 },
     #[error("the target's file system has only {free} bytes free; free some space or choose another TARGET")]
     NoSpace { free: u64 },
+    #[error("a tar '{kind}' entry of {size} bytes (a long name, long link or pax header) is past the {limit}-byte limit")]
+    TarExtension { kind: char, size: u64, limit: u64 },
 }
 
 /// Why unpacking failed; every variant names the package (and entry) at fault.
