@@ -1240,3 +1240,32 @@ fn root_ar_name_tables_and_bsd_long_names_are_refused_naming_package_and_member(
         assert!(!f.root.exists(), "the partial root was left");
     }
 }
+
+#[test]
+fn root_a_deb_stopped_by_a_limit_is_not_read_to_its_end() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let builder = pkg("stopped")
+        .file("./etc/x", 0o644, b"x")
+        .tamper_data_tar(|tar| prepend_tar_extension(tar, tar::EntryType::GNULongName, 2 << 20));
+    let deb = builder.write(&f.debs);
+    // The last byte changes after the check, far past where the limit stops reading: only a
+    // pass that hashes the whole file would see it.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(deb.path())
+        .expect("open the cached .deb");
+    std::os::unix::fs::FileExt::write_at(&mut file, b"!", deb.package().size - 1)
+        .expect("change the last byte");
+    let err = f
+        .unpack_debs(std::slice::from_ref(&deb))
+        .expect_err("refused");
+    assert!(
+        matches!(err, UnpackError::Limit { .. }),
+        "{}",
+        error_line(&err)
+    );
+    assert!(!f.root.exists(), "the partial root was left");
+}

@@ -78,6 +78,14 @@ pub fn read_deb<T>(
     };
     let mut file = deb.open();
     let result = read_members(package, path, &mut file, target, extract);
+    // Stopped by Ctrl-C or by a limit: reading the rest of the file to hash it would only delay
+    // the error (a limit is a reason to stop whatever the bytes are).
+    if matches!(
+        result,
+        Err(UnpackError::Cancelled(_) | UnpackError::Limit { .. })
+    ) {
+        return result;
+    }
     // A hashing failure explains any other: the bytes were not the ones verified.
     file.finish().map_err(cached)?;
     result
