@@ -20,6 +20,8 @@ pub const MAX_CONTROL_TOTAL: u64 = 64 << 20;
 pub const MAX_DATA_TAR: u64 = 16 << 30;
 /// Extraction stops when the target's file system has less than this much space left.
 pub const MIN_FREE: u64 = 32 << 20;
+/// Extraction stops when the target's file system has fewer free inodes than this.
+pub const MIN_FREE_INODES: u64 = 1024;
 /// How many decompressed bytes pass between two checks of the free space.
 const SPACE_CHECK_STEP: u64 = 4 << 20;
 
@@ -205,9 +207,8 @@ impl<R: Read> Read for Bounded<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if let Some(target) = self.target.filter(|_| self.read >= self.next_check) {
             let stat = rustix::fs::fstatvfs(target)?;
-            let free = stat.f_bavail.saturating_mul(stat.f_frsize);
-            if free < MIN_FREE {
-                return Err(io::Error::other(LimitProblem::NoSpace { free }));
+            if let Some(problem) = space_problem(&stat) {
+                return Err(io::Error::other(problem));
             }
             self.next_check = self.read + SPACE_CHECK_STEP;
         }
@@ -220,6 +221,22 @@ impl<R: Read> Read for Bounded<'_, R> {
         }
         Ok(n)
     }
+}
+
+/// Why the target's file system cannot take more files: too few bytes, or too few inodes (a
+/// package of many small files runs out of those first). A file system that reports no inode
+/// count (btrfs) is judged by its bytes alone.
+fn space_problem(stat: &rustix::fs::StatVfs) -> Option<LimitProblem> {
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    if free < MIN_FREE {
+        return Some(LimitProblem::NoSpace { free });
+    }
+    if stat.f_files > 0 && stat.f_favail < MIN_FREE_INODES {
+        return Some(LimitProblem::NoInodes {
+            free: stat.f_favail,
+        });
+    }
+    None
 }
 
 /// Turns an I/O failure that is really a [`Bounded`] limit into its own error.
@@ -592,6 +609,38 @@ fn read_control(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn statvfs(bavail: u64, files: u64, favail: u64) -> rustix::fs::StatVfs {
+        rustix::fs::StatVfs {
+            f_bsize: 4096,
+            f_frsize: 4096,
+            f_blocks: 1 << 30,
+            f_bfree: bavail,
+            f_bavail: bavail,
+            f_files: files,
+            f_ffree: favail,
+            f_favail: favail,
+            f_fsid: 0,
+            f_flag: rustix::fs::StatVfsMountFlags::empty(),
+            f_namemax: 255,
+        }
+    }
+
+    #[test]
+    fn extraction_stops_when_bytes_or_inodes_run_short() {
+        let plenty = 1 << 20;
+        assert_eq!(space_problem(&statvfs(plenty, plenty, plenty)), None);
+        assert_eq!(
+            space_problem(&statvfs(10, plenty, plenty)),
+            Some(LimitProblem::NoSpace { free: 40960 })
+        );
+        assert_eq!(
+            space_problem(&statvfs(plenty, plenty, 10)),
+            Some(LimitProblem::NoInodes { free: 10 })
+        );
+        // btrfs reports no inode counts at all.
+        assert_eq!(space_problem(&statvfs(plenty, 0, 0)), None);
+    }
 
     #[test]
     fn a_member_stops_one_byte_past_its_limit() {
