@@ -265,7 +265,8 @@ impl CacheDir {
         };
         let size = file.metadata().map_err(io_err)?.len();
         if size == expected.size {
-            let mut hasher = super::hash::Sha256Reader::new((&mut file).take(expected.size + 1));
+            let mut hasher =
+                super::hash::Sha256Reader::new((&mut file).take(expected.size.saturating_add(1)));
             let read = io::copy(&mut hasher, &mut io::sink()).map_err(io_err)?;
             if read == expected.size && hasher.digest() == expected.sha256 {
                 file.rewind().map_err(io_err)?;
