@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::cache::{CacheDir, UnsafeCache};
-use super::hash::Sha256Digest;
+use super::hash::{Sha256Counter, Sha256Digest};
 use super::index::IndexParseError;
 use super::keyring::KeyringError;
 use super::release::ReleaseError;
@@ -184,6 +184,32 @@ impl Body {
         }
     }
 
+    /// Hands the body to `sink` piece by piece, refused at once when it announces more than
+    /// `limit` bytes and as soon as more than `limit` arrive (`too_large` is given the count);
+    /// gives the size and SHA256 of what arrived.
+    async fn stream_bounded(
+        self,
+        url: &str,
+        limit: u64,
+        too_large: &(dyn Fn(u64) -> FetchError + Sync),
+        sink: &mut (dyn FnMut(&[u8]) -> Result<(), FetchError> + Send),
+    ) -> Result<Sha256Counter, FetchError> {
+        if let Some(announced) = self.announced().await.filter(|&n| n > limit) {
+            return Err(too_large(announced));
+        }
+        let mut sum = Sha256Counter::new();
+        self.for_each_chunk(url, &mut |chunk| {
+            let total = sum.count() + chunk.len() as u64;
+            if total > limit {
+                return Err(too_large(total));
+            }
+            sum.update(chunk);
+            sink(chunk)
+        })
+        .await?;
+        Ok(sum)
+    }
+
     /// Hands every piece of the body to `sink`, in order, checking for Ctrl-C between pieces.
     async fn for_each_chunk(
         self,
@@ -259,18 +285,12 @@ impl Fetcher {
         let deadline = self.deadline(0);
         self.with_retries(url, deadline, || async {
             let body = self.open(url).await?;
-            let too_large = || FetchError::TooLarge {
+            let too_large = |_| FetchError::TooLarge {
                 url: url.to_string(),
                 limit: cap,
             };
-            if body.announced().await.is_some_and(|n| n > cap) {
-                return Err(too_large());
-            }
             let mut data = Vec::new();
-            body.for_each_chunk(url, &mut |chunk| {
-                if (data.len() + chunk.len()) as u64 > cap {
-                    return Err(too_large());
-                }
+            body.stream_bounded(url, cap, &too_large, &mut |chunk| {
                 data.extend_from_slice(chunk);
                 Ok(())
             })
@@ -397,29 +417,18 @@ impl Fetcher {
             expected: expected.size,
             actual,
         };
-        if let Some(announced) = body.announced().await.filter(|&n| n > expected.size) {
-            return Err(too_large(announced));
-        }
         let mut temp = dir.create_temp()?;
         let cache_err = |source| FetchError::Cache {
             path: dir.path().to_path_buf(),
             source,
         };
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        let mut written = 0u64;
-        body.for_each_chunk(url, &mut |chunk| {
-            let total = written + chunk.len() as u64;
-            if total > expected.size {
-                return Err(too_large(total));
-            }
-            written = total;
-            sha2::Digest::update(&mut hasher, chunk);
-            progress(chunk.len() as u64);
-            temp.file.write_all(chunk).map_err(cache_err)
-        })
-        .await?;
-        let digest = Sha256Digest(sha2::Digest::finalize(hasher).into());
-        check(url, expected, written, digest)?;
+        let sum = body
+            .stream_bounded(url, expected.size, &too_large, &mut |chunk| {
+                progress(chunk.len() as u64);
+                temp.file.write_all(chunk).map_err(cache_err)
+            })
+            .await?;
+        check(url, expected, sum.count(), sum.digest())?;
         temp.file.rewind().map_err(cache_err)?;
         match name {
             Some(name) => temp.persist(name),
