@@ -553,7 +553,7 @@ fn a_packages_index_one_byte_longer_than_signed_is_refused_and_not_cached() {
 fn an_endless_packages_index_stops_just_past_its_signed_size() {
     let fx = Fixture::good();
     let path = fx.packages_xz_path();
-    let size = std::fs::metadata(
+    let size = fs_err::metadata(
         fx.repo()
             .join("dists/fixture/main/binary-amd64/Packages.xz"),
     )

@@ -980,12 +980,12 @@ fn root_a_deb_renamed_over_after_its_check_is_never_read() {
     // What someone who can write the cache directory does between the check and the unpack:
     // the name now leads to their file, but the build holds the descriptor it verified.
     let staged = f.debs.join("staged");
-    std::fs::write(&staged, plain(b"attacker").build()).expect("write the swap");
-    std::fs::rename(&staged, deb.path()).expect("swap");
+    fs_err::write(&staged, plain(b"attacker").build()).expect("write the swap");
+    fs_err::rename(&staged, deb.path()).expect("swap");
     f.unpack_debs(std::slice::from_ref(&deb))
         .expect("the verified bytes unpack");
     assert_eq!(
-        std::fs::read(f.root.join("etc/swapped")).expect("unpacked file"),
+        fs_err::read(f.root.join("etc/swapped")).expect("unpacked file"),
         b"verified"
     );
 }
@@ -1010,7 +1010,7 @@ fn root_a_deb_rewritten_in_place_after_its_check_is_refused_and_nothing_is_left(
     );
     // The same file, rewritten through its name: the descriptor sees the new bytes, the hash
     // taken while unpacking does not match.
-    std::fs::write(deb.path(), &evil).expect("rewrite in place");
+    fs_err::write(deb.path(), &evil).expect("rewrite in place");
     let err = f
         .unpack_debs(std::slice::from_ref(&deb))
         .expect_err("refused");
@@ -1196,7 +1196,7 @@ fn root_a_pax_header_past_one_mib_is_refused_but_one_within_is_read() {
     })])
     .expect("a pax size within the limit is followed");
     assert_eq!(
-        std::fs::metadata(f.root.join("big"))
+        fs_err::metadata(f.root.join("big"))
             .expect("unpacked")
             .len(),
         4096
@@ -1253,11 +1253,11 @@ fn root_a_deb_stopped_by_a_limit_is_not_read_to_its_end() {
     let deb = builder.write(&f.debs);
     // The last byte changes after the check, far past where the limit stops reading: only a
     // pass that hashes the whole file would see it.
-    let mut file = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .write(true)
         .open(deb.path())
         .expect("open the cached .deb");
-    std::os::unix::fs::FileExt::write_at(&mut file, b"!", deb.package().size - 1)
+    std::os::unix::fs::FileExt::write_at(&file, b"!", deb.package().size - 1)
         .expect("change the last byte");
     let err = f
         .unpack_debs(std::slice::from_ref(&deb))
