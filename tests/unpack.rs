@@ -1047,6 +1047,62 @@ fn root_control_members_past_the_total_cap_are_refused() {
 }
 
 #[test]
+fn root_a_package_of_more_files_than_free_inodes_stops_before_they_run_out() {
+    if !have_root() {
+        return;
+    }
+    use nix::mount::{mount, MsFlags};
+    let f = Fixture::new();
+    // 3000 files of 4 KiB: about 14 MB of tar, far within the bytes, past the 2048 inodes.
+    let mut many = pkg("many").compression(Compression::Gzip);
+    for i in 0..3000 {
+        many = many.file(&format!("./usr/share/f{i:04}"), 0o644, &[b'x'; 4096]);
+    }
+    let deb = many.write(&f.debs);
+    let small = f.tmp.path().join("small");
+    fs_err::create_dir(&small).expect("mount point");
+    let root = small.join("root");
+    // As above: a private mount namespace, so the kernel removes the file system.
+    let (result, left) = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("private /");
+        mount(
+            Some("tmpfs"),
+            &small,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=64m,nr_inodes=2048"),
+        )
+        .expect("tmpfs");
+        let result = unpack(
+            &UnpackRequest {
+                root: &root,
+                debs: &[deb],
+                arch: "amd64",
+            },
+            &Silent,
+        );
+        (result.map(drop), root.exists())
+    })
+    .join()
+    .expect("no panic");
+    let err = result.expect_err("refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains("many") && line.contains("inodes free"),
+        "{line}"
+    );
+    assert!(!left, "the partial root was left");
+}
+
+#[test]
 fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
     if !have_root() {
         return;
