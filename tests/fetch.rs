@@ -488,18 +488,22 @@ fn an_endless_inrelease_is_cut_at_the_cap() {
 #[test]
 fn an_inrelease_whose_content_length_is_past_the_cap_is_refused() {
     let fx = Fixture::good();
-    let extra = debstrap_onion::fetch::MAX_RELEASE as usize;
+    // Only the announcement is past the cap; the body is the real, short InRelease, so a
+    // client that read it would get further (to a truncated-body error).
     fx.served.server.fault(
         "/dists/fixture/InRelease",
-        Fault::Oversized {
-            extra,
-            announce: true,
-        },
+        Fault::Announce(debstrap_onion::fetch::MAX_RELEASE + 1),
     );
     let err = fx.refused(&fx.config(StopAfter::PrintPackages));
+    let cap = debstrap_onion::fetch::MAX_RELEASE.to_string();
     assert!(
-        err.contains("/dists/fixture/InRelease") && err.contains("limit"),
+        err.contains("/dists/fixture/InRelease") && err.contains(&cap),
         "{err}"
+    );
+    assert_eq!(
+        fx.served.server.requests().len(),
+        1,
+        "refused at once, not retried"
     );
 }
 
@@ -541,6 +545,33 @@ fn a_packages_index_one_byte_longer_than_signed_is_refused_and_not_cached() {
             "announce: {announce}"
         );
     }
+}
+
+#[test]
+fn an_endless_packages_index_stops_just_past_its_signed_size() {
+    let fx = Fixture::good();
+    let path = fx.packages_xz_path();
+    let size = fs_err::metadata(
+        fx.repo()
+            .join("dists/fixture/main/binary-amd64/Packages.xz"),
+    )
+    .expect("Packages.xz")
+    .len();
+    fx.served.server.fault(&path, Fault::Endless);
+    let err = fx.refused(&fx.config(StopAfter::PrintPackages));
+    assert!(
+        err.contains(&path) && err.contains(&format!("size mismatch: expected {size} bytes")),
+        "{err}"
+    );
+    // Streamed and stopped with the piece that went past the size, not at a cap or deadline.
+    let got: u64 = err
+        .split("got ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .expect("the size that arrived");
+    assert!(got > size && got <= size + (256 << 10), "{err}");
+    assert_eq!(fx.cache_files(), Vec::<String>::new());
 }
 
 #[test]

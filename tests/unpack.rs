@@ -1015,7 +1015,32 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
 // The bytes unpacked are the bytes verified, and no package grows without bound
 
 #[test]
-fn root_a_deb_swapped_after_its_check_is_refused_and_nothing_is_left() {
+fn root_a_deb_renamed_over_after_its_check_is_never_read() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let plain = |contents: &[u8]| {
+        pkg("swapped")
+            .compression(Compression::None)
+            .file("./etc/swapped", 0o644, contents)
+    };
+    let deb = plain(b"verified").write(&f.debs);
+    // What someone who can write the cache directory does between the check and the unpack:
+    // the name now leads to their file, but the build holds the descriptor it verified.
+    let staged = f.debs.join("staged");
+    fs_err::write(&staged, plain(b"attacker").build()).expect("write the swap");
+    fs_err::rename(&staged, deb.path()).expect("swap");
+    f.unpack_debs(std::slice::from_ref(&deb))
+        .expect("the verified bytes unpack");
+    assert_eq!(
+        fs_err::read(f.root.join("etc/swapped")).expect("unpacked file"),
+        b"verified"
+    );
+}
+
+#[test]
+fn root_a_deb_rewritten_in_place_after_its_check_is_refused_and_nothing_is_left() {
     if !have_root() {
         return;
     }
@@ -1032,10 +1057,9 @@ fn root_a_deb_swapped_after_its_check_is_refused_and_nothing_is_left() {
         deb.package().size,
         "the same size, so only the hash can tell"
     );
-    // What someone who can write the cache directory does between the check and the unpack.
-    let staged = f.debs.join("staged");
-    std::fs::write(&staged, &evil).expect("write the swap");
-    std::fs::rename(&staged, deb.path()).expect("swap");
+    // The same file, rewritten through its name: the descriptor sees the new bytes, the hash
+    // taken while unpacking does not match.
+    fs_err::write(deb.path(), &evil).expect("rewrite in place");
     let err = f
         .unpack_debs(std::slice::from_ref(&deb))
         .expect_err("refused");
@@ -1069,6 +1093,62 @@ fn root_control_members_past_the_total_cap_are_refused() {
         "{line}"
     );
     assert!(!f.root.exists());
+}
+
+#[test]
+fn root_a_package_of_more_files_than_free_inodes_stops_before_they_run_out() {
+    if !have_root() {
+        return;
+    }
+    use nix::mount::{mount, MsFlags};
+    let f = Fixture::new();
+    // 3000 files of 4 KiB: about 14 MB of tar, far within the bytes, past the 2048 inodes.
+    let mut many = pkg("many").compression(Compression::Gzip);
+    for i in 0..3000 {
+        many = many.file(&format!("./usr/share/f{i:04}"), 0o644, &[b'x'; 4096]);
+    }
+    let deb = many.write(&f.debs);
+    let small = f.tmp.path().join("small");
+    fs_err::create_dir(&small).expect("mount point");
+    let root = small.join("root");
+    // As above: a private mount namespace, so the kernel removes the file system.
+    let (result, left) = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .expect("private /");
+        mount(
+            Some("tmpfs"),
+            &small,
+            Some("tmpfs"),
+            MsFlags::empty(),
+            Some("size=64m,nr_inodes=2048"),
+        )
+        .expect("tmpfs");
+        let result = unpack(
+            &UnpackRequest {
+                root: &root,
+                debs: &[deb],
+                arch: "amd64",
+            },
+            &Silent,
+        );
+        (result.map(drop), root.exists())
+    })
+    .join()
+    .expect("no panic");
+    let err = result.expect_err("refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains("many") && line.contains("inodes free"),
+        "{line}"
+    );
+    assert!(!left, "the partial root was left");
 }
 
 #[test]
@@ -1132,4 +1212,165 @@ fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
         free > 40 << 20,
         "the partial files were not removed: {free} bytes free"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headers the tar and ar crates would read whole into memory are refused first
+
+/// Puts a tar entry of type `kind` and `size` bytes (filled with 'a') before the archive.
+fn prepend_tar_extension(tar: &mut Vec<u8>, kind: tar::EntryType, size: u64) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_cksum();
+    let mut front = h.as_bytes().to_vec();
+    front.resize(512 + (size as usize).next_multiple_of(512), b'a');
+    front.extend_from_slice(tar);
+    *tar = front;
+}
+
+#[test]
+fn root_a_gnu_long_name_past_one_mib_is_refused_naming_package_and_member() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let err = f
+        .unpack(&[pkg("longname")
+            .file("./etc/x", 0o644, b"x")
+            .tamper_data_tar(|tar| {
+                prepend_tar_extension(tar, tar::EntryType::GNULongName, (1 << 20) + 1)
+            })])
+        .expect_err("refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains("longname: member data.tar") && line.contains("'L' entry of 1048577 bytes"),
+        "{line}"
+    );
+    f.assert_outside_untouched();
+}
+
+#[test]
+fn root_a_pax_header_past_one_mib_is_refused_but_one_within_is_read() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let err = f
+        .unpack(&[pkg("pax")
+            .file("./etc/x", 0o644, b"x")
+            .tamper_data_tar(|tar| {
+                prepend_tar_extension(tar, tar::EntryType::XGlobalHeader, 2 << 20)
+            })])
+        .expect_err("refused");
+    let line = error_line(&err);
+    assert!(
+        line.contains("pax: member data.tar") && line.contains("'g' entry of 2097152 bytes"),
+        "{line}"
+    );
+
+    // A pax header whose size record makes the next entry longer than its header says: the
+    // walk follows it, so the file's data is not taken for a header.
+    let f = Fixture::new();
+    f.unpack(&[pkg("paxsize").tamper_data_tar(|tar| {
+        let mut data = vec![0u8; 4096];
+        // Looks like a huge long-name header, but is file data.
+        data[156] = b'L';
+        data[124..135].copy_from_slice(b"77777777777");
+        let record = format!("{} size=4096\n", "size=4096\n".len() + 3);
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_size(record.len() as u64);
+        pax.set_cksum();
+        let mut file = tar::Header::new_gnu();
+        file.set_entry_type(tar::EntryType::Regular);
+        file.set_path("./big").unwrap();
+        file.set_mode(0o644);
+        file.set_uid(0);
+        file.set_gid(0);
+        file.set_mtime(0);
+        file.set_size(0);
+        file.set_cksum();
+        let mut out = pax.as_bytes().to_vec();
+        out.extend_from_slice(record.as_bytes());
+        out.resize(1024, 0);
+        out.extend_from_slice(file.as_bytes());
+        out.extend_from_slice(&data);
+        out.extend_from_slice(tar);
+        *tar = out;
+    })])
+    .expect("a pax size within the limit is followed");
+    assert_eq!(
+        fs_err::metadata(f.root.join("big"))
+            .expect("unpacked")
+            .len(),
+        4096
+    );
+}
+
+/// `bytes` (a .deb) with an ar member `name` of `size` bytes inserted after debian-binary.
+fn insert_ar_member(bytes: &[u8], name: &str, size: usize) -> Vec<u8> {
+    let header = format!(
+        "{name:<16}{:<12}{:<6}{:<6}{:<8}{size:<10}`\n",
+        0, 0, 0, 100644
+    );
+    assert_eq!(header.len(), 60);
+    // "!<arch>\n", debian-binary's header and its 4 bytes.
+    let at = 8 + 60 + 4;
+    assert_eq!(&bytes[at - 4..at], b"2.0\n");
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(header.as_bytes());
+    out.extend(std::iter::repeat_n(b'_', size + size % 2));
+    out.extend_from_slice(&bytes[at..]);
+    out
+}
+
+#[test]
+fn root_ar_name_tables_and_bsd_long_names_are_refused_naming_package_and_member() {
+    if !have_root() {
+        return;
+    }
+    for (name, size) in [("//", 20), ("#1/20", 40)] {
+        let f = Fixture::new();
+        let builder = pkg("arnames").file("./etc/x", 0o644, b"x");
+        let deb = builder.write_bytes(&f.debs, &insert_ar_member(&builder.build(), name, size));
+        let err = f
+            .unpack_debs(std::slice::from_ref(&deb))
+            .expect_err("refused");
+        let line = error_line(&err);
+        assert!(
+            line.contains("arnames") && line.contains(&format!("member name {name:?}")),
+            "{line}"
+        );
+        assert!(!f.root.exists(), "the partial root was left");
+    }
+}
+
+#[test]
+fn root_a_deb_stopped_by_a_limit_is_not_read_to_its_end() {
+    if !have_root() {
+        return;
+    }
+    let f = Fixture::new();
+    let builder = pkg("stopped")
+        .file("./etc/x", 0o644, b"x")
+        .tamper_data_tar(|tar| prepend_tar_extension(tar, tar::EntryType::GNULongName, 2 << 20));
+    let deb = builder.write(&f.debs);
+    // The last byte changes after the check, far past where the limit stops reading: only a
+    // pass that hashes the whole file would see it.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(deb.path())
+        .expect("open the cached .deb");
+    std::os::unix::fs::FileExt::write_at(&file, b"!", deb.package().size - 1)
+        .expect("change the last byte");
+    let err = f
+        .unpack_debs(std::slice::from_ref(&deb))
+        .expect_err("refused");
+    assert!(
+        matches!(err, UnpackError::Limit { .. }),
+        "{}",
+        error_line(&err)
+    );
+    assert!(!f.root.exists(), "the partial root was left");
 }

@@ -207,30 +207,9 @@ impl CacheDir {
         }
     }
 
-    /// Opens `name`, reads it whole and returns its bytes only when it has `expected`'s size and
-    /// SHA256; a file of another size or hash is removed (it is fetched again). Indices are
-    /// streamed from [`CacheDir::open_verified`] instead; tests read whole files with this.
-    #[cfg(test)]
-    pub(crate) fn read_verified(
-        &self,
-        name: &str,
-        expected: super::Expected,
-    ) -> Result<Option<Vec<u8>>, FetchError> {
-        let Some(file) = self.open_verified(name, expected)? else {
-            return Ok(None);
-        };
-        let mut data = Vec::with_capacity(usize::try_from(expected.size).unwrap_or(0));
-        let mut file = file;
-        file.read_to_end(&mut data)
-            .map_err(|source| FetchError::Cache {
-                path: self.path_of(name),
-                source,
-            })?;
-        Ok(Some(data))
-    }
-
     /// Opens `name` and hashes it through the descriptor; returns that descriptor, rewound,
-    /// only when size and SHA256 match `expected`. A mismatching file is removed.
+    /// only when size and SHA256 match `expected`. A mismatching file is left for a verified
+    /// copy to replace by rename.
     pub(crate) fn open_verified(
         &self,
         name: &str,
@@ -247,29 +226,21 @@ impl CacheDir {
         };
         let size = file.metadata().map_err(io_err)?.len();
         if size == expected.size {
-            let mut hasher = super::hash::Sha256Reader::new((&mut file).take(expected.size + 1));
+            let mut hasher =
+                super::hash::Sha256Reader::new((&mut file).take(expected.size.saturating_add(1)));
             let read = io::copy(&mut hasher, &mut io::sink()).map_err(io_err)?;
             if read == expected.size && hasher.digest() == expected.sha256 {
                 file.rewind().map_err(io_err)?;
                 return Ok(Some(file));
             }
         }
+        // Left in place, not removed: another build may have just renamed a good copy to this
+        // name, and removing by name would take that one. The verified download replaces it.
         tracing::warn!(
             "{}: cached file does not match its hash; fetching it again",
             path.display()
         );
-        self.remove(name)?;
         Ok(None)
-    }
-
-    /// The directory's descriptor, shared.
-    pub(crate) fn fd(&self) -> &Arc<OwnedFd> {
-        &self.fd
-    }
-
-    /// Whether files are checked for owner and mode (running as root).
-    pub(crate) fn strict(&self) -> bool {
-        self.strict
     }
 }
 
@@ -346,6 +317,48 @@ fn check_owner(uid: u32, mode: u32) -> Result<(), UnsafeCache> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fetch::hash::Sha256Digest;
+
+    #[test]
+    fn a_cached_file_that_does_not_match_is_replaced_by_rename_never_removed() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(base.path(), "debs").unwrap();
+        let good = b"good bytes";
+        let expected = super::super::Expected {
+            size: good.len() as u64,
+            sha256: super::super::hash::Sha256Digest::of(good),
+        };
+        // Another build's copy at this name: removing the name would take it from under that
+        // build, so a mismatch leaves the name alone.
+        let path = dir.path_of("p.deb");
+        fs_err::write(&path, b"bad bytes!").unwrap();
+        assert!(dir.open_verified("p.deb", expected).unwrap().is_none());
+        assert_eq!(fs_err::read(&path).unwrap(), b"bad bytes!");
+
+        let mut temp = dir.create_temp().unwrap();
+        std::io::Write::write_all(&mut temp.file, good).unwrap();
+        temp.persist("p.deb").unwrap();
+        assert!(dir.open_verified("p.deb", expected).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_cached_file_longer_than_its_signed_size_is_refused() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(base.path(), "indices").unwrap();
+        let good = b"Package: a\n";
+        let expected = super::super::Expected {
+            size: good.len() as u64,
+            sha256: Sha256Digest::of(good),
+        };
+        fs_err::write(dir.path_of("i"), good).unwrap();
+        let mut file = dir.open_verified("i", expected).unwrap().expect("verified");
+        let mut read = Vec::new();
+        file.read_to_end(&mut read).unwrap();
+        assert_eq!(read, good, "given back rewound, whole");
+        // The verified bytes followed by more: refused, not cut to size.
+        fs_err::write(dir.path_of("i"), b"Package: a\nPackage: evil\n").unwrap();
+        assert!(dir.open_verified("i", expected).unwrap().is_none());
+    }
 
     #[test]
     fn only_root_owned_and_not_shared_writable_is_trusted() {

@@ -5,7 +5,7 @@
 //! Nothing a mirror sends is read without a bound: a body with an expected size stops one byte
 //! past it, one without (InRelease, Release, Release.gpg) at a fixed cap, and every request has
 //! an overall deadline besides the read timeout. Redirects go from http(s) to http(s) only, a
-//! few times at most.
+//! few times at most, and never from https down to http.
 
 use std::io::{Seek, Write};
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 use super::cache::{CacheDir, UnsafeCache};
-use super::hash::Sha256Digest;
+use super::hash::{Sha256Counter, Sha256Digest};
 use super::index::IndexParseError;
 use super::keyring::KeyringError;
 use super::release::ReleaseError;
@@ -72,12 +72,10 @@ pub enum FetchError {
     SignedSizeTooLarge { url: String, size: u64, limit: u64 },
     #[error("{url}: no complete answer within {seconds} s; the mirror is too slow or stalling, try another mirror")]
     Deadline { url: String, seconds: u64 },
-    #[error(
-        "{url}: redirect refused (only http(s) to http(s), at most {max}); check the mirror URL"
-    )]
+    #[error("{url}: redirect refused: {why}; check the mirror URL")]
     Redirect {
         url: String,
-        max: usize,
+        why: String,
         #[source]
         source: reqwest::Error,
     },
@@ -188,6 +186,32 @@ impl Body {
         }
     }
 
+    /// Hands the body to `sink` piece by piece, refused at once when it announces more than
+    /// `limit` bytes and as soon as more than `limit` arrive (`too_large` is given the count);
+    /// gives the size and SHA256 of what arrived.
+    async fn stream_bounded(
+        self,
+        url: &str,
+        limit: u64,
+        too_large: &(dyn Fn(u64) -> FetchError + Sync),
+        sink: &mut (dyn FnMut(&[u8]) -> Result<(), FetchError> + Send),
+    ) -> Result<Sha256Counter, FetchError> {
+        if let Some(announced) = self.announced().await.filter(|&n| n > limit) {
+            return Err(too_large(announced));
+        }
+        let mut sum = Sha256Counter::new();
+        self.for_each_chunk(url, &mut |chunk| {
+            let total = sum.count() + chunk.len() as u64;
+            if total > limit {
+                return Err(too_large(total));
+            }
+            sum.update(chunk);
+            sink(chunk)
+        })
+        .await?;
+        Ok(sum)
+    }
+
     /// Hands every piece of the body to `sink`, in order, checking for Ctrl-C between pieces.
     async fn for_each_chunk(
         self,
@@ -235,16 +259,16 @@ impl Fetcher {
 
     /// A client with the given time limits.
     pub fn with_limits(limits: Limits) -> Result<Fetcher, FetchError> {
+        // A Location that is not http(s) never reaches the policy: reqwest hands the 3xx back
+        // and `open` refuses it.
         let redirects = reqwest::redirect::Policy::custom(|attempt| {
-            if attempt.previous().len() > MAX_REDIRECTS {
-                attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
-            } else if !matches!(attempt.url().scheme(), "http" | "https") {
-                let to = attempt.url().to_string();
-                attempt.error(format!(
-                    "redirect to {to}: only http and https are followed"
-                ))
-            } else {
-                attempt.follow()
+            let previous = attempt.previous();
+            let refusal = previous
+                .last()
+                .and_then(|from| redirect_refusal(from, attempt.url(), previous.len()));
+            match refusal {
+                Some(why) => attempt.error(why),
+                None => attempt.follow(),
             }
         });
         let http = reqwest::Client::builder()
@@ -263,18 +287,12 @@ impl Fetcher {
         let deadline = self.deadline(0);
         self.with_retries(url, deadline, || async {
             let body = self.open(url).await?;
-            let too_large = || FetchError::TooLarge {
+            let too_large = |_| FetchError::TooLarge {
                 url: url.to_string(),
                 limit: cap,
             };
-            if body.announced().await.is_some_and(|n| n > cap) {
-                return Err(too_large());
-            }
             let mut data = Vec::new();
-            body.for_each_chunk(url, &mut |chunk| {
-                if (data.len() + chunk.len()) as u64 > cap {
-                    return Err(too_large());
-                }
+            body.stream_bounded(url, cap, &too_large, &mut |chunk| {
                 data.extend_from_slice(chunk);
                 Ok(())
             })
@@ -401,29 +419,18 @@ impl Fetcher {
             expected: expected.size,
             actual,
         };
-        if let Some(announced) = body.announced().await.filter(|&n| n > expected.size) {
-            return Err(too_large(announced));
-        }
         let mut temp = dir.create_temp()?;
         let cache_err = |source| FetchError::Cache {
             path: dir.path().to_path_buf(),
             source,
         };
-        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-        let mut written = 0u64;
-        body.for_each_chunk(url, &mut |chunk| {
-            let total = written + chunk.len() as u64;
-            if total > expected.size {
-                return Err(too_large(total));
-            }
-            written = total;
-            sha2::Digest::update(&mut hasher, chunk);
-            progress(chunk.len() as u64);
-            temp.file.write_all(chunk).map_err(cache_err)
-        })
-        .await?;
-        let digest = Sha256Digest(sha2::Digest::finalize(hasher).into());
-        check(url, expected, written, digest)?;
+        let sum = body
+            .stream_bounded(url, expected.size, &too_large, &mut |chunk| {
+                progress(chunk.len() as u64);
+                temp.file.write_all(chunk).map_err(cache_err)
+            })
+            .await?;
+        check(url, expected, sum.count(), sum.digest())?;
         temp.file.rewind().map_err(cache_err)?;
         match name {
             Some(name) => temp.persist(name),
@@ -432,11 +439,32 @@ impl Fetcher {
     }
 }
 
+/// Why a redirect from `from` to `to`, after `hops` requests, is not followed: past
+/// [`MAX_REDIRECTS`], or from https down to http (a mirror chosen for TLS must not hand the
+/// build to an unauthenticated one).
+fn redirect_refusal(from: &reqwest::Url, to: &reqwest::Url, hops: usize) -> Option<String> {
+    if hops > MAX_REDIRECTS {
+        return Some(format!(
+            "more than {MAX_REDIRECTS} redirects, the last from {from} to {to}"
+        ));
+    }
+    if from.scheme() == "https" && to.scheme() != "https" {
+        return Some(format!(
+            "from {from} to {to} would downgrade https to {}",
+            to.scheme()
+        ));
+    }
+    None
+}
+
 fn http_error(url: &str, source: reqwest::Error) -> FetchError {
     if source.is_redirect() {
+        let why = std::error::Error::source(&source)
+            .map(|why| why.to_string())
+            .unwrap_or_else(|| "not followed".to_string());
         return FetchError::Redirect {
             url: url.to_string(),
-            max: MAX_REDIRECTS,
+            why,
             source,
         };
     }
@@ -468,4 +496,41 @@ pub(crate) fn check(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> reqwest::Url {
+        reqwest::Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_redirect_from_https_to_http_is_refused_naming_both_urls() {
+        let why = redirect_refusal(
+            &url("https://127.0.0.1/debian/dists/x/InRelease"),
+            &url("http://127.0.0.1/debian/dists/x/InRelease"),
+            1,
+        )
+        .unwrap();
+        assert!(
+            why.contains("from https://127.0.0.1/debian/dists/x/InRelease")
+                && why.contains("to http://127.0.0.1/debian/dists/x/InRelease")
+                && why.contains("downgrade"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn redirects_that_keep_or_raise_security_are_followed_a_few_times() {
+        let (http, https) = (url("http://127.0.0.1/a"), url("https://127.0.0.1/b"));
+        assert_eq!(redirect_refusal(&http, &http, 1), None);
+        assert_eq!(redirect_refusal(&http, &https, 1), None);
+        assert_eq!(redirect_refusal(&https, &https, MAX_REDIRECTS), None);
+        let why = redirect_refusal(&https, &https, MAX_REDIRECTS + 1).unwrap();
+        assert!(why.contains("more than 5 redirects"), "{why}");
+    }
 }

@@ -1,10 +1,12 @@
 //! .deb downloads into a content-addressed cache: `CACHE/debs/SHA256.deb`. A file at its final
-//! path has always been verified; a cached file is used only when its hash still matches, and
-//! is hashed again through the very descriptor it is unpacked from ([`CachedDeb::open`]), so a
-//! file swapped after the check is caught.
+//! path has always been verified; a cached file is used only when its hash still matches. The
+//! descriptor that was verified is the one kept in [`CachedDeb`] and read from when unpacking
+//! (positionally, never reopened by name), and what is read is hashed again, so a file swapped
+//! or rewritten after the check is caught.
 
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,19 +25,20 @@ const CONCURRENCY: usize = 8;
 pub const MAX_DEB: u64 = 8 << 30;
 
 /// A .deb in the cache whose size and SHA256 matched its verified index entry. Only this
-/// module makes one, and its bytes can only be read through [`CachedDeb::open`], which checks
-/// them again.
+/// module makes one; it holds the descriptor that was verified, and its bytes can only be read
+/// through [`CachedDeb::open`], which hashes them again.
 #[derive(Debug, Clone)]
 pub struct CachedDeb {
     package: Package,
-    dir: Arc<OwnedFd>,
-    name: String,
+    file: Arc<File>,
     path: PathBuf,
-    strict: bool,
 }
 
 impl CachedDeb {
-    /// Checks a .deb already on disk (outside the cache) against `package`'s size and SHA256.
+    /// For tests only: checks a .deb already on disk (outside the cache, never through a final
+    /// symlink) against `package`'s size and SHA256. The build never calls it; only
+    /// [`download`] makes the `CachedDeb`s it unpacks.
+    #[doc(hidden)]
     pub fn verify_local(package: Package, path: &Path) -> Result<CachedDeb, FetchError> {
         let cache_err = |source| FetchError::Cache {
             path: path.to_path_buf(),
@@ -55,17 +58,24 @@ impl CachedDeb {
             .ok_or_else(|| cache_err(io::Error::from(io::ErrorKind::InvalidInput)))?
             .to_string_lossy()
             .into_owned();
-        let deb = CachedDeb {
-            package,
-            dir: Arc::new(dir),
-            name,
-            path: path.to_path_buf(),
-            strict: false,
-        };
-        let mut reader = deb.open()?;
+        let dir = CacheDir::from_parts(Arc::new(dir), parent_of(path), false);
+        let file = dir
+            .open_file(&name)?
+            .ok_or_else(|| cache_err(io::Error::from(io::ErrorKind::NotFound)))?;
+        let deb = CachedDeb::new(package, file);
+        let mut reader = deb.open();
         io::copy(&mut reader, &mut io::sink()).map_err(cache_err)?;
         reader.finish()?;
         Ok(deb)
+    }
+
+    fn new(package: Package, file: fs_err::File) -> CachedDeb {
+        let (file, path) = file.into_parts();
+        CachedDeb {
+            package,
+            file: Arc::new(file),
+            path,
+        }
     }
 
     /// The index entry the file was verified against.
@@ -78,25 +88,21 @@ impl CachedDeb {
         &self.path
     }
 
-    /// Opens the file (never through a final symlink) for reading; every byte read is hashed,
-    /// reading past the verified size fails, and [`DebReader::finish`] says whether what was
-    /// read is what was verified.
-    pub fn open(&self) -> Result<DebReader, FetchError> {
-        let dir = CacheDir::from_parts(self.dir.clone(), parent_of(&self.path), self.strict);
-        let file = dir
-            .open_file(&self.name)?
-            .ok_or_else(|| FetchError::Cache {
-                path: self.path.clone(),
-                source: io::Error::from(io::ErrorKind::NotFound),
-            })?;
-        Ok(DebReader {
-            inner: Sha256Reader::new(file),
+    /// Reads the verified descriptor from its first byte (positionally, so clones do not share
+    /// an offset); every byte read is hashed, reading past the verified size fails, and
+    /// [`DebReader::finish`] says whether what was read is what was verified.
+    pub fn open(&self) -> DebReader {
+        DebReader {
+            inner: Sha256Reader::new(AtOffset {
+                file: self.file.clone(),
+                offset: 0,
+            }),
             expected: Expected {
                 size: self.package.size,
                 sha256: self.package.sha256,
             },
             path: self.path.clone(),
-        })
+        }
     }
 }
 
@@ -104,9 +110,23 @@ fn parent_of(path: &Path) -> PathBuf {
     path.parent().map(Path::to_path_buf).unwrap_or_default()
 }
 
+/// Reads a shared file from its own offset with pread(2).
+struct AtOffset {
+    file: Arc<File>,
+    offset: u64,
+}
+
+impl Read for AtOffset {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// A cached .deb being read, hashed as it goes.
 pub struct DebReader {
-    inner: Sha256Reader<fs_err::File>,
+    inner: Sha256Reader<AtOffset>,
     expected: Expected,
     path: PathBuf,
 }
@@ -141,7 +161,11 @@ impl DebReader {
 impl Read for DebReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // One byte more than verified is enough to know the file is not the one we checked.
-        let left = (self.expected.size + 1).saturating_sub(self.inner.count());
+        let left = self
+            .expected
+            .size
+            .saturating_add(1)
+            .saturating_sub(self.inner.count());
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
         if self.inner.count() > self.expected.size {
@@ -178,6 +202,7 @@ pub async fn download(
     request: DownloadRequest<'_>,
 ) -> Result<Vec<CachedDeb>, FetchError> {
     let dir = CacheDir::open(request.cache_dir, "debs")?;
+    raise_open_file_limit();
     let reporter = request.reporter;
     let total = request
         .packages
@@ -209,21 +234,20 @@ pub async fn download(
                     .await
                     .expect("the cache check does not panic")?
             };
-            if cached.is_some() {
-                reporter.advance(Counter::DownloadBytes, package.size);
-            } else {
-                let progress = |n| reporter.advance(Counter::DownloadBytes, n);
-                fetcher
-                    .download(&url, dir, Some(&name), expected, &progress)
-                    .await?;
-            }
-            let deb = CachedDeb {
-                package: package.clone(),
-                dir: dir.fd().clone(),
-                path: dir.path_of(&name),
-                name,
-                strict: dir.strict(),
+            // The descriptor that was verified (in the cache or while downloading) is kept.
+            let file = match cached {
+                Some(file) => {
+                    reporter.advance(Counter::DownloadBytes, package.size);
+                    file
+                }
+                None => {
+                    let progress = |n| reporter.advance(Counter::DownloadBytes, n);
+                    fetcher
+                        .download(&url, dir, Some(&name), expected, &progress)
+                        .await?
+                }
             };
+            let deb = CachedDeb::new(package.clone(), file);
             (request.on_ready)(index, &deb);
             Ok::<_, FetchError>(deb)
         })
@@ -238,6 +262,20 @@ pub async fn download(
             .then(a.package.architecture.cmp(&b.package.architecture))
     });
     Ok(debs)
+}
+
+/// Every [`CachedDeb`] holds its descriptor until it is unpacked, so a large package set needs
+/// more open files than the usual soft limit of 1024: raise it to the hard limit, as far as the
+/// system allows (failing that, a later open names the file it could not open).
+fn raise_open_file_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(err) = setrlimit(Resource::Nofile, limit) {
+            tracing::debug!("cannot raise the open file limit: {err}");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -275,19 +313,19 @@ mod tests {
         fs_err::write(&path, b"verified bytes").unwrap();
         let deb = CachedDeb::verify_local(package(b"verified bytes"), &path).unwrap();
 
-        let mut reader = deb.open().unwrap();
+        let mut reader = deb.open();
         let mut all = Vec::new();
         reader.read_to_end(&mut all).unwrap();
         assert_eq!(all, b"verified bytes");
         reader.finish().unwrap();
 
         fs_err::write(&path, b"swapped bytes!").unwrap();
-        let reader = deb.open().unwrap();
+        let reader = deb.open();
         let err = reader.finish().unwrap_err();
         assert!(matches!(err, FetchError::Changed { .. }), "{err}");
 
         fs_err::write(&path, b"verified bytes and more").unwrap();
-        let mut reader = deb.open().unwrap();
+        let mut reader = deb.open();
         let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
         assert!(
             err.to_string().contains("changed after it was verified"),
@@ -295,6 +333,29 @@ mod tests {
         );
         let err = reader.finish().unwrap_err();
         assert!(matches!(err, FetchError::Changed { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_renamed_over_the_verified_one_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.deb");
+        fs_err::write(&path, b"verified bytes").unwrap();
+        let deb = CachedDeb::verify_local(package(b"verified bytes"), &path).unwrap();
+
+        // Whoever can write the directory swaps the name for a file of their own.
+        let other = dir.path().join("other.deb");
+        fs_err::write(&other, b"swapped bytes!").unwrap();
+        fs_err::rename(&other, &path).unwrap();
+
+        let mut reader = deb.open();
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"verified bytes");
+        reader.finish().unwrap();
+        // A clone reads from the start too: readers do not share an offset.
+        let mut again = Vec::new();
+        deb.clone().open().read_to_end(&mut again).unwrap();
+        assert_eq!(again, b"verified bytes");
     }
 
     #[test]

@@ -38,41 +38,69 @@ impl fmt::Debug for Sha256Digest {
     }
 }
 
-/// A reader that hashes every byte read through it.
-pub(crate) struct Sha256Reader<R> {
-    inner: R,
+/// The SHA-256 and length of the bytes fed to it.
+#[derive(Clone)]
+pub(crate) struct Sha256Counter {
     hasher: sha2::Sha256,
-    read: u64,
+    count: u64,
 }
 
-impl<R> Sha256Reader<R> {
-    pub(crate) fn new(inner: R) -> Self {
+impl Sha256Counter {
+    pub(crate) fn new() -> Self {
         use sha2::Digest;
-        Sha256Reader {
-            inner,
+        Sha256Counter {
             hasher: sha2::Sha256::new(),
-            read: 0,
+            count: 0,
         }
     }
 
-    /// The digest of what was read so far.
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        use sha2::Digest;
+        self.hasher.update(data);
+        self.count += data.len() as u64;
+    }
+
+    /// The digest of what was fed so far.
     pub(crate) fn digest(&self) -> Sha256Digest {
         use sha2::Digest;
         Sha256Digest(self.hasher.clone().finalize().into())
     }
 
+    /// How many bytes were fed so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// A reader that hashes every byte read through it.
+pub(crate) struct Sha256Reader<R> {
+    inner: R,
+    sum: Sha256Counter,
+}
+
+impl<R> Sha256Reader<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Sha256Reader {
+            inner,
+            sum: Sha256Counter::new(),
+        }
+    }
+
+    /// The digest of what was read so far.
+    pub(crate) fn digest(&self) -> Sha256Digest {
+        self.sum.digest()
+    }
+
     /// How many bytes were read so far.
     pub(crate) fn count(&self) -> u64 {
-        self.read
+        self.sum.count()
     }
 }
 
 impl<R: std::io::Read> std::io::Read for Sha256Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        use sha2::Digest;
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.read += n as u64;
+        self.sum.update(&buf[..n]);
         Ok(n)
     }
 }

@@ -315,11 +315,12 @@ mod tests {
         let mut read = Vec::new();
         out.read_to_end(&mut read).unwrap();
         assert_eq!(read, text);
-        assert_eq!(
-            cache
-                .read_verified(&signed.sha256.to_hex(), signed)
-                .unwrap(),
-            Some(text)
-        );
+        let mut kept = cache
+            .open_verified(&signed.sha256.to_hex(), signed)
+            .unwrap()
+            .expect("kept under its hash");
+        let mut read = Vec::new();
+        kept.read_to_end(&mut read).unwrap();
+        assert_eq!(read, text);
     }
 }

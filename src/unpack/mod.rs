@@ -35,7 +35,7 @@ use crate::fetch::{CachedDeb, Package};
 use crate::progress::{Counter, Reporter};
 
 pub use control::ControlProblem;
-pub use deb::{MAX_CONTROL_TOTAL, MAX_DATA_TAR, MIN_FREE};
+pub use deb::{MAX_CONTROL_TOTAL, MAX_DATA_TAR, MAX_TAR_EXTENSION, MIN_FREE, MIN_FREE_INODES};
 pub use path::PathProblem;
 
 use confined::Root;
@@ -117,6 +117,8 @@ pub enum FormatProblem {
     NoData,
     #[error("unexpected member {0}")]
     Unexpected(String),
+    #[error("member name {0:?} is an ar extension a .deb never has (a GNU name table or long name, or a BSD long name)")]
+    ArExtension(String),
 }
 
 /// Why an archive entry was refused.
@@ -151,6 +153,12 @@ pub enum LimitProblem {
     TooLarge { limit: u64 },
     #[error("the target's file system has only {free} bytes free; free some space or choose another TARGET")]
     NoSpace { free: u64 },
+    #[error(
+        "the target's file system has only {free} inodes free; free some or choose another TARGET"
+    )]
+    NoInodes { free: u64 },
+    #[error("a tar '{kind}' entry of {size} bytes (a long name, long link or pax header) is past the {limit}-byte limit")]
+    TarExtension { kind: char, size: u64, limit: u64 },
 }
 
 /// Why unpacking failed; every variant names the package (and entry) at fault.

@@ -27,6 +27,9 @@ pub enum Fault {
     Oversized { extra: usize, announce: bool },
     /// Announce the file's length, then send it one byte a second.
     Drip,
+    /// Announce this Content-Length, send the file as it is (shorter), then close: only a
+    /// client that believes the announcement stops before reading.
+    Announce(u64),
     /// Answer 302 with this Location.
     Redirect(String),
 }
@@ -174,6 +177,15 @@ fn serve(
                 }
             }
             Some(Fault::Drip) => return drip(stream, &file()),
+            Some(Fault::Announce(length)) => {
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Type: application/octet-stream\r\n\r\n"
+                );
+                let _ = stream
+                    .write_all(head.as_bytes())
+                    .and_then(|()| stream.write_all(&file()));
+                return;
+            }
             Some(Fault::Redirect(location)) => {
                 let head = format!(
                     "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
