@@ -315,7 +315,7 @@ fn root_a_fresh_ext4_mount_point_is_built_in_place() {
     let served = fixture(&[("good", good_package())]);
     let image = served.dir.path().join("fs.img");
     std::fs::File::create(&image)
-        .and_then(|f| f.set_len(32 << 20))
+        .and_then(|f| f.set_len(128 << 20))
         .expect("image file");
     let out = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
     assert!(out.status.success(), "{}", text(&out));
