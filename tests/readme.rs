@@ -166,6 +166,11 @@ fn real_archive_root_readme_main_command_runs_literally() {
 for dir in /srv /etc/tor /etc/schroot /var/lib/tor /var/cache; do
     mount -t tmpfs -o mode=0755 none "$dir"
 done
+# As Debian's tor package leaves its data directory, which tor --verify-config checks.
+if id debian-tor >/dev/null 2>&1; then
+    chown debian-tor:debian-tor /var/lib/tor
+    chmod 2700 /var/lib/tor
+fi
 mkdir /var/cache/debstrap-onion
 mount --bind "$README_CACHE" /var/cache/debstrap-onion
 cd "$README_CLONE"
