@@ -169,12 +169,12 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
     if let Some(epoch) = config.source_date_epoch {
         crate::cancel::check()?;
-        output::make_deterministic(build_dir.verify()?, epoch)?;
+        output::make_deterministic(build_dir.verify()?.path(), epoch)?;
     }
     if !matches!(config.output, Output::Directory(_)) {
         clock.begin(Stage::Output);
         output::write_tarball(
-            build_dir.verify()?,
+            build_dir.verify()?.path(),
             &config.output,
             config.source_date_epoch,
         )?;
@@ -196,7 +196,7 @@ fn download_and_unpack(
     runtime: &tokio::runtime::Runtime,
     fetcher: &Fetcher,
     download: fetch::DownloadRequest<'_>,
-    root: &Path,
+    root: &target::HeldRoot,
     clock: &mut StageClock,
 ) -> Result<unpack::Unpacked, Error> {
     let gate = ReadyGate::new(download.packages.len());
@@ -296,7 +296,7 @@ fn finish_root(
     clock.begin(Stage::Configure);
     stage::stage(
         &stage::StageRequest {
-            root: build_dir.verify()?,
+            root: build_dir.verify()?.path(),
             unpacked,
             mirror: &config.mirror,
             suite: &config.suite,
@@ -311,7 +311,7 @@ fn finish_root(
     }
     clock.begin(Stage::Onion);
     crate::cancel::check()?;
-    let root = build_dir.verify()?;
+    let root = build_dir.verify()?.path();
     let chroot_path = match &config.output {
         Output::Directory(path) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
         _ => Path::new(crate::config::DEFAULT_CHROOT_PARENT).join(&config.name),
@@ -484,7 +484,7 @@ fn check_scripts_can_run(dir: &Path) -> Result<(), Error> {
 /// directory it created.
 struct BuildDir {
     root: PathBuf,
-    held: target::BuildRoot,
+    held: target::HeldRoot,
     /// Where a directory build is moved on success.
     target: Option<PathBuf>,
     in_place: bool,
@@ -547,7 +547,7 @@ impl BuildDir {
             .tempdir_in(&build_parent)
             .map_err(err)?
             .keep();
-        let held = match target::BuildRoot::hold(&root) {
+        let held = match target::HeldRoot::open(&root) {
             Ok(held) => held,
             Err(e) => {
                 remove_tree(&root);
@@ -572,7 +572,7 @@ impl BuildDir {
             return Err(unsafe_parent.into());
         }
         let lock = target::TargetLock::acquire(&target, &parent, &file_name(&target))?;
-        let held = target::BuildRoot::hold(&target)?;
+        let held = target::HeldRoot::open(&target)?;
         Ok(BuildDir {
             root: target,
             held,
@@ -584,10 +584,12 @@ impl BuildDir {
         })
     }
 
-    /// Fails unless the build directory is still the one this build created.
-    fn verify(&self) -> Result<&Path, Error> {
+    /// The build directory, held by the descriptor opened when it was created; fails unless
+    /// its path still names that directory, so a swap is reported at the next stage even though
+    /// no stage looks the path up.
+    fn verify(&self) -> Result<&target::HeldRoot, Error> {
         self.held.verify()?;
-        Ok(&self.root)
+        Ok(&self.held)
     }
 
     /// Moves a directory build into place. Whether an existing TARGET may be replaced is decided
