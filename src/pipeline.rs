@@ -296,7 +296,7 @@ fn finish_root(
     clock.begin(Stage::Configure);
     stage::stage(
         &stage::StageRequest {
-            root: build_dir.verify()?.path(),
+            root: build_dir.verify()?,
             unpacked,
             mirror: &config.mirror,
             suite: &config.suite,

@@ -185,8 +185,9 @@ fn child_configures_until_killed() {
             scripts: vec!["preinst".to_owned()],
         }],
     };
+    let held = debstrap_onion::HeldRoot::open(&root).expect("hold the root");
     let request = debstrap_onion::stage::StageRequest {
-        root: &root,
+        root: &held,
         unpacked: &unpacked,
         mirror: "http://mirror.invalid/debian",
         suite: "trixie",

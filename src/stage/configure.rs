@@ -134,7 +134,7 @@ const DPKG_NEW: &str = ".dpkg-new";
 /// Runs every preinst with `install`, as dpkg would have before unpacking (base-files and
 /// libc6 register their merged-/usr diversions there).
 pub(crate) fn run_preinsts(
-    root: &Path,
+    root: &RootDir,
     unpacked: &Unpacked,
     extra_env: &[(&str, &str)],
     log: Option<&Path>,
@@ -180,7 +180,7 @@ pub(crate) fn run_preinsts(
 /// `dpkg --configure -a`, advancing [`Counter::Configured`] on each `Setting up` line; on
 /// failure the error names the package dpkg was setting up.
 pub(crate) fn configure_all(
-    root: &Path,
+    root: &RootDir,
     extra_env: &[(&str, &str)],
     log: Option<&Path>,
     reporter: &dyn Reporter,
@@ -237,8 +237,8 @@ pub(crate) fn configure_all(
 
 /// [`failed_script`] over the log of the last dpkg run: dpkg reports a failed script when it
 /// happens, often further back than the error's last lines.
-fn failed_script_in_log(root: &Path, log: Option<&Path>) -> Option<String> {
-    let text = RootDir::open(root).ok()?.read_file(log?).ok()??;
+fn failed_script_in_log(root: &RootDir, log: Option<&Path>) -> Option<String> {
+    let text = root.read_file(log?).ok()??;
     let text = String::from_utf8_lossy(&text);
     let last_run = text.rfind("\n$ dpkg ").map_or(&*text, |at| &text[at..]);
     failed_script(last_run)
@@ -263,7 +263,7 @@ fn failed_script(output: &str) -> Option<String> {
 }
 
 /// `dpkg --audit`: anything it reports means a package was left half-done.
-pub(crate) fn audit(root: &Path, log: Option<&Path>) -> Result<(), StageError> {
+pub(crate) fn audit(root: &RootDir, log: Option<&Path>) -> Result<(), StageError> {
     let output = chroot::run(
         &Invocation {
             root,

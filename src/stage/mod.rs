@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Instant;
 
+use crate::HeldRoot;
 use rootfs::RootDir;
 
 use crate::cancel::Cancelled;
@@ -35,7 +36,8 @@ pub const LOG_PATH: &str = "var/log/debstrap-onion.log";
 /// What to finish.
 #[derive(Debug, Clone, Copy)]
 pub struct StageRequest<'a> {
-    pub root: &'a Path,
+    /// The unpacked root, held: every step reaches it through this descriptor.
+    pub root: &'a HeldRoot,
     pub unpacked: &'a Unpacked,
     /// Mirror URL written to the chroot's apt sources.
     pub mirror: &'a str,
@@ -122,9 +124,9 @@ fn display_paths(paths: &[PathBuf]) -> String {
 pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), StageError> {
     crate::cancel::check()?;
     check_request(request)?;
-    let root_path = chroot::canonical(request.root)?;
-    warn_mount_options(&root_path);
-    let root = RootDir::open(&root_path)?;
+    let root = RootDir::held(request.root)?;
+    let root_path = root.path().to_path_buf();
+    warn_mount_options(&root);
     let log = Some(Path::new(LOG_PATH));
     root.create_dir_all(Path::new("var/log"), 0o755)?;
     etc::before_configure(&root, request)?;
@@ -175,9 +177,9 @@ fn configure_in_chroot(
             reason: "it names another directory than the root being configured",
         });
     }
-    let mounts = ChrootMounts::mount(root_path)?;
+    let mounts = ChrootMounts::mount_in(root)?;
     let policy = services::PolicyRcD::install(root)?;
-    let start_stop_daemon = services::StartStopDaemonDiversion::install(root, root_path, log)?;
+    let start_stop_daemon = services::StartStopDaemonDiversion::install(root, log)?;
     reporter.start(Counter::Configured, request.unpacked.packages.len() as u64);
     // Maintainer scripts that stamp dates (shadow's last password change, for one) honour
     // SOURCE_DATE_EPOCH, which reproducible builds need.
@@ -186,9 +188,9 @@ fn configure_in_chroot(
         .iter()
         .map(|e| ("SOURCE_DATE_EPOCH", e.as_str()))
         .collect();
-    configure::run_preinsts(root_path, request.unpacked, &extra_env, log)?;
-    configure::configure_all(root_path, &extra_env, log, reporter)?;
-    configure::audit(root_path, log)?;
+    configure::run_preinsts(root, request.unpacked, &extra_env, log)?;
+    configure::configure_all(root, &extra_env, log, reporter)?;
+    configure::audit(root, log)?;
     reporter.finish(Counter::Configured);
     start_stop_daemon.remove()?;
     policy.remove()?;
@@ -240,15 +242,15 @@ fn check_request(request: &StageRequest) -> Result<(), StageError> {
 
 /// Scripts do not run on a `noexec` filesystem (the pipeline refuses one before any work; a
 /// `nodev` one is worked around in [`ChrootMounts::mount`]).
-fn warn_mount_options(root: &Path) {
+fn warn_mount_options(root: &RootDir) {
     use nix::sys::statvfs::FsFlags;
-    let Ok(stat) = nix::sys::statvfs::statvfs(root) else {
+    let Ok(stat) = nix::sys::statvfs::fstatvfs(root.fd()) else {
         return;
     };
     if stat.flags().contains(FsFlags::ST_NOEXEC) {
         tracing::warn!(
             "{} is on a filesystem mounted noexec: maintainer scripts will fail",
-            root.display()
+            root.path().display()
         );
     }
 }
@@ -258,8 +260,11 @@ mod tests {
     use super::*;
 
     fn request<'a>(unpacked: &'a Unpacked, hostname: &'a str, mirror: &'a str) -> StageRequest<'a> {
+        // Never entered: the request is refused, or only checked, before any step runs.
+        static ROOT: std::sync::LazyLock<HeldRoot> =
+            std::sync::LazyLock::new(|| HeldRoot::open(Path::new("/")).expect("hold /"));
         StageRequest {
-            root: Path::new("/nonexistent"),
+            root: &ROOT,
             unpacked,
             mirror,
             suite: "trixie",
