@@ -169,12 +169,12 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
     if let Some(epoch) = config.source_date_epoch {
         crate::cancel::check()?;
-        output::make_deterministic(build_dir.verify()?.path(), epoch)?;
+        output::make_deterministic(build_dir.verify()?, epoch)?;
     }
     if !matches!(config.output, Output::Directory(_)) {
         clock.begin(Stage::Output);
         output::write_tarball(
-            build_dir.verify()?.path(),
+            build_dir.verify()?,
             &config.output,
             config.source_date_epoch,
         )?;
