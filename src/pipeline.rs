@@ -311,7 +311,8 @@ fn finish_root(
     }
     clock.begin(Stage::Onion);
     crate::cancel::check()?;
-    let root = build_dir.verify()?.path();
+    let held = build_dir.verify()?;
+    let root = held.path();
     let chroot_path = match &config.output {
         Output::Directory(path) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
         _ => Path::new(crate::config::DEFAULT_CHROOT_PARENT).join(&config.name),
@@ -324,7 +325,7 @@ fn finish_root(
     }
     let report = onion::configure(&onion::OnionRequest {
         name: &config.name,
-        root,
+        root: held,
         chroot_path: &chroot_path,
         suite: &config.suite,
         config: &onion_config,

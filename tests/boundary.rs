@@ -589,7 +589,7 @@ fn child_stops_in_the_onion_stage() {
     debstrap_onion::cancel::request();
     let err = debstrap_onion::onion::configure_unchecked(&debstrap_onion::onion::OnionRequest {
         name: "onion",
-        root: root.path(),
+        root: &debstrap_onion::HeldRoot::open(root.path()).expect("hold the root"),
         chroot_path: Path::new("/srv/chroot/onion"),
         suite: "trixie",
         config: &OnionConfig {

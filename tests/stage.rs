@@ -522,3 +522,44 @@ fn root_stage_runs_scripts_in_the_held_root_though_its_path_now_names_another() 
     assert!(!ran_in_theirs, "a script ran in the root swapped in");
     assert!(ran_in_held, "the script ran in the held root");
 }
+
+/// A root whose `nginx` is a script that leaves `/ran-here` behind.
+fn root_with_marking_nginx() -> tempfile::TempDir {
+    let tmp = mini_root(&["/usr/bin/sh"]);
+    let nginx = tmp.path().join("usr/sbin/nginx");
+    fs_err::write(&nginx, "#!/bin/sh\n: > /ran-here\n").expect("nginx");
+    fs_err::set_permissions(&nginx, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    tmp
+}
+
+#[test]
+fn root_onion_nginx_check_never_runs_in_a_root_swapped_in_at_the_held_path() {
+    if !have_root("root_onion_nginx_check_never_runs_in_a_root_swapped_in_at_the_held_path") {
+        return;
+    }
+    let built = root_with_marking_nginx();
+    let theirs = root_with_marking_nginx();
+    let path = built.path().to_path_buf();
+    let moved = built.path().with_extension("moved");
+    let held = HeldRoot::open(&path).expect("hold the root");
+    fs_err::rename(&path, &moved).expect("move the root away");
+    fs_err::rename(theirs.path(), &path).expect("put theirs in its place");
+    let result = debstrap_onion::onion::check_nginx(&held);
+    let (ran_in_held, ran_in_theirs) = (
+        moved.join("ran-here").exists(),
+        path.join("ran-here").exists(),
+    );
+    assert_nothing_mounted(&moved);
+    assert_nothing_mounted(&path);
+    fs_err::remove_dir_all(&moved).expect("remove the moved root");
+    assert!(!ran_in_theirs, "nginx ran in the root swapped in");
+    // The mounts need the root in this mount namespace, reached again by its path: a path that
+    // names another directory is refused; nothing runs anywhere.
+    let err = result.expect_err("a swapped root is refused");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "unexpected error: {err}"
+    );
+    assert!(!ran_in_held);
+}

@@ -18,7 +18,6 @@ use std::process::ExitStatus;
 use std::time::Instant;
 
 use crate::HeldRoot;
-use rootfs::RootDir;
 
 use crate::cancel::Cancelled;
 use crate::progress::{Counter, Reporter};
@@ -29,7 +28,7 @@ pub use chroot::{
 };
 pub use namespace::in_private_mounts;
 pub(crate) use namespace::{detach, fd_path, mount_entries_under, open_mount};
-
+pub(crate) use rootfs::RootDir;
 /// Where, inside the root, the output of every command run in the chroot is appended.
 pub const LOG_PATH: &str = "var/log/debstrap-onion.log";
 
@@ -169,14 +168,7 @@ fn configure_in_chroot(
     reporter: &dyn Reporter,
 ) -> Result<(), StageError> {
     let started = Instant::now();
-    // Opened again in this namespace: a descriptor from the host's would not see these mounts.
-    let root = &RootDir::open(root_path)?;
-    if !root.is_same_dir(opened)? {
-        return Err(StageError::UnsafePath {
-            path: root_path.to_path_buf(),
-            reason: "it names another directory than the root being configured",
-        });
-    }
+    let root = &opened.in_this_namespace(root_path)?;
     let mounts = ChrootMounts::mount_in(root)?;
     let policy = services::PolicyRcD::install(root)?;
     let start_stop_daemon = services::StartStopDaemonDiversion::install(root, log)?;

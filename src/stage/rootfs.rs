@@ -68,6 +68,20 @@ impl RootDir {
         self.fd.as_fd()
     }
 
+    /// The root opened again by `path` in the calling thread's mount namespace (a descriptor
+    /// from the host's would not see mounts made in a private one), refused unless it is this
+    /// same directory: every later step uses the new descriptor, never the path.
+    pub(crate) fn in_this_namespace(&self, path: &Path) -> Result<RootDir, StageError> {
+        let reopened = RootDir::open(path)?;
+        if !reopened.is_same_dir(self)? {
+            return Err(StageError::UnsafePath {
+                path: path.to_path_buf(),
+                reason: "it names another directory than the root being configured",
+            });
+        }
+        Ok(reopened)
+    }
+
     /// Whether `other` holds the same directory (device and inode): a root opened again by path
     /// (in a new mount namespace) must be the one opened before.
     pub(crate) fn is_same_dir(&self, other: &RootDir) -> Result<bool, StageError> {
