@@ -153,8 +153,8 @@ impl ChrootMounts {
                 fd: mounted,
             });
         }
-        if devices::on_nodev(&dir)? {
-            guard.bind_device_nodes(&dir)?;
+        if devices::on_nodev(dir)? {
+            guard.bind_device_nodes(dir)?;
         }
         Ok(guard)
     }
