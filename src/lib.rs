@@ -35,4 +35,4 @@ pub(crate) mod test_skip;
 pub use config::BuildConfig;
 pub use pipeline::{build, BuildReport, Error};
 pub use progress::{Reporter, Silent};
-pub use target::TargetError;
+pub use target::{HeldRoot, TargetError};

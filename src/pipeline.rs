@@ -208,7 +208,7 @@ fn download_and_unpack(
     runtime: &tokio::runtime::Runtime,
     fetcher: &Fetcher,
     download: fetch::DownloadRequest<'_>,
-    root: &Path,
+    root: &target::HeldRoot,
     clock: &mut StageClock,
 ) -> Result<unpack::Unpacked, Error> {
     let gate = ReadyGate::new(download.packages.len());
@@ -323,7 +323,8 @@ fn finish_root(
     }
     clock.begin(Stage::Onion);
     crate::cancel::check()?;
-    let root = build_dir.verify()?;
+    let held = build_dir.verify()?;
+    let root = held.path();
     let chroot_path = match &config.output {
         Output::Directory(path) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
         _ => Path::new(crate::config::DEFAULT_CHROOT_PARENT).join(&config.name),
@@ -336,7 +337,7 @@ fn finish_root(
     }
     let report = onion::configure(&onion::OnionRequest {
         name: &config.name,
-        root,
+        root: held,
         chroot_path: &chroot_path,
         suite: &config.suite,
         config: &onion_config,
@@ -496,7 +497,7 @@ fn check_scripts_can_run(dir: &Path) -> Result<(), Error> {
 /// directory it created.
 struct BuildDir {
     root: PathBuf,
-    held: target::BuildRoot,
+    held: target::HeldRoot,
     /// Where a directory build is moved on success.
     target: Option<PathBuf>,
     in_place: bool,
@@ -559,7 +560,7 @@ impl BuildDir {
             .tempdir_in(&build_parent)
             .map_err(err)?
             .keep();
-        let held = match target::BuildRoot::hold(&root) {
+        let held = match target::HeldRoot::open(&root) {
             Ok(held) => held,
             Err(e) => {
                 remove_tree(&root);
@@ -584,7 +585,7 @@ impl BuildDir {
             return Err(unsafe_parent.into());
         }
         let lock = target::TargetLock::acquire(&target, &parent, &file_name(&target))?;
-        let held = target::BuildRoot::hold(&target)?;
+        let held = target::HeldRoot::open(&target)?;
         Ok(BuildDir {
             root: target,
             held,
@@ -596,10 +597,12 @@ impl BuildDir {
         })
     }
 
-    /// Fails unless the build directory is still the one this build created.
-    fn verify(&self) -> Result<&Path, Error> {
+    /// The build directory, held by the descriptor opened when it was created; fails unless
+    /// its path still names that directory, so a swap is reported at the next stage even though
+    /// no stage looks the path up.
+    fn verify(&self) -> Result<&target::HeldRoot, Error> {
         self.held.verify()?;
-        Ok(&self.root)
+        Ok(&self.held)
     }
 
     /// Moves a directory build into place. Whether an existing TARGET may be replaced is decided

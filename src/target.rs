@@ -2,7 +2,7 @@
 //! that lets one build at a time work on a TARGET, a refusal of a parent directory that another
 //! user could write to, and a check that the build directory is still the one created.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
@@ -130,17 +130,19 @@ pub(crate) fn check_parents(target: &Path, dir: &Path) -> Result<(), TargetError
     Ok(())
 }
 
-/// The build directory as created: an `O_PATH` descriptor of it, held for the whole build, so
-/// [`BuildRoot::verify`] can tell whether its path still names the same directory.
+/// A root directory held by an `O_PATH` descriptor opened once: every stage reaches the root
+/// through this descriptor (or a duplicate of it), never by looking its path up again, so
+/// swapping the directory at that path between stages changes nothing they touch. The path is
+/// kept for messages and for [`HeldRoot::verify`].
 #[derive(Debug)]
-pub(crate) struct BuildRoot {
+pub struct HeldRoot {
     path: PathBuf,
     fd: OwnedFd,
 }
 
-impl BuildRoot {
-    /// Holds the directory just created at `path`.
-    pub(crate) fn hold(path: &Path) -> Result<Self, TargetError> {
+impl HeldRoot {
+    /// Holds the directory at `path` (never through a symlink at its last component).
+    pub fn open(path: &Path) -> Result<Self, TargetError> {
         let fd = rustix::fs::open(
             path,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -150,10 +152,20 @@ impl BuildRoot {
             path: path.to_path_buf(),
             source: e.into(),
         })?;
-        Ok(BuildRoot {
+        Ok(HeldRoot {
             path: path.to_path_buf(),
             fd,
         })
+    }
+
+    /// The path the root was opened at, for messages only.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The descriptor every stage reaches the root through.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 
     /// Fails unless the path still names the directory created (same device and inode, never

@@ -186,8 +186,9 @@ fn child_configures_until_killed() {
             control: Vec::new(),
         }],
     };
+    let held = debstrap_onion::HeldRoot::open(&root).expect("hold the root");
     let request = debstrap_onion::stage::StageRequest {
-        root: &root,
+        root: &held,
         unpacked: &unpacked,
         mirror: "http://mirror.invalid/debian",
         suite: "trixie",
@@ -435,6 +436,9 @@ fn root_a_build_directory_swapped_between_stages_stops_the_build() {
     let moved = served.dir.path().join("moved");
     // Between stages the build directory is renamed away and another put in its place, as a
     // user who could write TARGET's parent would do.
+    // The swap happens as downloads begin, before unpacking opens anything: a stage that looked
+    // the root up by its path would unpack into the swapped-in directory.
+    let swapped_in = std::sync::Mutex::new(None);
     let reporter = AtStage {
         at: Stage::Download,
         action: || {
@@ -445,6 +449,7 @@ fn root_a_build_directory_swapped_between_stages_stops_the_build() {
             fs_err::rename(parent.join(&build), &moved).expect("move it away");
             fs_err::create_dir(parent.join(&build)).expect("put another in its place");
             fs_err::write(parent.join(&build).join("planted"), "x").expect("plant");
+            *swapped_in.lock().expect("lock") = Some(parent.join(&build));
         },
     };
     let err = debstrap_onion::build(
@@ -457,6 +462,19 @@ fn root_a_build_directory_swapped_between_stages_stops_the_build() {
         "unexpected: {err}"
     );
     assert!(!target.exists(), "the swapped-in directory was committed");
+    let swapped_in = swapped_in
+        .into_inner()
+        .expect("lock")
+        .expect("the swap happened");
+    assert_eq!(
+        names_in(&swapped_in),
+        ["planted"],
+        "the build wrote into the directory swapped in"
+    );
+    assert!(
+        moved.join("usr/share/good/file").is_file(),
+        "unpacking went on in the directory the build created and holds"
+    );
 }
 
 #[test]
@@ -572,7 +590,7 @@ fn child_stops_in_the_onion_stage() {
     debstrap_onion::cancel::request();
     let err = debstrap_onion::onion::configure_unchecked(&debstrap_onion::onion::OnionRequest {
         name: "onion",
-        root: root.path(),
+        root: &debstrap_onion::HeldRoot::open(root.path()).expect("hold the root"),
         chroot_path: Path::new("/srv/chroot/onion"),
         suite: "trixie",
         config: &OnionConfig {

@@ -349,7 +349,7 @@ impl Service {
         let report =
             debstrap_onion::onion::configure_unchecked(&debstrap_onion::onion::OnionRequest {
                 name: "web",
-                root: &root,
+                root: &debstrap_onion::HeldRoot::open(&root).expect("hold the root"),
                 chroot_path: &root,
                 suite: "trixie",
                 config: &config,

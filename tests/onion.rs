@@ -69,7 +69,7 @@ impl Scene {
     fn configure(&self, name: &str, config: &OnionConfig) -> Result<OnionReport, OnionError> {
         onion::configure_unchecked(&OnionRequest {
             name,
-            root: &self.root,
+            root: &debstrap_onion::HeldRoot::open(&self.root).expect("hold the root"),
             chroot_path: Path::new("/srv/chroot/onion"),
             suite: "trixie",
             config,
@@ -548,7 +548,7 @@ fn status_reads_port_and_address_back() {
     let scene = Scene::new();
     let report = onion::configure_unchecked(&OnionRequest {
         name: "onion",
-        root: &scene.root,
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
         chroot_path: &scene.root,
         suite: "trixie",
         config: &OnionConfig {

@@ -14,8 +14,14 @@ use std::process::Command;
 
 use debstrap_onion::config::{Compression, Output};
 use debstrap_onion::output::{make_deterministic, write_tar_to, write_tarball, OutputError};
+use debstrap_onion::HeldRoot;
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
 use sha2::{Digest, Sha256};
+
+/// The root as a build holds it: by a descriptor opened once.
+fn held(root: impl AsRef<Path>) -> HeldRoot {
+    HeldRoot::open(root.as_ref()).expect("hold the root")
+}
 
 const SDE: i64 = 1_700_000_000;
 /// A time before SDE, with a fraction, that must survive to the nanosecond.
@@ -211,7 +217,7 @@ fn tarball(root: &Path, path: &Path, compression: Compression, sde: Option<i64>)
         path: path.to_path_buf(),
         compression,
     };
-    write_tarball(root, &output, sde).expect("write_tarball");
+    write_tarball(&held(root), &output, sde).expect("write_tarball");
 }
 
 fn decompress(path: &Path, compression: Compression) -> Vec<u8> {
@@ -306,7 +312,8 @@ fn root_tarball_same_bytes_for_every_destination_and_compression() {
             plain_bytes,
             "{ext} holds another tar"
         );
-        let streamed = write_tar_to(&root, Vec::new(), compression, Some(SDE)).expect("stream");
+        let streamed =
+            write_tar_to(&held(&root), Vec::new(), compression, Some(SDE)).expect("stream");
         assert_eq!(
             streamed,
             std::fs::read(&first).expect("read"),
@@ -626,7 +633,7 @@ fn root_make_deterministic_removes_volatile_files_and_clamps_mtimes() {
     std::fs::write(&outside, "host data").expect("outside");
     std::os::unix::fs::symlink(&outside, root.join("var/log/escape.log")).expect("escape link");
 
-    make_deterministic(&root, SDE).expect("make_deterministic");
+    make_deterministic(&held(&root), SDE).expect("make_deterministic");
 
     for gone in [
         "var/cache/apt/pkgcache.bin",
@@ -712,8 +719,8 @@ fn root_fresh_build_at_another_time_gives_the_same_tarball() {
             set_mtime(&path, (meta.mtime() + 86_400, 123));
         }
     }
-    make_deterministic(&root_a, SDE).expect("clean a");
-    make_deterministic(&root_b, SDE).expect("clean b");
+    make_deterministic(&held(&root_a), SDE).expect("clean a");
+    make_deterministic(&held(&root_b), SDE).expect("clean b");
     for (compression, ext) in ALL {
         let a = dir_a.path().join(format!("a.{ext}"));
         let b = dir_b.path().join(format!("b.{ext}"));
@@ -748,7 +755,7 @@ fn unwritable_destination_names_the_path_and_leaves_no_temp_file() {
         path: dest.clone(),
         compression: Compression::Gzip,
     };
-    let err = write_tarball(&root, &output, Some(SDE)).expect_err("rename over a directory");
+    let err = write_tarball(&held(&root), &output, Some(SDE)).expect_err("rename over a directory");
     assert!(matches!(err, OutputError::Persist { .. }), "{err:?}");
     assert!(err.to_string().contains(&*dest.to_string_lossy()), "{err}");
     assert_eq!(leftover_temps(dir.path()), Vec::<PathBuf>::new());
@@ -759,7 +766,7 @@ fn unwritable_destination_names_the_path_and_leaves_no_temp_file() {
         path: dest.clone(),
         compression: Compression::None,
     };
-    let err = write_tarball(&root, &output, None).expect_err("no directory");
+    let err = write_tarball(&held(&root), &output, None).expect_err("no directory");
     assert!(matches!(err, OutputError::CreateTemp { .. }), "{err:?}");
     assert!(err.to_string().contains(&*dest.to_string_lossy()), "{err}");
 }
@@ -774,7 +781,7 @@ fn tarball_inside_the_root_is_refused() {
         path: dest.clone(),
         compression: Compression::None,
     };
-    let err = write_tarball(&root, &output, None).expect_err("inside the root");
+    let err = write_tarball(&held(&root), &output, None).expect_err("inside the root");
     assert!(
         matches!(err, OutputError::DestinationInsideRoot { .. }),
         "{err:?}"
@@ -827,7 +834,7 @@ fn root_mount_inside_the_root_is_refused() {
         path: dest.clone(),
         compression: Compression::None,
     };
-    let err = write_tarball(&root, &output, Some(SDE)).expect_err("mount refused");
+    let err = write_tarball(&held(&root), &output, Some(SDE)).expect_err("mount refused");
     assert!(
         matches!(&err, OutputError::MountPoint { path } if *path == mount_point),
         "{err:?}"
@@ -839,7 +846,7 @@ fn root_mount_inside_the_root_is_refused() {
     assert!(!dest.exists());
     assert_eq!(leftover_temps(dir.path()), Vec::<PathBuf>::new());
 
-    let err = make_deterministic(&root, SDE).expect_err("cleanup refuses the mount too");
+    let err = make_deterministic(&held(&root), SDE).expect_err("cleanup refuses the mount too");
     assert!(
         matches!(&err, OutputError::MountPoint { path } if *path == mount_point),
         "{err:?}"
@@ -854,6 +861,57 @@ fn root_mount_inside_the_root_is_refused() {
 fn directory_output_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = Output::Directory(dir.path().to_path_buf());
-    write_tarball(dir.path(), &output, Some(SDE)).expect("no-op");
+    write_tarball(&held(dir.path()), &output, Some(SDE)).expect("no-op");
     assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+}
+
+/// Member names of an uncompressed tarball, as GNU tar lists them.
+fn gnu_tar_names(tar: &[u8], dir: &Path) -> Vec<String> {
+    let file = dir.join("listed.tar");
+    fs_err::write(&file, tar).expect("write");
+    let listed = Command::new("tar")
+        .arg("-tf")
+        .arg(&file)
+        .output()
+        .expect("run tar");
+    assert!(listed.status.success(), "tar -tf failed");
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn output_reads_and_cleans_the_held_root_though_its_path_now_names_another() {
+    if !have_gnu_tar("output_reads_and_cleans_the_held_root_though_its_path_now_names_another") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("root");
+    let moved = dir.path().join("moved");
+    fs_err::create_dir_all(path.join("var/log")).expect("mkdir");
+    fs_err::write(path.join("built"), "ours").expect("write");
+    fs_err::write(path.join("var/log/dpkg.log"), "log").expect("write");
+    let root = held(&path);
+    // Another directory put at the root's path after it was held, as a user who can write its
+    // parent would do.
+    fs_err::rename(&path, &moved).expect("move the root away");
+    fs_err::create_dir_all(path.join("var/log")).expect("mkdir");
+    fs_err::write(path.join("planted"), "theirs").expect("write");
+    fs_err::write(path.join("var/log/dpkg.log"), "theirs").expect("write");
+
+    make_deterministic(&root, SDE).expect("make_deterministic");
+    let tar = write_tar_to(&root, Vec::new(), Compression::None, Some(SDE)).expect("stream");
+    let names = gnu_tar_names(&tar, dir.path());
+    assert!(names.contains(&"./built".to_owned()), "{names:?}");
+    assert!(!names.contains(&"./planted".to_owned()), "{names:?}");
+    assert!(
+        !moved.join("var/log/dpkg.log").exists(),
+        "the held root was cleaned"
+    );
+    assert_eq!(
+        fs_err::read_to_string(path.join("var/log/dpkg.log")).expect("read"),
+        "theirs",
+        "the directory swapped in was cleaned"
+    );
 }

@@ -8,12 +8,13 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use debstrap_onion::progress::{Counter, Stage};
 use debstrap_onion::stage::{
     mounts_under, run_in_chroot, stage, ChrootMounts, StageError, StageRequest, CHROOT_ENV,
     LOG_PATH,
 };
 use debstrap_onion::unpack::{Unpacked, UnpackedPackage};
-use debstrap_onion::Silent;
+use debstrap_onion::{HeldRoot, Reporter, Silent};
 
 /// Whether the test may run: root is required, and in CI its absence is a failure.
 fn have_root(_test: &str) -> bool {
@@ -310,8 +311,9 @@ fn root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy() {
             control: Vec::new(),
         }],
     };
+    let held = HeldRoot::open(root).expect("hold the root");
     let request = StageRequest {
-        root,
+        root: &held,
         unpacked: &unpacked,
         mirror: "http://mirror.invalid/debian",
         suite: "trixie",
@@ -436,4 +438,130 @@ fn root_run_in_chroot_returns_when_the_command_exits_though_a_daemon_keeps_its_o
     let output = output.expect("the command succeeds");
     assert_eq!(output.stdout, b"started\n");
     assert_eq!(output.stderr, b"note\n");
+}
+
+/// Calls `action` when the stage starts counting configured packages: the root is mounted and
+/// no maintainer script has run yet.
+struct BeforeScripts<F: Fn() + Send + Sync>(F);
+
+impl<F: Fn() + Send + Sync> Reporter for BeforeScripts<F> {
+    fn stage(&self, _: Stage) {}
+    fn start(&self, counter: Counter, _: u64) {
+        if counter == Counter::Configured {
+            (self.0)();
+        }
+    }
+    fn advance(&self, _: Counter, _: u64) {}
+    fn finish(&self, _: Counter) {}
+}
+
+/// A root whose base-passwd preinst leaves `/ran-here` behind, then fails.
+fn root_with_marking_preinst() -> tempfile::TempDir {
+    let tmp = mini_root(&["/usr/bin/sh"]);
+    let info = tmp.path().join("var/lib/dpkg/info");
+    fs_err::create_dir_all(&info).expect("mkdir");
+    fs_err::write(tmp.path().join("var/lib/dpkg/status"), "").expect("status");
+    let preinst = info.join("base-passwd.preinst");
+    fs_err::write(&preinst, "#!/bin/sh\n: > /ran-here\nexit 1\n").expect("preinst");
+    fs_err::set_permissions(
+        &preinst,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    tmp
+}
+
+#[test]
+fn root_stage_runs_scripts_in_the_held_root_though_its_path_now_names_another() {
+    if !have_root("root_stage_runs_scripts_in_the_held_root_though_its_path_now_names_another") {
+        return;
+    }
+    let built = root_with_marking_preinst();
+    // What a user who can write the root's parent would put in its place: a root of their own.
+    let theirs = root_with_marking_preinst();
+    let path = built.path().to_path_buf();
+    let moved = built.path().with_extension("moved");
+    let unpacked = Unpacked {
+        packages: vec![UnpackedPackage {
+            name: "base-passwd".to_owned(),
+            version: "3.6.7".to_owned(),
+            architecture: "amd64".to_owned(),
+            multi_arch_same: false,
+            essential: true,
+            priority: Some("required".to_owned()),
+            scripts: vec!["preinst".to_owned()],
+            control: Vec::new(),
+        }],
+    };
+    let held = HeldRoot::open(&path).expect("hold the root");
+    let request = StageRequest {
+        root: &held,
+        unpacked: &unpacked,
+        mirror: "http://mirror.invalid/debian",
+        suite: "trixie",
+        components: &["main".to_owned()],
+        hostname: "onion",
+        source_date_epoch: None,
+    };
+    // After the stage has mounted the root, and before the first script, the path is made to
+    // name their root.
+    let swap = BeforeScripts(|| {
+        fs_err::rename(&path, &moved).expect("move the root away");
+        fs_err::rename(theirs.path(), &path).expect("put theirs in its place");
+    });
+    let err = stage(&request, &swap).expect_err("the preinst fails");
+    assert!(
+        err.to_string().contains("base-passwd preinst"),
+        "unexpected error: {err}"
+    );
+    let (ran_in_held, ran_in_theirs) = (
+        moved.join("ran-here").exists(),
+        path.join("ran-here").exists(),
+    );
+    assert_nothing_mounted(&moved);
+    assert_nothing_mounted(&path);
+    fs_err::remove_dir_all(&moved).expect("remove the moved root");
+    assert!(!ran_in_theirs, "a script ran in the root swapped in");
+    assert!(ran_in_held, "the script ran in the held root");
+}
+
+/// A root whose `nginx` is a script that leaves `/ran-here` behind.
+fn root_with_marking_nginx() -> tempfile::TempDir {
+    let tmp = mini_root(&["/usr/bin/sh"]);
+    let nginx = tmp.path().join("usr/sbin/nginx");
+    fs_err::write(&nginx, "#!/bin/sh\n: > /ran-here\n").expect("nginx");
+    fs_err::set_permissions(&nginx, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    tmp
+}
+
+#[test]
+fn root_onion_nginx_check_never_runs_in_a_root_swapped_in_at_the_held_path() {
+    if !have_root("root_onion_nginx_check_never_runs_in_a_root_swapped_in_at_the_held_path") {
+        return;
+    }
+    let built = root_with_marking_nginx();
+    let theirs = root_with_marking_nginx();
+    let path = built.path().to_path_buf();
+    let moved = built.path().with_extension("moved");
+    let held = HeldRoot::open(&path).expect("hold the root");
+    fs_err::rename(&path, &moved).expect("move the root away");
+    fs_err::rename(theirs.path(), &path).expect("put theirs in its place");
+    let result = debstrap_onion::onion::check_nginx(&held);
+    let (ran_in_held, ran_in_theirs) = (
+        moved.join("ran-here").exists(),
+        path.join("ran-here").exists(),
+    );
+    assert_nothing_mounted(&moved);
+    assert_nothing_mounted(&path);
+    fs_err::remove_dir_all(&moved).expect("remove the moved root");
+    assert!(!ran_in_theirs, "nginx ran in the root swapped in");
+    // The mounts need the root in this mount namespace, reached again by its path: a path that
+    // names another directory is refused; nothing runs anywhere.
+    let err = result.expect_err("a swapped root is refused");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "unexpected error: {err}"
+    );
+    assert!(!ran_in_held);
 }

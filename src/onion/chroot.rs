@@ -6,18 +6,16 @@
 //! than [`crate::stage::run_in_chroot`], which reads the command's pipes to their end: nginx's
 //! daemon inherits them, so that would wait for nginx to exit.
 
-use std::ffi::CString;
 use std::io::{Read as _, Seek as _};
-use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use std::os::fd::AsFd as _;
+use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::stage::{detach, mount_entries_under, open_mount, ChrootMounts, CHROOT_ENV};
+use crate::stage::{detach, mount_entries_under, open_mount, ChrootMounts, RootDir, CHROOT_ENV};
 
 use super::OnionError;
 
@@ -32,6 +30,16 @@ impl Mounts {
             .map(Mounts)
             .map_err(|source| OnionError::InChroot {
                 root: root.to_path_buf(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Mounts what a chroot needs under the open root `dir`, from its descriptor.
+    pub fn mount_in(dir: &RootDir) -> Result<Mounts, OnionError> {
+        ChrootMounts::mount_in(dir)
+            .map(Mounts)
+            .map_err(|source| OnionError::InChroot {
+                root: dir.path().to_path_buf(),
                 source: Box::new(source),
             })
     }
@@ -97,18 +105,30 @@ pub(crate) struct Ran {
 /// Runs `argv` (an absolute program path inside the chroot, then its arguments) in `root`, with a
 /// clean environment, standard input and output on /dev/null and standard error captured.
 pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OnionError::Chroot {
+        root: root.to_path_buf(),
+        command: argv.join(" "),
+        source: e.into(),
+    })?;
+    run_at(dir.as_fd(), root, argv)
+}
+
+/// [`run`] in the root open at `dir` (`root` only names it in messages): the command enters it
+/// with fchdir(2) and chroot("."), never through a path.
+pub(crate) fn run_at(dir: BorrowedFd, root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
     let command = argv.join(" ");
     let spawn_error = |source| OnionError::Chroot {
         root: root.to_path_buf(),
         command: command.clone(),
         source,
     };
-    let root_c = CString::new(root.as_os_str().as_bytes()).map_err(|_| {
-        spawn_error(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "root path holds a NUL byte",
-        ))
-    })?;
+    // Valid in the child until exec: `dir` outlives the spawn.
+    let root_fd = dir.as_raw_fd();
     // Standard error goes to a file, not a pipe: a daemon (nginx) keeps its inherited
     // descriptors, and reading a pipe to its end would wait for the daemon to exit.
     let mut stderr_file = tempfile::tempfile().map_err(spawn_error)?;
@@ -119,11 +139,13 @@ pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr_file.try_clone().map_err(spawn_error)?);
-    // SAFETY: between fork and exec the closure only calls chroot(2) and chdir(2) on C strings
-    // allocated before the fork; both are async-signal-safe and allocate nothing.
+    // SAFETY: between fork and exec the closure only calls fchdir(2), chroot(2) and chdir(2) on
+    // a descriptor and C strings that exist before the fork; all are async-signal-safe and
+    // allocate nothing.
     unsafe {
         cmd.pre_exec(move || {
-            rustix::process::chroot(root_c.as_c_str())?;
+            rustix::process::fchdir(BorrowedFd::borrow_raw(root_fd))?;
+            rustix::process::chroot(c".")?;
             rustix::process::chdir(c"/")?;
             Ok(())
         });
@@ -143,7 +165,15 @@ pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
 
 /// Runs `argv` in `root` and fails unless it exits 0.
 pub(crate) fn run_ok(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
-    let ran = run(root, argv)?;
+    check_ran(run(root, argv)?, root, argv)
+}
+
+/// [`run_at`], failing unless the command exits 0.
+pub(crate) fn run_ok_at(dir: BorrowedFd, root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
+    check_ran(run_at(dir, root, argv)?, root, argv)
+}
+
+fn check_ran(ran: Ran, root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
     if ran.success {
         Ok(ran)
     } else {

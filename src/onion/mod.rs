@@ -24,6 +24,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::config::OnionConfig;
+use crate::stage::RootDir;
+use crate::HeldRoot;
 
 pub use hsdir::{read_key_dir, service_dir, KeyOrigin, TOR_USER};
 pub use key::{onion_address, parse_address, KeyFormatError, OnionKey};
@@ -41,8 +43,8 @@ pub use user::{is_user_name, ChrootUser};
 pub struct OnionRequest<'a> {
     /// Service and chroot name.
     pub name: &'a str,
-    /// Where the chroot is now (may be a temporary build directory).
-    pub root: &'a Path,
+    /// Where the chroot is now (may be a temporary build directory), held by its descriptor.
+    pub root: &'a HeldRoot,
     /// Where the chroot will be, as seen from the host's `/` (written into schroot's file).
     pub chroot_path: &'a Path,
     pub suite: &'a str,
@@ -299,21 +301,31 @@ pub fn configure_unchecked(request: &OnionRequest) -> Result<OnionReport, OnionE
     configure_with(request, false)
 }
 
-/// Runs `nginx -t` inside the chroot at `root`, with the chroot's mounts for the duration.
-pub fn check_nginx(root: &Path) -> Result<(), OnionError> {
-    if fs_err::symlink_metadata(root.join("usr/sbin/nginx")).is_err() {
+/// Runs `nginx -t` inside the held chroot `root`, with the chroot's mounts for the duration;
+/// the root is reached through its descriptor, never looked up by its path.
+pub fn check_nginx(root: &HeldRoot) -> Result<(), OnionError> {
+    let path = root.path();
+    let nginx = rustix::fs::statat(
+        root.fd(),
+        "usr/sbin/nginx",
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    );
+    if nginx.is_err() {
         return Err(OnionError::NginxMissing {
-            root: root.to_path_buf(),
+            root: path.to_path_buf(),
         });
     }
     // A private mount namespace: the mounts go with this process, however it ends.
     let in_chroot = |source| OnionError::InChroot {
-        root: root.to_path_buf(),
+        root: path.to_path_buf(),
         source: Box::new(source),
     };
+    let held = RootDir::held(root).map_err(in_chroot)?;
     let checked = crate::stage::in_private_mounts(|| {
-        Ok(chroot::Mounts::mount(root)
-            .and_then(|_mounts| chroot::run_ok(root, &["/usr/sbin/nginx", "-t", "-q"])))
+        let dir = held.in_this_namespace(path)?;
+        Ok(chroot::Mounts::mount_in(&dir).and_then(|_mounts| {
+            chroot::run_ok_at(dir.fd(), path, &["/usr/sbin/nginx", "-t", "-q"])
+        }))
     })
     .map_err(in_chroot)?;
     checked.map(drop)
@@ -322,7 +334,7 @@ pub fn check_nginx(root: &Path) -> Result<(), OnionError> {
 fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, OnionError> {
     let OnionRequest {
         name,
-        root,
+        root: held,
         chroot_path,
         suite,
         config,
@@ -344,6 +356,10 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
         }
     }
     crate::cancel::check()?;
+    // The files inside the chroot are still written by path, each refused if it leads through a
+    // symlink; the pipeline checks just before this stage that the path names the held root.
+    // Only `nginx -t`, which runs code as root in the chroot, reaches it by descriptor.
+    let root = held.path();
     let host_root = config.host_root.as_deref().unwrap_or(Path::new("/"));
     // Everything the host's tor and schroot will read is checked before anything changes.
     let owner = hsdir::tor_owner()?;
@@ -365,7 +381,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
         &nginx::default_index(name, suite, &address),
     )?;
     if check {
-        check_nginx(root)?;
+        check_nginx(held)?;
     }
 
     // The host changes all or nothing: a failing step (or a stop request) undoes the earlier.

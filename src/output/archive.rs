@@ -13,18 +13,19 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags};
 use super::tar::{self, Kind, Member, Mtime};
 use super::walk::{self, Entry};
 use super::OutputError;
+use crate::HeldRoot;
 
 /// Writes the tar archive of `root` to `out`, mtimes clamped to `source_date_epoch` when given.
 ///
 /// `target` names where `out` goes, for error messages.
 pub(super) fn write_archive(
-    root: &Path,
+    held: &HeldRoot,
     out: &mut dyn Write,
     source_date_epoch: Option<i64>,
     target: &str,
 ) -> Result<(), OutputError> {
     let mut archiver = Archiver {
-        root,
+        root: held.path(),
         out: Counting {
             inner: out,
             written: 0,
@@ -34,7 +35,7 @@ pub(super) fn write_archive(
         target,
         buf: vec![0u8; 128 * 1024],
     };
-    walk::walk(root, &mut |entry| archiver.add(entry))?;
+    walk::walk(held, &mut |entry| archiver.add(entry))?;
     let written = archiver.out.written;
     tar::write_trailer(&mut archiver.out, written).map_err(|source| archiver.write_err(source))?;
     Ok(())
@@ -113,7 +114,7 @@ impl Archiver<'_> {
         let xattrs = if kind == Kind::HardLink {
             Vec::new()
         } else {
-            read_xattrs(&path).map_err(read_err)?
+            read_xattrs(&reached_path(entry)).map_err(read_err)?
         };
         let (dev_major, dev_minor) = match kind {
             Kind::CharDevice | Kind::BlockDevice => (stat.stx_rdev_major, stat.stx_rdev_minor),
@@ -204,6 +205,20 @@ impl Archiver<'_> {
             });
         }
         tar::write_padding(&mut self.out, size).map_err(|e| self.write_err(e))
+    }
+}
+
+/// A path to `entry` for the calls that only take one (the xattr calls): its parent directory's
+/// descriptor link, which leads to exactly the directory the walk holds, then its name, which
+/// the `l*` calls do not follow. Nothing is looked up from the root's path.
+fn reached_path(entry: &Entry) -> PathBuf {
+    match (entry.parent, entry.dir) {
+        (Some((dir, name)), _) => {
+            crate::stage::fd_path(dir).join(OsStr::from_bytes(name.to_bytes()))
+        }
+        (None, dir) => {
+            crate::stage::fd_path(dir.expect("the walk opens the root it starts from")).join(".")
+        }
     }
 }
 

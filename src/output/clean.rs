@@ -15,6 +15,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags, Timespec, Timestam
 
 use super::walk::{self, read_names, MountId};
 use super::OutputError;
+use crate::HeldRoot;
 
 /// Logs the installation writes; removed outright, as mmdebstrap does.
 const BUILD_LOGS: &[&str] = &[
@@ -48,7 +49,7 @@ const VOLATILE: &[(&str, NameFilter)] = &[
     ("run", |n| n != b"lock"),
 ];
 
-pub(super) fn remove_volatile_files(root: &Path) -> Result<(), OutputError> {
+pub(super) fn remove_volatile_files(root: &HeldRoot) -> Result<(), OutputError> {
     let cleaner = Cleaner::open(root)?;
     for (dir, matches) in VOLATILE {
         cleaner.remove_matching(dir, *matches)?;
@@ -66,7 +67,7 @@ pub(super) fn remove_volatile_files(root: &Path) -> Result<(), OutputError> {
 }
 
 /// Sets every mtime newer than `source_date_epoch` to it, symlinks included (never followed).
-pub(super) fn clamp_mtimes(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
+pub(super) fn clamp_mtimes(root: &HeldRoot, source_date_epoch: i64) -> Result<(), OutputError> {
     let times = Timestamps {
         last_access: Timespec {
             tv_sec: 0,
@@ -93,7 +94,7 @@ pub(super) fn clamp_mtimes(root: &Path, source_date_epoch: i64) -> Result<(), Ou
             ),
         };
         result.map_err(|source| OutputError::Clamp {
-            path: root.join(OsStr::from_bytes(entry.rel)),
+            path: root.path().join(OsStr::from_bytes(entry.rel)),
             source: source.into(),
         })
     })
@@ -106,17 +107,13 @@ struct Cleaner<'r> {
 }
 
 impl<'r> Cleaner<'r> {
-    fn open(root: &'r Path) -> Result<Cleaner<'r>, OutputError> {
+    fn open(held: &'r HeldRoot) -> Result<Cleaner<'r>, OutputError> {
+        let root = held.path();
         let read_err = |source: rustix::io::Errno| OutputError::Read {
             path: root.to_path_buf(),
             source: source.into(),
         };
-        let root_fd = rustix::fs::open(
-            root,
-            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(read_err)?;
+        let root_fd = walk::open_held(held).map_err(read_err)?;
         let mount = MountId::at(root_fd.as_fd(), c"", AtFlags::EMPTY_PATH).map_err(read_err)?;
         Ok(Cleaner {
             root,

@@ -58,6 +58,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::config::{Compression, Output};
+use crate::HeldRoot;
 use compress::Compressor;
 
 /// Why writing the output failed.
@@ -133,7 +134,7 @@ pub enum OutputError {
 /// A tarball file is written to a temporary file in the destination's directory and renamed over
 /// the destination only once complete; on any error the temporary file is removed.
 pub fn write_tarball(
-    root: &Path,
+    root: &HeldRoot,
     output: &Output,
     source_date_epoch: Option<i64>,
 ) -> Result<(), OutputError> {
@@ -161,7 +162,7 @@ pub fn write_tarball(
 
 /// Removes what records the build itself ([`remove_volatile_files`]), then clamps every mtime
 /// later than `source_date_epoch` to it, without following symlinks.
-pub fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<(), OutputError> {
+pub fn make_deterministic(root: &HeldRoot, source_date_epoch: i64) -> Result<(), OutputError> {
     clean::remove_volatile_files(root)?;
     clean::clamp_mtimes(root, source_date_epoch)
 }
@@ -175,12 +176,12 @@ pub fn make_deterministic(root: &Path, source_date_epoch: i64) -> Result<(), Out
 /// `/run` but `run/lock`. Emptied, keeping mode and owner: every other file under `var/log`
 /// and `etc/machine-id`. Symlinks in the root are never followed and mounts inside it are
 /// refused.
-pub fn remove_volatile_files(root: &Path) -> Result<(), OutputError> {
+pub fn remove_volatile_files(root: &HeldRoot) -> Result<(), OutputError> {
     clean::remove_volatile_files(root)
 }
 
 fn write_tarball_file(
-    root: &Path,
+    root: &HeldRoot,
     path: &Path,
     compression: Compression,
     source_date_epoch: Option<i64>,
@@ -190,11 +191,13 @@ fn write_tarball_file(
         _ => Path::new("."),
     };
     // The growing tarball would otherwise be archived into itself.
-    if let (Ok(root_real), Ok(dir_real)) = (fs_err::canonicalize(root), fs_err::canonicalize(dir)) {
+    if let (Ok(root_real), Ok(dir_real)) =
+        (fs_err::canonicalize(root.path()), fs_err::canonicalize(dir))
+    {
         if dir_real.starts_with(&root_real) {
             return Err(OutputError::DestinationInsideRoot {
                 path: path.to_path_buf(),
-                root: root.to_path_buf(),
+                root: root.path().to_path_buf(),
             });
         }
     }
@@ -238,7 +241,7 @@ fn finish_writer<W: Write>(out: BufWriter<W>) -> std::io::Result<()> {
 /// Writes the (compressed) tarball of `root` to `out` and returns `out` once the compressed stream
 /// is complete; the caller flushes or syncs it.
 pub fn write_tar_to<W: Write>(
-    root: &Path,
+    root: &HeldRoot,
     out: W,
     compression: Compression,
     source_date_epoch: Option<i64>,

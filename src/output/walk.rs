@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
 
 use super::OutputError;
+use crate::HeldRoot;
 
 /// One entry of the walk.
 pub(super) struct Entry<'a> {
@@ -33,19 +34,15 @@ impl Entry<'_> {
 
 /// Calls `visit` for the root and everything below it, each directory before its contents.
 pub(super) fn walk(
-    root: &Path,
+    held: &HeldRoot,
     visit: &mut dyn FnMut(&Entry) -> Result<(), OutputError>,
 ) -> Result<(), OutputError> {
+    let root = held.path();
     let read_err = |source: rustix::io::Errno| OutputError::Read {
         path: root.to_path_buf(),
         source: source.into(),
     };
-    let root_fd = rustix::fs::open(
-        root,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(read_err)?;
+    let root_fd = open_held(held).map_err(read_err)?;
     let stat = statx(root_fd.as_fd(), c"", AtFlags::EMPTY_PATH).map_err(read_err)?;
     let walker = Walker {
         root,
@@ -82,6 +79,16 @@ impl MountId {
             MountId::Device(stat.stx_dev_major, stat.stx_dev_minor)
         }
     }
+}
+
+/// The held root opened for reading its entries, through its descriptor (never its path).
+pub(super) fn open_held(root: &HeldRoot) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(
+        root.fd(),
+        c".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 struct Walker<'r> {

@@ -3,7 +3,6 @@
 //! clean environment and their output logged inside the root.
 
 use std::collections::VecDeque;
-use std::ffi::CString;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -99,8 +98,13 @@ impl ChrootMounts {
     /// devpts instance; refuses mount points that go through a symlink.
     pub fn mount(root: &Path) -> Result<ChrootMounts, StageError> {
         let root = canonical(root)?;
-        let dir = RootDir::open(&root)?;
-        devices::create(&dir)?;
+        ChrootMounts::mount_in(&RootDir::open(&root)?)
+    }
+
+    /// [`ChrootMounts::mount`] in a root already open: every mount point is reached from its
+    /// descriptor, never through the root's path.
+    pub(crate) fn mount_in(dir: &RootDir) -> Result<ChrootMounts, StageError> {
+        devices::create(dir)?;
         let mut guard = ChrootMounts {
             mounted: Vec::new(),
         };
@@ -149,8 +153,8 @@ impl ChrootMounts {
                 fd: mounted,
             });
         }
-        if devices::on_nodev(&dir)? {
-            guard.bind_device_nodes(&dir)?;
+        if devices::on_nodev(dir)? {
+            guard.bind_device_nodes(dir)?;
         }
         Ok(guard)
     }
@@ -343,9 +347,10 @@ pub fn run_in_chroot(
     env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> Result<Output, StageError> {
+    let root = RootDir::open(&canonical(root)?)?;
     run(
         &Invocation {
-            root,
+            root: &root,
             argv,
             env,
             log,
@@ -357,7 +362,8 @@ pub fn run_in_chroot(
 
 /// A command to run in the chroot, with what to call it in errors.
 pub(crate) struct Invocation<'a> {
-    pub root: &'a Path,
+    /// The root, entered through its descriptor (never its path).
+    pub root: &'a RootDir,
     pub argv: &'a [&'a str],
     pub env: &'a [(&'a str, &'a str)],
     pub log: Option<&'a Path>,
@@ -392,7 +398,7 @@ pub(crate) fn run(
 ) -> Result<Output, StageError> {
     let command_line = inv.argv.join(" ");
     let spawn_error = |source| StageError::Spawn {
-        root: inv.root.to_path_buf(),
+        root: inv.root.path().to_path_buf(),
         command: command_line.clone(),
         source,
     };
@@ -402,11 +408,11 @@ pub(crate) fn run(
             "empty command",
         )));
     };
-    let root = canonical(inv.root)?;
-    let root_c = CString::new(root.as_os_str().as_bytes()).map_err(|e| spawn_error(e.into()))?;
+    // Valid in the child until exec: `inv.root` outlives the spawn.
+    let root_fd = inv.root.fd().as_raw_fd();
 
     let mut log = match inv.log {
-        Some(rel) => Some(RootDir::open(&root)?.append(rel, 0o640)?),
+        Some(rel) => Some(inv.root.append(rel, 0o640)?),
         None => None,
     };
     if let Some(log) = log.as_mut() {
@@ -428,13 +434,16 @@ pub(crate) fn run(
         .stdout(out_file.try_clone().map_err(spawn_error)?)
         .stderr(err_file.try_clone().map_err(spawn_error)?);
     // SAFETY: the closure runs in the forked child before exec and only makes the
-    // async-signal-safe syscalls setpgid(2), chroot(2), chdir(2) and umask(2), on a CString
-    // allocated before the fork; it allocates nothing and takes no lock.
+    // async-signal-safe syscalls setpgid(2), fchdir(2), chroot(2), chdir(2) and umask(2), on a
+    // descriptor and C strings that exist before the fork; it allocates nothing and takes no
+    // lock.
     unsafe {
         command.pre_exec(move || {
             // A process group of its own, so a stop ends every process the command started.
             nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
-            nix::unistd::chroot(root_c.as_c_str())?;
+            // Into the held root by its descriptor: whatever its path names now is not entered.
+            nix::unistd::fchdir(root_fd)?;
+            nix::unistd::chroot(c".")?;
             nix::unistd::chdir(c"/")?;
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
             Ok(())

@@ -136,12 +136,11 @@ const DPKG_NEW: &str = ".dpkg-new";
 /// and libc6 register their merged-/usr diversions there): from tmp.ci/, with dpkg's
 /// environment (see [`maintscript`]).
 pub(crate) fn run_preinsts(
-    root: &Path,
+    root: &RootDir,
     unpacked: &Unpacked,
     extra_env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> Result<(), StageError> {
-    let dir = RootDir::open(root)?;
     let dpkg_version = unpacked
         .packages
         .iter()
@@ -152,7 +151,7 @@ pub(crate) fn run_preinsts(
             continue;
         }
         crate::cancel::check()?;
-        let staged = maintscript::StagedControl::stage(&dir, package)?;
+        let staged = maintscript::StagedControl::stage(root, package)?;
         let script = staged.preinst();
         let what = format!("{} preinst", package.name);
         let mut env = maintscript::environment(package, "preinst", dpkg_version);
@@ -175,7 +174,7 @@ pub(crate) fn run_preinsts(
 /// `dpkg --configure -a`, advancing [`Counter::Configured`] on each `Setting up` line; on
 /// failure the error names the package dpkg was setting up.
 pub(crate) fn configure_all(
-    root: &Path,
+    root: &RootDir,
     extra_env: &[(&str, &str)],
     log: Option<&Path>,
     reporter: &dyn Reporter,
@@ -232,8 +231,8 @@ pub(crate) fn configure_all(
 
 /// [`failed_script`] over the log of the last dpkg run: dpkg reports a failed script when it
 /// happens, often further back than the error's last lines.
-fn failed_script_in_log(root: &Path, log: Option<&Path>) -> Option<String> {
-    let text = RootDir::open(root).ok()?.read_file(log?).ok()??;
+fn failed_script_in_log(root: &RootDir, log: Option<&Path>) -> Option<String> {
+    let text = root.read_file(log?).ok()??;
     let text = String::from_utf8_lossy(&text);
     let last_run = text.rfind("\n$ dpkg ").map_or(&*text, |at| &text[at..]);
     failed_script(last_run)
@@ -258,7 +257,7 @@ fn failed_script(output: &str) -> Option<String> {
 }
 
 /// `dpkg --audit`: anything it reports means a package was left half-done.
-pub(crate) fn audit(root: &Path, log: Option<&Path>) -> Result<(), StageError> {
+pub(crate) fn audit(root: &RootDir, log: Option<&Path>) -> Result<(), StageError> {
     let output = chroot::run(
         &Invocation {
             root,

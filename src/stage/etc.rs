@@ -98,10 +98,11 @@ mod tests {
             return;
         }
         let tmp = tempfile::tempdir().expect("tempdir");
-        let root = RootDir::open(tmp.path()).expect("open");
+        let held = crate::HeldRoot::open(tmp.path()).expect("hold");
+        let root = RootDir::held(&held).expect("open");
         let unpacked = Unpacked::default();
         let request = StageRequest {
-            root: tmp.path(),
+            root: &held,
             unpacked: &unpacked,
             mirror: "http://mirror.invalid/debian",
             suite: "trixie",

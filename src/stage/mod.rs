@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Instant;
 
-use rootfs::RootDir;
+use crate::HeldRoot;
 
 use crate::cancel::Cancelled;
 use crate::progress::{Counter, Reporter};
@@ -29,14 +29,15 @@ pub use chroot::{
 };
 pub use namespace::in_private_mounts;
 pub(crate) use namespace::{detach, fd_path, mount_entries_under, open_mount};
-
+pub(crate) use rootfs::RootDir;
 /// Where, inside the root, the output of every command run in the chroot is appended.
 pub const LOG_PATH: &str = "var/log/debstrap-onion.log";
 
 /// What to finish.
 #[derive(Debug, Clone, Copy)]
 pub struct StageRequest<'a> {
-    pub root: &'a Path,
+    /// The unpacked root, held: every step reaches it through this descriptor.
+    pub root: &'a HeldRoot,
     pub unpacked: &'a Unpacked,
     /// Mirror URL written to the chroot's apt sources.
     pub mirror: &'a str,
@@ -123,8 +124,8 @@ fn display_paths(paths: &[PathBuf]) -> String {
 pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), StageError> {
     crate::cancel::check()?;
     check_request(request)?;
-    let root_path = chroot::canonical(request.root)?;
-    let root = RootDir::open(&root_path)?;
+    let root = RootDir::held(request.root)?;
+    let root_path = root.path().to_path_buf();
     let log = Some(Path::new(LOG_PATH));
     root.create_dir_all(Path::new("var/log"), 0o755)?;
     etc::before_configure(&root, request)?;
@@ -167,17 +168,10 @@ fn configure_in_chroot(
     reporter: &dyn Reporter,
 ) -> Result<(), StageError> {
     let started = Instant::now();
-    // Opened again in this namespace: a descriptor from the host's would not see these mounts.
-    let root = &RootDir::open(root_path)?;
-    if !root.is_same_dir(opened)? {
-        return Err(StageError::UnsafePath {
-            path: root_path.to_path_buf(),
-            reason: "it names another directory than the root being configured",
-        });
-    }
-    let mounts = ChrootMounts::mount(root_path)?;
+    let root = &opened.in_this_namespace(root_path)?;
+    let mounts = ChrootMounts::mount_in(root)?;
     let policy = services::PolicyRcD::install(root)?;
-    let start_stop_daemon = services::StartStopDaemonDiversion::install(root, root_path, log)?;
+    let start_stop_daemon = services::StartStopDaemonDiversion::install(root, log)?;
     reporter.start(Counter::Configured, request.unpacked.packages.len() as u64);
     // Maintainer scripts that stamp dates (shadow's last password change, for one) honour
     // SOURCE_DATE_EPOCH, which reproducible builds need.
@@ -186,9 +180,9 @@ fn configure_in_chroot(
         .iter()
         .map(|e| ("SOURCE_DATE_EPOCH", e.as_str()))
         .collect();
-    configure::run_preinsts(root_path, request.unpacked, &extra_env, log)?;
-    configure::configure_all(root_path, &extra_env, log, reporter)?;
-    configure::audit(root_path, log)?;
+    configure::run_preinsts(root, request.unpacked, &extra_env, log)?;
+    configure::configure_all(root, &extra_env, log, reporter)?;
+    configure::audit(root, log)?;
     reporter.finish(Counter::Configured);
     start_stop_daemon.remove()?;
     policy.remove()?;
@@ -243,8 +237,11 @@ mod tests {
     use super::*;
 
     fn request<'a>(unpacked: &'a Unpacked, hostname: &'a str, mirror: &'a str) -> StageRequest<'a> {
+        // Never entered: the request is refused, or only checked, before any step runs.
+        static ROOT: std::sync::LazyLock<HeldRoot> =
+            std::sync::LazyLock::new(|| HeldRoot::open(Path::new("/")).expect("hold /"));
         StageRequest {
-            root: Path::new("/nonexistent"),
+            root: &ROOT,
             unpacked,
             mirror,
             suite: "trixie",

@@ -7,13 +7,14 @@
 
 use std::ffi::OsStr;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use super::StageError;
+use crate::HeldRoot;
 
 /// The target root, opened once; paths given to its methods are relative to it.
 #[derive(Debug)]
@@ -35,6 +36,50 @@ impl RootDir {
             path: path.to_path_buf(),
             fd,
         })
+    }
+
+    /// The held root, through a duplicate of its descriptor (its path is never looked up);
+    /// the host's own `/` is refused.
+    pub(crate) fn held(root: &HeldRoot) -> Result<Self, StageError> {
+        let fd = rustix::io::fcntl_dupfd_cloexec(root.fd(), 0)
+            .map_err(|e| fs_error("hold the root directory", root.path(), e))?;
+        let dir = Self {
+            path: root.path().to_path_buf(),
+            fd,
+        };
+        let host = rustix::fs::stat("/").map_err(|e| fs_error("inspect", Path::new("/"), e))?;
+        let held = rustix::fs::fstat(&dir.fd).map_err(|e| fs_error("inspect", &dir.path, e))?;
+        if (held.st_dev, held.st_ino) == (host.st_dev, host.st_ino) {
+            return Err(StageError::UnsafePath {
+                path: dir.path,
+                reason: "the host's own root cannot be a chroot target",
+            });
+        }
+        Ok(dir)
+    }
+
+    /// The root's host path, for messages.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The root's descriptor, for entering it (fchdir) and inspecting its file system.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// The root opened again by `path` in the calling thread's mount namespace (a descriptor
+    /// from the host's would not see mounts made in a private one), refused unless it is this
+    /// same directory: every later step uses the new descriptor, never the path.
+    pub(crate) fn in_this_namespace(&self, path: &Path) -> Result<RootDir, StageError> {
+        let reopened = RootDir::open(path)?;
+        if !reopened.is_same_dir(self)? {
+            return Err(StageError::UnsafePath {
+                path: path.to_path_buf(),
+                reason: "it names another directory than the root being configured",
+            });
+        }
+        Ok(reopened)
     }
 
     /// Whether `other` holds the same directory (device and inode): a root opened again by path

@@ -75,7 +75,6 @@ impl Drop for PolicyRcD<'_> {
 #[derive(Debug)]
 pub(crate) struct StartStopDaemonDiversion<'a> {
     root: &'a RootDir,
-    root_path: &'a Path,
     log: Option<&'a Path>,
     /// The path dpkg knows the binary by (`/usr/sbin/start-stop-daemon`), while diverted.
     diverted: Option<String>,
@@ -83,21 +82,16 @@ pub(crate) struct StartStopDaemonDiversion<'a> {
 
 impl<'a> StartStopDaemonDiversion<'a> {
     /// Diverts the start-stop-daemon dpkg ships, if the root has one (otherwise does nothing).
-    pub(crate) fn install(
-        root: &'a RootDir,
-        root_path: &'a Path,
-        log: Option<&'a Path>,
-    ) -> Result<Self, StageError> {
+    pub(crate) fn install(root: &'a RootDir, log: Option<&'a Path>) -> Result<Self, StageError> {
         let mut guard = Self {
             root,
-            root_path,
             log,
             diverted: None,
         };
         let Some(path) = shipped_path(root)? else {
             return Ok(guard);
         };
-        dpkg_divert(root_path, log, "--add", &path)?;
+        dpkg_divert(root, log, "--add", &path)?;
         guard.diverted = Some(path.clone());
         root.write_file(Path::new(&path), START_STOP_DAEMON_STUB.as_bytes(), 0o755)?;
         Ok(guard)
@@ -114,7 +108,7 @@ impl<'a> StartStopDaemonDiversion<'a> {
         };
         // The stub must go first: dpkg-divert will not rename the real file onto it.
         self.root.remove_file(Path::new(&path))?;
-        dpkg_divert(self.root_path, self.log, "--remove", &path)
+        dpkg_divert(self.root, self.log, "--remove", &path)
     }
 }
 
@@ -142,7 +136,7 @@ fn shipped_path(root: &RootDir) -> Result<Option<String>, StageError> {
 }
 
 fn dpkg_divert(
-    root_path: &Path,
+    root: &RootDir,
     log: Option<&Path>,
     action: &str,
     path: &str,
@@ -150,7 +144,7 @@ fn dpkg_divert(
     let what = format!("dpkg-divert {action} {path}");
     chroot::run(
         &Invocation {
-            root: root_path,
+            root,
             argv: &["dpkg-divert", "--local", "--rename", action, path],
             env: &[],
             log,

@@ -14,6 +14,7 @@ use rustix::fs::{Mode, OFlags, RenameFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use super::path::RelPath;
+use crate::HeldRoot;
 
 /// How every path below the root is resolved: `/` and `..` stop at the root, and /proc magic
 /// links (which point anywhere) are refused.
@@ -33,32 +34,29 @@ pub struct Root {
 }
 
 impl Root {
-    /// Opens (creating if needed) the root directory; says whether it had to be created.
-    pub fn open_or_create(path: &Path) -> io::Result<(Root, bool)> {
-        let created = match fs_err::create_dir(path) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+    /// Creates the root directory if needed; says whether it had to be created.
+    pub fn create(path: &Path) -> io::Result<bool> {
+        match fs_err::create_dir(path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs_err::create_dir_all(path)?;
-                true
+                Ok(true)
             }
-            Err(e) => return Err(e),
-        };
-        let fd = rustix::fs::open(
-            path,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )?;
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The held root, through a duplicate of its descriptor: the path is never looked up again.
+    pub fn held(root: &HeldRoot) -> io::Result<Root> {
+        let fd = root.fd().try_clone_to_owned()?;
         let temp_token = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
-        Ok((
-            Root {
-                fd,
-                path: path.to_owned(),
-                temp_token,
-                temp_counter: AtomicU64::new(0),
-            },
-            created,
-        ))
+        Ok(Root {
+            fd,
+            path: root.path().to_owned(),
+            temp_token,
+            temp_counter: AtomicU64::new(0),
+        })
     }
 
     /// The root's host path, for messages.

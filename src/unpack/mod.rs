@@ -38,6 +38,7 @@ pub use control::ControlProblem;
 pub use deb::{MAX_CONTROL_TOTAL, MAX_DATA_TAR, MAX_TAR_EXTENSION, MIN_FREE, MIN_FREE_INODES};
 pub use path::PathProblem;
 
+use crate::HeldRoot;
 use confined::Root;
 use control::Control;
 use deb::ControlMember;
@@ -60,8 +61,8 @@ pub struct UnpackRequest<'a> {
 /// `ready` function of [`unpack_when_ready`].
 #[derive(Debug, Clone, Copy)]
 pub struct PendingRequest<'a> {
-    /// The target root (need not exist yet).
-    pub root: &'a Path,
+    /// The target root, held: reached only through its descriptor.
+    pub root: &'a HeldRoot,
     /// The packages, in request order.
     pub packages: &'a [Package],
     /// The dpkg architecture of the root.
@@ -170,6 +171,8 @@ pub enum UnpackError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Held(#[from] crate::TargetError),
     #[error("cannot set up merged /usr in {path}")]
     MergedUsr {
         path: PathBuf,
@@ -275,9 +278,9 @@ struct Outcome {
 
 /// Writes dpkg's `available` file in an unpacked root: the verified Packages stanzas of the
 /// installed packages, in index order (what debootstrap leaves there).
-pub fn write_available(root: &Path, stanzas: &str) -> Result<(), UnpackError> {
-    let (dir, _) = Root::open_or_create(root).map_err(|source| UnpackError::Root {
-        path: root.to_owned(),
+pub fn write_available(root: &HeldRoot, stanzas: &str) -> Result<(), UnpackError> {
+    let dir = Root::held(root).map_err(|source| UnpackError::Root {
+        path: root.path().to_owned(),
         source,
     })?;
     database::write_available(&dir, stanzas)
@@ -288,35 +291,40 @@ pub fn write_available(root: &Path, stanzas: &str) -> Result<(), UnpackError> {
 /// A file shipped by several packages is refused unless Replaces settles who keeps it;
 /// directories keep the metadata of the earliest. Nothing is written outside the root.
 pub fn unpack(request: &UnpackRequest, reporter: &dyn Reporter) -> Result<Unpacked, UnpackError> {
+    let root_error = |source| UnpackError::Root {
+        path: request.root.to_owned(),
+        source,
+    };
+    let created = Root::create(request.root).map_err(root_error)?;
+    let mut guard = RemoveOnError {
+        path: created.then(|| request.root.to_owned()),
+    };
+    let held = HeldRoot::open(request.root)?;
     let packages: Vec<Package> = request.debs.iter().map(|d| d.package().clone()).collect();
     let pending = PendingRequest {
-        root: request.root,
+        root: &held,
         packages: &packages,
         arch: request.arch,
     };
-    unpack_when_ready(&pending, &|i| Ok(request.debs[i].clone()), reporter)
+    let unpacked = unpack_when_ready(&pending, &|i| Ok(request.debs[i].clone()), reporter)?;
+    guard.path = None;
+    Ok(unpacked)
 }
 
-/// Like [`unpack`], but the .deb of `packages[i]` comes from `ready(i)`, called only when a
-/// thread is free to extract it, so extraction can overlap the downloads that are still
-/// filling the cache; `ready` returns `Err` when the file will never come (the download failed
-/// or the build was interrupted).
+/// Like [`unpack`], but into a root that is already held, and the .deb of `packages[i]` comes
+/// from `ready(i)`, called only when a thread is free to extract it, so extraction can overlap
+/// the downloads that are still filling the cache; `ready` returns `Err` when the file will
+/// never come (the download failed or the build was interrupted).
 pub fn unpack_when_ready(
     request: &PendingRequest,
     ready: &(dyn Fn(usize) -> Result<CachedDeb, Cancelled> + Sync),
     reporter: &dyn Reporter,
 ) -> Result<Unpacked, UnpackError> {
-    let (root, created) =
-        Root::open_or_create(request.root).map_err(|source| UnpackError::Root {
-            path: request.root.to_owned(),
-            source,
-        })?;
-    let mut guard = RemoveOnError {
-        path: created.then(|| request.root.to_owned()),
-    };
-    let unpacked = unpack_into(&root, request, ready, reporter)?;
-    guard.path = None;
-    Ok(unpacked)
+    let root = Root::held(request.root).map_err(|source| UnpackError::Root {
+        path: request.root.path().to_owned(),
+        source,
+    })?;
+    unpack_into(&root, request, ready, reporter)
 }
 
 fn unpack_into(
