@@ -581,10 +581,24 @@ impl BuildDir {
     /// A root built in the mount point TARGET itself, under TARGET's lock.
     fn in_place(target: PathBuf, force: bool) -> Result<BuildDir, Error> {
         let parent = parent_of(&target);
-        if let Err(unsafe_parent) = target::check_parents(&target, &parent) {
+        // TARGET itself too: whoever owns the root directory could rename what the build puts
+        // in it (usr, say) and have root run their own files in its place.
+        if let Err(unsafe_parent) = target::check_parents(&target, &target) {
             return Err(unsafe_parent.into());
         }
         let lock = target::TargetLock::acquire(&target, &parent, &file_name(&target))?;
+        // Decided again under the lock: another build may have filled it, or it may have been
+        // unmounted, since the first look; a failure here must not empty what is there now.
+        match BuildPlace::for_directory(&target, force) {
+            Ok(BuildPlace::InPlace { .. }) => {}
+            Ok(_) => {
+                return Err(Error::Target {
+                    path: target,
+                    source: std::io::Error::other("it is no longer a mount point"),
+                })
+            }
+            Err(e) => return Err(e),
+        }
         let held = target::HeldRoot::open(&target)?;
         Ok(BuildDir {
             root: target,

@@ -239,6 +239,7 @@ else
     mkdir "$1/lost+found"
 fi
 [ -z "${SEED:-}" ] || echo seed > "$1/$SEED"
+[ -z "${MOUNT_OWNER:-}" ] || { chown "$MOUNT_OWNER" "$1" && chmod 0755 "$1"; } || exit 91
 shift
 "$0" "$@"; echo "build-exit: $?"
 "#;
@@ -251,6 +252,7 @@ fn build_into_mount_point(
     extra: &[&str],
     seed: Option<&str>,
     ext4_image: Option<&Path>,
+    owner: Option<&str>,
 ) -> String {
     let target = served.dir.path().join("mnt");
     std::fs::create_dir(&target).expect("mount point");
@@ -268,6 +270,9 @@ fn build_into_mount_point(
     }
     if let Some(image) = ext4_image {
         cmd.env("EXT4_IMAGE", image);
+    }
+    if let Some(owner) = owner {
+        cmd.env("MOUNT_OWNER", owner);
     }
     let out = run(&mut cmd);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
@@ -289,7 +294,7 @@ fn root_an_empty_mount_point_with_lost_found_is_built_in_place() {
         return;
     }
     let served = fixture(&[("good", good_package())]);
-    let seen = build_into_mount_point(&served, "good", &[], None, None);
+    let seen = build_into_mount_point(&served, "good", &[], None, None, None);
     assert!(seen.contains("build-exit: 0"), "{seen}");
     for line in [
         "./lost+found\n",
@@ -319,7 +324,7 @@ fn root_a_fresh_ext4_mount_point_is_built_in_place() {
         .expect("image file");
     let out = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
     assert!(out.status.success(), "{}", text(&out));
-    let seen = build_into_mount_point(&served, "good", &[], None, Some(&image));
+    let seen = build_into_mount_point(&served, "good", &[], None, Some(&image), None);
     assert!(seen.contains("build-exit: 0"), "{seen}");
     for line in [
         "./lost+found\n",
@@ -340,7 +345,7 @@ fn root_a_failed_build_in_a_mount_point_empties_it_but_lost_found() {
         .symlink("./usr/evil-link", "/../../../outside")
         .file("./usr/evil-link/planted", 0o644, b"escaped");
     let served = fixture(&[("good", good_package()), ("evil", evil)]);
-    let seen = build_into_mount_point(&served, "good,evil", &[], None, None);
+    let seen = build_into_mount_point(&served, "good,evil", &[], None, None, None);
     assert!(seen.contains("build-exit: 1"), "{seen}");
     assert!(
         seen.contains("evil"),
@@ -351,13 +356,28 @@ fn root_a_failed_build_in_a_mount_point_empties_it_but_lost_found() {
     assert!(seen.contains("mounted\n"), "{seen}");
 }
 
+/// Whoever owns the root directory of a mount point could rename what the build makes in it
+/// and have root run their files: such a TARGET is refused before anything is written.
+#[test]
+fn root_a_mount_point_owned_by_another_user_is_refused() {
+    if !require_root() || !require_program("unshare") || !require_program("findmnt") {
+        return;
+    }
+    let served = fixture(&[("good", good_package())]);
+    let seen = build_into_mount_point(&served, "good", &[], None, None, Some("nobody"));
+    assert!(seen.contains("build-exit: 1"), "{seen}");
+    assert!(seen.contains("owned by uid"), "{seen}");
+    let listing: Vec<&str> = seen.lines().filter(|l| l.starts_with('.')).collect();
+    assert_eq!(listing, [".", "./lost+found"], "{seen}");
+}
+
 #[test]
 fn root_a_mount_point_holding_files_is_refused_even_with_force() {
     if !require_root() || !require_program("unshare") || !require_program("findmnt") {
         return;
     }
     let served = fixture(&[("good", good_package())]);
-    let seen = build_into_mount_point(&served, "good", &["--force"], Some("precious"), None);
+    let seen = build_into_mount_point(&served, "good", &["--force"], Some("precious"), None, None);
     assert!(seen.contains("build-exit: 1"), "{seen}");
     assert!(seen.contains("is a mount point holding files"), "{seen}");
     assert!(
