@@ -163,7 +163,9 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     )?;
     drop(runtime);
     unpack::write_available(build_dir.verify()?, &available)?;
-    report.onion = finish_root(config, &unpacked, &build_dir, &mut clock)?;
+    // The onion stage's host-side changes are kept only once the root is committed: dropped on
+    // any error or stop below, they put the host back (before the build directory goes).
+    let onion = finish_root(config, &unpacked, &build_dir, &mut clock)?;
     // With SOURCE_DATE_EPOCH caches and logs go and timestamps are clamped, so the bytes
     // repeat; without it the root keeps the build's logs (dpkg.log, the maintainer scripts'
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
@@ -180,6 +182,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         )?;
     }
     build_dir.commit()?;
+    report.onion = onion.map(onion::Configured::keep);
     report.target = match &config.output {
         Output::Directory(path) | Output::Tarball { path, .. } => Some(path.clone()),
         Output::Stdout { .. } => None,
@@ -283,13 +286,14 @@ impl ReadyGate {
     }
 }
 
-/// Configures and (when asked) publishes the unpacked root at `root`.
+/// Configures and (when asked) publishes the unpacked root at `root`; the host-side changes
+/// stay pending in what it returns.
 fn finish_root(
     config: &BuildConfig,
     unpacked: &unpack::Unpacked,
     build_dir: &BuildDir,
     clock: &mut StageClock,
-) -> Result<Option<onion::OnionReport>, Error> {
+) -> Result<Option<onion::Configured>, Error> {
     if config.variant == Variant::Extract {
         return Ok(None);
     }
@@ -322,14 +326,14 @@ fn finish_root(
     if onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_)) {
         onion_config.host_root = Some(onion::image_host_root(root)?);
     }
-    let report = onion::configure(&onion::OnionRequest {
+    let configured = onion::configure(&onion::OnionRequest {
         name: &config.name,
         root,
         chroot_path: &chroot_path,
         suite: &config.suite,
         config: &onion_config,
     })?;
-    Ok(Some(report))
+    Ok(Some(configured))
 }
 
 /// Times stages and tells the reporter when one begins.

@@ -591,6 +591,64 @@ fn child_stops_in_the_onion_stage() {
     assert!(names_in(root.path()).is_empty(), "the chroot was changed");
 }
 
+#[test]
+fn real_archive_root_a_build_stopped_after_the_onion_stage_puts_the_host_root_back() {
+    if !support::host::require_root() || support::host::host_mirror().is_none() {
+        return;
+    }
+    let status = in_child("child_stops_after_the_onion_stage", &[])
+        .wait()
+        .expect("wait for the child test");
+    assert!(status.success(), "the child test failed: {status}");
+}
+
+#[test]
+#[ignore = "run by real_archive_root_a_build_stopped_after_the_onion_stage_puts_the_host_root_back"]
+fn child_stops_after_the_onion_stage() {
+    if !is_child("child_stops_after_the_onion_stage") {
+        return;
+    }
+    let mirror = support::host::host_mirror().expect("checked by the parent");
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    // A host root with a hand-written torrc (put back) and no /var/lib/tor nor schroot
+    // directory (removed again).
+    let host = dir.path().join("host");
+    fs_err::create_dir_all(host.join("etc/tor")).expect("mkdir");
+    fs_err::write(host.join("etc/tor/torrc"), "Log notice syslog\n").expect("torrc");
+    fs_err::create_dir_all(host.join("var/lib")).expect("mkdir");
+    let before = support::tree::snapshot(&host);
+    let out = dir.path().join("out");
+    fs_err::create_dir(&out).expect("mkdir");
+    let mut config = BuildConfig::new("trixie", mirror);
+    config.name = "stopped".into();
+    config.cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache");
+    config.output = Output::Tarball {
+        path: out.join("root.tar"),
+        compression: debstrap_onion::config::Compression::None,
+    };
+    config.onion.host_root = Some(host.clone());
+    // The tarball is written after the onion stage changed the host root.
+    let reporter = AtStage {
+        at: Stage::Output,
+        action: || {
+            assert!(
+                host.join("var/lib/tor/stopped/hostname").is_file(),
+                "the onion stage has not written the host root yet"
+            );
+            debstrap_onion::cancel::request();
+        },
+    };
+    let err = debstrap_onion::build(&config, &reporter).expect_err("stopped");
+    assert_eq!(err.to_string(), "interrupted", "unexpected: {err:?}");
+    let diffs = support::tree::differences(&support::tree::snapshot(&host), &before);
+    assert!(
+        diffs.is_empty(),
+        "the host root was left changed: {diffs:#?}"
+    );
+    assert!(names_in(&out).is_empty(), "partial output left");
+    assert!(debstrap_onion::cancel::leftovers().is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // A stop ends every process a command started (point 13)
 

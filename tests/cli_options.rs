@@ -354,7 +354,8 @@ impl Service {
                 suite: "trixie",
                 config: &config,
             })
-            .expect("configure");
+            .expect("configure")
+            .keep();
         Service {
             dir,
             address: report.address,

@@ -74,6 +74,7 @@ impl Scene {
             suite: "trixie",
             config,
         })
+        .map(onion::Configured::keep)
     }
 
     fn key_dir(&self, name: &str) -> PathBuf {
@@ -556,7 +557,8 @@ fn status_reads_port_and_address_back() {
             ..scene.config()
         },
     })
-    .expect("configure");
+    .expect("configure")
+    .keep();
     let status = onion::status("onion", &scene.host_root).expect("status");
     assert_eq!(status.service.local_port, report.local_port);
     assert_eq!(

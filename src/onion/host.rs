@@ -1,6 +1,6 @@
 //! All-or-nothing changes under HOST_ROOT: takes each path before the onion stage writes it;
 //! gives a record that puts every one back as it was (old contents, or nothing) when a later
-//! step fails.
+//! step fails: dropped without [`HostChanges::keep`], it rolls back.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
@@ -20,7 +20,8 @@ enum Undo {
     Remove(PathBuf),
 }
 
-/// What the onion stage changed under HOST_ROOT so far, in order.
+/// What the onion stage changed under HOST_ROOT so far, in order; undone when dropped unless
+/// kept.
 #[derive(Debug, Default)]
 pub(crate) struct HostChanges {
     undo: Vec<Undo>,
@@ -58,13 +59,24 @@ impl HostChanges {
         Ok(())
     }
 
-    /// Holds `lock` until these changes are kept (dropped) or rolled back.
+    /// Holds `lock` until these changes are kept or rolled back.
     pub(crate) fn hold(&mut self, lock: std::os::fd::OwnedFd) {
         self.locks.push(lock);
     }
 
-    /// Puts everything back, last change first; a step that cannot be undone is logged.
+    /// Makes the changes final and releases the locks.
+    pub(crate) fn keep(mut self) {
+        self.undo.clear();
+    }
+
+    /// Puts everything back, last change first, then releases the locks; a step that cannot be
+    /// undone is logged and recorded (see [`crate::cancel::left_behind`]), so the CLI does not
+    /// claim the host is as it was.
     pub(crate) fn roll_back(mut self) {
+        self.undo_all();
+    }
+
+    fn undo_all(&mut self) {
         while let Some(undo) = self.undo.pop() {
             let result = match &undo {
                 Undo::Restore { path, bytes, perms } => files::write_atomic(path, bytes, *perms),
@@ -76,7 +88,18 @@ impl HostChanges {
             };
             if let Err(err) = result {
                 tracing::error!("cannot undo a host-side change of the onion stage: {err}");
+                let path = match undo {
+                    Undo::Restore { path, .. } | Undo::Remove(path) => path,
+                };
+                crate::cancel::left_behind(path);
             }
         }
+    }
+}
+
+impl Drop for HostChanges {
+    fn drop(&mut self) {
+        // The undo records go before the locks (fields drop after this body).
+        self.undo_all();
     }
 }

@@ -289,13 +289,37 @@ pub fn image_host_root(root: &Path) -> Result<PathBuf, OnionError> {
     Ok(dir)
 }
 
-/// Writes the site, key, torrc entry and schroot definition, and checks `nginx -t` in the chroot.
-pub fn configure(request: &OnionRequest) -> Result<OnionReport, OnionError> {
+/// A configured service whose host-side changes are not yet final: dropped without
+/// [`Configured::keep`] (a later step of the build failed or was stopped), it puts the host back
+/// as it was; until then it holds the host lock, so no other build plans against half a change.
+#[derive(Debug)]
+#[must_use = "dropping it rolls the host-side changes back"]
+pub struct Configured {
+    report: OnionReport,
+    changes: host::HostChanges,
+}
+
+impl Configured {
+    /// The service as it will be once kept.
+    pub fn report(&self) -> &OnionReport {
+        &self.report
+    }
+
+    /// Keeps the host-side changes and releases the host lock.
+    pub fn keep(self) -> OnionReport {
+        self.changes.keep();
+        self.report
+    }
+}
+
+/// Writes the site, key, torrc entry and schroot definition, and checks `nginx -t` in the chroot;
+/// the host-side files stay only once the result is [kept](Configured::keep).
+pub fn configure(request: &OnionRequest) -> Result<Configured, OnionError> {
     configure_with(request, true)
 }
 
 /// [`configure`] without running `nginx -t`, for roots that have no nginx (tests, dry runs).
-pub fn configure_unchecked(request: &OnionRequest) -> Result<OnionReport, OnionError> {
+pub fn configure_unchecked(request: &OnionRequest) -> Result<Configured, OnionError> {
     configure_with(request, false)
 }
 
@@ -319,7 +343,7 @@ pub fn check_nginx(root: &Path) -> Result<(), OnionError> {
     checked.map(drop)
 }
 
-fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, OnionError> {
+fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, OnionError> {
     let OnionRequest {
         name,
         root,
@@ -372,10 +396,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
     let mut changes = host::HostChanges::default();
     let written = write_host_files(host_root, request, (key, owner), &mut changes);
     let (service, torrc, schroot_files) = match written {
-        Ok(written) => {
-            drop(changes);
-            written
-        }
+        Ok(written) => written,
         Err(err) => {
             changes.roll_back();
             return Err(err);
@@ -404,7 +425,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
             purpose: "stop nginx and unmount",
         },
     ];
-    Ok(OnionReport {
+    let report = OnionReport {
         address,
         name: name.to_string(),
         chroot_path: chroot_path.to_path_buf(),
@@ -419,7 +440,8 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
             schroot_files.profile_dir,
         ],
         next_steps,
-    })
+    };
+    Ok(Configured { report, changes })
 }
 
 /// The host-side steps, in order, each recorded in `changes` before it is made; the torrc lock
