@@ -67,6 +67,11 @@ impl Scene {
     }
 
     fn configure(&self, name: &str, config: &OnionConfig) -> Result<OnionReport, OnionError> {
+        self.pending(name, config).map(onion::Configured::keep)
+    }
+
+    /// Configures without keeping the host-side changes yet.
+    fn pending(&self, name: &str, config: &OnionConfig) -> Result<onion::Configured, OnionError> {
         onion::configure_unchecked(&OnionRequest {
             name,
             root: &self.root,
@@ -74,7 +79,6 @@ impl Scene {
             suite: "trixie",
             config,
         })
-        .map(onion::Configured::keep)
     }
 
     fn key_dir(&self, name: &str) -> PathBuf {
@@ -143,6 +147,59 @@ fn key_directory_has_tors_files_modes_and_owner() {
     );
     let meta = fs_err::metadata(&dir).expect("meta");
     assert_eq!(meta.uid(), tor.uid.as_raw());
+}
+
+/// Whether another build could take the host lock now.
+fn host_lock_is_free(host_root: &Path) -> bool {
+    let dir = fs_err::File::open(host_root).expect("open the host root");
+    match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::WOULDBLOCK) => false,
+        Err(e) => panic!("flock {}: {e}", host_root.display()),
+    }
+}
+
+#[test]
+fn pending_host_changes_hold_the_host_lock_until_kept() {
+    let scene = Scene::new();
+    let pending = scene.pending("onion", &scene.config()).expect("configure");
+    assert!(
+        !host_lock_is_free(&scene.host_root),
+        "another build could plan against changes not yet kept"
+    );
+    let report = pending.keep();
+    assert!(host_lock_is_free(&scene.host_root));
+    assert_eq!(
+        onion::read_key_dir(&scene.key_dir("onion"))
+            .expect("kept key")
+            .address(),
+        report.address
+    );
+}
+
+#[test]
+fn dropped_host_changes_leave_the_host_root_as_it_was() {
+    let scene = Scene::new();
+    // An empty key directory made beforehand, a hand-written torrc, no schroot directory.
+    files_mode(&scene.key_dir("onion"), 0o700);
+    fs_err::create_dir_all(scene.host_root.join("etc/tor")).expect("mkdir");
+    fs_err::write(scene.host_root.join("etc/tor/torrc"), "Log notice syslog\n").expect("torrc");
+    let before = support::tree::snapshot(&scene.host_root);
+    let pending = scene.pending("onion", &scene.config()).expect("configure");
+    assert!(scene.key_dir("onion").join("hostname").is_file());
+    drop(pending);
+    let diffs = support::tree::differences(&support::tree::snapshot(&scene.host_root), &before);
+    assert!(
+        diffs.is_empty(),
+        "the host root was left changed: {diffs:#?}"
+    );
+    assert!(host_lock_is_free(&scene.host_root));
+}
+
+/// Creates `dir` and its parents, `dir` itself with `mode`.
+fn files_mode(dir: &Path, mode: u32) {
+    fs_err::create_dir_all(dir).expect("mkdir");
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 #[test]

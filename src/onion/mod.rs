@@ -134,6 +134,15 @@ pub enum OnionError {
         existing: String,
         imported: String,
     },
+    #[error(
+        "{dir} now holds the key of {found}, not the planned key of {planned}; something else \
+         wrote it during this build: check that directory, then retry"
+    )]
+    KeyChanged {
+        dir: PathBuf,
+        found: String,
+        planned: String,
+    },
     #[error("cannot write the onion service directory {dir}")]
     WriteKey {
         dir: PathBuf,
@@ -240,6 +249,17 @@ pub enum OnionError {
     },
     #[error("{option} 0 is not a port: give a port between 1 and 65535")]
     BadPort { option: &'static str },
+    #[error("cannot lock the host root {path} against other builds")]
+    LockHost {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the host root {path} is still locked by another build after {seconds}s; wait for that \
+         build to end, then retry"
+    )]
+    HostLocked { path: PathBuf, seconds: u64 },
     #[error("tor refuses the new torrc for {path}, which is left as it was: {output}")]
     TorrcRejected { path: PathBuf, output: String },
     #[error(transparent)]
@@ -369,6 +389,14 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     }
     crate::cancel::check()?;
     let host_root = config.host_root.as_deref().unwrap_or(Path::new("/"));
+    // The host lock comes before anything is read, so what is planned below is still true when
+    // it is written; it is held in `changes` until they are kept or rolled back.
+    files::create_dir_all_mode(host_root, 0o755).map_err(|source| OnionError::LockHost {
+        path: host_root.to_path_buf(),
+        source,
+    })?;
+    let mut changes = host::HostChanges::default();
+    changes.hold(host::lock(host_root, host::LOCK_PATIENCE)?);
     // Everything the host's tor and schroot will read is checked before anything changes.
     let owner = hsdir::tor_owner()?;
     let key = hsdir::plan(host_root, name, config.onion_key.as_deref())?;
@@ -393,7 +421,6 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     }
 
     // The host changes all or nothing: a failing step (or a stop request) undoes the earlier.
-    let mut changes = host::HostChanges::default();
     let written = write_host_files(host_root, request, (key, owner), &mut changes);
     let (service, torrc, schroot_files) = match written {
         Ok(written) => written,
@@ -444,8 +471,8 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     Ok(Configured { report, changes })
 }
 
-/// The host-side steps, in order, each recorded in `changes` before it is made; the torrc lock
-/// is held in `changes` until they are kept or rolled back.
+/// The host-side steps, in order, each recorded in `changes` before it is made, under the host
+/// lock `changes` holds.
 fn write_host_files(
     host_root: &Path,
     request: &OnionRequest,
@@ -454,12 +481,23 @@ fn write_host_files(
 ) -> Result<(hsdir::ServiceDir, PathBuf, schroot::SchrootFiles), OnionError> {
     let config = request.config;
     crate::cancel::check()?;
+    let key_error = |source| OnionError::WriteKey {
+        dir: key.dir.clone(),
+        source,
+    };
+    // A missing directory is recorded as the directory (or its first missing parent) to remove;
+    // an existing one (empty, or holding this key) keeps its mode and owner on roll-back, and
+    // each of its files is recorded.
     changes
         .before_write(host_root, &key.dir)
-        .map_err(|source| OnionError::WriteKey {
-            dir: key.dir.clone(),
-            source,
-        })?;
+        .map_err(key_error)?;
+    if fs_err::symlink_metadata(&key.dir).is_ok() {
+        for file in hsdir::KEY_FILES {
+            changes
+                .before_write(host_root, &key.dir.join(file))
+                .map_err(key_error)?;
+        }
+    }
     let service = hsdir::install(key, owner)?;
     crate::cancel::check()?;
     let torrc = torrc::write(
