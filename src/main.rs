@@ -393,19 +393,41 @@ fn fail(progress: &Progress, err: &anyhow::Error, code: u8) -> ExitCode {
     for cause in chain {
         eprintln!("  caused by: {cause}");
     }
-    if code == EXIT_INTERRUPTED {
-        let left = debstrap_onion::cancel::leftovers();
-        if left.is_empty() {
-            eprintln!("interrupted: mounts undone and partial output removed");
-        } else {
-            let shown: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
-            eprintln!(
-                "interrupted: partial output NOT removed: {} (remove it by hand)",
-                shown.join(", ")
-            );
-        }
+    let cleanup = cleanup_lines(
+        code == EXIT_INTERRUPTED,
+        &debstrap_onion::cancel::leftovers(),
+        &debstrap_onion::cancel::moved(),
+    );
+    for line in cleanup {
+        eprintln!("{line}");
     }
     ExitCode::from(code)
+}
+
+/// What cleanup did, after any failure: removal is claimed only on an interrupt where nothing
+/// was left behind; whatever was left (partial output, host files not restored, a build
+/// directory someone moved) is named on every path.
+fn cleanup_lines(interrupted: bool, left: &[PathBuf], moved: &[PathBuf]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for path in moved {
+        lines.push(format!(
+            "the build directory was moved away from {} during the build: it was not removed, \
+             and what is at that path now is not this build's; find the moved directory and \
+             remove it by hand",
+            path.display()
+        ));
+    }
+    if !left.is_empty() {
+        let shown: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+        lines.push(format!(
+            "{}: cleanup incomplete, NOT removed or NOT restored: {} (check and clean up by hand)",
+            if interrupted { "interrupted" } else { "failed" },
+            shown.join(", ")
+        ));
+    } else if interrupted && moved.is_empty() {
+        lines.push("interrupted: mounts undone and partial output removed".to_string());
+    }
+    lines
 }
 
 /// SIGINT and SIGTERM ask the build to stop at its next check; a second one ends at once.
@@ -588,5 +610,33 @@ impl std::io::Write for LogWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_is_claimed_only_when_nothing_was_left() {
+        let left = [PathBuf::from("/srv/.target.build-x")];
+        let moved = [PathBuf::from("/srv/.target.build-y")];
+        assert_eq!(
+            cleanup_lines(true, &[], &[]),
+            ["interrupted: mounts undone and partial output removed"]
+        );
+        // Nothing is claimed after other failures; what was left is named there too.
+        assert!(cleanup_lines(false, &[], &[]).is_empty());
+        for interrupted in [true, false] {
+            let lines = cleanup_lines(interrupted, &left, &[]).join("\n");
+            assert!(lines.contains("NOT removed") && lines.contains("/srv/.target.build-x"));
+            assert!(!lines.contains("partial output removed"), "{lines}");
+            let lines = cleanup_lines(interrupted, &[], &moved).join("\n");
+            assert!(
+                lines.contains("moved away from /srv/.target.build-y"),
+                "{lines}"
+            );
+            assert!(!lines.contains("partial output removed"), "{lines}");
+        }
     }
 }

@@ -649,10 +649,11 @@ impl Drop for BuildDir {
         if self.committed {
             return;
         }
-        // A directory put in its place is someone else's: it is not ours to delete.
+        // A directory put in its place is someone else's: it is not ours to delete, and ours
+        // is wherever it was moved to.
         if let Err(err) = self.held.verify() {
             tracing::error!("{err}");
-            crate::cancel::left_behind(self.root.clone());
+            crate::cancel::moved_away(self.root.clone());
             return;
         }
         if self.in_place {
@@ -664,7 +665,7 @@ impl Drop for BuildDir {
 }
 
 /// Removes everything a failed build made in a mount point TARGET, keeping `lost+found`, and
-/// nothing while something is still mounted inside.
+/// nothing while something is still mounted inside; what stays is recorded as left behind.
 fn empty_in_place(root: &Path) {
     let mounted = stage::mounts_under(root);
     if !mounted.is_empty() {
@@ -672,10 +673,16 @@ fn empty_in_place(root: &Path) {
             "{}: not emptied, still mounted inside: {mounted:?}",
             root.display()
         );
+        crate::cancel::left_behind(root.to_path_buf());
         return;
     }
-    let Ok(entries) = fs_err::read_dir(root) else {
-        return;
+    let entries = match fs_err::read_dir(root) {
+        Ok(entries) => entries,
+        Err(err) => {
+            tracing::error!("cannot empty {}: {err}", root.display());
+            crate::cancel::left_behind(root.to_path_buf());
+            return;
+        }
     };
     for entry in entries.flatten() {
         if entry.file_name() == LOST_AND_FOUND {
@@ -688,6 +695,7 @@ fn empty_in_place(root: &Path) {
         };
         if let Err(err) = removed {
             tracing::error!("cannot remove {}: {err}", path.display());
+            crate::cancel::left_behind(path);
         }
     }
 }

@@ -188,4 +188,20 @@ mod tests {
         drop(held);
         lock(host.path(), Duration::ZERO).expect("free again once released");
     }
+
+    #[test]
+    fn a_change_that_cannot_be_undone_is_recorded_as_left_behind() {
+        let host = tempfile::tempdir().expect("tempdir");
+        let dir = host.path().join("etc/tor");
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        let torrc = dir.join("torrc");
+        fs_err::write(&torrc, "old\n").expect("write");
+        let mut changes = HostChanges::default();
+        changes.before_write(host.path(), &torrc).expect("record");
+        // The file's directory becomes a file: the old bytes cannot be put back.
+        fs_err::remove_dir_all(&dir).expect("rm");
+        fs_err::write(&dir, "not a directory").expect("write");
+        changes.roll_back();
+        assert!(crate::cancel::leftovers().contains(&torrc));
+    }
 }
