@@ -2,6 +2,7 @@
 //! work is in the library.
 
 use std::io::IsTerminal;
+use std::num::NonZeroU16;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -158,11 +159,11 @@ struct BuildArgs {
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     site: Option<PathBuf>,
     /// The onion service's virtual port.
-    #[arg(long, default_value_t = 80, help_heading = "Onion service")]
-    onion_port: u16,
+    #[arg(long, default_value = "80", value_parser = port, help_heading = "Onion service")]
+    onion_port: NonZeroU16,
     /// Port nginx listens on, on 127.0.0.1 only.
-    #[arg(long, default_value_t = 2001, help_heading = "Onion service")]
-    local_port: u16,
+    #[arg(long, default_value = "2001", value_parser = port, help_heading = "Onion service")]
+    local_port: NonZeroU16,
     /// Where host-side files (torrc, /var/lib/tor, schroot) are written, like DESTDIR; paths
     /// inside them stay as seen from / [default: / for a directory TARGET; for a tarball,
     /// /var/lib/debstrap-onion/host inside the image, leaving the host alone].
@@ -402,6 +403,12 @@ fn fail(progress: &Progress, err: &anyhow::Error, code: u8) -> ExitCode {
         eprintln!("{line}");
     }
     ExitCode::from(code)
+}
+
+/// A TCP port: 1 to 65535.
+fn port(text: &str) -> Result<NonZeroU16, String> {
+    text.parse::<NonZeroU16>()
+        .map_err(|_| format!("{text:?} is not a port: give a port between 1 and 65535"))
 }
 
 /// What cleanup did, after any failure: removal is claimed only on an interrupt where nothing

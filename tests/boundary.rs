@@ -613,7 +613,7 @@ fn child_leaves_a_mount_point_target_it_cannot_empty() {
     )
     .expect_err("stopped");
     assert_eq!(err.to_string(), "interrupted", "unexpected: {err:?}");
-    assert_eq!(debstrap_onion::cancel::leftovers(), [target.clone()]);
+    assert_eq!(debstrap_onion::cancel::leftovers(), vec![target.clone()]);
     assert!(target.join("mnt").is_dir());
 }
 

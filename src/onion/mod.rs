@@ -247,8 +247,6 @@ pub enum OnionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{option} 0 is not a port: give a port between 1 and 65535")]
-    BadPort { option: &'static str },
     #[error("cannot lock the host root {path} against other builds")]
     LockHost {
         path: PathBuf,
@@ -379,14 +377,6 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
             return Err(OnionError::BadUserName { name: user.clone() });
         }
     }
-    for (option, port) in [
-        ("--onion-port", config.onion_port),
-        ("--local-port", config.local_port),
-    ] {
-        if port == 0 {
-            return Err(OnionError::BadPort { option });
-        }
-    }
     crate::cancel::check()?;
     let host_root = config.host_root.as_deref().unwrap_or(Path::new("/"));
     // The host lock comes before anything is read, so what is planned below is still true when
@@ -400,7 +390,8 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     // Everything the host's tor and schroot will read is checked before anything changes.
     let owner = hsdir::tor_owner()?;
     let key = hsdir::plan(host_root, name, config.onion_key.as_deref())?;
-    torrc::check(host_root, name, config.onion_port, config.local_port)?;
+    let (onion_port, local_port) = (config.onion_port.get(), config.local_port.get());
+    torrc::check(host_root, name, onion_port, local_port)?;
     schroot::check(host_root, name, chroot_path)?;
     let address = key.key.address();
 
@@ -409,7 +400,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         .as_deref()
         .map(|user| user::ensure_user(root, user))
         .transpose()?;
-    nginx::write_site(root, name, &address, config.local_port)?;
+    nginx::write_site(root, name, &address, local_port)?;
     nginx::write_web_root(
         root,
         name,
@@ -456,8 +447,8 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         address,
         name: name.to_string(),
         chroot_path: chroot_path.to_path_buf(),
-        onion_port: config.onion_port,
-        local_port: config.local_port,
+        onion_port,
+        local_port,
         key_origin: service.origin,
         user,
         host_files: vec![
@@ -503,7 +494,7 @@ fn write_host_files(
     let torrc = torrc::write(
         host_root,
         request.name,
-        (config.onion_port, config.local_port),
+        (config.onion_port.get(), config.local_port.get()),
         changes,
     )?;
     crate::cancel::check()?;
