@@ -323,16 +323,22 @@ fn finish_root(
     // An image never changes the host it is built on: without an explicit --host-root its
     // host-side files (key, torrc block, schroot definition) go inside the image.
     let mut onion_config = config.onion.clone();
-    if onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_)) {
+    let in_image =
+        onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_));
+    if in_image {
         onion_config.host_root = Some(onion::image_host_root(root)?);
     }
-    let configured = onion::configure(&onion::OnionRequest {
+    let mut configured = onion::configure(&onion::OnionRequest {
         name: &config.name,
         root,
         chroot_path: &chroot_path,
         suite: &config.suite,
         config: &onion_config,
     })?;
+    // Files inside the image go with its root on failure: nothing there is to be undone.
+    if in_image {
+        configured.keep_now();
+    }
     Ok(Some(configured))
 }
 

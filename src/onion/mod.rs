@@ -328,6 +328,12 @@ impl Configured {
         self.changes.keep();
         self.report
     }
+
+    /// Keeps the host-side changes now and releases the host lock, for a HOST_ROOT inside the
+    /// root being built (an image's), which a failed build removes whole.
+    pub fn keep_now(&mut self) {
+        std::mem::take(&mut self.changes).keep();
+    }
 }
 
 /// Writes the site, key, torrc entry and schroot definition, and checks `nginx -t` in the chroot;
