@@ -11,6 +11,9 @@ static REQUESTED: AtomicBool = AtomicBool::new(false);
 /// What a failed or interrupted build could not remove.
 static LEFT_BEHIND: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Build directories moved or replaced by someone else during the build, by the path they had.
+static MOVED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
 /// The build was interrupted (SIGINT or SIGTERM).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("interrupted")]
@@ -49,4 +52,15 @@ pub fn leftovers() -> Vec<PathBuf> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .clone()
+}
+
+/// Records that the build directory once at `path` was moved or replaced during the build: it
+/// was not removed, and what is at `path` now is not ours to delete.
+pub fn moved_away(path: PathBuf) {
+    MOVED.lock().unwrap_or_else(|e| e.into_inner()).push(path);
+}
+
+/// The paths recorded by [`moved_away`], in order.
+pub fn moved() -> Vec<PathBuf> {
+    MOVED.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }

@@ -2,6 +2,7 @@
 //! work is in the library.
 
 use std::io::IsTerminal;
+use std::num::NonZeroU16;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -158,11 +159,11 @@ struct BuildArgs {
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     site: Option<PathBuf>,
     /// The onion service's virtual port.
-    #[arg(long, default_value_t = 80, help_heading = "Onion service")]
-    onion_port: u16,
+    #[arg(long, default_value = "80", value_parser = port, help_heading = "Onion service")]
+    onion_port: NonZeroU16,
     /// Port nginx listens on, on 127.0.0.1 only.
-    #[arg(long, default_value_t = 2001, help_heading = "Onion service")]
-    local_port: u16,
+    #[arg(long, default_value = "2001", value_parser = port, help_heading = "Onion service")]
+    local_port: NonZeroU16,
     /// Where host-side files (torrc, /var/lib/tor, schroot) are written, like DESTDIR; paths
     /// inside them stay as seen from / [default: / for a directory TARGET; for a tarball,
     /// /var/lib/debstrap-onion/host inside the image, leaving the host alone].
@@ -393,19 +394,47 @@ fn fail(progress: &Progress, err: &anyhow::Error, code: u8) -> ExitCode {
     for cause in chain {
         eprintln!("  caused by: {cause}");
     }
-    if code == EXIT_INTERRUPTED {
-        let left = debstrap_onion::cancel::leftovers();
-        if left.is_empty() {
-            eprintln!("interrupted: mounts undone and partial output removed");
-        } else {
-            let shown: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
-            eprintln!(
-                "interrupted: partial output NOT removed: {} (remove it by hand)",
-                shown.join(", ")
-            );
-        }
+    let cleanup = cleanup_lines(
+        code == EXIT_INTERRUPTED,
+        &debstrap_onion::cancel::leftovers(),
+        &debstrap_onion::cancel::moved(),
+    );
+    for line in cleanup {
+        eprintln!("{line}");
     }
     ExitCode::from(code)
+}
+
+/// A TCP port: 1 to 65535.
+fn port(text: &str) -> Result<NonZeroU16, String> {
+    text.parse::<NonZeroU16>()
+        .map_err(|_| format!("{text:?} is not a port: give a port between 1 and 65535"))
+}
+
+/// What cleanup did, after any failure: removal is claimed only on an interrupt where nothing
+/// was left behind; whatever was left (partial output, host files not restored, a build
+/// directory someone moved) is named on every path.
+fn cleanup_lines(interrupted: bool, left: &[PathBuf], moved: &[PathBuf]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for path in moved {
+        lines.push(format!(
+            "the build directory was moved away from {} during the build: it was not removed, \
+             and what is at that path now is not this build's; find the moved directory and \
+             remove it by hand",
+            path.display()
+        ));
+    }
+    if !left.is_empty() {
+        let shown: Vec<String> = left.iter().map(|p| p.display().to_string()).collect();
+        lines.push(format!(
+            "{}: cleanup incomplete, NOT removed or NOT restored: {} (check and clean up by hand)",
+            if interrupted { "interrupted" } else { "failed" },
+            shown.join(", ")
+        ));
+    } else if interrupted && moved.is_empty() {
+        lines.push("interrupted: mounts undone and partial output removed".to_string());
+    }
+    lines
 }
 
 /// SIGINT and SIGTERM ask the build to stop at its next check; a second one ends at once.
@@ -588,5 +617,33 @@ impl std::io::Write for LogWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         std::io::stderr().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removal_is_claimed_only_when_nothing_was_left() {
+        let left = [PathBuf::from("/srv/.target.build-x")];
+        let moved = [PathBuf::from("/srv/.target.build-y")];
+        assert_eq!(
+            cleanup_lines(true, &[], &[]),
+            ["interrupted: mounts undone and partial output removed"]
+        );
+        // Nothing is claimed after other failures; what was left is named there too.
+        assert!(cleanup_lines(false, &[], &[]).is_empty());
+        for interrupted in [true, false] {
+            let lines = cleanup_lines(interrupted, &left, &[]).join("\n");
+            assert!(lines.contains("NOT removed") && lines.contains("/srv/.target.build-x"));
+            assert!(!lines.contains("partial output removed"), "{lines}");
+            let lines = cleanup_lines(interrupted, &[], &moved).join("\n");
+            assert!(
+                lines.contains("moved away from /srv/.target.build-y"),
+                "{lines}"
+            );
+            assert!(!lines.contains("partial output removed"), "{lines}");
+        }
     }
 }

@@ -161,7 +161,9 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     )?;
     drop(runtime);
     unpack::write_available(build_dir.verify()?, &available)?;
-    report.onion = finish_root(config, &unpacked, &build_dir, &mut clock)?;
+    // The onion stage's host-side changes are kept only once the root is committed: dropped on
+    // any error or stop below, they put the host back (before the build directory goes).
+    let onion = finish_root(config, &unpacked, &build_dir, &mut clock)?;
     // With SOURCE_DATE_EPOCH caches and logs go and timestamps are clamped, so the bytes
     // repeat; without it the root keeps the build's logs (dpkg.log, the maintainer scripts'
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
@@ -178,6 +180,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         )?;
     }
     build_dir.commit()?;
+    report.onion = onion.map(onion::Configured::keep);
     report.target = match &config.output {
         Output::Directory(path) | Output::Tarball { path, .. } => Some(path.clone()),
         Output::Stdout { .. } => None,
@@ -295,13 +298,14 @@ impl ReadyGate {
     }
 }
 
-/// Configures and (when asked) publishes the unpacked root at `root`.
+/// Configures and (when asked) publishes the unpacked root at `root`; the host-side changes
+/// stay pending in what it returns.
 fn finish_root(
     config: &BuildConfig,
     unpacked: &unpack::Unpacked,
     build_dir: &BuildDir,
     clock: &mut StageClock,
-) -> Result<Option<onion::OnionReport>, Error> {
+) -> Result<Option<onion::Configured>, Error> {
     if config.variant == Variant::Extract {
         return Ok(None);
     }
@@ -332,17 +336,23 @@ fn finish_root(
     // An image never changes the host it is built on: without an explicit --host-root its
     // host-side files (key, torrc block, schroot definition) go inside the image.
     let mut onion_config = config.onion.clone();
-    if onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_)) {
+    let in_image =
+        onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_));
+    if in_image {
         onion_config.host_root = Some(onion::image_host_root(root)?);
     }
-    let report = onion::configure(&onion::OnionRequest {
+    let mut configured = onion::configure(&onion::OnionRequest {
         name: &config.name,
         root: held,
         chroot_path: &chroot_path,
         suite: &config.suite,
         config: &onion_config,
     })?;
-    Ok(Some(report))
+    // Files inside the image go with its root on failure: nothing there is to be undone.
+    if in_image {
+        configured.keep_now();
+    }
+    Ok(Some(configured))
 }
 
 /// Times stages and tells the reporter when one begins.
@@ -674,10 +684,11 @@ impl Drop for BuildDir {
         if self.committed {
             return;
         }
-        // A directory put in its place is someone else's: it is not ours to delete.
+        // A directory put in its place is someone else's: it is not ours to delete, and ours
+        // is wherever it was moved to.
         if let Err(err) = self.held.verify() {
             tracing::error!("{err}");
-            crate::cancel::left_behind(self.root.clone());
+            crate::cancel::moved_away(self.root.clone());
             return;
         }
         if self.in_place {
@@ -689,7 +700,7 @@ impl Drop for BuildDir {
 }
 
 /// Removes everything a failed build made in a mount point TARGET, keeping `lost+found`, and
-/// nothing while something is still mounted inside.
+/// nothing while something is still mounted inside; what stays is recorded as left behind.
 fn empty_in_place(root: &Path) {
     let mounted = stage::mounts_under(root);
     if !mounted.is_empty() {
@@ -697,10 +708,16 @@ fn empty_in_place(root: &Path) {
             "{}: not emptied, still mounted inside: {mounted:?}",
             root.display()
         );
+        crate::cancel::left_behind(root.to_path_buf());
         return;
     }
-    let Ok(entries) = fs_err::read_dir(root) else {
-        return;
+    let entries = match fs_err::read_dir(root) {
+        Ok(entries) => entries,
+        Err(err) => {
+            tracing::error!("cannot empty {}: {err}", root.display());
+            crate::cancel::left_behind(root.to_path_buf());
+            return;
+        }
     };
     for entry in entries.flatten() {
         if entry.file_name() == LOST_AND_FOUND {
@@ -713,6 +730,7 @@ fn empty_in_place(root: &Path) {
         };
         if let Err(err) = removed {
             tracing::error!("cannot remove {}: {err}", path.display());
+            crate::cancel::left_behind(path);
         }
     }
 }

@@ -475,6 +475,9 @@ fn root_a_build_directory_swapped_between_stages_stops_the_build() {
         moved.join("usr/share/good/file").is_file(),
         "unpacking went on in the directory the build created and holds"
     );
+    // The directory put in its place is not reported as ours to delete; the move is.
+    assert!(!debstrap_onion::cancel::leftovers().contains(&swapped_in));
+    assert!(debstrap_onion::cancel::moved().contains(&swapped_in));
 }
 
 #[test]
@@ -572,6 +575,62 @@ fn child_leaves_a_build_directory_it_cannot_remove() {
 }
 
 #[test]
+fn root_a_mount_point_target_that_cannot_be_emptied_is_reported_not_claimed_emptied() {
+    if !support::host::require_root() {
+        return;
+    }
+    let status = in_child("child_leaves_a_mount_point_target_it_cannot_empty", &[])
+        .wait()
+        .expect("wait for the child test");
+    assert!(status.success(), "the child test failed: {status}");
+}
+
+#[test]
+#[ignore = "run by root_a_mount_point_target_that_cannot_be_emptied_is_reported_not_claimed_emptied"]
+fn child_leaves_a_mount_point_target_it_cannot_empty() {
+    if !is_child("child_leaves_a_mount_point_target_it_cannot_empty") {
+        return;
+    }
+    let served = serve();
+    let parent = fs_err::canonicalize(served.dir.path())
+        .expect("canonical")
+        .join("builds");
+    let target = parent.join("target");
+    fs_err::create_dir_all(&target).expect("mkdir");
+    let _cleanup = Unmount(parent.clone());
+    let tmpfs = |point: &Path| {
+        nix::mount::mount(
+            Some("tmpfs"),
+            point,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            None::<&str>,
+        )
+        .expect("mount")
+    };
+    tmpfs(&target);
+    // The root is built in the mount point itself; something gets mounted inside it, then a
+    // stop is requested: the build must not empty it through the mount, and must say so.
+    let reporter = AtStage {
+        at: Stage::Download,
+        action: || {
+            let point = target.join("mnt");
+            fs_err::create_dir(&point).expect("mkdir");
+            tmpfs(&point);
+            debstrap_onion::cancel::request();
+        },
+    };
+    let err = debstrap_onion::build(
+        &config(&served, Output::Directory(target.clone())),
+        &reporter,
+    )
+    .expect_err("stopped");
+    assert_eq!(err.to_string(), "interrupted", "unexpected: {err:?}");
+    assert_eq!(debstrap_onion::cancel::leftovers(), vec![target.clone()]);
+    assert!(target.join("mnt").is_dir());
+}
+
+#[test]
 fn onion_stage_stop_request_changes_nothing_on_the_host() {
     let status = in_child("child_stops_in_the_onion_stage", &[])
         .wait()
@@ -608,6 +667,64 @@ fn child_stops_in_the_onion_stage() {
         "the host root was changed"
     );
     assert!(names_in(root.path()).is_empty(), "the chroot was changed");
+}
+
+#[test]
+fn real_archive_root_a_build_stopped_after_the_onion_stage_puts_the_host_root_back() {
+    if !support::host::require_root() || support::host::host_mirror().is_none() {
+        return;
+    }
+    let status = in_child("child_stops_after_the_onion_stage", &[])
+        .wait()
+        .expect("wait for the child test");
+    assert!(status.success(), "the child test failed: {status}");
+}
+
+#[test]
+#[ignore = "run by real_archive_root_a_build_stopped_after_the_onion_stage_puts_the_host_root_back"]
+fn child_stops_after_the_onion_stage() {
+    if !is_child("child_stops_after_the_onion_stage") {
+        return;
+    }
+    let mirror = support::host::host_mirror().expect("checked by the parent");
+    let dir = tempfile::tempdir_in("/var/tmp").expect("tempdir");
+    // A host root with a hand-written torrc (put back) and no /var/lib/tor nor schroot
+    // directory (removed again).
+    let host = dir.path().join("host");
+    fs_err::create_dir_all(host.join("etc/tor")).expect("mkdir");
+    fs_err::write(host.join("etc/tor/torrc"), "Log notice syslog\n").expect("torrc");
+    fs_err::create_dir_all(host.join("var/lib")).expect("mkdir");
+    let before = support::tree::snapshot(&host);
+    let out = dir.path().join("out");
+    fs_err::create_dir(&out).expect("mkdir");
+    let mut config = BuildConfig::new("trixie", mirror);
+    config.name = "stopped".into();
+    config.cache_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache");
+    config.output = Output::Tarball {
+        path: out.join("root.tar"),
+        compression: debstrap_onion::config::Compression::None,
+    };
+    config.onion.host_root = Some(host.clone());
+    // The tarball is written after the onion stage changed the host root.
+    let reporter = AtStage {
+        at: Stage::Output,
+        action: || {
+            assert!(
+                host.join("var/lib/tor/stopped/hostname").is_file(),
+                "the onion stage has not written the host root yet"
+            );
+            debstrap_onion::cancel::request();
+        },
+    };
+    let err = debstrap_onion::build(&config, &reporter).expect_err("stopped");
+    assert_eq!(err.to_string(), "interrupted", "unexpected: {err:?}");
+    let diffs = support::tree::differences(&support::tree::snapshot(&host), &before);
+    assert!(
+        diffs.is_empty(),
+        "the host root was left changed: {diffs:#?}"
+    );
+    assert!(names_in(&out).is_empty(), "partial output left");
+    assert!(debstrap_onion::cancel::leftovers().is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------

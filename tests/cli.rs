@@ -219,6 +219,24 @@ fn an_include_that_is_not_a_package_name_is_a_usage_error() {
 }
 
 #[test]
+fn port_zero_is_a_usage_error() {
+    let dir = Scratch::new();
+    let target = dir.path().join("target");
+    let host = dir.path().join("host");
+    for option in ["--onion-port", "--local-port"] {
+        let out = run(bin()
+            .args(["build", option, "0", "--host-root"])
+            .arg(&host)
+            .arg("trixie")
+            .arg(&target)
+            .arg("http://127.0.0.1:9/"));
+        let err = usage_error(&out, "not a port", Some(&target));
+        assert!(err.contains(option), "{err}");
+        assert!(!host.exists(), "a usage error created the host root");
+    }
+}
+
+#[test]
 fn an_ftp_mirror_is_a_usage_error() {
     let dir = Scratch::new();
     let target = dir.path().join("target");

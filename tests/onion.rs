@@ -67,6 +67,11 @@ impl Scene {
     }
 
     fn configure(&self, name: &str, config: &OnionConfig) -> Result<OnionReport, OnionError> {
+        self.pending(name, config).map(onion::Configured::keep)
+    }
+
+    /// Configures without keeping the host-side changes yet.
+    fn pending(&self, name: &str, config: &OnionConfig) -> Result<onion::Configured, OnionError> {
         onion::configure_unchecked(&OnionRequest {
             name,
             root: &debstrap_onion::HeldRoot::open(&self.root).expect("hold the root"),
@@ -144,6 +149,59 @@ fn key_directory_has_tors_files_modes_and_owner() {
     assert_eq!(meta.uid(), tor.uid.as_raw());
 }
 
+/// Whether another build could take the host lock now.
+fn host_lock_is_free(host_root: &Path) -> bool {
+    let dir = fs_err::File::open(host_root).expect("open the host root");
+    match rustix::fs::flock(&dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => true,
+        Err(rustix::io::Errno::WOULDBLOCK) => false,
+        Err(e) => panic!("flock {}: {e}", host_root.display()),
+    }
+}
+
+#[test]
+fn pending_host_changes_hold_the_host_lock_until_kept() {
+    let scene = Scene::new();
+    let pending = scene.pending("onion", &scene.config()).expect("configure");
+    assert!(
+        !host_lock_is_free(&scene.host_root),
+        "another build could plan against changes not yet kept"
+    );
+    let report = pending.keep();
+    assert!(host_lock_is_free(&scene.host_root));
+    assert_eq!(
+        onion::read_key_dir(&scene.key_dir("onion"))
+            .expect("kept key")
+            .address(),
+        report.address
+    );
+}
+
+#[test]
+fn dropped_host_changes_leave_the_host_root_as_it_was() {
+    let scene = Scene::new();
+    // An empty key directory made beforehand, a hand-written torrc, no schroot directory.
+    files_mode(&scene.key_dir("onion"), 0o700);
+    fs_err::create_dir_all(scene.host_root.join("etc/tor")).expect("mkdir");
+    fs_err::write(scene.host_root.join("etc/tor/torrc"), "Log notice syslog\n").expect("torrc");
+    let before = support::tree::snapshot(&scene.host_root);
+    let pending = scene.pending("onion", &scene.config()).expect("configure");
+    assert!(scene.key_dir("onion").join("hostname").is_file());
+    drop(pending);
+    let diffs = support::tree::differences(&support::tree::snapshot(&scene.host_root), &before);
+    assert!(
+        diffs.is_empty(),
+        "the host root was left changed: {diffs:#?}"
+    );
+    assert!(host_lock_is_free(&scene.host_root));
+}
+
+/// Creates `dir` and its parents, `dir` itself with `mode`.
+fn files_mode(dir: &Path, mode: u32) {
+    fs_err::create_dir_all(dir).expect("mkdir");
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
 #[test]
 fn rebuild_keeps_the_key_and_leaves_one_torrc_block() {
     let scene = Scene::new();
@@ -181,8 +239,8 @@ fn torrc_block_is_added_to_existing_content_and_names_coexist() {
 
     scene.configure("one", &scene.config()).expect("one");
     let mut two = scene.config();
-    two.local_port = 2002;
-    two.onion_port = 8080;
+    two.local_port = port(2002);
+    two.onion_port = port(8080);
     scene.configure("two", &two).expect("two");
     scene.configure("one", &scene.config()).expect("one again");
 
@@ -552,11 +610,12 @@ fn status_reads_port_and_address_back() {
         chroot_path: &scene.root,
         suite: "trixie",
         config: &OnionConfig {
-            local_port: free_port(),
+            local_port: port(free_port()),
             ..scene.config()
         },
     })
-    .expect("configure");
+    .expect("configure")
+    .keep();
     let status = onion::status("onion", &scene.host_root).expect("status");
     assert_eq!(status.service.local_port, report.local_port);
     assert_eq!(
@@ -595,6 +654,10 @@ fn http_status_reads_the_status_line_of_a_local_server() {
 }
 
 /// A port nothing listens on right now.
+fn port(number: u16) -> std::num::NonZeroU16 {
+    std::num::NonZeroU16::new(number).expect("a port is not 0")
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -634,25 +697,6 @@ fn tree_of(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
-}
-
-#[test]
-fn port_zero_is_refused_before_anything_is_written() {
-    let scene = Scene::new();
-    for config in [
-        OnionConfig {
-            onion_port: 0,
-            ..scene.config()
-        },
-        OnionConfig {
-            local_port: 0,
-            ..scene.config()
-        },
-    ] {
-        let err = scene.configure("onion", &config).expect_err("port 0");
-        assert!(matches!(err, OnionError::BadPort { .. }), "{err:?}");
-    }
-    assert!(tree_of(&scene.host_root).is_empty());
 }
 
 #[test]

@@ -1,11 +1,57 @@
 //! All-or-nothing changes under HOST_ROOT: takes each path before the onion stage writes it;
 //! gives a record that puts every one back as it was (old contents, or nothing) when a later
-//! step fails.
+//! step fails: dropped without [`HostChanges::keep`], it rolls back.
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use super::files::{self, Perms};
+use super::OnionError;
+
+/// How long a build waits for another build's host-side changes to be kept or undone.
+pub(crate) const LOCK_PATIENCE: Duration = Duration::from_secs(300);
+
+/// Takes the host lock: flock(2) on the HOST_ROOT directory itself (so nothing is created to
+/// hold it), taken before the onion stage reads anything it will change and held until the
+/// changes are kept or rolled back, so two builds never plan against each other's half-made
+/// changes. Waits at most `patience`, and stops waiting when a stop is requested.
+pub(crate) fn lock(
+    host_root: &Path,
+    patience: Duration,
+) -> Result<std::os::fd::OwnedFd, OnionError> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let error = |e: rustix::io::Errno| OnionError::LockHost {
+        path: host_root.to_path_buf(),
+        source: e.into(),
+    };
+    let fd = rustix::fs::open(
+        host_root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(error)?;
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match rustix::fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(fd),
+            Err(rustix::io::Errno::WOULDBLOCK | rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(error(e)),
+        }
+        crate::cancel::check()?;
+        let waited = started.elapsed();
+        if waited >= patience {
+            return Err(OnionError::HostLocked {
+                path: host_root.to_path_buf(),
+                seconds: patience.as_secs(),
+            });
+        }
+        // A short backoff between attempts; it also bounds how late a stop is seen.
+        std::thread::sleep(pause.min(patience - waited));
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
 
 /// How to undo one change.
 #[derive(Debug)]
@@ -18,9 +64,12 @@ enum Undo {
     },
     /// Nothing was there: remove what we created (a file, or a whole directory tree).
     Remove(PathBuf),
+    /// The directory existed: put its mode and owner back.
+    Perms { path: PathBuf, perms: Perms },
 }
 
-/// What the onion stage changed under HOST_ROOT so far, in order.
+/// What the onion stage changed under HOST_ROOT so far, in order; undone when dropped unless
+/// kept.
 #[derive(Debug, Default)]
 pub(crate) struct HostChanges {
     undo: Vec<Undo>,
@@ -31,7 +80,7 @@ pub(crate) struct HostChanges {
 impl HostChanges {
     /// Records how to undo writing `path` (a file, or a directory we fill) under `host_root`:
     /// the first missing component from `host_root` down is removed on roll-back, else the
-    /// file's current bytes are put back.
+    /// file's current bytes, or the directory's mode and owner, are put back.
     pub(crate) fn before_write(&mut self, host_root: &Path, path: &Path) -> std::io::Result<()> {
         let rel = path.strip_prefix(host_root).unwrap_or(path);
         let mut at = host_root.to_path_buf();
@@ -45,7 +94,15 @@ impl HostChanges {
             }
         }
         let meta = fs_err::symlink_metadata(path)?;
-        if meta.is_file() {
+        if meta.is_dir() {
+            self.undo.push(Undo::Perms {
+                path: path.to_path_buf(),
+                perms: Perms {
+                    mode: meta.permissions().mode() & 0o7777,
+                    owner: Some((meta.uid(), meta.gid())),
+                },
+            });
+        } else if meta.is_file() {
             self.undo.push(Undo::Restore {
                 path: path.to_path_buf(),
                 bytes: fs_err::read(path)?,
@@ -58,13 +115,24 @@ impl HostChanges {
         Ok(())
     }
 
-    /// Holds `lock` until these changes are kept (dropped) or rolled back.
+    /// Holds `lock` until these changes are kept or rolled back.
     pub(crate) fn hold(&mut self, lock: std::os::fd::OwnedFd) {
         self.locks.push(lock);
     }
 
-    /// Puts everything back, last change first; a step that cannot be undone is logged.
+    /// Makes the changes final and releases the locks.
+    pub(crate) fn keep(mut self) {
+        self.undo.clear();
+    }
+
+    /// Puts everything back, last change first, then releases the locks; a step that cannot be
+    /// undone is logged and recorded (see [`crate::cancel::left_behind`]), so the CLI does not
+    /// claim the host is as it was.
     pub(crate) fn roll_back(mut self) {
+        self.undo_all();
+    }
+
+    fn undo_all(&mut self) {
         while let Some(undo) = self.undo.pop() {
             let result = match &undo {
                 Undo::Restore { path, bytes, perms } => files::write_atomic(path, bytes, *perms),
@@ -73,10 +141,67 @@ impl HostChanges {
                     Ok(_) => fs_err::remove_file(path),
                     Err(_) => Ok(()),
                 },
+                Undo::Perms { path, perms } => restore_perms(path, *perms),
             };
             if let Err(err) = result {
                 tracing::error!("cannot undo a host-side change of the onion stage: {err}");
+                let path = match undo {
+                    Undo::Restore { path, .. } | Undo::Remove(path) | Undo::Perms { path, .. } => {
+                        path
+                    }
+                };
+                crate::cancel::left_behind(path);
             }
         }
+    }
+}
+
+fn restore_perms(path: &Path, perms: Perms) -> std::io::Result<()> {
+    fs_err::set_permissions(path, std::fs::Permissions::from_mode(perms.mode))?;
+    if let Some((uid, gid)) = perms.owner {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
+    }
+    Ok(())
+}
+
+impl Drop for HostChanges {
+    fn drop(&mut self) {
+        // The undo records go before the locks (fields drop after this body).
+        self.undo_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_host_lock_is_waited_for_a_bounded_time_then_named() {
+        let host = tempfile::tempdir().expect("tempdir");
+        let held = lock(host.path(), Duration::ZERO).expect("free at first");
+        let err = lock(host.path(), Duration::from_millis(30)).expect_err("held");
+        assert!(
+            matches!(&err, OnionError::HostLocked { path, .. } if path == host.path()),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&host.path().display().to_string()));
+        drop(held);
+        lock(host.path(), Duration::ZERO).expect("free again once released");
+    }
+
+    #[test]
+    fn a_change_that_cannot_be_undone_is_recorded_as_left_behind() {
+        let host = tempfile::tempdir().expect("tempdir");
+        let dir = host.path().join("etc/tor");
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        let torrc = dir.join("torrc");
+        fs_err::write(&torrc, "old\n").expect("write");
+        let mut changes = HostChanges::default();
+        changes.before_write(host.path(), &torrc).expect("record");
+        // The file's directory becomes a file: the old bytes cannot be put back.
+        fs_err::remove_dir_all(&dir).expect("rm");
+        fs_err::write(&dir, "not a directory").expect("write");
+        changes.roll_back();
+        assert!(crate::cancel::leftovers().contains(&torrc));
     }
 }

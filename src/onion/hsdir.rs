@@ -148,6 +148,9 @@ fn read_small_file(
     Ok(Some(bytes))
 }
 
+/// The files of a service directory, the secret key first.
+pub(crate) const KEY_FILES: [&str; 3] = [SECRET_KEY_FILE, PUBLIC_KEY_FILE, HOSTNAME_FILE];
+
 /// The key NAME's service directory will hold, decided without changing anything.
 #[derive(Debug)]
 pub(crate) struct KeyPlan {
@@ -226,6 +229,18 @@ pub(crate) fn install(plan: KeyPlan, owner: Option<(u32, u32)>) -> Result<Servic
         (HOSTNAME_FILE, key.hostname_file().into_bytes()),
     ];
     if fs_err::symlink_metadata(&dir).is_ok() {
+        // Never replace a key other than the planned one (the address already printed or
+        // imported): a key that appeared since the plan is refused.
+        if fs_err::symlink_metadata(dir.join(SECRET_KEY_FILE)).is_ok() {
+            let found = read_key_dir(&dir)?;
+            if found != key {
+                return Err(OnionError::KeyChanged {
+                    dir,
+                    found: found.address(),
+                    planned: key.address(),
+                });
+            }
+        }
         // The directory exists (with this key, or empty): each file is replaced in one rename,
         // the secret first, so a failure leaves the old files or the new ones, never half a key.
         for (file, bytes) in &files {
@@ -276,5 +291,26 @@ fn chown(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
             )
         }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_refuses_a_key_directory_holding_a_key_other_than_the_planned_one() {
+        let host = tempfile::tempdir().expect("tempdir");
+        // Two builds of one NAME both plan a new key; the second one installs first.
+        let first = plan(host.path(), "onion", None).expect("plan");
+        let second = plan(host.path(), "onion", None).expect("plan");
+        assert_eq!(first.origin, KeyOrigin::Generated);
+        let (first_key, second_key) = (first.key.clone(), second.key.clone());
+        assert_ne!(first_key, second_key);
+        let dir = first.dir.clone();
+        install(second, None).expect("install");
+        let err = install(first, None).expect_err("the directory holds another key");
+        assert!(matches!(err, OnionError::KeyChanged { .. }), "{err}");
+        assert_eq!(read_key_dir(&dir).expect("read"), second_key);
     }
 }

@@ -136,6 +136,15 @@ pub enum OnionError {
         existing: String,
         imported: String,
     },
+    #[error(
+        "{dir} now holds the key of {found}, not the planned key of {planned}; something else \
+         wrote it during this build: check that directory, then retry"
+    )]
+    KeyChanged {
+        dir: PathBuf,
+        found: String,
+        planned: String,
+    },
     #[error("cannot write the onion service directory {dir}")]
     WriteKey {
         dir: PathBuf,
@@ -240,8 +249,17 @@ pub enum OnionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{option} 0 is not a port: give a port between 1 and 65535")]
-    BadPort { option: &'static str },
+    #[error("cannot lock the host root {path} against other builds")]
+    LockHost {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the host root {path} is still locked by another build after {seconds}s; wait for that \
+         build to end, then retry"
+    )]
+    HostLocked { path: PathBuf, seconds: u64 },
     #[error("tor refuses the new torrc for {path}, which is left as it was: {output}")]
     TorrcRejected { path: PathBuf, output: String },
     #[error(transparent)]
@@ -291,13 +309,43 @@ pub fn image_host_root(root: &Path) -> Result<PathBuf, OnionError> {
     Ok(dir)
 }
 
-/// Writes the site, key, torrc entry and schroot definition, and checks `nginx -t` in the chroot.
-pub fn configure(request: &OnionRequest) -> Result<OnionReport, OnionError> {
+/// A configured service whose host-side changes are not yet final: dropped without
+/// [`Configured::keep`] (a later step of the build failed or was stopped), it puts the host back
+/// as it was; until then it holds the host lock, so no other build plans against half a change.
+#[derive(Debug)]
+#[must_use = "dropping it rolls the host-side changes back"]
+pub struct Configured {
+    report: OnionReport,
+    changes: host::HostChanges,
+}
+
+impl Configured {
+    /// The service as it will be once kept.
+    pub fn report(&self) -> &OnionReport {
+        &self.report
+    }
+
+    /// Keeps the host-side changes and releases the host lock.
+    pub fn keep(self) -> OnionReport {
+        self.changes.keep();
+        self.report
+    }
+
+    /// Keeps the host-side changes now and releases the host lock, for a HOST_ROOT inside the
+    /// root being built (an image's), which a failed build removes whole.
+    pub fn keep_now(&mut self) {
+        std::mem::take(&mut self.changes).keep();
+    }
+}
+
+/// Writes the site, key, torrc entry and schroot definition, and checks `nginx -t` in the chroot;
+/// the host-side files stay only once the result is [kept](Configured::keep).
+pub fn configure(request: &OnionRequest) -> Result<Configured, OnionError> {
     configure_with(request, true)
 }
 
 /// [`configure`] without running `nginx -t`, for roots that have no nginx (tests, dry runs).
-pub fn configure_unchecked(request: &OnionRequest) -> Result<OnionReport, OnionError> {
+pub fn configure_unchecked(request: &OnionRequest) -> Result<Configured, OnionError> {
     configure_with(request, false)
 }
 
@@ -331,7 +379,7 @@ pub fn check_nginx(root: &HeldRoot) -> Result<(), OnionError> {
     checked.map(drop)
 }
 
-fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, OnionError> {
+fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, OnionError> {
     let OnionRequest {
         name,
         root: held,
@@ -347,24 +395,25 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
             return Err(OnionError::BadUserName { name: user.clone() });
         }
     }
-    for (option, port) in [
-        ("--onion-port", config.onion_port),
-        ("--local-port", config.local_port),
-    ] {
-        if port == 0 {
-            return Err(OnionError::BadPort { option });
-        }
-    }
     crate::cancel::check()?;
     // The files inside the chroot are still written by path, each refused if it leads through a
     // symlink; the pipeline checks just before this stage that the path names the held root.
     // Only `nginx -t`, which runs code as root in the chroot, reaches it by descriptor.
     let root = held.path();
     let host_root = config.host_root.as_deref().unwrap_or(Path::new("/"));
+    // The host lock comes before anything is read, so what is planned below is still true when
+    // it is written; it is held in `changes` until they are kept or rolled back.
+    files::create_dir_all_mode(host_root, 0o755).map_err(|source| OnionError::LockHost {
+        path: host_root.to_path_buf(),
+        source,
+    })?;
+    let mut changes = host::HostChanges::default();
+    changes.hold(host::lock(host_root, host::LOCK_PATIENCE)?);
     // Everything the host's tor and schroot will read is checked before anything changes.
     let owner = hsdir::tor_owner()?;
     let key = hsdir::plan(host_root, name, config.onion_key.as_deref())?;
-    torrc::check(host_root, name, config.onion_port, config.local_port)?;
+    let (onion_port, local_port) = (config.onion_port.get(), config.local_port.get());
+    torrc::check(host_root, name, onion_port, local_port)?;
     schroot::check(host_root, name, chroot_path)?;
     let address = key.key.address();
 
@@ -373,7 +422,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
         .as_deref()
         .map(|user| user::ensure_user(root, user))
         .transpose()?;
-    nginx::write_site(root, name, &address, config.local_port)?;
+    nginx::write_site(root, name, &address, local_port)?;
     nginx::write_web_root(
         root,
         name,
@@ -385,13 +434,9 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
     }
 
     // The host changes all or nothing: a failing step (or a stop request) undoes the earlier.
-    let mut changes = host::HostChanges::default();
     let written = write_host_files(host_root, request, (key, owner), &mut changes);
     let (service, torrc, schroot_files) = match written {
-        Ok(written) => {
-            drop(changes);
-            written
-        }
+        Ok(written) => written,
         Err(err) => {
             changes.roll_back();
             return Err(err);
@@ -420,12 +465,12 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
             purpose: "stop nginx and unmount",
         },
     ];
-    Ok(OnionReport {
+    let report = OnionReport {
         address,
         name: name.to_string(),
         chroot_path: chroot_path.to_path_buf(),
-        onion_port: config.onion_port,
-        local_port: config.local_port,
+        onion_port,
+        local_port,
         key_origin: service.origin,
         user,
         host_files: vec![
@@ -435,11 +480,12 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<OnionReport, On
             schroot_files.profile_dir,
         ],
         next_steps,
-    })
+    };
+    Ok(Configured { report, changes })
 }
 
-/// The host-side steps, in order, each recorded in `changes` before it is made; the torrc lock
-/// is held in `changes` until they are kept or rolled back.
+/// The host-side steps, in order, each recorded in `changes` before it is made, under the host
+/// lock `changes` holds.
 fn write_host_files(
     host_root: &Path,
     request: &OnionRequest,
@@ -448,18 +494,29 @@ fn write_host_files(
 ) -> Result<(hsdir::ServiceDir, PathBuf, schroot::SchrootFiles), OnionError> {
     let config = request.config;
     crate::cancel::check()?;
+    let key_error = |source| OnionError::WriteKey {
+        dir: key.dir.clone(),
+        source,
+    };
+    // A missing directory is recorded as the directory (or its first missing parent) to remove;
+    // an existing one (empty, or holding this key) keeps its mode and owner on roll-back, and
+    // each of its files is recorded.
     changes
         .before_write(host_root, &key.dir)
-        .map_err(|source| OnionError::WriteKey {
-            dir: key.dir.clone(),
-            source,
-        })?;
+        .map_err(key_error)?;
+    if fs_err::symlink_metadata(&key.dir).is_ok() {
+        for file in hsdir::KEY_FILES {
+            changes
+                .before_write(host_root, &key.dir.join(file))
+                .map_err(key_error)?;
+        }
+    }
     let service = hsdir::install(key, owner)?;
     crate::cancel::check()?;
     let torrc = torrc::write(
         host_root,
         request.name,
-        (config.onion_port, config.local_port),
+        (config.onion_port.get(), config.local_port.get()),
         changes,
     )?;
     crate::cancel::check()?;

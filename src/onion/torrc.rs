@@ -172,28 +172,10 @@ pub(crate) fn check(
     updated(&torrc_path(host_root)?, name, onion_port, local_port).map(drop)
 }
 
-/// Takes the lock every build takes before it reads and rewrites a torrc: flock(2) on the
-/// torrc's directory, so two builds never lose each other's block; released when the descriptor
-/// is closed.
-fn lock(dir: &Path) -> Result<std::os::fd::OwnedFd, OnionError> {
-    let error = |e: rustix::io::Errno| OnionError::WriteTorrc {
-        path: dir.to_path_buf(),
-        source: e.into(),
-    };
-    let fd = rustix::fs::open(
-        dir,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(error)?;
-    rustix::fs::flock(&fd, rustix::fs::FlockOperation::LockExclusive).map_err(error)?;
-    Ok(fd)
-}
-
 /// Writes NAME's block into HOST_ROOT/etc/tor/torrc (created if absent), in one rename, and
 /// only when its text changes; when tor is installed the new file must first pass
-/// `tor --verify-config` with Debian's defaults. The lock on the torrc goes into `changes`, held
-/// until the host-side changes are kept or rolled back.
+/// `tor --verify-config` with Debian's defaults. The caller holds the host lock (see
+/// [`super::host::lock`]), so two builds never lose each other's block.
 pub(crate) fn write(
     host_root: &Path,
     name: &str,
@@ -208,7 +190,6 @@ pub(crate) fn write(
     let dir = path.parent().unwrap_or(host_root).to_path_buf();
     changes.before_write(host_root, &dir).map_err(write_error)?;
     files::create_dir_all_mode(&dir, 0o755).map_err(write_error)?;
-    changes.hold(lock(&dir)?);
     let (old, new) = updated(&path, name, ports.0, ports.1)?;
     if old.as_deref() != Some(new.as_str()) {
         verify_with_tor(&dir, &path, &new)?;
