@@ -270,26 +270,7 @@ impl RootDir {
 
     /// Reads the regular file at `rel`, or `None` when it does not exist.
     pub(crate) fn read_file(&self, rel: &Path) -> Result<Option<Vec<u8>>, StageError> {
-        let (dir, name) = self.parent(rel)?;
-        let fd = match rustix::fs::openat(
-            &dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(fs_error("open", &self.host_path(rel), e)),
-        };
-        let mut contents = Vec::new();
-        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut contents).map_err(|e| {
-            StageError::Fs {
-                action: "read",
-                path: self.host_path(rel),
-                source: e,
-            }
-        })?;
-        Ok(Some(contents))
+        Ok(self.read_file_and_mode(rel)?.map(|(contents, _)| contents))
     }
 
     /// Reads the regular file at `rel` with its permission bits, or `None` when it does not
