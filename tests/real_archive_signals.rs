@@ -136,7 +136,7 @@ fn signal_during(
         // for them (an observable state, not a delay), so the signal finds them in place.
         let deadline = Instant::now() + Duration::from_secs(300);
         while mounted_at_signal.is_empty() && Instant::now() < deadline {
-            mounted_at_signal = debstrap_onion::stage::mounts_under(dir.path());
+            mounted_at_signal = mounts_seen_by(running.pid().as_raw(), dir.path());
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
@@ -156,6 +156,29 @@ fn signal_during(
         stderr,
         mounted_at_signal,
     }
+}
+
+/// Mount points under `dir` as the threads of process `pid` see them: configure mounts /proc,
+/// /sys and /dev/pts in a private mount namespace of its own thread, which the host's
+/// mountinfo (and so [`debstrap_onion::stage::mounts_under`]) never shows.
+fn mounts_seen_by(pid: i32, dir: &Path) -> Vec<PathBuf> {
+    let dir = fs_err::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Ok(tasks) = fs_err::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut points = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(info) = fs_err::read_to_string(task.path().join("mountinfo")) else {
+            continue;
+        };
+        for field in info.lines().filter_map(|line| line.split(' ').nth(4)) {
+            let point = PathBuf::from(field.replace("\\040", " "));
+            if point != dir && point.starts_with(&dir) && !points.contains(&point) {
+                points.push(point);
+            }
+        }
+    }
+    points
 }
 
 /// Asserts a clean interruption: exit 130, the message, and nothing left in `dir`.
