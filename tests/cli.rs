@@ -286,7 +286,7 @@ fn bin_in_namespace(script: &str) -> Command {
 }
 
 fn mount_points() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
+    fs_err::read_to_string("/proc/self/mountinfo")
         .expect("mountinfo")
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(str::to_string))
@@ -324,10 +324,10 @@ fn root_a_bad_signature_fails_naming_the_inrelease_url() {
     }
     let fx = Fixture::new();
     let path = fx.served.repo().join("dists/fixture/InRelease");
-    let text = std::fs::read_to_string(&path).expect("InRelease");
+    let text = fs_err::read_to_string(&path).expect("InRelease");
     let tampered = text.replacen("Label: Fixture", "Label: Fixturf", 1);
     assert_ne!(text, tampered, "the fixture InRelease has no Label line");
-    std::fs::write(&path, tampered).expect("tamper with InRelease");
+    fs_err::write(&path, tampered).expect("tamper with InRelease");
 
     let out = fx.build(&[]);
     let err = stderr(&out);
@@ -452,7 +452,7 @@ fn real_archive_root_ctrl_c_during_unpack_exits_130_and_leaves_nothing() {
         "the signal landed after unpacking had finished:\n{seen}"
     );
     assert!(!target.exists(), "TARGET was left behind");
-    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+    let leftovers: Vec<String> = fs_err::read_dir(dir.path())
         .expect("read scratch dir")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())

@@ -88,7 +88,7 @@ fn scratch() -> tempfile::TempDir {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let mut names: Vec<String> = fs_err::read_dir(dir)
         .expect("read dir")
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -199,12 +199,12 @@ fn root_an_existing_directory_named_like_an_archive_stays_a_directory() {
     }
     let served = fixture(&[("good", good_package())]);
     let target = served.dir.path().join("old.tar.gz");
-    std::fs::create_dir(&target).expect("mkdir");
+    fs_err::create_dir(&target).expect("mkdir");
     let out = run(&mut fixture_build(&served, "good", &target, &[]));
     assert!(out.status.success(), "{}", text(&out));
     assert!(target.is_dir(), "TARGET is no longer a directory");
     assert_eq!(
-        std::fs::read(target.join("usr/good")).expect("the root is in the directory"),
+        fs_err::read(target.join("usr/good")).expect("the root is in the directory"),
         b"fine"
     );
 }
@@ -216,8 +216,8 @@ fn root_a_non_empty_directory_named_like_an_archive_is_refused_at_once() {
     }
     let dir = scratch();
     let target = dir.path().join("old.tar");
-    std::fs::create_dir(&target).expect("mkdir");
-    std::fs::write(target.join("keep"), "mine").expect("write");
+    fs_err::create_dir(&target).expect("mkdir");
+    fs_err::write(target.join("keep"), "mine").expect("write");
     let out = run(bin()
         .args(["build", "--no-onion", "trixie"])
         .arg(&target)
@@ -255,7 +255,7 @@ fn build_into_mount_point(
     owner: Option<&str>,
 ) -> String {
     let target = served.dir.path().join("mnt");
-    std::fs::create_dir(&target).expect("mount point");
+    fs_err::create_dir(&target).expect("mount point");
     let build = fixture_build(served, include, &target, extra);
     let args: Vec<&std::ffi::OsStr> = build.get_args().collect();
     let script = format!(
@@ -319,7 +319,7 @@ fn root_a_fresh_ext4_mount_point_is_built_in_place() {
     }
     let served = fixture(&[("good", good_package())]);
     let image = served.dir.path().join("fs.img");
-    std::fs::File::create(&image)
+    fs_err::File::create(&image)
         .and_then(|f| f.set_len(128 << 20))
         .expect("image file");
     let out = run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&image));
@@ -396,7 +396,7 @@ fn root_a_noexec_build_place_is_refused_before_any_work_naming_mount_and_option(
     }
     let dir = scratch();
     let place = dir.path().join("noexec");
-    std::fs::create_dir(&place).expect("mkdir");
+    fs_err::create_dir(&place).expect("mkdir");
     let out = run(in_namespace(
         "mount -t tmpfs -o noexec none \"$1\" || exit 90; TMPDIR=\"$1\" exec \"$0\" build --no-onion trixie \"$1/root.tar\" \"$2\"",
     )
@@ -426,7 +426,7 @@ fn real_archive_root_a_nodev_tmpdir_and_target_give_the_same_root() {
     assert!(out.status.success(), "{}", text(&out));
 
     let place = dir.path().join("nodev");
-    std::fs::create_dir(&place).expect("mkdir");
+    fs_err::create_dir(&place).expect("mkdir");
     let nodev = dir.path().join("nodev.tar");
     let script = r#"set -e
 mount -t tmpfs -o nodev,size=2g none "$1"
@@ -462,7 +462,7 @@ cp "$1/root.tar" "$3"
         only(&b, &a)
     );
     assert!(
-        std::fs::read(&normal).expect("read") == std::fs::read(&nodev).expect("read"),
+        fs_err::read(&normal).expect("read") == fs_err::read(&nodev).expect("read"),
         "same listing but different bytes"
     );
 }
@@ -484,9 +484,9 @@ fn real_archive_root_repeated_components_are_written_once_and_resolv_conf_is_064
     let dir = scratch();
     let resolv = dir.path().join("resolv.conf");
     // The host's resolver (the build itself resolves the mirror through it), marked.
-    let mut contents = std::fs::read("/etc/resolv.conf").expect("the host's resolv.conf");
+    let mut contents = fs_err::read("/etc/resolv.conf").expect("the host's resolv.conf");
     contents.extend_from_slice(b"# copied by the edges test\n");
-    std::fs::write(&resolv, contents).expect("write");
+    fs_err::write(&resolv, contents).expect("write");
     std::fs::set_permissions(&resolv, PermissionsExt::from_mode(0o600)).expect("chmod");
     let target = dir.path().join("root");
     let script = r#"set -e
@@ -500,32 +500,32 @@ exec "$0" build --no-onion --components main,main --cache-dir "$2" trixie "$3" "
         .arg(&mirror));
     assert!(out.status.success(), "{}", text(&out));
 
-    let sources = std::fs::read_to_string(target.join("etc/apt/sources.list")).expect("sources");
+    let sources = fs_err::read_to_string(target.join("etc/apt/sources.list")).expect("sources");
     assert_eq!(sources, format!("deb {mirror} trixie main\n"));
     let copied = target.join("etc/resolv.conf");
-    let meta = std::fs::symlink_metadata(&copied).expect("resolv.conf");
+    let meta = fs_err::symlink_metadata(&copied).expect("resolv.conf");
     assert!(meta.is_file(), "resolv.conf is not a regular file");
     assert_eq!(
         (meta.mode() & 0o7777, meta.uid(), meta.gid()),
         (0o644, 0, 0)
     );
     assert_eq!(
-        std::fs::read(&copied).expect("read"),
-        std::fs::read(&resolv).expect("read")
+        fs_err::read(&copied).expect("read"),
+        fs_err::read(&resolv).expect("read")
     );
     let hostname = target.join("etc/hostname");
     assert_eq!(
-        std::fs::metadata(&hostname).expect("hostname").mode() & 0o7777,
+        fs_err::metadata(&hostname).expect("hostname").mode() & 0o7777,
         0o644
     );
-    assert_eq!(std::fs::read_to_string(&hostname).expect("read"), "onion\n");
+    assert_eq!(fs_err::read_to_string(&hostname).expect("read"), "onion\n");
 }
 
 // --- 9. the README's main command, as root and as a user --------------------------------------
 
 /// The block between the README's `main-command` markers.
 fn readme_main_command() -> String {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+    let readme = fs_err::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
         .expect("README.md");
     let start = readme.find("<!-- main-command -->").expect("marker");
     let end = readme.find("<!-- /main-command -->").expect("marker");
@@ -547,7 +547,7 @@ fn host_tool(name: &str) -> PathBuf {
 }
 
 fn executable(path: &Path, body: &str) {
-    std::fs::write(path, body).expect("write");
+    fs_err::write(path, body).expect("write");
     std::fs::set_permissions(path, PermissionsExt::from_mode(0o755)).expect("chmod");
 }
 
@@ -559,10 +559,10 @@ fn main_command_as(uid: Option<u32>, with_sudo: bool) -> (Output, String) {
     std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).expect("chmod");
     let bin_dir = dir.path().join("bin");
     let work = dir.path().join("work");
-    std::fs::create_dir_all(work.join("target/release")).expect("mkdir");
-    std::fs::create_dir(&bin_dir).expect("mkdir");
+    fs_err::create_dir_all(work.join("target/release")).expect("mkdir");
+    fs_err::create_dir(&bin_dir).expect("mkdir");
     let log = dir.path().join("log");
-    std::fs::write(&log, "").expect("log");
+    fs_err::write(&log, "").expect("log");
     std::fs::set_permissions(&log, PermissionsExt::from_mode(0o666)).expect("chmod");
     let record = |what: &str| {
         format!(
@@ -604,7 +604,7 @@ fn main_command_as(uid: Option<u32>, with_sudo: bool) -> (Output, String) {
         .env_clear()
         .env("PATH", &bin_dir)
         .stdin(Stdio::null()));
-    let records = std::fs::read_to_string(&log).expect("log");
+    let records = fs_err::read_to_string(&log).expect("log");
     (out, records)
 }
 
@@ -664,7 +664,7 @@ fn fixture_from_real_deb(path: &Path) -> FakeDeb {
         &field("Package"),
         &field("Version"),
         &[],
-        std::fs::read(path).expect("read .deb"),
+        fs_err::read(path).expect("read .deb"),
     );
     deb.arch = field("Architecture");
     deb.fields = fields
@@ -693,7 +693,7 @@ fn real_archive_root_a_failing_postinst_fails_the_build_naming_package_and_scrip
         .arg(dir.path().join("unused"))
         .arg(&mirror));
     assert!(out.status.success(), "{}", text(&out));
-    let mut debs: Vec<FakeDeb> = std::fs::read_dir(real_cache.join("debs"))
+    let mut debs: Vec<FakeDeb> = fs_err::read_dir(real_cache.join("debs"))
         .expect("cached debs")
         .flatten()
         .map(|e| fixture_from_real_deb(&e.path()))

@@ -13,7 +13,7 @@ use support::repo::{key_path, sample_packages, RepoSpec, Served};
 use support::server::Fault;
 
 fn key(name: &str) -> Vec<u8> {
-    std::fs::read(key_path(name)).expect("fixture key")
+    fs_err::read(key_path(name)).expect("fixture key")
 }
 
 struct Fixture {
@@ -63,7 +63,7 @@ impl Fixture {
     }
 
     fn cached_debs(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(self.cache().join("debs"))
+        let mut names: Vec<String> = fs_err::read_dir(self.cache().join("debs"))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -118,7 +118,7 @@ fn download_only_fills_the_cache_with_verified_debs_and_a_warm_run_fetches_none(
     let debs = fx.cached_debs();
     assert_eq!(debs.len(), 3, "{debs:?}");
     for name in &debs {
-        let data = std::fs::read(fx.cache().join("debs").join(name)).expect("cached deb");
+        let data = fs_err::read(fx.cache().join("debs").join(name)).expect("cached deb");
         assert_eq!(
             format!("{}.deb", debstrap_onion::fetch::Sha256Digest::of(&data)),
             *name
@@ -158,8 +158,8 @@ fn packages_index_is_fetched_by_hash_as_xz() {
 fn one_changed_byte_in_inrelease_is_refused() {
     let fx = Fixture::good();
     let path = fx.repo().join("dists/fixture/InRelease");
-    let text = std::fs::read_to_string(&path).expect("InRelease");
-    std::fs::write(&path, text.replacen("Label: Fixture", "Label: Fixturf", 1)).expect("tamper");
+    let text = fs_err::read_to_string(&path).expect("InRelease");
+    fs_err::write(&path, text.replacen("Label: Fixture", "Label: Fixturf", 1)).expect("tamper");
     let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
     assert!(err.contains("/dists/fixture/InRelease"), "{err}");
     assert!(fx.cached_debs().is_empty());
@@ -206,11 +206,11 @@ fn a_packages_file_changed_after_signing_is_refused() {
     let dir = fx
         .repo()
         .join("dists/fixture/main/binary-amd64/by-hash/SHA256");
-    for entry in std::fs::read_dir(&dir).expect("by-hash dir").flatten() {
-        let mut data = std::fs::read(entry.path()).expect("index");
+    for entry in fs_err::read_dir(&dir).expect("by-hash dir").flatten() {
+        let mut data = fs_err::read(entry.path()).expect("index");
         let last = data.len() - 1;
         data[last] ^= 1;
-        std::fs::write(entry.path(), data).expect("tamper");
+        fs_err::write(entry.path(), data).expect("tamper");
     }
     let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
     assert!(
@@ -224,9 +224,9 @@ fn a_packages_file_changed_after_signing_is_refused() {
 fn a_deb_with_the_wrong_hash_is_refused_and_never_cached() {
     let fx = Fixture::good();
     let deb = fx.repo().join(sample_packages()[2].filename());
-    let mut data = std::fs::read(&deb).expect("deb");
+    let mut data = fs_err::read(&deb).expect("deb");
     data[100] ^= 0xff;
-    std::fs::write(&deb, data).expect("tamper");
+    fs_err::write(&deb, data).expect("tamper");
     let err = fx.refused(&fx.config(StopAfter::Complete));
     assert!(
         err.contains(&sample_packages()[2].filename()) && err.contains("SHA256 mismatch"),
@@ -246,7 +246,7 @@ fn a_deb_with_the_wrong_hash_is_refused_and_never_cached() {
 #[test]
 fn a_missing_deb_is_reported_at_once_with_its_url() {
     let fx = Fixture::good();
-    std::fs::remove_file(fx.repo().join(sample_packages()[0].filename())).expect("remove deb");
+    fs_err::remove_file(fx.repo().join(sample_packages()[0].filename())).expect("remove deb");
     let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
     assert!(
         err.contains(&sample_packages()[0].filename()) && err.contains("404"),
@@ -309,12 +309,12 @@ fn a_server_error_that_persists_fails_after_bounded_retries() {
 #[test]
 fn release_and_release_gpg_are_used_when_there_is_no_inrelease() {
     let fx = Fixture::good();
-    std::fs::remove_file(fx.repo().join("dists/fixture/InRelease")).expect("remove InRelease");
+    fs_err::remove_file(fx.repo().join("dists/fixture/InRelease")).expect("remove InRelease");
     let report = debstrap_onion::build(&fx.config(StopAfter::PrintPackages), &Silent)
         .expect("detached signature");
     assert_eq!(report.packages.len(), 3);
     let gpg = fx.repo().join("dists/fixture/Release.gpg");
-    std::fs::write(
+    fs_err::write(
         &gpg,
         support::sign::detached_sign(&key("untrusted.sec.asc"), b"other"),
     )
@@ -328,7 +328,7 @@ fn a_suite_that_does_not_match_is_refused() {
     let fx = Fixture::good();
     let mut config = fx.config(StopAfter::PrintPackages);
     config.suite = "fixture".to_string();
-    std::fs::rename(
+    fs_err::rename(
         fx.repo().join("dists/fixture"),
         fx.repo().join("dists/other"),
     )
@@ -365,7 +365,7 @@ impl Fixture {
     /// Every file under the cache, as paths relative to it.
     fn cache_files(&self) -> Vec<String> {
         fn walk(dir: &std::path::Path, base: &std::path::Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            for entry in fs_err::read_dir(dir).into_iter().flatten().flatten() {
                 let path = entry.path();
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     walk(&path, base, out);
@@ -383,7 +383,7 @@ impl Fixture {
 
     /// The URL path of the Packages.xz the Release lists (fetched by hash).
     fn packages_xz_path(&self) -> String {
-        let data = std::fs::read(
+        let data = fs_err::read(
             self.repo()
                 .join("dists/fixture/main/binary-amd64/Packages.xz"),
         )
@@ -510,7 +510,7 @@ fn an_inrelease_whose_content_length_is_past_the_cap_is_refused() {
 #[test]
 fn an_endless_release_gpg_is_cut_at_the_signature_cap() {
     let fx = Fixture::good();
-    std::fs::remove_file(fx.repo().join("dists/fixture/InRelease")).expect("remove InRelease");
+    fs_err::remove_file(fx.repo().join("dists/fixture/InRelease")).expect("remove InRelease");
     fx.served
         .server
         .fault("/dists/fixture/Release.gpg", Fault::Endless);
@@ -764,7 +764,7 @@ fn a_redirect_loop_is_cut_after_a_few_hops() {
 fn a_redirect_to_http_on_the_same_mirror_is_followed() {
     let fx = Fixture::good();
     let moved = fx.repo().join("moved");
-    std::fs::create_dir(&moved).expect("moved dir");
+    fs_err::create_dir(&moved).expect("moved dir");
     std::fs::copy(
         fx.repo().join("dists/fixture/InRelease"),
         moved.join("InRelease"),
@@ -792,7 +792,7 @@ fn a_cached_deb_replaced_by_a_symlink_is_refused() {
     let name = fx.cached_debs()[0].clone();
     let cached = fx.cache().join("debs").join(&name);
     let elsewhere = fx.served.dir.path().join("elsewhere.deb");
-    std::fs::rename(&cached, &elsewhere).expect("move");
+    fs_err::rename(&cached, &elsewhere).expect("move");
     std::os::unix::fs::symlink(&elsewhere, &cached).expect("symlink");
     let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
     assert!(
@@ -871,7 +871,7 @@ fn peak_memory_while_a_hostile_server_sends_an_endless_inrelease_stays_small() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("/dists/fixture/InRelease"), "{stderr}");
-    let kib: u64 = std::fs::read_to_string(&report)
+    let kib: u64 = fs_err::read_to_string(&report)
         .expect("time's report")
         .lines()
         .last()

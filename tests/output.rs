@@ -119,20 +119,20 @@ fn build(root: &Path, specs: &[Spec]) {
     for (path, node, ..) in specs {
         let full = root.join(path);
         if let Some(parent) = full.parent() {
-            std::fs::create_dir_all(parent).expect("parent");
+            fs_err::create_dir_all(parent).expect("parent");
         }
         match node {
             Node::Dir => {
                 if !full.exists() {
-                    std::fs::create_dir(&full).expect("dir");
+                    fs_err::create_dir(&full).expect("dir");
                 }
             }
-            Node::File(content) => std::fs::write(&full, content).expect("file"),
+            Node::File(content) => fs_err::write(&full, content).expect("file"),
             Node::Symlink(target) => std::os::unix::fs::symlink(target, &full).expect("symlink"),
             Node::HardLink(first) => {
                 let first = root.join(first);
                 if !first.exists() {
-                    std::fs::write(&first, b"").expect("placeholder for the link");
+                    fs_err::write(&first, b"").expect("placeholder for the link");
                 }
                 std::fs::hard_link(&first, &full).expect("hard link");
             }
@@ -162,7 +162,7 @@ fn build(root: &Path, specs: &[Spec]) {
     // Contents again: a placeholder made for a hard link may have been written before its file.
     for (path, node, ..) in specs {
         if let Node::File(content) = node {
-            std::fs::write(root.join(path), content).expect("file contents");
+            fs_err::write(root.join(path), content).expect("file contents");
         }
     }
     // Owners before modes (chown clears setuid) and before xattrs (chown drops capabilities).
@@ -201,7 +201,7 @@ fn set_mtime(path: &Path, (sec, nsec): (i64, u32)) {
 fn tree(specs: &[Spec]) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
-    std::fs::create_dir(&root).expect("root");
+    fs_err::create_dir(&root).expect("root");
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod root");
     build(&root, specs);
     set_mtime(&root, (SDE + 5, 0));
@@ -209,7 +209,7 @@ fn tree(specs: &[Spec]) -> (tempfile::TempDir, PathBuf) {
 }
 
 fn sha256(path: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(path).expect("read tarball")))
+    hex::encode(Sha256::digest(fs_err::read(path).expect("read tarball")))
 }
 
 fn tarball(root: &Path, path: &Path, compression: Compression, sde: Option<i64>) {
@@ -221,7 +221,7 @@ fn tarball(root: &Path, path: &Path, compression: Compression, sde: Option<i64>)
 }
 
 fn decompress(path: &Path, compression: Compression) -> Vec<u8> {
-    let file = std::fs::File::open(path).expect("open");
+    let file = fs_err::File::open(path).expect("open");
     let mut out = Vec::new();
     match compression {
         Compression::None => std::io::BufReader::new(file).read_to_end(&mut out),
@@ -274,8 +274,8 @@ fn root_tarball_is_byte_identical_to_gnu_tar_with_mmdebstrap_options() {
             .expect("run tar");
         assert!(status.success());
         let (a, b) = (
-            std::fs::read(&ours).expect("ours"),
-            std::fs::read(&theirs).expect("gnu"),
+            fs_err::read(&ours).expect("ours"),
+            fs_err::read(&theirs).expect("gnu"),
         );
         let first_diff = a.iter().zip(&b).position(|(x, y)| x != y);
         assert!(
@@ -295,11 +295,11 @@ fn root_tarball_same_bytes_for_every_destination_and_compression() {
     let (dir, root) = tree(&sample_tree());
     let plain = dir.path().join("plain.tar");
     tarball(&root, &plain, Compression::None, Some(SDE));
-    let plain_bytes = std::fs::read(&plain).expect("plain");
+    let plain_bytes = fs_err::read(&plain).expect("plain");
     for (compression, ext) in ALL {
         let first = dir.path().join(format!("one.{ext}"));
         let second = dir.path().join("sub").join(format!("two.{ext}"));
-        std::fs::create_dir_all(second.parent().expect("parent")).expect("sub");
+        fs_err::create_dir_all(second.parent().expect("parent")).expect("sub");
         tarball(&root, &first, compression, Some(SDE));
         tarball(&root, &second, compression, Some(SDE));
         assert_eq!(
@@ -316,17 +316,17 @@ fn root_tarball_same_bytes_for_every_destination_and_compression() {
             write_tar_to(&held(&root), Vec::new(), compression, Some(SDE)).expect("stream");
         assert_eq!(
             streamed,
-            std::fs::read(&first).expect("read"),
+            fs_err::read(&first).expect("read"),
             "{ext}: stream and file differ"
         );
     }
     // gzip: no file name flag, mtime 0, Unix.
-    let gz = std::fs::read(dir.path().join("one.tar.gz")).expect("gz");
+    let gz = fs_err::read(dir.path().join("one.tar.gz")).expect("gz");
     assert_eq!(gz[3] & 0x08, 0, "FNAME set");
     assert_eq!(&gz[4..8], &[0, 0, 0, 0], "gzip mtime");
     assert_eq!(gz[9], 3);
     // The destination gets ordinary permissions, not a temp file's 0600.
-    let mode = std::fs::metadata(dir.path().join("one.tar"))
+    let mode = fs_err::metadata(dir.path().join("one.tar"))
         .expect("meta")
         .permissions()
         .mode();
@@ -341,7 +341,7 @@ fn root_tarball_members_read_back_with_the_tar_crate() {
     let (dir, root) = tree(&sample_tree());
     let path = dir.path().join("t.tar");
     tarball(&root, &path, Compression::None, Some(SDE));
-    let bytes = std::fs::read(&path).expect("read");
+    let bytes = fs_err::read(&path).expect("read");
     let mut archive = tar::Archive::new(&bytes[..]);
     let mut names = Vec::new();
     let mut members = BTreeMap::new();
@@ -471,9 +471,9 @@ fn root_gnu_tar_extracts_the_same_tree() {
     let path = dir.path().join("t.tar.zst");
     tarball(&root, &path, Compression::Zstd, Some(SDE));
     let plain = dir.path().join("t.tar");
-    std::fs::write(&plain, decompress(&path, Compression::Zstd)).expect("plain");
+    fs_err::write(&plain, decompress(&path, Compression::Zstd)).expect("plain");
     let out = dir.path().join("extracted");
-    std::fs::create_dir(&out).expect("out");
+    fs_err::create_dir(&out).expect("out");
     let status = Command::new("tar")
         .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
         .arg(&plain)
@@ -485,8 +485,8 @@ fn root_gnu_tar_extracts_the_same_tree() {
     for (rel, node, ..) in specs.iter().filter(|s| !matches!(s.1, Node::Socket)) {
         let (a, b) = (root.join(rel), out.join(rel));
         let (ma, mb) = (
-            std::fs::symlink_metadata(&a).expect("original"),
-            std::fs::symlink_metadata(&b).unwrap_or_else(|e| panic!("{rel} not extracted: {e}")),
+            fs_err::symlink_metadata(&a).expect("original"),
+            fs_err::symlink_metadata(&b).unwrap_or_else(|e| panic!("{rel} not extracted: {e}")),
         );
         assert_eq!(ma.mode(), mb.mode(), "{rel}: mode");
         assert_eq!((ma.uid(), ma.gid()), (mb.uid(), mb.gid()), "{rel}: owner");
@@ -500,12 +500,12 @@ fn root_gnu_tar_extracts_the_same_tree() {
                     "{rel}"
                 )
             }
-            Node::File(_) => assert_eq!(std::fs::read(&a).ok(), std::fs::read(&b).ok(), "{rel}"),
+            Node::File(_) => assert_eq!(fs_err::read(&a).ok(), fs_err::read(&b).ok(), "{rel}"),
             _ => {}
         }
     }
-    let tool = std::fs::metadata(out.join("usr/bin/tool")).expect("tool");
-    let again = std::fs::metadata(out.join("usr/bin/tool-again")).expect("tool-again");
+    let tool = fs_err::metadata(out.join("usr/bin/tool")).expect("tool");
+    let again = fs_err::metadata(out.join("usr/bin/tool-again")).expect("tool-again");
     assert_eq!(tool.ino(), again.ino(), "hard link extracted as one inode");
     let mut cap = [0u8; 64];
     let n = rustix::fs::lgetxattr(
@@ -580,8 +580,8 @@ fn build_leftovers(root: &Path, seed: &str) {
     ];
     for (rel, content) in files {
         let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("dirs");
-        std::fs::write(&path, content).expect("write");
+        fs_err::create_dir_all(path.parent().expect("parent")).expect("dirs");
+        fs_err::write(&path, content).expect("write");
     }
     std::fs::set_permissions(
         root.join("etc/machine-id"),
@@ -594,7 +594,7 @@ fn build_leftovers(root: &Path, seed: &str) {
     )
     .expect("chmod");
     std::os::unix::fs::lchown(root.join("var/log/wtmp"), Some(0), Some(43)).expect("chown");
-    std::fs::create_dir_all(root.join("var/lib/dbus")).expect("dbus");
+    fs_err::create_dir_all(root.join("var/lib/dbus")).expect("dbus");
     std::os::unix::fs::symlink("/etc/machine-id", root.join("var/lib/dbus/machine-id"))
         .expect("dbus link");
     std::os::unix::fs::symlink("/run", root.join("var/run")).expect("var/run");
@@ -604,13 +604,13 @@ fn build_leftovers(root: &Path, seed: &str) {
 fn all_mtimes(root: &Path) -> Vec<(PathBuf, i64)> {
     let mut out = vec![(
         root.to_path_buf(),
-        std::fs::symlink_metadata(root).expect("root").mtime(),
+        fs_err::symlink_metadata(root).expect("root").mtime(),
     )];
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read_dir") {
+        for entry in fs_err::read_dir(&dir).expect("read_dir") {
             let entry = entry.expect("entry");
-            let meta = std::fs::symlink_metadata(entry.path()).expect("lstat");
+            let meta = fs_err::symlink_metadata(entry.path()).expect("lstat");
             out.push((entry.path(), meta.mtime()));
             if meta.is_dir() {
                 stack.push(entry.path());
@@ -630,7 +630,7 @@ fn root_make_deterministic_removes_volatile_files_and_clamps_mtimes() {
     build_leftovers(&root, "first");
     // A symlink pointing out of the root must not be followed by the log truncation.
     let outside = dir.path().join("outside.log");
-    std::fs::write(&outside, "host data").expect("outside");
+    fs_err::write(&outside, "host data").expect("outside");
     std::os::unix::fs::symlink(&outside, root.join("var/log/escape.log")).expect("escape link");
 
     make_deterministic(&held(&root), SDE).expect("make_deterministic");
@@ -656,7 +656,7 @@ fn root_make_deterministic_removes_volatile_files_and_clamps_mtimes() {
         "run/leftover.pid",
     ] {
         assert!(
-            std::fs::symlink_metadata(root.join(gone)).is_err(),
+            fs_err::symlink_metadata(root.join(gone)).is_err(),
             "{gone} still there"
         );
     }
@@ -674,14 +674,14 @@ fn root_make_deterministic_removes_volatile_files_and_clamps_mtimes() {
         "var/lib/dbus/machine-id",
     ] {
         assert!(
-            std::fs::symlink_metadata(root.join(kept)).is_ok(),
+            fs_err::symlink_metadata(root.join(kept)).is_ok(),
             "{kept} removed"
         );
     }
-    let machine_id = std::fs::metadata(root.join("etc/machine-id")).expect("machine-id");
+    let machine_id = fs_err::metadata(root.join("etc/machine-id")).expect("machine-id");
     assert_eq!(machine_id.len(), 0, "machine-id emptied");
     assert_eq!(machine_id.mode() & 0o7777, 0o444, "machine-id mode kept");
-    let wtmp = std::fs::metadata(root.join("var/log/wtmp")).expect("wtmp");
+    let wtmp = fs_err::metadata(root.join("var/log/wtmp")).expect("wtmp");
     assert_eq!(
         (wtmp.len(), wtmp.mode() & 0o7777, wtmp.gid()),
         (0, 0o664, 43)
@@ -691,14 +691,13 @@ fn root_make_deterministic_removes_volatile_files_and_clamps_mtimes() {
         Path::new("/etc/machine-id")
     );
     assert_eq!(
-        std::fs::read_to_string(&outside).expect("outside"),
+        fs_err::read_to_string(&outside).expect("outside"),
         "host data"
     );
     for (path, mtime) in all_mtimes(&root) {
         assert!(mtime <= SDE, "{} has mtime {mtime} > SDE", path.display());
     }
-    let copyright =
-        std::fs::metadata(root.join("usr/share/doc/base-files/copyright")).expect("doc");
+    let copyright = fs_err::metadata(root.join("usr/share/doc/base-files/copyright")).expect("doc");
     assert_eq!(copyright.mtime(), OLD.0, "older mtimes untouched");
 }
 
@@ -714,7 +713,7 @@ fn root_fresh_build_at_another_time_gives_the_same_tarball() {
     build_leftovers(&root_b, "second build, a day later");
     // Everything in the second build is a day newer.
     for (path, _) in all_mtimes(&root_b) {
-        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        let meta = fs_err::symlink_metadata(&path).expect("lstat");
         if meta.mtime() > SDE {
             set_mtime(&path, (meta.mtime() + 86_400, 123));
         }
@@ -731,7 +730,7 @@ fn root_fresh_build_at_another_time_gives_the_same_tarball() {
 }
 
 fn leftover_temps(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
+    fs_err::read_dir(dir)
         .expect("read_dir")
         .map(|e| e.expect("entry").path())
         .filter(|p| {
@@ -745,12 +744,12 @@ fn leftover_temps(dir: &Path) -> Vec<PathBuf> {
 fn unwritable_destination_names_the_path_and_leaves_no_temp_file() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("etc")).expect("root");
-    std::fs::write(root.join("etc/hostname"), "onion\n").expect("file");
+    fs_err::create_dir_all(root.join("etc")).expect("root");
+    fs_err::write(root.join("etc/hostname"), "onion\n").expect("file");
 
     // The destination is an existing directory: everything is written, the rename fails.
     let dest = dir.path().join("taken.tar.gz");
-    std::fs::create_dir(&dest).expect("dir in the way");
+    fs_err::create_dir(&dest).expect("dir in the way");
     let output = Output::Tarball {
         path: dest.clone(),
         compression: Compression::Gzip,
@@ -775,7 +774,7 @@ fn unwritable_destination_names_the_path_and_leaves_no_temp_file() {
 fn tarball_inside_the_root_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
-    std::fs::create_dir_all(root.join("srv")).expect("root");
+    fs_err::create_dir_all(root.join("srv")).expect("root");
     let dest = root.join("srv/image.tar");
     let output = Output::Tarball {
         path: dest.clone(),
@@ -787,7 +786,7 @@ fn tarball_inside_the_root_is_refused() {
         "{err:?}"
     );
     assert!(err.to_string().contains(&*dest.to_string_lossy()), "{err}");
-    assert_eq!(std::fs::read_dir(root.join("srv")).expect("ls").count(), 0);
+    assert_eq!(fs_err::read_dir(root.join("srv")).expect("ls").count(), 0);
 }
 
 /// Bind-mounts `source` on `target` and unmounts on drop, whatever happens in between.
@@ -821,12 +820,12 @@ fn root_mount_inside_the_root_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path().join("root");
     let mount_point = root.join("tmp/proc");
-    std::fs::create_dir_all(&mount_point).expect("mount point");
-    std::fs::write(root.join("tmp/a-file"), "x").expect("file");
+    fs_err::create_dir_all(&mount_point).expect("mount point");
+    fs_err::write(root.join("tmp/a-file"), "x").expect("file");
     // The same filesystem bind-mounted: only the mount id tells it apart.
     let source = dir.path().join("host-dir");
-    std::fs::create_dir(&source).expect("source");
-    std::fs::write(source.join("precious"), "host data").expect("precious");
+    fs_err::create_dir(&source).expect("source");
+    fs_err::write(source.join("precious"), "host data").expect("precious");
     let _mount = BindMount::new(&source, &mount_point);
 
     let dest = dir.path().join("out.tar");
@@ -852,7 +851,7 @@ fn root_mount_inside_the_root_is_refused() {
         "{err:?}"
     );
     assert_eq!(
-        std::fs::read_to_string(source.join("precious")).expect("host file survives"),
+        fs_err::read_to_string(source.join("precious")).expect("host file survives"),
         "host data"
     );
 }
@@ -862,7 +861,7 @@ fn directory_output_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = Output::Directory(dir.path().to_path_buf());
     write_tarball(&held(dir.path()), &output, Some(SDE)).expect("no-op");
-    assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0);
+    assert_eq!(fs_err::read_dir(dir.path()).expect("ls").count(), 0);
 }
 
 /// Member names of an uncompressed tarball, as GNU tar lists them.

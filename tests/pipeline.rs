@@ -23,7 +23,7 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     // build would write `planted` there; resolved inside the root it leads nowhere.
     let scratch = tempfile::tempdir().expect("temp dir");
     let outside = scratch.path().join("outside");
-    std::fs::create_dir(&outside).expect("outside dir");
+    fs_err::create_dir(&outside).expect("outside dir");
     let escape = format!("{}{}", "../".repeat(16), outside.display());
     let good =
         DebBuilder::new("good", "1.0", "amd64").file("./usr/share/good/file", 0o644, b"fine");
@@ -37,7 +37,7 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
         &[fake(&good, "good"), fake(&evil, "evil"), fake(&apt, "apt")],
     );
     let parent = served.dir.path().join("builds");
-    std::fs::create_dir(&parent).expect("builds dir");
+    fs_err::create_dir(&parent).expect("builds dir");
     let target = parent.join("target");
 
     let mut config = BuildConfig::new("fixture", served.server.url.clone());
@@ -52,7 +52,7 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
 
     let result = debstrap_onion::build(&config, &Silent);
     // First where an escape would land, so a build that follows the link shows it here.
-    let escaped: Vec<_> = std::fs::read_dir(&outside)
+    let escaped: Vec<_> = fs_err::read_dir(&outside)
         .expect("outside dir")
         .flatten()
         .map(|e| e.file_name())
@@ -71,7 +71,7 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     }
     assert!(text.contains("evil"), "the error names the package: {text}");
     assert!(!target.exists(), "a failed build left TARGET");
-    let beside: Vec<_> = std::fs::read_dir(&parent)
+    let beside: Vec<_> = fs_err::read_dir(&parent)
         .expect("builds dir")
         .flatten()
         .map(|e| e.file_name())

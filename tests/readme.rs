@@ -14,7 +14,7 @@ fn manifest_dir() -> &'static Path {
 }
 
 fn readme() -> String {
-    std::fs::read_to_string(manifest_dir().join("README.md")).expect("README.md")
+    fs_err::read_to_string(manifest_dir().join("README.md")).expect("README.md")
 }
 
 /// The fenced block between `<!-- NAME -->` and `<!-- /NAME -->`, without its fences.
@@ -53,7 +53,7 @@ fn output_text(out: &Output) -> String {
 /// .ci/run, so a change there is tested too) and compare it with the block between the markers.
 #[test]
 fn readme_test_command_is_what_ci_runs() {
-    let ci = std::fs::read_to_string(manifest_dir().join(".ci/run")).expect(".ci/run");
+    let ci = fs_err::read_to_string(manifest_dir().join(".ci/run")).expect(".ci/run");
     let line = ci
         .lines()
         .find(|l| l.starts_with("test_command=$("))
@@ -120,13 +120,13 @@ fn real_archive_root_readme_main_command_runs_literally() {
     }
     let host_chroot = Path::new("/srv/chroot/onion");
     let chroot_before = host_chroot.exists();
-    let torrc_before = std::fs::read("/etc/tor/torrc").ok();
+    let torrc_before = fs_err::read("/etc/tor/torrc").ok();
 
     let shared = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let target_dir = shared.join("readme-target");
     let cache = shared.join("real-archive-cache");
-    std::fs::create_dir_all(&target_dir).expect("create the release target dir");
-    std::fs::create_dir_all(&cache).expect("create the cache dir");
+    fs_err::create_dir_all(&target_dir).expect("create the release target dir");
+    fs_err::create_dir_all(&cache).expect("create the cache dir");
 
     let work = tempfile::tempdir_in("/var/tmp").expect("temp dir");
     let clone = work.path().join("debstrap-onion");
@@ -140,7 +140,7 @@ fn real_archive_root_readme_main_command_runs_literally() {
     assert!(out.status.success(), "git clone: {}", output_text(&out));
     std::os::unix::fs::symlink(&target_dir, clone.join("target")).expect("link target/");
     // The committed README, as a newcomer's clone has it.
-    let readme = std::fs::read_to_string(clone.join("README.md")).expect("README.md in the clone");
+    let readme = fs_err::read_to_string(clone.join("README.md")).expect("README.md in the clone");
     let command = marked_block(&readme, "main-command");
     assert!(
         !command.trim().is_empty(),
@@ -151,8 +151,8 @@ fn real_archive_root_readme_main_command_runs_literally() {
     let have_sudo = std::env::split_paths(&path).any(|dir| dir.join("sudo").is_file());
     if !have_sudo {
         let shim = work.path().join("shim");
-        std::fs::create_dir(&shim).expect("shim dir");
-        std::fs::write(shim.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").expect("write sudo shim");
+        fs_err::create_dir(&shim).expect("shim dir");
+        fs_err::write(shim.join("sudo"), "#!/bin/sh\nexec \"$@\"\n").expect("write sudo shim");
         let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
         std::fs::set_permissions(shim.join("sudo"), mode).expect("chmod sudo shim");
         let mut paths = vec![shim];
@@ -220,7 +220,7 @@ echo "hostname: $(cat /var/lib/tor/onion/hostname)"
         "the host's /srv changed"
     );
     assert_eq!(
-        std::fs::read("/etc/tor/torrc").ok(),
+        fs_err::read("/etc/tor/torrc").ok(),
         torrc_before,
         "the host's torrc changed"
     );
@@ -233,7 +233,7 @@ echo "hostname: $(cat /var/lib/tor/onion/hostname)"
 }
 
 fn mount_points() -> Vec<PathBuf> {
-    std::fs::read_to_string("/proc/self/mountinfo")
+    fs_err::read_to_string("/proc/self/mountinfo")
         .expect("mountinfo")
         .lines()
         .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))

@@ -154,8 +154,8 @@ fn real_archive_root_refuses_a_non_empty_target_and_leaves_it_alone() {
     };
     let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
     let target = dir.path().join("occupied");
-    std::fs::create_dir(&target).expect("mkdir");
-    std::fs::write(target.join("keep"), b"mine").expect("write");
+    fs_err::create_dir(&target).expect("mkdir");
+    fs_err::write(target.join("keep"), b"mine").expect("write");
     let out = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
         .args(["build", "--no-onion", "--cache-dir"])
         .arg(shared_cache())
@@ -170,8 +170,8 @@ fn real_archive_root_refuses_a_non_empty_target_and_leaves_it_alone() {
         stderr.contains("--force") && stderr.contains(&*target.to_string_lossy()),
         "{stderr}"
     );
-    assert_eq!(std::fs::read(target.join("keep")).expect("kept"), b"mine");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+    assert_eq!(fs_err::read(target.join("keep")).expect("kept"), b"mine");
+    let leftovers: Vec<_> = fs_err::read_dir(dir.path())
         .expect("dir")
         .flatten()
         .map(|e| e.file_name())
@@ -272,9 +272,9 @@ fn real_archive_root_variant_extract_unpacks_without_configuring() {
 /// The cached .debs whose `Package\tVersion` (read by dpkg-deb) is one of `wanted`.
 fn cached_debs(wanted: &[String]) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(shared_cache().join("debs")).expect("shared cache") {
+    for entry in fs_err::read_dir(shared_cache().join("debs")).expect("shared cache") {
         let path = entry.expect("entry").path();
-        if !path.extension().is_some_and(|e| e == "deb") {
+        if path.extension().is_none_or(|e| e != "deb") {
             continue;
         }
         let fields = run(Command::new("dpkg-deb")
@@ -318,7 +318,7 @@ fn matches_dpkg_deb_listing(root: &Path, deb: &Path) -> usize {
             // A directory may be reached through the merged-/usr links (bin -> usr/bin).
             b'd' => assert!(path.is_dir(), "not a directory in the root: {what}"),
             b'-' => {
-                let meta = std::fs::symlink_metadata(&path)
+                let meta = fs_err::symlink_metadata(&path)
                     .unwrap_or_else(|e| panic!("missing from the root ({e}): {what}"));
                 assert!(meta.is_file(), "not a regular file in the root: {what}");
                 assert_eq!(meta.size(), size, "size differs: {what}");

@@ -211,14 +211,14 @@ fn real_archive_download_only_into_a_fresh_cache() {
         &mirror,
     ]);
     let count = String::from_utf8_lossy(&listed.stdout).lines().count();
-    let debs: Vec<_> = std::fs::read_dir(cache.path().join("debs"))
+    let debs: Vec<_> = fs_err::read_dir(cache.path().join("debs"))
         .expect("cache dir")
         .flatten()
         .map(|e| e.path())
         .collect();
     assert_eq!(debs.len(), count, "one cached .deb per resolved package");
     for deb in &debs {
-        let data = std::fs::read(deb).expect("cached deb");
+        let data = fs_err::read(deb).expect("cached deb");
         let name = deb
             .file_name()
             .expect("name")
@@ -250,7 +250,7 @@ fn real_archive_download_only_into_a_fresh_cache() {
         "debootstrap --download-only failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let theirs: Vec<_> = std::fs::read_dir(theirs_dir.path().join("var/cache/apt/archives"))
+    let theirs: Vec<_> = fs_err::read_dir(theirs_dir.path().join("var/cache/apt/archives"))
         .expect("debootstrap's archives")
         .flatten()
         .map(|e| e.path())

@@ -87,7 +87,7 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
     let dir = tempfile::tempdir_in("/var/tmp").expect("temp dir");
     let target = dir.path().join("chroot");
     let host = dir.path().join("host");
-    std::fs::create_dir(&host).expect("host root");
+    fs_err::create_dir(&host).expect("host root");
     let port = free_port().to_string();
     let (target_s, host_s, cache) = (
         target.to_str().expect("utf-8"),
@@ -112,7 +112,7 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
     let first = build(&[]);
     let stdout = String::from_utf8_lossy(&first.stdout).into_owned();
     let key_dir = host.join("var/lib/tor/e2e");
-    let address = std::fs::read_to_string(key_dir.join("hostname"))
+    let address = fs_err::read_to_string(key_dir.join("hostname"))
         .expect("hostname")
         .trim()
         .to_string();
@@ -154,7 +154,7 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
             Some(200)
         );
         // curl, asking for the onion name, gets the page the build wrote into the web root.
-        let page = std::fs::read(target.join("var/www/e2e/index.html")).expect("index.html");
+        let page = fs_err::read(target.join("var/www/e2e/index.html")).expect("index.html");
         assert_eq!(curl(port, &address), page);
         let status = ours(&["status", "e2e", "--host-root", host_s]);
         assert!(String::from_utf8_lossy(&status.stdout).contains("HTTP 200"));
@@ -230,9 +230,9 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
     // A second build, with a site of our own and another onion port, keeps the address and
     // leaves one torrc entry for the name, now naming the new port.
     let site = dir.path().join("site");
-    std::fs::create_dir_all(site.join("sub")).expect("site dir");
-    std::fs::write(site.join("index.html"), "<p>our own site</p>\n").expect("site index");
-    std::fs::write(site.join("sub/page.txt"), "a sub page\n").expect("site page");
+    fs_err::create_dir_all(site.join("sub")).expect("site dir");
+    fs_err::write(site.join("index.html"), "<p>our own site</p>\n").expect("site index");
+    fs_err::write(site.join("sub/page.txt"), "a sub page\n").expect("site page");
     build(&[
         "--force",
         "--site",
@@ -240,9 +240,9 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
         "--onion-port",
         "8080",
     ]);
-    let again = std::fs::read_to_string(key_dir.join("hostname")).expect("hostname");
+    let again = fs_err::read_to_string(key_dir.join("hostname")).expect("hostname");
     assert_eq!(again.trim(), address, "a rebuild changed the onion address");
-    let torrc = std::fs::read_to_string(host.join("etc/tor/torrc")).expect("torrc");
+    let torrc = fs_err::read_to_string(host.join("etc/tor/torrc")).expect("torrc");
     assert_eq!(
         torrc.matches("HiddenServiceDir /var/lib/tor/e2e/").count(),
         1,
@@ -279,7 +279,7 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
         imported.to_str().expect("utf-8"),
         &mirror,
     ]);
-    let copied = std::fs::read_to_string(host.join("var/lib/tor/copy/hostname")).expect("hostname");
+    let copied = fs_err::read_to_string(host.join("var/lib/tor/copy/hostname")).expect("hostname");
     assert_eq!(
         copied.trim(),
         address,

@@ -54,7 +54,7 @@ fn ours_elsewhere(args: &[&str], cache: &Path) -> Output {
 }
 
 fn sha256(path: &Path) -> String {
-    debstrap_onion::fetch::Sha256Digest::of(&std::fs::read(path).expect("read tarball")).to_hex()
+    debstrap_onion::fetch::Sha256Digest::of(&fs_err::read(path).expect("read tarball")).to_hex()
 }
 
 fn list(tarball: &Path) -> String {
@@ -132,7 +132,7 @@ fn real_archive_root_two_tarball_builds_are_bit_identical_and_hold_a_working_roo
     );
 
     let root = dir.path().join("unpacked");
-    std::fs::create_dir(&root).expect("mkdir");
+    fs_err::create_dir(&root).expect("mkdir");
     let untar = Command::new("tar")
         .args(["--numeric-owner", "-xpf"])
         .arg(&a)
@@ -165,7 +165,7 @@ fn real_archive_root_onion_tarball_with_a_fixed_key_is_reproducible() {
     let mut tarballs = Vec::new();
     for run in ["one", "two"] {
         let host = dir.path().join(format!("host-{run}"));
-        std::fs::create_dir(&host).expect("host root");
+        fs_err::create_dir(&host).expect("host root");
         let tarball = dir.path().join(format!("{run}.tar.zst"));
         let host = host.to_str().expect("utf-8");
         let args = [
@@ -230,7 +230,7 @@ fn real_archive_root_onion_tarball_with_a_fixed_key_is_reproducible() {
     );
     let page = String::from_utf8_lossy(&out.stdout);
     let address =
-        std::fs::read_to_string(Path::new(TOR_FIXTURE).join("hostname")).expect("fixture hostname");
+        fs_err::read_to_string(Path::new(TOR_FIXTURE).join("hostname")).expect("fixture hostname");
     assert!(page.contains(address.trim()), "{page}");
     // With SOURCE_DATE_EPOCH the build's log is emptied (kept as dpkg expects the file).
     for line in listing

@@ -34,7 +34,7 @@ impl Scratch {
 
 /// Processes whose root directory is under `dir`: what a build ran in its chroot.
 fn processes_rooted_in(dir: &Path) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
+    let Ok(entries) = fs_err::read_dir("/proc") else {
         return Vec::new();
     };
     entries

@@ -35,9 +35,9 @@ impl Fixture {
         let tmp = tempfile::tempdir().expect("temp dir");
         let debs = tmp.path().join("debs");
         let outside = tmp.path().join("outside");
-        std::fs::create_dir(&debs).expect("debs dir");
-        std::fs::create_dir(&outside).expect("outside dir");
-        std::fs::write(outside.join("sentinel"), "untouched").expect("sentinel");
+        fs_err::create_dir(&debs).expect("debs dir");
+        fs_err::create_dir(&outside).expect("outside dir");
+        fs_err::write(outside.join("sentinel"), "untouched").expect("sentinel");
         let root = tmp.path().join("root");
         Fixture {
             tmp,
@@ -71,28 +71,28 @@ impl Fixture {
     }
 
     fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
+        fs_err::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
     fn lmeta(&self, rel: &str) -> std::fs::Metadata {
-        std::fs::symlink_metadata(self.path(rel)).unwrap_or_else(|e| panic!("lstat {rel}: {e}"))
+        fs_err::symlink_metadata(self.path(rel)).unwrap_or_else(|e| panic!("lstat {rel}: {e}"))
     }
 
     /// Nothing but the sentinel is in `outside/`, unchanged and not linked elsewhere, and the
     /// temp dir holds nothing but what the fixture made.
     fn assert_outside_untouched(&self) {
-        let names: BTreeSet<String> = std::fs::read_dir(&self.outside)
+        let names: BTreeSet<String> = fs_err::read_dir(&self.outside)
             .expect("list outside")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names, BTreeSet::from(["sentinel".to_owned()]));
         let sentinel = self.outside.join("sentinel");
         assert_eq!(
-            std::fs::read_to_string(&sentinel).expect("sentinel"),
+            fs_err::read_to_string(&sentinel).expect("sentinel"),
             "untouched"
         );
-        assert_eq!(std::fs::metadata(&sentinel).expect("sentinel").nlink(), 1);
-        let top: BTreeSet<String> = std::fs::read_dir(self.tmp.path())
+        assert_eq!(fs_err::metadata(&sentinel).expect("sentinel").nlink(), 1);
+        let top: BTreeSet<String> = fs_err::read_dir(self.tmp.path())
             .expect("list temp dir")
             .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
             .collect();
@@ -703,7 +703,7 @@ fn root_hostile_absolute_names_land_inside_the_root() {
     f.unpack(&[pkg("abs").file(&name, 0o644, b"inside")])
         .expect("absolute names are taken relative to the root");
     let inside = f.root.join(name.trim_start_matches('/'));
-    assert_eq!(std::fs::read_to_string(inside).expect("inside"), "inside");
+    assert_eq!(fs_err::read_to_string(inside).expect("inside"), "inside");
     f.assert_outside_untouched();
 }
 
@@ -938,7 +938,7 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
         .arg(&download)
         .arg(&mirror));
     let archives = download.join("var/cache/apt/archives");
-    let mut debs: Vec<CachedDeb> = std::fs::read_dir(&archives)
+    let mut debs: Vec<CachedDeb> = fs_err::read_dir(&archives)
         .expect("downloaded .debs")
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))
@@ -952,7 +952,7 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
             let name = parts.next().expect("name").to_owned();
             let version = parts.next().expect("version").to_owned();
             let arch = parts.next().expect("arch").to_owned();
-            let data = std::fs::read(&path).expect("read .deb");
+            let data = fs_err::read(&path).expect("read .deb");
             let mut package = DebBuilder::new(&name, &version, &arch).package(data.len() as u64);
             package.priority = None;
             package.sha256 = Sha256Digest::of(&data);
@@ -993,7 +993,7 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
     // The same .debs with dpkg-deb and tar, one after another, for the comparison.
     if Path::new("/usr/bin/dpkg-deb").exists() {
         let plain = tmp.path().join("plain");
-        std::fs::create_dir(&plain).expect("plain dir");
+        fs_err::create_dir(&plain).expect("plain dir");
         let started = Instant::now();
         for deb in &debs {
             run(std::process::Command::new("sh").arg("-c").arg(format!(
@@ -1165,7 +1165,7 @@ fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
     );
     let deb = huge.write(&f.debs);
     let small = f.tmp.path().join("small");
-    std::fs::create_dir(&small).expect("mount point");
+    fs_err::create_dir(&small).expect("mount point");
     let root = small.join("root");
     // The small file system lives in this thread's own mount namespace, so the kernel removes
     // it whatever happens to the test; the unpack reaches it through the root's descriptor.

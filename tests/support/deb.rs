@@ -368,7 +368,7 @@ impl DebBuilder {
     /// index that promised something else); size and SHA256 are the bytes'.
     pub fn write_as(&self, dir: &Path, bytes: &[u8], edit: impl FnOnce(&mut Package)) -> CachedDeb {
         let path: PathBuf = dir.join(format!("{}_{}_{}.deb", self.name, self.version, self.arch));
-        std::fs::write(&path, bytes).expect("write the test .deb");
+        fs_err::write(&path, bytes).expect("write the test .deb");
         let mut package = self.package(bytes.len() as u64);
         package.sha256 = Sha256Digest::of(bytes);
         edit(&mut package);

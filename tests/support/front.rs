@@ -97,7 +97,7 @@ impl Front {
             .expect("troubles lock")
             .entry(path.to_string())
             .or_default()
-            .extend(std::iter::repeat(trouble).take(times));
+            .extend(std::iter::repeat_n(trouble, times));
     }
 
     /// Every request received so far, in order.

@@ -88,8 +88,8 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     let mut packages = String::new();
     for deb in debs {
         let path = root.join(deb.filename());
-        std::fs::create_dir_all(path.parent().expect("pool dir")).expect("mkdir pool");
-        std::fs::write(&path, &deb.bytes).expect("write deb");
+        fs_err::create_dir_all(path.parent().expect("pool dir")).expect("mkdir pool");
+        fs_err::write(&path, &deb.bytes).expect("write deb");
         packages.push_str(&format!(
             "Package: {}\nVersion: {}\nArchitecture: {}\n",
             deb.name, deb.version, deb.arch
@@ -107,7 +107,7 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     }
     let dists = root.join("dists").join(&spec.codename);
     let index_dir = dists.join("main/binary-amd64");
-    std::fs::create_dir_all(index_dir.join("by-hash/SHA256")).expect("mkdir dists");
+    fs_err::create_dir_all(index_dir.join("by-hash/SHA256")).expect("mkdir dists");
     if let Some(edit) = spec.edit_packages {
         packages = edit(packages);
     }
@@ -122,9 +122,9 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     let mut sha256 = String::new();
     for (suffix, data) in [("", &plain), (".gz", &gz), (".xz", &xz)] {
         let digest = hex::encode(sha2::Sha256::digest(data));
-        std::fs::write(index_dir.join(format!("Packages{suffix}")), data).expect("write Packages");
+        fs_err::write(index_dir.join(format!("Packages{suffix}")), data).expect("write Packages");
         if spec.by_hash {
-            std::fs::write(index_dir.join("by-hash/SHA256").join(&digest), data)
+            fs_err::write(index_dir.join("by-hash/SHA256").join(&digest), data)
                 .expect("write by-hash");
         }
         sha256.push_str(&format!(
@@ -151,13 +151,13 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     if let Some(edit) = spec.edit_release {
         release = edit(release);
     }
-    std::fs::write(dists.join("Release"), &release).expect("write Release");
-    std::fs::write(
+    fs_err::write(dists.join("Release"), &release).expect("write Release");
+    fs_err::write(
         dists.join("Release.gpg"),
         (signer.detached)(release.as_bytes()),
     )
     .expect("write Release.gpg");
-    std::fs::write(
+    fs_err::write(
         dists.join("InRelease"),
         (signer.clearsign)(release.as_bytes()),
     )
@@ -182,7 +182,7 @@ pub struct Served {
 impl Served {
     /// Writes `debs` as suite `spec.codename`, signed with the secret key file `secret`.
     pub fn start(spec: &RepoSpec, secret: &str, debs: &[FakeDeb]) -> Served {
-        let secret = std::fs::read(key_path(secret)).expect("fixture key");
+        let secret = fs_err::read(key_path(secret)).expect("fixture key");
         let clearsign = |text: &[u8]| super::sign::clearsign(&secret, text);
         let detached = |data: &[u8]| super::sign::detached_sign(&secret, data);
         let dir = tempfile::tempdir().expect("temp dir");

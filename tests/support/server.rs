@@ -259,5 +259,5 @@ fn read_confined(root: &Path, path: &str) -> Option<Vec<u8>> {
         .split('/')
         .filter(|part| !part.is_empty() && *part != "." && *part != "..")
         .collect();
-    std::fs::read(root.join(relative)).ok()
+    fs_err::read(root.join(relative)).ok()
 }

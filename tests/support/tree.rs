@@ -53,10 +53,7 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, Entry> {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("read dir")
-        .flatten()
-        .collect();
+    let mut entries: Vec<_> = fs_err::read_dir(dir).expect("read dir").flatten().collect();
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
@@ -65,7 +62,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
             .expect("under root")
             .to_string_lossy()
             .into_owned();
-        let meta = std::fs::symlink_metadata(&path).expect("lstat");
+        let meta = fs_err::symlink_metadata(&path).expect("lstat");
         let ft = meta.file_type();
         let (kind, detail) = if ft.is_symlink() {
             (
@@ -78,7 +75,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) {
         } else if ft.is_dir() {
             ("dir", String::new())
         } else if ft.is_file() {
-            let data = std::fs::read(&path).expect("read file");
+            let data = fs_err::read(&path).expect("read file");
             ("file", hex::encode(sha2::Sha256::digest(&data)))
         } else {
             use std::os::unix::fs::FileTypeExt;
