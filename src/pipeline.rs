@@ -653,7 +653,16 @@ impl BuildDir {
         if replacing {
             fs_err::rename(&target, &old).map_err(err)?;
         }
-        fs_err::rename(&self.root, &target).map_err(err)?;
+        if let Err(e) = fs_err::rename(&self.root, &target) {
+            // The old TARGET goes back to its name rather than stay hidden beside it.
+            if replacing {
+                if let Err(back) = fs_err::rename(&old, &target) {
+                    tracing::error!("{back}");
+                    crate::cancel::left_behind(old.clone());
+                }
+            }
+            return Err(err(e));
+        }
         self.committed = true;
         if replacing {
             remove_tree(&old);
