@@ -25,6 +25,13 @@ const CHILD: &str = "DEBSTRAP_BOUNDARY_CHILD";
 
 /// Runs the ignored test `name` of this binary in a child process and returns its status.
 fn in_child(name: &str, env: &[(&str, &Path)]) -> std::process::Child {
+    child_command(name, env)
+        .spawn()
+        .expect("start the child test")
+}
+
+/// The command that runs the ignored test `name` alone in a process of its own.
+fn child_command(name: &str, env: &[(&str, &Path)]) -> Command {
     let mut command = Command::new(std::env::current_exe().expect("test binary"));
     command
         .args([
@@ -38,7 +45,22 @@ fn in_child(name: &str, env: &[(&str, &Path)]) -> std::process::Child {
     for (key, value) in env {
         command.env(key, value);
     }
-    command.spawn().expect("start the child test")
+    command
+}
+
+/// Runs the ignored child test `name` in a process of its own and asserts it ran and passed:
+/// a name that matched no test would otherwise pass by running nothing.
+fn run_child(name: &str) {
+    let out = child_command(name, &[])
+        .output()
+        .expect("run the child test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
+        "the child test {name} did not run and pass ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Whether this process is the child started for `name`.
@@ -504,10 +526,7 @@ fn root_a_stop_request_in_the_output_stage_removes_the_partial_tarball() {
     if !support::host::require_root() {
         return;
     }
-    let status = in_child("child_stops_in_the_output_stage", &[])
-        .wait()
-        .expect("wait for the child test");
-    assert!(status.success(), "the child test failed: {status}");
+    run_child("child_stops_in_the_output_stage");
 }
 
 #[test]
@@ -541,10 +560,7 @@ fn root_what_cleanup_could_not_remove_is_reported_not_claimed_removed() {
     if !support::host::require_root() {
         return;
     }
-    let status = in_child("child_leaves_a_build_directory_it_cannot_remove", &[])
-        .wait()
-        .expect("wait for the child test");
-    assert!(status.success(), "the child test failed: {status}");
+    run_child("child_leaves_a_build_directory_it_cannot_remove");
 }
 
 #[test]
@@ -598,10 +614,7 @@ fn root_a_mount_point_target_that_cannot_be_emptied_is_reported_not_claimed_empt
     if !support::host::require_root() {
         return;
     }
-    let status = in_child("child_leaves_a_mount_point_target_it_cannot_empty", &[])
-        .wait()
-        .expect("wait for the child test");
-    assert!(status.success(), "the child test failed: {status}");
+    run_child("child_leaves_a_mount_point_target_it_cannot_empty");
 }
 
 #[test]
@@ -651,10 +664,7 @@ fn child_leaves_a_mount_point_target_it_cannot_empty() {
 
 #[test]
 fn onion_stage_stop_request_changes_nothing_on_the_host() {
-    let status = in_child("child_stops_in_the_onion_stage", &[])
-        .wait()
-        .expect("wait for the child test");
-    assert!(status.success(), "the child test failed: {status}");
+    run_child("child_stops_in_the_onion_stage");
 }
 
 #[test]
@@ -693,10 +703,7 @@ fn real_archive_root_a_build_stopped_after_the_onion_stage_puts_the_host_root_ba
     if !support::host::require_root() || support::host::host_mirror().is_none() {
         return;
     }
-    let status = in_child("child_stops_after_the_onion_stage", &[])
-        .wait()
-        .expect("wait for the child test");
-    assert!(status.success(), "the child test failed: {status}");
+    run_child("child_stops_after_the_onion_stage");
 }
 
 #[test]
@@ -754,10 +761,7 @@ fn root_a_stop_request_ends_every_process_the_chroot_command_started() {
     if !support::host::require_root() {
         return;
     }
-    let status = in_child("child_stops_a_command_with_a_background_job", &[])
-        .wait()
-        .expect("wait for the child test");
-    assert!(status.success(), "the child test failed: {status}");
+    run_child("child_stops_a_command_with_a_background_job");
 }
 
 #[test]
