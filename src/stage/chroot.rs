@@ -167,24 +167,23 @@ impl ChrootMounts {
     fn bind_device_nodes(&mut self, dir: &RootDir) -> Result<(), StageError> {
         for (rel, host, major, minor) in devices::host_nodes() {
             check_host_node(&host, major, minor)?;
-            self.bind_over(dir, &host, &rel)?;
+            self.bind_over(dir, Path::new(&host), &rel)?;
         }
         let ptmx = Path::new("dev/ptmx");
         if dir.file_type(ptmx)? == Some(rustix::fs::FileType::CharacterDevice) {
             let source = dir.open_char_device(Path::new("dev/pts/ptmx"))?;
-            self.bind_over(dir, &format!("/proc/self/fd/{}", source.as_raw_fd()), ptmx)?;
+            self.bind_over(dir, &namespace::fd_path(source.as_fd()), ptmx)?;
         }
         Ok(())
     }
 
     /// Bind-mounts `source` over the device node `rel` of the root, recording it for unmounting.
-    fn bind_over(&mut self, dir: &RootDir, source: &str, rel: &Path) -> Result<(), StageError> {
+    fn bind_over(&mut self, dir: &RootDir, source: &Path, rel: &Path) -> Result<(), StageError> {
         let target = dir.host_path(rel);
         let fd = dir.open_char_device(rel)?;
-        let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
         nix::mount::mount(
             Some(source),
-            via.as_str(),
+            &namespace::fd_path(fd.as_fd()),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
@@ -198,7 +197,9 @@ impl ChrootMounts {
         let mounted = match dir.open_char_device(rel) {
             Ok(mounted) => mounted,
             Err(e) => {
-                let _ = nix::mount::umount2(via.as_str(), MntFlags::MNT_DETACH);
+                // The descriptor above names the node under the mount, so the mount goes by path.
+                let _ =
+                    nix::mount::umount2(&target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
                 return Err(e);
             }
         };
