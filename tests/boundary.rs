@@ -81,6 +81,11 @@ impl Drop for Unmount {
 
 /// A merged-/usr root holding /usr/bin/sh and the libraries it loads.
 fn sh_root() -> tempfile::TempDir {
+    root_with(&["/usr/bin/sh"])
+}
+
+/// A merged-/usr root holding the host programs `programs` and the libraries they load.
+fn root_with(programs: &[&str]) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
     for dir in ["usr/bin", "usr/lib", "usr/lib64", "etc", "tmp"] {
@@ -89,21 +94,20 @@ fn sh_root() -> tempfile::TempDir {
     for link in ["bin", "lib", "lib64"] {
         std::os::unix::fs::symlink(format!("usr/{link}"), root.join(link)).expect("symlink");
     }
-    let mut files = vec![PathBuf::from("/usr/bin/sh")];
-    let ldd = Command::new("ldd")
-        .arg("/usr/bin/sh")
-        .output()
-        .expect("ldd");
+    let mut files: Vec<PathBuf> = programs.iter().map(PathBuf::from).collect();
+    let ldd = Command::new("ldd").args(programs).output().expect("ldd");
     for line in String::from_utf8_lossy(&ldd.stdout).lines() {
         if let Some(lib) = line
             .split("=>")
             .last()
             .and_then(|s| s.split_whitespace().next())
-            .filter(|s| s.starts_with('/'))
+            .filter(|s| s.starts_with('/') && !s.ends_with(':'))
         {
             files.push(PathBuf::from(lib));
         }
     }
+    files.sort();
+    files.dedup();
     for file in files {
         let dest = root.join(file.strip_prefix("/").expect("absolute"));
         fs_err::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
@@ -143,6 +147,46 @@ fn kill_processes_rooted_in(root: &Path) {
             );
         }
     }
+}
+
+/// The processes whose root directory is `root` or below it.
+fn processes_rooted_in(root: &Path) -> Vec<i32> {
+    let mut pids = Vec::new();
+    for entry in fs_err::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if fs_err::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.starts_with(root)) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits, by pidfd and for at most `limit`, until every process in `pids` has exited; returns
+/// those still running.
+fn still_running_after(pids: &[i32], limit: std::time::Duration) -> Vec<i32> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut left = Vec::new();
+    for &pid in pids {
+        let Some(fd) = rustix::process::Pid::from_raw(pid).and_then(|p| {
+            rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()).ok()
+        }) else {
+            continue; // already gone
+        };
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut poll = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        let ready = nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)).unwrap_or(0);
+        if ready == 0 {
+            left.push(pid);
+        }
+    }
+    left
 }
 
 fn release_fifo(path: &Path) {
@@ -196,14 +240,58 @@ fn root_sigkill_during_configure_leaves_no_mount_on_the_host() {
     // Opening the FIFO blocks until the preinst has opened it: the mounts are in place.
     let ready = fs_err::read_to_string(root.join("ready")).expect("read ready");
     assert_eq!(ready, "started\n");
+    let scripts = processes_rooted_in(&root);
+    assert!(!scripts.is_empty(), "the blocked preinst is not running");
     child.kill().expect("SIGKILL the build");
     child.wait().expect("reap the build");
     let left = mounts_under(&root);
-    // The orphaned preinst (SIGKILL cannot pass to the build's children; see README) goes now.
+    // The kernel ends the preinst with the build (it dies with the thread that started it); the
+    // wait is on its pidfd, bounded so a regression fails rather than hangs.
+    let survivors = still_running_after(&scripts, std::time::Duration::from_secs(10));
     kill_processes_rooted_in(&root);
     assert!(
         left.is_empty(),
         "SIGKILL during configure left mounts on the host: {left:?}"
+    );
+    assert!(
+        survivors.is_empty(),
+        "maintainer-script processes outlived the SIGKILLed build: {survivors:?}"
+    );
+}
+
+#[test]
+fn root_a_process_a_maintainer_script_detaches_with_setsid_does_not_outlive_it() {
+    if !support::host::require_root() {
+        return;
+    }
+    let tmp = root_with(&["/usr/bin/sh", "/usr/bin/setsid"]);
+    let root = fs_err::canonicalize(tmp.path()).expect("canonical");
+    let _cleanup = Unmount(root.clone());
+    let info = root.join("var/lib/dpkg/info");
+    fs_err::create_dir_all(&info).expect("mkdir");
+    fs_err::write(root.join("var/lib/dpkg/status"), "").expect("status");
+    mkfifo(&root.join("never"));
+    // The preinst leaves a process behind in a session (and so a process group) of its own,
+    // which blocks until the FIFO gets a writer, and exits 0.
+    let preinst = info.join("base-passwd.preinst");
+    fs_err::write(
+        &preinst,
+        "#!/bin/sh\nsetsid sh -c 'read x < /never' </dev/null >/dev/null 2>&1 &\nexit 0\n",
+    )
+    .expect("preinst");
+    fs_err::set_permissions(&preinst, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+
+    let unpacked = base_passwd_with_preinst();
+    let components = ["main".to_owned()];
+    let held = debstrap_onion::HeldRoot::open(&root).expect("hold the root");
+    // The stage fails later (the root has no dpkg); what matters is what runs when it returns.
+    let _ = debstrap_onion::stage::stage(&stage_request(&held, &unpacked, &components), &Silent);
+    let left = processes_rooted_in(&root);
+    kill_processes_rooted_in(&root);
+    release_fifo(&root.join("never"));
+    assert!(
+        left.is_empty(),
+        "a process the preinst detached with setsid outlived it: pids {left:?}"
     );
 }
 
@@ -215,7 +303,17 @@ fn child_configures_until_killed() {
         return;
     }
     let root = PathBuf::from(std::env::var_os(SIGKILL_ROOT).expect("root"));
-    let unpacked = debstrap_onion::unpack::Unpacked {
+    let unpacked = base_passwd_with_preinst();
+    let components = ["main".to_owned()];
+    let held = debstrap_onion::HeldRoot::open(&root).expect("hold the root");
+    let request = stage_request(&held, &unpacked, &components);
+    let _ = debstrap_onion::stage::stage(&request, &Silent);
+    panic!("the preinst blocks until the parent kills this process");
+}
+
+/// One unpacked package, base-passwd, whose only maintainer script is the preinst a test wrote.
+fn base_passwd_with_preinst() -> debstrap_onion::unpack::Unpacked {
+    debstrap_onion::unpack::Unpacked {
         packages: vec![debstrap_onion::unpack::UnpackedPackage {
             name: "base-passwd".to_owned(),
             version: "3.6.7".to_owned(),
@@ -226,19 +324,24 @@ fn child_configures_until_killed() {
             scripts: vec!["preinst".to_owned()],
             control: Vec::new(),
         }],
-    };
-    let held = debstrap_onion::HeldRoot::open(&root).expect("hold the root");
-    let request = debstrap_onion::stage::StageRequest {
-        root: &held,
-        unpacked: &unpacked,
+    }
+}
+
+/// The stage request for a test root (no network is used: the mirror only goes into files).
+fn stage_request<'a>(
+    held: &'a debstrap_onion::HeldRoot,
+    unpacked: &'a debstrap_onion::unpack::Unpacked,
+    components: &'a [String],
+) -> debstrap_onion::stage::StageRequest<'a> {
+    debstrap_onion::stage::StageRequest {
+        root: held,
+        unpacked,
         mirror: "http://mirror.invalid/debian",
         suite: "trixie",
-        components: &["main".to_owned()],
+        components,
         hostname: "onion",
         source_date_epoch: None,
-    };
-    let _ = debstrap_onion::stage::stage(&request, &Silent);
-    panic!("the preinst blocks until the parent kills this process");
+    }
 }
 
 #[test]
@@ -776,26 +879,28 @@ fn child_stops_a_command_with_a_background_job() {
     mkfifo(&root.join("never"));
     let result = std::thread::scope(|scope| {
         let watcher = scope.spawn(|| {
-            // The background job writes its pid, then says it runs.
+            // The background job says it runs; then every process in the root is the command's.
             let ready = fs_err::read_to_string(root.join("ready")).expect("read ready");
             assert_eq!(ready, "started\n");
-            let pid: i32 = fs_err::read_to_string(root.join("bg.pid"))
-                .expect("pid")
-                .trim()
-                .parse()
-                .expect("a pid");
-            let pid = rustix::process::Pid::from_raw(pid).expect("a positive pid");
-            let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
-                .expect("pidfd of the background job");
+            let pids = processes_rooted_in(&root);
+            assert!(pids.len() >= 2, "the command and its job: {pids:?}");
+            let pidfds: Vec<_> = pids
+                .iter()
+                .map(|&pid| {
+                    let pid = rustix::process::Pid::from_raw(pid).expect("a positive pid");
+                    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())
+                        .expect("pidfd of a process in the root")
+                })
+                .collect();
             debstrap_onion::cancel::request();
-            pidfd
+            pidfds
         });
         let result = debstrap_onion::stage::run_in_chroot(
             &root,
             &[
                 "sh",
                 "-c",
-                "sh -c 'echo $$ > /bg.pid; echo started > /ready; read x < /never' & wait",
+                "sh -c 'echo started > /ready; read x < /never' & wait",
             ],
             &[],
             None,
@@ -805,20 +910,28 @@ fn child_stops_a_command_with_a_background_job() {
         release_fifo(&root.join("ready"));
         (result, watcher.join().expect("watcher"))
     });
-    let (result, pidfd) = result;
+    let (result, pidfds) = result;
     let err = result.expect_err("the command was stopped");
     assert!(
         matches!(err, debstrap_onion::stage::StageError::Cancelled(_)),
         "unexpected: {err}"
     );
     // The background job must end too; ten seconds bound the wait should it not.
-    let mut fds = [nix::poll::PollFd::new(
-        pidfd.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    let exited = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10_000u16)).expect("poll");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut running = 0;
+    for pidfd in &pidfds {
+        let wait = deadline.saturating_duration_since(std::time::Instant::now());
+        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(
+            pidfd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(millis)).expect("poll") == 0 {
+            running += 1;
+        }
+    }
     release_fifo(&root.join("never"));
-    assert_eq!(exited, 1, "the command's background job outlived the stop");
+    assert_eq!(running, 0, "the command's background job outlived the stop");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -340,8 +340,8 @@ pub(crate) fn canonical(root: &Path) -> Result<PathBuf, StageError> {
 /// may override it), stdin from /dev/null, and its output appended to `log` (a path inside the
 /// root) as it comes; a non-zero exit is an error naming the command and showing its last lines.
 ///
-/// Returns when the command exits, even if a daemon it started still holds its stdout/stderr
-/// (they are files, so the daemon can go on writing without blocking or SIGPIPE).
+/// The command is the first process of a PID namespace of its own: when it exits, the kernel
+/// kills whatever it left running (a daemon, a `setsid` child), so nothing it started outlives it.
 pub fn run_in_chroot(
     root: &Path,
     argv: &[&str],
@@ -434,14 +434,18 @@ pub(crate) fn run(
         .stdin(Stdio::null())
         .stdout(out_file.try_clone().map_err(spawn_error)?)
         .stderr(err_file.try_clone().map_err(spawn_error)?);
-    // SAFETY: the closure runs in the forked child before exec and only makes the
-    // async-signal-safe syscalls setpgid(2), fchdir(2), chroot(2), chdir(2) and umask(2), on a
-    // descriptor and C strings that exist before the fork; it allocates nothing and takes no
-    // lock.
+    // Read before the fork: the child compares its parent with this to see whether the build
+    // died before the child asked to die with it.
+    let build_pid = nix::unistd::getpid();
+    // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
+    // syscalls (setpgid, prctl, getppid, unshare, fork, waitpid, close_range, _exit, fchdir,
+    // chroot, chdir, umask) on a descriptor and C strings that exist before the fork; it
+    // allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
-            // A process group of its own, so a stop ends every process the command started.
+            // A process group of its own, so a stop reaches every process the command started.
             nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
+            enter_own_pid_namespace(build_pid)?;
             // Into the held root by its descriptor: whatever its path names now is not entered.
             nix::unistd::fchdir(root_fd)?;
             nix::unistd::chroot(c".")?;
@@ -532,6 +536,54 @@ pub(crate) fn run(
         stdout: stdout_bytes,
         stderr: stderr_bytes,
     })
+}
+
+/// Makes the command the first process of a PID namespace of its own, with this (forked) process
+/// staying outside as its keeper: it waits for the command and exits with its status.
+///
+/// When the command ends, the kernel kills everything else in the namespace, so nothing a
+/// maintainer script started (even through `setsid`, out of its process group) outlives it. Both
+/// the keeper and the command die with SIGKILL when the thread that started them does, so a
+/// build killed with SIGKILL leaves no script running either. Runs between fork and exec: only
+/// async-signal-safe calls.
+fn enter_own_pid_namespace(build_pid: nix::unistd::Pid) -> std::io::Result<()> {
+    use nix::sys::prctl::set_pdeathsig;
+    use nix::sys::signal::Signal;
+    set_pdeathsig(Signal::SIGKILL)?;
+    if nix::unistd::getppid() != build_pid {
+        // The build went before the request to die with it was in place.
+        // SAFETY: _exit ends this forked child without running the parent's destructors.
+        unsafe { nix::libc::_exit(1) };
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)?;
+    // SAFETY: this process is the single-threaded child of a fork; the keeper branch below only
+    // makes async-signal-safe calls and never returns.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            // The keeper cannot report its own death as a signal, so the command dies with it.
+            set_pdeathsig(Signal::SIGKILL)?;
+            Ok(())
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            // The keeper holds no descriptor but its output: the spawning side reads the
+            // exec-error pipe to its end, which must come when the command execs, not when the
+            // keeper exits.
+            // SAFETY: a raw syscall with integer arguments; it closes only this process's fds.
+            unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+            let code = loop {
+                match nix::sys::wait::waitpid(child, None) {
+                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => break code,
+                    Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => {
+                        break 128 + signal as i32
+                    }
+                    Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
+                    Err(_) => break 127,
+                }
+            };
+            // SAFETY: _exit ends the keeper without running the parent's destructors.
+            unsafe { nix::libc::_exit(code) }
+        }
+    }
 }
 
 /// Waits up to [`TICK`] for the child to exit; returns whether it has (without reaping it when
