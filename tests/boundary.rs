@@ -179,7 +179,10 @@ fn still_running_after(pids: &[i32], limit: std::time::Duration) -> Vec<i32> {
             continue; // already gone
         };
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut poll = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut poll = [nix::poll::PollFd::new(
+            fd.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
         let ready = nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)).unwrap_or(0);
         if ready == 0 {

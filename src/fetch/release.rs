@@ -616,30 +616,28 @@ fn parse_sha256_section<'a>(
 }
 
 /// Parses a Release date: `[Day,] DD Mon YYYY HH:MM:SS ZONE`, ZONE being UTC, GMT, UT, Z or
-/// a numeric `+HHMM`/`-HHMM` offset (RFC 2822 as the archive writes it).
+/// a numeric `+HHMM`/`-HHMM` offset.
+///
+/// The words are split here because the archive writes `UTC`, which RFC 2822 parsers (chrono's
+/// among them) refuse; the calendar (month lengths, leap years, the epoch) is chrono's.
 fn parse_date(text: &str) -> Option<SystemTime> {
     let mut words = text.split_whitespace().peekable();
     if words.peek()?.ends_with(',') {
         let day_name = words.next()?.trim_end_matches(',');
-        const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-        if !DAYS.iter().any(|d| d.eq_ignore_ascii_case(day_name)) {
-            return None;
-        }
+        day_name.parse::<chrono::Weekday>().ok()?;
     }
     let day: u32 = parse_digits(words.next()?, 1..=2)?;
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month_name = words.next()?;
-    let month = 1 + MONTHS
-        .iter()
-        .position(|m| m.eq_ignore_ascii_case(month_name))? as u32;
-    let year: u32 = parse_digits(words.next()?, 4..=4)?;
+    let month = words
+        .next()?
+        .parse::<chrono::Month>()
+        .ok()?
+        .number_from_month();
+    let year: i32 = parse_digits(words.next()?, 4..=4)?;
     let mut clock = words.next()?.split(':');
     let hour: u32 = parse_digits(clock.next()?, 2..=2)?;
     let minute: u32 = parse_digits(clock.next()?, 2..=2)?;
     let second: u32 = parse_digits(clock.next()?, 2..=2)?;
-    if clock.next().is_some() || hour > 23 || minute > 59 || second > 60 {
+    if clock.next().is_some() {
         return None;
     }
     let offset = match words.next()? {
@@ -662,13 +660,14 @@ fn parse_date(text: &str) -> Option<SystemTime> {
             sign * (hhmm / 100 * 3600 + hhmm % 100 * 60)
         }
     };
-    if words.next().is_some() || day == 0 || day > days_in_month(year, month) {
+    if words.next().is_some() {
         return None;
     }
-    let days = days_from_civil(i64::from(year), month, day);
-    let seconds =
-        days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second)
-            - offset;
+    // A leap second (:60) is the last second of the minute, as the archive's clock would say.
+    let (second, leap) = if second == 60 { (59, 1) } else { (second, 0) };
+    let local =
+        chrono::NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)?;
+    let seconds = local.and_utc().timestamp() + leap - offset;
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
 }
 
@@ -683,68 +682,11 @@ fn parse_digits<T: std::str::FromStr>(
     text.parse().ok()
 }
 
-fn days_in_month(year: u32, month: u32) -> u32 {
-    match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
 /// `time` as the archive writes dates, e.g. `Sat, 21 Nov 2026 09:15:44 UTC`.
 fn format_date(time: SystemTime) -> String {
-    let secs = match time.duration_since(UNIX_EPOCH) {
-        Ok(since) => since.as_secs(),
-        Err(_) => return format!("{time:?}"),
-    };
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    // 1970-01-01 was a Thursday.
-    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    format!(
-        "{}, {day:02} {} {year} {:02}:{:02}:{:02} UTC",
-        WEEKDAYS[(days % 7) as usize],
-        MONTHS[(month - 1) as usize],
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01
-/// (H. Hinnant's civil_from_days).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let day_of_era = z - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = i64::from((month + 9) % 12);
-    let day_of_year = (153 * month_from_march + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    chrono::DateTime::<chrono::Utc>::from(time)
+        .format("%a, %d %b %Y %H:%M:%S UTC")
+        .to_string()
 }
 
 #[cfg(test)]
