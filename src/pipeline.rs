@@ -422,9 +422,25 @@ impl BuildPlace {
     fn decide(config: &BuildConfig) -> Result<BuildPlace, Error> {
         let place = match &config.output {
             Output::Directory(target) => Self::for_directory(target, config.force)?,
-            Output::Tarball { path, .. } => BuildPlace::Temporary {
-                parent: parent_of(path),
-                prefix: ".debstrap-onion-root-",
+            // Beside the tarball, unless another user could swap the root there: then in the
+            // system's temporary directory, which gets the same checks below.
+            Output::Tarball { path, .. } => match target::check_parents(path, &parent_of(path)) {
+                Ok(()) => BuildPlace::Temporary {
+                    parent: parent_of(path),
+                    prefix: ".debstrap-onion-root-",
+                },
+                Err(unsafe_parent) => {
+                    let parent = std::env::temp_dir();
+                    tracing::warn!(
+                        "{unsafe_parent}; building the root in {} instead",
+                        parent.display()
+                    );
+                    target::check_parents(path, &parent)?;
+                    BuildPlace::Temporary {
+                        parent,
+                        prefix: "debstrap-onion-root-",
+                    }
+                }
             },
             Output::Stdout { .. } => BuildPlace::Temporary {
                 parent: std::env::temp_dir(),
@@ -460,6 +476,9 @@ impl BuildPlace {
                 path: target.to_path_buf(),
             });
         }
+        // The root is renamed into place from beside TARGET, so that place must be one nobody
+        // else can swap it in.
+        target::check_parents(target, &parent_of(target))?;
         Ok(BuildPlace::Beside {
             parent: parent_of(target),
             target: target.to_path_buf(),
@@ -536,22 +555,19 @@ impl BuildDir {
             path: parent.clone(),
             source,
         };
+        // A directory TARGET's parent is refused before any of it is made: a directory created
+        // as root inside another user's tree would be theirs to swap.
+        if let (Some(path), Some(_)) = (locked, &target) {
+            target::check_parents(path, &parent)?;
+        }
         fs_err::create_dir_all(&parent).map_err(err)?;
-        // Where the root is built: beside TARGET, unless that is a place another user could
-        // swap it in. A directory TARGET must be renamed into place from beside it, so it is
-        // refused there; a tarball's root is built in the system's temporary directory instead.
-        let mut build_parent = parent.clone();
+        if let Output::Tarball { path, .. } = output {
+            let dir = parent_of(path);
+            fs_err::create_dir_all(&dir).map_err(|source| Error::Target { path: dir, source })?;
+        }
+        // Checked again now that it exists (and in case it changed since the build was planned).
         if let Some(path) = locked {
-            if let Err(unsafe_parent) = target::check_parents(path, &parent) {
-                if target.is_some() {
-                    return Err(unsafe_parent.into());
-                }
-                build_parent = std::env::temp_dir();
-                tracing::warn!(
-                    "{unsafe_parent}; building the root in {} instead",
-                    build_parent.display()
-                );
-            }
+            target::check_parents(path, &parent)?;
         }
         let lock = match locked {
             Some(path) => Some(target::TargetLock::acquire(
@@ -567,7 +583,7 @@ impl BuildDir {
         // Removal is ours (Drop below), after checking that nothing is mounted inside.
         let root = tempfile::Builder::new()
             .prefix(&prefix)
-            .tempdir_in(&build_parent)
+            .tempdir_in(&parent)
             .map_err(err)?
             .keep();
         let held = match target::HeldRoot::open(&root) {

@@ -99,25 +99,60 @@ impl Drop for TargetLock {
 }
 
 /// Refuses `dir` and each of its ancestors when a user other than root (and us) owns it or can
-/// write to it without the sticky bit: such a user could rename the build directory away and put
-/// one of their own in its place between two stages.
+/// write to it without the sticky bit, by its mode or by an ACL entry: such a user could rename
+/// the build directory away and put one of their own in its place between two stages.
+///
+/// Ancestors that do not exist yet are passed over (so this can run before they are made). A
+/// symlink on the way is judged by its owner (nobody can change a symlink, only replace it
+/// through its directory, which is checked too), and the directories it leads through are
+/// checked as well.
 pub(crate) fn check_parents(target: &Path, dir: &Path) -> Result<(), TargetError> {
+    let absolute = std::path::absolute(dir).map_err(|source| TargetError::Inspect {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    check_ancestors(target, &absolute)?;
+    let Some(existing) = absolute.ancestors().find(|a| a.symlink_metadata().is_ok()) else {
+        return Ok(());
+    };
+    let resolved = fs_err::canonicalize(existing).map_err(|source| TargetError::Inspect {
+        path: existing.to_path_buf(),
+        source,
+    })?;
+    if resolved != existing {
+        check_ancestors(target, &resolved)?;
+    }
+    Ok(())
+}
+
+/// The check of [`check_parents`] on the ancestors of `dir` as written (no symlink followed).
+fn check_ancestors(target: &Path, dir: &Path) -> Result<(), TargetError> {
     let me = rustix::process::geteuid().as_raw();
     for ancestor in dir.ancestors() {
-        let meta = fs_err::symlink_metadata(ancestor).map_err(|source| TargetError::Inspect {
-            path: ancestor.to_path_buf(),
-            source,
-        })?;
+        let meta = match fs_err::symlink_metadata(ancestor) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(TargetError::Inspect {
+                    path: ancestor.to_path_buf(),
+                    source,
+                })
+            }
+        };
         let mode = meta.mode();
         let sticky = mode & 0o1000 != 0;
         let why = if meta.uid() != 0 && meta.uid() != me {
             Some(format!("owned by uid {}", meta.uid()))
+        } else if meta.file_type().is_symlink() {
+            None
         } else if mode & 0o002 != 0 && !sticky {
             Some("writable by every user".to_owned())
         } else if mode & 0o020 != 0 && meta.gid() != 0 && !sticky {
             Some(format!("writable by group {}", meta.gid()))
-        } else {
+        } else if sticky {
             None
+        } else {
+            acl_write_grant(ancestor, me)
         };
         if let Some(why) = why {
             return Err(TargetError::UnsafeParent {
@@ -128,6 +163,46 @@ pub(crate) fn check_parents(target: &Path, dir: &Path) -> Result<(), TargetError
         }
     }
     Ok(())
+}
+
+/// A named user (other than root and `me`) or a named non-root group that the directory's POSIX
+/// access ACL lets write, within the ACL's mask; `None` when there is no such entry (or no ACL).
+fn acl_write_grant(dir: &Path, me: u32) -> Option<String> {
+    // Linux's xattr form of an ACL: a 4-byte version (2), then entries of tag (u16),
+    // permissions (u16) and id (u32), little-endian.
+    const USER: u16 = 0x02;
+    const GROUP: u16 = 0x08;
+    const MASK: u16 = 0x10;
+    const WRITE: u16 = 0x02;
+    let mut buf = [0u8; 4096];
+    let len = rustix::fs::lgetxattr(dir, "system.posix_acl_access", &mut buf).ok()?;
+    let entries: Vec<(u16, u16, u32)> = buf[..len]
+        .get(4..)?
+        .chunks_exact(8)
+        .map(|e| {
+            (
+                u16::from_le_bytes([e[0], e[1]]),
+                u16::from_le_bytes([e[2], e[3]]),
+                u32::from_le_bytes([e[4], e[5], e[6], e[7]]),
+            )
+        })
+        .collect();
+    let mask_allows_write = entries
+        .iter()
+        .find(|(tag, _, _)| *tag == MASK)
+        .is_none_or(|(_, perm, _)| perm & WRITE != 0);
+    if !mask_allows_write {
+        return None;
+    }
+    entries.iter().find_map(|&(tag, perm, id)| match tag {
+        USER if perm & WRITE != 0 && id != 0 && id != me => {
+            Some(format!("writable by uid {id} through an ACL"))
+        }
+        GROUP if perm & WRITE != 0 && id != 0 => {
+            Some(format!("writable by group {id} through an ACL"))
+        }
+        _ => None,
+    })
 }
 
 /// A root directory held by an `O_PATH` descriptor opened once: every stage reaches the root

@@ -541,6 +541,99 @@ fn root_a_target_parent_another_user_can_write_is_refused() {
 }
 
 #[test]
+fn root_nothing_is_made_inside_another_users_directory_for_a_directory_target() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = serve();
+    let theirs = served.dir.path().join("theirs");
+    fs_err::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+    // TARGET's parent does not exist yet: making it as root would hand it to the owner.
+    let target = theirs.join("new").join("target");
+    let err = debstrap_onion::build(&config(&served, Output::Directory(target)), &Silent)
+        .expect_err("refused");
+    assert!(
+        matches!(err, Error::Guard(TargetError::UnsafeParent { ref dir, .. }) if dir == &theirs),
+        "unexpected: {err}"
+    );
+    assert!(
+        names_in(&theirs).is_empty(),
+        "something was made in {theirs:?}"
+    );
+    assert!(
+        !served.dir.path().join("cache").exists(),
+        "the refusal came after the download"
+    );
+}
+
+#[test]
+fn root_a_target_parent_an_acl_lets_another_user_write_is_refused() {
+    if !support::host::require_root() || !support::host::require_program("setfacl") {
+        return;
+    }
+    let served = serve();
+    let parent = served.dir.path().join("acl");
+    fs_err::create_dir(&parent).expect("mkdir");
+    fs_err::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = Command::new("setfacl")
+        .args(["-m", "u:65534:rwx"])
+        .arg(&parent)
+        .output()
+        .expect("setfacl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = debstrap_onion::build(
+        &config(&served, Output::Directory(parent.join("target"))),
+        &Silent,
+    )
+    .expect_err("refused");
+    assert!(
+        matches!(err, Error::Guard(TargetError::UnsafeParent { ref dir, ref why, .. })
+            if dir == &parent && why.contains("65534") && why.contains("ACL")),
+        "unexpected: {err}"
+    );
+    assert!(names_in(&parent).is_empty(), "something was made");
+}
+
+#[test]
+fn root_a_symlink_on_the_way_to_target_is_judged_by_where_it_leads() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = serve();
+    let base = served.dir.path();
+    // Root's own symlink to root's own directory is fine (as /var/run -> /run is).
+    let ours = base.join("ours");
+    fs_err::create_dir(&ours).expect("mkdir");
+    std::os::unix::fs::symlink(&ours, base.join("ours-link")).expect("symlink");
+    let target = base.join("ours-link").join("target");
+    debstrap_onion::build(&config(&served, Output::Directory(target)), &Silent)
+        .expect("a root-owned symlink on the way is accepted");
+    assert!(ours.join("target").join("usr").is_dir());
+
+    // Root's own symlink to a directory another user owns is not.
+    let theirs = base.join("theirs");
+    fs_err::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+    std::os::unix::fs::symlink(&theirs, base.join("theirs-link")).expect("symlink");
+    let target = base.join("theirs-link").join("target");
+    let err = debstrap_onion::build(&config(&served, Output::Directory(target)), &Silent)
+        .expect_err("refused");
+    assert!(
+        matches!(err, Error::Guard(TargetError::UnsafeParent { ref dir, .. }) if dir == &theirs),
+        "unexpected: {err}"
+    );
+    assert!(
+        names_in(&theirs).is_empty(),
+        "something was made in {theirs:?}"
+    );
+}
+
+#[test]
 fn root_a_tarballs_root_is_not_built_where_another_user_can_swap_it() {
     if !support::host::require_root() {
         return;

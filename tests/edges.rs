@@ -405,6 +405,32 @@ fn root_a_noexec_build_place_is_refused_before_any_work_naming_mount_and_option(
     refused(&out, 1, &["noexec", &place.display().to_string()]);
 }
 
+/// A tarball whose directory another user owns has its root built in TMPDIR instead; that
+/// place gets the same check, so a noexec TMPDIR is refused before any work.
+#[test]
+fn root_the_temporary_place_a_tarball_falls_back_to_is_checked_for_noexec() {
+    if !require_root() || !require_program("unshare") {
+        return;
+    }
+    let dir = scratch();
+    let place = dir.path().join("noexec");
+    fs_err::create_dir(&place).expect("mkdir");
+    let theirs = dir.path().join("theirs");
+    fs_err::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+    let out = run(in_namespace(
+        "mount -t tmpfs -o noexec none \"$1\" || exit 90; TMPDIR=\"$1\" exec \"$0\" build --no-onion trixie \"$3/root.tar\" \"$2\"",
+    )
+    .arg(&place)
+    .arg(NO_MIRROR)
+    .arg(&theirs));
+    refused(&out, 1, &["noexec", &place.display().to_string()]);
+    assert!(
+        entries(&theirs).is_empty(),
+        "something was made in {theirs:?}"
+    );
+}
+
 /// The root built with TMPDIR and TARGET on a `nodev` tmpfs is the root built on the disk: with
 /// the same SOURCE_DATE_EPOCH the tarballs have the same bytes.
 #[test]
