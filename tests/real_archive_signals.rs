@@ -307,3 +307,41 @@ fn real_archive_root_sigint_while_the_tarball_is_written_leaves_no_file() {
     );
     assert_clean_interruption(&dir, &outcome);
 }
+
+/// SIGINT once the onion stage has begun (the default build, host files under a test-owned
+/// `--host-root` holding a hand-written torrc): exit 130, nothing left beside TARGET, and the
+/// host root exactly as it was, torrc bytes included.
+#[test]
+fn real_archive_root_sigint_during_the_onion_stage_leaves_the_host_root_as_it_was() {
+    let Some(mirror) = prerequisites() else {
+        return;
+    };
+    let dir = Scratch::new();
+    let host_dir = Scratch::new();
+    let host = host_dir.path().join("host");
+    fs_err::create_dir_all(host.join("etc/tor")).expect("mkdir");
+    fs_err::write(
+        host.join("etc/tor/torrc"),
+        "# the operator's own\nLog notice syslog\n",
+    )
+    .expect("torrc");
+    fs_err::create_dir_all(host.join("var/lib")).expect("mkdir");
+    let before = support::tree::snapshot(&host);
+    let target = dir.path().join("target");
+    let host_arg = host.to_string_lossy().into_owned();
+    let outcome = signal_during(
+        &dir,
+        &mirror,
+        &["--name", "sigint", "--host-root", &host_arg],
+        &target,
+        "setting up the onion service",
+        false,
+        &[Signal::SIGINT],
+    );
+    assert_clean_interruption(&dir, &outcome);
+    let diffs = support::tree::differences(&support::tree::snapshot(&host), &before);
+    assert!(
+        diffs.is_empty(),
+        "the host root was left changed: {diffs:#?}"
+    );
+}
