@@ -223,6 +223,7 @@ fn child_configures_until_killed() {
             multi_arch_same: false,
             essential: true,
             priority: Some("required".to_owned()),
+            extracted_first: true,
             scripts: vec!["preinst".to_owned()],
             control: Vec::new(),
         }],

@@ -54,8 +54,14 @@ fn strictly_equal_to_debootstrap(suite: &str, variant: &str) {
     let ours = dir.path().join("ours");
     let theirs = dir.path().join("debootstrap");
 
-    let debootstrap = Command::new("debootstrap")
-        .args(["--merged-usr", &format!("--variant={variant}"), suite])
+    let mut debootstrap = Command::new("debootstrap");
+    debootstrap.arg("--merged-usr");
+    // debootstrap's default variant is the important one; it has no name for it.
+    if variant != "important" {
+        debootstrap.arg(format!("--variant={variant}"));
+    }
+    let debootstrap = debootstrap
+        .arg(suite)
         .arg(&theirs)
         .arg(&mirror)
         .env("SOURCE_DATE_EPOCH", &source_date_epoch)
@@ -114,6 +120,21 @@ fn real_archive_strict_bookworm_minbase_matches_debootstrap() {
 #[test]
 fn real_archive_strict_trixie_buildd_matches_debootstrap() {
     strictly_equal_to_debootstrap("trixie", "buildd");
+}
+
+#[test]
+fn real_archive_strict_trixie_important_matches_debootstrap() {
+    strictly_equal_to_debootstrap("trixie", "important");
+}
+
+#[test]
+fn real_archive_strict_bookworm_buildd_matches_debootstrap() {
+    strictly_equal_to_debootstrap("bookworm", "buildd");
+}
+
+#[test]
+fn real_archive_strict_bookworm_important_matches_debootstrap() {
+    strictly_equal_to_debootstrap("bookworm", "important");
 }
 
 /// The comparison itself: two small trees that differ in one aspect per path, each reported
