@@ -122,7 +122,7 @@ pub(crate) fn configure_in_phases(
     let mut held = HeldBack::hold_all(root)?;
     let unpack = |held: &mut HeldBack, packages: &[&UnpackedPackage]| {
         held.admit(root, packages)?;
-        register_file_triggers(root, packages)?;
+        register_trigger_interests(root, packages)?;
         run_preinsts(root, packages, dpkg_version, extra_env, log)
     };
     for phase in phases(unpacked) {
@@ -152,11 +152,23 @@ pub(crate) fn configure_in_phases(
     held.admit_rest(root)
 }
 
-/// Status stanzas kept out of dpkg's status file until their package's phase: dpkg sees only
-/// the packages debootstrap would have unpacked by then.
+/// Files whose mere presence changes what other packages' scripts do, with their package:
+/// deb-systemd-helper enables units through `systemctl preset` once systemctl exists, and
+/// writes other links than its own (`/usr/lib/systemd/...` for `/lib/systemd/...`). Until their
+/// package's phase they are held back under [`HELD_SUFFIX`], as they would not be unpacked yet.
+const PROBED: [(&str, &str); 1] = [("systemd", "usr/bin/systemctl")];
+
+/// The name a held-back file has until its package's phase.
+const HELD_SUFFIX: &str = ".debstrap-onion-held";
+
+/// Status stanzas (and [`PROBED`] files) kept out of dpkg's status file until their
+/// package's phase: dpkg and the scripts see only the packages debootstrap would have unpacked
+/// by then.
 pub(crate) struct HeldBack {
     /// By package name, the stanza as unpack wrote it.
     stanzas: BTreeMap<String, String>,
+    /// The [`PROBED`] files moved aside, by package name.
+    files: Vec<(&'static str, &'static Path)>,
 }
 
 const STATUS: &str = "var/lib/dpkg/status";
@@ -181,12 +193,33 @@ impl HeldBack {
     /// Takes every stanza out of the status file; [`HeldBack::admit`] puts them back.
     pub(crate) fn hold_all(root: &RootDir) -> Result<HeldBack, StageError> {
         let status = root.read_file(Path::new(STATUS))?.unwrap_or_default();
-        let stanzas = stanzas(&String::from_utf8_lossy(&status))
+        let stanzas: BTreeMap<String, String> = stanzas(&String::from_utf8_lossy(&status))
             .into_iter()
             .map(|(name, stanza)| (name.to_owned(), format!("{stanza}\n\n")))
             .collect();
         root.write_file(Path::new(STATUS), b"", 0o644)?;
-        Ok(HeldBack { stanzas })
+        let mut files = Vec::new();
+        for (package, path) in PROBED {
+            let path = Path::new(path);
+            if stanzas.contains_key(package) && root.rename_in_dir(path, &held_name(path))? {
+                files.push((package, path));
+            }
+        }
+        Ok(HeldBack { stanzas, files })
+    }
+
+    /// Puts the held-back files of `names` back under their own name.
+    fn release_files(&mut self, root: &RootDir, names: &[&str]) -> Result<(), StageError> {
+        let (released, kept) = std::mem::take(&mut self.files)
+            .into_iter()
+            .partition(|(package, _)| names.contains(package));
+        self.files = kept;
+        for (_, path) in released {
+            let held = path.with_file_name(held_name(path));
+            let name = path.file_name().unwrap_or_default();
+            root.rename_in_dir(&held, name)?;
+        }
+        Ok(())
     }
 
     /// Puts the held stanzas of `packages` into dpkg's status file, in place of any stanza dpkg
@@ -201,6 +234,7 @@ impl HeldBack {
             .iter()
             .filter_map(|name| self.stanzas.remove(*name))
             .collect();
+        self.release_files(root, &names)?;
         self.write_with(root, &names, &admitted)
     }
 
@@ -209,6 +243,8 @@ impl HeldBack {
         let rest = std::mem::take(&mut self.stanzas);
         let names: Vec<&str> = rest.keys().map(String::as_str).collect();
         let admitted: Vec<String> = rest.values().cloned().collect();
+        let held: Vec<&str> = self.files.iter().map(|(package, _)| *package).collect();
+        self.release_files(root, &held)?;
         self.write_with(root, &names, &admitted)
     }
 
@@ -232,6 +268,13 @@ impl HeldBack {
         }
         root.write_file(Path::new(STATUS), out.as_bytes(), 0o644)
     }
+}
+
+/// The name `path` has while it is held back.
+fn held_name(path: &Path) -> std::ffi::OsString {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(HELD_SUFFIX);
+    name
 }
 
 /// Marks `packages` for installation in dpkg's selections, as debootstrap does before it
@@ -329,49 +372,74 @@ fn first_alternatives(control: &[u8]) -> Vec<String> {
     names
 }
 
-/// Appends the file-trigger interests of `packages` to dpkg's registry (`triggers/File`), in
-/// the given order, as dpkg's unpack of them would have: the registry's order is the order
-/// debootstrap unpacks packages in.
-pub(crate) fn register_file_triggers(
+/// Appends the trigger interests of `packages` to dpkg's registries, in the given order, as
+/// dpkg's unpack of them would have: file triggers to `triggers/File`, explicit ones to
+/// `triggers/NAME`. The registries' order is the order debootstrap unpacks packages in.
+pub(crate) fn register_trigger_interests(
     root: &RootDir,
     packages: &[&UnpackedPackage],
 ) -> Result<(), StageError> {
-    let registry = Path::new("var/lib/dpkg/triggers/File");
-    let mut lines = String::new();
+    // Registry file name (under triggers/) -> lines to append, in first-seen order.
+    let mut registries: Vec<(String, String)> = Vec::new();
     for package in packages {
         let name = package.db_name();
         let control = Path::new("var/lib/dpkg/info").join(format!("{name}.triggers"));
         let Some(triggers) = root.read_file(&control)? else {
             continue;
         };
-        for (path, await_mode) in file_interests(&String::from_utf8_lossy(&triggers)) {
-            let suffix = if await_mode { "" } else { "/noawait" };
-            lines.push_str(&format!("{path} {name}{suffix}\n"));
+        for interest in interests(&String::from_utf8_lossy(&triggers)) {
+            let suffix = if interest.awaited { "" } else { "/noawait" };
+            let (registry, line) = if interest.trigger.starts_with('/') {
+                ("File", format!("{} {name}{suffix}\n", interest.trigger))
+            } else {
+                (interest.trigger, format!("{name}{suffix}\n"))
+            };
+            match registries.iter_mut().find(|(r, _)| r == registry) {
+                Some((_, lines)) => lines.push_str(&line),
+                None => registries.push((registry.to_owned(), line)),
+            }
         }
     }
-    if lines.is_empty() {
+    if registries.is_empty() {
         return Ok(());
     }
-    let mut registered = root.read_file(registry)?.unwrap_or_default();
-    registered.extend_from_slice(lines.as_bytes());
-    root.create_dir_all(Path::new("var/lib/dpkg/triggers"), 0o755)?;
-    root.write_file(registry, &registered, 0o644)
+    let dir = Path::new("var/lib/dpkg/triggers");
+    root.create_dir_all(dir, 0o755)?;
+    for (registry, lines) in registries {
+        let path = dir.join(registry);
+        let mut registered = root.read_file(&path)?.unwrap_or_default();
+        registered.extend_from_slice(lines.as_bytes());
+        root.write_file(&path, &registered, 0o644)?;
+    }
+    Ok(())
 }
 
-/// The file triggers a `triggers` control file declares interest in, with whether the
-/// activating package awaits them.
-fn file_interests(triggers: &str) -> Vec<(&str, bool)> {
+/// One interest a `triggers` control file declares.
+#[derive(Debug, PartialEq, Eq)]
+struct Interest<'a> {
+    /// A file trigger's path (starting with `/`) or an explicit trigger's name.
+    trigger: &'a str,
+    /// Whether the activating package awaits it.
+    awaited: bool,
+}
+
+/// The interests a `triggers` control file declares; a name that could leave dpkg's triggers
+/// directory is passed over (dpkg refuses the package itself).
+fn interests(triggers: &str) -> Vec<Interest<'_>> {
     triggers
         .lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             let directive = words.next()?;
-            let name = words.next().filter(|n| n.starts_with('/'))?;
-            match directive {
-                "interest" | "interest-await" => Some((name, true)),
-                "interest-noawait" => Some((name, false)),
-                _ => None,
-            }
+            let trigger = words
+                .next()
+                .filter(|t| t.starts_with('/') || !(t.contains('/') || t.starts_with('.')))?;
+            let awaited = match directive {
+                "interest" | "interest-await" => true,
+                "interest-noawait" => false,
+                _ => return None,
+            };
+            Some(Interest { trigger, awaited })
         })
         .collect()
 }
@@ -629,7 +697,7 @@ mod tests {
     }
 
     #[test]
-    fn file_triggers_are_registered_in_install_order() {
+    fn trigger_interests_are_registered_in_install_order() {
         // Writing through RootDir sets owners, which needs root.
         if !crate::test_skip::require_root() {
             return;
@@ -639,24 +707,28 @@ mod tests {
         fs_err::create_dir_all(&info).expect("mkdir");
         fs_err::write(
             info.join("debianutils.triggers"),
-            "interest-noawait /usr/share/debianutils/shells.d\n",
+            "interest-noawait /usr/share/debianutils/shells.d\ninterest ldconfig\n",
         )
         .expect("write");
         fs_err::write(
             info.join("base-files.triggers"),
-            "interest-noawait /usr/lib32\ninterest /usr/libx32\n",
+            "interest-noawait /usr/lib32\ninterest /usr/libx32\ninterest-noawait ldconfig\n",
         )
         .expect("write");
         let (base_files, debianutils) = (package("base-files", true), package("debianutils", true));
         let root = RootDir::open(tmp.path()).expect("open");
-        register_file_triggers(&root, &[&base_files]).expect("register");
-        register_file_triggers(&root, &[&debianutils]).expect("register");
-        let registry = tmp.path().join("var/lib/dpkg/triggers/File");
+        register_trigger_interests(&root, &[&base_files]).expect("register");
+        register_trigger_interests(&root, &[&debianutils]).expect("register");
+        let registry = |name: &str| {
+            fs_err::read_to_string(tmp.path().join("var/lib/dpkg/triggers").join(name))
+                .expect("read")
+        };
         assert_eq!(
-            fs_err::read_to_string(&registry).expect("read"),
+            registry("File"),
             "/usr/lib32 base-files/noawait\n/usr/libx32 base-files\n\
              /usr/share/debianutils/shells.d debianutils/noawait\n"
         );
+        assert_eq!(registry("ldconfig"), "base-files/noawait\ndebianutils\n");
     }
 
     #[test]
@@ -773,12 +845,21 @@ mod tests {
     }
 
     #[test]
-    fn file_interests_skip_explicit_triggers_and_comments() {
+    fn interests_skip_activations_comments_and_escaping_names() {
         let triggers = "# a comment\ninterest-noawait /usr/lib32\ninterest /usr/share/x\n\
-                        interest-noawait ldconfig\nactivate-noawait ldconfig\n";
+                        interest-noawait ldconfig\nactivate-noawait ldconfig\n\
+                        interest ../../etc/passwd\ninterest .hidden\n";
+        let found: Vec<(&str, bool)> = interests(triggers)
+            .iter()
+            .map(|i| (i.trigger, i.awaited))
+            .collect();
         assert_eq!(
-            file_interests(triggers),
-            [("/usr/lib32", false), ("/usr/share/x", true)]
+            found,
+            [
+                ("/usr/lib32", false),
+                ("/usr/share/x", true),
+                ("ldconfig", false)
+            ]
         );
     }
 }
