@@ -42,12 +42,14 @@ pub(crate) struct Phase<'a> {
 /// debootstrap's second-stage steps, as they configure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PhaseKind {
-    /// One core package: `dpkg --force-depends --install`.
+    /// One core package (debootstrap: `dpkg --force-depends --install`).
     Core,
     /// The rest of the first stage's set: unpacked together, then
     /// `dpkg --configure --pending --force-configure-any --force-depends`.
     Required,
-    /// Everything else: unpacked together, then `dpkg --configure -a`.
+    /// Everything else: first each pre-dependency `dpkg --predep-package` names, with its
+    /// dependencies (`dpkg --install`); then the rest unpacked together, then
+    /// `dpkg --configure -a`.
     Base,
 }
 
@@ -93,8 +95,7 @@ pub(crate) fn phases(unpacked: &Unpacked) -> Vec<Phase<'_>> {
     phases
 }
 
-/// The order debootstrap unpacks packages in: its phases one after the other. Preinsts run in
-/// it, and file-trigger interests are registered in it.
+/// Every package, phase after phase: the order debootstrap selects them in.
 pub(crate) fn install_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
     phases(unpacked)
         .into_iter()
@@ -103,8 +104,9 @@ pub(crate) fn install_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
 }
 
 /// Configures every package in debootstrap's second-stage order: each phase's stanzas are
-/// admitted to dpkg's status, its file triggers registered and its preinsts run (its unpack),
-/// then dpkg configures it. Before the base phase, as debootstrap does, every package is
+/// admitted to dpkg's status, its trigger interests registered and its preinsts run (its
+/// unpack), then dpkg configures it. On failure the root is left half-admitted, which is no
+/// matter: a failed build's root is removed. Before the base phase, as debootstrap does, every package is
 /// selected and each package `dpkg --predep-package` names is installed with its dependencies
 /// first.
 pub(crate) fn configure_in_phases(
@@ -147,7 +149,14 @@ pub(crate) fn configure_in_phases(
         } else {
             &[]
         };
-        configure_phase(root, phase.kind.dpkg_args(), named, extra_env, log, reporter)?;
+        configure_phase(
+            root,
+            phase.kind.dpkg_args(),
+            named,
+            extra_env,
+            log,
+            reporter,
+        )?;
     }
     held.admit_rest(root)
 }
@@ -307,7 +316,10 @@ pub(crate) fn select(
 
 /// `dpkg --predep-package`: the next selected package that must be installed before the others
 /// can be unpacked (debootstrap's `get_next_predep`), or `None` when there is none.
-pub(crate) fn next_predep(root: &RootDir, log: Option<&Path>) -> Result<Option<String>, StageError> {
+pub(crate) fn next_predep(
+    root: &RootDir,
+    log: Option<&Path>,
+) -> Result<Option<String>, StageError> {
     let result = chroot::run(
         &Invocation {
             root,
@@ -365,7 +377,9 @@ fn first_alternatives(control: &[u8]) -> Vec<String> {
         };
         for entry in value.raw().split(',') {
             let first = entry.split('|').next().unwrap_or("");
-            let name = first.split(['(', ':', ' ', '\t', '\n']).find(|w| !w.is_empty());
+            let name = first
+                .split(['(', ':', ' ', '\t', '\n'])
+                .find(|w| !w.is_empty());
             names.extend(name.map(str::to_owned));
         }
     }
@@ -782,7 +796,10 @@ mod tests {
         let read = || fs_err::read_to_string(&status).expect("read");
         assert_eq!(read(), "");
         held.admit(&root, &[&package("b", true)]).expect("admit b");
-        assert_eq!(read(), "Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n");
+        assert_eq!(
+            read(),
+            "Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n"
+        );
         // dpkg's selection of c is replaced by c's own stanza.
         fs_err::write(
             &status,
