@@ -324,6 +324,7 @@ fn base_passwd_with_preinst() -> debstrap_onion::unpack::Unpacked {
             multi_arch_same: false,
             essential: true,
             priority: Some("required".to_owned()),
+            extracted_first: true,
             scripts: vec!["preinst".to_owned()],
             control: Vec::new(),
         }],

@@ -1,7 +1,15 @@
 //! Configuration: takes a chroot with every package unpacked (mounts and service blocks in
-//! place); gives every package configured, in the order known to work: base-passwd's preinst,
-//! the other preinsts (essential core first), then `dpkg --configure -a`, then an audit.
+//! place); gives every package configured, in debootstrap's second-stage phases: the core
+//! packages one at a time, then the rest of the first stage's set, then everything else; then
+//! an audit.
+//!
+//! debootstrap hands dpkg each phase's packages only when the phase starts, so what dpkg sees
+//! as pending, and the order its scripts run in (which decides system user and group ids), is
+//! that phase's. Our packages are all unpacked before configuration begins, so the status
+//! stanzas of later phases are held back from dpkg's status file until their phase
+//! ([`HeldBack`]).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -13,8 +21,8 @@ use crate::deb822::Comments;
 use crate::progress::{Counter, Reporter};
 use crate::unpack::{Unpacked, UnpackedPackage};
 
-/// Packages whose scripts the rest rely on, in the order debootstrap installs them; base-passwd
-/// comes first because its preinst creates /etc/passwd and /etc/group.
+/// Packages whose scripts the rest rely on, in the order debootstrap installs them, each on its
+/// own; base-passwd comes first because its preinst creates /etc/passwd and /etc/group.
 const CORE: [&str; 7] = [
     "base-passwd",
     "base-files",
@@ -25,64 +33,427 @@ const CORE: [&str; 7] = [
     "debconf",
 ];
 
-/// The order debootstrap installs packages in: the core, then the other `Priority: required`
-/// packages, then the rest, each group by name. Preinsts run in it, and file-trigger interests
-/// are registered in it.
-pub(crate) fn install_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
-    let rank = |p: &UnpackedPackage| match CORE.iter().position(|c| *c == p.name) {
-        Some(i) => (0, i),
-        None if p.essential || p.priority.as_deref() == Some("required") => (1, 0),
-        None => (2, 0),
-    };
-    let mut order: Vec<&UnpackedPackage> = unpacked.packages.iter().collect();
-    order.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.name.cmp(&b.name)));
-    order
+/// The packages of one configuration phase, in the order debootstrap unpacks them.
+pub(crate) struct Phase<'a> {
+    pub(crate) kind: PhaseKind,
+    pub(crate) packages: Vec<&'a UnpackedPackage>,
 }
 
-/// Writes dpkg's file-trigger registry (`triggers/File`) from the packages' `triggers` control
-/// files, in install order, unless it exists: dpkg's unpack would have written it, and the
-/// order in which dpkg would otherwise register them differs from debootstrap's.
-pub(crate) fn register_file_triggers(
+/// debootstrap's second-stage steps, as they configure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PhaseKind {
+    /// One core package (debootstrap: `dpkg --force-depends --install`).
+    Core,
+    /// The rest of the first stage's set: unpacked together, then
+    /// `dpkg --configure --pending --force-configure-any --force-depends`.
+    Required,
+    /// Everything else: first each pre-dependency `dpkg --predep-package` names, with its
+    /// dependencies (`dpkg --install`); then the rest unpacked together, then
+    /// `dpkg --configure -a`.
+    Base,
+}
+
+impl PhaseKind {
+    /// dpkg's arguments for configuring the phase's packages.
+    fn dpkg_args(self) -> &'static [&'static str] {
+        match self {
+            PhaseKind::Core => &["--configure", "--force-depends"],
+            PhaseKind::Required => &[
+                "--configure",
+                "--pending",
+                "--force-configure-any",
+                "--force-depends",
+            ],
+            PhaseKind::Base => &["--configure", "-a"],
+        }
+    }
+}
+
+/// debootstrap's phases over `unpacked`: each core package, then the other packages its first
+/// stage extracts, then the rest, each group by name. Empty phases are left out.
+pub(crate) fn phases(unpacked: &Unpacked) -> Vec<Phase<'_>> {
+    let mut sorted: Vec<&UnpackedPackage> = unpacked.packages.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut phases: Vec<Phase> = CORE
+        .iter()
+        .filter_map(|core| sorted.iter().find(|p| p.name == *core))
+        .map(|p| Phase {
+            kind: PhaseKind::Core,
+            packages: vec![*p],
+        })
+        .collect();
+    let is_core = |p: &UnpackedPackage| CORE.contains(&p.name.as_str());
+    let (required, base): (Vec<&UnpackedPackage>, Vec<&UnpackedPackage>) = sorted
+        .into_iter()
+        .filter(|p| !is_core(p))
+        .partition(|p| p.extracted_first);
+    for (kind, packages) in [(PhaseKind::Required, required), (PhaseKind::Base, base)] {
+        if !packages.is_empty() {
+            phases.push(Phase { kind, packages });
+        }
+    }
+    phases
+}
+
+/// Every package, phase after phase: the order debootstrap selects them in.
+pub(crate) fn install_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
+    phases(unpacked)
+        .into_iter()
+        .flat_map(|phase| phase.packages)
+        .collect()
+}
+
+/// Configures every package in debootstrap's second-stage order: each phase's stanzas are
+/// admitted to dpkg's status, its trigger interests registered and its preinsts run (its
+/// unpack), then dpkg configures it. On failure the root is left half-admitted, which is no
+/// matter: a failed build's root is removed. Before the base phase, as debootstrap does, every package is
+/// selected and each package `dpkg --predep-package` names is installed with its dependencies
+/// first.
+pub(crate) fn configure_in_phases(
     root: &RootDir,
     unpacked: &Unpacked,
+    extra_env: &[(&str, &str)],
+    log: Option<&Path>,
+    reporter: &dyn Reporter,
 ) -> Result<(), StageError> {
-    let registry = Path::new("var/lib/dpkg/triggers/File");
-    if root.file_type(registry)?.is_some() {
-        return Ok(());
+    let dpkg_version = unpacked
+        .packages
+        .iter()
+        .find(|p| p.name == "dpkg")
+        .map_or("", |p| p.version.as_str());
+    let mut held = HeldBack::hold_all(root)?;
+    let unpack = |held: &mut HeldBack, packages: &[&UnpackedPackage]| {
+        held.admit(root, packages)?;
+        register_trigger_interests(root, packages)?;
+        run_preinsts(root, packages, dpkg_version, extra_env, log)
+    };
+    for phase in phases(unpacked) {
+        let mut rest = phase.packages;
+        if phase.kind == PhaseKind::Base {
+            select(root, &install_order(unpacked), log)?;
+            while let Some(predep) = next_predep(root, log)? {
+                let batch = predep_batch(&predep, &rest);
+                if batch.is_empty() {
+                    // dpkg names a package we have no unpacked copy of: dpkg's configure
+                    // reports the unmet pre-dependency below.
+                    break;
+                }
+                unpack(&mut held, &batch)?;
+                configure_phase(root, &["--configure"], &batch, extra_env, log, reporter)?;
+                rest.retain(|p| !batch.iter().any(|b| b.name == p.name));
+            }
+        }
+        unpack(&mut held, &rest)?;
+        let named: &[&UnpackedPackage] = if phase.kind == PhaseKind::Core {
+            &rest
+        } else {
+            &[]
+        };
+        configure_phase(
+            root,
+            phase.kind.dpkg_args(),
+            named,
+            extra_env,
+            log,
+            reporter,
+        )?;
     }
-    let mut lines = String::new();
-    for package in install_order(unpacked) {
+    held.admit_rest(root)
+}
+
+/// Files whose mere presence changes what other packages' scripts do, with their package:
+/// deb-systemd-helper enables units through `systemctl preset` once systemctl exists, and
+/// writes other links than its own (`/usr/lib/systemd/...` for `/lib/systemd/...`). Until their
+/// package's phase they are held back under [`HELD_SUFFIX`], as they would not be unpacked yet.
+const PROBED: [(&str, &str); 1] = [("systemd", "usr/bin/systemctl")];
+
+/// The name a held-back file has until its package's phase.
+const HELD_SUFFIX: &str = ".debstrap-onion-held";
+
+/// Status stanzas (and [`PROBED`] files) kept out of dpkg's status file until their
+/// package's phase: dpkg and the scripts see only the packages debootstrap would have unpacked
+/// by then.
+pub(crate) struct HeldBack {
+    /// By package name, the stanza as unpack wrote it.
+    stanzas: BTreeMap<String, String>,
+    /// The [`PROBED`] files moved aside, by package name.
+    files: Vec<(&'static str, &'static Path)>,
+}
+
+const STATUS: &str = "var/lib/dpkg/status";
+
+/// The stanzas of a status file, each with its package name, in file order.
+fn stanzas(status: &str) -> Vec<(&str, &str)> {
+    status
+        .split("\n\n")
+        .map(|s| s.trim_matches('\n'))
+        .filter(|s| !s.is_empty())
+        .map(|stanza| {
+            let name = stanza
+                .lines()
+                .find_map(|l| l.strip_prefix("Package:"))
+                .map_or("", str::trim);
+            (name, stanza)
+        })
+        .collect()
+}
+
+impl HeldBack {
+    /// Takes every stanza out of the status file; [`HeldBack::admit`] puts them back.
+    pub(crate) fn hold_all(root: &RootDir) -> Result<HeldBack, StageError> {
+        let status = root.read_file(Path::new(STATUS))?.unwrap_or_default();
+        let stanzas: BTreeMap<String, String> = stanzas(&String::from_utf8_lossy(&status))
+            .into_iter()
+            .map(|(name, stanza)| (name.to_owned(), format!("{stanza}\n\n")))
+            .collect();
+        root.write_file(Path::new(STATUS), b"", 0o644)?;
+        let mut files = Vec::new();
+        for (package, path) in PROBED {
+            let path = Path::new(path);
+            if stanzas.contains_key(package) && root.rename_in_dir(path, &held_name(path))? {
+                files.push((package, path));
+            }
+        }
+        Ok(HeldBack { stanzas, files })
+    }
+
+    /// Puts the held-back files of `names` back under their own name.
+    fn release_files(&mut self, root: &RootDir, names: &[&str]) -> Result<(), StageError> {
+        let (released, kept) = std::mem::take(&mut self.files)
+            .into_iter()
+            .partition(|(package, _)| names.contains(package));
+        self.files = kept;
+        for (_, path) in released {
+            let held = path.with_file_name(held_name(path));
+            let name = path.file_name().unwrap_or_default();
+            root.rename_in_dir(&held, name)?;
+        }
+        Ok(())
+    }
+
+    /// Puts the held stanzas of `packages` into dpkg's status file, in place of any stanza dpkg
+    /// has for them meanwhile (a selection); dpkg sorts the file when it next writes it.
+    pub(crate) fn admit(
+        &mut self,
+        root: &RootDir,
+        packages: &[&UnpackedPackage],
+    ) -> Result<(), StageError> {
+        let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
+        let admitted: Vec<String> = names
+            .iter()
+            .filter_map(|name| self.stanzas.remove(*name))
+            .collect();
+        self.release_files(root, &names)?;
+        self.write_with(root, &names, &admitted)
+    }
+
+    /// Puts back every stanza still held, so that dpkg's audit sees any package no phase named.
+    pub(crate) fn admit_rest(mut self, root: &RootDir) -> Result<(), StageError> {
+        let rest = std::mem::take(&mut self.stanzas);
+        let names: Vec<&str> = rest.keys().map(String::as_str).collect();
+        let admitted: Vec<String> = rest.values().cloned().collect();
+        let held: Vec<&str> = self.files.iter().map(|(package, _)| *package).collect();
+        self.release_files(root, &held)?;
+        self.write_with(root, &names, &admitted)
+    }
+
+    fn write_with(
+        &self,
+        root: &RootDir,
+        replaced: &[&str],
+        admitted: &[String],
+    ) -> Result<(), StageError> {
+        let status = root.read_file(Path::new(STATUS))?.unwrap_or_default();
+        let status = String::from_utf8_lossy(&status);
+        let mut out = String::new();
+        for (name, stanza) in stanzas(&status) {
+            if !replaced.contains(&name) {
+                out.push_str(stanza);
+                out.push_str("\n\n");
+            }
+        }
+        for stanza in admitted {
+            out.push_str(stanza);
+        }
+        root.write_file(Path::new(STATUS), out.as_bytes(), 0o644)
+    }
+}
+
+/// The name `path` has while it is held back.
+fn held_name(path: &Path) -> std::ffi::OsString {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(HELD_SUFFIX);
+    name
+}
+
+/// Marks `packages` for installation in dpkg's selections, as debootstrap does before it
+/// installs the base system (`dpkg --set-selections`); dpkg's `--predep-package` looks only at
+/// selected packages.
+pub(crate) fn select(
+    root: &RootDir,
+    packages: &[&UnpackedPackage],
+    log: Option<&Path>,
+) -> Result<(), StageError> {
+    let mut argv = vec![
+        "sh",
+        "-c",
+        "for p; do echo \"$p install\"; done | dpkg --set-selections",
+        "sh",
+    ];
+    argv.extend(packages.iter().map(|p| p.name.as_str()));
+    chroot::run(
+        &Invocation {
+            root,
+            argv: &argv,
+            env: &[],
+            log,
+            what: Some("dpkg --set-selections"),
+        },
+        &mut |_| {},
+    )?;
+    Ok(())
+}
+
+/// `dpkg --predep-package`: the next selected package that must be installed before the others
+/// can be unpacked (debootstrap's `get_next_predep`), or `None` when there is none.
+pub(crate) fn next_predep(
+    root: &RootDir,
+    log: Option<&Path>,
+) -> Result<Option<String>, StageError> {
+    let result = chroot::run(
+        &Invocation {
+            root,
+            argv: &["dpkg", "--predep-package"],
+            env: &[],
+            log,
+            what: Some("dpkg --predep-package"),
+        },
+        &mut |_| {},
+    );
+    let output = match result {
+        Ok(output) => output,
+        // dpkg's "nothing found".
+        Err(StageError::Command { status, .. }) if status.code() == Some(1) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let stanza = String::from_utf8_lossy(&output.stdout);
+    Ok(stanzas(&stanza).first().map(|(name, _)| (*name).to_owned()))
+}
+
+/// What debootstrap installs for the pre-dependency `name`: `name` with its Depends and
+/// Pre-Depends, recursively, taking the first alternative of each (its `resolve_deps`), that
+/// are among `candidates`, in name order.
+pub(crate) fn predep_batch<'a>(
+    name: &str,
+    candidates: &[&'a UnpackedPackage],
+) -> Vec<&'a UnpackedPackage> {
+    let by_name: BTreeMap<&str, &UnpackedPackage> =
+        candidates.iter().map(|p| (p.name.as_str(), *p)).collect();
+    let mut batch: BTreeMap<&str, &UnpackedPackage> = BTreeMap::new();
+    let mut todo = vec![name.to_owned()];
+    while let Some(next) = todo.pop() {
+        let Some(package) = by_name.get(next.as_str()) else {
+            continue;
+        };
+        if batch.insert(package.name.as_str(), package).is_some() {
+            continue;
+        }
+        todo.extend(first_alternatives(&package.control));
+    }
+    batch.into_values().collect()
+}
+
+/// The first alternative's package name of every Depends and Pre-Depends entry of a control
+/// file, as debootstrap's `pkgdetails GETDEPS` reads them.
+fn first_alternatives(control: &[u8]) -> Vec<String> {
+    let control = String::from_utf8_lossy(control);
+    let Some(Ok(paragraph)) = crate::deb822::paragraphs(&control, Comments::Refused).next() else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for field in ["Depends", "Pre-Depends"] {
+        let Some(value) = paragraph.field(field) else {
+            continue;
+        };
+        for entry in value.raw().split(',') {
+            let first = entry.split('|').next().unwrap_or("");
+            let name = first
+                .split(['(', ':', ' ', '\t', '\n'])
+                .find(|w| !w.is_empty());
+            names.extend(name.map(str::to_owned));
+        }
+    }
+    names
+}
+
+/// Appends the trigger interests of `packages` to dpkg's registries, in the given order, as
+/// dpkg's unpack of them would have: file triggers to `triggers/File`, explicit ones to
+/// `triggers/NAME`. The registries' order is the order debootstrap unpacks packages in.
+pub(crate) fn register_trigger_interests(
+    root: &RootDir,
+    packages: &[&UnpackedPackage],
+) -> Result<(), StageError> {
+    // Registry file name (under triggers/) -> lines to append, in first-seen order.
+    let mut registries: Vec<(String, String)> = Vec::new();
+    for package in packages {
         let name = package.db_name();
         let control = Path::new("var/lib/dpkg/info").join(format!("{name}.triggers"));
         let Some(triggers) = root.read_file(&control)? else {
             continue;
         };
-        for (path, await_mode) in file_interests(&String::from_utf8_lossy(&triggers)) {
-            let suffix = if await_mode { "" } else { "/noawait" };
-            lines.push_str(&format!("{path} {name}{suffix}\n"));
+        for interest in interests(&String::from_utf8_lossy(&triggers)) {
+            let suffix = if interest.awaited { "" } else { "/noawait" };
+            let (registry, line) = if interest.trigger.starts_with('/') {
+                ("File", format!("{} {name}{suffix}\n", interest.trigger))
+            } else {
+                (interest.trigger, format!("{name}{suffix}\n"))
+            };
+            match registries.iter_mut().find(|(r, _)| r == registry) {
+                Some((_, lines)) => lines.push_str(&line),
+                None => registries.push((registry.to_owned(), line)),
+            }
         }
     }
-    if lines.is_empty() {
+    if registries.is_empty() {
         return Ok(());
     }
-    root.create_dir_all(Path::new("var/lib/dpkg/triggers"), 0o755)?;
-    root.write_file(registry, lines.as_bytes(), 0o644)
+    let dir = Path::new("var/lib/dpkg/triggers");
+    root.create_dir_all(dir, 0o755)?;
+    for (registry, lines) in registries {
+        let path = dir.join(registry);
+        let mut registered = root.read_file(&path)?.unwrap_or_default();
+        registered.extend_from_slice(lines.as_bytes());
+        root.write_file(&path, &registered, 0o644)?;
+    }
+    Ok(())
 }
 
-/// The file triggers a `triggers` control file declares interest in, with whether the
-/// activating package awaits them.
-fn file_interests(triggers: &str) -> Vec<(&str, bool)> {
+/// One interest a `triggers` control file declares.
+#[derive(Debug, PartialEq, Eq)]
+struct Interest<'a> {
+    /// A file trigger's path (starting with `/`) or an explicit trigger's name.
+    trigger: &'a str,
+    /// Whether the activating package awaits it.
+    awaited: bool,
+}
+
+/// The interests a `triggers` control file declares; a name that could leave dpkg's triggers
+/// directory is passed over (dpkg refuses the package itself).
+fn interests(triggers: &str) -> Vec<Interest<'_>> {
     triggers
         .lines()
         .filter_map(|line| {
             let mut words = line.split_whitespace();
             let directive = words.next()?;
-            let name = words.next().filter(|n| n.starts_with('/'))?;
-            match directive {
-                "interest" | "interest-await" => Some((name, true)),
-                "interest-noawait" => Some((name, false)),
-                _ => None,
-            }
+            let trigger = words
+                .next()
+                .filter(|t| t.starts_with('/') || !(t.contains('/') || t.starts_with('.')))?;
+            let awaited = match directive {
+                "interest" | "interest-await" => true,
+                "interest-noawait" => false,
+                _ => return None,
+            };
+            Some(Interest { trigger, awaited })
         })
         .collect()
 }
@@ -132,21 +503,17 @@ pub(crate) fn stage_new_conffiles(root: &RootDir) -> Result<usize, StageError> {
 /// The suffix dpkg gives a conffile it has unpacked but not yet installed.
 const DPKG_NEW: &str = ".dpkg-new";
 
-/// Runs every preinst with `install`, as `dpkg --unpack` would have before unpacking (base-files
-/// and libc6 register their merged-/usr diversions there): from tmp.ci/, with dpkg's
-/// environment (see [`maintscript`]).
+/// Runs the preinsts of `packages` with `install`, as `dpkg --unpack` would have before
+/// unpacking (base-files and libc6 register their merged-/usr diversions there): from tmp.ci/,
+/// with dpkg's environment (see [`maintscript`]).
 pub(crate) fn run_preinsts(
     root: &RootDir,
-    unpacked: &Unpacked,
+    packages: &[&UnpackedPackage],
+    dpkg_version: &str,
     extra_env: &[(&str, &str)],
     log: Option<&Path>,
 ) -> Result<(), StageError> {
-    let dpkg_version = unpacked
-        .packages
-        .iter()
-        .find(|p| p.name == "dpkg")
-        .map_or("", |p| p.version.as_str());
-    for package in install_order(unpacked) {
+    for package in packages {
         if !package.scripts.iter().any(|s| s == "preinst") {
             continue;
         }
@@ -171,10 +538,13 @@ pub(crate) fn run_preinsts(
     Ok(())
 }
 
-/// `dpkg --configure -a`, advancing [`Counter::Configured`] on each `Setting up` line; on
-/// failure the error names the package dpkg was setting up.
-pub(crate) fn configure_all(
+/// Runs `dpkg DPKG_ARGS PACKAGES...` to configure (see [`PhaseKind`]), advancing
+/// [`Counter::Configured`] on each `Setting up` line; on failure the error names the package
+/// dpkg was setting up.
+pub(crate) fn configure_phase(
     root: &RootDir,
+    dpkg_args: &[&str],
+    packages: &[&UnpackedPackage],
     extra_env: &[(&str, &str)],
     log: Option<&Path>,
     reporter: &dyn Reporter,
@@ -182,14 +552,12 @@ pub(crate) fn configure_all(
     crate::cancel::check()?;
     let started = Instant::now();
     let mut last_setting_up = String::new();
+    let names: Vec<String> = packages.iter().map(|p| p.db_name()).collect();
     // --log because dpkg.cfg, which names the log, is still dpkg.cfg.dpkg-new when dpkg starts.
-    let argv = [
-        "dpkg",
-        "--log=/var/log/dpkg.log",
-        "--force-unsafe-io",
-        "--configure",
-        "-a",
-    ];
+    let mut argv = vec!["dpkg", "--log=/var/log/dpkg.log", "--force-unsafe-io"];
+    argv.extend(dpkg_args);
+    argv.extend(names.iter().map(String::as_str));
+    let shown = argv[3..].join(" ");
     let result = chroot::run(
         &Invocation {
             root,
@@ -207,7 +575,7 @@ pub(crate) fn configure_all(
     );
     match result {
         Ok(_) => {
-            tracing::info!("dpkg --configure -a took {:.1?}", started.elapsed());
+            tracing::info!("dpkg {shown} took {:.1?}", started.elapsed());
             Ok(())
         }
         Err(StageError::Command {
@@ -217,9 +585,9 @@ pub(crate) fn configure_all(
             ..
         }) => Err(StageError::Command {
             what: match failed_script(&tail).or_else(|| failed_script_in_log(root, log)) {
-                Some(script) => format!("{script} (in dpkg --configure -a)"),
-                None if last_setting_up.is_empty() => "dpkg --configure -a".to_owned(),
-                None => format!("dpkg --configure -a (setting up {last_setting_up})"),
+                Some(script) => format!("{script} (in dpkg {shown})"),
+                None if last_setting_up.is_empty() => format!("dpkg {shown}"),
+                None => format!("dpkg {shown} (setting up {last_setting_up})"),
             },
             command,
             status,
@@ -280,23 +648,24 @@ pub(crate) fn audit(root: &RootDir, log: Option<&Path>) -> Result<(), StageError
 mod tests {
     use super::*;
 
-    fn package(name: &str, essential: bool) -> UnpackedPackage {
+    /// A package of debootstrap's first stage (`first`) or of its base system.
+    fn package(name: &str, first: bool) -> UnpackedPackage {
         UnpackedPackage {
             name: name.to_owned(),
             version: "1".to_owned(),
             architecture: "amd64".to_owned(),
             multi_arch_same: false,
-            essential,
+            essential: false,
             priority: None,
+            extracted_first: first,
             scripts: vec!["preinst".to_owned()],
             control: Vec::new(),
         }
     }
 
     #[test]
-    fn base_passwd_comes_first_then_core_then_required() {
-        let mut tzdata = package("tzdata", false);
-        tzdata.priority = Some("required".to_owned());
+    fn core_comes_first_one_by_one_then_the_first_stage_then_the_rest() {
+        let tzdata = package("tzdata", true);
         let unpacked = Unpacked {
             packages: vec![
                 package("apt", false),
@@ -304,10 +673,25 @@ mod tests {
                 package("base-files", true),
                 package("base-passwd", true),
                 package("bash", true),
-                package("libc6", false),
+                package("libc6", true),
                 package("dpkg", true),
             ],
         };
+        let kinds: Vec<(PhaseKind, Vec<&str>)> = phases(&unpacked)
+            .iter()
+            .map(|p| (p.kind, p.packages.iter().map(|p| p.name.as_str()).collect()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                (PhaseKind::Core, vec!["base-passwd"]),
+                (PhaseKind::Core, vec!["base-files"]),
+                (PhaseKind::Core, vec!["dpkg"]),
+                (PhaseKind::Core, vec!["libc6"]),
+                (PhaseKind::Required, vec!["bash", "tzdata"]),
+                (PhaseKind::Base, vec!["apt"]),
+            ]
+        );
         let names: Vec<&str> = install_order(&unpacked)
             .iter()
             .map(|p| p.name.as_str())
@@ -327,7 +711,7 @@ mod tests {
     }
 
     #[test]
-    fn file_triggers_are_registered_in_install_order() {
+    fn trigger_interests_are_registered_in_install_order() {
         // Writing through RootDir sets owners, which needs root.
         if !crate::test_skip::require_root() {
             return;
@@ -337,25 +721,99 @@ mod tests {
         fs_err::create_dir_all(&info).expect("mkdir");
         fs_err::write(
             info.join("debianutils.triggers"),
-            "interest-noawait /usr/share/debianutils/shells.d\n",
+            "interest-noawait /usr/share/debianutils/shells.d\ninterest ldconfig\n",
         )
         .expect("write");
         fs_err::write(
             info.join("base-files.triggers"),
-            "interest-noawait /usr/lib32\ninterest /usr/libx32\n",
+            "interest-noawait /usr/lib32\ninterest /usr/libx32\ninterest-noawait ldconfig\n",
         )
         .expect("write");
-        let unpacked = Unpacked {
-            packages: vec![package("base-files", true), package("debianutils", true)],
-        };
+        let (base_files, debianutils) = (package("base-files", true), package("debianutils", true));
         let root = RootDir::open(tmp.path()).expect("open");
-        register_file_triggers(&root, &unpacked).expect("register");
-        let registry = tmp.path().join("var/lib/dpkg/triggers/File");
+        register_trigger_interests(&root, &[&base_files]).expect("register");
+        register_trigger_interests(&root, &[&debianutils]).expect("register");
+        let registry = |name: &str| {
+            fs_err::read_to_string(tmp.path().join("var/lib/dpkg/triggers").join(name))
+                .expect("read")
+        };
         assert_eq!(
-            fs_err::read_to_string(&registry).expect("read"),
+            registry("File"),
             "/usr/lib32 base-files/noawait\n/usr/libx32 base-files\n\
              /usr/share/debianutils/shells.d debianutils/noawait\n"
         );
+        assert_eq!(registry("ldconfig"), "base-files/noawait\ndebianutils\n");
+    }
+
+    #[test]
+    fn a_predep_comes_with_its_first_alternatives_among_the_candidates() {
+        let with = |name: &str, control: &str| UnpackedPackage {
+            control: format!("Package: {name}\n{control}").into_bytes(),
+            ..package(name, false)
+        };
+        let cron = with(
+            "cron",
+            "Pre-Depends: init-system-helpers (>= 1.54~)\nDepends: cron-daemon-common (= 1),\n \
+             libc6 (>= 2.38), sensible-utils | editor, adduser:any\n",
+        );
+        let common = with("cron-daemon-common", "Depends: adduser\n");
+        let (adduser, editor, sensible) = (
+            with("adduser", "Depends: passwd\n"),
+            with("editor", ""),
+            with("sensible-utils", ""),
+        );
+        // libc6, init-system-helpers and passwd are installed already: not candidates.
+        let candidates = [&editor, &sensible, &cron, &adduser, &common];
+        let names: Vec<&str> = predep_batch("cron", &candidates)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["adduser", "cron", "cron-daemon-common", "sensible-utils"]
+        );
+        assert!(predep_batch("gone", &candidates).is_empty());
+    }
+
+    #[test]
+    fn held_back_stanzas_reach_the_status_file_only_when_admitted() {
+        // Writing through RootDir sets owners, which needs root.
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let status = tmp.path().join(STATUS);
+        fs_err::create_dir_all(status.parent().expect("a parent")).expect("mkdir");
+        fs_err::write(
+            &status,
+            "Package: a\nStatus: install ok unpacked\n\n\
+             Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n\
+             Package: c\nStatus: install ok unpacked\n\n",
+        )
+        .expect("write status");
+        let root = RootDir::open(tmp.path()).expect("open");
+        let mut held = HeldBack::hold_all(&root).expect("hold");
+        let read = || fs_err::read_to_string(&status).expect("read");
+        assert_eq!(read(), "");
+        held.admit(&root, &[&package("b", true)]).expect("admit b");
+        assert_eq!(
+            read(),
+            "Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n"
+        );
+        // dpkg's selection of c is replaced by c's own stanza.
+        fs_err::write(
+            &status,
+            format!("{}Package: c\nStatus: install ok not-installed\n", read()),
+        )
+        .expect("select c");
+        held.admit(&root, &[&package("c", false)]).expect("admit c");
+        assert_eq!(
+            read(),
+            "Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n\
+             Package: c\nStatus: install ok unpacked\n\n"
+        );
+        held.admit_rest(&root).expect("admit the rest");
+        assert!(read().ends_with("Package: a\nStatus: install ok unpacked\n\n"));
     }
 
     #[test]
@@ -404,12 +862,21 @@ mod tests {
     }
 
     #[test]
-    fn file_interests_skip_explicit_triggers_and_comments() {
+    fn interests_skip_activations_comments_and_escaping_names() {
         let triggers = "# a comment\ninterest-noawait /usr/lib32\ninterest /usr/share/x\n\
-                        interest-noawait ldconfig\nactivate-noawait ldconfig\n";
+                        interest-noawait ldconfig\nactivate-noawait ldconfig\n\
+                        interest ../../etc/passwd\ninterest .hidden\n";
+        let found: Vec<(&str, bool)> = interests(triggers)
+            .iter()
+            .map(|i| (i.trigger, i.awaited))
+            .collect();
         assert_eq!(
-            file_interests(triggers),
-            [("/usr/lib32", false), ("/usr/share/x", true)]
+            found,
+            [
+                ("/usr/lib32", false),
+                ("/usr/share/x", true),
+                ("ldconfig", false)
+            ]
         );
     }
 }

@@ -143,6 +143,7 @@ mod tests {
             multi_arch_same: true,
             essential: false,
             priority: Some("optional".to_owned()),
+            extracted_first: false,
             scripts: vec!["preinst".to_owned()],
             control: b"Package: libc6\nVersion: 2.41-12\n".to_vec(),
         }

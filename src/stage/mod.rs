@@ -129,7 +129,6 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
     let log = Some(Path::new(LOG_PATH));
     root.create_dir_all(Path::new("var/log"), 0o755)?;
     etc::before_configure(&root, request)?;
-    configure::register_file_triggers(&root, request.unpacked)?;
     let staged = configure::stage_new_conffiles(&root)?;
     tracing::debug!("{staged} new conffiles handed to dpkg as .dpkg-new");
 
@@ -180,8 +179,7 @@ fn configure_in_chroot(
         .iter()
         .map(|e| ("SOURCE_DATE_EPOCH", e.as_str()))
         .collect();
-    configure::run_preinsts(root, request.unpacked, &extra_env, log)?;
-    configure::configure_all(root, &extra_env, log, reporter)?;
+    configure::configure_in_phases(root, request.unpacked, &extra_env, log, reporter)?;
     configure::audit(root, log)?;
     reporter.finish(Counter::Configured);
     start_stop_daemon.remove()?;

@@ -396,6 +396,17 @@ impl RootDir {
         Ok(true)
     }
 
+    /// Renames `rel` to `new_name` in the same directory; returns false (doing nothing) when
+    /// nothing is at `rel`.
+    pub(crate) fn rename_in_dir(&self, rel: &Path, new_name: &OsStr) -> Result<bool, StageError> {
+        let (dir, name) = self.parent(rel)?;
+        match rustix::fs::renameat(&dir, name, &dir, new_name) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(fs_error("rename", &self.host_path(rel), e)),
+        }
+    }
+
     /// Removes the empty directory `rel`, if it is there.
     pub(crate) fn remove_dir(&self, rel: &Path) -> Result<(), StageError> {
         let (dir, name) = self.parent(rel)?;

@@ -79,6 +79,9 @@ pub struct UnpackedPackage {
     pub multi_arch_same: bool,
     pub essential: bool,
     pub priority: Option<String>,
+    /// Whether debootstrap's first stage extracts it (see [`crate::resolve::extracted_first`]):
+    /// its second stage configures these before it unpacks the rest.
+    pub extracted_first: bool,
     /// Names of the maintainer scripts the package ships (`preinst`, `postinst`, ...).
     pub scripts: Vec<String>,
     /// The package's control file as shipped, which dpkg puts in tmp.ci/ beside the preinst.
@@ -381,7 +384,7 @@ fn unpack_into(
 
     let packages = outcomes
         .iter()
-        .map(|o| unpacked_package(o, &packages[o.index]))
+        .map(|o| unpacked_package(o, &packages[o.index], extracted_first[o.index]))
         .collect();
     Ok(Unpacked { packages })
 }
@@ -453,7 +456,11 @@ fn status_priority<'d>(
 }
 
 /// The package as later stages see it; the archive's priority wins over the control file's.
-fn unpacked_package(outcome: &Outcome, package: &Package) -> UnpackedPackage {
+fn unpacked_package(
+    outcome: &Outcome,
+    package: &Package,
+    extracted_first: bool,
+) -> UnpackedPackage {
     let control = &outcome.control;
     let priority = package
         .priority
@@ -473,6 +480,7 @@ fn unpacked_package(outcome: &Outcome, package: &Package) -> UnpackedPackage {
             .get("Essential")
             .is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         priority,
+        extracted_first,
         scripts,
         control: outcome
             .members
