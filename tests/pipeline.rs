@@ -25,12 +25,19 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     let outside = scratch.path().join("outside");
     fs_err::create_dir(&outside).expect("outside dir");
     let escape = format!("{}{}", "../".repeat(16), outside.display());
-    let good =
-        DebBuilder::new("good", "1.0", "amd64").file("./usr/share/good/file", 0o644, b"fine");
-    let evil = DebBuilder::new("evil", "1.0", "amd64")
+    let good = DebBuilder::new("good", "1.0", &crate::support::native_arch()).file(
+        "./usr/share/good/file",
+        0o644,
+        b"fine",
+    );
+    let evil = DebBuilder::new("evil", "1.0", &crate::support::native_arch())
         .symlink("./usr/share/evil-link", &escape)
         .file("./usr/share/evil-link/planted", 0o644, b"escaped");
-    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let apt = DebBuilder::new("apt", "1.0", &crate::support::native_arch()).file(
+        "./usr/bin/apt",
+        0o755,
+        b"#!/bin/sh\n",
+    );
     let served = Served::start(
         &RepoSpec::fresh(),
         "test-archive.sec.asc",
@@ -48,7 +55,7 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     config.include = vec!["good".into(), "evil".into(), "apt".into()];
     config.stop_after = StopAfter::Complete;
     config.publish_onion = false;
-    config.arch = "amd64".into();
+    config.arch = crate::support::native_arch();
 
     let result = debstrap_onion::build(&config, &Silent);
     // First where an escape would land, so a build that follows the link shows it here.
@@ -106,10 +113,21 @@ fn root_packages_unpack_while_another_download_is_still_held() {
     if !support::host::require_root() {
         return;
     }
-    let big =
-        DebBuilder::new("big", "1.0", "amd64").file("./usr/share/big", 0o644, &[7u8; 200_000]);
-    let small = DebBuilder::new("small", "1.0", "amd64").file("./usr/share/small", 0o644, b"s");
-    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let big = DebBuilder::new("big", "1.0", &crate::support::native_arch()).file(
+        "./usr/share/big",
+        0o644,
+        &[7u8; 200_000],
+    );
+    let small = DebBuilder::new("small", "1.0", &crate::support::native_arch()).file(
+        "./usr/share/small",
+        0o644,
+        b"s",
+    );
+    let apt = DebBuilder::new("apt", "1.0", &crate::support::native_arch()).file(
+        "./usr/bin/apt",
+        0o755,
+        b"#!/bin/sh\n",
+    );
     let debs = [fake(&big, "big"), fake(&small, "small"), fake(&apt, "apt")];
     let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &debs);
     let held = format!("/{}", debs[1].filename());
@@ -122,7 +140,7 @@ fn root_packages_unpack_while_another_download_is_still_held() {
     config.variant = Variant::Extract;
     config.include = vec!["big".into(), "small".into(), "apt".into()];
     config.publish_onion = false;
-    config.arch = "amd64".into();
+    config.arch = crate::support::native_arch();
 
     let reporter = UnpackCount::default();
     std::thread::scope(|scope| {
