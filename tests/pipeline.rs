@@ -165,3 +165,103 @@ fn root_packages_unpack_while_another_download_is_still_held() {
     });
     assert!(served.dir.path().join("target/usr/share/small").exists());
 }
+
+/// An architecture this host cannot run natively (for the binfmt_misc tests).
+fn foreign_arch() -> &'static str {
+    if support::native_arch() == "s390x" {
+        "riscv64"
+    } else {
+        "s390x"
+    }
+}
+
+/// A binfmt_misc listing owned by the test: enabled, with only a handler for programs that are
+/// not ELF (as a host's `jar` one is), so no handler runs `foreign_arch()`.
+fn binfmt_without_handler() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs_err::write(dir.path().join("status"), "enabled\n").expect("status");
+    fs_err::write(dir.path().join("register"), "").expect("register");
+    fs_err::write(
+        dir.path().join("jar"),
+        "enabled\ninterpreter /usr/bin/jexec\nflags: \noffset 0\nmagic 504b0304\n",
+    )
+    .expect("jar");
+    dir
+}
+
+#[test]
+fn a_foreign_architecture_without_an_interpreter_fails_before_any_download() {
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &[]);
+    let binfmt = binfmt_without_handler();
+    let target = served.dir.path().join("root");
+    let mut config = BuildConfig::new("fixture", served.server.url.clone());
+    config.keyrings = vec![key_path("test-archive.pub.asc")];
+    config.cache_dir = served.dir.path().join("cache");
+    config.output = Output::Directory(target.clone());
+    config.publish_onion = false;
+    config.arch = foreign_arch().to_string();
+    config.binfmt_dir = binfmt.path().to_path_buf();
+
+    let err = debstrap_onion::build(&config, &Silent)
+        .expect_err("no interpreter")
+        .to_string();
+    let qemu = if foreign_arch() == "s390x" {
+        "qemu-s390x"
+    } else {
+        "qemu-riscv64"
+    };
+    assert!(
+        err.contains("qemu-user-static")
+            && err.contains(&format!("`update-binfmts --enable {qemu}`"))
+            && err.contains(foreign_arch())
+            && !err.contains('\n'),
+        "{err}"
+    );
+    assert_eq!(
+        served.server.requests(),
+        Vec::<String>::new(),
+        "nothing fetched"
+    );
+    assert!(!target.exists());
+
+    // binfmt_misc not mounted: the error says how to mount it.
+    let unmounted = tempfile::tempdir().expect("temp dir");
+    config.binfmt_dir = unmounted.path().to_path_buf();
+    let err = debstrap_onion::build(&config, &Silent)
+        .expect_err("not mounted")
+        .to_string();
+    assert!(err.contains("mount -t binfmt_misc binfmt_misc"), "{err}");
+    assert_eq!(
+        served.server.requests(),
+        Vec::<String>::new(),
+        "nothing fetched"
+    );
+}
+
+#[test]
+fn an_architecture_the_archive_lacks_is_refused_with_the_archives_list() {
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &[]);
+    let mut config = BuildConfig::new("fixture", served.server.url.clone());
+    config.keyrings = vec![key_path("test-archive.pub.asc")];
+    config.cache_dir = served.dir.path().join("cache");
+    config.stop_after = StopAfter::PrintPackages;
+    config.publish_onion = false;
+    config.arch = foreign_arch().to_string();
+
+    let err = debstrap_onion::build(&config, &Silent)
+        .expect_err("not in the archive")
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "the archive has no {} packages; its architectures are {};",
+            foreign_arch(),
+            support::native_arch()
+        )),
+        "{err}"
+    );
+    let requests = served.server.requests();
+    assert!(
+        requests.iter().all(|p| p.ends_with("Release")),
+        "only the Release was fetched: {requests:?}"
+    );
+}
