@@ -1391,3 +1391,47 @@ fn root_a_deb_stopped_by_a_limit_is_not_read_to_its_end() {
     );
     assert!(!f.root.exists(), "the partial root was left");
 }
+
+#[test]
+fn root_one_multi_arch_same_package_for_two_architectures_shares_its_common_files() {
+    if !have_root() {
+        return;
+    }
+    let native = crate::support::native_arch();
+    let foreign = if native == "i386" { "amd64" } else { "i386" };
+    let build = |arch: &str, multi_arch: &str| {
+        DebBuilder::new("libz1", "1.0-1", arch)
+            .field("Multi-Arch", multi_arch)
+            .dir("./usr/", 0o755)
+            .dir("./usr/share/", 0o755)
+            .dir("./usr/share/doc/", 0o755)
+            .dir("./usr/share/doc/libz1/", 0o755)
+            .file("./usr/share/doc/libz1/copyright", 0o644, b"same bytes")
+            .dir("./usr/lib/", 0o755)
+            .dir(&format!("./usr/lib/{arch}/"), 0o755)
+            .file(
+                &format!("./usr/lib/{arch}/libz.so.1"),
+                0o644,
+                arch.as_bytes(),
+            )
+    };
+    let f = Fixture::new();
+    f.unpack(&[build(&native, "same"), build(foreign, "same")])
+        .expect("Multi-Arch: same instances share a path");
+    assert_eq!(f.read("usr/share/doc/libz1/copyright"), "same bytes");
+    for arch in [native.as_str(), foreign] {
+        let list = f.read(&format!("var/lib/dpkg/info/libz1:{arch}.list"));
+        assert!(
+            list.lines().any(|l| l == "/usr/share/doc/libz1/copyright"),
+            "libz1:{arch} lists the shared file:\n{list}"
+        );
+        assert_eq!(f.read(&format!("usr/lib/{arch}/libz.so.1")), arch);
+    }
+
+    // Without Multi-Arch: same the two are different claims on one path, refused as dpkg does.
+    let f = Fixture::new();
+    let err = f
+        .unpack(&[build(&native, "foreign"), build(foreign, "foreign")])
+        .expect_err("not Multi-Arch: same");
+    assert!(matches!(&err, UnpackError::Overwrite { .. }), "{err}");
+}
