@@ -18,6 +18,7 @@ pub mod deb822;
 pub mod fetch;
 pub mod onion;
 pub mod output;
+pub mod preflight;
 pub mod progress;
 pub mod resolve;
 pub mod stage;

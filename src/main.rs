@@ -123,9 +123,10 @@ struct BuildArgs {
     /// Archive components to use (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "main")]
     components: Vec<String>,
-    /// Debian architecture of the root [default: the host's].
-    #[arg(long)]
-    arch: Option<String>,
+    /// Debian architecture of the root [default: the host's]; further architectures after a
+    /// comma become dpkg foreign architectures, whose packages --include PKG:ARCH installs.
+    #[arg(long, value_name = "ARCH[,ARCH...]", value_delimiter = ',')]
+    arch: Vec<String>,
     /// Trust exactly the keys in this keyring (binary or armored; repeatable) instead of the
     /// built-in Debian archive keys.
     #[arg(long, value_name = "FILE")]
@@ -318,11 +319,12 @@ fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
     config.include = args.include.into_iter().filter(|s| !s.is_empty()).collect();
     config.exclude = args.exclude.into_iter().filter(|s| !s.is_empty()).collect();
     config.components = config::unique_components(args.components);
-    if let Some(arch) = args.arch {
-        config.arch = arch;
-    } else {
-        config.arch = config::host_arch()?;
-    }
+    let mut archs = args.arch.into_iter().filter(|s| !s.is_empty());
+    config.arch = match archs.next() {
+        Some(arch) => arch,
+        None => config::host_arch()?,
+    };
+    config.foreign_archs = archs.collect();
     config.keyrings = args.keyring;
     config.cache_dir = args.cache_dir;
     config.stop_after = if args.print_packages {

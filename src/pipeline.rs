@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{BuildConfig, Output, StopAfter, Variant};
 use crate::fetch::{self, CachedDeb, Fetcher, Keyring};
+use crate::preflight::{self, PreflightError, Runs};
 use crate::progress::{Reporter, Stage};
 use crate::resolve::{self, Selection};
 use crate::{onion, output, stage, target, unpack};
@@ -20,6 +21,9 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Fetch(#[from] fetch::FetchError),
+    /// Boxed: its variants carry several names and paths, and every stage's result holds this.
+    #[error(transparent)]
+    Preflight(Box<PreflightError>),
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
     #[error(transparent)]
@@ -63,6 +67,12 @@ pub enum Error {
     Cancelled(#[from] crate::cancel::Cancelled),
 }
 
+impl From<PreflightError> for Error {
+    fn from(err: PreflightError) -> Error {
+        Error::Preflight(Box::new(err))
+    }
+}
+
 /// What a build produced.
 #[derive(Debug, Clone, Default)]
 pub struct BuildReport {
@@ -84,6 +94,13 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     if config.stop_after == StopAfter::Complete {
         BuildPlace::decide(config)?;
     }
+    // Whether the root's programs can run here is settled before anything is downloaded; for
+    // an architecture whose ELF signature is not known, the archive's word on it comes first.
+    let runs = match runs_programs(config) {
+        Err(err @ PreflightError::UnknownMachine { .. }) => Err(err),
+        Err(err) => return Err(err.into()),
+        Ok(runs) => Ok(runs),
+    };
     let mut report = BuildReport::default();
     let mut clock = StageClock::new(reporter);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,11 +122,14 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
             suite: &config.suite,
             components: &config.components,
             arch: &config.arch,
+            foreign_archs: &config.foreign_archs,
             keyring: &keyring,
             ignore_valid_until: config.ignore_valid_until,
             cache_dir: &config.cache_dir,
         },
     ))?;
+
+    let runs = runs?;
 
     clock.begin(Stage::Resolve);
     let mut include = config.include.clone();
@@ -125,10 +145,19 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     let resolution = resolve::resolve(&index, &selection)?;
     let available = available_stanzas(&index, &resolution)?;
     drop(index);
+    // A package of a foreign architecture is named with it, as dpkg-query names it.
     report.packages = resolution
         .packages
         .iter()
-        .map(|p| (p.name.clone(), p.version.clone()))
+        .map(|p| {
+            let foreign = p.architecture != config.arch && p.architecture != "all";
+            let name = if foreign {
+                format!("{}:{}", p.name, p.architecture)
+            } else {
+                p.name.clone()
+            };
+            (name, p.version.clone())
+        })
         .collect();
     if config.stop_after == StopAfter::PrintPackages {
         report.timings = clock.end();
@@ -161,9 +190,10 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     )?;
     drop(runtime);
     unpack::write_available(build_dir.verify()?, &available)?;
+    unpack::write_foreign_archs(build_dir.verify()?, &config.arch, &config.foreign_archs)?;
     // The onion stage's host-side changes are kept only once the root is committed: dropped on
     // any error or stop below, they put the host back (before the build directory goes).
-    let onion = finish_root(config, &unpacked, &build_dir, &mut clock)?;
+    let onion = finish_root(config, &runs, &unpacked, &build_dir, &mut clock)?;
     // With SOURCE_DATE_EPOCH caches and logs go and timestamps are clamped, so the bytes
     // repeat; without it the root keeps the build's logs (dpkg.log, the maintainer scripts'
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
@@ -189,16 +219,31 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     Ok(report)
 }
 
+/// How the root's programs will run, when the build runs any (configuring the root does;
+/// printing, downloading and `--variant extract` do not).
+fn runs_programs(config: &BuildConfig) -> Result<Runs, PreflightError> {
+    if config.stop_after != StopAfter::Complete || config.variant == Variant::Extract {
+        return Ok(Runs::Natively);
+    }
+    // An unknown host runs nothing but its own kind, which is then not known either.
+    let host = crate::config::host_arch().unwrap_or_default();
+    preflight::check(&config.arch, &host, &config.binfmt_dir)
+}
+
 /// dpkg's `available` as debootstrap writes it: the index stanza of every version the index
 /// lists of each chosen package, not only the chosen version.
 fn available_stanzas(
     index: &fetch::RepoIndex,
     resolution: &resolve::Resolution,
 ) -> Result<String, Error> {
-    let names: std::collections::HashSet<&str> = resolution.names().collect();
+    let chosen: std::collections::HashSet<(&str, &str)> = resolution
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.architecture.as_str()))
+        .collect();
     let listed = index
         .packages()
-        .filter(|p| names.contains(p.name))
+        .filter(|p| chosen.contains(&(p.name, p.architecture)))
         .map(|p| p.stanza);
     Ok(index.stanzas(listed).map_err(fetch::FetchError::from)?)
 }
@@ -302,6 +347,7 @@ impl ReadyGate {
 /// stay pending in what it returns.
 fn finish_root(
     config: &BuildConfig,
+    runs: &Runs,
     unpacked: &unpack::Unpacked,
     build_dir: &BuildDir,
     clock: &mut StageClock,
@@ -310,6 +356,7 @@ fn finish_root(
         return Ok(None);
     }
     clock.begin(Stage::Configure);
+    preflight::check_root(runs, &config.arch, build_dir.verify()?.path())?;
     stage::stage(
         &stage::StageRequest {
             root: build_dir.verify()?,

@@ -320,7 +320,7 @@ fn base_passwd_with_preinst() -> debstrap_onion::unpack::Unpacked {
         packages: vec![debstrap_onion::unpack::UnpackedPackage {
             name: "base-passwd".to_owned(),
             version: "3.6.7".to_owned(),
-            architecture: "amd64".to_owned(),
+            architecture: crate::support::native_arch(),
             multi_arch_same: false,
             essential: true,
             priority: Some("required".to_owned()),
@@ -391,7 +391,8 @@ fn root_chroot_mounts_are_undone_by_identity_not_through_a_planted_symlink() {
 
 fn fixture_debs() -> Vec<FakeDeb> {
     let deb = |name: &str, path: &str| {
-        let built = DebBuilder::new(name, "1.0", "amd64").file(path, 0o644, b"content");
+        let built = DebBuilder::new(name, "1.0", &crate::support::native_arch())
+            .file(path, 0o644, b"content");
         FakeDeb::new(name, "1.0", &[("Priority", "required")], built.build())
     };
     vec![
@@ -409,7 +410,7 @@ fn config(served: &Served, output: Output) -> BuildConfig {
     config.variant = Variant::Extract;
     config.include = vec!["good".into(), "apt".into()];
     config.publish_onion = false;
-    config.arch = "amd64".into();
+    config.arch = crate::support::native_arch();
     config
 }
 

@@ -111,7 +111,13 @@ impl Fixture {
     /// `fixture TMP/target URL`.
     fn build(&self, args: &[&str]) -> Output {
         run(bin()
-            .args(["build", "--no-onion", "--arch", "amd64", "--keyring"])
+            .args([
+                "build",
+                "--no-onion",
+                "--arch",
+                &crate::support::native_arch(),
+                "--keyring",
+            ])
             .arg(key_path("test-archive.pub.asc"))
             .arg("--cache-dir")
             .arg(self.served.dir.path().join("cache"))

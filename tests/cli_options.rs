@@ -49,14 +49,20 @@ fn ok(cmd: &mut Command) -> Output {
 /// URL`.
 fn build(served: &Served, args: &[&str], target: &Path) -> Command {
     let mut cmd = bin();
-    cmd.args(["build", "--no-onion", "--arch", "amd64", "--keyring"])
-        .arg(key_path("test-archive.pub.asc"))
-        .arg("--cache-dir")
-        .arg(served.dir.path().join("cache"))
-        .args(args)
-        .arg("fixture")
-        .arg(target)
-        .arg(&served.server.url);
+    cmd.args([
+        "build",
+        "--no-onion",
+        "--arch",
+        &crate::support::native_arch(),
+        "--keyring",
+    ])
+    .arg(key_path("test-archive.pub.asc"))
+    .arg("--cache-dir")
+    .arg(served.dir.path().join("cache"))
+    .args(args)
+    .arg("fixture")
+    .arg(target)
+    .arg(&served.server.url);
     cmd
 }
 
@@ -97,19 +103,22 @@ fn exclude_drops_a_seed_package_unless_a_dependency_pulls_it_back() {
 fn add_contrib(served: &Served) {
     use sha2::Digest as _;
     let dists = served.repo().join("dists/fixture");
-    let index_dir = dists.join("contrib/binary-amd64");
+    let arch = crate::support::native_arch();
+    let index_dir = dists.join(format!("contrib/binary-{arch}"));
     fs_err::create_dir_all(index_dir.join("by-hash/SHA256")).expect("mkdir contrib");
-    let packages = "Package: contribpkg\nVersion: 3.0\nArchitecture: amd64\nPriority: required\n\
-                    Filename: pool/contrib/c/contribpkg_3.0_amd64.deb\nSize: 10\n\
+    let packages = format!(
+        "Package: contribpkg\nVersion: 3.0\nArchitecture: {arch}\nPriority: required\n\
+                    Filename: pool/contrib/c/contribpkg_3.0_{arch}.deb\nSize: 10\n\
                     SHA256: 0000000000000000000000000000000000000000000000000000000000000000\n\
-                    Description: fixture package in contrib\n\n";
+                    Description: fixture package in contrib\n\n"
+    );
     let digest = hex::encode(sha2::Sha256::digest(packages.as_bytes()));
-    fs_err::write(index_dir.join("Packages"), packages).expect("contrib Packages");
-    fs_err::write(index_dir.join("by-hash/SHA256").join(&digest), packages).expect("by-hash");
+    fs_err::write(index_dir.join("Packages"), &packages).expect("contrib Packages");
+    fs_err::write(index_dir.join("by-hash/SHA256").join(&digest), &packages).expect("by-hash");
     let release = fs_err::read_to_string(dists.join("Release")).expect("Release");
     let release = release.replace("Components: main\n", "Components: main contrib\n")
         + &format!(
-            " {digest} {:>8} contrib/binary-amd64/Packages\n",
+            " {digest} {:>8} contrib/binary-{arch}/Packages\n",
             packages.len()
         );
     let secret = fs_err::read(key_path("test-archive.sec.asc")).expect("key");
@@ -204,12 +213,16 @@ fn quiet_prints_nothing_but_errors() {
 
 /// A repository of real (tiny) .debs that `--variant extract` unpacks.
 fn tiny_debs() -> Vec<FakeDeb> {
-    let base = DebBuilder::new("base", "1.0", "amd64")
+    let base = DebBuilder::new("base", "1.0", &crate::support::native_arch())
         .dir("./usr/share/base/", 0o755)
         .file("./usr/share/base/file", 0o644, b"a file of base\n")
         .file("./usr/bin/base-tool", 0o755, b"#!/bin/sh\necho base\n")
         .symlink("./usr/bin/base-alias", "base-tool");
-    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let apt = DebBuilder::new("apt", "1.0", &crate::support::native_arch()).file(
+        "./usr/bin/apt",
+        0o755,
+        b"#!/bin/sh\n",
+    );
     vec![
         FakeDeb::new("base", "1.0", &[("Priority", "required")], base.build()),
         FakeDeb::new("apt", "1.0", &[("Priority", "required")], apt.build()),

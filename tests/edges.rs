@@ -162,7 +162,7 @@ fn fixture(packages: &[(&str, DebBuilder)]) -> Served {
 }
 
 fn good_package() -> DebBuilder {
-    DebBuilder::new("good", "1.0", "amd64")
+    DebBuilder::new("good", "1.0", &crate::support::native_arch())
         .dir("./", 0o755)
         .dir("./usr", 0o755)
         .file("./usr/good", 0o644, b"fine")
@@ -177,7 +177,7 @@ fn fixture_build(served: &Served, include: &str, target: &Path, extra: &[&str]) 
         "--variant",
         "extract",
         "--arch",
-        "amd64",
+        &crate::support::native_arch(),
     ])
     .args(["--include", include, "--keyring"])
     .arg(key_path("test-archive.pub.asc"))
@@ -341,7 +341,7 @@ fn root_a_failed_build_in_a_mount_point_empties_it_but_lost_found() {
     if !require_root() || !require_program("unshare") || !require_program("findmnt") {
         return;
     }
-    let evil = DebBuilder::new("evil", "1.0", "amd64")
+    let evil = DebBuilder::new("evil", "1.0", &crate::support::native_arch())
         .symlink("./usr/evil-link", "/../../../outside")
         .file("./usr/evil-link/planted", 0o644, b"escaped");
     let served = fixture(&[("good", good_package()), ("evil", evil)]);
@@ -725,7 +725,7 @@ fn real_archive_root_a_failing_postinst_fails_the_build_naming_package_and_scrip
         .map(|e| fixture_from_real_deb(&e.path()))
         .collect();
     assert!(debs.len() > 50, "only {} packages downloaded", debs.len());
-    let failing = DebBuilder::new("failing", "1.0", "amd64")
+    let failing = DebBuilder::new("failing", "1.0", &crate::support::native_arch())
         .dir("./", 0o755)
         .control_member(
             "postinst",

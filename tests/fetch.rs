@@ -49,7 +49,7 @@ impl Fixture {
         config.cache_dir = self.cache();
         config.output = Output::Directory(self.target());
         config.variant = Variant::Minbase;
-        config.arch = "amd64".to_string();
+        config.arch = crate::support::native_arch();
         config.stop_after = stop_after;
         config.publish_onion = false;
         config
@@ -141,9 +141,10 @@ fn packages_index_is_fetched_by_hash_as_xz() {
     debstrap_onion::build(&fx.config(StopAfter::PrintPackages), &Silent).expect("good repository");
     let requests = fx.served.server.requests();
     assert!(
-        requests
-            .iter()
-            .any(|p| p.starts_with("/dists/fixture/main/binary-amd64/by-hash/SHA256/")),
+        requests.iter().any(|p| p.starts_with(&format!(
+            "/dists/fixture/main/binary-{}/by-hash/SHA256/",
+            crate::support::native_arch()
+        ))),
         "{requests:?}"
     );
     assert!(
@@ -203,9 +204,10 @@ fn an_expired_valid_until_is_refused_unless_ignored() {
 #[test]
 fn a_packages_file_changed_after_signing_is_refused() {
     let fx = Fixture::good();
-    let dir = fx
-        .repo()
-        .join("dists/fixture/main/binary-amd64/by-hash/SHA256");
+    let dir = fx.repo().join(format!(
+        "dists/fixture/main/binary-{}/by-hash/SHA256",
+        crate::support::native_arch()
+    ));
     for entry in fs_err::read_dir(&dir).expect("by-hash dir").flatten() {
         let mut data = fs_err::read(entry.path()).expect("index");
         let last = data.len() - 1;
@@ -383,13 +385,14 @@ impl Fixture {
 
     /// The URL path of the Packages.xz the Release lists (fetched by hash).
     fn packages_xz_path(&self) -> String {
-        let data = fs_err::read(
-            self.repo()
-                .join("dists/fixture/main/binary-amd64/Packages.xz"),
-        )
+        let data = fs_err::read(self.repo().join(format!(
+            "dists/fixture/main/binary-{}/Packages.xz",
+            crate::support::native_arch()
+        )))
         .expect("Packages.xz");
         format!(
-            "/dists/fixture/main/binary-amd64/by-hash/SHA256/{}",
+            "/dists/fixture/main/binary-{}/by-hash/SHA256/{}",
+            crate::support::native_arch(),
             debstrap_onion::fetch::Sha256Digest::of(&data)
         )
     }
@@ -414,7 +417,8 @@ impl Fixture {
                     mirror: &self.served.server.url,
                     suite: "fixture",
                     components: &components,
-                    arch: "amd64",
+                    arch: &crate::support::native_arch(),
+                    foreign_archs: &[],
                     keyring: &keyring,
                     ignore_valid_until: false,
                     cache_dir: &self.cache(),
@@ -551,10 +555,10 @@ fn a_packages_index_one_byte_longer_than_signed_is_refused_and_not_cached() {
 fn an_endless_packages_index_stops_just_past_its_signed_size() {
     let fx = Fixture::good();
     let path = fx.packages_xz_path();
-    let size = fs_err::metadata(
-        fx.repo()
-            .join("dists/fixture/main/binary-amd64/Packages.xz"),
-    )
+    let size = fs_err::metadata(fx.repo().join(format!(
+        "dists/fixture/main/binary-{}/Packages.xz",
+        crate::support::native_arch()
+    )))
     .expect("Packages.xz")
     .len();
     fx.served.server.fault(&path, Fault::Endless);
@@ -651,9 +655,10 @@ fn an_absurd_signed_index_size_is_an_error_not_an_allocation() {
         release
             .lines()
             .map(|line| {
-                if line.ends_with("main/binary-amd64/Packages") {
+                let index = format!("main/binary-{}/Packages", crate::support::native_arch());
+                if line.ends_with(&index) {
                     let digest = line.split_whitespace().next().expect("digest");
-                    format!(" {digest} 99999999999999999 main/binary-amd64/Packages\n")
+                    format!(" {digest} 99999999999999999 {index}\n")
                 } else {
                     format!("{line}\n")
                 }
@@ -684,7 +689,8 @@ fn a_server_that_drips_one_byte_a_second_meets_the_deadline() {
             mirror: &fx.served.server.url,
             suite: "fixture",
             components: &components,
-            arch: "amd64",
+            arch: &crate::support::native_arch(),
+            foreign_archs: &[],
             keyring: &keyring,
             ignore_valid_until: false,
             cache_dir: &fx.cache(),

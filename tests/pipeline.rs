@@ -25,12 +25,19 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     let outside = scratch.path().join("outside");
     fs_err::create_dir(&outside).expect("outside dir");
     let escape = format!("{}{}", "../".repeat(16), outside.display());
-    let good =
-        DebBuilder::new("good", "1.0", "amd64").file("./usr/share/good/file", 0o644, b"fine");
-    let evil = DebBuilder::new("evil", "1.0", "amd64")
+    let good = DebBuilder::new("good", "1.0", &crate::support::native_arch()).file(
+        "./usr/share/good/file",
+        0o644,
+        b"fine",
+    );
+    let evil = DebBuilder::new("evil", "1.0", &crate::support::native_arch())
         .symlink("./usr/share/evil-link", &escape)
         .file("./usr/share/evil-link/planted", 0o644, b"escaped");
-    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let apt = DebBuilder::new("apt", "1.0", &crate::support::native_arch()).file(
+        "./usr/bin/apt",
+        0o755,
+        b"#!/bin/sh\n",
+    );
     let served = Served::start(
         &RepoSpec::fresh(),
         "test-archive.sec.asc",
@@ -48,7 +55,7 @@ fn root_a_package_escaping_through_its_own_symlink_fails_the_build_and_leaves_no
     config.include = vec!["good".into(), "evil".into(), "apt".into()];
     config.stop_after = StopAfter::Complete;
     config.publish_onion = false;
-    config.arch = "amd64".into();
+    config.arch = crate::support::native_arch();
 
     let result = debstrap_onion::build(&config, &Silent);
     // First where an escape would land, so a build that follows the link shows it here.
@@ -106,10 +113,21 @@ fn root_packages_unpack_while_another_download_is_still_held() {
     if !support::host::require_root() {
         return;
     }
-    let big =
-        DebBuilder::new("big", "1.0", "amd64").file("./usr/share/big", 0o644, &[7u8; 200_000]);
-    let small = DebBuilder::new("small", "1.0", "amd64").file("./usr/share/small", 0o644, b"s");
-    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let big = DebBuilder::new("big", "1.0", &crate::support::native_arch()).file(
+        "./usr/share/big",
+        0o644,
+        &[7u8; 200_000],
+    );
+    let small = DebBuilder::new("small", "1.0", &crate::support::native_arch()).file(
+        "./usr/share/small",
+        0o644,
+        b"s",
+    );
+    let apt = DebBuilder::new("apt", "1.0", &crate::support::native_arch()).file(
+        "./usr/bin/apt",
+        0o755,
+        b"#!/bin/sh\n",
+    );
     let debs = [fake(&big, "big"), fake(&small, "small"), fake(&apt, "apt")];
     let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &debs);
     let held = format!("/{}", debs[1].filename());
@@ -122,7 +140,7 @@ fn root_packages_unpack_while_another_download_is_still_held() {
     config.variant = Variant::Extract;
     config.include = vec!["big".into(), "small".into(), "apt".into()];
     config.publish_onion = false;
-    config.arch = "amd64".into();
+    config.arch = crate::support::native_arch();
 
     let reporter = UnpackCount::default();
     std::thread::scope(|scope| {
@@ -146,4 +164,104 @@ fn root_packages_unpack_while_another_download_is_still_held() {
         );
     });
     assert!(served.dir.path().join("target/usr/share/small").exists());
+}
+
+/// An architecture this host cannot run natively (for the binfmt_misc tests).
+fn foreign_arch() -> &'static str {
+    if support::native_arch() == "s390x" {
+        "riscv64"
+    } else {
+        "s390x"
+    }
+}
+
+/// A binfmt_misc listing owned by the test: enabled, with only a handler for programs that are
+/// not ELF (as a host's `jar` one is), so no handler runs `foreign_arch()`.
+fn binfmt_without_handler() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs_err::write(dir.path().join("status"), "enabled\n").expect("status");
+    fs_err::write(dir.path().join("register"), "").expect("register");
+    fs_err::write(
+        dir.path().join("jar"),
+        "enabled\ninterpreter /usr/bin/jexec\nflags: \noffset 0\nmagic 504b0304\n",
+    )
+    .expect("jar");
+    dir
+}
+
+#[test]
+fn a_foreign_architecture_without_an_interpreter_fails_before_any_download() {
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &[]);
+    let binfmt = binfmt_without_handler();
+    let target = served.dir.path().join("root");
+    let mut config = BuildConfig::new("fixture", served.server.url.clone());
+    config.keyrings = vec![key_path("test-archive.pub.asc")];
+    config.cache_dir = served.dir.path().join("cache");
+    config.output = Output::Directory(target.clone());
+    config.publish_onion = false;
+    config.arch = foreign_arch().to_string();
+    config.binfmt_dir = binfmt.path().to_path_buf();
+
+    let err = debstrap_onion::build(&config, &Silent)
+        .expect_err("no interpreter")
+        .to_string();
+    let qemu = if foreign_arch() == "s390x" {
+        "qemu-s390x"
+    } else {
+        "qemu-riscv64"
+    };
+    assert!(
+        err.contains("qemu-user-static")
+            && err.contains(&format!("`update-binfmts --enable {qemu}`"))
+            && err.contains(foreign_arch())
+            && !err.contains('\n'),
+        "{err}"
+    );
+    assert_eq!(
+        served.server.requests(),
+        Vec::<String>::new(),
+        "nothing fetched"
+    );
+    assert!(!target.exists());
+
+    // binfmt_misc not mounted: the error says how to mount it.
+    let unmounted = tempfile::tempdir().expect("temp dir");
+    config.binfmt_dir = unmounted.path().to_path_buf();
+    let err = debstrap_onion::build(&config, &Silent)
+        .expect_err("not mounted")
+        .to_string();
+    assert!(err.contains("mount -t binfmt_misc binfmt_misc"), "{err}");
+    assert_eq!(
+        served.server.requests(),
+        Vec::<String>::new(),
+        "nothing fetched"
+    );
+}
+
+#[test]
+fn an_architecture_the_archive_lacks_is_refused_with_the_archives_list() {
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &[]);
+    let mut config = BuildConfig::new("fixture", served.server.url.clone());
+    config.keyrings = vec![key_path("test-archive.pub.asc")];
+    config.cache_dir = served.dir.path().join("cache");
+    config.stop_after = StopAfter::PrintPackages;
+    config.publish_onion = false;
+    config.arch = foreign_arch().to_string();
+
+    let err = debstrap_onion::build(&config, &Silent)
+        .expect_err("not in the archive")
+        .to_string();
+    assert!(
+        err.contains(&format!(
+            "the archive has no {} packages; its architectures are {};",
+            foreign_arch(),
+            support::native_arch()
+        )),
+        "{err}"
+    );
+    let requests = served.server.requests();
+    assert!(
+        requests.iter().all(|p| p.ends_with("Release")),
+        "only the Release was fetched: {requests:?}"
+    );
 }

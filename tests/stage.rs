@@ -303,7 +303,7 @@ fn root_stage_failing_preinst_is_named_and_leaves_no_mounts_nor_policy() {
         packages: vec![UnpackedPackage {
             name: "base-passwd".to_owned(),
             version: "3.6.7".to_owned(),
-            architecture: "amd64".to_owned(),
+            architecture: crate::support::native_arch(),
             multi_arch_same: false,
             essential: true,
             priority: Some("required".to_owned()),
@@ -486,7 +486,7 @@ fn root_stage_runs_scripts_in_the_held_root_though_its_path_now_names_another() 
         packages: vec![UnpackedPackage {
             name: "base-passwd".to_owned(),
             version: "3.6.7".to_owned(),
-            architecture: "amd64".to_owned(),
+            architecture: crate::support::native_arch(),
             multi_arch_same: false,
             essential: true,
             priority: Some("required".to_owned()),

@@ -36,7 +36,7 @@ impl Fixture {
         config.cache_dir = self.cache();
         config.output = Output::Directory(self.served.dir.path().join("target"));
         config.variant = Variant::Minbase;
-        config.arch = "amd64".to_string();
+        config.arch = crate::support::native_arch();
         config.stop_after = stop_after;
         config.publish_onion = false;
         config
@@ -121,7 +121,13 @@ fn deb_path(name: &str) -> String {
     format!("/{}", deb.filename())
 }
 
-const INDEX_DIR: &str = "/dists/fixture/main/binary-amd64/";
+/// The URL path of the fixture's Packages indices (for the host's architecture).
+fn index_dir() -> String {
+    format!(
+        "/dists/fixture/main/binary-{}/",
+        crate::support::native_arch()
+    )
+}
 
 #[test]
 fn a_file_mirror_gives_the_same_verified_debs_without_any_http() {
@@ -205,13 +211,12 @@ fn a_connection_reset_in_the_middle_of_a_body_is_retried() {
     // The same for the Packages index (by hash, as .xz): cut after 10 bytes, then whole.
     let fx = Fixture::new(RepoSpec::fresh());
     let front = Front::start(&fx.served.server.url);
-    let xz = fs_err::read(
-        fx.served
-            .repo()
-            .join("dists/fixture/main/binary-amd64/Packages.xz"),
-    )
+    let xz = fs_err::read(fx.served.repo().join(format!(
+        "dists/fixture/main/binary-{}/Packages.xz",
+        crate::support::native_arch()
+    )))
     .expect("Packages.xz");
-    let index = format!("{INDEX_DIR}by-hash/SHA256/{}", Sha256Digest::of(&xz));
+    let index = format!("{}by-hash/SHA256/{}", index_dir(), Sha256Digest::of(&xz));
     front.trouble(&index, Trouble::CutAfter(10), 1);
     let report = debstrap_onion::build(&fx.config(&front.url, StopAfter::PrintPackages), &Silent)
         .expect("the index retry succeeds");
@@ -248,9 +253,9 @@ fn without_by_hash_the_xz_index_is_fetched_by_its_name() {
     let indices: Vec<String> = fx
         .requests()
         .into_iter()
-        .filter(|p| p.starts_with(INDEX_DIR))
+        .filter(|p| p.starts_with(&index_dir()))
         .collect();
-    assert_eq!(indices, [format!("{INDEX_DIR}Packages.xz")]);
+    assert_eq!(indices, [format!("{}Packages.xz", index_dir())]);
 }
 
 #[test]
@@ -264,9 +269,9 @@ fn without_an_xz_index_packages_gz_is_used() {
     let indices: Vec<String> = fx
         .requests()
         .into_iter()
-        .filter(|p| p.starts_with(INDEX_DIR))
+        .filter(|p| p.starts_with(&index_dir()))
         .collect();
-    assert_eq!(indices, [format!("{INDEX_DIR}Packages.gz")]);
+    assert_eq!(indices, [format!("{}Packages.gz", index_dir())]);
 }
 
 #[test]
@@ -280,19 +285,18 @@ fn with_only_a_plain_index_packages_is_used() {
     let indices: Vec<String> = fx
         .requests()
         .into_iter()
-        .filter(|p| p.starts_with(INDEX_DIR))
+        .filter(|p| p.starts_with(&index_dir()))
         .collect();
     assert_eq!(indices.len(), 1, "{indices:?}");
     // By hash (the fixture announces Acquire-By-Hash): the plain file's own digest.
-    let plain = fs_err::read(
-        fx.served
-            .repo()
-            .join("dists/fixture/main/binary-amd64/Packages"),
-    )
+    let plain = fs_err::read(fx.served.repo().join(format!(
+        "dists/fixture/main/binary-{}/Packages",
+        crate::support::native_arch()
+    )))
     .expect("Packages");
     assert_eq!(
         indices[0],
-        format!("{INDEX_DIR}by-hash/SHA256/{}", Sha256Digest::of(&plain))
+        format!("{}by-hash/SHA256/{}", index_dir(), Sha256Digest::of(&plain))
     );
 }
 
@@ -359,7 +363,7 @@ fn download_with_env(fx: &Fixture, env: &[(&str, &str)]) -> std::process::Output
             "--download-only",
             "--no-onion",
             "--arch",
-            "amd64",
+            &crate::support::native_arch(),
             "--keyring",
         ])
         .arg(key_path("test-archive.pub.asc"))

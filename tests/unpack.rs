@@ -56,7 +56,7 @@ impl Fixture {
             &UnpackRequest {
                 root: &self.root,
                 debs,
-                arch: "amd64",
+                arch: &crate::support::native_arch(),
             },
             &Silent,
         )
@@ -108,7 +108,7 @@ impl Fixture {
 }
 
 fn pkg(name: &str) -> DebBuilder {
-    DebBuilder::new(name, "1.0-1", "amd64")
+    DebBuilder::new(name, "1.0-1", &crate::support::native_arch())
 }
 
 fn error_line(e: &UnpackError) -> String {
@@ -260,7 +260,7 @@ fn root_a_directory_symlink_satisfies_a_later_directory_entry() {
         &UnpackRequest {
             root: &f.root,
             debs: &debs[1..],
-            arch: "amd64",
+            arch: &crate::support::native_arch(),
         },
         &Silent,
     )
@@ -354,14 +354,27 @@ fn root_a_package_shipping_the_merged_usr_links_keeps_them() {
             .dir("./usr/lib/", 0o755),
         pkg("libfoo")
             .dir("./lib/", 0o755)
-            .dir("./lib/x86_64-linux-gnu/", 0o755)
-            .file("./lib/x86_64-linux-gnu/libfoo.so.1", 0o644, b"foo"),
+            .dir(
+                &format!("./lib/{}/", crate::support::multiarch_tuple()),
+                0o755,
+            )
+            .file(
+                &format!("./lib/{}/libfoo.so.1", crate::support::multiarch_tuple()),
+                0o644,
+                b"foo",
+            ),
     ])
     .expect("unpack");
     assert!(f.lmeta("bin").file_type().is_symlink());
     assert_eq!(f.lmeta("bin").mtime(), 1_234_567_890);
     assert!(f.lmeta("lib").file_type().is_symlink());
-    assert_eq!(f.read("usr/lib/x86_64-linux-gnu/libfoo.so.1"), "foo");
+    assert_eq!(
+        f.read(&format!(
+            "usr/lib/{}/libfoo.so.1",
+            crate::support::multiarch_tuple()
+        )),
+        "foo"
+    );
 }
 
 #[test]
@@ -526,9 +539,10 @@ fn root_status_list_md5sums_conffiles_and_scripts_are_written() {
     );
     let zeta = &status[zeta_at..];
     assert!(
-        zeta.starts_with(
-            "Package: zeta\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: amd64\n"
-        ),
+        zeta.starts_with(&format!(
+            "Package: zeta\nStatus: install ok unpacked\nVersion: 1.0-1\nArchitecture: {}\n",
+            crate::support::native_arch()
+        )),
         "{zeta}"
     );
     assert!(zeta.contains("Essential: yes\nDepends: alpha\nConffiles:\n /etc/zeta.conf 3a8e4c06e471595f6eb262bb9b5582d9\nDescription: test package\n"), "{zeta}");
@@ -612,10 +626,13 @@ fn root_multi_arch_same_packages_are_named_with_their_arch() {
             .control_member("shlibs", 0o644, b"libz 1 libz1\n")
             .dir("./usr/", 0o755)])
         .expect("unpack");
-    assert_eq!(unpacked.packages[0].db_name(), "libz1:amd64");
-    assert!(f.path("var/lib/dpkg/info/libz1:amd64.list").exists());
+    let arch = crate::support::native_arch();
+    assert_eq!(unpacked.packages[0].db_name(), format!("libz1:{arch}"));
+    assert!(f
+        .path(&format!("var/lib/dpkg/info/libz1:{arch}.list"))
+        .exists());
     assert_eq!(
-        f.read("var/lib/dpkg/info/libz1:amd64.shlibs"),
+        f.read(&format!("var/lib/dpkg/info/libz1:{arch}.shlibs")),
         "libz 1 libz1\n"
     );
     assert!(!f.path("var/lib/dpkg/info/libz1.list").exists());
@@ -659,7 +676,7 @@ fn root_the_reporter_counts_every_package() {
         &UnpackRequest {
             root: &f.root,
             debs: &debs,
-            arch: "amd64",
+            arch: &crate::support::native_arch(),
         },
         &count,
     )
@@ -781,7 +798,7 @@ fn root_hostile_symlink_planted_earlier_and_written_through_later() {
         &UnpackRequest {
             root: &f.root,
             debs: &debs[1..],
-            arch: "amd64",
+            arch: &crate::support::native_arch(),
         },
         &Silent,
     )
@@ -968,7 +985,7 @@ fn real_archive_trixie_minbase_unpacks_and_dpkg_verifies_as_root() {
         &UnpackRequest {
             root: &root,
             debs: &debs,
-            arch: "amd64",
+            arch: &crate::support::native_arch(),
         },
         &Silent,
     )
@@ -1134,7 +1151,7 @@ fn root_a_package_of_more_files_than_free_inodes_stops_before_they_run_out() {
             &UnpackRequest {
                 root: &root,
                 debs: &[deb],
-                arch: "amd64",
+                arch: &crate::support::native_arch(),
             },
             &Silent,
         );
@@ -1191,7 +1208,7 @@ fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
             &UnpackRequest {
                 root: &root,
                 debs: &[deb],
-                arch: "amd64",
+                arch: &crate::support::native_arch(),
             },
             &Silent,
         );
@@ -1373,4 +1390,48 @@ fn root_a_deb_stopped_by_a_limit_is_not_read_to_its_end() {
         error_line(&err)
     );
     assert!(!f.root.exists(), "the partial root was left");
+}
+
+#[test]
+fn root_one_multi_arch_same_package_for_two_architectures_shares_its_common_files() {
+    if !have_root() {
+        return;
+    }
+    let native = crate::support::native_arch();
+    let foreign = if native == "i386" { "amd64" } else { "i386" };
+    let build = |arch: &str, multi_arch: &str| {
+        DebBuilder::new("libz1", "1.0-1", arch)
+            .field("Multi-Arch", multi_arch)
+            .dir("./usr/", 0o755)
+            .dir("./usr/share/", 0o755)
+            .dir("./usr/share/doc/", 0o755)
+            .dir("./usr/share/doc/libz1/", 0o755)
+            .file("./usr/share/doc/libz1/copyright", 0o644, b"same bytes")
+            .dir("./usr/lib/", 0o755)
+            .dir(&format!("./usr/lib/{arch}/"), 0o755)
+            .file(
+                &format!("./usr/lib/{arch}/libz.so.1"),
+                0o644,
+                arch.as_bytes(),
+            )
+    };
+    let f = Fixture::new();
+    f.unpack(&[build(&native, "same"), build(foreign, "same")])
+        .expect("Multi-Arch: same instances share a path");
+    assert_eq!(f.read("usr/share/doc/libz1/copyright"), "same bytes");
+    for arch in [native.as_str(), foreign] {
+        let list = f.read(&format!("var/lib/dpkg/info/libz1:{arch}.list"));
+        assert!(
+            list.lines().any(|l| l == "/usr/share/doc/libz1/copyright"),
+            "libz1:{arch} lists the shared file:\n{list}"
+        );
+        assert_eq!(f.read(&format!("usr/lib/{arch}/libz.so.1")), arch);
+    }
+
+    // Without Multi-Arch: same the two are different claims on one path, refused as dpkg does.
+    let f = Fixture::new();
+    let err = f
+        .unpack(&[build(&native, "foreign"), build(foreign, "foreign")])
+        .expect_err("not Multi-Arch: same");
+    assert!(matches!(&err, UnpackError::Overwrite { .. }), "{err}");
 }

@@ -46,6 +46,20 @@ pub enum ConfigError {
     #[error("cannot determine the host architecture; pass --arch")]
     UnknownArch,
     #[error(
+        "invalid architecture {arch:?} in --arch: give Debian architecture names such as amd64, \
+         arm64 or i386, each once"
+    )]
+    BadArch { arch: String },
+    #[error(
+        "--include {package}: {arch} is not an architecture of the root; add it to --arch \
+         (e.g. --arch {native},{arch})"
+    )]
+    IncludeArchNotInRoot {
+        package: String,
+        arch: String,
+        native: String,
+    },
+    #[error(
         "invalid SUITE {suite:?}: give a codename or suite name such as trixie, stable or \
          bookworm-backports"
     )]
@@ -237,8 +251,15 @@ pub struct BuildConfig {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub components: Vec<String>,
-    /// Debian architecture, e.g. `amd64`.
+    /// Debian architecture of the root (dpkg's native one), e.g. `amd64`.
     pub arch: String,
+    /// Further architectures dpkg in the root accepts packages of (`--arch A,B`: B), whose
+    /// packages `--include pkg:B` names.
+    pub foreign_archs: Vec<String>,
+    /// Where the kernel's binfmt_misc handlers are read when the root's architecture is not
+    /// the host's; only tests point it elsewhere.
+    #[doc(hidden)]
+    pub binfmt_dir: PathBuf,
     /// Trust exactly these keyring files; empty means the built-in keyrings.
     pub keyrings: Vec<PathBuf>,
     pub cache_dir: PathBuf,
@@ -267,6 +288,8 @@ impl BuildConfig {
             exclude: Vec::new(),
             components: vec!["main".to_string()],
             arch: host_arch().unwrap_or_else(|_| "amd64".to_string()),
+            foreign_archs: Vec::new(),
+            binfmt_dir: PathBuf::from(crate::preflight::BINFMT_DIR),
             keyrings: Vec::new(),
             cache_dir: PathBuf::from(DEFAULT_CACHE_DIR),
             stop_after: StopAfter::Complete,
@@ -282,9 +305,14 @@ impl BuildConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         validate_name(&self.name)?;
         normalize_mirror(&self.mirror)?;
+        self.validate_archs()?;
         for (option, names) in [("include", &self.include), ("exclude", &self.exclude)] {
             for name in names {
-                if !is_package_name(name) {
+                let name_only = match (option, name.split_once(':')) {
+                    ("include", Some((package, _))) => package,
+                    _ => name.as_str(),
+                };
+                if !is_package_name(name_only) {
                     return Err(ConfigError::BadPackageName {
                         option,
                         name: name.clone(),
@@ -315,6 +343,34 @@ impl BuildConfig {
                 .unwrap_or_else(|_| path.clone());
             if resolved.parent().is_none() {
                 return Err(ConfigError::TargetIsRoot { path: path.clone() });
+            }
+        }
+        Ok(())
+    }
+
+    /// Architecture names are safe in URLs and paths, each given once, and every `pkg:ARCH` of
+    /// --include names one of them.
+    fn validate_archs(&self) -> Result<(), ConfigError> {
+        let all: Vec<&String> = std::iter::once(&self.arch)
+            .chain(&self.foreign_archs)
+            .collect();
+        for (i, arch) in all.iter().enumerate() {
+            if !is_arch_name(arch) || all[..i].contains(arch) {
+                return Err(ConfigError::BadArch {
+                    arch: arch.to_string(),
+                });
+            }
+        }
+        for include in &self.include {
+            let Some((package, arch)) = include.split_once(':') else {
+                continue;
+            };
+            if !all.iter().any(|a| *a == arch) {
+                return Err(ConfigError::IncludeArchNotInRoot {
+                    package: package.to_string(),
+                    arch: arch.to_string(),
+                    native: self.arch.clone(),
+                });
             }
         }
         Ok(())
@@ -375,6 +431,19 @@ pub fn unique_components(components: impl IntoIterator<Item = String>) -> Vec<St
         }
     }
     unique
+}
+
+/// A Debian architecture name as dpkg accepts it (lower-case letters, digits, `-`), and not
+/// the pseudo-architectures `all` and `any`.
+pub fn is_arch_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name != "all"
+        && name != "any"
 }
 
 /// Debian package names: lower-case letters, digits, `+`, `-`, `.`; at least two characters.

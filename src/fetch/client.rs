@@ -106,6 +106,16 @@ pub enum FetchError {
         component: String,
         arch: String,
     },
+    #[error(
+        "{release}: the archive has no {arch} packages; its architectures are {}; choose one of \
+         them with --arch",
+        available.join(" ")
+    )]
+    ArchNotInArchive {
+        release: String,
+        arch: String,
+        available: Vec<String>,
+    },
     #[error("cannot create the HTTP client")]
     Client(#[source] reqwest::Error),
     #[error(transparent)]

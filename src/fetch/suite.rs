@@ -22,26 +22,63 @@ pub struct IndexRequest<'a> {
     pub mirror: &'a str,
     pub suite: &'a str,
     pub components: &'a [String],
+    /// The root's architecture.
     pub arch: &'a str,
+    /// Further architectures whose Packages are indexed too (dpkg foreign architectures).
+    pub foreign_archs: &'a [String],
     pub keyring: &'a Keyring,
     pub ignore_valid_until: bool,
     pub cache_dir: &'a Path,
 }
 
-/// Fetches and verifies the Release and every Packages index the request needs.
+/// Fetches and verifies the Release, checks that it serves every requested architecture, and
+/// fetches every Packages index the request needs (each component, each architecture).
 pub async fn index(
     fetcher: &Fetcher,
     request: IndexRequest<'_>,
 ) -> Result<(VerifiedRelease, RepoIndex), FetchError> {
     let release = fetch_release(fetcher, &request).await?;
+    let archs: Vec<&str> = std::iter::once(request.arch)
+        .chain(request.foreign_archs.iter().map(String::as_str))
+        .collect();
+    check_archs(&release, &request, &archs)?;
+    let wanted = archs
+        .iter()
+        .flat_map(|arch| request.components.iter().map(move |c| (c, *arch)));
     let parts =
-        futures_util::future::try_join_all(
-            request.components.iter().zip(0..).map(|(component, part)| {
-                fetch_packages(fetcher, &request, &release, component, part)
-            }),
-        )
+        futures_util::future::try_join_all(wanted.zip(0..).map(|((component, arch), part)| {
+            fetch_packages(fetcher, &request, &release, component, arch, part)
+        }))
         .await?;
     Ok((release, RepoIndex::from_verified(parts)))
+}
+
+/// Every requested architecture must be one the Release lists (a Release that lists none, as
+/// some flat repositories do, is taken at its word per index instead).
+fn check_archs(
+    release: &VerifiedRelease,
+    request: &IndexRequest<'_>,
+    archs: &[&str],
+) -> Result<(), FetchError> {
+    let available = release.architectures();
+    if available.is_empty() {
+        return Ok(());
+    }
+    match archs
+        .iter()
+        .find(|arch| !available.iter().any(|a| a == *arch))
+    {
+        None => Ok(()),
+        Some(arch) => Err(FetchError::ArchNotInArchive {
+            release: format!("{}/dists/{}/InRelease", request.mirror, request.suite),
+            arch: arch.to_string(),
+            available: available
+                .iter()
+                .filter(|a| a.as_str() != "all")
+                .cloned()
+                .collect(),
+        }),
+    }
 }
 
 async fn fetch_release(
@@ -102,9 +139,10 @@ async fn fetch_packages(
     request: &IndexRequest<'_>,
     release: &VerifiedRelease,
     component: &str,
+    arch: &str,
     part: u32,
 ) -> Result<Parsed, FetchError> {
-    let dir = format!("{component}/binary-{}", request.arch);
+    let dir = format!("{component}/binary-{arch}");
     let base = format!("{}/dists/{}", request.mirror, request.suite);
     let (path, file, compression) = VARIANTS
         .iter()
@@ -115,7 +153,7 @@ async fn fetch_packages(
         .ok_or_else(|| FetchError::MissingIndex {
             release: format!("{base}/InRelease"),
             component: component.to_string(),
-            arch: request.arch.to_string(),
+            arch: arch.to_string(),
         })?;
     let url = if release.acquire_by_hash() {
         format!("{base}/{dir}/by-hash/SHA256/{}", file.sha256)

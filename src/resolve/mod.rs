@@ -12,7 +12,7 @@ mod relation;
 mod solver;
 mod universe;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use crate::config::Variant;
@@ -93,6 +93,9 @@ pub enum ResolveError {
     /// Two packages of the selection cannot be installed together (as apt would refuse).
     #[error(transparent)]
     Conflict(Box<Conflict>),
+    /// A package of a foreign architecture cannot sit beside the native one of its name.
+    #[error(transparent)]
+    ForeignClash(Box<ForeignClash>),
     #[error("{package} {version}: cannot parse its {field} field")]
     BadRelation {
         package: String,
@@ -111,6 +114,22 @@ pub enum ResolveError {
         #[source]
         source: debversion::ParseError,
     },
+}
+
+/// A package chosen for a foreign architecture (by --include PKG:ARCH) that dpkg cannot
+/// install beside the native package of its name.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{package}:{arch} {version} cannot be installed beside {package}:{native_arch} \
+     {native_version}: dpkg installs one package for two architectures only when both are \
+     Multi-Arch: same at one version; drop the --include that needs {package}:{arch}"
+)]
+pub struct ForeignClash {
+    pub package: String,
+    pub arch: String,
+    pub version: String,
+    pub native_arch: String,
+    pub native_version: String,
 }
 
 /// Two chosen packages that cannot be installed together: `package` declares `field:
@@ -133,16 +152,85 @@ pub struct Conflict {
 }
 
 /// Chooses the package set.
+///
+/// `--include pkg:B` for a foreign architecture B is solved in B's own universe (B and `all`)
+/// from those packages alone, and merged into the native set the way dpkg's multiarch allows:
+/// a package of B that is `all` or `Multi-Arch: foreign` and already chosen natively is
+/// satisfied by the native one; a `Multi-Arch: same` package sits beside its native self at
+/// the same version; any other package of one name in two architectures is refused.
 pub fn resolve(index: &RepoIndex, selection: &Selection) -> Result<Resolution, ResolveError> {
+    let mut native = selection.clone();
+    let mut foreign: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    native.include.clear();
+    for name in &selection.include {
+        match name.trim().split_once(':') {
+            Some((package, arch)) if arch != selection.arch && arch != "native" => {
+                foreign.entry(arch).or_default().push(package.to_string());
+            }
+            Some((package, _)) => native.include.push(package.to_string()),
+            None => native.include.push(name.clone()),
+        }
+    }
     let universe = Universe::new(index, &selection.arch);
-    let seeds = seeds(&universe, selection)?;
-    let chosen = solver::solve(&universe, &seeds)?;
-    Ok(Resolution {
-        packages: chosen
+    let seeds = seeds(&universe, &native)?;
+    let mut packages: Vec<Package> = solver::solve(&universe, &seeds)?
+        .into_iter()
+        .map(|i| index.package(i))
+        .collect::<Result<_, _>>()?;
+    for (arch, names) in foreign {
+        let universe = Universe::new(index, arch);
+        let seeds: Vec<Seed> = names
             .into_iter()
-            .map(|i| index.package(i))
-            .collect::<Result<_, _>>()?,
-    })
+            .map(|name| Seed {
+                name,
+                origin: SeedOrigin::Include,
+            })
+            .collect();
+        let chosen = solver::solve(&universe, &seeds)?;
+        let mut added = Vec::new();
+        for i in chosen {
+            let package = index.package(i)?;
+            let named = seeds.iter().any(|seed| seed.name == package.name);
+            added.extend(beside_native(&packages, &package, named)?);
+        }
+        packages.extend(added);
+    }
+    packages.sort_by(|a, b| {
+        (a.name.as_str(), a.architecture.as_str()).cmp(&(b.name.as_str(), b.architecture.as_str()))
+    });
+    Ok(Resolution { packages })
+}
+
+/// Whether a package chosen for a foreign architecture joins the native set (`Some`), is
+/// satisfied by a native package of its name (`None`; never for one the user `named`, which
+/// would silently not be installed), or cannot be installed beside it.
+fn beside_native(
+    native: &[Package],
+    package: &Package,
+    named: bool,
+) -> Result<Option<Package>, ResolveError> {
+    let Some(same_name) = native.iter().find(|p| p.name == package.name) else {
+        return Ok(Some(package.clone()));
+    };
+    let multi_arch = |p: &Package| p.multi_arch.as_deref().map(str::to_owned);
+    let satisfied = package.architecture == "all"
+        || same_name.architecture == package.architecture
+        || multi_arch(package).as_deref() == Some("foreign");
+    if satisfied && !named {
+        return Ok(None);
+    }
+    let both_same = multi_arch(package).as_deref() == Some("same")
+        && multi_arch(same_name).as_deref() == Some("same");
+    if both_same && same_name.version == package.version {
+        return Ok(Some(package.clone()));
+    }
+    Err(ResolveError::ForeignClash(Box::new(ForeignClash {
+        package: package.name.clone(),
+        arch: package.architecture.clone(),
+        version: package.version.clone(),
+        native_arch: same_name.architecture.clone(),
+        native_version: same_name.version.clone(),
+    })))
 }
 
 /// Whether `replacer` declares `Replaces` on `replaced` at its version: dpkg's condition for

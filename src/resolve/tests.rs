@@ -611,3 +611,66 @@ fn debootstraps_first_stage_is_required_with_its_dependencies() {
     // depends on it.
     assert_eq!(chosen, ["apt", "libapt", "libc", "mawk", "gawk-lib"]);
 }
+
+/// `--include pkg:B` resolves in B's packages and merges as dpkg's multiarch allows.
+#[test]
+fn a_foreign_include_resolves_among_that_architectures_packages() {
+    let stanzas = [
+        stanza("libc6", "2", &["Multi-Arch: same", "Priority: required"]),
+        stanza("sh", "1", &["Multi-Arch: foreign", "Priority: required"]),
+        stanza("libc6", "2", &["Architecture: i386", "Multi-Arch: same"]),
+        stanza("sh", "1", &["Architecture: i386", "Multi-Arch: foreign"]),
+        stanza(
+            "tool",
+            "3",
+            &["Architecture: i386", "Depends: libc6, sh, data"],
+        ),
+        stanza("data", "1", &["Architecture: all"]),
+        stanza("libz", "1", &["Architecture: i386", "Multi-Arch: same"]),
+        stanza("odd", "1", &[]),
+        stanza("odd", "1", &["Architecture: i386", "Depends: libc6"]),
+    ];
+    let mut selection = select(Variant::Minbase, &["tool:i386", "libz:i386"], &[]);
+    selection.include.push("apt".into());
+    let stanzas = [&stanzas[..], &[stanza("apt", "1", &[])]].concat();
+    let resolution = resolve(&index(&stanzas), &selection).expect("resolves");
+    let chosen: Vec<String> = resolution
+        .packages
+        .iter()
+        .map(|p| format!("{}:{}", p.name, p.architecture))
+        .collect();
+    // libc6 twice (Multi-Arch: same); sh only natively (Multi-Arch: foreign satisfies i386's
+    // dependency); data once (all).
+    assert_eq!(
+        chosen,
+        [
+            "apt:amd64",
+            "data:all",
+            "libc6:amd64",
+            "libc6:i386",
+            "libz:i386",
+            "sh:amd64",
+            "tool:i386"
+        ]
+    );
+
+    // A foreign package that is not Multi-Arch: same cannot sit beside its native self, and a
+    // named foreign package is never silently replaced by the native one.
+    for include in ["odd:i386", "sh:i386"] {
+        let mut selection = select(Variant::Minbase, &[include, "odd"], &[]);
+        selection.include.push("apt".into());
+        let err = resolve(&index(&stanzas), &selection).expect_err(include);
+        assert!(
+            matches!(err, ResolveError::ForeignClash(_)),
+            "{include}: {err}"
+        );
+    }
+    // Without the qualifier, or with the native one, a name is native.
+    let resolution = resolve(
+        &index(&stanzas),
+        &select(Variant::Extract, &["odd:amd64"], &[]),
+    )
+    .expect("native qualifier");
+    assert_eq!(listed(&resolution), ["odd 1"]);
+    assert_eq!(resolution.packages[0].architecture, "amd64");
+}

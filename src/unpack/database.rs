@@ -5,8 +5,8 @@
 //! `info/PKG.<member>` for every control member but `control` (keeping the modes and mtimes
 //! the package gives them, as dpkg does),
 //! `info/PKG.md5sums` computed when a package ships none, empty `available` and `diversions`,
-//! `arch`, `info/format` (1: the multiarch layout), and the directories dpkg expects. No
-//! `statoverride`: debootstrap makes none.
+//! `arch` (only with foreign architectures), `info/format` (1: the multiarch layout), and the
+//! directories dpkg expects. No `statoverride`: debootstrap makes none.
 //! `PKG` is `NAME:ARCH` for `Multi-Arch: same` packages.
 
 use std::collections::BTreeMap;
@@ -130,6 +130,16 @@ fn info_files(root: &Root, record: &Record) -> Result<(), UnpackError> {
 /// Replaces dpkg's `available` with the given index stanzas, as debootstrap leaves it.
 pub fn write_available(root: &Root, stanzas: &str) -> Result<(), UnpackError> {
     write_file(root, "available", stanzas.as_bytes(), 0o644)
+}
+
+/// dpkg's list of the architectures it accepts: the native one first.
+pub fn write_arch(root: &Root, native: &str, foreign: &[String]) -> Result<(), UnpackError> {
+    let mut text = format!("{native}\n");
+    for arch in foreign {
+        text.push_str(arch);
+        text.push('\n');
+    }
+    write_file(root, "arch", text.as_bytes(), 0o644)
 }
 
 fn write_file(root: &Root, name: &str, contents: &[u8], mode: u32) -> Result<(), UnpackError> {

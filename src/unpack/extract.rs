@@ -394,6 +394,16 @@ impl<'a> Extractor<'a> {
             Some(Claim::Dir { first, .. }) => Err(Refusal::Kind(*first, Kind::Directory)),
             Some(Claim::Other { owner, kind: k }) => {
                 let previous = *owner;
+                if *owner != index && shared_instance(self.packages[index], self.packages[*owner]) {
+                    // Both keep the path in their lists; the earlier in request order places
+                    // the file, whichever is extracted first, so the root repeats.
+                    if index > *owner {
+                        return Ok((Decision::Skip, None));
+                    }
+                    *owner = index;
+                    *k = kind;
+                    return Ok((Decision::Replace, None));
+                }
                 let new_wins = *owner == index || {
                     let (new, old) = (self.packages[index], self.packages[*owner]);
                     match (resolve::replaces(new, old), resolve::replaces(old, new)) {
@@ -422,6 +432,18 @@ impl<'a> Extractor<'a> {
             _ => Ok(Decision::Replace),
         }
     }
+}
+
+/// Whether `a` and `b` are one `Multi-Arch: same` package at one version for two
+/// architectures: dpkg lets such instances ship the same paths (their shared files, such as
+/// /usr/share/doc, are the same bytes in every architecture's build).
+fn shared_instance(a: &Package, b: &Package) -> bool {
+    let same = |p: &Package| p.multi_arch.as_deref() == Some("same");
+    a.name == b.name
+        && a.version == b.version
+        && a.architecture != b.architecture
+        && same(a)
+        && same(b)
 }
 
 impl Job<'_, '_> {

@@ -289,6 +289,24 @@ pub fn write_available(root: &HeldRoot, stanzas: &str) -> Result<(), UnpackError
     database::write_available(&dir, stanzas)
 }
 
+/// Writes dpkg's `arch` file in an unpacked root when it has foreign architectures: the native
+/// one, then each foreign one, a line each, as `dpkg --add-architecture` leaves it. Without
+/// foreign architectures there is no file, as debootstrap leaves none.
+pub fn write_foreign_archs(
+    root: &HeldRoot,
+    native: &str,
+    foreign: &[String],
+) -> Result<(), UnpackError> {
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    let dir = Root::held(root).map_err(|source| UnpackError::Root {
+        path: root.path().to_owned(),
+        source,
+    })?;
+    database::write_arch(&dir, native, foreign)
+}
+
 /// Unpacks every .deb into the root and writes dpkg's database.
 ///
 /// A file shipped by several packages is refused unless Replaces settles who keeps it;

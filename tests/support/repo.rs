@@ -27,7 +27,7 @@ impl FakeDeb {
         FakeDeb {
             name: name.to_string(),
             version: version.to_string(),
-            arch: "amd64".to_string(),
+            arch: super::native_arch(),
             fields: fields
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -106,7 +106,8 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
         ));
     }
     let dists = root.join("dists").join(&spec.codename);
-    let index_dir = dists.join("main/binary-amd64");
+    let arch = super::native_arch();
+    let index_dir = dists.join(format!("main/binary-{arch}"));
     fs_err::create_dir_all(index_dir.join("by-hash/SHA256")).expect("mkdir dists");
     if let Some(edit) = spec.edit_packages {
         packages = edit(packages);
@@ -128,7 +129,7 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
                 .expect("write by-hash");
         }
         sha256.push_str(&format!(
-            " {digest} {:>8} main/binary-amd64/Packages{suffix}\n",
+            " {digest} {:>8} main/binary-{arch}/Packages{suffix}\n",
             data.len()
         ));
     }
@@ -144,9 +145,9 @@ pub fn write_repo(root: &Path, spec: &RepoSpec, debs: &[FakeDeb], signer: &Signe
     if spec.by_hash {
         release.push_str("Acquire-By-Hash: yes\n");
     }
-    release.push_str(
-        "Architectures: amd64\nComponents: main\nDescription: offline test fixture\nSHA256:\n",
-    );
+    release.push_str(&format!(
+        "Architectures: {arch}\nComponents: main\nDescription: offline test fixture\nSHA256:\n",
+    ));
     release.push_str(&sha256);
     if let Some(edit) = spec.edit_release {
         release = edit(release);
