@@ -16,6 +16,7 @@ pub mod cancel;
 pub mod config;
 pub mod deb822;
 pub mod fetch;
+pub mod hooks;
 pub mod onion;
 pub mod output;
 pub mod progress;
