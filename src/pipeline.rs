@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{BuildConfig, Output, StopAfter, Variant};
 use crate::fetch::{self, CachedDeb, Fetcher, Keyring};
+use crate::hooks::{self, HookPoint};
 use crate::progress::{Reporter, Stage};
 use crate::resolve::{self, Selection};
-use crate::hooks::{self, HookPoint};
 use crate::{onion, output, stage, target, unpack};
 
 /// The web server the onion stage publishes.

@@ -164,9 +164,11 @@ impl Hook {
     /// a command otherwise.
     pub fn parse(text: &str) -> Result<Hook, HookError> {
         match Special::parse(text) {
-            Some(special) => Ok(Hook::Special(special.map_err(|reason| HookError::Parse {
-                text: text.to_owned(),
-                reason,
+            Some(special) => Ok(Hook::Special(special.map_err(|reason| {
+                HookError::Parse {
+                    text: text.to_owned(),
+                    reason,
+                }
             })?)),
             None if text.trim().is_empty() => Err(HookError::Parse {
                 text: text.to_owned(),
@@ -234,7 +236,12 @@ fn run_each(
     env: &[(String, String)],
 ) -> Result<(), HookError> {
     let point = request.point.name();
-    for (_, hook) in request.hooks.list.iter().filter(|(p, _)| *p == request.point) {
+    for (_, hook) in request
+        .hooks
+        .list
+        .iter()
+        .filter(|(p, _)| *p == request.point)
+    {
         crate::cancel::check()?;
         let command = match hook {
             Hook::Command(command) => {
@@ -277,12 +284,13 @@ fn run_command(
         vec!["sh", "-c", command, "exec", &root_arg]
     };
     tracing::info!("{point} hook: {}", argv.join(" "));
-    let env: Vec<(&str, &str)> = env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    // The log lives in the root from extract on; the setup root stays as the hook leaves it.
-    let log = (point != HookPoint::Setup.name()).then_some(Path::new(stage::LOG_PATH));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    // The log lives in the root's /var/log once packages made it; the setup root, and a root
+    // without one, stay as the hook leaves them.
+    let has_log_dir =
+        root.file_type(Path::new("var/log"))? == Some(rustix::fs::FileType::Directory);
+    let log =
+        (point != HookPoint::Setup.name() && has_log_dir).then_some(Path::new(stage::LOG_PATH));
     let invocation = stage::Invocation {
         root,
         argv: &argv,
@@ -316,8 +324,8 @@ fn runs_directly(command: &str) -> bool {
     let plain = command
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"_@%+=:,./-".contains(&b));
-    let executable = fs_err::metadata(command)
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+    let executable =
+        fs_err::metadata(command).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
     plain || executable
 }
 
@@ -361,7 +369,9 @@ mod tests {
 
     #[test]
     fn commands_without_metacharacters_run_directly_others_under_sh() {
-        assert!(runs_directly("/usr/share/autopkgtest/setup-commands/setup-testbed"));
+        assert!(runs_directly(
+            "/usr/share/autopkgtest/setup-commands/setup-testbed"
+        ));
         assert!(runs_directly("true"));
         assert!(!runs_directly("echo host > \"$1/etc/hostname\""));
         assert!(!runs_directly("chroot $1 true"));

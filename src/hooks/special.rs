@@ -186,7 +186,10 @@ impl Special {
             }
             Special::SyncIn { outside, inside } => {
                 let dest = inside_dir(&root, inside)?;
-                let source = at(outside, rustix::fs::open(outside, dir_flags(), Mode::empty()))?;
+                let source = at(
+                    outside,
+                    rustix::fs::open(outside, dir_flags(), Mode::empty()),
+                )?;
                 copy_children(source.as_fd(), dest.as_fd(), outside)
             }
             Special::CopyOut { inside, outside } => {
@@ -252,24 +255,30 @@ impl fmt::Display for Special {
                     .chain([outside.display().to_string()])
                     .collect(),
             ),
-            Special::SyncIn { outside, inside } => {
-                ("sync-in", vec![outside.display().to_string(), inside.clone()])
-            }
-            Special::SyncOut { inside, outside } => {
-                ("sync-out", vec![inside.clone(), outside.display().to_string()])
-            }
-            Special::TarIn { outside, inside } => {
-                ("tar-in", vec![outside.display().to_string(), inside.clone()])
-            }
-            Special::TarOut { inside, outside } => {
-                ("tar-out", vec![inside.clone(), outside.display().to_string()])
-            }
-            Special::Upload { outside, inside } => {
-                ("upload", vec![outside.display().to_string(), inside.clone()])
-            }
-            Special::Download { inside, outside } => {
-                ("download", vec![inside.clone(), outside.display().to_string()])
-            }
+            Special::SyncIn { outside, inside } => (
+                "sync-in",
+                vec![outside.display().to_string(), inside.clone()],
+            ),
+            Special::SyncOut { inside, outside } => (
+                "sync-out",
+                vec![inside.clone(), outside.display().to_string()],
+            ),
+            Special::TarIn { outside, inside } => (
+                "tar-in",
+                vec![outside.display().to_string(), inside.clone()],
+            ),
+            Special::TarOut { inside, outside } => (
+                "tar-out",
+                vec![inside.clone(), outside.display().to_string()],
+            ),
+            Special::Upload { outside, inside } => (
+                "upload",
+                vec![outside.display().to_string(), inside.clone()],
+            ),
+            Special::Download { inside, outside } => (
+                "download",
+                vec![inside.clone(), outside.display().to_string()],
+            ),
         };
         write!(f, "{name} {}", args.join(" "))
     }
@@ -333,7 +342,10 @@ fn dir_flags() -> OFlags {
 /// An existing directory of the root, resolved inside it; opened for reading its entries.
 fn inside_dir(root: &Root, inside: &str) -> Result<OwnedFd> {
     let shown = root.path().join(inside.trim_start_matches('/'));
-    at(&shown, root.open(inside.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY))
+    at(
+        &shown,
+        root.open(inside.as_bytes(), OFlags::RDONLY | OFlags::DIRECTORY),
+    )
 }
 
 /// The directory holding what `inside` resolves to in the root, and its name there: a symlink
@@ -463,11 +475,15 @@ fn copy_entry(
             let target = at(shown, rustix::fs::readlinkat(from, name, Vec::new()))?;
             at(shown, place_symlink(to, to_name, target.as_bytes(), meta))
         }
-        FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
-            at(shown, place_node(to, to_name, stat.st_mode, stat.st_rdev, meta))
-        }
+        FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => at(
+            shown,
+            place_node(to, to_name, stat.st_mode, stat.st_rdev, meta),
+        ),
         _ => {
-            tracing::warn!("{}: a socket or unknown file type, not copied", shown.display());
+            tracing::warn!(
+                "{}: a socket or unknown file type, not copied",
+                shown.display()
+            );
             Ok(())
         }
     }
@@ -632,9 +648,10 @@ fn tar_in(root: &Root, outside: &Path, inside: &str) -> Result<()> {
         let mut parent = inside.trim_end_matches('/').as_bytes().to_vec();
         parent.push(b'/');
         parent.extend_from_slice(rel.parent());
-        let shown = root.path().join(inside.trim_start_matches('/')).join(
-            OsStr::from_bytes(rel.as_bytes()),
-        );
+        let shown = root
+            .path()
+            .join(inside.trim_start_matches('/'))
+            .join(OsStr::from_bytes(rel.as_bytes()));
         let dir = at(&shown, root.open_dir_all(&parent))?;
         let dir = at(&shown, reopen_dir(dir.as_fd()))?;
         let name = at(&shown, CString::new(rel.file_name()))?;
@@ -671,7 +688,10 @@ fn tar_in(root: &Root, outside: &Path, inside: &str) -> Result<()> {
                 let source = at(&shown, root.open_nofollow(&full, OFlags::RDONLY))?;
                 let mut source = File::from(source);
                 let stat = at(&shown, rustix::fs::fstat(&source))?;
-                at(&shown, place_file(dir.as_fd(), &name, &mut source, Meta::of(&stat)))?;
+                at(
+                    &shown,
+                    place_file(dir.as_fd(), &name, &mut source, Meta::of(&stat)),
+                )?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let (file_type, rdev) = match kind {
@@ -720,7 +740,10 @@ fn append_entry<W: Write>(
     shown: &Path,
 ) -> Result<()> {
     crate::cancel::check().map_err(|_| SpecialError::Refused("interrupted".to_owned()))?;
-    let stat = at(shown, rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW))?;
+    let stat = at(
+        shown,
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
+    )?;
     let kind = FileType::from_raw_mode(stat.st_mode);
     let mut header = tar::Header::new_gnu();
     header.set_mode(stat.st_mode & 0o7777);
@@ -779,11 +802,20 @@ fn append_entry<W: Write>(
                 FileType::BlockDevice => tar::EntryType::Block,
                 _ => tar::EntryType::Fifo,
             });
-            at(shown, header.set_device_major(rustix::fs::major(stat.st_rdev)))?;
-            at(shown, header.set_device_minor(rustix::fs::minor(stat.st_rdev)))?;
+            at(
+                shown,
+                header.set_device_major(rustix::fs::major(stat.st_rdev)),
+            )?;
+            at(
+                shown,
+                header.set_device_minor(rustix::fs::minor(stat.st_rdev)),
+            )?;
             at(shown, builder.append_data(&mut header, path, io::empty()))?;
         }
-        _ => tracing::warn!("{}: a socket or unknown file type, not packed", shown.display()),
+        _ => tracing::warn!(
+            "{}: a socket or unknown file type, not packed",
+            shown.display()
+        ),
     }
     Ok(())
 }

@@ -100,7 +100,10 @@ impl Root {
         // The kernel's name for both, in this thread's mount namespace: the resolved path
         // below the root is the difference, and has no symlink left in it.
         let name_of = |fd: &OwnedFd| {
-            let link = format!("/proc/thread-self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fd));
+            let link = format!(
+                "/proc/thread-self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(fd)
+            );
             fs_err::read_link(link)
         };
         let (full, base) = (name_of(&target)?, name_of(&self.fd)?);
