@@ -616,3 +616,63 @@ fn root_ctrl_c_during_a_hook_kills_its_process_group_and_cleans_up() {
     assert_eq!(fs_err::read_dir(&parent).expect("builds").count(), 0);
     assert!(host_mounts_under(served.dir.path()).is_empty());
 }
+
+#[test]
+fn root_hook_directory_scripts_run_at_their_points_in_name_order() {
+    if !support::host::require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let dir = s.host().join("hooks");
+    let log = s.host().join("ran");
+    let script = |name: &str, mode: u32| {
+        write(
+            &dir.join(name),
+            &format!(
+                "#!/bin/sh\necho \"{name} $MMDEBSTRAP_HOOK $1\" >> {}\n",
+                log.display()
+            ),
+            mode,
+        );
+    };
+    script("setup02-b.sh", 0o755);
+    script("setup01-a", 0o755);
+    script("setup00-not-executable", 0o644);
+    script("customize-x", 0o755);
+    script("other", 0o755);
+    fs_err::create_dir(dir.join("setup-subdir")).expect("subdir");
+    let mut hooks = Hooks::default();
+    hooks.add_directory(&dir).expect("hook directory");
+    let points: Vec<HookPoint> = hooks.list.iter().map(|(p, _)| *p).collect();
+    assert_eq!(
+        points,
+        [HookPoint::Customize, HookPoint::Setup, HookPoint::Setup]
+    );
+    let held = HeldRoot::open(&s.root()).expect("hold root");
+    for point in [HookPoint::Setup, HookPoint::Customize] {
+        hooks::run(
+            &HookRequest {
+                root: &held,
+                point,
+                hooks: &hooks,
+                facts: BuildFacts {
+                    arch: "amd64",
+                    suite: "trixie",
+                    variant: "minbase",
+                    format: "directory",
+                    include: &[],
+                    name: "onion",
+                },
+            },
+            &Silent,
+        )
+        .expect("hooks run");
+    }
+    let root = s.root().display().to_string();
+    assert_eq!(
+        read(&log),
+        format!(
+            "setup01-a setup {root}\nsetup02-b.sh setup {root}\ncustomize-x customize {root}\n"
+        )
+    );
+}

@@ -214,7 +214,7 @@ pub fn run(request: &HookRequest, _reporter: &dyn Reporter) -> Result<(), HookEr
         .unwrap_or_else(|_| request.root.path().to_path_buf());
     let env = environment(request, &root_path);
     let point = request.point;
-    let outcome = stage::in_private_mounts(|| {
+    stage::in_private_mounts(|| {
         let here = root.in_this_namespace(&root_path)?;
         let mounts = match point {
             HookPoint::Setup => None,
@@ -225,8 +225,7 @@ pub fn run(request: &HookRequest, _reporter: &dyn Reporter) -> Result<(), HookEr
             mounts.unmount()?;
         }
         Ok(result)
-    })?;
-    outcome
+    })?
 }
 
 fn run_each(

@@ -206,7 +206,7 @@ impl Special {
                 copy_children(source.as_fd(), dest.as_fd(), &rootp.join(inside))
             }
             Special::Upload { outside, inside } => {
-                let mut data = at(outside, File::open(outside))?;
+                let mut data = at(outside, fs_err::File::open(outside))?;
                 // Created or truncated where the chroot's `cat > PATH` would write.
                 let fd = at(
                     &rootp.join(inside),
@@ -226,7 +226,7 @@ impl Special {
                         shown.display()
                     )));
                 }
-                let mut out = at(outside, File::create(outside))?;
+                let mut out = at(outside, fs_err::File::create(outside))?;
                 at(outside, io::copy(&mut File::from(fd), &mut out))?;
                 Ok(())
             }
@@ -612,7 +612,7 @@ fn times(mtime: i64) -> Timestamps {
 
 /// A reader of a tarball, decompressed by what its first bytes say.
 fn open_tarball(path: &Path) -> Result<Box<dyn Read>> {
-    let mut file = at(path, File::open(path))?;
+    let mut file = at(path, fs_err::File::open(path))?;
     let mut magic = [0u8; 6];
     let n = at(path, file.read(&mut magic))?;
     let head = io::Cursor::new(magic[..n].to_vec()).chain(file);
@@ -722,7 +722,7 @@ fn tar_in(root: &Root, outside: &Path, inside: &str) -> Result<()> {
 /// would) into a tarball at `outside`, never following a symlink below it.
 fn tar_out(root: &Root, inside: &str, outside: &Path) -> Result<()> {
     let (parent, name) = inside_parent(root, inside)?;
-    let file = at(outside, File::create(outside))?;
+    let file = at(outside, fs_err::File::create(outside))?;
     let mut builder = tar::Builder::new(io::BufWriter::new(file));
     builder.mode(tar::HeaderMode::Complete);
     let shown = root.path().join(inside.trim_start_matches('/'));
