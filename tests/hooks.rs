@@ -676,3 +676,35 @@ fn root_hook_directory_scripts_run_at_their_points_in_name_order() {
         )
     );
 }
+
+#[test]
+fn root_a_hook_writing_fixed_content_keeps_the_tarball_reproducible() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = served();
+    let build = |name: &str| {
+        let tarball = served.dir.path().join(name);
+        let mut cfg = config(
+            &served,
+            Output::Tarball {
+                path: tarball.clone(),
+                compression: debstrap_onion::config::Compression::None,
+            },
+            vec![
+                (HookPoint::Setup, "mkdir -p \"$1/etc\""),
+                (HookPoint::Extract, "echo fixed > \"$1/etc/hooked\""),
+            ],
+        );
+        cfg.source_date_epoch = Some(1_700_000_000);
+        debstrap_onion::build(&cfg, &Silent).expect("tarball build with hooks");
+        fs_err::read(&tarball).expect("tarball")
+    };
+    let first = build("one.tar");
+    let second = build("two.tar");
+    assert!(
+        first.windows(10).any(|w| w == b"etc/hooked"),
+        "the hook's file is not in the tarball"
+    );
+    assert!(first == second, "two builds with the same hooks differ");
+}
