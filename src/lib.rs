@@ -11,11 +11,16 @@
 //! 5. [`stage::stage`]: chroot(2), mounts, policy-rc.d, maintainer scripts, `dpkg --configure -a`.
 //! 6. [`onion::configure`]: nginx site in the chroot; onion key, torrc and schroot on the host.
 //! 7. [`output`]: the directory as it is, or a reproducible tarball.
+//!
+//! [`hooks::run`] runs the user's hooks (mmdebstrap's) on the root at four points: setup (before
+//! unpacking), extract (before configuration), essential and customize (after configuration,
+//! before the onion stage).
 
 pub mod cancel;
 pub mod config;
 pub mod deb822;
 pub mod fetch;
+pub mod hooks;
 pub mod onion;
 pub mod output;
 pub mod preflight;

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use debstrap_onion::config::{self, BuildConfig, OnionConfig, Output, StopAfter, Variant};
+use debstrap_onion::hooks::{Hook, HookPoint, Hooks};
 use debstrap_onion::onion;
 use debstrap_onion::progress::{Counter, Reporter, Stage};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -173,6 +174,29 @@ struct BuildArgs {
     /// Import an existing onion service key directory instead of generating a key.
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     onion_key: Option<PathBuf>,
+
+    /// Run COMMAND (or a special form: copy-in, tar-in, upload, sync-in, ...) on the empty root,
+    /// before anything is unpacked; $1 is the root (repeatable).
+    #[arg(long, value_name = "COMMAND", help_heading = "Hooks (as mmdebstrap's)")]
+    setup_hook: Vec<String>,
+    /// Run COMMAND once every package is unpacked, before configuration (repeatable).
+    #[arg(long, value_name = "COMMAND", help_heading = "Hooks (as mmdebstrap's)")]
+    extract_hook: Vec<String>,
+    /// Run COMMAND once every package is configured (repeatable).
+    #[arg(long, value_name = "COMMAND", help_heading = "Hooks (as mmdebstrap's)")]
+    essential_hook: Vec<String>,
+    /// Run COMMAND at the end, before the onion service and the output (repeatable).
+    #[arg(long, value_name = "COMMAND", help_heading = "Hooks (as mmdebstrap's)")]
+    customize_hook: Vec<String>,
+    /// Run the executables in DIR named setup*, extract*, essential* and customize* at their
+    /// points, in name order (repeatable).
+    #[arg(
+        long,
+        visible_alias = "hook-dir",
+        value_name = "DIR",
+        help_heading = "Hooks (as mmdebstrap's)"
+    )]
+    hook_directory: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -262,7 +286,7 @@ fn service<R: std::fmt::Display>(
 }
 
 fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
-    let config = match build_config(args) {
+    let config = match build_config(args, progress.verbosity) {
         Ok(config) => config,
         Err(err) => return fail(progress, &err, EXIT_USAGE),
     };
@@ -301,7 +325,8 @@ fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
     }
 }
 
-fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
+fn build_config(args: BuildArgs, verbosity: u8) -> anyhow::Result<BuildConfig> {
+    let hooks = hooks(&args.hook_lists(), &args.hook_directory, verbosity)?;
     let env_mirror = std::env::var("DEBSTRAP_MIRROR").ok();
     let explicit = args.mirror_arg.as_deref().or(args.mirror.as_deref());
     let mirror = config::discover_mirror(
@@ -346,8 +371,43 @@ fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
         host_root: args.host_root,
         onion_key: args.onion_key,
     };
+    config.hooks = hooks;
     config.validate()?;
     Ok(config)
+}
+
+impl BuildArgs {
+    /// The hook options, point by point, in the order given.
+    fn hook_lists(&self) -> [(HookPoint, &[String]); 4] {
+        [
+            (HookPoint::Setup, &self.setup_hook),
+            (HookPoint::Extract, &self.extract_hook),
+            (HookPoint::Essential, &self.essential_hook),
+            (HookPoint::Customize, &self.customize_hook),
+        ]
+    }
+}
+
+/// The hooks: each --hook-directory's scripts first (as mmdebstrap adds them where the option
+/// stands, and runs each point's hooks in order), then the hook options.
+fn hooks(
+    lists: &[(HookPoint, &[String]); 4],
+    directories: &[PathBuf],
+    verbosity: u8,
+) -> anyhow::Result<Hooks> {
+    let mut hooks = Hooks {
+        list: Vec::new(),
+        verbosity,
+    };
+    for dir in directories {
+        hooks.add_directory(dir)?;
+    }
+    for (point, texts) in lists {
+        for text in texts.iter() {
+            hooks.list.push((*point, Hook::parse(text)?));
+        }
+    }
+    Ok(hooks)
 }
 
 fn print_report(config: &BuildConfig, report: &debstrap_onion::BuildReport, progress: &Progress) {
@@ -469,6 +529,8 @@ struct Progress {
     last_stage: Mutex<Option<Stage>>,
     terminal: bool,
     quiet: bool,
+    /// mmdebstrap's verbosity level, for hooks: 0 quiet, 1 normal, 2 verbose, 3 debug.
+    verbosity: u8,
 }
 
 impl Progress {
@@ -510,6 +572,7 @@ impl Progress {
             last_stage: Mutex::new(None),
             terminal,
             quiet,
+            verbosity: if quiet { 0 } else { 1 + verbose.min(2) },
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::config::{BuildConfig, Output, StopAfter, Variant};
 use crate::fetch::{self, CachedDeb, Fetcher, Keyring};
 use crate::preflight::{self, PreflightError, Runs};
+use crate::hooks::{self, HookPoint};
 use crate::progress::{Reporter, Stage};
 use crate::resolve::{self, Selection};
 use crate::{onion, output, stage, target, unpack};
@@ -30,6 +31,8 @@ pub enum Error {
     Unpack(#[from] unpack::UnpackError),
     #[error(transparent)]
     Stage(#[from] stage::StageError),
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
     #[error(transparent)]
     Onion(#[from] onion::OnionError),
     #[error(transparent)]
@@ -180,6 +183,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
 
     // Each stage starts with a check that the build directory is still the one created.
     let build_dir = BuildDir::create(BuildPlace::decide(config)?, &config.output, config.force)?;
+    run_hooks(config, &build_dir, HookPoint::Setup, reporter)?;
     let unpacked = download_and_unpack(
         config,
         &runtime,
@@ -191,6 +195,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     drop(runtime);
     unpack::write_available(build_dir.verify()?, &available)?;
     unpack::write_foreign_archs(build_dir.verify()?, &config.arch, &config.foreign_archs)?;
+    run_hooks(config, &build_dir, HookPoint::Extract, reporter)?;
     // The onion stage's host-side changes are kept only once the root is committed: dropped on
     // any error or stop below, they put the host back (before the build directory goes).
     let onion = finish_root(config, &runs, &unpacked, &build_dir, &mut clock)?;
@@ -369,6 +374,9 @@ fn finish_root(
         },
         clock.reporter,
     )?;
+    // Everything is configured at once, so the essential point follows the whole set.
+    run_hooks(config, build_dir, HookPoint::Essential, clock.reporter)?;
+    run_hooks(config, build_dir, HookPoint::Customize, clock.reporter)?;
     if !config.wants_onion() {
         return Ok(None);
     }
@@ -400,6 +408,39 @@ fn finish_root(
         configured.keep_now();
     }
     Ok(Some(configured))
+}
+
+/// Runs the hooks given for `point` on the build directory.
+fn run_hooks(
+    config: &BuildConfig,
+    build_dir: &BuildDir,
+    point: HookPoint,
+    reporter: &dyn Reporter,
+) -> Result<(), Error> {
+    if !config.hooks.any_at(point) {
+        return Ok(());
+    }
+    let format = match config.output {
+        Output::Directory(_) => "directory",
+        _ => "tar",
+    };
+    hooks::run(
+        &hooks::HookRequest {
+            root: build_dir.verify()?,
+            point,
+            hooks: &config.hooks,
+            facts: hooks::BuildFacts {
+                arch: &config.arch,
+                suite: &config.suite,
+                variant: config.variant.name(),
+                format,
+                include: &config.include,
+                name: &config.name,
+            },
+        },
+        reporter,
+    )?;
+    Ok(())
 }
 
 /// Times stages and tells the reporter when one begins.

@@ -273,6 +273,8 @@ pub struct BuildConfig {
     /// Clamp timestamps and remove volatile files for reproducible output.
     pub source_date_epoch: Option<i64>,
     pub onion: OnionConfig,
+    /// Commands and special forms run at the setup, extract, essential and customize points.
+    pub hooks: crate::hooks::Hooks,
 }
 
 impl BuildConfig {
@@ -298,6 +300,7 @@ impl BuildConfig {
             force: false,
             source_date_epoch: None,
             onion: OnionConfig::default(),
+            hooks: crate::hooks::Hooks::default(),
         }
     }
 

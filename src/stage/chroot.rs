@@ -397,6 +397,26 @@ pub(crate) fn run(
     inv: &Invocation,
     on_stdout_line: &mut dyn FnMut(&str),
 ) -> Result<Output, StageError> {
+    supervise(inv, true, on_stdout_line)
+}
+
+/// Runs an [`Invocation`] on the host, beside the root rather than in it (a hook): in the
+/// caller's directory and mount namespace, with the caller's environment plus `inv.env`
+/// (TMPDIR and APT_CONFIG removed, as mmdebstrap does), standard error merged into standard
+/// output, and the same process group, log, stop and failure handling as [`run`].
+pub(crate) fn run_beside(
+    inv: &Invocation,
+    on_output_line: &mut dyn FnMut(&str),
+) -> Result<Output, StageError> {
+    supervise(inv, false, on_output_line)
+}
+
+/// [`run`] when `chrooted`, [`run_beside`] otherwise.
+fn supervise(
+    inv: &Invocation,
+    chrooted: bool,
+    on_stdout_line: &mut dyn FnMut(&str),
+) -> Result<Output, StageError> {
     let command_line = inv.argv.join(" ");
     let spawn_error = |source| StageError::Spawn {
         root: inv.root.path().to_path_buf(),
@@ -428,12 +448,21 @@ pub(crate) fn run(
     let mut command = Command::new(program);
     command
         .args(args)
-        .env_clear()
-        .envs(CHROOT_ENV.iter().copied())
-        .envs(inv.env.iter().copied())
         .stdin(Stdio::null())
-        .stdout(out_file.try_clone().map_err(spawn_error)?)
-        .stderr(err_file.try_clone().map_err(spawn_error)?);
+        .stdout(out_file.try_clone().map_err(spawn_error)?);
+    if chrooted {
+        command
+            .env_clear()
+            .envs(CHROOT_ENV.iter().copied())
+            .stderr(err_file.try_clone().map_err(spawn_error)?);
+    } else {
+        // One stream, so a hook's messages and errors stay in the order it wrote them.
+        command
+            .env_remove("TMPDIR")
+            .env_remove("APT_CONFIG")
+            .stderr(out_file.try_clone().map_err(spawn_error)?);
+    }
+    command.envs(inv.env.iter().copied());
     // Read before the fork: the child compares its parent with this to see whether the build
     // died before the child asked to die with it.
     let build_pid = nix::unistd::getpid();
@@ -445,7 +474,11 @@ pub(crate) fn run(
         command.pre_exec(move || {
             // A process group of its own, so a stop reaches every process the command started.
             nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
+            // Hooks too: whatever a command started ends with it.
             enter_own_pid_namespace(build_pid)?;
+            if !chrooted {
+                return Ok(());
+            }
             // Into the held root by its descriptor: whatever its path names now is not entered.
             nix::unistd::fchdir(root_fd)?;
             nix::unistd::chroot(c".")?;

@@ -27,6 +27,7 @@ use crate::unpack::Unpacked;
 pub use chroot::{
     is_mount_point, mount_point_of, mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV,
 };
+pub(crate) use chroot::{run_beside, Invocation};
 pub use namespace::in_private_mounts;
 pub(crate) use namespace::{detach, fd_path, mount_entries_under, open_mount};
 pub(crate) use rootfs::RootDir;

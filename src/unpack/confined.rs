@@ -74,6 +74,57 @@ impl Root {
         openat2(&self.fd, path, flags | OFlags::CLOEXEC, Mode::empty())
     }
 
+    /// Opens `path` with `flags | O_CREAT`, a new file getting `mode` (less the umask).
+    pub fn open_create(&self, path: &[u8], flags: OFlags, mode: u32) -> io::Result<OwnedFd> {
+        openat2(
+            &self.fd,
+            path,
+            flags | OFlags::CREATE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+    }
+
+    /// What `path` resolves to inside the root (every symlink followed, as the chroot's
+    /// realpath would), as its parent directory and its name there; `None` for the root itself.
+    /// The name is checked to still give the same file, so the pair names exactly it.
+    pub fn resolve_parent(&self, path: &[u8]) -> io::Result<(OwnedFd, Option<Vec<u8>>)> {
+        use std::os::unix::ffi::OsStrExt;
+        let target = self.open(path, OFlags::PATH)?;
+        let same = |a: &rustix::fs::Stat, b: &rustix::fs::Stat| {
+            (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+        };
+        let found = rustix::fs::fstat(&target)?;
+        if same(&found, &rustix::fs::fstat(&self.fd)?) {
+            return Ok((self.open_dir(b".")?, None));
+        }
+        // The kernel's name for both, in this thread's mount namespace: the resolved path
+        // below the root is the difference, and has no symlink left in it.
+        let name_of = |fd: &OwnedFd| {
+            let link = format!(
+                "/proc/thread-self/fd/{}",
+                std::os::fd::AsRawFd::as_raw_fd(fd)
+            );
+            fs_err::read_link(link)
+        };
+        let (full, base) = (name_of(&target)?, name_of(&self.fd)?);
+        let rel = full
+            .strip_prefix(&base)
+            .map_err(|_| io::Error::other("the resolved path is not below the root"))?;
+        let name = rel
+            .file_name()
+            .ok_or_else(|| io::Error::other("the resolved path has no name"))?;
+        let parent = match rel.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.as_os_str().as_bytes(),
+            _ => b".",
+        };
+        let dir = self.open_dir(parent)?;
+        let there = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        if !same(&found, &there) {
+            return Err(io::Error::other("it changed while it was resolved"));
+        }
+        Ok((dir, Some(name.as_bytes().to_vec())))
+    }
+
     /// Opens a directory (O_PATH) inside the root, following symlinks as the chroot would.
     pub fn open_dir(&self, path: &[u8]) -> io::Result<OwnedFd> {
         self.open(path, OFlags::PATH | OFlags::DIRECTORY)

@@ -17,7 +17,7 @@
 //! earliest. When the root did not exist
 //! before, a failure removes it again; a root that existed is left as the failure found it.
 
-mod confined;
+pub(crate) mod confined;
 mod control;
 mod database;
 mod deb;
@@ -37,6 +37,7 @@ use crate::progress::{Counter, Reporter};
 pub use control::ControlProblem;
 pub use deb::{MAX_CONTROL_TOTAL, MAX_DATA_TAR, MAX_TAR_EXTENSION, MIN_FREE, MIN_FREE_INODES};
 pub use path::PathProblem;
+pub(crate) use path::RelPath;
 
 use crate::HeldRoot;
 use confined::Root;
