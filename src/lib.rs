@@ -8,7 +8,8 @@
 //! 2. [`resolve::resolve`]: RepoIndex + [`resolve::Selection`] → [`resolve::Resolution`].
 //! 3. [`fetch::download`]: Resolution → verified .debs in a content-addressed cache.
 //! 4. [`unpack::unpack`]: .debs → files confined under the target root, plus dpkg's database.
-//! 5. [`stage::stage`]: chroot(2), mounts, policy-rc.d, maintainer scripts, `dpkg --configure -a`.
+//! 5. [`stage::stage`]: chroot(2), mounts, policy-rc.d, maintainer scripts, dpkg's configuration
+//!    in debootstrap's phases.
 //! 6. [`onion::configure`]: nginx site in the chroot; onion key, torrc and schroot on the host.
 //! 7. [`output`]: the directory as it is, or a reproducible tarball.
 //!

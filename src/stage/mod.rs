@@ -1,6 +1,7 @@
 //! Stage: finish an unpacked root through chroot(2) — mounts, device nodes, policy-rc.d, the
-//! maintainer scripts dpkg needs and `dpkg --configure -a` — into a working Debian, and write
-//! the per-machine files (apt sources, hostname, fstab, resolv.conf) as debootstrap does.
+//! maintainer scripts dpkg needs and dpkg's configuration in debootstrap's phases — into a
+//! working Debian, and write the per-machine files (apt sources, hostname, fstab, resolv.conf)
+//! as debootstrap does.
 //!
 //! Takes the root [`crate::unpack::unpack`] left (files plus dpkg's database, every package
 //! `unpacked`); gives a root where every package is `installed`, with nothing left mounted.
