@@ -10,7 +10,10 @@
 //! 4. [`unpack::unpack`]: .debs → files confined under the target root, plus dpkg's database.
 //! 5. [`stage::stage`]: chroot(2), mounts, policy-rc.d, maintainer scripts, `dpkg --configure -a`.
 //! 6. [`onion::configure`]: nginx site in the chroot; onion key, torrc and schroot on the host.
-//! 7. [`output`]: the directory as it is, or a reproducible tarball.
+//! 7. [`sbom::sbom`]: the root's dpkg status + the Release + the verified .debs → an SPDX
+//!    document, when `--sbom` asks for it or an OCI image carries it.
+//! 8. [`output`]: the directory as it is, a reproducible tarball, or a squashfs, ext4 or OCI
+//!    image.
 
 pub mod cancel;
 pub mod config;
@@ -20,6 +23,7 @@ pub mod onion;
 pub mod output;
 pub mod progress;
 pub mod resolve;
+pub mod sbom;
 pub mod stage;
 pub mod unpack;
 
