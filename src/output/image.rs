@@ -73,7 +73,7 @@ pub(super) fn programs(format: ImageFormat) -> &'static [Program] {
 pub(super) fn find(program: Program) -> Result<PathBuf, OutputError> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    dirs.extend(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from));
+    dirs.extend(["/usr/sbin", "/sbin"].map(PathBuf::from));
     dirs.into_iter()
         .filter(|dir| dir.is_absolute())
         .map(|dir| dir.join(program.name))

@@ -56,7 +56,7 @@ mod oci;
 mod tar;
 mod walk;
 
-pub use oci::REF_NAME as OCI_REF_NAME;
+pub use oci::{REF_NAME as OCI_REF_NAME, SBOM_FILE as OCI_SBOM_FILE};
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};

@@ -4,9 +4,10 @@
 //! The layout holds one image: a single layer that is this tool's reproducible tarball of the
 //! root, gzip-compressed (`application/vnd.oci.image.layer.v1.tar+gzip`); a config naming the
 //! architecture, `linux`, the layer's diff_id and `/bin/bash` as the default command; and a
-//! manifest, listed in `index.json` under the name `latest`. The SBOM is attached the OCI 1.1
-//! way: a second manifest whose `subject` is the image's, with `artifactType`
-//! `application/spdx+json` and the SBOM as its one blob, also listed in `index.json`.
+//! manifest, the only one `index.json` lists (so `oci-archive:FILE` needs no image name), named
+//! `latest` there. The SBOM is the file `sbom.spdx.json` beside `index.json`: not a second
+//! manifest in the index (an OCI 1.1 referrer), since skopeo and podman then refuse the archive
+//! without an image name.
 //!
 //! JSON documents are written with sorted keys and no whitespace, blobs are named by their
 //! sha256, and times come from SOURCE_DATE_EPOCH, so the same root gives the same digests.
@@ -26,8 +27,8 @@ use crate::HeldRoot;
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const EMPTY: &str = "application/vnd.oci.empty.v1+json";
-const SPDX: &str = "application/spdx+json";
+/// The SBOM's file in the layout, beside `index.json`.
+pub const SBOM_FILE: &str = "sbom.spdx.json";
 /// The name the image has in `index.json` (`oci-archive:FILE:latest`).
 pub const REF_NAME: &str = "latest";
 
@@ -81,29 +82,14 @@ pub(super) fn write_layout(request: &OciRequest, layout: &Path) -> Result<(), Ou
             "layers": [layer],
         }),
     )?;
-    let empty = write_blob(&blobs, EMPTY, b"{}")?;
-    let sbom = write_blob(&blobs, SPDX, request.sbom)?;
-    let sbom_manifest = write_json(
-        &blobs,
-        MANIFEST,
-        &json!({
-            "schemaVersion": 2,
-            "mediaType": MANIFEST,
-            "artifactType": SPDX,
-            "config": empty,
-            "layers": [sbom],
-            "subject": manifest,
-        }),
-    )?;
-    let mut image = manifest.clone();
+    let mut image = manifest;
     image["annotations"] = json!({ "org.opencontainers.image.ref.name": REF_NAME });
-    let mut attached = sbom_manifest;
-    attached["artifactType"] = json!(SPDX);
     let index = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [image, attached],
+        "manifests": [image],
     });
+    write_file(&layout.join(SBOM_FILE), request.sbom)?;
     write_file(&layout.join("index.json"), &to_bytes(&index))?;
     write_file(
         &layout.join("oci-layout"),
