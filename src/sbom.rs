@@ -83,7 +83,12 @@ pub fn sbom(request: &SbomRequest) -> Result<Vec<u8>, SbomError> {
     let debs: HashMap<(&str, &str, &str), &Package> = request
         .packages
         .iter()
-        .map(|p| ((p.name.as_str(), p.architecture.as_str(), p.version.as_str()), p))
+        .map(|p| {
+            (
+                (p.name.as_str(), p.architecture.as_str(), p.version.as_str()),
+                p,
+            )
+        })
         .collect();
     let release = request.release;
     let release_date = rfc3339(epoch_of(release.date()));
@@ -265,7 +270,9 @@ fn installed_packages(root: &HeldRoot) -> Result<Vec<Installed>, SbomError> {
         let (source, source_version) = match source.split_once(' ') {
             Some((source, version)) => (
                 source.to_string(),
-                version.trim_matches(|c| c == '(' || c == ')' || c == ' ').to_string(),
+                version
+                    .trim_matches(|c| c == '(' || c == ')' || c == ' ')
+                    .to_string(),
             ),
             None if source.is_empty() => (name.clone(), version.clone()),
             None => (source, version.clone()),
@@ -540,7 +547,10 @@ mod tests {
     #[test]
     fn debian_license_names_become_spdx_expressions() {
         let mut refs = BTreeMap::new();
-        assert_eq!(spdx_expression("GPL-2+", "p", &mut refs), "GPL-2.0-or-later");
+        assert_eq!(
+            spdx_expression("GPL-2+", "p", &mut refs),
+            "GPL-2.0-or-later"
+        );
         assert_eq!(
             spdx_expression("GPL-2+ or Artistic", "p", &mut refs),
             "GPL-2.0-or-later OR Artistic-1.0-Perl"

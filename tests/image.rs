@@ -103,9 +103,17 @@ fn root_every_image_format_repeats_across_builds_and_holds_the_directory_build()
         // A cache of its own for each round: nothing is shared between the two builds.
         let cache = work.join(format!("cache-{round}"));
         for name in ["root.squashfs", "root.ext4", "root.oci"] {
-            ok(&mut build(&served, &cache, &work.join(format!("{round}-{name}")), &[]));
+            ok(&mut build(
+                &served,
+                &cache,
+                &work.join(format!("{round}-{name}")),
+                &[],
+            ));
         }
-        let sbom = format!("--sbom={}", work.join(format!("{round}-sbom.json")).display());
+        let sbom = format!(
+            "--sbom={}",
+            work.join(format!("{round}-sbom.json")).display()
+        );
         ok(&mut build(
             &served,
             &cache,
@@ -113,7 +121,13 @@ fn root_every_image_format_repeats_across_builds_and_holds_the_directory_build()
             &["--format", "oci", &sbom],
         ));
     }
-    for name in ["root.squashfs", "root.ext4", "root.oci", "sbom.json", "layout/index.json"] {
+    for name in [
+        "root.squashfs",
+        "root.ext4",
+        "root.oci",
+        "sbom.json",
+        "layout/index.json",
+    ] {
         assert_eq!(
             sha256sum(&work.join(format!("a-{name}"))),
             sha256sum(&work.join(format!("b-{name}"))),
@@ -122,15 +136,31 @@ fn root_every_image_format_repeats_across_builds_and_holds_the_directory_build()
     }
 
     unsquash(&work.join("a-root.squashfs"), &work.join("sq"));
-    assert_eq!(listing(&work.join("sq")), want, "squashfs differs from the directory");
+    assert_eq!(
+        listing(&work.join("sq")),
+        want,
+        "squashfs differs from the directory"
+    );
     ext4_tree(&work.join("a-root.ext4"), &work.join("e4"));
-    assert_eq!(listing(&work.join("e4")), want, "ext4 differs from the directory");
+    assert_eq!(
+        support::image::as_rdump_copies(&listing(&work.join("e4"))),
+        support::image::as_rdump_copies(&want),
+        "ext4 differs from the directory"
+    );
     let rootfs = umoci_rootfs(&work.join("a-layout"), &work.join("bundle"));
-    assert_eq!(listing(&rootfs), want, "the OCI layer differs from the directory");
+    assert_eq!(
+        listing(&rootfs),
+        want,
+        "the OCI layer differs from the directory"
+    );
     let inspected = skopeo_inspect(&work.join("a-root.oci"));
     assert_eq!(inspected["Architecture"], "amd64", "{inspected}");
     assert_eq!(inspected["Os"], "linux", "{inspected}");
-    assert_eq!(inspected["Layers"].as_array().map(Vec::len), Some(1), "{inspected}");
+    assert_eq!(
+        inspected["Layers"].as_array().map(Vec::len),
+        Some(1),
+        "{inspected}"
+    );
     // The archive is the layout: the same index, and the SBOM inside is the one --sbom wrote.
     let extracted = work.join("extracted");
     fs_err::create_dir(&extracted).expect("mkdir");
@@ -191,8 +221,15 @@ fn an_image_suffix_we_do_not_write_is_refused_before_any_fetch() {
     let out = served.dir.path().join("out");
     fs_err::create_dir(&out).expect("mkdir");
     let stderr = refused(&served, &out.join("root.img"), &[], None);
-    assert!(stderr.contains("\".img\" is not an image format"), "{stderr}");
-    assert!(names_in(&out).is_empty(), "left behind: {:?}", names_in(&out));
+    assert!(
+        stderr.contains("\".img\" is not an image format"),
+        "{stderr}"
+    );
+    assert!(
+        names_in(&out).is_empty(),
+        "left behind: {:?}",
+        names_in(&out)
+    );
 }
 
 #[test]
@@ -201,13 +238,22 @@ fn a_missing_mksquashfs_is_named_with_its_package_before_any_fetch() {
     let out = served.dir.path().join("out");
     fs_err::create_dir(&out).expect("mkdir");
     // mksquashfs is looked for on PATH (and in the sbin directories, where it never is).
-    let stderr = refused(&served, &out.join("root.squashfs"), &[], Some("/nonexistent"));
+    let stderr = refused(
+        &served,
+        &out.join("root.squashfs"),
+        &[],
+        Some("/nonexistent"),
+    );
     assert!(
         stderr.contains("mksquashfs is not installed")
             && stderr.contains("apt-get install squashfs-tools"),
         "{stderr}"
     );
-    assert!(names_in(&out).is_empty(), "left behind: {:?}", names_in(&out));
+    assert!(
+        names_in(&out).is_empty(),
+        "left behind: {:?}",
+        names_in(&out)
+    );
 }
 
 #[test]
@@ -217,5 +263,9 @@ fn format_oci_with_a_tarball_target_is_refused_before_any_fetch() {
     fs_err::create_dir(&out).expect("mkdir");
     let stderr = refused(&served, &out.join("root.tar"), &["--format", "oci"], None);
     assert!(stderr.contains("--format oci"), "{stderr}");
-    assert!(names_in(&out).is_empty(), "left behind: {:?}", names_in(&out));
+    assert!(
+        names_in(&out).is_empty(),
+        "left behind: {:?}",
+        names_in(&out)
+    );
 }

@@ -170,7 +170,9 @@ pub(super) fn ext4(
     let size = measured.ext4_size();
     check_room(dest, measured.content_bytes())?;
     let mut command = Command::new(&mke2fs);
-    command.args(["-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0"]);
+    command.args([
+        "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
+    ]);
     command
         .arg("-N")
         .arg(measured.inodes().to_string())
@@ -322,7 +324,6 @@ fn output_of(program: Program, command: &mut Command) -> Result<String, OutputEr
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
-
 
 #[cfg(test)]
 mod tests {

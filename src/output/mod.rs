@@ -1,9 +1,10 @@
-//! Output: make a finished root deterministic and, for tarball targets, write it as a
-//! reproducible tarball.
+//! Output: make a finished root deterministic and, for tarball and image targets, write it as a
+//! reproducible tarball or image.
 //!
 //! Takes the root directory the earlier stages built and the [`Output`] the user asked for;
 //! gives a tarball file (written beside its destination and renamed into place, so no
-//! half-written tarball is ever left at the path), a tarball on standard output, or — for
+//! half-written tarball is ever left at the path), a tarball on standard output, an image
+//! ([`write_image`]: squashfs and ext4 in `image`, OCI in `oci`, placed the same way), or — for
 //! directory targets — nothing more than [`make_deterministic`]'s changes to the root.
 //!
 //! # The tarball
@@ -252,10 +253,12 @@ fn write_with_tool(
 ) -> Result<(), OutputError> {
     let temp = temp_beside(path)?;
     write(temp.path())?;
-    temp.as_file().sync_all().map_err(|source| OutputError::Write {
-        target: path.display().to_string(),
-        source,
-    })?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|source| OutputError::Write {
+            target: path.display().to_string(),
+            source,
+        })?;
     crate::cancel::check()?;
     temp.persist(path).map_err(|e| OutputError::Persist {
         path: path.to_path_buf(),

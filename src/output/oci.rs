@@ -118,13 +118,16 @@ fn write_layer(request: &OciRequest, blobs: &Path) -> Result<(Value, String), Ou
     let file = fs_err::File::create(&temp).map_err(|e| write_err(&temp, e))?;
     let target = temp.display().to_string();
     let compressed = Hashing::new(BufWriter::with_capacity(1 << 20, file));
-    let compressor = Compressor::new(compressed, Compression::Gzip).map_err(|e| write_err(&temp, e))?;
+    let compressor =
+        Compressor::new(compressed, Compression::Gzip).map_err(|e| write_err(&temp, e))?;
     let mut tar = Hashing::new(compressor);
     super::archive::write_archive(request.root, &mut tar, request.source_date_epoch, &target)?;
     let (compressor, diff_id, _) = tar.finish();
     let compressed = compressor.finish().map_err(|e| write_err(&temp, e))?;
     let (out, digest, size) = compressed.finish();
-    let file = out.into_inner().map_err(|e| write_err(&temp, e.into_error()))?;
+    let file = out
+        .into_inner()
+        .map_err(|e| write_err(&temp, e.into_error()))?;
     file.sync_all().map_err(|e| write_err(&temp, e))?;
     drop(file);
     set_mode(&temp)?;

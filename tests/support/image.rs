@@ -24,7 +24,15 @@ pub fn tool(cmd: &mut Command) -> String {
 pub fn listing(root: &Path) -> String {
     let found = tool(
         Command::new("find")
-            .args([".", "-mindepth", "1", "-path", "./lost+found", "-prune", "-o"])
+            .args([
+                ".",
+                "-mindepth",
+                "1",
+                "-path",
+                "./lost+found",
+                "-prune",
+                "-o",
+            ])
             .args(["-printf", "%p %y %m %U %G %l\\n"])
             .current_dir(root),
     );
@@ -93,4 +101,34 @@ pub fn sha256sum(path: &Path) -> String {
         .next()
         .expect("a hash")
         .to_string()
+}
+
+/// A [`listing`] as debugfs's rdump can reproduce it: rdump copies no device nodes or fifos
+/// and drops the setuid, setgid and sticky bits, so those lines go and modes keep their last
+/// three digits (tests check such inodes with [`debugfs_stat`] instead).
+pub fn as_rdump_copies(listing: &str) -> String {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.splitn(4, ' ').collect();
+            match fields.as_slice() {
+                [_, "c" | "b" | "p", ..] => None,
+                [path, kind, mode, rest] if mode.len() == 4 => {
+                    Some(format!("{path} {kind} {} {rest}", &mode[1..]))
+                }
+                _ => Some(line.to_string()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What debugfs says of one inode of an ext4 image (`stat PATH`).
+pub fn debugfs_stat(image: &Path, path: &str) -> String {
+    tool(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("stat {path}"))
+            .arg(image),
+    )
 }
