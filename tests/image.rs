@@ -269,3 +269,61 @@ fn format_oci_with_a_tarball_target_is_refused_before_any_fetch() {
         names_in(&out)
     );
 }
+
+#[test]
+fn root_an_ext4_image_the_destination_cannot_hold_is_refused_and_leaves_nothing() {
+    use support::host::{require_program, require_root};
+    if !require_root() || !require_program("unshare") || !require_program("mke2fs") {
+        return;
+    }
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &tiny_debs());
+    let small = served.dir.path().join("small");
+    fs_err::create_dir(&small).expect("mkdir");
+    // A 40 MiB tmpfs, mounted in a mount namespace of its own (gone with the shell, whatever
+    // happens): room for the tiny root (unpacking wants 32 MiB free), not for its ext4 image
+    // (its content plus the 64 MiB margin). The shell lists what
+    // is left in it after the build, then exits with the build's status.
+    let cmd = build(
+        &served,
+        &served.dir.path().join("cache"),
+        &small.join("root.ext4"),
+        &[],
+    );
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=40m tmpfs \"$0\" || exit 99; \"$@\"; status=$?; \
+             ls -A \"$0\"; exit $status",
+        )
+        .arg(&small)
+        .arg(program)
+        .args(args)
+        .envs(
+            cmd.get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(99),
+        "cannot mount a tmpfs: {stderr}"
+    );
+    assert!(
+        !out.status.success(),
+        "an image that cannot fit was written"
+    );
+    assert!(
+        stderr.contains("the image does not fit") && stderr.contains(&small.display().to_string()),
+        "{stderr}"
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "left behind in the destination"
+    );
+}

@@ -168,7 +168,7 @@ pub(super) fn ext4(
     let mke2fs = find(MKE2FS)?;
     let measured = measure(root)?;
     let size = measured.ext4_size();
-    check_room(dest, measured.content_bytes())?;
+    check_room(dest, size)?;
     let mut command = Command::new(&mke2fs);
     command.args([
         "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256", "-m", "0",
@@ -195,7 +195,8 @@ pub(super) fn ext4(
     Ok(())
 }
 
-/// Refuses an image the destination's filesystem cannot hold.
+/// Refuses an image the destination's filesystem cannot hold at its full size (the file is
+/// sparse, but a copy of it is not, and the journal and metadata are written).
 fn check_room(dest: &Path, needed: u64) -> Result<(), OutputError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     let Ok(stat) = nix::sys::statvfs::statvfs(dir) else {
