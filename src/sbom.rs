@@ -124,7 +124,7 @@ pub fn sbom(request: &SbomRequest) -> Result<Vec<u8>, SbomError> {
         use sha2::Digest as _;
         let id = format!("SPDXRef-Package-{i}-{}", id_safe(&package.name));
         let declared = match declared_license(request.root, &package.name)? {
-            Some(license) => spdx_expression(&license, &package.name, &mut licenses),
+            Some(license) => spdx_expression(&license, &mut licenses),
             None => "NOASSERTION".to_string(),
         };
         let mut entry = json!({
@@ -380,7 +380,7 @@ const SPDX_NAMES: [(&str, &str); 44] = [
 /// The SPDX expression for a Debian `License:` line: terms joined by `or`/`and` are mapped one
 /// by one; a term without an SPDX identifier (or with an exception) becomes a `LicenseRef-`,
 /// recorded in `refs` (identifier → Debian name).
-fn spdx_expression(license: &str, _package: &str, refs: &mut BTreeMap<String, String>) -> String {
+fn spdx_expression(license: &str, refs: &mut BTreeMap<String, String>) -> String {
     let mut out = Vec::new();
     for (i, alternative) in split_words(license, "or").into_iter().enumerate() {
         if i > 0 {
@@ -436,17 +436,12 @@ fn split_words(text: &str, word: &str) -> Vec<String> {
 fn id_safe(text: &str) -> String {
     let safe: String = text
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else if c == '+' {
-                '+'
-            } else {
-                '-'
-            }
+        .map(|c| match c {
+            c if c.is_ascii_alphanumeric() || c == '.' || c == '-' => c.to_string(),
+            '+' => "-plus".to_string(),
+            _ => "-".to_string(),
         })
-        .collect::<String>()
-        .replace('+', "-plus");
+        .collect::<String>();
     if safe.is_empty() {
         "unnamed".to_string()
     } else {
@@ -547,20 +542,17 @@ mod tests {
     #[test]
     fn debian_license_names_become_spdx_expressions() {
         let mut refs = BTreeMap::new();
+        assert_eq!(spdx_expression("GPL-2+", &mut refs), "GPL-2.0-or-later");
         assert_eq!(
-            spdx_expression("GPL-2+", "p", &mut refs),
-            "GPL-2.0-or-later"
-        );
-        assert_eq!(
-            spdx_expression("GPL-2+ or Artistic", "p", &mut refs),
+            spdx_expression("GPL-2+ or Artistic", &mut refs),
             "GPL-2.0-or-later OR Artistic-1.0-Perl"
         );
         assert_eq!(
-            spdx_expression("public-domain", "p", &mut refs),
+            spdx_expression("public-domain", &mut refs),
             "LicenseRef-public-domain"
         );
         assert_eq!(
-            spdx_expression("GPL-2+ with OpenSSL exception", "p", &mut refs),
+            spdx_expression("GPL-2+ with OpenSSL exception", &mut refs),
             "LicenseRef-GPL-2-plus-with-OpenSSL-exception"
         );
         assert_eq!(refs.len(), 2);
