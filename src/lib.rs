@@ -11,7 +11,10 @@
 //! 5. [`stage::stage`]: chroot(2), mounts, policy-rc.d, maintainer scripts, dpkg's configuration
 //!    in debootstrap's phases.
 //! 6. [`onion::configure`]: nginx site in the chroot; onion key, torrc and schroot on the host.
-//! 7. [`output`]: the directory as it is, or a reproducible tarball.
+//! 7. [`sbom::sbom`]: the root's dpkg status + the Release + the verified .debs → an SPDX
+//!    document, when `--sbom` asks for it or an OCI image carries it.
+//! 8. [`output`]: the directory as it is, a reproducible tarball, or a squashfs, ext4 or OCI
+//!    image.
 //!
 //! [`hooks::run`] runs the user's hooks (mmdebstrap's) on the root at four points: setup (before
 //! unpacking), extract (before configuration), essential and customize (after configuration,
@@ -27,6 +30,7 @@ pub mod output;
 pub mod preflight;
 pub mod progress;
 pub mod resolve;
+pub mod sbom;
 pub mod stage;
 pub mod unpack;
 

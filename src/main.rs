@@ -99,7 +99,9 @@ struct BuildArgs {
     suite: String,
     /// Directory to build in (default /srv/chroot/NAME; an empty mount point is built in place);
     /// a name ending in .tar, .tar.gz, .tgz, .tar.xz or .tar.zst that is not an existing
-    /// directory, or `-` for standard output (a file or pipe), writes a tarball instead.
+    /// directory, or `-` for standard output (a file or pipe), writes a tarball instead;
+    /// .squashfs or .sqfs a squashfs image (needs mksquashfs), .ext4 an ext4 image (needs
+    /// mke2fs), .oci an OCI image archive.
     target: Option<PathBuf>,
     /// Mirror URL (http://, https:// or file://); overrides --mirror.
     #[arg(value_name = "MIRROR")]
@@ -153,6 +155,13 @@ struct BuildArgs {
     /// Clamp timestamps to this time and drop volatile files, for reproducible output.
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     source_date_epoch: Option<i64>,
+    /// Write a directory TARGET as an OCI image layout instead of a root (`oci`).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<FormatArg>,
+    /// Also write an SPDX 2.3 JSON bill of materials of the installed packages to FILE (OCI
+    /// images always carry one).
+    #[arg(long, value_name = "FILE")]
+    sbom: Option<PathBuf>,
 
     /// User created in the chroot and allowed into it (and root in it) by schroot.
     #[arg(long, help_heading = "Onion service")]
@@ -197,6 +206,12 @@ struct BuildArgs {
         help_heading = "Hooks (as mmdebstrap's)"
     )]
     hook_directory: Vec<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FormatArg {
+    /// An OCI image layout (a directory TARGET) or archive (an .oci TARGET).
+    Oci,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -340,6 +355,10 @@ fn build_config(args: BuildArgs, verbosity: u8) -> anyhow::Result<BuildConfig> {
         Some(target) => Output::from_target(&target)?,
         None => Output::Directory(PathBuf::from(config::DEFAULT_CHROOT_PARENT).join(&config.name)),
     };
+    if let Some(FormatArg::Oci) = args.format {
+        config.output = config.output.as_oci()?;
+    }
+    config.sbom = args.sbom;
     config.variant = args.variant.into();
     config.include = args.include.into_iter().filter(|s| !s.is_empty()).collect();
     config.exclude = args.exclude.into_iter().filter(|s| !s.is_empty()).collect();

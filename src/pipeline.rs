@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::config::{BuildConfig, Output, StopAfter, Variant};
+use crate::config::{BuildConfig, ImageFormat, Output, StopAfter, Variant};
 use crate::fetch::{self, CachedDeb, Fetcher, Keyring};
-use crate::preflight::{self, PreflightError, Runs};
 use crate::hooks::{self, HookPoint};
+use crate::preflight::{self, PreflightError, Runs};
 use crate::progress::{Reporter, Stage};
 use crate::resolve::{self, Selection};
 use crate::{onion, output, stage, target, unpack};
@@ -37,6 +37,8 @@ pub enum Error {
     Onion(#[from] onion::OnionError),
     #[error(transparent)]
     Output(#[from] output::OutputError),
+    #[error(transparent)]
+    Sbom(#[from] crate::sbom::SbomError),
     #[error("TARGET {path} exists and is not empty; pass --force to replace it, or choose another TARGET")]
     TargetNotEmpty { path: PathBuf },
     #[error("TARGET {path} has mounts inside ({mounts:?}); stop what uses it first (e.g. `debstrap-onion stop NAME`)")]
@@ -92,6 +94,10 @@ pub struct BuildReport {
 /// Runs the pipeline as far as `config.stop_after` says.
 pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildReport, Error> {
     config.validate()?;
+    // An image whose program is missing is refused before anything is downloaded.
+    if config.stop_after == StopAfter::Complete {
+        output::check_programs(&config.output)?;
+    }
     // Where the root goes is decided, and refused, before any work (and checked again when
     // the build directory is made, in case TARGET changed meanwhile).
     if config.stop_after == StopAfter::Complete {
@@ -118,7 +124,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         Keyring::from_files(&config.keyrings).map_err(fetch::FetchError::from)?
     };
     let fetcher = Fetcher::new()?;
-    let (_release, index) = runtime.block_on(fetch::index(
+    let (release, index) = runtime.block_on(fetch::index(
         &fetcher,
         fetch::IndexRequest {
             mirror: &config.mirror,
@@ -206,20 +212,52 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
         crate::cancel::check()?;
         output::make_deterministic(build_dir.verify()?, epoch)?;
     }
+    let wants_sbom = config.sbom.is_some()
+        || matches!(
+            config.output,
+            Output::Image {
+                format: ImageFormat::OciArchive | ImageFormat::OciDir,
+                ..
+            }
+        );
+    let sbom = if wants_sbom {
+        crate::sbom::sbom(&crate::sbom::SbomRequest {
+            root: build_dir.verify()?,
+            name: &config.name,
+            release: &release,
+            packages: &resolution.packages,
+            source_date_epoch: config.source_date_epoch,
+        })?
+    } else {
+        Vec::new()
+    };
     if !matches!(config.output, Output::Directory(_)) {
         clock.begin(Stage::Output);
-        output::write_tarball(
+    }
+    match &config.output {
+        Output::Directory(_) => {}
+        Output::Image { path, format } => output::write_image(
+            build_dir.verify()?,
+            &output::ImageRequest {
+                path,
+                format: *format,
+                source_date_epoch: config.source_date_epoch,
+                arch: &config.arch,
+                sbom: &sbom,
+            },
+        )?,
+        Output::Tarball { .. } | Output::Stdout { .. } => output::write_tarball(
             build_dir.verify()?,
             &config.output,
             config.source_date_epoch,
-        )?;
+        )?,
     }
     build_dir.commit()?;
+    if let Some(path) = &config.sbom {
+        crate::sbom::write_file(path, &sbom)?;
+    }
     report.onion = onion.map(onion::Configured::keep);
-    report.target = match &config.output {
-        Output::Directory(path) | Output::Tarball { path, .. } => Some(path.clone()),
-        Output::Stdout { .. } => None,
-    };
+    report.target = config.output.path().map(Path::to_path_buf);
     report.timings = clock.end();
     Ok(report)
 }
@@ -510,26 +548,35 @@ impl BuildPlace {
     fn decide(config: &BuildConfig) -> Result<BuildPlace, Error> {
         let place = match &config.output {
             Output::Directory(target) => Self::for_directory(target, config.force)?,
+            // The layout replaces TARGET at the end, as a directory build would.
+            Output::Image {
+                path,
+                format: ImageFormat::OciDir,
+            } if !config.force && is_non_empty_dir(path) => {
+                return Err(Error::TargetNotEmpty { path: path.clone() });
+            }
             // Beside the tarball, unless another user could swap the root there: then in the
             // system's temporary directory, which gets the same checks below.
-            Output::Tarball { path, .. } => match target::check_parents(path, &parent_of(path)) {
-                Ok(()) => BuildPlace::Temporary {
-                    parent: parent_of(path),
-                    prefix: ".debstrap-onion-root-",
-                },
-                Err(unsafe_parent) => {
-                    let parent = std::env::temp_dir();
-                    tracing::warn!(
-                        "{unsafe_parent}; building the root in {} instead",
-                        parent.display()
-                    );
-                    target::check_parents(path, &parent)?;
-                    BuildPlace::Temporary {
-                        parent,
-                        prefix: "debstrap-onion-root-",
+            Output::Tarball { path, .. } | Output::Image { path, .. } => {
+                match target::check_parents(path, &parent_of(path)) {
+                    Ok(()) => BuildPlace::Temporary {
+                        parent: parent_of(path),
+                        prefix: ".debstrap-onion-root-",
+                    },
+                    Err(unsafe_parent) => {
+                        let parent = std::env::temp_dir();
+                        tracing::warn!(
+                            "{unsafe_parent}; building the root in {} instead",
+                            parent.display()
+                        );
+                        target::check_parents(path, &parent)?;
+                        BuildPlace::Temporary {
+                            parent,
+                            prefix: "debstrap-onion-root-",
+                        }
                     }
                 }
-            },
+            }
             Output::Stdout { .. } => BuildPlace::Temporary {
                 parent: std::env::temp_dir(),
                 prefix: "debstrap-onion-root-",
@@ -626,10 +673,7 @@ struct BuildDir {
 
 impl BuildDir {
     fn create(place: BuildPlace, output: &Output, force: bool) -> Result<BuildDir, Error> {
-        let locked = match output {
-            Output::Directory(path) | Output::Tarball { path, .. } => Some(path),
-            Output::Stdout { .. } => None,
-        };
+        let locked = output.path();
         let (parent, prefix, target) = match place {
             BuildPlace::InPlace { target } => return BuildDir::in_place(target, force),
             BuildPlace::Beside { parent, target } => (
@@ -649,7 +693,7 @@ impl BuildDir {
             target::check_parents(path, &parent)?;
         }
         fs_err::create_dir_all(&parent).map_err(err)?;
-        if let Output::Tarball { path, .. } = output {
+        if let Output::Tarball { path, .. } | Output::Image { path, .. } = output {
             let dir = parent_of(path);
             fs_err::create_dir_all(&dir).map_err(|source| Error::Target { path: dir, source })?;
         }

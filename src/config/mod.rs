@@ -75,6 +75,16 @@ pub enum ConfigError {
     )]
     UnknownArchiveFormat { path: PathBuf, format: String },
     #[error(
+        "refusing TARGET {path}: {format:?} is not an image format this tool writes; name it \
+         .squashfs (.sqfs), .ext4 or .oci, or give a directory"
+    )]
+    UnknownImageFormat { path: PathBuf, format: String },
+    #[error(
+        "refusing --format oci with TARGET {path}: an OCI layout goes to a directory TARGET \
+         (or name the TARGET .oci for an OCI archive)"
+    )]
+    FormatNeedsDirectory { path: PathBuf },
+    #[error(
         "refusing TARGET -: standard output is a terminal; redirect it to a file or a pipe \
          (e.g. `> root.tar`)"
     )]
@@ -131,6 +141,34 @@ pub enum Output {
     },
     /// A tarball on standard output (TARGET `-`).
     Stdout { compression: Compression },
+    /// A filesystem or container image file (or, for [`ImageFormat::OciDir`], directory); the
+    /// root is built in a temporary directory beside it.
+    Image { path: PathBuf, format: ImageFormat },
+}
+
+/// The image formats TARGET's suffix (or `--format oci`) selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// `.squashfs` / `.sqfs`, written by mksquashfs.
+    Squashfs,
+    /// `.ext4`, written by mke2fs -d.
+    Ext4,
+    /// `.oci`: an OCI image layout in a tar archive.
+    OciArchive,
+    /// A directory TARGET with `--format oci`: an OCI image layout.
+    OciDir,
+}
+
+impl ImageFormat {
+    /// The name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImageFormat::Squashfs => "squashfs",
+            ImageFormat::Ext4 => "ext4",
+            ImageFormat::OciArchive => "OCI archive",
+            ImageFormat::OciDir => "OCI layout",
+        }
+    }
 }
 
 impl Output {
@@ -150,6 +188,18 @@ impl Output {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        if let Some(found) = image_suffix(&name) {
+            return match found {
+                Ok(format) => Ok(Output::Image {
+                    path: target.to_path_buf(),
+                    format,
+                }),
+                Err(format) => Err(ConfigError::UnknownImageFormat {
+                    path: target.to_path_buf(),
+                    format,
+                }),
+            };
+        }
         match archive_suffix(&name) {
             None => Ok(Output::Directory(target.to_path_buf())),
             Some(Ok(compression)) => Ok(Output::Tarball {
@@ -162,6 +212,61 @@ impl Output {
             }),
         }
     }
+
+    /// `--format oci`: a directory TARGET becomes an OCI layout; an `.oci` TARGET already is
+    /// one; anything else is refused.
+    pub fn as_oci(self) -> Result<Output, ConfigError> {
+        match self {
+            Output::Directory(path) => Ok(Output::Image {
+                path,
+                format: ImageFormat::OciDir,
+            }),
+            Output::Image {
+                format: ImageFormat::OciArchive | ImageFormat::OciDir,
+                ..
+            } => Ok(self),
+            Output::Tarball { path, .. } | Output::Image { path, .. } => {
+                Err(ConfigError::FormatNeedsDirectory { path })
+            }
+            Output::Stdout { .. } => Err(ConfigError::FormatNeedsDirectory { path: "-".into() }),
+        }
+    }
+
+    /// The file or directory written, unless it is standard output.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Output::Directory(path) | Output::Tarball { path, .. } | Output::Image { path, .. } => {
+                Some(path)
+            }
+            Output::Stdout { .. } => None,
+        }
+    }
+}
+
+/// The image suffixes we write.
+const IMAGE_SUFFIXES: [(&str, ImageFormat); 4] = [
+    (".squashfs", ImageFormat::Squashfs),
+    (".sqfs", ImageFormat::Squashfs),
+    (".ext4", ImageFormat::Ext4),
+    (".oci", ImageFormat::OciArchive),
+];
+
+/// Suffixes of disk and filesystem images we do not write: refused rather than taken for a
+/// directory name.
+const OTHER_IMAGE_SUFFIXES: [&str; 10] = [
+    ".img", ".ext2", ".ext3", ".erofs", ".iso", ".qcow2", ".raw", ".vmdk", ".cpio", ".cramfs",
+];
+
+/// What a file name's suffix says about images: not one (`None`), one we write, or one we do
+/// not (`Err` with its suffix).
+fn image_suffix(name: &str) -> Option<Result<ImageFormat, String>> {
+    if let Some((_, format)) = IMAGE_SUFFIXES.iter().find(|(s, _)| name.ends_with(s)) {
+        return Some(Ok(*format));
+    }
+    OTHER_IMAGE_SUFFIXES
+        .iter()
+        .find(|s| name.ends_with(*s))
+        .map(|s| Err((*s).to_string()))
 }
 
 /// The archive suffixes we write.
@@ -272,6 +377,8 @@ pub struct BuildConfig {
     pub force: bool,
     /// Clamp timestamps and remove volatile files for reproducible output.
     pub source_date_epoch: Option<i64>,
+    /// Where to write an SPDX SBOM of the installed packages (OCI output always carries one).
+    pub sbom: Option<PathBuf>,
     pub onion: OnionConfig,
     /// Commands and special forms run at the setup, extract, essential and customize points.
     pub hooks: crate::hooks::Hooks,
@@ -299,6 +406,7 @@ impl BuildConfig {
             ignore_valid_until: false,
             force: false,
             source_date_epoch: None,
+            sbom: None,
             onion: OnionConfig::default(),
             hooks: crate::hooks::Hooks::default(),
         }
@@ -339,13 +447,15 @@ impl BuildConfig {
             });
         }
         self.check_stdout()?;
-        if let Output::Directory(path) | Output::Tarball { path, .. } = &self.output {
+        if let Some(path) = self.output.path() {
             // Resolve `..` and symlinks where the path exists, so `/..` or a link to `/` is caught.
             let resolved = fs_err::canonicalize(path)
                 .or_else(|_| std::path::absolute(path))
-                .unwrap_or_else(|_| path.clone());
+                .unwrap_or_else(|_| path.to_path_buf());
             if resolved.parent().is_none() {
-                return Err(ConfigError::TargetIsRoot { path: path.clone() });
+                return Err(ConfigError::TargetIsRoot {
+                    path: path.to_path_buf(),
+                });
             }
         }
         Ok(())

@@ -118,6 +118,8 @@ pub struct VerifiedRelease {
     components: Vec<String>,
     files: BTreeMap<String, ReleaseFile>,
     signer: String,
+    /// SHA256 of the file as fetched: the InRelease, or the Release of a detached signature.
+    sha256: Sha256Digest,
 }
 
 impl VerifiedRelease {
@@ -149,7 +151,9 @@ impl VerifiedRelease {
             Ok(text)
         })();
         let (text, signer) = outcome.decide(url, verified)?;
-        VerifiedRelease::from_verified_text(url, &text, signer, policy)
+        let mut release = VerifiedRelease::from_verified_text(url, &text, signer, policy)?;
+        release.sha256 = Sha256Digest::of(signed);
+        Ok(release)
     }
 
     /// Verifies a Release against its detached Release.gpg signature, accepting and checking
@@ -173,7 +177,9 @@ impl VerifiedRelease {
             verifier.verify_bytes(release)
         })();
         let ((), signer) = outcome.decide(url, verified)?;
-        VerifiedRelease::from_verified_text(url, release, signer, policy)
+        let mut verified = VerifiedRelease::from_verified_text(url, release, signer, policy)?;
+        verified.sha256 = Sha256Digest::of(release);
+        Ok(verified)
     }
 
     /// Parses the signed text and applies the suite and date checks of `policy`.
@@ -256,7 +262,14 @@ impl VerifiedRelease {
             valid_until,
             files,
             signer,
+            sha256: Sha256Digest::of(text.as_bytes()),
         })
+    }
+
+    /// SHA256 of the InRelease as fetched (or of the Release, when it came with a detached
+    /// signature): the mirror-independent identity of the index the packages were chosen from.
+    pub fn sha256(&self) -> Sha256Digest {
+        self.sha256
     }
 
     /// The Suite field (e.g. `stable`), empty when the Release has none.

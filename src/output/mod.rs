@@ -1,9 +1,10 @@
-//! Output: make a finished root deterministic and, for tarball targets, write it as a
-//! reproducible tarball.
+//! Output: make a finished root deterministic and, for tarball and image targets, write it as a
+//! reproducible tarball or image.
 //!
 //! Takes the root directory the earlier stages built and the [`Output`] the user asked for;
 //! gives a tarball file (written beside its destination and renamed into place, so no
-//! half-written tarball is ever left at the path), a tarball on standard output, or — for
+//! half-written tarball is ever left at the path), a tarball on standard output, an image
+//! ([`write_image`]: squashfs and ext4 in `image`, OCI in `oci`, placed the same way), or — for
 //! directory targets — nothing more than [`make_deterministic`]'s changes to the root.
 //!
 //! # The tarball
@@ -51,13 +52,17 @@
 mod archive;
 mod clean;
 mod compress;
+mod image;
+mod oci;
 mod tar;
 mod walk;
+
+pub use oci::{REF_NAME as OCI_REF_NAME, SBOM_FILE as OCI_SBOM_FILE};
 
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::config::{Compression, Output};
+use crate::config::{Compression, ImageFormat, Output};
 use crate::HeldRoot;
 use compress::Compressor;
 
@@ -121,6 +126,34 @@ pub enum OutputError {
     },
     #[error(transparent)]
     Cancelled(#[from] crate::cancel::Cancelled),
+    #[error(
+        "{program} is not installed (it writes this image format); install the Debian package \
+         {package} (apt-get install {package})"
+    )]
+    MissingProgram {
+        program: &'static str,
+        package: &'static str,
+    },
+    #[error("cannot run {program}")]
+    Spawn {
+        program: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} failed: {message}")]
+    Tool {
+        program: &'static str,
+        message: String,
+    },
+    #[error(
+        "the image does not fit: it needs about {needed} MiB but {dir} has {available} MiB free; \
+         free some space or write the image elsewhere"
+    )]
+    NoRoom {
+        dir: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     #[error("cannot set the modification time of {path} to SOURCE_DATE_EPOCH")]
     Clamp {
         path: PathBuf,
@@ -139,7 +172,7 @@ pub fn write_tarball(
     source_date_epoch: Option<i64>,
 ) -> Result<(), OutputError> {
     match output {
-        Output::Directory(_) => Ok(()),
+        Output::Directory(_) | Output::Image { .. } => Ok(()),
         Output::Tarball { path, compression } => {
             write_tarball_file(root, path, *compression, source_date_epoch)
         }
@@ -158,6 +191,140 @@ pub fn write_tarball(
             })
         }
     }
+}
+
+/// Checks that the programs `output`'s format runs are installed, before any work is done.
+pub fn check_programs(output: &Output) -> Result<(), OutputError> {
+    if let Output::Image { format, .. } = output {
+        for program in image::programs(*format) {
+            image::find(*program)?;
+        }
+    }
+    Ok(())
+}
+
+/// What an image is made of besides the root.
+pub struct ImageRequest<'a> {
+    pub path: &'a Path,
+    pub format: ImageFormat,
+    pub source_date_epoch: Option<i64>,
+    /// Debian architecture of the root.
+    pub arch: &'a str,
+    /// The SPDX document an OCI image carries.
+    pub sbom: &'a [u8],
+}
+
+/// Writes `root` as the image `request` describes. A file image is made in a temporary file
+/// beside its destination and renamed over it only once complete, an OCI layout in a temporary
+/// directory beside it; on any error the temporary file or directory is removed.
+pub fn write_image(root: &HeldRoot, request: &ImageRequest) -> Result<(), OutputError> {
+    let path = request.path;
+    let sde = request.source_date_epoch;
+    match request.format {
+        ImageFormat::Squashfs => write_with_tool(path, |dest| image::squashfs(root, dest, sde)),
+        ImageFormat::Ext4 => write_with_tool(path, |dest| image::ext4(root, dest, sde)),
+        ImageFormat::OciArchive | ImageFormat::OciDir => {
+            let staging = oci::staging_dir(path)?;
+            let oci_request = oci::OciRequest {
+                root,
+                arch: request.arch,
+                source_date_epoch: sde,
+                sbom: request.sbom,
+            };
+            oci::write_layout(&oci_request, staging.path())?;
+            crate::cancel::check()?;
+            if request.format == ImageFormat::OciArchive {
+                let layout = HeldRoot::open(staging.path()).map_err(|e| OutputError::Read {
+                    path: staging.path().to_path_buf(),
+                    source: std::io::Error::other(e.to_string()),
+                })?;
+                write_tarball_file(&layout, path, Compression::None, sde)
+            } else {
+                replace_dir(staging, path)
+            }
+        }
+    }
+}
+
+/// Runs `write` on a new temporary file beside `path`, then renames it over `path`.
+fn write_with_tool(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
+    let temp = temp_beside(path)?;
+    write(temp.path())?;
+    temp.as_file()
+        .sync_all()
+        .map_err(|source| OutputError::Write {
+            target: path.display().to_string(),
+            source,
+        })?;
+    crate::cancel::check()?;
+    temp.persist(path).map_err(|e| OutputError::Persist {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// Puts the finished layout at `path`, replacing what is there (the build refused a non-empty
+/// directory there without --force before it started).
+fn replace_dir(staging: tempfile::TempDir, path: &Path) -> Result<(), OutputError> {
+    let persist_err = |source| OutputError::Persist {
+        path: path.to_path_buf(),
+        source,
+    };
+    let old = path.with_file_name(format!(
+        ".{}.old-{}",
+        path.file_name()
+            .map_or_else(|| "oci".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let replacing = fs_err::symlink_metadata(path).is_ok();
+    if replacing {
+        fs_err::rename(path, &old).map_err(persist_err)?;
+    }
+    let staged = staging.keep();
+    if let Err(e) = fs_err::rename(&staged, path) {
+        let _ = fs_err::remove_dir_all(&staged);
+        if replacing {
+            let _ = fs_err::rename(&old, path);
+        }
+        return Err(persist_err(e));
+    }
+    if replacing {
+        let removed = if fs_err::symlink_metadata(&old).is_ok_and(|m| m.is_dir()) {
+            fs_err::remove_dir_all(&old)
+        } else {
+            fs_err::remove_file(&old)
+        };
+        if let Err(err) = removed {
+            tracing::error!("{err}");
+            crate::cancel::left_behind(old);
+        }
+    }
+    Ok(())
+}
+
+/// A new temporary file in `path`'s directory, created 0666 less the umask as tools create
+/// files, removed when dropped.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, OutputError> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let file_name = path
+        .file_name()
+        .map_or_else(|| "image".into(), |n| n.to_string_lossy().into_owned());
+    tempfile::Builder::new()
+        .prefix(&format!(".{file_name}."))
+        .suffix(".part")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .tempfile_in(dir)
+        .map_err(|source| OutputError::CreateTemp {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Removes what records the build itself ([`remove_volatile_files`]), then clamps every mtime

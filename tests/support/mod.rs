@@ -4,6 +4,7 @@
 pub mod deb;
 pub mod front;
 pub mod host;
+pub mod image;
 pub mod repo;
 pub mod server;
 pub mod sign;
