@@ -152,18 +152,23 @@ struct BuildArgs {
     #[arg(long, env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     source_date_epoch: Option<i64>,
 
-    /// User created in the chroot and allowed into it (and root in it) by schroot.
+    /// User created in the chroot (if missing) and let into it by schroot, as an ordinary user.
     #[arg(long, help_heading = "Onion service")]
     user: Option<String>,
+    /// Also let --user run commands as root in the chroot (schroot's root-users=); root there
+    /// can stop nginx, change the site and read the chroot's secrets.
+    #[arg(long, requires = "user", help_heading = "Onion service")]
+    user_root: bool,
     /// Directory copied to the web root [default: a generated index.html].
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     site: Option<PathBuf>,
     /// The onion service's virtual port.
     #[arg(long, default_value = "80", value_parser = port, help_heading = "Onion service")]
     onion_port: NonZeroU16,
-    /// Port nginx listens on, on 127.0.0.1 only.
-    #[arg(long, default_value = "2001", value_parser = port, help_heading = "Onion service")]
-    local_port: NonZeroU16,
+    /// Listen on 127.0.0.1:PORT (TCP) instead of the unix socket in the chroot that only tor
+    /// and nginx can use: any local user can then reach the site.
+    #[arg(long, value_name = "PORT", value_parser = port, help_heading = "Onion service")]
+    local_port: Option<NonZeroU16>,
     /// Where host-side files (torrc, /var/lib/tor, schroot) are written, like DESTDIR; paths
     /// inside them stay as seen from / [default: / for a directory TARGET; for a tarball,
     /// /var/lib/debstrap-onion/host inside the image, leaving the host alone].
@@ -338,6 +343,7 @@ fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
     config.source_date_epoch = args.source_date_epoch;
     config.onion = OnionConfig {
         user: args.user,
+        user_root: args.user_root,
         site: args.site,
         onion_port: args.onion_port,
         local_port: args.local_port,

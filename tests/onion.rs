@@ -239,7 +239,7 @@ fn torrc_block_is_added_to_existing_content_and_names_coexist() {
 
     scene.configure("one", &scene.config()).expect("one");
     let mut two = scene.config();
-    two.local_port = port(2002);
+    two.local_port = Some(port(2002));
     two.onion_port = port(8080);
     scene.configure("two", &two).expect("two");
     scene.configure("one", &scene.config()).expect("one again");
@@ -250,8 +250,8 @@ fn torrc_block_is_added_to_existing_content_and_names_coexist() {
         torrc,
         format!(
             "{before}\n{}\n{}",
-            onion::torrc_block("one", 80, 2001),
-            onion::torrc_block("two", 8080, 2002)
+            onion::torrc_block("one", 80, "unix:/srv/chroot/onion/run/onion/nginx.sock"),
+            onion::torrc_block("two", 8080, "127.0.0.1:2002")
         )
     );
     assert!(torrc.contains("HiddenServicePort 8080 127.0.0.1:2002\n"));
@@ -355,10 +355,14 @@ fn schroot_file_and_profile_contents() {
     type=directory
     directory=/srv/chroot/onion
     users=alice
-    root-users=alice
     root-groups=root
     profile=debstrap-onion-onion
     ");
+    // Root inside only on request.
+    config.user_root = true;
+    scene.configure("onion", &config).expect("configure again");
+    let file = read("chroot.d/onion");
+    assert!(file.contains("\nusers=alice\nroot-users=alice\n"), "{file}");
     insta::assert_snapshot!(read("debstrap-onion-onion/fstab"), @r"
     # Written by debstrap-onion for the onion service onion.
     # schroot's default profile without /home: the service's chroot sees none of the host's
@@ -408,7 +412,7 @@ fn schroot_file_not_written_by_us_is_left_alone() {
 }
 
 #[test]
-fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
+fn nginx_site_listens_on_the_socket_and_replaces_the_default_site() {
     let scene = Scene::new();
     let report = scene
         .configure("onion", &scene.config())
@@ -416,15 +420,32 @@ fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
     let site =
         fs_err::read_to_string(scene.root.join("etc/nginx/sites-available/onion")).expect("site");
     let site = site.replace(&report.address, "ADDRESS.onion");
-    insta::assert_snapshot!(site, @r"
-    # Onion service onion, written by debstrap-onion: reachable only through the host's tor,
-    # so it listens on the loopback address alone.
+    insta::assert_snapshot!(site, @r#"
+    # Onion service onion, written by debstrap-onion: reachable only through the host's tor.
+
+    # What a visit leaves in the log: when, what was asked (without its query string), the
+    # answer. No address (tor's connections all come from the socket anyway), no user agent,
+    # no referrer.
+    log_format onion_onion '[$time_local] "$request_method $uri" $status $body_bytes_sent';
+
     server {
-    	listen 127.0.0.1:2001;
+    	listen unix:/run/onion/nginx.sock;
     	server_name ADDRESS.onion;
 
-    	# Do not tell visitors which nginx version serves them.
+    	# Do not tell visitors which nginx version serves them, list directories or send
+    	# redirects naming a host: a relative Location stays on the onion address.
     	server_tokens off;
+    	autoindex off;
+    	absolute_redirect off;
+
+    	add_header Referrer-Policy "no-referrer" always;
+    	add_header X-Content-Type-Options "nosniff" always;
+    	add_header X-Frame-Options "SAMEORIGIN" always;
+    	add_header Cross-Origin-Opener-Policy "same-origin" always;
+    	add_header Cross-Origin-Resource-Policy "same-origin" always;
+    	add_header Permissions-Policy "camera=(), geolocation=(), microphone=()" always;
+
+    	access_log /var/log/nginx/onion.access.log onion_onion;
 
     	root /var/www/onion;
     	index index.html index.htm;
@@ -433,7 +454,7 @@ fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
     		try_files $uri $uri/ =404;
     	}
     }
-    ");
+    "#);
     let enabled = scene.root.join("etc/nginx/sites-enabled");
     assert_eq!(
         fs_err::read_link(enabled.join("onion")).expect("enabled"),
@@ -448,6 +469,89 @@ fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
     let index = fs_err::read_to_string(scene.root.join("var/www/onion/index.html")).expect("index");
     assert!(index.contains(&report.address));
     assert_eq!(mode(&scene.root.join("var/www/onion")), 0o755);
+}
+
+/// The directives of the generated site, as (name, arguments) with comments dropped.
+fn directives(site: &str) -> Vec<(String, String)> {
+    site.lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| line.ends_with(';'))
+        .map(|line| {
+            let line = line.trim_end_matches(';');
+            let (name, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            (name.to_string(), args.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn generated_site_follows_the_onion_site_checklist() {
+    let scene = Scene::new();
+    scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+    let site =
+        fs_err::read_to_string(scene.root.join("etc/nginx/sites-available/onion")).expect("site");
+    let all = directives(&site);
+    let value = |name: &str| -> Vec<&str> {
+        all.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    // No version in the Server header or on error pages.
+    assert_eq!(value("server_tokens"), ["off"], "{site}");
+    // No directory listings; no redirect naming a host (nginx would name server_name's first
+    // name or the Host header over plain HTTP on the socket).
+    assert_eq!(value("autoindex"), ["off"], "{site}");
+    assert_eq!(value("absolute_redirect"), ["off"], "{site}");
+    // Headers of the checklist, on every answer, errors included.
+    let headers = value("add_header");
+    for (name, expected) in onion::HEADERS {
+        assert!(
+            headers.contains(&format!("{name} \"{expected}\" always").as_str()),
+            "{name} missing: {site}"
+        );
+    }
+    assert!(
+        headers.contains(&"Referrer-Policy \"no-referrer\" always"),
+        "{site}"
+    );
+    // No status or info page, no proxying or scripting that could reach out.
+    for forbidden in [
+        "stub_status",
+        "status",
+        "proxy_pass",
+        "fastcgi_pass",
+        "uwsgi_pass",
+        "scgi_pass",
+        "resolver",
+    ] {
+        assert!(value(forbidden).is_empty(), "{forbidden} in {site}");
+    }
+    assert_eq!(site.matches("location ").count(), 1, "{site}");
+    // The access log names no visitor: no address, user agent, referrer or query string.
+    let log_format = value("log_format");
+    assert_eq!(log_format.len(), 1, "{site}");
+    for variable in [
+        "$remote_addr",
+        "$http_x_forwarded_for",
+        "$http_user_agent",
+        "$http_referer",
+        "$request ",
+        "$request_uri",
+        "$args",
+        "$query_string",
+        "$remote_user",
+    ] {
+        assert!(!log_format[0].contains(variable), "{variable} logged");
+    }
+    let access_log = value("access_log");
+    assert_eq!(
+        access_log,
+        ["/var/log/nginx/onion.access.log onion_onion"],
+        "{site}"
+    );
 }
 
 #[test]
@@ -586,7 +690,7 @@ fn report_names_address_chroot_and_commands() {
     insta::assert_snapshot!(text, @r"
     onion address: ADDRESS.onion
     chroot:        /srv/chroot/onion
-    serves:        http://ADDRESS.onion:80 -> nginx on 127.0.0.1:2001
+    serves:        http://ADDRESS.onion:80 -> nginx on unix:/srv/chroot/onion/run/onion/nginx.sock
       debstrap-onion start onion               # start nginx in the chroot and reload tor
       debstrap-onion status onion              # check that nginx answers
       schroot -c onion -u alice                # enter the chroot
@@ -610,14 +714,17 @@ fn status_reads_port_and_address_back() {
         chroot_path: &scene.root,
         suite: "trixie",
         config: &OnionConfig {
-            local_port: port(free_port()),
+            local_port: Some(port(free_port())),
             ..scene.config()
         },
     })
     .expect("configure")
     .keep();
     let status = onion::status("onion", &scene.host_root).expect("status");
-    assert_eq!(status.service.local_port, report.local_port);
+    let onion::Listen::Tcp(local_port) = report.listen else {
+        panic!("asked for TCP, got {:?}", report.listen);
+    };
+    assert_eq!(status.service.endpoint, onion::Endpoint::Tcp(local_port));
     assert_eq!(
         status.service.address.as_deref(),
         Some(report.address.as_str())
@@ -648,7 +755,10 @@ fn http_status_reads_the_status_line_of_a_local_server() {
             .expect("write");
         request
     });
-    assert_eq!(onion::http_status(port, "abc.onion"), Some(200));
+    assert_eq!(
+        onion::http_status(&onion::Endpoint::Tcp(port), "abc.onion"),
+        Some(200)
+    );
     let request = server.join().expect("server thread");
     assert!(request.contains("\r\nHost: abc.onion\r\n"), "{request}");
 }
@@ -675,6 +785,48 @@ fn root_real_tor_writes_the_same_hostname_from_our_key() {
         return;
     };
     assert_eq!(written, format!("{}\n", report.address));
+}
+
+#[test]
+fn root_real_tor_accepts_the_socket_and_the_socket_directory_admits_only_tor() {
+    let scene = Scene::new();
+    let chroot_path = scene.root.clone();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &chroot_path,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    let torrc_path = scene.host_root.join("etc/tor/torrc");
+    let torrc = fs_err::read_to_string(&torrc_path).expect("torrc");
+    let socket = onion::socket_on_host(&chroot_path);
+    assert!(
+        torrc.contains(&format!(
+            "\nHiddenServicePort 80 unix:{}\n",
+            socket.display()
+        )),
+        "{torrc}"
+    );
+    assert!(!torrc.contains("127.0.0.1"), "{torrc}");
+    let dir = socket.parent().expect("socket dir");
+    let meta = fs_err::metadata(dir).expect("socket dir");
+    assert_eq!(meta.mode() & 0o7777, 0o710, "{}", dir.display());
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(meta.uid(), 0);
+        if let Some(tor) = nix::unistd::User::from_name(onion::TOR_USER).expect("lookup") {
+            assert_eq!(
+                meta.gid(),
+                tor.gid.as_raw(),
+                "the socket's directory is not tor's"
+            );
+        }
+    }
+    if let Some(verdict) = support::tor::verify_config(&torrc_path) {
+        verdict.expect("tor refuses the torrc");
+    }
 }
 
 /// Every path under `dir`, relative, sorted.

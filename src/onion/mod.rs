@@ -29,11 +29,14 @@ use crate::HeldRoot;
 
 pub use hsdir::{read_key_dir, service_dir, KeyOrigin, TOR_USER};
 pub use key::{onion_address, parse_address, KeyFormatError, OnionKey};
-pub use nginx::{default_index, site, site_path, web_root, SiteProblem};
-pub use schroot::{chroot_file, chroot_file_path, profile_files, profile_name};
+pub use nginx::{
+    access_log, default_index, parse_listen, site, site_path, socket_on_host, web_root, Listen,
+    SiteProblem, HEADERS, SOCKET, SOCKET_DIR,
+};
+pub use schroot::{chroot_file, chroot_file_path, profile_files, profile_name, SchrootUser};
 pub use service::{
-    http_status, locate, start, status, stop, ServiceInfo, StartReport, StatusReport, StopReport,
-    TorReload,
+    http_status, locate, start, status, stop, Endpoint, ServiceInfo, StartReport, StatusReport,
+    StopReport, TorReload,
 };
 pub use torrc::{block as torrc_block, update as update_torrc, TorrcProblem, TORRC};
 pub use user::{is_user_name, ChrootUser};
@@ -60,7 +63,8 @@ pub struct OnionReport {
     /// The chroot as seen from `/`.
     pub chroot_path: PathBuf,
     pub onion_port: u16,
-    pub local_port: u16,
+    /// Where nginx listens: the socket in the chroot, or 127.0.0.1:PORT on request.
+    pub listen: Listen,
     /// Whether the key is new, kept from an earlier build, or imported.
     pub key_origin: KeyOrigin,
     /// The user created (or found) in the chroot.
@@ -84,8 +88,10 @@ impl fmt::Display for OnionReport {
         writeln!(f, "chroot:        {}", self.chroot_path.display())?;
         writeln!(
             f,
-            "serves:        http://{}:{} -> nginx on 127.0.0.1:{}",
-            self.address, self.onion_port, self.local_port
+            "serves:        http://{}:{} -> nginx on {}",
+            self.address,
+            self.onion_port,
+            self.listen.tor_target(&self.chroot_path)
         )?;
         for step in &self.next_steps {
             writeln!(f, "  {:<40} # {}", step.command, step.purpose)?;
@@ -169,6 +175,11 @@ pub enum OnionError {
         "chroot path {path:?} must be absolute and free of line breaks to go in schroot's file"
     )]
     BadChrootPath { path: PathBuf },
+    #[error(
+        "the socket path {path:?} holds a space, quote or backslash, which tor's \
+         HiddenServicePort cannot take: build in another directory, or give --local-port"
+    )]
+    SocketPath { path: PathBuf },
     #[error("cannot write the schroot file {path}")]
     WriteSchroot {
         path: PathBuf,
@@ -276,10 +287,10 @@ pub enum OnionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} has no `listen 127.0.0.1:PORT;` line")]
+    #[error("{path} has no `listen unix:{SOCKET};` or `listen 127.0.0.1:PORT;` line")]
     NoListenPort { path: PathBuf },
-    #[error("nginx started but nothing accepts connections on 127.0.0.1:{port}")]
-    NotAnswering { port: u16 },
+    #[error("nginx started but nothing accepts connections on {endpoint}")]
+    NotAnswering { endpoint: String },
     #[error("nginx (pid {pid}) did not exit after `nginx -s quit`")]
     StopTimeout { pid: i32 },
     #[error("cannot signal process {pid}")]
@@ -412,17 +423,28 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     // Everything the host's tor and schroot will read is checked before anything changes.
     let owner = hsdir::tor_owner()?;
     let key = hsdir::plan(host_root, name, config.onion_key.as_deref())?;
-    let (onion_port, local_port) = (config.onion_port.get(), config.local_port.get());
-    torrc::check(host_root, name, onion_port, local_port)?;
+    let onion_port = config.onion_port.get();
+    let listen = match config.local_port {
+        Some(port) => Listen::Tcp(port.get()),
+        None => Listen::Socket,
+    };
+    if listen == Listen::Socket {
+        check_socket_path(chroot_path)?;
+    }
+    let target = listen.tor_target(chroot_path);
+    torrc::check(host_root, name, onion_port, &target)?;
     schroot::check(host_root, name, chroot_path)?;
     let address = key.key.address();
 
     let user = config
         .user
         .as_deref()
-        .map(|user| user::ensure_user(root, user))
+        .map(|user| user::ensure_user(root, user, host_root))
         .transpose()?;
-    nginx::write_site(root, name, &address, local_port)?;
+    if listen == Listen::Socket {
+        nginx::write_socket_dir(root, owner.map(|(_, gid)| gid))?;
+    }
+    nginx::write_site(root, name, &address, listen)?;
     nginx::write_web_root(
         root,
         name,
@@ -434,7 +456,12 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     }
 
     // The host changes all or nothing: a failing step (or a stop request) undoes the earlier.
-    let written = write_host_files(host_root, request, (key, owner), &mut changes);
+    let written = write_host_files(
+        host_root,
+        request,
+        (key, owner, &target, user.as_ref()),
+        &mut changes,
+    );
     let (service, torrc, schroot_files) = match written {
         Ok(written) => written,
         Err(err) => {
@@ -470,7 +497,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         name: name.to_string(),
         chroot_path: chroot_path.to_path_buf(),
         onion_port,
-        local_port,
+        listen,
         key_origin: service.origin,
         user,
         host_files: vec![
@@ -484,12 +511,28 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     Ok(Configured { report, changes })
 }
 
+/// Refuses a chroot path that cannot stand unquoted in tor's `HiddenServicePort ... unix:PATH`.
+fn check_socket_path(chroot_path: &Path) -> Result<(), OnionError> {
+    let text = chroot_path.to_string_lossy();
+    if text.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+        return Err(OnionError::SocketPath {
+            path: nginx::socket_on_host(chroot_path),
+        });
+    }
+    Ok(())
+}
+
 /// The host-side steps, in order, each recorded in `changes` before it is made, under the host
 /// lock `changes` holds.
 fn write_host_files(
     host_root: &Path,
     request: &OnionRequest,
-    (key, owner): (hsdir::KeyPlan, Option<(u32, u32)>),
+    (key, owner, target, user): (
+        hsdir::KeyPlan,
+        Option<(u32, u32)>,
+        &str,
+        Option<&ChrootUser>,
+    ),
     changes: &mut host::HostChanges,
 ) -> Result<(hsdir::ServiceDir, PathBuf, schroot::SchrootFiles), OnionError> {
     let config = request.config;
@@ -516,9 +559,13 @@ fn write_host_files(
     let torrc = torrc::write(
         host_root,
         request.name,
-        (config.onion_port.get(), config.local_port.get()),
+        (config.onion_port.get(), target),
         changes,
     )?;
+    crate::cancel::check()?;
+    if let Some(user) = user {
+        user::ensure_host_user(host_root, user, changes)?;
+    }
     crate::cancel::check()?;
     let schroot_files = schroot::write(
         host_root,
@@ -526,7 +573,10 @@ fn write_host_files(
             request.name,
             request.suite,
             request.chroot_path,
-            config.user.as_deref(),
+            config.user.as_deref().map(|name| schroot::SchrootUser {
+                name,
+                root: config.user_root,
+            }),
         ),
         changes,
     )?;

@@ -25,8 +25,21 @@ pub fn chroot_file_path(name: &str) -> PathBuf {
     Path::new(SCHROOT_DIR).join("chroot.d").join(name)
 }
 
+/// The user schroot lets into the chroot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchrootUser<'a> {
+    pub name: &'a str,
+    /// Also `root-users=`: the user may run commands as root inside (`schroot -u root`).
+    pub root: bool,
+}
+
 /// The text of chroot.d/NAME.
-pub fn chroot_file(name: &str, suite: &str, chroot_path: &Path, user: Option<&str>) -> String {
+pub fn chroot_file(
+    name: &str,
+    suite: &str,
+    chroot_path: &Path,
+    user: Option<SchrootUser>,
+) -> String {
     let mut text = format!(
         "{MARK} for the onion service {name}; rebuilding {name} replaces it.\n\
          [{name}]\n\
@@ -36,7 +49,10 @@ pub fn chroot_file(name: &str, suite: &str, chroot_path: &Path, user: Option<&st
         path = chroot_path.display(),
     );
     if let Some(user) = user {
-        text.push_str(&format!("users={user}\nroot-users={user}\n"));
+        text.push_str(&format!("users={}\n", user.name));
+        if user.root {
+            text.push_str(&format!("root-users={}\n", user.name));
+        }
     }
     text.push_str(&format!(
         "root-groups=root\nprofile={profile}\n",
@@ -89,7 +105,7 @@ fn planned(
     name: &str,
     suite: &str,
     chroot_path: &Path,
-    user: Option<&str>,
+    user: Option<SchrootUser>,
 ) -> Result<Vec<(PathBuf, String)>, OnionError> {
     let text = chroot_path.to_string_lossy();
     if !chroot_path.is_absolute() || text.contains(['\n', '\r']) || text != text.trim() {
@@ -124,7 +140,7 @@ pub(crate) fn check(host_root: &Path, name: &str, chroot_path: &Path) -> Result<
 /// debstrap-onion did not write; each change is recorded in `changes` first.
 pub(crate) fn write(
     host_root: &Path,
-    request: (&str, &str, &Path, Option<&str>),
+    request: (&str, &str, &Path, Option<SchrootUser>),
     changes: &mut HostChanges,
 ) -> Result<SchrootFiles, OnionError> {
     let (name, suite, chroot_path, user) = request;
@@ -203,6 +219,23 @@ mod tests {
         let text = chroot_file("onion", "trixie", Path::new("/srv/chroot/onion"), None);
         assert!(!text.contains("users="));
         assert!(text.contains("root-groups=root\n"));
+    }
+
+    #[test]
+    fn user_is_root_inside_only_on_request() {
+        let ordinary = SchrootUser {
+            name: "alice",
+            root: false,
+        };
+        let text = chroot_file("onion", "trixie", Path::new("/c"), Some(ordinary));
+        assert!(text.contains("\nusers=alice\n"), "{text}");
+        assert!(!text.contains("root-users"), "{text}");
+        let root = SchrootUser {
+            root: true,
+            ..ordinary
+        };
+        let text = chroot_file("onion", "trixie", Path::new("/c"), Some(root));
+        assert!(text.contains("\nroot-users=alice\n"), "{text}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! (schroot's chroot.d/NAME), the port (the nginx site) and the address (tor's hostname file);
 //! gives typed reports for the CLI to print.
 
-use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,8 @@ use nix::unistd::Pid;
 use super::chroot::{self, Mounts};
 use super::hsdir::service_dir;
 use super::key::HOSTNAME_FILE;
-use super::{nginx, schroot, OnionError};
+use super::nginx::{self, Listen};
+use super::{schroot, OnionError};
 
 /// nginx's pid file inside the chroot (Debian's nginx.conf: `pid /run/nginx.pid;`).
 const NGINX_PID: &str = "run/nginx.pid";
@@ -30,10 +31,37 @@ pub struct ServiceInfo {
     pub name: String,
     /// The chroot, from schroot's `directory=`.
     pub chroot: PathBuf,
-    /// nginx's port on 127.0.0.1, from the site's `listen`.
-    pub local_port: u16,
+    /// Where nginx answers, from the site's `listen`.
+    pub endpoint: Endpoint,
     /// The `.onion` address, when HOST_ROOT/var/lib/tor/NAME/hostname is readable.
     pub address: Option<String>,
+}
+
+/// Where nginx answers, as the host reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The unix socket, as the host sees it.
+    Unix(PathBuf),
+    /// A port on 127.0.0.1.
+    Tcp(u16),
+}
+
+impl Endpoint {
+    fn of(listen: Listen, chroot: &Path) -> Endpoint {
+        match listen {
+            Listen::Socket => Endpoint::Unix(nginx::socket_on_host(chroot)),
+            Listen::Tcp(port) => Endpoint::Tcp(port),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Tcp(port) => write!(f, "127.0.0.1:{port}"),
+        }
+    }
 }
 
 /// What asking tor to reload did.
@@ -74,7 +102,7 @@ pub struct StatusReport {
     pub service: ServiceInfo,
     /// The pid in the chroot's /run/nginx.pid when that process is alive.
     pub nginx_pid: Option<i32>,
-    /// The HTTP status nginx answered on 127.0.0.1:PORT for `Host:` the address, if it answered.
+    /// The HTTP status nginx answered on its endpoint for `Host:` the address, if it answered.
     pub http_status: Option<u16>,
 }
 
@@ -93,8 +121,7 @@ pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
         path: site_path.clone(),
         source,
     })?;
-    let local_port =
-        nginx::parse_listen_port(&site).ok_or(OnionError::NoListenPort { path: site_path })?;
+    let listen = nginx::parse_listen(&site).ok_or(OnionError::NoListenPort { path: site_path })?;
     let hostname = host_root
         .join(service_dir(name).strip_prefix("/").expect("absolute"))
         .join(HOSTNAME_FILE);
@@ -104,8 +131,8 @@ pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
         .filter(|a| !a.is_empty());
     Ok(ServiceInfo {
         name: name.to_string(),
+        endpoint: Endpoint::of(listen, &chroot),
         chroot,
-        local_port,
         address,
     })
 }
@@ -124,6 +151,10 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     let mounts = if already_running {
         None
     } else {
+        // A socket left by an nginx that was killed would make bind(2) fail.
+        if let Endpoint::Unix(socket) = &service.endpoint {
+            remove_stale_socket(socket)?;
+        }
         Some(Mounts::mount(root)?)
     };
     if already_running {
@@ -132,13 +163,13 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
         chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
         chroot::run_ok(root, &[NGINX])?;
     }
-    if wait_until(|| connects(service.local_port)).is_none() {
+    if wait_until(|| connects(&service.endpoint)).is_none() {
         // Leave nothing half started: the mounts go when `mounts` drops.
         if !already_running {
             let _ = chroot::run(root, &[NGINX, "-s", "quit"]);
         }
         return Err(OnionError::NotAnswering {
-            port: service.local_port,
+            endpoint: service.endpoint.to_string(),
         });
     }
     if let Some(mounts) = mounts {
@@ -178,7 +209,7 @@ pub fn status(name: &str, host_root: &Path) -> Result<StatusReport, OnionError> 
     let service = locate(name, host_root)?;
     let nginx_pid = nginx_pid(&service.chroot);
     let host = service.address.as_deref().unwrap_or("localhost");
-    let http_status = http_status(service.local_port, host);
+    let http_status = http_status(&service.endpoint, host);
     Ok(StatusReport {
         service,
         nginx_pid,
@@ -186,14 +217,27 @@ pub fn status(name: &str, host_root: &Path) -> Result<StatusReport, OnionError> 
     })
 }
 
-/// The HTTP status of `GET /` with `Host: host` on 127.0.0.1:port, or `None` if nothing answers.
-pub fn http_status(port: u16, host: &str) -> Option<u16> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
+/// The HTTP status of `GET /` with `Host: host` at `endpoint`, or `None` if nothing answers.
+pub fn http_status(endpoint: &Endpoint, host: &str) -> Option<u16> {
+    let timeout = Some(Duration::from_secs(5));
+    match endpoint {
+        Endpoint::Tcp(port) => {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
+            let stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+            stream.set_read_timeout(timeout).ok()?;
+            stream.set_write_timeout(timeout).ok()?;
+            status_line(stream, host)
+        }
+        Endpoint::Unix(path) => {
+            let stream = UnixStream::connect(path).ok()?;
+            stream.set_read_timeout(timeout).ok()?;
+            stream.set_write_timeout(timeout).ok()?;
+            status_line(stream, host)
+        }
+    }
+}
+
+fn status_line(mut stream: impl std::io::Read + std::io::Write, host: &str) -> Option<u16> {
     let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut head = [0u8; 64];
@@ -210,6 +254,20 @@ pub fn http_status(port: u16, host: &str) -> Option<u16> {
     words.next()?.parse().ok()
 }
 
+/// Removes `socket` if it is a socket nobody answers on (nginx was killed before it could
+/// remove it); anything else at that path is left for bind(2) to refuse.
+fn remove_stale_socket(socket: &Path) -> Result<(), OnionError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let is_socket = fs_err::symlink_metadata(socket).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && UnixStream::connect(socket).is_err() {
+        fs_err::remove_file(socket).map_err(|source| OnionError::WriteChroot {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
 /// The live nginx master's pid from the chroot's pid file.
 fn nginx_pid(root: &Path) -> Option<i32> {
     let text = fs_err::read_to_string(root.join(NGINX_PID)).ok()?;
@@ -221,12 +279,15 @@ fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
-fn connects(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_millis(500),
-    )
-    .is_ok()
+fn connects(endpoint: &Endpoint) -> bool {
+    match endpoint {
+        Endpoint::Tcp(port) => TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
+            Duration::from_millis(500),
+        )
+        .is_ok(),
+        Endpoint::Unix(path) => UnixStream::connect(path).is_ok(),
+    }
 }
 
 /// Polls `ready` until it holds or [`WAIT`] has passed.
@@ -316,7 +377,7 @@ impl std::fmt::Display for ServiceInfo {
         let address = self.address.as_deref().unwrap_or("(no hostname file yet)");
         writeln!(f, "onion address: {address}")?;
         writeln!(f, "chroot:        {}", self.chroot.display())?;
-        write!(f, "nginx:         127.0.0.1:{}", self.local_port)
+        write!(f, "nginx:         {}", self.endpoint)
     }
 }
 

@@ -35,13 +35,14 @@ fn end_marker(name: &str) -> String {
     format!("# END debstrap-onion {name}")
 }
 
-/// The marked block for NAME.
-pub fn block(name: &str, onion_port: u16, local_port: u16) -> String {
+/// The marked block for NAME, sending the onion port to `target` (`unix:PATH` or
+/// `127.0.0.1:PORT`).
+pub fn block(name: &str, onion_port: u16, target: &str) -> String {
     format!(
         "{begin}\n\
          # Onion service of the chroot {name}; debstrap-onion rewrites this block on every build.\n\
          HiddenServiceDir {dir}/\n\
-         HiddenServicePort {onion_port} 127.0.0.1:{local_port}\n\
+         HiddenServicePort {onion_port} {target}\n\
          {end}\n",
         begin = begin_marker(name),
         dir = service_dir(name).display(),
@@ -136,7 +137,7 @@ fn updated(
     path: &Path,
     name: &str,
     onion_port: u16,
-    local_port: u16,
+    target: &str,
 ) -> Result<(Option<String>, String), OnionError> {
     let old = files::read_optional(path).map_err(|source| OnionError::WriteTorrc {
         path: path.to_path_buf(),
@@ -153,7 +154,7 @@ fn updated(
     let new = update(
         old.as_deref().unwrap_or(""),
         name,
-        &block(name, onion_port, local_port),
+        &block(name, onion_port, target),
     )
     .map_err(|problem| OnionError::Torrc {
         path: path.to_path_buf(),
@@ -167,9 +168,9 @@ pub(crate) fn check(
     host_root: &Path,
     name: &str,
     onion_port: u16,
-    local_port: u16,
+    target: &str,
 ) -> Result<(), OnionError> {
-    updated(&torrc_path(host_root)?, name, onion_port, local_port).map(drop)
+    updated(&torrc_path(host_root)?, name, onion_port, target).map(drop)
 }
 
 /// Writes NAME's block into HOST_ROOT/etc/tor/torrc (created if absent), in one rename, and
@@ -179,7 +180,7 @@ pub(crate) fn check(
 pub(crate) fn write(
     host_root: &Path,
     name: &str,
-    ports: (u16, u16),
+    (onion_port, target): (u16, &str),
     changes: &mut HostChanges,
 ) -> Result<PathBuf, OnionError> {
     let path = torrc_path(host_root)?;
@@ -190,7 +191,7 @@ pub(crate) fn write(
     let dir = path.parent().unwrap_or(host_root).to_path_buf();
     changes.before_write(host_root, &dir).map_err(write_error)?;
     files::create_dir_all_mode(&dir, 0o755).map_err(write_error)?;
-    let (old, new) = updated(&path, name, ports.0, ports.1)?;
+    let (old, new) = updated(&path, name, onion_port, target)?;
     if old.as_deref() != Some(new.as_str()) {
         verify_with_tor(&dir, &path, &new)?;
         changes
@@ -267,7 +268,7 @@ mod tests {
 
     #[test]
     fn block_names_the_service_dir_and_ports() {
-        insta::assert_snapshot!(block("onion", 80, 2001), @r"
+        insta::assert_snapshot!(block("onion", 80, "127.0.0.1:2001"), @r"
         # BEGIN debstrap-onion onion
         # Onion service of the chroot onion; debstrap-onion rewrites this block on every build.
         HiddenServiceDir /var/lib/tor/onion/
@@ -278,8 +279,9 @@ mod tests {
 
     #[test]
     fn two_runs_leave_one_block_and_keep_other_content() {
-        let once = update(DEBIAN_LIKE, "onion", &block("onion", 80, 2001)).expect("first");
-        let twice = update(&once, "onion", &block("onion", 80, 2001)).expect("second");
+        let once =
+            update(DEBIAN_LIKE, "onion", &block("onion", 80, "127.0.0.1:2001")).expect("first");
+        let twice = update(&once, "onion", &block("onion", 80, "127.0.0.1:2001")).expect("second");
         assert_eq!(once, twice);
         assert!(once.starts_with(DEBIAN_LIKE));
         assert_eq!(once.matches("# BEGIN debstrap-onion onion").count(), 1);
@@ -289,17 +291,21 @@ mod tests {
     fn rerun_with_new_ports_replaces_the_block_in_place() {
         let text = format!(
             "a\n{}b\n",
-            block("onion", 80, 2001) // block, then other content after it
+            block("onion", 80, "127.0.0.1:2001") // block, then other content after it
         );
-        let updated = update(&text, "onion", &block("onion", 8080, 2002)).expect("update");
-        assert_eq!(updated, format!("a\n{}b\n", block("onion", 8080, 2002)));
+        let updated =
+            update(&text, "onion", &block("onion", 8080, "127.0.0.1:2002")).expect("update");
+        assert_eq!(
+            updated,
+            format!("a\n{}b\n", block("onion", 8080, "127.0.0.1:2002"))
+        );
     }
 
     #[test]
     fn two_names_coexist() {
-        let one = update("", "one", &block("one", 80, 2001)).expect("one");
-        let both = update(&one, "two", &block("two", 80, 2002)).expect("two");
-        let again = update(&both, "one", &block("one", 80, 2001)).expect("one again");
+        let one = update("", "one", &block("one", 80, "127.0.0.1:2001")).expect("one");
+        let both = update(&one, "two", &block("two", 80, "127.0.0.1:2002")).expect("two");
+        let again = update(&both, "one", &block("one", 80, "127.0.0.1:2001")).expect("one again");
         assert_eq!(both, again);
         assert!(both.contains("HiddenServiceDir /var/lib/tor/one/"));
         assert!(both.contains("HiddenServiceDir /var/lib/tor/two/"));
@@ -313,7 +319,7 @@ mod tests {
 
     #[test]
     fn broken_markers_and_duplicates_are_refused() {
-        let b = block("onion", 80, 2001);
+        let b = block("onion", 80, "127.0.0.1:2001");
         let unclosed = b.replace("# END debstrap-onion onion\n", "");
         assert!(matches!(
             update(&unclosed, "onion", &b),

@@ -105,3 +105,34 @@ pub fn hostname_from_real_tor(key_dir: &Path) -> Option<String> {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Debian's defaults file, which its tor reads before torrc (`User debian-tor`).
+pub const TOR_DEFAULTS: &str = "/usr/share/tor/tor-service-defaults-torrc";
+
+/// `tor --verify-config` on `torrc` with Debian's defaults: `Ok` when tor accepts it, `Err`
+/// with tor's words when it refuses; `None` when tor is missing outside CI.
+pub fn verify_config(torrc: &Path) -> Option<Result<(), String>> {
+    let tor = tor_binary()?;
+    if !Path::new(TOR_DEFAULTS).is_file() {
+        missing("Debian's tor defaults file (apt-get install tor)");
+        return None;
+    }
+    let out = Command::new(tor)
+        .args(["--verify-config", "--defaults-torrc", TOR_DEFAULTS, "-f"])
+        .arg(torrc)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tor --verify-config");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        if out.status.success() && said.contains("Configuration was valid") {
+            Ok(())
+        } else {
+            Err(said)
+        },
+    )
+}
