@@ -59,6 +59,12 @@ enum Command {
     Stop(ServiceArgs),
     /// Report whether nginx in NAME's chroot answers on its local port, with the onion address.
     Status(ServiceArgs),
+    /// List the onion services built here: name, address, chroot, running or not, in torrc or
+    /// not (tab-separated).
+    List(HostRootArgs),
+    /// Stop NAME and remove its torrc block and schroot files; the chroot stays, and the key
+    /// (the address) too unless --purge.
+    Remove(RemoveArgs),
     /// Print a shell completion script to standard output.
     Completions {
         /// The shell to complete for.
@@ -89,6 +95,22 @@ struct ServiceArgs {
     /// Where the build wrote the host-side files (schroot definition, tor key).
     #[arg(long, value_name = "DIR", default_value = "/")]
     host_root: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct HostRootArgs {
+    /// Where the builds wrote the host-side files.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    host_root: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct RemoveArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Also delete the key directory: the onion address is lost for good.
+    #[arg(long)]
+    purge: bool,
 }
 
 #[derive(Args, Debug)]
@@ -225,6 +247,15 @@ fn main() -> ExitCode {
                 code
             }
         }
+        Command::List(args) => service(&progress, || {
+            let services = onion::list(&args.host_root);
+            let lines: Vec<String> = services.iter().map(ToString::to_string).collect();
+            Ok(lines.join("\n"))
+        }),
+        Command::Remove(args) => service(&progress, || {
+            let ServiceArgs { name, host_root } = &args.service;
+            onion::remove(name, host_root, args.purge)
+        }),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

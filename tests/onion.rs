@@ -829,6 +829,104 @@ fn root_real_tor_accepts_the_socket_and_the_socket_directory_admits_only_tor() {
     }
 }
 
+#[test]
+fn list_and_remove_leave_other_torrc_content_and_services_byte_for_byte() {
+    let scene = Scene::new();
+    let before = "## A hand-written torrc\n\
+        # another service, kept as it is\n\
+        HiddenServiceDir /var/lib/tor/other/\n\
+        HiddenServicePort 80 127.0.0.1:8080\n\
+        \n\
+        Log notice syslog   # trailing comment\n";
+    let torrc_path = scene.host_root.join("etc/tor/torrc");
+    fs_err::create_dir_all(torrc_path.parent().expect("dir")).expect("mkdir");
+    fs_err::write(&torrc_path, before).expect("torrc");
+    let chroot_path = scene.root.clone();
+    let configure = |name: &str| {
+        onion::configure_unchecked(&OnionRequest {
+            name,
+            root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+            chroot_path: &chroot_path,
+            suite: "trixie",
+            config: &scene.config(),
+        })
+        .expect("configure")
+        .keep()
+    };
+    let one = configure("one");
+    let two = configure("two");
+    let schroot = scene.host_root.join("etc/schroot");
+    let two_files = tree_of(&schroot)
+        .into_iter()
+        .filter(|p| p.contains("two"))
+        .map(|p| (fs_err::read(schroot.join(&p)).ok(), p))
+        .collect::<Vec<_>>();
+
+    let listed = onion::list(&scene.host_root);
+    let rows: Vec<(&str, Option<&str>, bool, bool)> = listed
+        .iter()
+        .map(|l| (l.name.as_str(), l.address.as_deref(), l.running, l.in_torrc))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("one", Some(one.address.as_str()), false, true),
+            ("two", Some(two.address.as_str()), false, true)
+        ]
+    );
+    assert!(listed
+        .iter()
+        .all(|l| l.chroot.as_deref() == Some(&*chroot_path)));
+
+    // Removing one keeps its key (and says where), the other service and every other byte.
+    let removed = onion::remove("one", &scene.host_root, false).expect("remove one");
+    assert!(removed.torrc_block);
+    assert_eq!(removed.key_kept.as_deref(), Some(&*scene.key_dir("one")));
+    assert!(
+        removed
+            .to_string()
+            .contains(&format!("kept in {}", scene.key_dir("one").display())),
+        "{removed}"
+    );
+    assert!(scene.key_dir("one").join("hs_ed25519_secret_key").exists());
+    assert!(!schroot.join("chroot.d/one").exists());
+    assert!(!schroot.join("debstrap-onion-one").exists());
+    let socket = onion::socket_on_host(&chroot_path);
+    assert_eq!(
+        scene.torrc(),
+        format!(
+            "{before}\n{}",
+            onion::torrc_block("two", 80, &format!("unix:{}", socket.display()))
+        )
+    );
+    for (bytes, path) in &two_files {
+        assert_eq!(
+            &fs_err::read(schroot.join(path)).ok(),
+            bytes,
+            "{path} changed"
+        );
+    }
+    let names: Vec<String> = onion::list(&scene.host_root)
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(names, ["two"]);
+
+    // With --purge the key goes too, and the torrc is back to the byte.
+    let removed = onion::remove("two", &scene.host_root, true).expect("remove two");
+    assert_eq!(removed.key_kept, None);
+    assert!(!scene.key_dir("two").exists());
+    assert_eq!(scene.torrc(), before);
+    assert!(onion::list(&scene.host_root).is_empty());
+    // A key kept by an earlier remove can still be purged.
+    onion::remove("one", &scene.host_root, true).expect("purge one");
+    assert!(!scene.key_dir("one").exists());
+    assert_eq!(scene.torrc(), before);
+    // Nothing left to remove is an error naming the service.
+    let err = onion::remove("one", &scene.host_root, false).expect_err("gone");
+    assert!(matches!(err, OnionError::NotConfigured { .. }), "{err:?}");
+}
+
 /// Every path under `dir`, relative, sorted.
 fn tree_of(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

@@ -13,6 +13,7 @@ mod files;
 mod host;
 mod hsdir;
 pub mod key;
+mod manage;
 mod nginx;
 mod schroot;
 mod service;
@@ -29,6 +30,7 @@ use crate::HeldRoot;
 
 pub use hsdir::{read_key_dir, service_dir, KeyOrigin, TOR_USER};
 pub use key::{onion_address, parse_address, KeyFormatError, OnionKey};
+pub use manage::{list, remove, Listed, Removed};
 pub use nginx::{
     access_log, default_index, parse_listen, site, site_path, socket_on_host, web_root, Listen,
     SiteProblem, HEADERS, SOCKET, SOCKET_DIR,

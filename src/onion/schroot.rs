@@ -169,8 +169,57 @@ pub(crate) fn write(
     })
 }
 
+/// The names of the chroots debstrap-onion defined under HOST_ROOT (chroot.d files it wrote),
+/// sorted.
+pub(crate) fn names(host_root: &Path) -> Vec<String> {
+    let dir = host_root
+        .join(SCHROOT_DIR.trim_start_matches('/'))
+        .join("chroot.d");
+    let mut names: Vec<String> = fs_err::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|entry| {
+            files::read_optional(&entry.path())
+                .ok()
+                .flatten()
+                .is_some_and(|text| text.starts_with(MARK.as_bytes()))
+        })
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| crate::config::validate_name(name).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Removes chroot.d/NAME and NAME's profile under HOST_ROOT, all of which must be ours (checked
+/// before anything is removed); returns what was removed.
+pub(crate) fn remove(host_root: &Path, name: &str) -> Result<Vec<PathBuf>, OnionError> {
+    let dir = host_root.join(SCHROOT_DIR.trim_start_matches('/'));
+    let profile_dir = dir.join(profile_name(name));
+    let mut paths = vec![dir.join("chroot.d").join(name)];
+    paths.extend(profile_files(name).map(|(file, _)| profile_dir.join(file)));
+    for path in &paths {
+        ensure_ours(path)?;
+    }
+    let mut removed = Vec::new();
+    for path in paths {
+        match fs_err::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OnionError::WriteSchroot { path, source }),
+        }
+    }
+    // The profile's directory goes only when nothing else is left in it.
+    if fs_err::remove_dir(&profile_dir).is_ok() {
+        removed.push(profile_dir);
+    }
+    Ok(removed)
+}
+
 /// Ok when `path` is absent or was written by us.
-fn ensure_ours(path: &Path) -> Result<(), OnionError> {
+pub(crate) fn ensure_ours(path: &Path) -> Result<(), OnionError> {
     match fs_err::symlink_metadata(path) {
         Err(_) => Ok(()),
         Ok(meta) if meta.is_file() => {

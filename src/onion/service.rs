@@ -269,7 +269,7 @@ fn remove_stale_socket(socket: &Path) -> Result<(), OnionError> {
 }
 
 /// The live nginx master's pid from the chroot's pid file.
-fn nginx_pid(root: &Path) -> Option<i32> {
+pub(crate) fn nginx_pid(root: &Path) -> Option<i32> {
     let text = fs_err::read_to_string(root.join(NGINX_PID)).ok()?;
     let pid: i32 = text.trim().parse().ok()?;
     (pid > 0 && alive(pid)).then_some(pid)
@@ -305,7 +305,7 @@ fn wait_until(mut ready: impl FnMut() -> bool) -> Option<()> {
 }
 
 /// Asks the host's running tor to re-read torrc: systemd when it runs, else SIGHUP.
-fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
+pub(crate) fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
     let is_host = fs_err::canonicalize(host_root)
         .map(|p| p == Path::new("/"))
         .unwrap_or(false);

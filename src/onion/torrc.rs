@@ -110,6 +110,96 @@ pub fn update(text: &str, name: &str, block: &str) -> Result<String, TorrcProble
     Ok(out)
 }
 
+/// `text` without NAME's block (`None` when it has none): every other byte is kept, except the
+/// blank line [`update`] puts before a block it appends (dropped when the block ends the file or
+/// is followed by another blank line, as an appended block is).
+pub fn without(text: &str, name: &str) -> Result<Option<String>, TorrcProblem> {
+    let begin = begin_marker(name);
+    let end = end_marker(name);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut keep = vec![true; lines.len()];
+    let mut found = false;
+    let mut index = 0;
+    while index < lines.len() {
+        let trimmed = lines[index].trim();
+        if trimmed == end {
+            return Err(TorrcProblem::StrayEnd {
+                line: index + 1,
+                marker: end,
+            });
+        }
+        if trimmed != begin {
+            index += 1;
+            continue;
+        }
+        found = true;
+        let start = index;
+        let close = lines[start..]
+            .iter()
+            .position(|line| line.trim() == end)
+            .map(|offset| start + offset)
+            .ok_or(TorrcProblem::UnclosedBlock {
+                line: start + 1,
+                marker: begin.clone(),
+            })?;
+        keep[start..=close].iter_mut().for_each(|k| *k = false);
+        let followed_by_blank = lines.get(close + 1).is_none_or(|l| l.trim().is_empty());
+        if start > 0 && keep[start - 1] && lines[start - 1].trim().is_empty() && followed_by_blank {
+            keep[start - 1] = false;
+        } else if start == 0 && lines.get(close + 1).is_some() && followed_by_blank {
+            // The first block of a file was written without a separator; the next one has it.
+            keep[close + 1] = false;
+        }
+        index = close + 1;
+    }
+    if !found {
+        return Ok(None);
+    }
+    Ok(Some(
+        lines
+            .iter()
+            .zip(keep)
+            .filter(|(_, keep)| *keep)
+            .map(|(line, _)| *line)
+            .collect(),
+    ))
+}
+
+/// Removes NAME's block from HOST_ROOT/etc/tor/torrc in one rename, keeping the file's mode and
+/// owner; returns whether there was one. The caller holds the host lock.
+pub(crate) fn remove(host_root: &Path, name: &str) -> Result<bool, OnionError> {
+    let path = torrc_path(host_root)?;
+    let write_error = |source| OnionError::WriteTorrc {
+        path: path.clone(),
+        source,
+    };
+    let Some(bytes) = files::read_optional(&path).map_err(write_error)? else {
+        return Ok(false);
+    };
+    let text = String::from_utf8(bytes).map_err(|_| OnionError::Torrc {
+        path: path.clone(),
+        problem: TorrcProblem::NotUtf8,
+    })?;
+    let Some(new) = without(&text, name).map_err(|problem| OnionError::Torrc {
+        path: path.clone(),
+        problem,
+    })?
+    else {
+        return Ok(false);
+    };
+    files::replace_keeping_perms(&path, new.as_bytes(), 0o644).map_err(write_error)?;
+    Ok(true)
+}
+
+/// Whether the torrc at HOST_ROOT has a block for NAME.
+pub(crate) fn has_block(host_root: &Path, name: &str) -> bool {
+    let path = host_root.join(TORRC.trim_start_matches('/'));
+    fs_err::read_to_string(path).is_ok_and(|text| {
+        let begin = begin_marker(name);
+        text.lines().any(|line| line.trim() == begin)
+    })
+}
+
 /// Whether a torrc line is `HiddenServiceDir DIR` (tor's keywords are case-insensitive).
 fn configures_dir(line: &str, dir: &str) -> bool {
     let mut words = line.split_whitespace();
@@ -309,6 +399,27 @@ mod tests {
         assert_eq!(both, again);
         assert!(both.contains("HiddenServiceDir /var/lib/tor/one/"));
         assert!(both.contains("HiddenServiceDir /var/lib/tor/two/"));
+    }
+
+    #[test]
+    fn removing_a_block_gives_back_the_text_before_it() {
+        let b = |name| block(name, 80, "unix:/srv/chroot/x/run/onion/nginx.sock");
+        for original in [DEBIAN_LIKE, "", "Log notice syslog"] {
+            let with = update(original, "onion", &b("onion")).expect("update");
+            let back = without(&with, "onion").expect("remove").expect("found");
+            let expected = if original.is_empty() || original.ends_with('\n') {
+                original.to_string()
+            } else {
+                format!("{original}\n")
+            };
+            assert_eq!(back, expected);
+            // Between two other blocks, only this one goes.
+            let three = update(&with, "two", &b("two")).expect("two");
+            let three = update(&three, "onion", &b("onion")).expect("again");
+            let rest = without(&three, "onion").expect("remove").expect("found");
+            assert_eq!(rest, update(original, "two", &b("two")).expect("two only"));
+        }
+        assert_eq!(without(DEBIAN_LIKE, "onion"), Ok(None));
     }
 
     #[test]
