@@ -199,6 +199,10 @@ struct BuildArgs {
     /// Import an existing onion service key directory instead of generating a key.
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     onion_key: Option<PathBuf>,
+    /// Only this client may reach the service (repeatable): an x25519 key pair per client, the
+    /// client's .auth_private line written 0600 under /var/lib/debstrap-onion/clients/NAME/.
+    #[arg(long, value_name = "CLIENT", help_heading = "Onion service")]
+    auth_client: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -380,6 +384,7 @@ fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
         local_port: args.local_port,
         host_root: args.host_root,
         onion_key: args.onion_key,
+        auth_clients: args.auth_client,
     };
     config.validate()?;
     Ok(config)

@@ -927,6 +927,89 @@ fn list_and_remove_leave_other_torrc_content_and_services_byte_for_byte() {
     assert!(matches!(err, OnionError::NotConfigured { .. }), "{err:?}");
 }
 
+#[test]
+fn root_real_tor_reads_the_authorized_clients_and_the_clients_private_lines() {
+    let scene = Scene::new();
+    let mut config = scene.config();
+    config.auth_clients = vec!["alice".to_string(), "bob-2".to_string()];
+    let report = scene.configure("onion", &config).expect("configure");
+    let clients = scene.key_dir("onion").join("authorized_clients");
+    assert_eq!(mode(&clients), 0o700);
+    let private_dir = scene.host_root.join("var/lib/debstrap-onion/clients/onion");
+    assert_eq!(mode(&private_dir), 0o700);
+    for client in ["alice", "bob-2"] {
+        let auth = clients.join(format!("{client}.auth"));
+        assert_eq!(mode(&auth), 0o600);
+        let line = fs_err::read_to_string(&auth).expect("auth");
+        assert!(line.starts_with("descriptor:x25519:"), "{line}");
+        let private = private_dir.join(format!("{client}.auth_private"));
+        assert_eq!(mode(&private), 0o600);
+        let line = fs_err::read_to_string(&private).expect("auth_private");
+        let address = report.address.trim_end_matches(".onion");
+        assert!(
+            line.starts_with(&format!("{address}:descriptor:x25519:")),
+            "{line}"
+        );
+        if nix::unistd::geteuid().is_root() {
+            let tor = nix::unistd::User::from_name(onion::TOR_USER).expect("lookup");
+            if let Some(tor) = tor {
+                assert_eq!(
+                    fs_err::metadata(&auth).expect("meta").uid(),
+                    tor.uid.as_raw()
+                );
+            }
+        }
+    }
+    assert!(
+        report.to_string().contains("alice.auth_private"),
+        "{report}"
+    );
+    // A rebuild keeps each client's key: nobody is locked out.
+    let before = fs_err::read(clients.join("alice.auth")).expect("auth");
+    let again = scene.configure("onion", &config).expect("again");
+    assert_eq!(
+        fs_err::read(clients.join("alice.auth")).expect("auth"),
+        before
+    );
+    assert!(again.clients.iter().all(|c| c.private_file.is_none()));
+    // A bad name is refused before anything changes.
+    config.auth_clients = vec!["../x".to_string()];
+    let err = scene.configure("onion", &config).expect_err("bad client");
+    assert!(matches!(err, OnionError::BadClientName { .. }), "{err:?}");
+
+    // Real tor, as the service, loads the authorized clients without a complaint...
+    let Some((hostname, log)) = support::tor::run_service(&scene.key_dir("onion")) else {
+        return;
+    };
+    assert_eq!(hostname.trim(), report.address);
+    assert!(!log.contains("Client authorization"), "{log}");
+    assert!(!log.to_lowercase().contains("[warn] client"), "{log}");
+    // ... and, as each client, reads its private line (--verify-config parses it; one line per
+    // address in a client's directory).
+    for client in ["alice", "bob-2"] {
+        let work = tempfile::tempdir().expect("tempdir");
+        let auth_dir = work.path().join("auth");
+        fs_err::create_dir(&auth_dir).expect("mkdir");
+        fs_err::set_permissions(&auth_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let name = format!("{client}.auth_private");
+        fs_err::copy(private_dir.join(&name), auth_dir.join(&name)).expect("copy");
+        let torrc = work.path().join("torrc");
+        let text = format!("SocksPort 0\nClientOnionAuthDir {}\n", auth_dir.display());
+        fs_err::write(&torrc, text).expect("torrc");
+        let out = std::process::Command::new("tor")
+            .args(["--verify-config", "-f"])
+            .arg(&torrc)
+            .arg("--defaults-torrc")
+            .arg(&torrc)
+            .output()
+            .expect("tor");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("Configuration was valid"), "{said}");
+        assert!(!said.contains("Client authorization"), "{said}");
+    }
+}
+
 /// Every path under `dir`, relative, sorted.
 fn tree_of(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

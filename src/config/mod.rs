@@ -211,6 +211,9 @@ pub struct OnionConfig {
     pub host_root: Option<PathBuf>,
     /// An existing onion service key directory to import.
     pub onion_key: Option<PathBuf>,
+    /// Clients allowed to reach the service (tor's client authorization); empty: anyone who
+    /// knows the address.
+    pub auth_clients: Vec<String>,
 }
 
 impl Default for OnionConfig {
@@ -223,6 +226,7 @@ impl Default for OnionConfig {
             local_port: None,
             host_root: None,
             onion_key: None,
+            auth_clients: Vec::new(),
         }
     }
 }

@@ -93,14 +93,15 @@ pub fn remove(name: &str, host_root: &Path, purge: bool) -> Result<Removed, Onio
     let torrc_block = torrc::remove(host_root, name)?;
     let mut removed = schroot::remove(host_root, name)?;
     let key_kept = if purge {
-        match fs_err::remove_dir_all(&key_dir) {
-            Ok(()) => removed.push(key_dir),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(OnionError::WriteKey {
-                    dir: key_dir,
-                    source,
-                })
+        // The key, and the private lines of clients not yet handed over.
+        let clients = host_root
+            .join(super::client_auth::CLIENT_KEYS.trim_start_matches('/'))
+            .join(name);
+        for dir in [key_dir, clients] {
+            match fs_err::remove_dir_all(&dir) {
+                Ok(()) => removed.push(dir),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(OnionError::WriteKey { dir, source }),
             }
         }
         None

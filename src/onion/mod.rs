@@ -9,6 +9,7 @@
 //! files and keeps the key.
 
 mod chroot;
+mod client_auth;
 mod files;
 mod host;
 mod hsdir;
@@ -28,6 +29,7 @@ use crate::config::OnionConfig;
 use crate::stage::RootDir;
 use crate::HeldRoot;
 
+pub use client_auth::{is_client_name, Client, ClientKey, CLIENT_KEYS};
 pub use hsdir::{read_key_dir, service_dir, KeyOrigin, TOR_USER};
 pub use key::{onion_address, parse_address, KeyFormatError, OnionKey};
 pub use manage::{list, remove, Listed, Removed};
@@ -71,6 +73,8 @@ pub struct OnionReport {
     pub key_origin: KeyOrigin,
     /// The user created (or found) in the chroot.
     pub user: Option<ChrootUser>,
+    /// The authorized clients, with where a new client's private line was written.
+    pub clients: Vec<Client>,
     /// Host-side paths written, under HOST_ROOT: key directory, torrc, schroot file, profile.
     pub host_files: Vec<PathBuf>,
     /// What to run next, in order.
@@ -95,6 +99,17 @@ impl fmt::Display for OnionReport {
             self.onion_port,
             self.listen.tor_target(&self.chroot_path)
         )?;
+        for client in &self.clients {
+            match &client.private_file {
+                Some(file) => writeln!(
+                    f,
+                    "client {}: give {} to that client (its ClientOnionAuthDir), then delete it",
+                    client.name,
+                    file.display()
+                )?,
+                None => writeln!(f, "client {}: key kept", client.name)?,
+            }
+        }
         for step in &self.next_steps {
             writeln!(f, "  {:<40} # {}", step.command, step.purpose)?;
         }
@@ -107,6 +122,8 @@ impl fmt::Display for OnionReport {
 pub enum OnionError {
     #[error("invalid service name {name:?}: use letters, digits, '-', '_' or '.'")]
     BadName { name: String },
+    #[error("invalid client name {name:?}: use 1 to 64 letters, digits, '-' or '_'")]
+    BadClientName { name: String },
     #[error("invalid user name {name:?}: use lower-case letters, digits, '_' or '-', starting with a letter or '_'")]
     BadUserName { name: String },
     #[error("cannot draw random bytes for a new onion key")]
@@ -408,6 +425,13 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
             return Err(OnionError::BadUserName { name: user.clone() });
         }
     }
+    if let Some(bad) = config
+        .auth_clients
+        .iter()
+        .find(|c| !client_auth::is_client_name(c))
+    {
+        return Err(OnionError::BadClientName { name: bad.clone() });
+    }
     crate::cancel::check()?;
     // The files inside the chroot are still written by path, each refused if it leads through a
     // symlink; the pipeline checks just before this stage that the path names the held root.
@@ -464,7 +488,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         (key, owner, &target, user.as_ref()),
         &mut changes,
     );
-    let (service, torrc, schroot_files) = match written {
+    let (service, torrc, schroot_files, clients) = match written {
         Ok(written) => written,
         Err(err) => {
             changes.roll_back();
@@ -502,6 +526,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         listen,
         key_origin: service.origin,
         user,
+        clients,
         host_files: vec![
             service.path,
             torrc,
@@ -536,7 +561,15 @@ fn write_host_files(
         Option<&ChrootUser>,
     ),
     changes: &mut host::HostChanges,
-) -> Result<(hsdir::ServiceDir, PathBuf, schroot::SchrootFiles), OnionError> {
+) -> Result<
+    (
+        hsdir::ServiceDir,
+        PathBuf,
+        schroot::SchrootFiles,
+        Vec<Client>,
+    ),
+    OnionError,
+> {
     let config = request.config;
     crate::cancel::check()?;
     let key_error = |source| OnionError::WriteKey {
@@ -556,7 +589,16 @@ fn write_host_files(
                 .map_err(key_error)?;
         }
     }
+    let address = key.key.address();
     let service = hsdir::install(key, owner)?;
+    crate::cancel::check()?;
+    let clients = client_auth::write(
+        host_root,
+        (request.name, &service.path, &address),
+        &config.auth_clients,
+        owner,
+        changes,
+    )?;
     crate::cancel::check()?;
     let torrc = torrc::write(
         host_root,
@@ -583,5 +625,5 @@ fn write_host_files(
         changes,
     )?;
     crate::cancel::check()?;
-    Ok((service, torrc, schroot_files))
+    Ok((service, torrc, schroot_files, clients))
 }
