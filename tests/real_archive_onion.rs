@@ -105,6 +105,59 @@ impl Drop for StopOnDrop<'_> {
     }
 }
 
+/// nginx's master runs in namespaces of its own (network, PID, IPC, UTS), with no_new_privs
+/// and a cut bounding set; a real program run in its network namespace cannot connect to an
+/// address that exists in another namespace, which a test-owned namespace shows is there.
+fn assert_sandboxed(chroot: &Path) {
+    let pid = debstrap_onion::onion::master_pid(chroot).expect("nginx master");
+    for ns in ["net", "pid", "ipc", "uts"] {
+        let theirs = fs_err::read_link(format!("/proc/{pid}/ns/{ns}")).expect("ns");
+        let ours = fs_err::read_link(format!("/proc/self/ns/{ns}")).expect("ns");
+        assert_ne!(theirs, ours, "nginx shares our {ns} namespace");
+    }
+    let status = fs_err::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+            .expect("field")
+            .to_string()
+    };
+    assert_eq!(field("NoNewPrivs:"), "1", "{status}");
+    let bounding = u64::from_str_radix(&field("CapBnd:"), 16).expect("hex");
+    // CHOWN, DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER, KILL, SETGID, SETUID, NET_BIND_SERVICE.
+    let kept: u64 = [0, 1, 2, 3, 5, 6, 7, 10].iter().map(|c| 1u64 << c).sum();
+    assert_eq!(bounding, kept, "bounding set {bounding:#x}");
+    assert_eq!(field("NSpid:").split_whitespace().last(), Some("1"));
+
+    // A test-owned namespace with a veth address; from inside it, the address answers (port 9
+    // has no listener: refused, so reachable).
+    let address = "10.213.0.1";
+    let connect = format!("exec 3<>/dev/tcp/{address}/9");
+    let control = Command::new("unshare")
+        .args(["--net", "sh", "-c"])
+        .arg(format!(
+            "ip link add v0 type veth peer name v1 && ip addr add {address}/24 dev v0 && \
+             ip link set v0 up && ip link set v1 up && ip link set lo up && bash -c '{connect}'"
+        ))
+        .output()
+        .expect("unshare");
+    let said = String::from_utf8_lossy(&control.stderr);
+    assert!(said.contains("Connection refused"), "control: {said}");
+    // From nginx's network namespace, bash cannot connect at all.
+    let inside = Command::new("nsenter")
+        .arg(format!("--target={pid}"))
+        .args(["--net", "--ipc", "--uts", "bash", "-c"])
+        .arg(format!("hostname; {connect}"))
+        .output()
+        .expect("nsenter");
+    let said = String::from_utf8_lossy(&inside.stderr);
+    assert!(!inside.status.success());
+    assert!(said.contains("Network is unreachable"), "inside: {said}");
+    assert_eq!(String::from_utf8_lossy(&inside.stdout), "onion\n");
+}
+
 #[test]
 fn real_archive_root_default_onion_build_serves_the_onion_name() {
     if !require_root() || !require_program("schroot") || !require_program("curl") {
@@ -228,6 +281,7 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
         assert!(head.contains("referrer-policy: no-referrer"), "{head}");
         let status = ours(&["status", "e2e", "--host-root", host_s]);
         assert!(String::from_utf8_lossy(&status.stdout).contains("HTTP 200"));
+        assert_sandboxed(&target);
         // A second start finds nginx running and reloads it; it still answers.
         let again = ours(&["start", "e2e", "--host-root", host_s]);
         assert_eq!(curl_socket(&socket, &address, "/").1, page, "{again:?}");

@@ -39,8 +39,8 @@ pub use nginx::{
 };
 pub use schroot::{chroot_file, chroot_file_path, profile_files, profile_name, SchrootUser};
 pub use service::{
-    http_status, locate, start, status, stop, Endpoint, ServiceInfo, StartReport, StatusReport,
-    StopReport, TorReload,
+    http_status, locate, master_pid, start, status, stop, Endpoint, ServiceInfo, StartReport,
+    StatusReport, StopReport, TorReload,
 };
 pub use torrc::{block as torrc_block, update as update_torrc, TorrcProblem, TORRC};
 pub use user::{is_user_name, ChrootUser};

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::chroot::{self, Mounts};
+use super::chroot::{self, Mounts, Sandbox};
 use super::hsdir::service_dir;
 use super::key::HOSTNAME_FILE;
 use super::nginx::{self, Listen};
@@ -145,10 +145,10 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     if fs_err::symlink_metadata(root.join(NGINX.trim_start_matches('/'))).is_err() {
         return Err(OnionError::NginxMissing { root: root.clone() });
     }
-    let already_running = nginx_pid(root).is_some();
+    let already_running = nginx_pid(root);
     // A running nginx still has the mounts the first start kept; mounting sysfs again on the
     // same place fails with EBUSY.
-    let mounts = if already_running {
+    let mounts = if already_running.is_some() {
         None
     } else {
         // A socket left by an nginx that was killed would make bind(2) fail.
@@ -157,16 +157,22 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
         }
         Some(Mounts::mount(root)?)
     };
-    if already_running {
-        chroot::run_ok(root, &[NGINX, "-s", "reload"])?;
+    if let Some(pid) = already_running {
+        chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
+        signal(pid, Signal::SIGHUP)?;
     } else {
         chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
-        chroot::run_ok(root, &[NGINX])?;
+        let sandbox = Sandbox {
+            own_network: matches!(service.endpoint, Endpoint::Unix(_)),
+        };
+        chroot::run_sandboxed(root, &[NGINX], sandbox)?;
     }
     if wait_until(|| connects(&service.endpoint)).is_none() {
         // Leave nothing half started: the mounts go when `mounts` drops.
-        if !already_running {
-            let _ = chroot::run(root, &[NGINX, "-s", "quit"]);
+        if already_running.is_none() {
+            if let Some(pid) = nginx_pid(root) {
+                let _ = signal(pid, Signal::SIGQUIT);
+            }
         }
         return Err(OnionError::NotAnswering {
             endpoint: service.endpoint.to_string(),
@@ -178,7 +184,7 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     let tor = reload_tor(host_root)?;
     Ok(StartReport {
         service,
-        already_running,
+        already_running: already_running.is_some(),
         tor,
     })
 }
@@ -190,7 +196,9 @@ pub fn stop(name: &str, host_root: &Path) -> Result<StopReport, OnionError> {
     let root = &service.chroot;
     let was_running = match nginx_pid(root) {
         Some(pid) => {
-            chroot::run_ok(root, &[NGINX, "-s", "quit"])?;
+            // What `nginx -s quit` sends; its pid file holds the master's pid inside its PID
+            // namespace (1), not the host's.
+            signal(pid, Signal::SIGQUIT)?;
             wait_until(|| !alive(pid)).ok_or(OnionError::StopTimeout { pid })?;
             true
         }
@@ -268,11 +276,55 @@ fn remove_stale_socket(socket: &Path) -> Result<(), OnionError> {
     Ok(())
 }
 
-/// The live nginx master's pid from the chroot's pid file.
+/// The host's pid of the nginx master running in the chroot `root`: the process whose root is
+/// the chroot, named nginx, and pid 1 of its own PID namespace (as [`start`] runs it); for a
+/// master started without one, the pid in the chroot's pid file if that process's root is the
+/// chroot. The pid file alone is not trusted: the chroot writes it, and inside the namespace it
+/// says 1.
 pub(crate) fn nginx_pid(root: &Path) -> Option<i32> {
+    let root = fs_err::canonicalize(root).ok()?;
+    let in_chroot = |pid: i32| -> bool {
+        fs_err::read_link(format!("/proc/{pid}/root"))
+            .ok()
+            .as_deref()
+            == Some(root.as_path())
+    };
+    let entries = fs_err::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !in_chroot(pid) {
+            continue;
+        }
+        let Ok(status) = fs_err::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .map(str::to_owned)
+        };
+        let nspid = field("NSpid:").unwrap_or_default();
+        let ids: Vec<&str> = nspid.split_whitespace().collect();
+        if field("Name:").as_deref() == Some("nginx") && ids.len() > 1 && ids.last() == Some(&"1") {
+            return Some(pid);
+        }
+    }
     let text = fs_err::read_to_string(root.join(NGINX_PID)).ok()?;
     let pid: i32 = text.trim().parse().ok()?;
-    (pid > 0 && alive(pid)).then_some(pid)
+    (pid > 1 && alive(pid) && in_chroot(pid)).then_some(pid)
+}
+
+/// The host's pid of the nginx master serving from `chroot`, if one runs (see [`start`]).
+pub fn master_pid(chroot: &Path) -> Option<i32> {
+    nginx_pid(chroot)
+}
+
+fn signal(pid: i32, signal: Signal) -> Result<(), OnionError> {
+    kill(Pid::from_raw(pid), signal).map_err(|source| OnionError::Signal { pid, source })
 }
 
 fn alive(pid: i32) -> bool {
