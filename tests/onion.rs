@@ -733,6 +733,61 @@ fn status_reads_port_and_address_back() {
     assert_eq!(status.nginx_pid, None);
     assert_eq!(status.http_status, None);
     assert!(status.to_string().ends_with("not running"), "{status}");
+    assert_eq!(status.socket_access, None);
+    assert_eq!(status.hostname_matches_key, Some(true));
+    assert_eq!(status.tor_running, None, "HOST_ROOT is not /");
+}
+
+#[test]
+fn status_reports_socket_access_torrc_and_hostname_each_on_its_own() {
+    let scene = Scene::new();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &scene.root,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    let status = onion::status("onion", &scene.host_root).expect("status");
+    assert!(matches!(status.socket_access, Some(Ok(_))), "{status}");
+    assert_eq!(status.hostname_matches_key, Some(true));
+    if support::tor::tor_binary().is_some() {
+        assert_eq!(status.tor_config, Some(Ok(())), "{status}");
+    }
+    assert_eq!(status.http_status, None);
+    let text = status.to_string();
+    for line in ["socket:        ok", "hostname:      matches the key"] {
+        assert!(text.contains(line), "{text}");
+    }
+
+    // Each check fails on its own: a socket directory others may enter, a hostname file that
+    // names another key, a torrc tor refuses.
+    let dir = onion::socket_on_host(&scene.root);
+    let dir = dir.parent().expect("dir");
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let hostname = scene.key_dir("onion").join("hostname");
+    let other = onion::OnionKey::generate().expect("key").address();
+    fs_err::write(&hostname, format!("{other}\n")).expect("hostname");
+    let torrc = scene.host_root.join("etc/tor/torrc");
+    let mut text = scene.torrc();
+    text.push_str("NoSuchOption 1\n");
+    fs_err::write(&torrc, text).expect("torrc");
+    let status = onion::status("onion", &scene.host_root).expect("status");
+    assert!(matches!(status.socket_access, Some(Err(_))), "{status}");
+    assert_eq!(status.hostname_matches_key, Some(false));
+    if support::tor::tor_binary().is_some() {
+        assert!(matches!(status.tor_config, Some(Err(_))), "{status}");
+    }
+    let text = status.to_string();
+    for line in [
+        "socket:        WRONG",
+        "hostname:      DOES NOT match",
+        "torrc:         REFUSED",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
 }
 
 #[test]

@@ -104,6 +104,16 @@ pub struct StatusReport {
     pub nginx_pid: Option<i32>,
     /// The HTTP status nginx answered on its endpoint for `Host:` the address, if it answered.
     pub http_status: Option<u16>,
+    /// The socket's directory: `Ok` when it is 0710 and root's (and tor's group's), else what
+    /// is wrong; `None` with `--local-port`.
+    pub socket_access: Option<Result<String, String>>,
+    /// Whether the host's tor runs; `None` when HOST_ROOT is not `/`.
+    pub tor_running: Option<bool>,
+    /// `tor --verify-config` on HOST_ROOT's torrc: `Ok`, or tor's words; `None` without tor.
+    pub tor_config: Option<Result<(), String>>,
+    /// Whether tor's hostname file names the address of the key beside it; `None` when the key
+    /// cannot be read.
+    pub hostname_matches_key: Option<bool>,
 }
 
 /// Finds NAME's chroot, port and address from the files [`super::configure`] wrote.
@@ -218,11 +228,61 @@ pub fn status(name: &str, host_root: &Path) -> Result<StatusReport, OnionError> 
     let nginx_pid = nginx_pid(&service.chroot);
     let host = service.address.as_deref().unwrap_or("localhost");
     let http_status = http_status(&service.endpoint, host);
+    let socket_access = match &service.endpoint {
+        Endpoint::Unix(socket) => Some(socket_access(socket)),
+        Endpoint::Tcp(_) => None,
+    };
+    let key_dir = host_root.join(service_dir(name).strip_prefix("/").expect("absolute"));
+    let hostname_matches_key = super::hsdir::read_key_dir(&key_dir)
+        .ok()
+        .map(|key| service.address.as_deref() == Some(key.address().as_str()));
+    let torrc = host_root.join(super::TORRC.trim_start_matches('/'));
     Ok(StatusReport {
-        service,
         nginx_pid,
         http_status,
+        socket_access,
+        tor_running: is_host(host_root).then(tor_running),
+        tor_config: super::torrc::verify_file(&torrc),
+        hostname_matches_key,
+        service,
     })
+}
+
+/// Checks the socket's directory: 0710, owned by root, group tor's (when tor's user exists).
+fn socket_access(socket: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = socket.parent().unwrap_or(socket);
+    let meta = fs_err::metadata(dir).map_err(|e| e.to_string())?;
+    let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
+    let tor_gid = nix::unistd::User::from_name(super::TOR_USER)
+        .ok()
+        .flatten()
+        .map(|u| u.gid.as_raw());
+    let said = format!("{} is {mode:04o} uid {uid} gid {gid}", dir.display());
+    if mode == 0o710 && uid == 0 && tor_gid.is_none_or(|g| g == gid) {
+        Ok(said)
+    } else {
+        Err(format!("{said}; want 0710, uid 0, tor's group"))
+    }
+}
+
+fn is_host(host_root: &Path) -> bool {
+    fs_err::canonicalize(host_root).is_ok_and(|p| p == Path::new("/"))
+}
+
+/// Whether the host's tor runs: systemd's tor@default when systemd runs, else the pid in
+/// /run/tor/tor.pid.
+fn tor_running() -> bool {
+    if Path::new("/run/systemd/system").exists() {
+        return std::process::Command::new("systemctl")
+            .args(["is-active", "--quiet", "tor@default"])
+            .status()
+            .is_ok_and(|s| s.success());
+    }
+    fs_err::read_to_string("/run/tor/tor.pid")
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .is_some_and(|pid| pid > 0 && alive(pid))
 }
 
 /// The HTTP status of `GET /` with `Host: host` at `endpoint`, or `None` if nothing answers.
@@ -358,10 +418,7 @@ fn wait_until(mut ready: impl FnMut() -> bool) -> Option<()> {
 
 /// Asks the host's running tor to re-read torrc: systemd when it runs, else SIGHUP.
 pub(crate) fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
-    let is_host = fs_err::canonicalize(host_root)
-        .map(|p| p == Path::new("/"))
-        .unwrap_or(false);
-    if !is_host {
+    if !is_host(host_root) {
         return Ok(TorReload::OtherHostRoot {
             host_root: host_root.to_path_buf(),
         });
@@ -461,6 +518,26 @@ impl std::fmt::Display for StopReport {
 impl std::fmt::Display for StatusReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}", self.service)?;
+        match &self.socket_access {
+            Some(Ok(said)) => writeln!(f, "socket:        ok ({said})")?,
+            Some(Err(said)) => writeln!(f, "socket:        WRONG ({said})")?,
+            None => writeln!(f, "socket:        none (TCP, --local-port)")?,
+        }
+        match self.tor_running {
+            Some(true) => writeln!(f, "tor:           running")?,
+            Some(false) => writeln!(f, "tor:           not running")?,
+            None => writeln!(f, "tor:           not checked (HOST_ROOT is not /)")?,
+        }
+        match &self.tor_config {
+            Some(Ok(())) => writeln!(f, "torrc:         valid (tor --verify-config)")?,
+            Some(Err(said)) => writeln!(f, "torrc:         REFUSED by tor: {said}")?,
+            None => writeln!(f, "torrc:         not checked (tor is not installed)")?,
+        }
+        match self.hostname_matches_key {
+            Some(true) => writeln!(f, "hostname:      matches the key")?,
+            Some(false) => writeln!(f, "hostname:      DOES NOT match the key")?,
+            None => writeln!(f, "hostname:      key unreadable")?,
+        }
         match (self.nginx_pid, self.http_status) {
             (_, Some(code)) => write!(f, "answering: HTTP {code}"),
             (Some(pid), None) => write!(f, "nginx runs (pid {pid}) but does not answer"),

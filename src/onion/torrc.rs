@@ -339,6 +339,26 @@ fn verify_with_tor(dir: &Path, path: &Path, text: &str) -> Result<(), OnionError
     })
 }
 
+/// `tor --verify-config` with Debian's defaults on the torrc at `path`: `Ok`, or tor's last
+/// words; `None` when tor or the defaults file is not installed.
+pub(crate) fn verify_file(path: &Path) -> Option<Result<(), String>> {
+    let tor = find_program("tor")?;
+    fs_err::symlink_metadata(TOR_DEFAULTS).ok()?;
+    let output = std::process::Command::new(tor)
+        .args(["--verify-config", "--defaults-torrc", TOR_DEFAULTS, "-f"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output();
+    Some(match output {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stdout);
+            Err(said.lines().last().unwrap_or_default().to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    })
+}
+
 /// `program` on PATH, if there.
 fn find_program(program: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
