@@ -59,6 +59,8 @@ enum Command {
     Stop(ServiceArgs),
     /// Report whether nginx in NAME's chroot answers on its local port, with the onion address.
     Status(ServiceArgs),
+    /// Enable NAME's systemd unit, so the service starts at boot.
+    Enable(ServiceArgs),
     /// List the onion services built here: name, address, chroot, running or not, in torrc or
     /// not (tab-separated).
     List(HostRootArgs),
@@ -203,6 +205,9 @@ struct BuildArgs {
     /// client's .auth_private line written 0600 under /var/lib/debstrap-onion/clients/NAME/.
     #[arg(long, value_name = "CLIENT", help_heading = "Onion service")]
     auth_client: Vec<String>,
+    /// Enable the service's systemd unit (debstrap-onion-NAME.service), so it starts at boot.
+    #[arg(long, help_heading = "Onion service")]
+    enable: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -251,6 +256,14 @@ fn main() -> ExitCode {
                 code
             }
         }
+        Command::Enable(args) => service(&progress, || {
+            onion::enable(&args.host_root, &args.name).map(|link| {
+                format!(
+                    "enabled: {} (run `systemctl daemon-reload` on that host)",
+                    link.display()
+                )
+            })
+        }),
         Command::List(args) => service(&progress, || {
             let services = onion::list(&args.host_root);
             let lines: Vec<String> = services.iter().map(ToString::to_string).collect();
@@ -385,6 +398,7 @@ fn build_config(args: BuildArgs) -> anyhow::Result<BuildConfig> {
         host_root: args.host_root,
         onion_key: args.onion_key,
         auth_clients: args.auth_client,
+        enable: args.enable,
     };
     config.validate()?;
     Ok(config)

@@ -1065,6 +1065,59 @@ fn root_real_tor_reads_the_authorized_clients_and_the_clients_private_lines() {
     }
 }
 
+#[test]
+fn systemd_unit_is_written_disabled_enabled_on_request_and_verified_by_systemd() {
+    let scene = Scene::new();
+    scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+    let units = scene.host_root.join("etc/systemd/system");
+    let unit = units.join("debstrap-onion-onion.service");
+    let text = fs_err::read_to_string(&unit).expect("unit");
+    assert_eq!(mode(&unit), 0o644);
+    let program = std::env::current_exe().expect("exe");
+    assert!(
+        text.contains(&format!("\nExecStart={} start onion\n", program.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("\nExecStop={} stop onion\n", program.display())));
+    let wants = units.join("multi-user.target.wants/debstrap-onion-onion.service");
+    assert!(fs_err::symlink_metadata(&wants).is_err(), "enabled unasked");
+    if support::host::require_program("systemd-analyze") {
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .expect("systemd-analyze");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // `enable NAME` makes the link systemctl would make; `--enable` at build time too.
+    let link = onion::enable(&scene.host_root, "onion").expect("enable");
+    assert_eq!(link, wants);
+    assert_eq!(
+        fs_err::read_link(&wants).expect("link"),
+        Path::new("/etc/systemd/system/debstrap-onion-onion.service")
+    );
+    let mut config = scene.config();
+    config.enable = true;
+    scene.configure("two", &config).expect("configure two");
+    assert!(units
+        .join("multi-user.target.wants/debstrap-onion-two.service")
+        .is_symlink());
+    // remove takes the unit and its link away.
+    onion::remove("two", &scene.host_root, false).expect("remove");
+    assert!(!units.join("debstrap-onion-two.service").exists());
+    assert!(fs_err::symlink_metadata(
+        units.join("multi-user.target.wants/debstrap-onion-two.service")
+    )
+    .is_err());
+    assert!(unit.exists());
+}
+
 /// Every path under `dir`, relative, sorted.
 fn tree_of(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

@@ -214,6 +214,8 @@ pub struct OnionConfig {
     /// Clients allowed to reach the service (tor's client authorization); empty: anyone who
     /// knows the address.
     pub auth_clients: Vec<String>,
+    /// Enable the service's systemd unit, so it starts at boot.
+    pub enable: bool,
 }
 
 impl Default for OnionConfig {
@@ -227,6 +229,7 @@ impl Default for OnionConfig {
             host_root: None,
             onion_key: None,
             auth_clients: Vec::new(),
+            enable: false,
         }
     }
 }

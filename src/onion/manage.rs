@@ -92,6 +92,7 @@ pub fn remove(name: &str, host_root: &Path, purge: bool) -> Result<Removed, Onio
     };
     let torrc_block = torrc::remove(host_root, name)?;
     let mut removed = schroot::remove(host_root, name)?;
+    removed.extend(super::unit::remove(host_root, name)?);
     let key_kept = if purge {
         // The key, and the private lines of clients not yet handed over.
         let clients = host_root

@@ -20,6 +20,7 @@ mod schroot;
 mod service;
 mod site_copy;
 mod torrc;
+mod unit;
 mod user;
 
 use std::fmt;
@@ -43,6 +44,7 @@ pub use service::{
     StatusReport, StopReport, TorReload,
 };
 pub use torrc::{block as torrc_block, update as update_torrc, TorrcProblem, TORRC};
+pub use unit::{enable, unit, unit_name, UNIT_DIR};
 pub use user::{is_user_name, ChrootUser};
 
 /// What to publish.
@@ -199,6 +201,12 @@ pub enum OnionError {
          HiddenServicePort cannot take: build in another directory, or give --local-port"
     )]
     SocketPath { path: PathBuf },
+    #[error("cannot write the systemd unit {path}")]
+    WriteUnit {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write the schroot file {path}")]
     WriteSchroot {
         path: PathBuf,
@@ -488,7 +496,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         (key, owner, &target, user.as_ref()),
         &mut changes,
     );
-    let (service, torrc, schroot_files, clients) = match written {
+    let (service, torrc, schroot_files, clients, unit) = match written {
         Ok(written) => written,
         Err(err) => {
             changes.roll_back();
@@ -532,6 +540,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
             torrc,
             schroot_files.chroot_file,
             schroot_files.profile_dir,
+            unit,
         ],
         next_steps,
     };
@@ -567,6 +576,7 @@ fn write_host_files(
         PathBuf,
         schroot::SchrootFiles,
         Vec<Client>,
+        PathBuf,
     ),
     OnionError,
 > {
@@ -611,6 +621,8 @@ fn write_host_files(
         user::ensure_host_user(host_root, user, changes)?;
     }
     crate::cancel::check()?;
+    let unit = unit::write(host_root, request.name, config.enable, changes)?;
+    crate::cancel::check()?;
     let schroot_files = schroot::write(
         host_root,
         (
@@ -625,5 +637,5 @@ fn write_host_files(
         changes,
     )?;
     crate::cancel::check()?;
-    Ok((service, torrc, schroot_files, clients))
+    Ok((service, torrc, schroot_files, clients, unit))
 }
