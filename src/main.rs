@@ -59,6 +59,9 @@ enum Command {
     Stop(ServiceArgs),
     /// Report whether nginx in NAME's chroot answers on its local port, with the onion address.
     Status(ServiceArgs),
+    /// Rotate NAME's nginx logs (keeping a week) and have nginx reopen them; a daily timer runs
+    /// it.
+    RotateLogs(ServiceArgs),
     /// Enable NAME's systemd unit, so the service starts at boot.
     Enable(ServiceArgs),
     /// List the onion services built here: name, address, chroot, running or not, in torrc or
@@ -256,6 +259,9 @@ fn main() -> ExitCode {
                 code
             }
         }
+        Command::RotateLogs(args) => service(&progress, || {
+            onion::rotate_logs(&args.name, &args.host_root)
+        }),
         Command::Enable(args) => service(&progress, || {
             onion::enable(&args.host_root, &args.name).map(|link| {
                 format!(

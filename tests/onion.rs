@@ -446,6 +446,7 @@ fn nginx_site_listens_on_the_socket_and_replaces_the_default_site() {
     	add_header Permissions-Policy "camera=(), geolocation=(), microphone=()" always;
 
     	access_log /var/log/nginx/onion.access.log onion_onion;
+    	error_log /var/log/nginx/onion.error.log;
 
     	root /var/www/onion;
     	index index.html index.htm;
@@ -1095,9 +1096,32 @@ fn systemd_unit_is_written_disabled_enabled_on_request_and_verified_by_systemd()
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    // The daily log rotation: a timer and the service it starts, verified the same way.
+    for file in [
+        "debstrap-onion-onion-logs.timer",
+        "debstrap-onion-onion-logs.service",
+    ] {
+        let path = units.join(file);
+        assert!(path.is_file(), "{file}");
+        if support::host::require_program("systemd-analyze") {
+            let out = std::process::Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&path)
+                .output()
+                .expect("systemd-analyze");
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "systemd-analyze verify {file}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
     // `enable NAME` makes the link systemctl would make; `--enable` at build time too.
     let link = onion::enable(&scene.host_root, "onion").expect("enable");
     assert_eq!(link, wants);
+    assert!(units
+        .join("timers.target.wants/debstrap-onion-onion-logs.timer")
+        .is_symlink());
     assert_eq!(
         fs_err::read_link(&wants).expect("link"),
         Path::new("/etc/systemd/system/debstrap-onion-onion.service")
@@ -1116,6 +1140,36 @@ fn systemd_unit_is_written_disabled_enabled_on_request_and_verified_by_systemd()
     )
     .is_err());
     assert!(unit.exists());
+}
+
+#[test]
+fn rotate_logs_keeps_a_week_of_generations() {
+    let scene = Scene::new();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &scene.root,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    let logs = scene.root.join("var/log/nginx");
+    fs_err::create_dir_all(&logs).expect("mkdir");
+    for day in 1..=9 {
+        fs_err::write(logs.join("onion.access.log"), format!("day {day}\n")).expect("log");
+        let report = onion::rotate_logs("onion", &scene.host_root).expect("rotate");
+        assert_eq!(report.rotated, [logs.join("onion.access.log")]);
+        assert!(!report.reopened);
+    }
+    assert!(!logs.join("onion.access.log").exists());
+    for generation in 1..=onion::LOG_GENERATIONS {
+        let text = fs_err::read_to_string(logs.join(format!("onion.access.log.{generation}")))
+            .expect("generation");
+        assert_eq!(text, format!("day {}\n", 10 - generation));
+    }
+    let eighth = format!("onion.access.log.{}", onion::LOG_GENERATIONS + 1);
+    assert!(!logs.join(eighth).exists());
 }
 
 /// Every path under `dir`, relative, sorted.

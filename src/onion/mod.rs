@@ -40,11 +40,11 @@ pub use nginx::{
 };
 pub use schroot::{chroot_file, chroot_file_path, profile_files, profile_name, SchrootUser};
 pub use service::{
-    http_status, locate, master_pid, start, status, stop, Endpoint, ServiceInfo, StartReport,
-    StatusReport, StopReport, TorReload,
+    http_status, locate, master_pid, rotate_logs, start, status, stop, Endpoint, RotateReport,
+    ServiceInfo, StartReport, StatusReport, StopReport, TorReload, LOG_GENERATIONS,
 };
 pub use torrc::{block as torrc_block, update as update_torrc, TorrcProblem, TORRC};
-pub use unit::{enable, unit, unit_name, UNIT_DIR};
+pub use unit::{enable, timer, unit, unit_name, UNIT_DIR};
 pub use user::{is_user_name, ChrootUser};
 
 /// What to publish.

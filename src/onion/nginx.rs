@@ -106,6 +106,7 @@ pub fn site(name: &str, address: &str, listen: Listen) -> String {
          {headers}\
          \n\
          \taccess_log {log} onion_{name};\n\
+         \terror_log /var/log/nginx/{name}.error.log;\n\
          \n\
          \troot {root};\n\
          \tindex index.html index.htm;\n\

@@ -378,6 +378,69 @@ pub(crate) fn nginx_pid(root: &Path) -> Option<i32> {
     (pid > 1 && alive(pid) && in_chroot(pid)).then_some(pid)
 }
 
+/// How many rotated generations of each log [`rotate_logs`] keeps (a week, run daily).
+pub const LOG_GENERATIONS: u32 = 7;
+
+/// What [`rotate_logs`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateReport {
+    /// Logs moved to `.1`.
+    pub rotated: Vec<PathBuf>,
+    /// nginx was told to reopen its logs (SIGUSR1).
+    pub reopened: bool,
+}
+
+/// Rotates NAME's nginx logs in the chroot (`NAME.access.log` → `.1` → … →
+/// `.`[`LOG_GENERATIONS`], the oldest dropped), then tells a running master to reopen them; the
+/// systemd timer runs it daily.
+pub fn rotate_logs(name: &str, host_root: &Path) -> Result<RotateReport, OnionError> {
+    let service = locate(name, host_root)?;
+    let dir = service.chroot.join("var/log/nginx");
+    let mut rotated = Vec::new();
+    for base in [format!("{name}.access.log"), format!("{name}.error.log")] {
+        let log = dir.join(&base);
+        let exists = fs_err::symlink_metadata(&log).is_ok_and(|m| m.is_file());
+        if !exists {
+            continue;
+        }
+        let rename_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OnionError::WriteChroot { path, source }
+        };
+        for generation in (1..LOG_GENERATIONS).rev() {
+            let from = dir.join(format!("{base}.{generation}"));
+            if fs_err::symlink_metadata(&from).is_ok() {
+                let to = dir.join(format!("{base}.{}", generation + 1));
+                fs_err::rename(&from, &to).map_err(rename_error(&from))?;
+            }
+        }
+        fs_err::rename(&log, dir.join(format!("{base}.1"))).map_err(rename_error(&log))?;
+        rotated.push(log);
+    }
+    let reopened = match nginx_pid(&service.chroot) {
+        Some(pid) if !rotated.is_empty() => {
+            signal(pid, Signal::SIGUSR1)?;
+            true
+        }
+        _ => false,
+    };
+    Ok(RotateReport { rotated, reopened })
+}
+
+impl std::fmt::Display for RotateReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for log in &self.rotated {
+            writeln!(f, "rotated {}", log.display())?;
+        }
+        let reopened = if self.reopened {
+            "nginx reopened its logs"
+        } else {
+            "nginx not running"
+        };
+        write!(f, "{reopened}")
+    }
+}
+
 /// The host's pid of the nginx master serving from `chroot`, if one runs (see [`start`]).
 pub fn master_pid(chroot: &Path) -> Option<i32> {
     nginx_pid(chroot)

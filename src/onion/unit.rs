@@ -42,6 +42,50 @@ pub fn unit(name: &str, program: &Path) -> String {
     )
 }
 
+/// The timer's file name for NAME: the daily log rotation.
+fn timer_name(name: &str) -> String {
+    format!("debstrap-onion-{name}-logs.timer")
+}
+
+/// The service the timer starts.
+fn rotate_name(name: &str) -> String {
+    format!("debstrap-onion-{name}-logs.service")
+}
+
+/// The daily timer of NAME's log rotation, and the service it runs: (file name, text) each.
+pub fn timer(name: &str, program: &Path) -> [(String, String); 2] {
+    let program = program.display();
+    [
+        (
+            timer_name(name),
+            format!(
+                "{MARK} for the onion service {name}; rebuilding {name} replaces it.\n\
+                 [Unit]\n\
+                 Description=Daily rotation of the logs of onion service {name}\n\
+                 \n\
+                 [Timer]\n\
+                 OnCalendar=daily\n\
+                 Persistent=true\n\
+                 \n\
+                 [Install]\n\
+                 WantedBy=timers.target\n"
+            ),
+        ),
+        (
+            rotate_name(name),
+            format!(
+                "{MARK} for the onion service {name}; rebuilding {name} replaces it.\n\
+                 [Unit]\n\
+                 Description=Rotate the logs of onion service {name}\n\
+                 \n\
+                 [Service]\n\
+                 Type=oneshot\n\
+                 ExecStart={program} rotate-logs {name}\n"
+            ),
+        ),
+    ]
+}
+
 fn unit_path(host_root: &Path, name: &str) -> PathBuf {
     host_root
         .join(UNIT_DIR.trim_start_matches('/'))
@@ -83,12 +127,22 @@ pub(crate) fn write(
     if let Some(dir) = path.parent() {
         files::create_dir_all_mode(dir, 0o755).map_err(write_error)?;
     }
-    files::write_atomic(
-        &path,
-        unit(name, &program()?).as_bytes(),
-        Perms::mode(0o644),
-    )
-    .map_err(write_error)?;
+    let program = program()?;
+    files::write_atomic(&path, unit(name, &program).as_bytes(), Perms::mode(0o644))
+        .map_err(write_error)?;
+    let dir = path.parent().unwrap_or(host_root);
+    for (file, text) in timer(name, &program) {
+        let extra = dir.join(file);
+        super::schroot::ensure_ours(&extra)?;
+        let write_error = |source| OnionError::WriteUnit {
+            path: extra.clone(),
+            source,
+        };
+        changes
+            .before_write(host_root, &extra)
+            .map_err(write_error)?;
+        files::write_atomic(&extra, text.as_bytes(), Perms::mode(0o644)).map_err(write_error)?;
+    }
     if enable {
         enable_with(host_root, name, Some(changes))?;
     }
@@ -106,7 +160,7 @@ pub fn enable(host_root: &Path, name: &str) -> Result<PathBuf, OnionError> {
 fn enable_with(
     host_root: &Path,
     name: &str,
-    changes: Option<&mut HostChanges>,
+    mut changes: Option<&mut HostChanges>,
 ) -> Result<PathBuf, OnionError> {
     let path = unit_path(host_root, name);
     if fs_err::symlink_metadata(&path).is_err() {
@@ -125,7 +179,7 @@ fn enable_with(
     if fs_err::read_link(&link).ok().as_deref() == Some(target.as_path()) {
         return Ok(link);
     }
-    if let Some(changes) = changes {
+    if let Some(changes) = changes.as_deref_mut() {
         changes
             .before_write(host_root, &link)
             .map_err(write_error)?;
@@ -134,6 +188,27 @@ fn enable_with(
         files::create_dir_all_mode(dir, 0o755).map_err(write_error)?;
     }
     fs_err::os::unix::fs::symlink(&target, &link).map_err(write_error)?;
+    // The daily log rotation comes with the service.
+    let timer_link = host_root
+        .join(UNIT_DIR.trim_start_matches('/'))
+        .join("timers.target.wants")
+        .join(timer_name(name));
+    let timer_target = Path::new(UNIT_DIR).join(timer_name(name));
+    if fs_err::read_link(&timer_link).ok().as_deref() != Some(timer_target.as_path()) {
+        let write_error = |source| OnionError::WriteUnit {
+            path: timer_link.clone(),
+            source,
+        };
+        if let Some(changes) = changes {
+            changes
+                .before_write(host_root, &timer_link)
+                .map_err(write_error)?;
+        }
+        if let Some(dir) = timer_link.parent() {
+            files::create_dir_all_mode(dir, 0o755).map_err(write_error)?;
+        }
+        fs_err::os::unix::fs::symlink(&timer_target, &timer_link).map_err(write_error)?;
+    }
     Ok(link)
 }
 
@@ -141,19 +216,34 @@ fn enable_with(
 pub(crate) fn remove(host_root: &Path, name: &str) -> Result<Vec<PathBuf>, OnionError> {
     let path = unit_path(host_root, name);
     super::schroot::ensure_ours(&path)?;
-    let mut removed = Vec::new();
-    let link = wants_link(host_root, name);
-    if fs_err::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
-        fs_err::remove_file(&link).map_err(|source| OnionError::WriteUnit {
-            path: link.clone(),
-            source,
-        })?;
-        removed.push(link);
+    let dir = host_root.join(UNIT_DIR.trim_start_matches('/'));
+    let extras: Vec<PathBuf> = [timer_name(name), rotate_name(name)]
+        .into_iter()
+        .map(|file| dir.join(file))
+        .collect();
+    for extra in &extras {
+        super::schroot::ensure_ours(extra)?;
     }
-    match fs_err::remove_file(&path) {
-        Ok(()) => removed.push(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => return Err(OnionError::WriteUnit { path, source }),
+    let mut removed = Vec::new();
+    let links = [
+        wants_link(host_root, name),
+        dir.join("timers.target.wants").join(timer_name(name)),
+    ];
+    for link in links {
+        if fs_err::symlink_metadata(&link).is_ok_and(|m| m.file_type().is_symlink()) {
+            fs_err::remove_file(&link).map_err(|source| OnionError::WriteUnit {
+                path: link.clone(),
+                source,
+            })?;
+            removed.push(link);
+        }
+    }
+    for path in std::iter::once(path).chain(extras) {
+        match fs_err::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OnionError::WriteUnit { path, source }),
+        }
     }
     Ok(removed)
 }
