@@ -60,6 +60,17 @@ enum Command {
     Stop(ServiceArgs),
     /// Report whether nginx in NAME's chroot answers on its local port, with the onion address.
     Status(ServiceArgs),
+    /// Rotate NAME's nginx logs (keeping a week) and have nginx reopen them; a daily timer runs
+    /// it.
+    RotateLogs(ServiceArgs),
+    /// Enable NAME's systemd unit, so the service starts at boot.
+    Enable(ServiceArgs),
+    /// List the onion services built here: name, address, chroot, running or not, in torrc or
+    /// not (tab-separated).
+    List(HostRootArgs),
+    /// Stop NAME and remove its torrc block and schroot files; the chroot stays, and the key
+    /// (the address) too unless --purge.
+    Remove(RemoveArgs),
     /// Print a shell completion script to standard output.
     Completions {
         /// The shell to complete for.
@@ -90,6 +101,22 @@ struct ServiceArgs {
     /// Where the build wrote the host-side files (schroot definition, tor key).
     #[arg(long, value_name = "DIR", default_value = "/")]
     host_root: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct HostRootArgs {
+    /// Where the builds wrote the host-side files.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    host_root: PathBuf,
+}
+
+#[derive(Args, Debug)]
+struct RemoveArgs {
+    #[command(flatten)]
+    service: ServiceArgs,
+    /// Also delete the key directory: the onion address is lost for good.
+    #[arg(long)]
+    purge: bool,
 }
 
 #[derive(Args, Debug)]
@@ -163,18 +190,23 @@ struct BuildArgs {
     #[arg(long, value_name = "FILE")]
     sbom: Option<PathBuf>,
 
-    /// User created in the chroot and allowed into it (and root in it) by schroot.
+    /// User created in the chroot (if missing) and let into it by schroot, as an ordinary user.
     #[arg(long, help_heading = "Onion service")]
     user: Option<String>,
+    /// Also let --user run commands as root in the chroot (schroot's root-users=); root there
+    /// can stop nginx, change the site and read the chroot's secrets.
+    #[arg(long, requires = "user", help_heading = "Onion service")]
+    user_root: bool,
     /// Directory copied to the web root [default: a generated index.html].
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     site: Option<PathBuf>,
     /// The onion service's virtual port.
     #[arg(long, default_value = "80", value_parser = port, help_heading = "Onion service")]
     onion_port: NonZeroU16,
-    /// Port nginx listens on, on 127.0.0.1 only.
-    #[arg(long, default_value = "2001", value_parser = port, help_heading = "Onion service")]
-    local_port: NonZeroU16,
+    /// Listen on 127.0.0.1:PORT (TCP) instead of the unix socket in the chroot that only tor
+    /// and nginx can use: any local user can then reach the site.
+    #[arg(long, value_name = "PORT", value_parser = port, help_heading = "Onion service")]
+    local_port: Option<NonZeroU16>,
     /// Where host-side files (torrc, /var/lib/tor, schroot) are written, like DESTDIR; paths
     /// inside them stay as seen from / [default: / for a directory TARGET; for a tarball,
     /// /var/lib/debstrap-onion/host inside the image, leaving the host alone].
@@ -183,6 +215,13 @@ struct BuildArgs {
     /// Import an existing onion service key directory instead of generating a key.
     #[arg(long, value_name = "DIR", help_heading = "Onion service")]
     onion_key: Option<PathBuf>,
+    /// Only this client may reach the service (repeatable): an x25519 key pair per client, the
+    /// client's .auth_private line written 0600 under /var/lib/debstrap-onion/clients/NAME/.
+    #[arg(long, value_name = "CLIENT", help_heading = "Onion service")]
+    auth_client: Vec<String>,
+    /// Enable the service's systemd unit (debstrap-onion-NAME.service), so it starts at boot.
+    #[arg(long, help_heading = "Onion service")]
+    enable: bool,
 
     /// Run COMMAND (or a special form: copy-in, tar-in, upload, sync-in, ...) on the empty root,
     /// before anything is unpacked; $1 is the root (repeatable).
@@ -260,6 +299,26 @@ fn main() -> ExitCode {
                 code
             }
         }
+        Command::RotateLogs(args) => service(&progress, || {
+            onion::rotate_logs(&args.name, &args.host_root)
+        }),
+        Command::Enable(args) => service(&progress, || {
+            onion::enable(&args.host_root, &args.name).map(|link| {
+                format!(
+                    "enabled: {} (run `systemctl daemon-reload` on that host)",
+                    link.display()
+                )
+            })
+        }),
+        Command::List(args) => service(&progress, || {
+            let services = onion::list(&args.host_root);
+            let lines: Vec<String> = services.iter().map(ToString::to_string).collect();
+            Ok(lines.join("\n"))
+        }),
+        Command::Remove(args) => service(&progress, || {
+            let ServiceArgs { name, host_root } = &args.service;
+            onion::remove(name, host_root, args.purge)
+        }),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -384,11 +443,14 @@ fn build_config(args: BuildArgs, verbosity: u8) -> anyhow::Result<BuildConfig> {
     config.source_date_epoch = args.source_date_epoch;
     config.onion = OnionConfig {
         user: args.user,
+        user_root: args.user_root,
         site: args.site,
         onion_port: args.onion_port,
         local_port: args.local_port,
         host_root: args.host_root,
         onion_key: args.onion_key,
+        auth_clients: args.auth_client,
+        enable: args.enable,
     };
     config.hooks = hooks;
     config.validate()?;

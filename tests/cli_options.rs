@@ -356,7 +356,7 @@ impl Service {
         fs_err::create_dir_all(dir.path().join("host")).expect("host root");
         let config = debstrap_onion::config::OnionConfig {
             host_root: Some(dir.path().join("host")),
-            local_port: std::num::NonZeroU16::new(port).expect("a port is not 0"),
+            local_port: Some(std::num::NonZeroU16::new(port).expect("a port is not 0")),
             ..Default::default()
         };
         let report =

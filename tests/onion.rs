@@ -239,7 +239,7 @@ fn torrc_block_is_added_to_existing_content_and_names_coexist() {
 
     scene.configure("one", &scene.config()).expect("one");
     let mut two = scene.config();
-    two.local_port = port(2002);
+    two.local_port = Some(port(2002));
     two.onion_port = port(8080);
     scene.configure("two", &two).expect("two");
     scene.configure("one", &scene.config()).expect("one again");
@@ -250,8 +250,8 @@ fn torrc_block_is_added_to_existing_content_and_names_coexist() {
         torrc,
         format!(
             "{before}\n{}\n{}",
-            onion::torrc_block("one", 80, 2001),
-            onion::torrc_block("two", 8080, 2002)
+            onion::torrc_block("one", 80, "unix:/srv/chroot/onion/run/onion/nginx.sock"),
+            onion::torrc_block("two", 8080, "127.0.0.1:2002")
         )
     );
     assert!(torrc.contains("HiddenServicePort 8080 127.0.0.1:2002\n"));
@@ -355,10 +355,14 @@ fn schroot_file_and_profile_contents() {
     type=directory
     directory=/srv/chroot/onion
     users=alice
-    root-users=alice
     root-groups=root
     profile=debstrap-onion-onion
     ");
+    // Root inside only on request.
+    config.user_root = true;
+    scene.configure("onion", &config).expect("configure again");
+    let file = read("chroot.d/onion");
+    assert!(file.contains("\nusers=alice\nroot-users=alice\n"), "{file}");
     insta::assert_snapshot!(read("debstrap-onion-onion/fstab"), @r"
     # Written by debstrap-onion for the onion service onion.
     # schroot's default profile without /home: the service's chroot sees none of the host's
@@ -408,7 +412,7 @@ fn schroot_file_not_written_by_us_is_left_alone() {
 }
 
 #[test]
-fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
+fn nginx_site_listens_on_the_socket_and_replaces_the_default_site() {
     let scene = Scene::new();
     let report = scene
         .configure("onion", &scene.config())
@@ -416,15 +420,33 @@ fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
     let site =
         fs_err::read_to_string(scene.root.join("etc/nginx/sites-available/onion")).expect("site");
     let site = site.replace(&report.address, "ADDRESS.onion");
-    insta::assert_snapshot!(site, @r"
-    # Onion service onion, written by debstrap-onion: reachable only through the host's tor,
-    # so it listens on the loopback address alone.
+    insta::assert_snapshot!(site, @r#"
+    # Onion service onion, written by debstrap-onion: reachable only through the host's tor.
+
+    # What a visit leaves in the log: when, what was asked (without its query string), the
+    # answer. No address (tor's connections all come from the socket anyway), no user agent,
+    # no referrer.
+    log_format onion_onion '[$time_local] "$request_method $uri" $status $body_bytes_sent';
+
     server {
-    	listen 127.0.0.1:2001;
+    	listen unix:/run/onion/nginx.sock;
     	server_name ADDRESS.onion;
 
-    	# Do not tell visitors which nginx version serves them.
+    	# Do not tell visitors which nginx version serves them, list directories or send
+    	# redirects naming a host: a relative Location stays on the onion address.
     	server_tokens off;
+    	autoindex off;
+    	absolute_redirect off;
+
+    	add_header Referrer-Policy "no-referrer" always;
+    	add_header X-Content-Type-Options "nosniff" always;
+    	add_header X-Frame-Options "SAMEORIGIN" always;
+    	add_header Cross-Origin-Opener-Policy "same-origin" always;
+    	add_header Cross-Origin-Resource-Policy "same-origin" always;
+    	add_header Permissions-Policy "camera=(), geolocation=(), microphone=()" always;
+
+    	access_log /var/log/nginx/onion.access.log onion_onion;
+    	error_log /var/log/nginx/onion.error.log;
 
     	root /var/www/onion;
     	index index.html index.htm;
@@ -433,7 +455,7 @@ fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
     		try_files $uri $uri/ =404;
     	}
     }
-    ");
+    "#);
     let enabled = scene.root.join("etc/nginx/sites-enabled");
     assert_eq!(
         fs_err::read_link(enabled.join("onion")).expect("enabled"),
@@ -448,6 +470,89 @@ fn nginx_site_listens_on_loopback_and_replaces_the_default_site() {
     let index = fs_err::read_to_string(scene.root.join("var/www/onion/index.html")).expect("index");
     assert!(index.contains(&report.address));
     assert_eq!(mode(&scene.root.join("var/www/onion")), 0o755);
+}
+
+/// The directives of the generated site, as (name, arguments) with comments dropped.
+fn directives(site: &str) -> Vec<(String, String)> {
+    site.lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| line.ends_with(';'))
+        .map(|line| {
+            let line = line.trim_end_matches(';');
+            let (name, args) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+            (name.to_string(), args.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn generated_site_follows_the_onion_site_checklist() {
+    let scene = Scene::new();
+    scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+    let site =
+        fs_err::read_to_string(scene.root.join("etc/nginx/sites-available/onion")).expect("site");
+    let all = directives(&site);
+    let value = |name: &str| -> Vec<&str> {
+        all.iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    // No version in the Server header or on error pages.
+    assert_eq!(value("server_tokens"), ["off"], "{site}");
+    // No directory listings; no redirect naming a host (nginx would name server_name's first
+    // name or the Host header over plain HTTP on the socket).
+    assert_eq!(value("autoindex"), ["off"], "{site}");
+    assert_eq!(value("absolute_redirect"), ["off"], "{site}");
+    // Headers of the checklist, on every answer, errors included.
+    let headers = value("add_header");
+    for (name, expected) in onion::HEADERS {
+        assert!(
+            headers.contains(&format!("{name} \"{expected}\" always").as_str()),
+            "{name} missing: {site}"
+        );
+    }
+    assert!(
+        headers.contains(&"Referrer-Policy \"no-referrer\" always"),
+        "{site}"
+    );
+    // No status or info page, no proxying or scripting that could reach out.
+    for forbidden in [
+        "stub_status",
+        "status",
+        "proxy_pass",
+        "fastcgi_pass",
+        "uwsgi_pass",
+        "scgi_pass",
+        "resolver",
+    ] {
+        assert!(value(forbidden).is_empty(), "{forbidden} in {site}");
+    }
+    assert_eq!(site.matches("location ").count(), 1, "{site}");
+    // The access log names no visitor: no address, user agent, referrer or query string.
+    let log_format = value("log_format");
+    assert_eq!(log_format.len(), 1, "{site}");
+    for variable in [
+        "$remote_addr",
+        "$http_x_forwarded_for",
+        "$http_user_agent",
+        "$http_referer",
+        "$request ",
+        "$request_uri",
+        "$args",
+        "$query_string",
+        "$remote_user",
+    ] {
+        assert!(!log_format[0].contains(variable), "{variable} logged");
+    }
+    let access_log = value("access_log");
+    assert_eq!(
+        access_log,
+        ["/var/log/nginx/onion.access.log onion_onion"],
+        "{site}"
+    );
 }
 
 #[test]
@@ -586,7 +691,7 @@ fn report_names_address_chroot_and_commands() {
     insta::assert_snapshot!(text, @r"
     onion address: ADDRESS.onion
     chroot:        /srv/chroot/onion
-    serves:        http://ADDRESS.onion:80 -> nginx on 127.0.0.1:2001
+    serves:        http://ADDRESS.onion:80 -> nginx on unix:/srv/chroot/onion/run/onion/nginx.sock
       debstrap-onion start onion               # start nginx in the chroot and reload tor
       debstrap-onion status onion              # check that nginx answers
       schroot -c onion -u alice                # enter the chroot
@@ -610,14 +715,17 @@ fn status_reads_port_and_address_back() {
         chroot_path: &scene.root,
         suite: "trixie",
         config: &OnionConfig {
-            local_port: port(free_port()),
+            local_port: Some(port(free_port())),
             ..scene.config()
         },
     })
     .expect("configure")
     .keep();
     let status = onion::status("onion", &scene.host_root).expect("status");
-    assert_eq!(status.service.local_port, report.local_port);
+    let onion::Listen::Tcp(local_port) = report.listen else {
+        panic!("asked for TCP, got {:?}", report.listen);
+    };
+    assert_eq!(status.service.endpoint, onion::Endpoint::Tcp(local_port));
     assert_eq!(
         status.service.address.as_deref(),
         Some(report.address.as_str())
@@ -626,6 +734,61 @@ fn status_reads_port_and_address_back() {
     assert_eq!(status.nginx_pid, None);
     assert_eq!(status.http_status, None);
     assert!(status.to_string().ends_with("not running"), "{status}");
+    assert_eq!(status.socket_access, None);
+    assert_eq!(status.hostname_matches_key, Some(true));
+    assert_eq!(status.tor_running, None, "HOST_ROOT is not /");
+}
+
+#[test]
+fn status_reports_socket_access_torrc_and_hostname_each_on_its_own() {
+    let scene = Scene::new();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &scene.root,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    let status = onion::status("onion", &scene.host_root).expect("status");
+    assert!(matches!(status.socket_access, Some(Ok(_))), "{status}");
+    assert_eq!(status.hostname_matches_key, Some(true));
+    if support::tor::tor_binary().is_some() {
+        assert_eq!(status.tor_config, Some(Ok(())), "{status}");
+    }
+    assert_eq!(status.http_status, None);
+    let text = status.to_string();
+    for line in ["socket:        ok", "hostname:      matches the key"] {
+        assert!(text.contains(line), "{text}");
+    }
+
+    // Each check fails on its own: a socket directory others may enter, a hostname file that
+    // names another key, a torrc tor refuses.
+    let dir = onion::socket_on_host(&scene.root);
+    let dir = dir.parent().expect("dir");
+    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let hostname = scene.key_dir("onion").join("hostname");
+    let other = onion::OnionKey::generate().expect("key").address();
+    fs_err::write(&hostname, format!("{other}\n")).expect("hostname");
+    let torrc = scene.host_root.join("etc/tor/torrc");
+    let mut text = scene.torrc();
+    text.push_str("NoSuchOption 1\n");
+    fs_err::write(&torrc, text).expect("torrc");
+    let status = onion::status("onion", &scene.host_root).expect("status");
+    assert!(matches!(status.socket_access, Some(Err(_))), "{status}");
+    assert_eq!(status.hostname_matches_key, Some(false));
+    if support::tor::tor_binary().is_some() {
+        assert!(matches!(status.tor_config, Some(Err(_))), "{status}");
+    }
+    let text = status.to_string();
+    for line in [
+        "socket:        WRONG",
+        "hostname:      DOES NOT match",
+        "torrc:         REFUSED",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
 }
 
 #[test]
@@ -648,7 +811,10 @@ fn http_status_reads_the_status_line_of_a_local_server() {
             .expect("write");
         request
     });
-    assert_eq!(onion::http_status(port, "abc.onion"), Some(200));
+    assert_eq!(
+        onion::http_status(&onion::Endpoint::Tcp(port), "abc.onion"),
+        Some(200)
+    );
     let request = server.join().expect("server thread");
     assert!(request.contains("\r\nHost: abc.onion\r\n"), "{request}");
 }
@@ -675,6 +841,335 @@ fn root_real_tor_writes_the_same_hostname_from_our_key() {
         return;
     };
     assert_eq!(written, format!("{}\n", report.address));
+}
+
+#[test]
+fn root_real_tor_accepts_the_socket_and_the_socket_directory_admits_only_tor() {
+    let scene = Scene::new();
+    let chroot_path = scene.root.clone();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &chroot_path,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    let torrc_path = scene.host_root.join("etc/tor/torrc");
+    let torrc = fs_err::read_to_string(&torrc_path).expect("torrc");
+    let socket = onion::socket_on_host(&chroot_path);
+    assert!(
+        torrc.contains(&format!(
+            "\nHiddenServicePort 80 unix:{}\n",
+            socket.display()
+        )),
+        "{torrc}"
+    );
+    assert!(!torrc.contains("127.0.0.1"), "{torrc}");
+    let dir = socket.parent().expect("socket dir");
+    let meta = fs_err::metadata(dir).expect("socket dir");
+    assert_eq!(meta.mode() & 0o7777, 0o710, "{}", dir.display());
+    if nix::unistd::geteuid().is_root() {
+        assert_eq!(meta.uid(), 0);
+        if let Some(tor) = nix::unistd::User::from_name(onion::TOR_USER).expect("lookup") {
+            assert_eq!(
+                meta.gid(),
+                tor.gid.as_raw(),
+                "the socket's directory is not tor's"
+            );
+        }
+    }
+    if let Some(verdict) = support::tor::verify_config(&torrc_path) {
+        verdict.expect("tor refuses the torrc");
+    }
+}
+
+#[test]
+fn list_and_remove_leave_other_torrc_content_and_services_byte_for_byte() {
+    let scene = Scene::new();
+    let before = "## A hand-written torrc\n\
+        # another service, kept as it is\n\
+        HiddenServiceDir /var/lib/tor/other/\n\
+        HiddenServicePort 80 127.0.0.1:8080\n\
+        \n\
+        Log notice syslog   # trailing comment\n";
+    let torrc_path = scene.host_root.join("etc/tor/torrc");
+    fs_err::create_dir_all(torrc_path.parent().expect("dir")).expect("mkdir");
+    fs_err::write(&torrc_path, before).expect("torrc");
+    let chroot_path = scene.root.clone();
+    let configure = |name: &str| {
+        onion::configure_unchecked(&OnionRequest {
+            name,
+            root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+            chroot_path: &chroot_path,
+            suite: "trixie",
+            config: &scene.config(),
+        })
+        .expect("configure")
+        .keep()
+    };
+    let one = configure("one");
+    let two = configure("two");
+    let schroot = scene.host_root.join("etc/schroot");
+    let two_files = tree_of(&schroot)
+        .into_iter()
+        .filter(|p| p.contains("two"))
+        .map(|p| (fs_err::read(schroot.join(&p)).ok(), p))
+        .collect::<Vec<_>>();
+
+    let listed = onion::list(&scene.host_root);
+    let rows: Vec<(&str, Option<&str>, bool, bool)> = listed
+        .iter()
+        .map(|l| (l.name.as_str(), l.address.as_deref(), l.running, l.in_torrc))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("one", Some(one.address.as_str()), false, true),
+            ("two", Some(two.address.as_str()), false, true)
+        ]
+    );
+    assert!(listed
+        .iter()
+        .all(|l| l.chroot.as_deref() == Some(&*chroot_path)));
+
+    // Removing one keeps its key (and says where), the other service and every other byte.
+    let removed = onion::remove("one", &scene.host_root, false).expect("remove one");
+    assert!(removed.torrc_block);
+    assert_eq!(removed.key_kept.as_deref(), Some(&*scene.key_dir("one")));
+    assert!(
+        removed
+            .to_string()
+            .contains(&format!("kept in {}", scene.key_dir("one").display())),
+        "{removed}"
+    );
+    assert!(scene.key_dir("one").join("hs_ed25519_secret_key").exists());
+    assert!(!schroot.join("chroot.d/one").exists());
+    assert!(!schroot.join("debstrap-onion-one").exists());
+    let socket = onion::socket_on_host(&chroot_path);
+    assert_eq!(
+        scene.torrc(),
+        format!(
+            "{before}\n{}",
+            onion::torrc_block("two", 80, &format!("unix:{}", socket.display()))
+        )
+    );
+    for (bytes, path) in &two_files {
+        assert_eq!(
+            &fs_err::read(schroot.join(path)).ok(),
+            bytes,
+            "{path} changed"
+        );
+    }
+    let names: Vec<String> = onion::list(&scene.host_root)
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(names, ["two"]);
+
+    // With --purge the key goes too, and the torrc is back to the byte.
+    let removed = onion::remove("two", &scene.host_root, true).expect("remove two");
+    assert_eq!(removed.key_kept, None);
+    assert!(!scene.key_dir("two").exists());
+    assert_eq!(scene.torrc(), before);
+    assert!(onion::list(&scene.host_root).is_empty());
+    // A key kept by an earlier remove can still be purged.
+    onion::remove("one", &scene.host_root, true).expect("purge one");
+    assert!(!scene.key_dir("one").exists());
+    assert_eq!(scene.torrc(), before);
+    // Nothing left to remove is an error naming the service.
+    let err = onion::remove("one", &scene.host_root, false).expect_err("gone");
+    assert!(matches!(err, OnionError::NotConfigured { .. }), "{err:?}");
+}
+
+#[test]
+fn root_real_tor_reads_the_authorized_clients_and_the_clients_private_lines() {
+    let scene = Scene::new();
+    let mut config = scene.config();
+    config.auth_clients = vec!["alice".to_string(), "bob-2".to_string()];
+    let report = scene.configure("onion", &config).expect("configure");
+    let clients = scene.key_dir("onion").join("authorized_clients");
+    assert_eq!(mode(&clients), 0o700);
+    let private_dir = scene.host_root.join("var/lib/debstrap-onion/clients/onion");
+    assert_eq!(mode(&private_dir), 0o700);
+    for client in ["alice", "bob-2"] {
+        let auth = clients.join(format!("{client}.auth"));
+        assert_eq!(mode(&auth), 0o600);
+        let line = fs_err::read_to_string(&auth).expect("auth");
+        assert!(line.starts_with("descriptor:x25519:"), "{line}");
+        let private = private_dir.join(format!("{client}.auth_private"));
+        assert_eq!(mode(&private), 0o600);
+        let line = fs_err::read_to_string(&private).expect("auth_private");
+        let address = report.address.trim_end_matches(".onion");
+        assert!(
+            line.starts_with(&format!("{address}:descriptor:x25519:")),
+            "{line}"
+        );
+        if nix::unistd::geteuid().is_root() {
+            let tor = nix::unistd::User::from_name(onion::TOR_USER).expect("lookup");
+            if let Some(tor) = tor {
+                assert_eq!(
+                    fs_err::metadata(&auth).expect("meta").uid(),
+                    tor.uid.as_raw()
+                );
+            }
+        }
+    }
+    assert!(
+        report.to_string().contains("alice.auth_private"),
+        "{report}"
+    );
+    // A rebuild keeps each client's key: nobody is locked out.
+    let before = fs_err::read(clients.join("alice.auth")).expect("auth");
+    let again = scene.configure("onion", &config).expect("again");
+    assert_eq!(
+        fs_err::read(clients.join("alice.auth")).expect("auth"),
+        before
+    );
+    assert!(again.clients.iter().all(|c| c.private_file.is_none()));
+    // A bad name is refused before anything changes.
+    config.auth_clients = vec!["../x".to_string()];
+    let err = scene.configure("onion", &config).expect_err("bad client");
+    assert!(matches!(err, OnionError::BadClientName { .. }), "{err:?}");
+
+    // Real tor, as the service, loads the authorized clients without a complaint...
+    let Some((hostname, log)) = support::tor::run_service(&scene.key_dir("onion")) else {
+        return;
+    };
+    assert_eq!(hostname.trim(), report.address);
+    assert!(!log.contains("Client authorization"), "{log}");
+    assert!(!log.to_lowercase().contains("[warn] client"), "{log}");
+    // ... and, as each client, reads its private line (--verify-config parses it; one line per
+    // address in a client's directory).
+    for client in ["alice", "bob-2"] {
+        let work = tempfile::tempdir().expect("tempdir");
+        let auth_dir = work.path().join("auth");
+        fs_err::create_dir(&auth_dir).expect("mkdir");
+        fs_err::set_permissions(&auth_dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let name = format!("{client}.auth_private");
+        fs_err::copy(private_dir.join(&name), auth_dir.join(&name)).expect("copy");
+        let torrc = work.path().join("torrc");
+        let text = format!("SocksPort 0\nClientOnionAuthDir {}\n", auth_dir.display());
+        fs_err::write(&torrc, text).expect("torrc");
+        let out = std::process::Command::new("tor")
+            .args(["--verify-config", "-f"])
+            .arg(&torrc)
+            .arg("--defaults-torrc")
+            .arg(&torrc)
+            .output()
+            .expect("tor");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{said}");
+        assert!(said.contains("Configuration was valid"), "{said}");
+        assert!(!said.contains("Client authorization"), "{said}");
+    }
+}
+
+#[test]
+fn systemd_unit_is_written_disabled_enabled_on_request_and_verified_by_systemd() {
+    let scene = Scene::new();
+    scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+    let units = scene.host_root.join("etc/systemd/system");
+    let unit = units.join("debstrap-onion-onion.service");
+    let text = fs_err::read_to_string(&unit).expect("unit");
+    assert_eq!(mode(&unit), 0o644);
+    let program = std::env::current_exe().expect("exe");
+    assert!(
+        text.contains(&format!("\nExecStart={} start onion\n", program.display())),
+        "{text}"
+    );
+    assert!(text.contains(&format!("\nExecStop={} stop onion\n", program.display())));
+    let wants = units.join("multi-user.target.wants/debstrap-onion-onion.service");
+    assert!(fs_err::symlink_metadata(&wants).is_err(), "enabled unasked");
+    if support::host::require_program("systemd-analyze") {
+        let out = std::process::Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&unit)
+            .output()
+            .expect("systemd-analyze");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "systemd-analyze verify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The daily log rotation: a timer and the service it starts, verified the same way.
+    for file in [
+        "debstrap-onion-onion-logs.timer",
+        "debstrap-onion-onion-logs.service",
+    ] {
+        let path = units.join(file);
+        assert!(path.is_file(), "{file}");
+        if support::host::require_program("systemd-analyze") {
+            let out = std::process::Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&path)
+                .output()
+                .expect("systemd-analyze");
+            assert!(
+                out.status.success() && out.stderr.is_empty(),
+                "systemd-analyze verify {file}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // `enable NAME` makes the link systemctl would make; `--enable` at build time too.
+    let link = onion::enable(&scene.host_root, "onion").expect("enable");
+    assert_eq!(link, wants);
+    assert!(units
+        .join("timers.target.wants/debstrap-onion-onion-logs.timer")
+        .is_symlink());
+    assert_eq!(
+        fs_err::read_link(&wants).expect("link"),
+        Path::new("/etc/systemd/system/debstrap-onion-onion.service")
+    );
+    let mut config = scene.config();
+    config.enable = true;
+    scene.configure("two", &config).expect("configure two");
+    assert!(units
+        .join("multi-user.target.wants/debstrap-onion-two.service")
+        .is_symlink());
+    // remove takes the unit and its link away.
+    onion::remove("two", &scene.host_root, false).expect("remove");
+    assert!(!units.join("debstrap-onion-two.service").exists());
+    assert!(fs_err::symlink_metadata(
+        units.join("multi-user.target.wants/debstrap-onion-two.service")
+    )
+    .is_err());
+    assert!(unit.exists());
+}
+
+#[test]
+fn rotate_logs_keeps_a_week_of_generations() {
+    let scene = Scene::new();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &scene.root,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    let logs = scene.root.join("var/log/nginx");
+    fs_err::create_dir_all(&logs).expect("mkdir");
+    for day in 1..=9 {
+        fs_err::write(logs.join("onion.access.log"), format!("day {day}\n")).expect("log");
+        let report = onion::rotate_logs("onion", &scene.host_root).expect("rotate");
+        assert_eq!(report.rotated, [logs.join("onion.access.log")]);
+        assert!(!report.reopened);
+    }
+    assert!(!logs.join("onion.access.log").exists());
+    for generation in 1..=onion::LOG_GENERATIONS {
+        let text = fs_err::read_to_string(logs.join(format!("onion.access.log.{generation}")))
+            .expect("generation");
+        assert_eq!(text, format!("day {}\n", 10 - generation));
+    }
+    let eighth = format!("onion.access.log.{}", onion::LOG_GENERATIONS + 1);
+    assert!(!logs.join(eighth).exists());
 }
 
 /// Every path under `dir`, relative, sorted.

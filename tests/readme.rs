@@ -91,12 +91,20 @@ fn readme_main_command_block_is_one_non_empty_command() {
 }
 
 /// Host directories the default build writes (the chroot, tor's configuration and key, the
-/// schroot definition, the .deb cache): each gets a tmpfs in the test's private mount namespace.
-const HOST_DIRS: [&str; 4] = ["/srv", "/etc/tor", "/etc/schroot", "/var/lib/tor"];
+/// schroot definition, the systemd unit, the .deb cache): each gets a tmpfs in the test's
+/// private mount namespace.
+const HOST_DIRS: [&str; 5] = [
+    "/srv",
+    "/etc/tor",
+    "/etc/schroot",
+    "/etc/systemd/system",
+    "/var/lib/tor",
+];
 
 /// Clones the repository (so what is checked is what is committed) and runs the README's main
 /// command in it with `bash -c`, literally, as root, inside `unshare --mount --propagation
-/// private` with a tmpfs over /srv, /etc/tor, /etc/schroot and /var/lib/tor, and over
+/// private` with a tmpfs over /srv, /etc/tor, /etc/schroot, /etc/systemd/system and
+/// /var/lib/tor, and over
 /// /var/cache with the shared real-archive cache bound at /var/cache/debstrap-onion: the build's
 /// writes land there and vanish with the namespace, the host is untouched. The clone's
 /// `target` is a link to a directory under CARGO_TARGET_TMPDIR so the release build is reused
@@ -113,8 +121,11 @@ fn real_archive_root_readme_main_command_runs_literally() {
     }
     for dir in HOST_DIRS {
         if !Path::new(dir).is_dir() {
-            // Creating the mount point would write the host; .ci/run installs tor and schroot.
-            missing(&format!("the directory {dir} (tor and schroot installed)"));
+            // Creating the mount point would write the host; .ci/run installs tor, schroot and
+            // systemd.
+            missing(&format!(
+                "the directory {dir} (tor, schroot and systemd installed)"
+            ));
             return;
         }
     }
@@ -163,7 +174,7 @@ fn real_archive_root_readme_main_command_runs_literally() {
     // Mounts first (any failure stops the script before the build), then the command, then the
     // checks, all inside the namespace, which goes away with the script.
     let script = r#"set -eu
-for dir in /srv /etc/tor /etc/schroot /var/lib/tor /var/cache; do
+for dir in /srv /etc/tor /etc/schroot /etc/systemd/system /var/lib/tor /var/cache; do
     mount -t tmpfs -o mode=0755 none "$dir"
 done
 # As Debian's tor package leaves its data directory, which tor --verify-config checks.

@@ -312,32 +312,43 @@ pub enum StopAfter {
 /// Settings of the onion stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OnionConfig {
-    /// User created inside the chroot and allowed into it by schroot.
+    /// User created inside the chroot and allowed into it by schroot, as an ordinary user.
     pub user: Option<String>,
+    /// Let [`OnionConfig::user`] become root inside the chroot through schroot (`root-users=`).
+    pub user_root: bool,
     /// Directory copied to the web root; `None` writes a small index.html.
     pub site: Option<PathBuf>,
     /// The onion service's virtual port; a port of 0 cannot be given (the type has no zero), so
     /// no torrc or nginx site ever gets one.
     pub onion_port: NonZeroU16,
-    /// nginx's port on 127.0.0.1.
-    pub local_port: NonZeroU16,
+    /// nginx's port on 127.0.0.1, an explicit opt-in for TCP; `None` (the default): nginx
+    /// listens on a unix socket inside the chroot that only tor and nginx can use.
+    pub local_port: Option<NonZeroU16>,
     /// Where host-side files are written (DESTDIR-like); paths inside them stay as seen from `/`.
     /// `None`: the host's `/` for a directory TARGET; for a tarball, [`IMAGE_HOST_ROOT`] inside
     /// the image, so that building an image never changes the host.
     pub host_root: Option<PathBuf>,
     /// An existing onion service key directory to import.
     pub onion_key: Option<PathBuf>,
+    /// Clients allowed to reach the service (tor's client authorization); empty: anyone who
+    /// knows the address.
+    pub auth_clients: Vec<String>,
+    /// Enable the service's systemd unit, so it starts at boot.
+    pub enable: bool,
 }
 
 impl Default for OnionConfig {
     fn default() -> Self {
         OnionConfig {
             user: None,
+            user_root: false,
             site: None,
             onion_port: NonZeroU16::new(80).expect("80 is not 0"),
-            local_port: NonZeroU16::new(2001).expect("2001 is not 0"),
+            local_port: None,
             host_root: None,
             onion_key: None,
+            auth_clients: Vec::new(),
+            enable: false,
         }
     }
 }

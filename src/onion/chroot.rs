@@ -121,6 +121,91 @@ pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
 /// [`run`] in the root open at `dir` (`root` only names it in messages): the command enters it
 /// with fchdir(2) and chroot("."), never through a path.
 pub(crate) fn run_at(dir: BorrowedFd, root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
+    run_at_in(dir, root, argv, None)
+}
+
+/// The sandbox nginx starts in: its own IPC, UTS and PID namespaces, its own network namespace
+/// (loopback only, and down) unless it must listen on the host's 127.0.0.1, no_new_privs, and a
+/// capability bounding set cut to what nginx's master uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sandbox {
+    pub own_network: bool,
+}
+
+/// The capabilities nginx's master keeps: file owners and modes of its temp directories,
+/// switching its workers to www-data and signalling them, a port below 1024 with TCP. Gone are
+/// chroot (the way out of a chroot), mount and namespace changes, ptrace, raw sockets, device
+/// nodes, modules, and the rest.
+/// (Numbers from linux/capability.h: CHOWN 0, DAC_OVERRIDE 1, DAC_READ_SEARCH 2, FOWNER 3,
+/// KILL 5, SETGID 6, SETUID 7, NET_BIND_SERVICE 10.)
+const KEPT_CAPABILITIES: [i32; 8] = [0, 1, 2, 3, 5, 6, 7, 10];
+
+/// [`run`] inside `sandbox` (see [`Sandbox`]).
+pub(crate) fn run_sandboxed(
+    root: &Path,
+    argv: &[&str],
+    sandbox: Sandbox,
+) -> Result<Ran, OnionError> {
+    let dir = rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| OnionError::Chroot {
+        root: root.to_path_buf(),
+        command: argv.join(" "),
+        source: e.into(),
+    })?;
+    let ran = run_at_in(dir.as_fd(), root, argv, Some(sandbox))?;
+    check_ran(ran, root, argv)
+}
+
+/// Enters `sandbox`; called between fork and exec, so it only makes system calls.
+fn enter(sandbox: Sandbox) -> std::io::Result<()> {
+    use nix::libc;
+    // Every capability outside the kept list leaves the bounding set, up to the highest the
+    // kernel knows (EINVAL past it ends the loop).
+    for cap in 0..64 {
+        if KEPT_CAPABILITIES.contains(&cap) {
+            continue;
+        }
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EINVAL) {
+                break;
+            }
+            return Err(err);
+        }
+    }
+    // SAFETY: as above.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut flags = libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWPID;
+    if sandbox.own_network {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare takes flags only. The new PID namespace holds this process's children:
+    // the nginx daemon it forks is its pid 1.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The service's own UTS namespace does not carry the host's name.
+    let name = b"onion";
+    // SAFETY: a pointer and length of a static byte string.
+    if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn run_at_in(
+    dir: BorrowedFd,
+    root: &Path,
+    argv: &[&str],
+    sandbox: Option<Sandbox>,
+) -> Result<Ran, OnionError> {
     let command = argv.join(" ");
     let spawn_error = |source| OnionError::Chroot {
         root: root.to_path_buf(),
@@ -139,14 +224,17 @@ pub(crate) fn run_at(dir: BorrowedFd, root: &Path, argv: &[&str]) -> Result<Ran,
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr_file.try_clone().map_err(spawn_error)?);
-    // SAFETY: between fork and exec the closure only calls fchdir(2), chroot(2) and chdir(2) on
-    // a descriptor and C strings that exist before the fork; all are async-signal-safe and
-    // allocate nothing.
+    // SAFETY: between fork and exec the closure only calls fchdir(2), chroot(2), chdir(2),
+    // prctl(2) and unshare(2) on a descriptor, integers and C strings that exist before the
+    // fork; all are async-signal-safe and allocate nothing.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::fchdir(BorrowedFd::borrow_raw(root_fd))?;
             rustix::process::chroot(c".")?;
             rustix::process::chdir(c"/")?;
+            if let Some(sandbox) = sandbox {
+                enter(sandbox)?;
+            }
             Ok(())
         });
     }

@@ -269,7 +269,7 @@ pub(crate) fn install(plan: KeyPlan, owner: Option<(u32, u32)>) -> Result<Servic
 }
 
 /// getrandom's error as an io::Error (its std feature, which would convert it, is off).
-fn random_error(error: getrandom::Error) -> std::io::Error {
+pub(crate) fn random_error(error: getrandom::Error) -> std::io::Error {
     match error.raw_os_error() {
         Some(code) => std::io::Error::from_raw_os_error(code),
         None => std::io::Error::other(error.to_string()),

@@ -9,15 +9,18 @@
 //! files and keeps the key.
 
 mod chroot;
+mod client_auth;
 mod files;
 mod host;
 mod hsdir;
 pub mod key;
+mod manage;
 mod nginx;
 mod schroot;
 mod service;
 mod site_copy;
 mod torrc;
+mod unit;
 mod user;
 
 use std::fmt;
@@ -27,15 +30,21 @@ use crate::config::OnionConfig;
 use crate::stage::RootDir;
 use crate::HeldRoot;
 
+pub use client_auth::{is_client_name, Client, ClientKey, CLIENT_KEYS};
 pub use hsdir::{read_key_dir, service_dir, KeyOrigin, TOR_USER};
 pub use key::{onion_address, parse_address, KeyFormatError, OnionKey};
-pub use nginx::{default_index, site, site_path, web_root, SiteProblem};
-pub use schroot::{chroot_file, chroot_file_path, profile_files, profile_name};
+pub use manage::{list, remove, Listed, Removed};
+pub use nginx::{
+    access_log, default_index, parse_listen, site, site_path, socket_on_host, web_root, Listen,
+    SiteProblem, HEADERS, SOCKET, SOCKET_DIR,
+};
+pub use schroot::{chroot_file, chroot_file_path, profile_files, profile_name, SchrootUser};
 pub use service::{
-    http_status, locate, start, status, stop, ServiceInfo, StartReport, StatusReport, StopReport,
-    TorReload,
+    http_status, locate, master_pid, rotate_logs, start, status, stop, Endpoint, RotateReport,
+    ServiceInfo, StartReport, StatusReport, StopReport, TorReload, LOG_GENERATIONS,
 };
 pub use torrc::{block as torrc_block, update as update_torrc, TorrcProblem, TORRC};
+pub use unit::{enable, timer, unit, unit_name, UNIT_DIR};
 pub use user::{is_user_name, ChrootUser};
 
 /// What to publish.
@@ -60,11 +69,14 @@ pub struct OnionReport {
     /// The chroot as seen from `/`.
     pub chroot_path: PathBuf,
     pub onion_port: u16,
-    pub local_port: u16,
+    /// Where nginx listens: the socket in the chroot, or 127.0.0.1:PORT on request.
+    pub listen: Listen,
     /// Whether the key is new, kept from an earlier build, or imported.
     pub key_origin: KeyOrigin,
     /// The user created (or found) in the chroot.
     pub user: Option<ChrootUser>,
+    /// The authorized clients, with where a new client's private line was written.
+    pub clients: Vec<Client>,
     /// Host-side paths written, under HOST_ROOT: key directory, torrc, schroot file, profile.
     pub host_files: Vec<PathBuf>,
     /// What to run next, in order.
@@ -84,9 +96,22 @@ impl fmt::Display for OnionReport {
         writeln!(f, "chroot:        {}", self.chroot_path.display())?;
         writeln!(
             f,
-            "serves:        http://{}:{} -> nginx on 127.0.0.1:{}",
-            self.address, self.onion_port, self.local_port
+            "serves:        http://{}:{} -> nginx on {}",
+            self.address,
+            self.onion_port,
+            self.listen.tor_target(&self.chroot_path)
         )?;
+        for client in &self.clients {
+            match &client.private_file {
+                Some(file) => writeln!(
+                    f,
+                    "client {}: give {} to that client (its ClientOnionAuthDir), then delete it",
+                    client.name,
+                    file.display()
+                )?,
+                None => writeln!(f, "client {}: key kept", client.name)?,
+            }
+        }
         for step in &self.next_steps {
             writeln!(f, "  {:<40} # {}", step.command, step.purpose)?;
         }
@@ -99,6 +124,8 @@ impl fmt::Display for OnionReport {
 pub enum OnionError {
     #[error("invalid service name {name:?}: use letters, digits, '-', '_' or '.'")]
     BadName { name: String },
+    #[error("invalid client name {name:?}: use 1 to 64 letters, digits, '-' or '_'")]
+    BadClientName { name: String },
     #[error("invalid user name {name:?}: use lower-case letters, digits, '_' or '-', starting with a letter or '_'")]
     BadUserName { name: String },
     #[error("cannot draw random bytes for a new onion key")]
@@ -169,6 +196,17 @@ pub enum OnionError {
         "chroot path {path:?} must be absolute and free of line breaks to go in schroot's file"
     )]
     BadChrootPath { path: PathBuf },
+    #[error(
+        "the socket path {path:?} holds a space, quote or backslash, which tor's \
+         HiddenServicePort cannot take: build in another directory, or give --local-port"
+    )]
+    SocketPath { path: PathBuf },
+    #[error("cannot write the systemd unit {path}")]
+    WriteUnit {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot write the schroot file {path}")]
     WriteSchroot {
         path: PathBuf,
@@ -276,10 +314,10 @@ pub enum OnionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} has no `listen 127.0.0.1:PORT;` line")]
+    #[error("{path} has no `listen unix:{SOCKET};` or `listen 127.0.0.1:PORT;` line")]
     NoListenPort { path: PathBuf },
-    #[error("nginx started but nothing accepts connections on 127.0.0.1:{port}")]
-    NotAnswering { port: u16 },
+    #[error("nginx started but nothing accepts connections on {endpoint}")]
+    NotAnswering { endpoint: String },
     #[error("nginx (pid {pid}) did not exit after `nginx -s quit`")]
     StopTimeout { pid: i32 },
     #[error("cannot signal process {pid}")]
@@ -395,6 +433,13 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
             return Err(OnionError::BadUserName { name: user.clone() });
         }
     }
+    if let Some(bad) = config
+        .auth_clients
+        .iter()
+        .find(|c| !client_auth::is_client_name(c))
+    {
+        return Err(OnionError::BadClientName { name: bad.clone() });
+    }
     crate::cancel::check()?;
     // The files inside the chroot are still written by path, each refused if it leads through a
     // symlink; the pipeline checks just before this stage that the path names the held root.
@@ -412,17 +457,28 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     // Everything the host's tor and schroot will read is checked before anything changes.
     let owner = hsdir::tor_owner()?;
     let key = hsdir::plan(host_root, name, config.onion_key.as_deref())?;
-    let (onion_port, local_port) = (config.onion_port.get(), config.local_port.get());
-    torrc::check(host_root, name, onion_port, local_port)?;
+    let onion_port = config.onion_port.get();
+    let listen = match config.local_port {
+        Some(port) => Listen::Tcp(port.get()),
+        None => Listen::Socket,
+    };
+    if listen == Listen::Socket {
+        check_socket_path(chroot_path)?;
+    }
+    let target = listen.tor_target(chroot_path);
+    torrc::check(host_root, name, onion_port, &target)?;
     schroot::check(host_root, name, chroot_path)?;
     let address = key.key.address();
 
     let user = config
         .user
         .as_deref()
-        .map(|user| user::ensure_user(root, user))
+        .map(|user| user::ensure_user(root, user, host_root))
         .transpose()?;
-    nginx::write_site(root, name, &address, local_port)?;
+    if listen == Listen::Socket {
+        nginx::write_socket_dir(root, owner.map(|(_, gid)| gid))?;
+    }
+    nginx::write_site(root, name, &address, listen)?;
     nginx::write_web_root(
         root,
         name,
@@ -434,8 +490,13 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     }
 
     // The host changes all or nothing: a failing step (or a stop request) undoes the earlier.
-    let written = write_host_files(host_root, request, (key, owner), &mut changes);
-    let (service, torrc, schroot_files) = match written {
+    let written = write_host_files(
+        host_root,
+        request,
+        (key, owner, &target, user.as_ref()),
+        &mut changes,
+    );
+    let (service, torrc, schroot_files, clients, unit) = match written {
         Ok(written) => written,
         Err(err) => {
             changes.roll_back();
@@ -470,18 +531,31 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         name: name.to_string(),
         chroot_path: chroot_path.to_path_buf(),
         onion_port,
-        local_port,
+        listen,
         key_origin: service.origin,
         user,
+        clients,
         host_files: vec![
             service.path,
             torrc,
             schroot_files.chroot_file,
             schroot_files.profile_dir,
+            unit,
         ],
         next_steps,
     };
     Ok(Configured { report, changes })
+}
+
+/// Refuses a chroot path that cannot stand unquoted in tor's `HiddenServicePort ... unix:PATH`.
+fn check_socket_path(chroot_path: &Path) -> Result<(), OnionError> {
+    let text = chroot_path.to_string_lossy();
+    if text.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') {
+        return Err(OnionError::SocketPath {
+            path: nginx::socket_on_host(chroot_path),
+        });
+    }
+    Ok(())
 }
 
 /// The host-side steps, in order, each recorded in `changes` before it is made, under the host
@@ -489,9 +563,23 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
 fn write_host_files(
     host_root: &Path,
     request: &OnionRequest,
-    (key, owner): (hsdir::KeyPlan, Option<(u32, u32)>),
+    (key, owner, target, user): (
+        hsdir::KeyPlan,
+        Option<(u32, u32)>,
+        &str,
+        Option<&ChrootUser>,
+    ),
     changes: &mut host::HostChanges,
-) -> Result<(hsdir::ServiceDir, PathBuf, schroot::SchrootFiles), OnionError> {
+) -> Result<
+    (
+        hsdir::ServiceDir,
+        PathBuf,
+        schroot::SchrootFiles,
+        Vec<Client>,
+        PathBuf,
+    ),
+    OnionError,
+> {
     let config = request.config;
     crate::cancel::check()?;
     let key_error = |source| OnionError::WriteKey {
@@ -511,14 +599,29 @@ fn write_host_files(
                 .map_err(key_error)?;
         }
     }
+    let address = key.key.address();
     let service = hsdir::install(key, owner)?;
+    crate::cancel::check()?;
+    let clients = client_auth::write(
+        host_root,
+        (request.name, &service.path, &address),
+        &config.auth_clients,
+        owner,
+        changes,
+    )?;
     crate::cancel::check()?;
     let torrc = torrc::write(
         host_root,
         request.name,
-        (config.onion_port.get(), config.local_port.get()),
+        (config.onion_port.get(), target),
         changes,
     )?;
+    crate::cancel::check()?;
+    if let Some(user) = user {
+        user::ensure_host_user(host_root, user, changes)?;
+    }
+    crate::cancel::check()?;
+    let unit = unit::write(host_root, request.name, config.enable, changes)?;
     crate::cancel::check()?;
     let schroot_files = schroot::write(
         host_root,
@@ -526,10 +629,13 @@ fn write_host_files(
             request.name,
             request.suite,
             request.chroot_path,
-            config.user.as_deref(),
+            config.user.as_deref().map(|name| schroot::SchrootUser {
+                name,
+                root: config.user_root,
+            }),
         ),
         changes,
     )?;
     crate::cancel::check()?;
-    Ok((service, torrc, schroot_files))
+    Ok((service, torrc, schroot_files, clients, unit))
 }

@@ -20,17 +20,93 @@ pub fn site_path(name: &str) -> PathBuf {
     Path::new("/etc/nginx/sites-available").join(name)
 }
 
-/// The nginx server block of NAME.
-pub fn site(name: &str, address: &str, local_port: u16) -> String {
+/// The unix socket nginx listens on by default, inside the chroot; its directory is
+/// [`SOCKET_DIR`].
+pub const SOCKET: &str = "/run/onion/nginx.sock";
+/// The socket's directory inside the chroot: root and the host's tor group may pass (0710),
+/// nobody else, since nginx creates the socket itself 0666.
+pub const SOCKET_DIR: &str = "/run/onion";
+
+/// Where nginx listens: the unix socket (the default) or, on explicit request, a TCP port on
+/// 127.0.0.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Socket,
+    Tcp(u16),
+}
+
+impl Listen {
+    /// The `listen` parameter of the site.
+    fn nginx(self) -> String {
+        match self {
+            Listen::Socket => format!("unix:{SOCKET}"),
+            Listen::Tcp(port) => format!("127.0.0.1:{port}"),
+        }
+    }
+
+    /// The target of tor's `HiddenServicePort`, with the socket as the host sees it under the
+    /// chroot at `chroot_path`.
+    pub fn tor_target(self, chroot_path: &Path) -> String {
+        match self {
+            Listen::Socket => format!("unix:{}", socket_on_host(chroot_path).display()),
+            Listen::Tcp(port) => format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+/// The socket as seen from the host, for the chroot at `chroot`.
+pub fn socket_on_host(chroot: &Path) -> PathBuf {
+    chroot.join(SOCKET.trim_start_matches('/'))
+}
+
+/// The headers every answer carries, following the onion-site checklist: no referrer leaves
+/// the site (a link out would name the onion address), no sniffing, no framing by other sites,
+/// no cross-origin window or resource sharing, and no powerful browser features.
+pub const HEADERS: [(&str, &str); 6] = [
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "SAMEORIGIN"),
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Resource-Policy", "same-origin"),
+    (
+        "Permissions-Policy",
+        "camera=(), geolocation=(), microphone=()",
+    ),
+];
+
+/// The access log of NAME inside the chroot.
+pub fn access_log(name: &str) -> PathBuf {
+    PathBuf::from(format!("/var/log/nginx/{name}.access.log"))
+}
+
+/// The nginx server block of NAME (and its log format, at the http level).
+pub fn site(name: &str, address: &str, listen: Listen) -> String {
+    let headers: String = HEADERS
+        .iter()
+        .map(|(header, value)| format!("\tadd_header {header} \"{value}\" always;\n"))
+        .collect();
     format!(
-        "# Onion service {name}, written by debstrap-onion: reachable only through the host's tor,\n\
-         # so it listens on the loopback address alone.\n\
+        "# Onion service {name}, written by debstrap-onion: reachable only through the host's tor.\n\
+         \n\
+         # What a visit leaves in the log: when, what was asked (without its query string), the\n\
+         # answer. No address (tor's connections all come from the socket anyway), no user agent,\n\
+         # no referrer.\n\
+         log_format onion_{name} '[$time_local] \"$request_method $uri\" $status $body_bytes_sent';\n\
+         \n\
          server {{\n\
-         \tlisten 127.0.0.1:{local_port};\n\
+         \tlisten {listen};\n\
          \tserver_name {address};\n\
          \n\
-         \t# Do not tell visitors which nginx version serves them.\n\
+         \t# Do not tell visitors which nginx version serves them, list directories or send\n\
+         \t# redirects naming a host: a relative Location stays on the onion address.\n\
          \tserver_tokens off;\n\
+         \tautoindex off;\n\
+         \tabsolute_redirect off;\n\
+         \n\
+         {headers}\
+         \n\
+         \taccess_log {log} onion_{name};\n\
+         \terror_log /var/log/nginx/{name}.error.log;\n\
          \n\
          \troot {root};\n\
          \tindex index.html index.htm;\n\
@@ -39,19 +115,29 @@ pub fn site(name: &str, address: &str, local_port: u16) -> String {
          \t\ttry_files $uri $uri/ =404;\n\
          \t}}\n\
          }}\n",
+        listen = listen.nginx(),
+        log = access_log(name).display(),
         root = web_root(name).display(),
     )
 }
 
-/// The port of `listen 127.0.0.1:PORT;` in a site file.
-pub fn parse_listen_port(site: &str) -> Option<u16> {
+/// Where a site file listens (`listen unix:PATH;` or `listen 127.0.0.1:PORT;`), with the
+/// socket's path inside the chroot.
+pub fn parse_listen(site: &str) -> Option<Listen> {
     site.lines().find_map(|line| {
-        line.trim()
-            .strip_prefix("listen 127.0.0.1:")?
-            .trim_end_matches(';')
+        let value = line
             .trim()
+            .strip_prefix("listen ")?
+            .trim_end_matches(';')
+            .trim();
+        if value == format!("unix:{SOCKET}") {
+            return Some(Listen::Socket);
+        }
+        value
+            .strip_prefix("127.0.0.1:")?
             .parse()
             .ok()
+            .map(Listen::Tcp)
     })
 }
 
@@ -88,7 +174,7 @@ pub(crate) fn write_site(
     root: &Path,
     name: &str,
     address: &str,
-    local_port: u16,
+    listen: Listen,
 ) -> Result<PathBuf, OnionError> {
     let available = files::confined(root, &format!("etc/nginx/sites-available/{name}"))?;
     let enabled_dir = files::confined(root, "etc/nginx/sites-enabled")?;
@@ -102,7 +188,7 @@ pub(crate) fn write_site(
     files::create_dir_all_mode(&enabled_dir, 0o755).map_err(write_error(&enabled_dir))?;
     files::write_atomic(
         &available,
-        site(name, address, local_port).as_bytes(),
+        site(name, address, listen).as_bytes(),
         Perms::mode(0o644),
     )
     .map_err(write_error(&available))?;
@@ -119,6 +205,24 @@ pub(crate) fn write_site(
         remove_if_present(&default).map_err(write_error(&default))?;
     }
     Ok(available)
+}
+
+/// Creates the socket's directory [`SOCKET_DIR`] in the chroot, 0710 and owned by root and
+/// the host's tor group (`tor_gid`; root's when there is none): nginx's master (root) makes
+/// the socket in it, tor (in that group) may reach it, no user in the chroot or on the host can.
+pub(crate) fn write_socket_dir(root: &Path, tor_gid: Option<u32>) -> Result<PathBuf, OnionError> {
+    let dir = files::confined(root, SOCKET_DIR.trim_start_matches('/'))?;
+    let write_error = |source| OnionError::WriteChroot {
+        path: dir.clone(),
+        source,
+    };
+    files::create_dir_all_mode(&dir, 0o710).map_err(write_error)?;
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::lchown(&dir, Some(0), Some(tor_gid.unwrap_or(0)))
+            .map_err(write_error)?;
+    }
+    set_mode(&dir, 0o710).map_err(write_error)?;
+    Ok(dir)
 }
 
 fn remove_if_present(path: &Path) -> std::io::Result<()> {
@@ -208,20 +312,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn listen_port_is_read_back_from_the_site() {
-        let text = site("onion", "x.onion", 2345);
-        assert_eq!(parse_listen_port(&text), Some(2345));
-        assert_eq!(parse_listen_port("listen 80;"), None);
+    fn listen_is_read_back_from_the_site() {
+        let text = site("onion", "x.onion", Listen::Tcp(2345));
+        assert_eq!(parse_listen(&text), Some(Listen::Tcp(2345)));
+        let text = site("onion", "x.onion", Listen::Socket);
+        assert_eq!(parse_listen(&text), Some(Listen::Socket));
+        assert_eq!(parse_listen("listen 80;"), None);
     }
 
     #[test]
-    fn site_listens_on_loopback_only() {
-        let text = site("onion", "x.onion", 2001);
-        let listens: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with("listen"))
-            .collect();
-        assert_eq!(listens, ["listen 127.0.0.1:2001;"]);
+    fn site_listens_on_the_socket_or_loopback_only() {
+        for (listen, expected) in [
+            (Listen::Socket, "listen unix:/run/onion/nginx.sock;"),
+            (Listen::Tcp(2001), "listen 127.0.0.1:2001;"),
+        ] {
+            let text = site("onion", "x.onion", listen);
+            let listens: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.starts_with("listen"))
+                .collect();
+            assert_eq!(listens, [expected]);
+        }
     }
 }

@@ -25,8 +25,21 @@ pub fn chroot_file_path(name: &str) -> PathBuf {
     Path::new(SCHROOT_DIR).join("chroot.d").join(name)
 }
 
+/// The user schroot lets into the chroot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchrootUser<'a> {
+    pub name: &'a str,
+    /// Also `root-users=`: the user may run commands as root inside (`schroot -u root`).
+    pub root: bool,
+}
+
 /// The text of chroot.d/NAME.
-pub fn chroot_file(name: &str, suite: &str, chroot_path: &Path, user: Option<&str>) -> String {
+pub fn chroot_file(
+    name: &str,
+    suite: &str,
+    chroot_path: &Path,
+    user: Option<SchrootUser>,
+) -> String {
     let mut text = format!(
         "{MARK} for the onion service {name}; rebuilding {name} replaces it.\n\
          [{name}]\n\
@@ -36,7 +49,10 @@ pub fn chroot_file(name: &str, suite: &str, chroot_path: &Path, user: Option<&st
         path = chroot_path.display(),
     );
     if let Some(user) = user {
-        text.push_str(&format!("users={user}\nroot-users={user}\n"));
+        text.push_str(&format!("users={}\n", user.name));
+        if user.root {
+            text.push_str(&format!("root-users={}\n", user.name));
+        }
     }
     text.push_str(&format!(
         "root-groups=root\nprofile={profile}\n",
@@ -89,7 +105,7 @@ fn planned(
     name: &str,
     suite: &str,
     chroot_path: &Path,
-    user: Option<&str>,
+    user: Option<SchrootUser>,
 ) -> Result<Vec<(PathBuf, String)>, OnionError> {
     let text = chroot_path.to_string_lossy();
     if !chroot_path.is_absolute() || text.contains(['\n', '\r']) || text != text.trim() {
@@ -124,7 +140,7 @@ pub(crate) fn check(host_root: &Path, name: &str, chroot_path: &Path) -> Result<
 /// debstrap-onion did not write; each change is recorded in `changes` first.
 pub(crate) fn write(
     host_root: &Path,
-    request: (&str, &str, &Path, Option<&str>),
+    request: (&str, &str, &Path, Option<SchrootUser>),
     changes: &mut HostChanges,
 ) -> Result<SchrootFiles, OnionError> {
     let (name, suite, chroot_path, user) = request;
@@ -153,8 +169,57 @@ pub(crate) fn write(
     })
 }
 
+/// The names of the chroots debstrap-onion defined under HOST_ROOT (chroot.d files it wrote),
+/// sorted.
+pub(crate) fn names(host_root: &Path) -> Vec<String> {
+    let dir = host_root
+        .join(SCHROOT_DIR.trim_start_matches('/'))
+        .join("chroot.d");
+    let mut names: Vec<String> = fs_err::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|entry| {
+            files::read_optional(&entry.path())
+                .ok()
+                .flatten()
+                .is_some_and(|text| text.starts_with(MARK.as_bytes()))
+        })
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|name| crate::config::validate_name(name).is_ok())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Removes chroot.d/NAME and NAME's profile under HOST_ROOT, all of which must be ours (checked
+/// before anything is removed); returns what was removed.
+pub(crate) fn remove(host_root: &Path, name: &str) -> Result<Vec<PathBuf>, OnionError> {
+    let dir = host_root.join(SCHROOT_DIR.trim_start_matches('/'));
+    let profile_dir = dir.join(profile_name(name));
+    let mut paths = vec![dir.join("chroot.d").join(name)];
+    paths.extend(profile_files(name).map(|(file, _)| profile_dir.join(file)));
+    for path in &paths {
+        ensure_ours(path)?;
+    }
+    let mut removed = Vec::new();
+    for path in paths {
+        match fs_err::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(OnionError::WriteSchroot { path, source }),
+        }
+    }
+    // The profile's directory goes only when nothing else is left in it.
+    if fs_err::remove_dir(&profile_dir).is_ok() {
+        removed.push(profile_dir);
+    }
+    Ok(removed)
+}
+
 /// Ok when `path` is absent or was written by us.
-fn ensure_ours(path: &Path) -> Result<(), OnionError> {
+pub(crate) fn ensure_ours(path: &Path) -> Result<(), OnionError> {
     match fs_err::symlink_metadata(path) {
         Err(_) => Ok(()),
         Ok(meta) if meta.is_file() => {
@@ -203,6 +268,23 @@ mod tests {
         let text = chroot_file("onion", "trixie", Path::new("/srv/chroot/onion"), None);
         assert!(!text.contains("users="));
         assert!(text.contains("root-groups=root\n"));
+    }
+
+    #[test]
+    fn user_is_root_inside_only_on_request() {
+        let ordinary = SchrootUser {
+            name: "alice",
+            root: false,
+        };
+        let text = chroot_file("onion", "trixie", Path::new("/c"), Some(ordinary));
+        assert!(text.contains("\nusers=alice\n"), "{text}");
+        assert!(!text.contains("root-users"), "{text}");
+        let root = SchrootUser {
+            root: true,
+            ..ordinary
+        };
+        let text = chroot_file("onion", "trixie", Path::new("/c"), Some(root));
+        assert!(text.contains("\nroot-users=alice\n"), "{text}");
     }
 
     #[test]

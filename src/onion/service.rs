@@ -2,18 +2,19 @@
 //! (schroot's chroot.d/NAME), the port (the nginx site) and the address (tor's hostname file);
 //! gives typed reports for the CLI to print.
 
-use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use super::chroot::{self, Mounts};
+use super::chroot::{self, Mounts, Sandbox};
 use super::hsdir::service_dir;
 use super::key::HOSTNAME_FILE;
-use super::{nginx, schroot, OnionError};
+use super::nginx::{self, Listen};
+use super::{schroot, OnionError};
 
 /// nginx's pid file inside the chroot (Debian's nginx.conf: `pid /run/nginx.pid;`).
 const NGINX_PID: &str = "run/nginx.pid";
@@ -30,10 +31,37 @@ pub struct ServiceInfo {
     pub name: String,
     /// The chroot, from schroot's `directory=`.
     pub chroot: PathBuf,
-    /// nginx's port on 127.0.0.1, from the site's `listen`.
-    pub local_port: u16,
+    /// Where nginx answers, from the site's `listen`.
+    pub endpoint: Endpoint,
     /// The `.onion` address, when HOST_ROOT/var/lib/tor/NAME/hostname is readable.
     pub address: Option<String>,
+}
+
+/// Where nginx answers, as the host reaches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The unix socket, as the host sees it.
+    Unix(PathBuf),
+    /// A port on 127.0.0.1.
+    Tcp(u16),
+}
+
+impl Endpoint {
+    fn of(listen: Listen, chroot: &Path) -> Endpoint {
+        match listen {
+            Listen::Socket => Endpoint::Unix(nginx::socket_on_host(chroot)),
+            Listen::Tcp(port) => Endpoint::Tcp(port),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
+            Endpoint::Tcp(port) => write!(f, "127.0.0.1:{port}"),
+        }
+    }
 }
 
 /// What asking tor to reload did.
@@ -74,8 +102,18 @@ pub struct StatusReport {
     pub service: ServiceInfo,
     /// The pid in the chroot's /run/nginx.pid when that process is alive.
     pub nginx_pid: Option<i32>,
-    /// The HTTP status nginx answered on 127.0.0.1:PORT for `Host:` the address, if it answered.
+    /// The HTTP status nginx answered on its endpoint for `Host:` the address, if it answered.
     pub http_status: Option<u16>,
+    /// The socket's directory: `Ok` when it is 0710 and root's (and tor's group's), else what
+    /// is wrong; `None` with `--local-port`.
+    pub socket_access: Option<Result<String, String>>,
+    /// Whether the host's tor runs; `None` when HOST_ROOT is not `/`.
+    pub tor_running: Option<bool>,
+    /// `tor --verify-config` on HOST_ROOT's torrc: `Ok`, or tor's words; `None` without tor.
+    pub tor_config: Option<Result<(), String>>,
+    /// Whether tor's hostname file names the address of the key beside it; `None` when the key
+    /// cannot be read.
+    pub hostname_matches_key: Option<bool>,
 }
 
 /// Finds NAME's chroot, port and address from the files [`super::configure`] wrote.
@@ -93,8 +131,7 @@ pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
         path: site_path.clone(),
         source,
     })?;
-    let local_port =
-        nginx::parse_listen_port(&site).ok_or(OnionError::NoListenPort { path: site_path })?;
+    let listen = nginx::parse_listen(&site).ok_or(OnionError::NoListenPort { path: site_path })?;
     let hostname = host_root
         .join(service_dir(name).strip_prefix("/").expect("absolute"))
         .join(HOSTNAME_FILE);
@@ -104,8 +141,8 @@ pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
         .filter(|a| !a.is_empty());
     Ok(ServiceInfo {
         name: name.to_string(),
+        endpoint: Endpoint::of(listen, &chroot),
         chroot,
-        local_port,
         address,
     })
 }
@@ -118,27 +155,37 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     if fs_err::symlink_metadata(root.join(NGINX.trim_start_matches('/'))).is_err() {
         return Err(OnionError::NginxMissing { root: root.clone() });
     }
-    let already_running = nginx_pid(root).is_some();
+    let already_running = nginx_pid(root);
     // A running nginx still has the mounts the first start kept; mounting sysfs again on the
     // same place fails with EBUSY.
-    let mounts = if already_running {
+    let mounts = if already_running.is_some() {
         None
     } else {
+        // A socket left by an nginx that was killed would make bind(2) fail.
+        if let Endpoint::Unix(socket) = &service.endpoint {
+            remove_stale_socket(socket)?;
+        }
         Some(Mounts::mount(root)?)
     };
-    if already_running {
-        chroot::run_ok(root, &[NGINX, "-s", "reload"])?;
+    if let Some(pid) = already_running {
+        chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
+        signal(pid, Signal::SIGHUP)?;
     } else {
         chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
-        chroot::run_ok(root, &[NGINX])?;
+        let sandbox = Sandbox {
+            own_network: matches!(service.endpoint, Endpoint::Unix(_)),
+        };
+        chroot::run_sandboxed(root, &[NGINX], sandbox)?;
     }
-    if wait_until(|| connects(service.local_port)).is_none() {
+    if wait_until(|| connects(&service.endpoint)).is_none() {
         // Leave nothing half started: the mounts go when `mounts` drops.
-        if !already_running {
-            let _ = chroot::run(root, &[NGINX, "-s", "quit"]);
+        if already_running.is_none() {
+            if let Some(pid) = nginx_pid(root) {
+                let _ = signal(pid, Signal::SIGQUIT);
+            }
         }
         return Err(OnionError::NotAnswering {
-            port: service.local_port,
+            endpoint: service.endpoint.to_string(),
         });
     }
     if let Some(mounts) = mounts {
@@ -147,7 +194,7 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     let tor = reload_tor(host_root)?;
     Ok(StartReport {
         service,
-        already_running,
+        already_running: already_running.is_some(),
         tor,
     })
 }
@@ -159,7 +206,9 @@ pub fn stop(name: &str, host_root: &Path) -> Result<StopReport, OnionError> {
     let root = &service.chroot;
     let was_running = match nginx_pid(root) {
         Some(pid) => {
-            chroot::run_ok(root, &[NGINX, "-s", "quit"])?;
+            // What `nginx -s quit` sends; its pid file holds the master's pid inside its PID
+            // namespace (1), not the host's.
+            signal(pid, Signal::SIGQUIT)?;
             wait_until(|| !alive(pid)).ok_or(OnionError::StopTimeout { pid })?;
             true
         }
@@ -178,22 +227,85 @@ pub fn status(name: &str, host_root: &Path) -> Result<StatusReport, OnionError> 
     let service = locate(name, host_root)?;
     let nginx_pid = nginx_pid(&service.chroot);
     let host = service.address.as_deref().unwrap_or("localhost");
-    let http_status = http_status(service.local_port, host);
+    let http_status = http_status(&service.endpoint, host);
+    let socket_access = match &service.endpoint {
+        Endpoint::Unix(socket) => Some(socket_access(socket)),
+        Endpoint::Tcp(_) => None,
+    };
+    let key_dir = host_root.join(service_dir(name).strip_prefix("/").expect("absolute"));
+    let hostname_matches_key = super::hsdir::read_key_dir(&key_dir)
+        .ok()
+        .map(|key| service.address.as_deref() == Some(key.address().as_str()));
+    let torrc = host_root.join(super::TORRC.trim_start_matches('/'));
     Ok(StatusReport {
-        service,
         nginx_pid,
         http_status,
+        socket_access,
+        tor_running: is_host(host_root).then(tor_running),
+        tor_config: super::torrc::verify_file(&torrc),
+        hostname_matches_key,
+        service,
     })
 }
 
-/// The HTTP status of `GET /` with `Host: host` on 127.0.0.1:port, or `None` if nothing answers.
-pub fn http_status(port: u16, host: &str) -> Option<u16> {
-    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    stream
-        .set_write_timeout(Some(Duration::from_secs(5)))
-        .ok()?;
+/// Checks the socket's directory: 0710, owned by root, group tor's (when tor's user exists).
+fn socket_access(socket: &Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let dir = socket.parent().unwrap_or(socket);
+    let meta = fs_err::metadata(dir).map_err(|e| e.to_string())?;
+    let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
+    let tor_gid = nix::unistd::User::from_name(super::TOR_USER)
+        .ok()
+        .flatten()
+        .map(|u| u.gid.as_raw());
+    let said = format!("{} is {mode:04o} uid {uid} gid {gid}", dir.display());
+    if mode == 0o710 && uid == 0 && tor_gid.is_none_or(|g| g == gid) {
+        Ok(said)
+    } else {
+        Err(format!("{said}; want 0710, uid 0, tor's group"))
+    }
+}
+
+fn is_host(host_root: &Path) -> bool {
+    fs_err::canonicalize(host_root).is_ok_and(|p| p == Path::new("/"))
+}
+
+/// Whether the host's tor runs: systemd's tor@default when systemd runs, else the pid in
+/// /run/tor/tor.pid.
+fn tor_running() -> bool {
+    if Path::new("/run/systemd/system").exists() {
+        return std::process::Command::new("systemctl")
+            .args(["is-active", "--quiet", "tor@default"])
+            .status()
+            .is_ok_and(|s| s.success());
+    }
+    fs_err::read_to_string("/run/tor/tor.pid")
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .is_some_and(|pid| pid > 0 && alive(pid))
+}
+
+/// The HTTP status of `GET /` with `Host: host` at `endpoint`, or `None` if nothing answers.
+pub fn http_status(endpoint: &Endpoint, host: &str) -> Option<u16> {
+    let timeout = Some(Duration::from_secs(5));
+    match endpoint {
+        Endpoint::Tcp(port) => {
+            let address = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
+            let stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+            stream.set_read_timeout(timeout).ok()?;
+            stream.set_write_timeout(timeout).ok()?;
+            status_line(stream, host)
+        }
+        Endpoint::Unix(path) => {
+            let stream = UnixStream::connect(path).ok()?;
+            stream.set_read_timeout(timeout).ok()?;
+            stream.set_write_timeout(timeout).ok()?;
+            status_line(stream, host)
+        }
+    }
+}
+
+fn status_line(mut stream: impl std::io::Read + std::io::Write, host: &str) -> Option<u16> {
     let request = format!("GET / HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).ok()?;
     let mut head = [0u8; 64];
@@ -210,23 +322,147 @@ pub fn http_status(port: u16, host: &str) -> Option<u16> {
     words.next()?.parse().ok()
 }
 
-/// The live nginx master's pid from the chroot's pid file.
-fn nginx_pid(root: &Path) -> Option<i32> {
+/// Removes `socket` if it is a socket nobody answers on (nginx was killed before it could
+/// remove it); anything else at that path is left for bind(2) to refuse.
+fn remove_stale_socket(socket: &Path) -> Result<(), OnionError> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let is_socket = fs_err::symlink_metadata(socket).is_ok_and(|m| m.file_type().is_socket());
+    if is_socket && UnixStream::connect(socket).is_err() {
+        fs_err::remove_file(socket).map_err(|source| OnionError::WriteChroot {
+            path: socket.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The host's pid of the nginx master running in the chroot `root`: the process whose root is
+/// the chroot, named nginx, and pid 1 of its own PID namespace (as [`start`] runs it); for a
+/// master started without one, the pid in the chroot's pid file if that process's root is the
+/// chroot. The pid file alone is not trusted: the chroot writes it, and inside the namespace it
+/// says 1.
+pub(crate) fn nginx_pid(root: &Path) -> Option<i32> {
+    let root = fs_err::canonicalize(root).ok()?;
+    let in_chroot = |pid: i32| -> bool {
+        fs_err::read_link(format!("/proc/{pid}/root"))
+            .ok()
+            .as_deref()
+            == Some(root.as_path())
+    };
+    let entries = fs_err::read_dir("/proc").ok()?;
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if !in_chroot(pid) {
+            continue;
+        }
+        let Ok(status) = fs_err::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .map(str::to_owned)
+        };
+        let nspid = field("NSpid:").unwrap_or_default();
+        let ids: Vec<&str> = nspid.split_whitespace().collect();
+        if field("Name:").as_deref() == Some("nginx") && ids.len() > 1 && ids.last() == Some(&"1") {
+            return Some(pid);
+        }
+    }
     let text = fs_err::read_to_string(root.join(NGINX_PID)).ok()?;
     let pid: i32 = text.trim().parse().ok()?;
-    (pid > 0 && alive(pid)).then_some(pid)
+    (pid > 1 && alive(pid) && in_chroot(pid)).then_some(pid)
+}
+
+/// How many rotated generations of each log [`rotate_logs`] keeps (a week, run daily).
+pub const LOG_GENERATIONS: u32 = 7;
+
+/// What [`rotate_logs`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotateReport {
+    /// Logs moved to `.1`.
+    pub rotated: Vec<PathBuf>,
+    /// nginx was told to reopen its logs (SIGUSR1).
+    pub reopened: bool,
+}
+
+/// Rotates NAME's nginx logs in the chroot (`NAME.access.log` → `.1` → … →
+/// `.`[`LOG_GENERATIONS`], the oldest dropped), then tells a running master to reopen them; the
+/// systemd timer runs it daily.
+pub fn rotate_logs(name: &str, host_root: &Path) -> Result<RotateReport, OnionError> {
+    let service = locate(name, host_root)?;
+    let dir = service.chroot.join("var/log/nginx");
+    let mut rotated = Vec::new();
+    for base in [format!("{name}.access.log"), format!("{name}.error.log")] {
+        let log = dir.join(&base);
+        let exists = fs_err::symlink_metadata(&log).is_ok_and(|m| m.is_file());
+        if !exists {
+            continue;
+        }
+        let rename_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| OnionError::WriteChroot { path, source }
+        };
+        for generation in (1..LOG_GENERATIONS).rev() {
+            let from = dir.join(format!("{base}.{generation}"));
+            if fs_err::symlink_metadata(&from).is_ok() {
+                let to = dir.join(format!("{base}.{}", generation + 1));
+                fs_err::rename(&from, &to).map_err(rename_error(&from))?;
+            }
+        }
+        fs_err::rename(&log, dir.join(format!("{base}.1"))).map_err(rename_error(&log))?;
+        rotated.push(log);
+    }
+    let reopened = match nginx_pid(&service.chroot) {
+        Some(pid) if !rotated.is_empty() => {
+            signal(pid, Signal::SIGUSR1)?;
+            true
+        }
+        _ => false,
+    };
+    Ok(RotateReport { rotated, reopened })
+}
+
+impl std::fmt::Display for RotateReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for log in &self.rotated {
+            writeln!(f, "rotated {}", log.display())?;
+        }
+        let reopened = if self.reopened {
+            "nginx reopened its logs"
+        } else {
+            "nginx not running"
+        };
+        write!(f, "{reopened}")
+    }
+}
+
+/// The host's pid of the nginx master serving from `chroot`, if one runs (see [`start`]).
+pub fn master_pid(chroot: &Path) -> Option<i32> {
+    nginx_pid(chroot)
+}
+
+fn signal(pid: i32, signal: Signal) -> Result<(), OnionError> {
+    kill(Pid::from_raw(pid), signal).map_err(|source| OnionError::Signal { pid, source })
 }
 
 fn alive(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok()
 }
 
-fn connects(port: u16) -> bool {
-    TcpStream::connect_timeout(
-        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        Duration::from_millis(500),
-    )
-    .is_ok()
+fn connects(endpoint: &Endpoint) -> bool {
+    match endpoint {
+        Endpoint::Tcp(port) => TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, *port)),
+            Duration::from_millis(500),
+        )
+        .is_ok(),
+        Endpoint::Unix(path) => UnixStream::connect(path).is_ok(),
+    }
 }
 
 /// Polls `ready` until it holds or [`WAIT`] has passed.
@@ -244,11 +480,8 @@ fn wait_until(mut ready: impl FnMut() -> bool) -> Option<()> {
 }
 
 /// Asks the host's running tor to re-read torrc: systemd when it runs, else SIGHUP.
-fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
-    let is_host = fs_err::canonicalize(host_root)
-        .map(|p| p == Path::new("/"))
-        .unwrap_or(false);
-    if !is_host {
+pub(crate) fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
+    if !is_host(host_root) {
         return Ok(TorReload::OtherHostRoot {
             host_root: host_root.to_path_buf(),
         });
@@ -316,7 +549,7 @@ impl std::fmt::Display for ServiceInfo {
         let address = self.address.as_deref().unwrap_or("(no hostname file yet)");
         writeln!(f, "onion address: {address}")?;
         writeln!(f, "chroot:        {}", self.chroot.display())?;
-        write!(f, "nginx:         127.0.0.1:{}", self.local_port)
+        write!(f, "nginx:         {}", self.endpoint)
     }
 }
 
@@ -348,6 +581,26 @@ impl std::fmt::Display for StopReport {
 impl std::fmt::Display for StatusReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "{}", self.service)?;
+        match &self.socket_access {
+            Some(Ok(said)) => writeln!(f, "socket:        ok ({said})")?,
+            Some(Err(said)) => writeln!(f, "socket:        WRONG ({said})")?,
+            None => writeln!(f, "socket:        none (TCP, --local-port)")?,
+        }
+        match self.tor_running {
+            Some(true) => writeln!(f, "tor:           running")?,
+            Some(false) => writeln!(f, "tor:           not running")?,
+            None => writeln!(f, "tor:           not checked (HOST_ROOT is not /)")?,
+        }
+        match &self.tor_config {
+            Some(Ok(())) => writeln!(f, "torrc:         valid (tor --verify-config)")?,
+            Some(Err(said)) => writeln!(f, "torrc:         REFUSED by tor: {said}")?,
+            None => writeln!(f, "torrc:         not checked (tor is not installed)")?,
+        }
+        match self.hostname_matches_key {
+            Some(true) => writeln!(f, "hostname:      matches the key")?,
+            Some(false) => writeln!(f, "hostname:      DOES NOT match the key")?,
+            None => writeln!(f, "hostname:      key unreadable")?,
+        }
         match (self.nginx_pid, self.http_status) {
             (_, Some(code)) => write!(f, "answering: HTTP {code}"),
             (Some(pid), None) => write!(f, "nginx runs (pid {pid}) but does not answer"),

@@ -35,13 +35,14 @@ fn end_marker(name: &str) -> String {
     format!("# END debstrap-onion {name}")
 }
 
-/// The marked block for NAME.
-pub fn block(name: &str, onion_port: u16, local_port: u16) -> String {
+/// The marked block for NAME, sending the onion port to `target` (`unix:PATH` or
+/// `127.0.0.1:PORT`).
+pub fn block(name: &str, onion_port: u16, target: &str) -> String {
     format!(
         "{begin}\n\
          # Onion service of the chroot {name}; debstrap-onion rewrites this block on every build.\n\
          HiddenServiceDir {dir}/\n\
-         HiddenServicePort {onion_port} 127.0.0.1:{local_port}\n\
+         HiddenServicePort {onion_port} {target}\n\
          {end}\n",
         begin = begin_marker(name),
         dir = service_dir(name).display(),
@@ -109,6 +110,96 @@ pub fn update(text: &str, name: &str, block: &str) -> Result<String, TorrcProble
     Ok(out)
 }
 
+/// `text` without NAME's block (`None` when it has none): every other byte is kept, except the
+/// blank line [`update`] puts before a block it appends (dropped when the block ends the file or
+/// is followed by another blank line, as an appended block is).
+pub fn without(text: &str, name: &str) -> Result<Option<String>, TorrcProblem> {
+    let begin = begin_marker(name);
+    let end = end_marker(name);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut keep = vec![true; lines.len()];
+    let mut found = false;
+    let mut index = 0;
+    while index < lines.len() {
+        let trimmed = lines[index].trim();
+        if trimmed == end {
+            return Err(TorrcProblem::StrayEnd {
+                line: index + 1,
+                marker: end,
+            });
+        }
+        if trimmed != begin {
+            index += 1;
+            continue;
+        }
+        found = true;
+        let start = index;
+        let close = lines[start..]
+            .iter()
+            .position(|line| line.trim() == end)
+            .map(|offset| start + offset)
+            .ok_or(TorrcProblem::UnclosedBlock {
+                line: start + 1,
+                marker: begin.clone(),
+            })?;
+        keep[start..=close].iter_mut().for_each(|k| *k = false);
+        let followed_by_blank = lines.get(close + 1).is_none_or(|l| l.trim().is_empty());
+        if start > 0 && keep[start - 1] && lines[start - 1].trim().is_empty() && followed_by_blank {
+            keep[start - 1] = false;
+        } else if start == 0 && lines.get(close + 1).is_some() && followed_by_blank {
+            // The first block of a file was written without a separator; the next one has it.
+            keep[close + 1] = false;
+        }
+        index = close + 1;
+    }
+    if !found {
+        return Ok(None);
+    }
+    Ok(Some(
+        lines
+            .iter()
+            .zip(keep)
+            .filter(|(_, keep)| *keep)
+            .map(|(line, _)| *line)
+            .collect(),
+    ))
+}
+
+/// Removes NAME's block from HOST_ROOT/etc/tor/torrc in one rename, keeping the file's mode and
+/// owner; returns whether there was one. The caller holds the host lock.
+pub(crate) fn remove(host_root: &Path, name: &str) -> Result<bool, OnionError> {
+    let path = torrc_path(host_root)?;
+    let write_error = |source| OnionError::WriteTorrc {
+        path: path.clone(),
+        source,
+    };
+    let Some(bytes) = files::read_optional(&path).map_err(write_error)? else {
+        return Ok(false);
+    };
+    let text = String::from_utf8(bytes).map_err(|_| OnionError::Torrc {
+        path: path.clone(),
+        problem: TorrcProblem::NotUtf8,
+    })?;
+    let Some(new) = without(&text, name).map_err(|problem| OnionError::Torrc {
+        path: path.clone(),
+        problem,
+    })?
+    else {
+        return Ok(false);
+    };
+    files::replace_keeping_perms(&path, new.as_bytes(), 0o644).map_err(write_error)?;
+    Ok(true)
+}
+
+/// Whether the torrc at HOST_ROOT has a block for NAME.
+pub(crate) fn has_block(host_root: &Path, name: &str) -> bool {
+    let path = host_root.join(TORRC.trim_start_matches('/'));
+    fs_err::read_to_string(path).is_ok_and(|text| {
+        let begin = begin_marker(name);
+        text.lines().any(|line| line.trim() == begin)
+    })
+}
+
 /// Whether a torrc line is `HiddenServiceDir DIR` (tor's keywords are case-insensitive).
 fn configures_dir(line: &str, dir: &str) -> bool {
     let mut words = line.split_whitespace();
@@ -136,7 +227,7 @@ fn updated(
     path: &Path,
     name: &str,
     onion_port: u16,
-    local_port: u16,
+    target: &str,
 ) -> Result<(Option<String>, String), OnionError> {
     let old = files::read_optional(path).map_err(|source| OnionError::WriteTorrc {
         path: path.to_path_buf(),
@@ -153,7 +244,7 @@ fn updated(
     let new = update(
         old.as_deref().unwrap_or(""),
         name,
-        &block(name, onion_port, local_port),
+        &block(name, onion_port, target),
     )
     .map_err(|problem| OnionError::Torrc {
         path: path.to_path_buf(),
@@ -167,9 +258,9 @@ pub(crate) fn check(
     host_root: &Path,
     name: &str,
     onion_port: u16,
-    local_port: u16,
+    target: &str,
 ) -> Result<(), OnionError> {
-    updated(&torrc_path(host_root)?, name, onion_port, local_port).map(drop)
+    updated(&torrc_path(host_root)?, name, onion_port, target).map(drop)
 }
 
 /// Writes NAME's block into HOST_ROOT/etc/tor/torrc (created if absent), in one rename, and
@@ -179,7 +270,7 @@ pub(crate) fn check(
 pub(crate) fn write(
     host_root: &Path,
     name: &str,
-    ports: (u16, u16),
+    (onion_port, target): (u16, &str),
     changes: &mut HostChanges,
 ) -> Result<PathBuf, OnionError> {
     let path = torrc_path(host_root)?;
@@ -190,7 +281,7 @@ pub(crate) fn write(
     let dir = path.parent().unwrap_or(host_root).to_path_buf();
     changes.before_write(host_root, &dir).map_err(write_error)?;
     files::create_dir_all_mode(&dir, 0o755).map_err(write_error)?;
-    let (old, new) = updated(&path, name, ports.0, ports.1)?;
+    let (old, new) = updated(&path, name, onion_port, target)?;
     if old.as_deref() != Some(new.as_str()) {
         verify_with_tor(&dir, &path, &new)?;
         changes
@@ -248,6 +339,26 @@ fn verify_with_tor(dir: &Path, path: &Path, text: &str) -> Result<(), OnionError
     })
 }
 
+/// `tor --verify-config` with Debian's defaults on the torrc at `path`: `Ok`, or tor's last
+/// words; `None` when tor or the defaults file is not installed.
+pub(crate) fn verify_file(path: &Path) -> Option<Result<(), String>> {
+    let tor = find_program("tor")?;
+    fs_err::symlink_metadata(TOR_DEFAULTS).ok()?;
+    let output = std::process::Command::new(tor)
+        .args(["--verify-config", "--defaults-torrc", TOR_DEFAULTS, "-f"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output();
+    Some(match output {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => {
+            let said = String::from_utf8_lossy(&out.stdout);
+            Err(said.lines().last().unwrap_or_default().to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    })
+}
+
 /// `program` on PATH, if there.
 fn find_program(program: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
@@ -267,7 +378,7 @@ mod tests {
 
     #[test]
     fn block_names_the_service_dir_and_ports() {
-        insta::assert_snapshot!(block("onion", 80, 2001), @r"
+        insta::assert_snapshot!(block("onion", 80, "127.0.0.1:2001"), @r"
         # BEGIN debstrap-onion onion
         # Onion service of the chroot onion; debstrap-onion rewrites this block on every build.
         HiddenServiceDir /var/lib/tor/onion/
@@ -278,8 +389,9 @@ mod tests {
 
     #[test]
     fn two_runs_leave_one_block_and_keep_other_content() {
-        let once = update(DEBIAN_LIKE, "onion", &block("onion", 80, 2001)).expect("first");
-        let twice = update(&once, "onion", &block("onion", 80, 2001)).expect("second");
+        let once =
+            update(DEBIAN_LIKE, "onion", &block("onion", 80, "127.0.0.1:2001")).expect("first");
+        let twice = update(&once, "onion", &block("onion", 80, "127.0.0.1:2001")).expect("second");
         assert_eq!(once, twice);
         assert!(once.starts_with(DEBIAN_LIKE));
         assert_eq!(once.matches("# BEGIN debstrap-onion onion").count(), 1);
@@ -289,20 +401,45 @@ mod tests {
     fn rerun_with_new_ports_replaces_the_block_in_place() {
         let text = format!(
             "a\n{}b\n",
-            block("onion", 80, 2001) // block, then other content after it
+            block("onion", 80, "127.0.0.1:2001") // block, then other content after it
         );
-        let updated = update(&text, "onion", &block("onion", 8080, 2002)).expect("update");
-        assert_eq!(updated, format!("a\n{}b\n", block("onion", 8080, 2002)));
+        let updated =
+            update(&text, "onion", &block("onion", 8080, "127.0.0.1:2002")).expect("update");
+        assert_eq!(
+            updated,
+            format!("a\n{}b\n", block("onion", 8080, "127.0.0.1:2002"))
+        );
     }
 
     #[test]
     fn two_names_coexist() {
-        let one = update("", "one", &block("one", 80, 2001)).expect("one");
-        let both = update(&one, "two", &block("two", 80, 2002)).expect("two");
-        let again = update(&both, "one", &block("one", 80, 2001)).expect("one again");
+        let one = update("", "one", &block("one", 80, "127.0.0.1:2001")).expect("one");
+        let both = update(&one, "two", &block("two", 80, "127.0.0.1:2002")).expect("two");
+        let again = update(&both, "one", &block("one", 80, "127.0.0.1:2001")).expect("one again");
         assert_eq!(both, again);
         assert!(both.contains("HiddenServiceDir /var/lib/tor/one/"));
         assert!(both.contains("HiddenServiceDir /var/lib/tor/two/"));
+    }
+
+    #[test]
+    fn removing_a_block_gives_back_the_text_before_it() {
+        let b = |name| block(name, 80, "unix:/srv/chroot/x/run/onion/nginx.sock");
+        for original in [DEBIAN_LIKE, "", "Log notice syslog"] {
+            let with = update(original, "onion", &b("onion")).expect("update");
+            let back = without(&with, "onion").expect("remove").expect("found");
+            let expected = if original.is_empty() || original.ends_with('\n') {
+                original.to_string()
+            } else {
+                format!("{original}\n")
+            };
+            assert_eq!(back, expected);
+            // Between two other blocks, only this one goes.
+            let three = update(&with, "two", &b("two")).expect("two");
+            let three = update(&three, "onion", &b("onion")).expect("again");
+            let rest = without(&three, "onion").expect("remove").expect("found");
+            assert_eq!(rest, update(original, "two", &b("two")).expect("two only"));
+        }
+        assert_eq!(without(DEBIAN_LIKE, "onion"), Ok(None));
     }
 
     #[test]
@@ -313,7 +450,7 @@ mod tests {
 
     #[test]
     fn broken_markers_and_duplicates_are_refused() {
-        let b = block("onion", 80, 2001);
+        let b = block("onion", 80, "127.0.0.1:2001");
         let unclosed = b.replace("# END debstrap-onion onion\n", "");
         assert!(matches!(
             update(&unclosed, "onion", &b),

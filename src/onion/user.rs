@@ -4,12 +4,15 @@
 //!
 //! The uid and gid are the host's for the same name when the host has that user and the chroot
 //! has not taken them: `schroot -u USER` switches to the host's uid, which then maps to the same
-//! name inside the chroot.
+//! name inside the chroot. A user the host lacks gets ids free on both sides, and
+//! [`ensure_host_user`] adds it to HOST_ROOT's databases (locked, no shell), since schroot looks
+//! users up on the host.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::files;
+use super::host::HostChanges;
 use super::OnionError;
 
 /// The first uid and gid Debian gives to ordinary users.
@@ -37,8 +40,24 @@ pub fn is_user_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'))
 }
 
-/// Creates `name` in the chroot at `root` unless it exists there, with a home directory.
-pub(crate) fn ensure_user(root: &Path, name: &str) -> Result<ChrootUser, OnionError> {
+/// The host's passwd and group under HOST_ROOT, if it has them.
+fn host_databases(host_root: &Path) -> Result<(Option<String>, Option<String>), OnionError> {
+    let read = |rel: &str| -> Result<Option<String>, OnionError> {
+        let path = host_root.join(rel);
+        let bytes = files::read_optional(&path)
+            .map_err(|source| OnionError::WriteChroot { path, source })?;
+        Ok(bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    };
+    Ok((read("etc/passwd")?, read("etc/group")?))
+}
+
+/// Creates `name` in the chroot at `root` unless it exists there, with a home directory; its
+/// ids are the host's user of that name (HOST_ROOT's passwd), else free in both.
+pub(crate) fn ensure_user(
+    root: &Path,
+    name: &str,
+    host_root: &Path,
+) -> Result<ChrootUser, OnionError> {
     if !is_user_name(name) {
         return Err(OnionError::BadUserName {
             name: name.to_string(),
@@ -69,13 +88,26 @@ pub(crate) fn ensure_user(root: &Path, name: &str) -> Result<ChrootUser, OnionEr
         // An existing user (a rebuild, or one a package made) is left exactly as it is.
         return Ok(user);
     }
-    let used_uids = ids(&passwd, 2);
-    let used_gids = ids(&group, 2);
-    let host = nix::unistd::User::from_name(name).ok().flatten();
-    let uid = host
-        .as_ref()
-        .map(|u| u.uid.as_raw())
-        .filter(|uid| *uid != 0 && !used_uids.contains(uid))
+    let (host_passwd, host_group) = host_databases(host_root)?;
+    let mut used_uids = ids(&passwd, 2);
+    used_uids.extend(ids(host_passwd.as_deref().unwrap_or(""), 2));
+    let mut used_gids = ids(&group, 2);
+    used_gids.extend(ids(host_group.as_deref().unwrap_or(""), 2));
+    // The host's entry of that name: from HOST_ROOT's passwd, or the host's own when HOST_ROOT
+    // has none.
+    let host_ids: Option<(u32, u32)> = match &host_passwd {
+        Some(text) => find_entry(text, name)
+            .and_then(|fields| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?))),
+        None => nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+    };
+    // The host's own ids are taken on the host by this very user: only the chroot must not
+    // have given them to someone else.
+    let uid = host_ids
+        .map(|(uid, _)| uid)
+        .filter(|uid| *uid != 0 && !ids(&passwd, 2).contains(uid))
         .or_else(|| first_free(&used_uids))
         .ok_or(OnionError::NoFreeId { root: root.into() })?;
     let existing_group = find_entry(&group, name);
@@ -85,10 +117,9 @@ pub(crate) fn ensure_user(root: &Path, name: &str) -> Result<ChrootUser, OnionEr
             false,
         ),
         None => {
-            let gid = host
-                .as_ref()
-                .map(|u| u.gid.as_raw())
-                .filter(|gid| *gid != 0 && !used_gids.contains(gid))
+            let gid = host_ids
+                .map(|(_, gid)| gid)
+                .filter(|gid| *gid != 0 && !ids(&group, 2).contains(gid))
                 .or_else(|| Some(uid).filter(|uid| !used_gids.contains(uid)))
                 .or_else(|| first_free(&used_gids))
                 .ok_or(OnionError::NoFreeId { root: root.into() })?;
@@ -132,6 +163,69 @@ pub(crate) fn ensure_user(root: &Path, name: &str) -> Result<ChrootUser, OnionEr
     )?;
     make_home(root, &user)?;
     Ok(user)
+}
+
+/// Adds `user` to HOST_ROOT's passwd, group, shadow and gshadow (those that exist) unless its
+/// passwd has the name, with the chroot's ids, a locked password, no home and no login shell:
+/// schroot finds the user there, and nobody logs in as it. Returns whether it was added; a
+/// HOST_ROOT without a passwd (an image's) is left alone.
+pub(crate) fn ensure_host_user(
+    host_root: &Path,
+    user: &ChrootUser,
+    changes: &mut HostChanges,
+) -> Result<bool, OnionError> {
+    let (Some(passwd), Some(group)) = host_databases(host_root)? else {
+        tracing::info!(
+            "{} has no etc/passwd and etc/group: create the user {} on the host (uid {}, gid {}) \
+             before entering the chroot with schroot",
+            host_root.display(),
+            user.name,
+            user.uid,
+            user.gid
+        );
+        return Ok(false);
+    };
+    if find_entry(&passwd, &user.name).is_some() {
+        return Ok(false);
+    }
+    let name = &user.name;
+    let mut lines = Vec::new();
+    if find_entry(&group, name).is_none() {
+        lines.push(("etc/group", format!("{name}:x:{}:", user.gid), 0o644));
+        lines.push(("etc/gshadow", format!("{name}:!::"), 0o640));
+    }
+    lines.push(("etc/shadow", format!("{name}:!::0:99999:7:::"), 0o640));
+    lines.push((
+        "etc/passwd",
+        format!(
+            "{name}:x:{}:{}:debstrap-onion chroot user:/nonexistent:/usr/sbin/nologin",
+            user.uid, user.gid
+        ),
+        0o644,
+    ));
+    for (rel, line, mode) in lines {
+        let path = host_root.join(rel);
+        let Some(bytes) =
+            files::read_optional(&path).map_err(|source| OnionError::WriteChroot {
+                path: path.clone(),
+                source,
+            })?
+        else {
+            continue; // no shadow file: nothing to lock there
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        if find_entry(&text, name).is_some() {
+            continue;
+        }
+        changes
+            .before_write(host_root, &path)
+            .map_err(|source| OnionError::WriteChroot {
+                path: path.clone(),
+                source,
+            })?;
+        append_line(&path, &text, &line, mode)?;
+    }
+    Ok(true)
 }
 
 /// The fields of the entry for `name` in a passwd-like file.

@@ -32,7 +32,9 @@ pub fn require_program(program: &str) -> bool {
 
 /// Runs `shell` through real schroot in chroot NAME as USER, with the definition written
 /// under `host_root`: schroot reads only /etc/schroot, so a copy holding our files is bound over
-/// it in a private mount namespace and the host's /etc is never written.
+/// it in a private mount namespace and the host's /etc is never written. When `host_root` has
+/// its own passwd and group (a test seeded them from the host's), those are bound over the
+/// host's too, so schroot finds a user the build added there.
 pub fn schroot_as(host_root: &Path, name: &str, user: &str, shell: &str) -> std::process::Output {
     let etc = tempfile::tempdir().expect("tempdir");
     for source in [Path::new("/etc/schroot"), &host_root.join("etc/schroot")] {
@@ -48,8 +50,15 @@ pub fn schroot_as(host_root: &Path, name: &str, user: &str, shell: &str) -> std:
             source.display()
         );
     }
+    let mut binds = String::new();
+    for db in ["passwd", "group", "shadow", "gshadow"] {
+        let ours = host_root.join("etc").join(db);
+        if ours.is_file() {
+            binds.push_str(&format!("mount --bind {} /etc/{db} && ", ours.display()));
+        }
+    }
     let script = format!(
-        "mount --make-rprivate / && mount --bind {} /etc/schroot && exec schroot -c {name} -u {user} --directory / -- sh -c '{shell}'",
+        "mount --make-rprivate / && {binds}mount --bind {} /etc/schroot && exec schroot -c {name} -u {user} --directory / -- sh -c '{shell}'",
         etc.path().display()
     );
     std::process::Command::new("unshare")

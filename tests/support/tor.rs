@@ -36,6 +36,14 @@ pub fn tor_binary() -> Option<PathBuf> {
 /// a private copy without a hostname (so what appears is tor's own work); `None` when tor is
 /// missing outside CI. Panics if tor exits or writes nothing within 60 s.
 pub fn hostname_from_real_tor(key_dir: &Path) -> Option<String> {
+    run_service(key_dir).map(|(hostname, _)| hostname)
+}
+
+/// Real tor run offline on a copy of `key_dir` with its `authorized_clients`: the `hostname` it
+/// writes and its whole log (notice level). Tor loads the clients' keys in the same step as
+/// the service key, before its main loop runs: the SIGTERM sent once `hostname` exists is
+/// handled only after that, so the log is complete. `None` when tor is missing outside CI.
+pub fn run_service(key_dir: &Path) -> Option<(String, String)> {
     let tor = tor_binary()?;
     let work = tempfile::tempdir().expect("tempdir");
     let data = work.path().join("data");
@@ -48,6 +56,16 @@ pub fn hostname_from_real_tor(key_dir: &Path) -> Option<String> {
         fs_err::copy(key_dir.join(file), hs.join(file)).expect("copy key file");
         fs_err::set_permissions(hs.join(file), std::fs::Permissions::from_mode(0o600))
             .expect("chmod");
+    }
+    let clients = key_dir.join("authorized_clients");
+    if clients.is_dir() {
+        let copy = hs.join("authorized_clients");
+        fs_err::create_dir(&copy).expect("mkdir");
+        fs_err::set_permissions(&copy, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        for entry in fs_err::read_dir(&clients).expect("read authorized_clients") {
+            let entry = entry.expect("entry");
+            fs_err::copy(entry.path(), copy.join(entry.file_name())).expect("copy client");
+        }
     }
     let torrc = work.path().join("torrc");
     fs_err::write(&torrc, "").expect("empty torrc");
@@ -87,7 +105,12 @@ pub fn hostname_from_real_tor(key_dir: &Path) -> Option<String> {
                     fs_err::read(key_dir.join("hs_ed25519_secret_key")).expect("ours"),
                     "tor rewrote the secret key"
                 );
-                return Some(text);
+                let pid = nix::unistd::Pid::from_raw(
+                    i32::try_from(tor.0.id()).expect("a pid fits in i32"),
+                );
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+                let _ = tor.0.wait();
+                return Some((text, fs_err::read_to_string(&log).unwrap_or_default()));
             }
         }
         if let Ok(Some(status)) = tor.0.try_wait() {
@@ -104,4 +127,35 @@ pub fn hostname_from_real_tor(key_dir: &Path) -> Option<String> {
         // Polling a file tor writes once; the deadline above bounds it.
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Debian's defaults file, which its tor reads before torrc (`User debian-tor`).
+pub const TOR_DEFAULTS: &str = "/usr/share/tor/tor-service-defaults-torrc";
+
+/// `tor --verify-config` on `torrc` with Debian's defaults: `Ok` when tor accepts it, `Err`
+/// with tor's words when it refuses; `None` when tor is missing outside CI.
+pub fn verify_config(torrc: &Path) -> Option<Result<(), String>> {
+    let tor = tor_binary()?;
+    if !Path::new(TOR_DEFAULTS).is_file() {
+        missing("Debian's tor defaults file (apt-get install tor)");
+        return None;
+    }
+    let out = Command::new(tor)
+        .args(["--verify-config", "--defaults-torrc", TOR_DEFAULTS, "-f"])
+        .arg(torrc)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tor --verify-config");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(
+        if out.status.success() && said.contains("Configuration was valid") {
+            Ok(())
+        } else {
+            Err(said)
+        },
+    )
 }
