@@ -558,10 +558,12 @@ fn root_ctrl_c_during_a_hook_kills_its_process_group_and_cleans_up() {
     fs_err::create_dir(&parent).expect("builds");
     let target = parent.join("target");
     // The hook's child tells its pid through a pipe the build inherits; the hook then waits
-    // for it: only a kill ends them. Should the build end first, the pipe closes: no hang.
+    // for it: only a kill ends them. Should the build end first, the pipe closes: no hang. The
+    // pid is read from the host's /proc (the hook runs in a PID namespace of its own, where `$!`
+    // would name another process on the host), then the child becomes `sleep`.
     let (reader, writer) = nix::unistd::pipe().expect("pipe");
     let hook = format!(
-        "sleep 1000 & echo $! > /proc/self/fd/{}; wait",
+        "sh -c 'read pid rest < /proc/self/stat; echo $pid > /proc/self/fd/{}; exec sleep 1000' & wait",
         std::os::fd::AsRawFd::as_raw_fd(&writer)
     );
     let child = cli(&served, &target, &hook)
