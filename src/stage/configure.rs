@@ -74,15 +74,32 @@ impl PhaseKind {
 pub(crate) fn phases(unpacked: &Unpacked) -> Vec<Phase<'_>> {
     let mut sorted: Vec<&UnpackedPackage> = unpacked.packages.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut phases: Vec<Phase> = CORE
+    // The native instance of a core package (dpkg itself is always native): a foreign
+    // architecture's copy of it (libc6:i386) is configured with the rest.
+    let native = sorted
         .iter()
-        .filter_map(|core| sorted.iter().find(|p| p.name == *core))
+        .find(|p| p.name == "dpkg")
+        .map(|p| p.architecture.clone());
+    let is_native = |p: &UnpackedPackage| {
+        p.architecture == "all" || native.as_deref().is_none_or(|a| a == p.architecture)
+    };
+    let core: Vec<&UnpackedPackage> = CORE
+        .iter()
+        .filter_map(|core| {
+            sorted
+                .iter()
+                .find(|p| p.name == *core && is_native(p))
+                .copied()
+        })
+        .collect();
+    let mut phases: Vec<Phase> = core
+        .iter()
         .map(|p| Phase {
             kind: PhaseKind::Core,
             packages: vec![*p],
         })
         .collect();
-    let is_core = |p: &UnpackedPackage| CORE.contains(&p.name.as_str());
+    let is_core = |p: &UnpackedPackage| core.iter().any(|c| std::ptr::eq(*c, p));
     let (required, base): (Vec<&UnpackedPackage>, Vec<&UnpackedPackage>) = sorted
         .into_iter()
         .filter(|p| !is_core(p))
@@ -140,7 +157,7 @@ pub(crate) fn configure_in_phases(
                 }
                 unpack(&mut held, &batch)?;
                 configure_phase(root, &["--configure"], &batch, extra_env, log, reporter)?;
-                rest.retain(|p| !batch.iter().any(|b| b.name == p.name));
+                rest.retain(|p| !batch.iter().any(|b| std::ptr::eq(*b, *p)));
             }
         }
         unpack(&mut held, &rest)?;
@@ -174,8 +191,9 @@ const HELD_SUFFIX: &str = ".debstrap-onion-held";
 /// package's phase: dpkg and the scripts see only the packages debootstrap would have unpacked
 /// by then.
 pub(crate) struct HeldBack {
-    /// By package name, the stanza as unpack wrote it.
-    stanzas: BTreeMap<String, String>,
+    /// By package name and architecture (one name may be there for two architectures), the
+    /// stanza as unpack wrote it.
+    stanzas: BTreeMap<(String, String), String>,
     /// The [`PROBED`] files moved aside, by package name.
     files: Vec<(&'static str, &'static Path)>,
 }
@@ -188,29 +206,46 @@ fn stanzas(status: &str) -> Vec<(&str, &str)> {
         .split("\n\n")
         .map(|s| s.trim_matches('\n'))
         .filter(|s| !s.is_empty())
-        .map(|stanza| {
-            let name = stanza
-                .lines()
-                .find_map(|l| l.strip_prefix("Package:"))
-                .map_or("", str::trim);
-            (name, stanza)
-        })
+        .map(|stanza| (field(stanza, "Package:"), stanza))
         .collect()
+}
+
+/// The value of the single-line field `name` (with its colon) of a stanza, or "".
+fn field<'a>(stanza: &'a str, name: &str) -> &'a str {
+    stanza
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .map_or("", str::trim)
+}
+
+/// Whether the status stanza `stanza` of package `name` stands for `(name, arch)`: the same
+/// architecture, or a stanza dpkg wrote for a package not installed yet (a selection, which
+/// names the native architecture even for an `all` package).
+fn stands_for(stanza: &str, name: &str, arch: &str) -> bool {
+    field(stanza, "Package:") == name
+        && (field(stanza, "Architecture:") == arch
+            || field(stanza, "Status:").ends_with("not-installed"))
 }
 
 impl HeldBack {
     /// Takes every stanza out of the status file; [`HeldBack::admit`] puts them back.
     pub(crate) fn hold_all(root: &RootDir) -> Result<HeldBack, StageError> {
         let status = root.read_file(Path::new(STATUS))?.unwrap_or_default();
-        let stanzas: BTreeMap<String, String> = stanzas(&String::from_utf8_lossy(&status))
-            .into_iter()
-            .map(|(name, stanza)| (name.to_owned(), format!("{stanza}\n\n")))
-            .collect();
+        let stanzas: BTreeMap<(String, String), String> =
+            stanzas(&String::from_utf8_lossy(&status))
+                .into_iter()
+                .map(|(name, stanza)| {
+                    let arch = field(stanza, "Architecture:").to_owned();
+                    ((name.to_owned(), arch), format!("{stanza}\n\n"))
+                })
+                .collect();
         root.write_file(Path::new(STATUS), b"", 0o644)?;
         let mut files = Vec::new();
         for (package, path) in PROBED {
             let path = Path::new(path);
-            if stanzas.contains_key(package) && root.rename_in_dir(path, &held_name(path))? {
+            if stanzas.keys().any(|(name, _)| name == package)
+                && root.rename_in_dir(path, &held_name(path))?
+            {
                 files.push((package, path));
             }
         }
@@ -238,36 +273,43 @@ impl HeldBack {
         root: &RootDir,
         packages: &[&UnpackedPackage],
     ) -> Result<(), StageError> {
-        let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
-        let admitted: Vec<String> = names
+        let keys: Vec<(String, String)> = packages
             .iter()
-            .filter_map(|name| self.stanzas.remove(*name))
+            .map(|p| (p.name.clone(), p.architecture.clone()))
             .collect();
+        let admitted: Vec<String> = keys
+            .iter()
+            .filter_map(|key| self.stanzas.remove(key))
+            .collect();
+        let names: Vec<&str> = packages.iter().map(|p| p.name.as_str()).collect();
         self.release_files(root, &names)?;
-        self.write_with(root, &names, &admitted)
+        self.write_with(root, &keys, &admitted)
     }
 
     /// Puts back every stanza still held, so that dpkg's audit sees any package no phase named.
     pub(crate) fn admit_rest(mut self, root: &RootDir) -> Result<(), StageError> {
         let rest = std::mem::take(&mut self.stanzas);
-        let names: Vec<&str> = rest.keys().map(String::as_str).collect();
+        let keys: Vec<(String, String)> = rest.keys().cloned().collect();
         let admitted: Vec<String> = rest.values().cloned().collect();
         let held: Vec<&str> = self.files.iter().map(|(package, _)| *package).collect();
         self.release_files(root, &held)?;
-        self.write_with(root, &names, &admitted)
+        self.write_with(root, &keys, &admitted)
     }
 
     fn write_with(
         &self,
         root: &RootDir,
-        replaced: &[&str],
+        replaced: &[(String, String)],
         admitted: &[String],
     ) -> Result<(), StageError> {
         let status = root.read_file(Path::new(STATUS))?.unwrap_or_default();
         let status = String::from_utf8_lossy(&status);
         let mut out = String::new();
         for (name, stanza) in stanzas(&status) {
-            if !replaced.contains(&name) {
+            if !replaced
+                .iter()
+                .any(|(n, arch)| stands_for(stanza, n, arch) && n == name)
+            {
                 out.push_str(stanza);
                 out.push_str("\n\n");
             }
@@ -300,7 +342,23 @@ pub(crate) fn select(
         "for p; do echo \"$p install\"; done | dpkg --set-selections",
         "sh",
     ];
-    argv.extend(packages.iter().map(|p| p.name.as_str()));
+    // A foreign architecture's instance is selected as NAME:ARCH, a native one (or `all`) by
+    // its name, as dpkg --set-selections reads them.
+    let native = packages
+        .iter()
+        .find(|p| p.name == "dpkg")
+        .map(|p| p.architecture.as_str());
+    let names: Vec<String> = packages
+        .iter()
+        .map(|p| {
+            if p.architecture == "all" || native.is_none_or(|a| a == p.architecture) {
+                p.name.clone()
+            } else {
+                format!("{}:{}", p.name, p.architecture)
+            }
+        })
+        .collect();
+    argv.extend(names.iter().map(String::as_str));
     chroot::run(
         &Invocation {
             root,
@@ -786,34 +844,51 @@ mod tests {
         fs_err::create_dir_all(status.parent().expect("a parent")).expect("mkdir");
         fs_err::write(
             &status,
-            "Package: a\nStatus: install ok unpacked\n\n\
-             Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n\
-             Package: c\nStatus: install ok unpacked\n\n",
+            "Package: a\nStatus: install ok unpacked\nArchitecture: amd64\n\n\
+             Package: b\nStatus: install ok unpacked\nArchitecture: amd64\nDescription: x\n y\n\n\
+             Package: b\nStatus: install ok unpacked\nArchitecture: i386\n\n\
+             Package: c\nStatus: install ok unpacked\nArchitecture: amd64\n\n",
         )
         .expect("write status");
         let root = RootDir::open(tmp.path()).expect("open");
         let mut held = HeldBack::hold_all(&root).expect("hold");
         let read = || fs_err::read_to_string(&status).expect("read");
         assert_eq!(read(), "");
+        // One architecture's instance of b comes in; the other stays held.
         held.admit(&root, &[&package("b", true)]).expect("admit b");
         assert_eq!(
             read(),
-            "Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n"
+            "Package: b\nStatus: install ok unpacked\nArchitecture: amd64\nDescription: x\n y\n\n"
         );
         // dpkg's selection of c is replaced by c's own stanza.
         fs_err::write(
             &status,
-            format!("{}Package: c\nStatus: install ok not-installed\n", read()),
+            format!(
+                "{}Package: c\nStatus: install ok not-installed\nArchitecture: amd64\n",
+                read()
+            ),
         )
         .expect("select c");
         held.admit(&root, &[&package("c", false)]).expect("admit c");
         assert_eq!(
             read(),
-            "Package: b\nStatus: install ok unpacked\nDescription: x\n y\n\n\
-             Package: c\nStatus: install ok unpacked\n\n"
+            "Package: b\nStatus: install ok unpacked\nArchitecture: amd64\nDescription: x\n y\n\n\
+             Package: c\nStatus: install ok unpacked\nArchitecture: amd64\n\n"
+        );
+        let mut foreign_b = package("b", false);
+        foreign_b.architecture = "i386".to_owned();
+        held.admit(&root, &[&foreign_b]).expect("admit b:i386");
+        assert!(
+            read().contains("Architecture: amd64\nDescription: x")
+                && read()
+                    .ends_with("Package: b\nStatus: install ok unpacked\nArchitecture: i386\n\n"),
+            "both instances of b: {}",
+            read()
         );
         held.admit_rest(&root).expect("admit the rest");
-        assert!(read().ends_with("Package: a\nStatus: install ok unpacked\n\n"));
+        assert!(
+            read().ends_with("Package: a\nStatus: install ok unpacked\nArchitecture: amd64\n\n")
+        );
     }
 
     #[test]
