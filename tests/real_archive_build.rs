@@ -279,11 +279,19 @@ fn cached_debs(wanted: &[String]) -> Vec<PathBuf> {
         if path.extension().is_none_or(|e| e != "deb") {
             continue;
         }
+        // The shared cache also holds other architectures' builds of the same versions.
         let fields = run(Command::new("dpkg-deb")
-            .args(["--show", "--showformat", "${Package}\t${Version}"])
+            .args([
+                "--show",
+                "--showformat",
+                "${Package}\t${Version}\t${Architecture}",
+            ])
             .arg(&path));
-        let id = String::from_utf8_lossy(&fields.stdout).into_owned();
-        if wanted.contains(&id) {
+        let fields = String::from_utf8_lossy(&fields.stdout).into_owned();
+        let Some((id, arch)) = fields.rsplit_once('\t') else {
+            continue;
+        };
+        if wanted.iter().any(|w| w == id) && (arch == "all" || arch == support::native_arch()) {
             found.push(path);
         }
     }
