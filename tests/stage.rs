@@ -407,10 +407,8 @@ fn cancel_child_stops_a_blocked_command() {
 }
 
 #[test]
-fn root_run_in_chroot_returns_when_the_command_exits_though_a_daemon_keeps_its_output() {
-    if !have_root(
-        "root_run_in_chroot_returns_when_the_command_exits_though_a_daemon_keeps_its_output",
-    ) {
+fn root_run_in_chroot_returns_when_the_command_exits_and_ends_the_daemon_it_left() {
+    if !have_root("root_run_in_chroot_returns_when_the_command_exits_and_ends_the_daemon_it_left") {
         return;
     }
     let tmp = mini_root(&["/usr/bin/sh"]);
@@ -419,8 +417,8 @@ fn root_run_in_chroot_returns_when_the_command_exits_though_a_daemon_keeps_its_o
     nix::unistd::mkfifo(&root.join("release"), mode).expect("mkfifo");
     // sh gives a background job /dev/null as its input.
     let _mounts = ChrootMounts::mount(root).expect("mount");
-    // The background shell inherits stdout and stderr and outlives the command, as a daemon
-    // does; it blocks on the FIFO until the test releases it.
+    // The background shell inherits stdout and stderr and would outlive the command, as a
+    // daemon does, blocked reading the FIFO; the command's PID namespace ends it instead.
     let output = run_in_chroot(
         root,
         &[
@@ -431,14 +429,21 @@ fn root_run_in_chroot_returns_when_the_command_exits_though_a_daemon_keeps_its_o
         &[],
         None,
     );
+    // Opening a FIFO for writing without blocking fails with ENXIO when nobody reads it: the
+    // daemon is gone by the time the command's result is back.
     let release = std::fs::OpenOptions::new()
         .write(true)
-        .open(root.join("release"))
-        .expect("release the daemon");
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(root.join("release"));
+    let daemon_left = release.is_ok();
     drop(release);
     let output = output.expect("the command succeeds");
     assert_eq!(output.stdout, b"started\n");
     assert_eq!(output.stderr, b"note\n");
+    assert!(
+        !daemon_left,
+        "the daemon outlived the command that started it"
+    );
 }
 
 /// Calls `action` when the stage starts counting configured packages: the root is mounted and
