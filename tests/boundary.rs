@@ -132,20 +132,11 @@ fn mkfifo(path: &Path) {
 /// Lets a reader blocked on the FIFO at `path` go (it sees end of file).
 /// SIGKILLs every process whose root directory is `root` or below it, found through /proc.
 fn kill_processes_rooted_in(root: &Path) {
-    for entry in fs_err::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if fs_err::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r.starts_with(root)) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+    for pid in processes_rooted_in(root) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 

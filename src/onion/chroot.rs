@@ -105,7 +105,13 @@ pub(crate) struct Ran {
 /// Runs `argv` (an absolute program path inside the chroot, then its arguments) in `root`, with a
 /// clean environment, standard input and output on /dev/null and standard error captured.
 pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
-    let dir = rustix::fs::open(
+    let dir = open_root(root, argv)?;
+    run_at(dir.as_fd(), root, argv)
+}
+
+/// `root` opened (`O_PATH`) for a command to enter; `argv` names the command in errors.
+fn open_root(root: &Path, argv: &[&str]) -> Result<rustix::fd::OwnedFd, OnionError> {
+    rustix::fs::open(
         root,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
@@ -114,8 +120,7 @@ pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
         root: root.to_path_buf(),
         command: argv.join(" "),
         source: e.into(),
-    })?;
-    run_at(dir.as_fd(), root, argv)
+    })
 }
 
 /// [`run`] in the root open at `dir` (`root` only names it in messages): the command enters it
@@ -146,16 +151,7 @@ pub(crate) fn run_sandboxed(
     argv: &[&str],
     sandbox: Sandbox,
 ) -> Result<Ran, OnionError> {
-    let dir = rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| OnionError::Chroot {
-        root: root.to_path_buf(),
-        command: argv.join(" "),
-        source: e.into(),
-    })?;
+    let dir = open_root(root, argv)?;
     let ran = run_at_in(dir.as_fd(), root, argv, Some(sandbox))?;
     check_ran(ran, root, argv)
 }
