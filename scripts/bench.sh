@@ -1,27 +1,46 @@
 #!/usr/bin/env bash
-# Benchmark: builds the same suite and variant with debstrap-onion (cold cache, then warm),
-# mmdebstrap and debootstrap, in one run on this machine, and prints the median wall time, the
-# ratio to mmdebstrap, the peak RSS, and debstrap-onion's time per stage.
+# Benchmark: builds the same package sets with debstrap-onion (cold cache, then warm) and with
+# mmdebstrap, alternating the tools, in one run on this machine, and prints for each row the
+# median wall time, the ratio to mmdebstrap, the peak RSS of the whole process tree, the
+# package counts of both roots (and their difference), and debstrap-onion's time per stage.
 #
-#   sudo scripts/bench.sh [SUITE] [RUNS]        (defaults: trixie 3)
+#   sudo scripts/bench.sh [RUNS] [ROW...]       (defaults: 3, every row)
+#
+# Rows (trixie):
+#   minbase   --variant=minbase (78 packages)
+#   buildd    --variant=buildd
+#   server    minbase plus a server set (python3 git curl openssh-server systemd vim sudo locales)
+#   large     minbase plus a desktop-and-services set of about 900 packages (LARGE below)
+#   onion     our default onion build against mmdebstrap --variant=apt --include=nginx
+#   zst, xz   minbase written as .tar.zst and .tar.xz by both tools (sizes reported)
+#   squashfs  minbase written as .squashfs by both tools
+#   oci       minbase written as our .oci image against mmdebstrap's .squashfs (mmdebstrap
+#             writes no OCI image; its squashfs is the nearest image it makes)
 #
 # The mirror comes from $DEBSTRAP_MIRROR or the host's apt sources, as for the tool itself.
 # Missing anchors (mmdebstrap, debootstrap) and GNU time are installed from Debian's packages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-suite=${1:-trixie}
-runs=${2:-3}
-variant=minbase
+runs=${1:-3}
+shift || true
+rows=("$@")
+[ ${#rows[@]} -gt 0 ] || rows=(minbase buildd server large onion zst xz squashfs oci)
+suite=trixie
+SERVER=python3,git,curl,openssh-server,systemd,vim,sudo,locales
+LARGE=xfce4,firefox-esr,libreoffice,gimp,inkscape,python3-full,git,build-essential,vim,openssh-server,systemd,thunderbird,vlc,emacs,texlive-latex-base,default-jdk,golang,nodejs,php,postgresql,mariadb-server,apache2,r-base
 
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (the builds chroot and mount)" >&2; exit 2; }
 missing=()
-for tool in mmdebstrap debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for tool in mmdebstrap tor; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+command -v mksquashfs >/dev/null || missing+=(squashfs-tools)
+# mmdebstrap writes squashfs through tar2sqfs.
+command -v tar2sqfs >/dev/null || missing+=(squashfs-tools-ng)
 [ -x /usr/bin/time ] || missing+=(time)
 if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" arch-test >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" arch-test zstd xz-utils >/dev/null
 fi
 cargo build --release --locked -q
-ours=$PWD/target/release/debstrap-onion
+ours=${CARGO_TARGET_DIR:-$PWD/target}/release/debstrap-onion
 
 mirror=${DEBSTRAP_MIRROR:-}
 if [ -z "$mirror" ]; then
@@ -45,36 +64,114 @@ trap cleanup EXIT
 
 results=$work/results
 : >"$results"
-# run NAME COMMAND...: times one run; records "NAME seconds max_rss_kb" and keeps our stage line.
-run() {
-    local name=$1; shift
-    rm -rf "$work/root"
-    /usr/bin/time -f '%e %M' -o "$work/time" "$@" >"$work/out" 2>"$work/err" || {
-        echo "bench.sh: $name failed:" >&2; tail -20 "$work/err" >&2; exit 1; }
-    read -r secs rss <"$work/time"
-    echo "$name $secs $rss" >>"$results"
-    grep -h '^done in' "$work/err" >>"$work/stages.$name" 2>/dev/null || true
+
+# tree_rss PID: the summed RSS (kB) of PID and every process below it, now.
+tree_rss() {
+    ps -e -o pid=,ppid=,rss= | awk -v root="$1" '
+        { parent[$1] = $2; rss[$1] = $3 }
+        END {
+            for (p in rss) {
+                q = p
+                while (q != "" && q != 0 && q != root) q = parent[q]
+                if (q == root) sum += rss[p]
+            }
+            print sum + 0
+        }'
 }
 
-for i in $(seq "$runs"); do
-    echo "run $i/$runs" >&2
-    rm -rf "$work/cache"
-    run ours-cold "$ours" build --no-onion --variant=$variant --cache-dir "$work/cache" "$suite" "$work/root" "$mirror"
-    run ours-warm "$ours" build --no-onion --variant=$variant --cache-dir "$work/cache" "$suite" "$work/root" "$mirror"
-    run mmdebstrap mmdebstrap --quiet --mode=root --variant=$variant "$suite" "$work/root" "$mirror"
-    run debootstrap debootstrap --variant=$variant "$suite" "$work/root" "$mirror"
+# run ROW TOOL OUTPUT COMMAND...: times one run and samples the process tree's RSS every 0.2 s;
+# records "ROW TOOL seconds peak_tree_rss_kb size_bytes" and keeps our stage line.
+run() {
+    local row=$1 tool=$2 output=$3; shift 3
+    rm -rf "$output"
+    local start end peak=0 now
+    start=$(date +%s.%N)
+    "$@" >"$work/out" 2>"$work/err" &
+    local pid=$!
+    while kill -0 "$pid" 2>/dev/null; do
+        now=$(tree_rss "$pid")
+        [ "$now" -gt "$peak" ] && peak=$now
+        sleep 0.2
+    done
+    wait "$pid" || { echo "bench.sh: $row/$tool failed:" >&2; tail -20 "$work/err" >&2; exit 1; }
+    end=$(date +%s.%N)
+    local size=0
+    [ -f "$output" ] && size=$(stat -c %s "$output")
+    echo "$row $tool $(awk -v s="$start" -v e="$end" 'BEGIN {print e - s}') $peak $size" >>"$results"
+    grep -h '^done in' "$work/err" >"$work/stages.$row.$tool" 2>/dev/null || true
+}
+
+# packages DIR: the installed package names of a root, one a line.
+packages() { chroot "$1" dpkg-query -W -f '${binary:Package}\n' | sed 's/:.*//' | sort; }
+
+for row in "${rows[@]}"; do
+    ours_args=(--no-onion --variant=minbase)
+    mm_args=(--variant=minbase)
+    ext=""
+    mm_ext=""
+    case $row in
+        minbase) ;;
+        buildd) ours_args=(--no-onion --variant=buildd); mm_args=(--variant=buildd) ;;
+        server) ours_args+=(--include="$SERVER"); mm_args+=(--include="$SERVER") ;;
+        large) ours_args+=(--include="$LARGE"); mm_args+=(--include="$LARGE") ;;
+        onion) ours_args=(--host-root "$work/host"); mm_args=(--variant=apt --include=nginx) ;;
+        zst) ext=.tar.zst ;;
+        xz) ext=.tar.xz ;;
+        squashfs) ext=.squashfs ;;
+        oci) ext=.oci; mm_ext=.squashfs ;;
+        *) echo "bench.sh: unknown row $row" >&2; exit 2 ;;
+    esac
+    mm_ext=${mm_ext:-$ext}
+    for i in $(seq "$runs"); do
+        echo "$row: run $i/$runs" >&2
+        rm -rf "$work/cache" "$work/host"
+        mkdir -p "$work/host"
+        run "$row" cold "$work/ours$ext" env SOURCE_DATE_EPOCH=1700000000 "$ours" build "${ours_args[@]}" --cache-dir "$work/cache" "$suite" "$work/ours$ext" "$mirror"
+        run "$row" mmdebstrap "$work/mm$mm_ext" env SOURCE_DATE_EPOCH=1700000000 mmdebstrap --quiet --mode=root "${mm_args[@]}" "$suite" "$work/mm$mm_ext" "$mirror"
+        if [ "$row" = onion ]; then
+            # The onion build refuses an existing service of the same name on the same host root.
+            rm -rf "$work/host"; mkdir -p "$work/host"
+        fi
+        run "$row" warm "$work/ours$ext" env SOURCE_DATE_EPOCH=1700000000 "$ours" build "${ours_args[@]}" --cache-dir "$work/cache" "$suite" "$work/ours$ext" "$mirror"
+        if [ "$i" = 1 ] && [ -z "$ext" ]; then
+            packages "$work/ours" >"$work/pkgs.$row.ours"
+            packages "$work/mm" >"$work/pkgs.$row.mm"
+        fi
+    done
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-mm=$(awk '$1=="mmdebstrap"{print $2}' "$results" | median)
-printf '\n%s %s, %s runs each, median wall time; ratios against mmdebstrap in this run\n\n' "$suite" "$variant" "$runs"
-printf '| %-12s | %9s | %14s | %13s |\n' tool "wall (s)" "/ mmdebstrap" "peak RSS (MB)"
-printf '|%s|%s|%s|%s|\n' -------------- ----------- ---------------- ---------------
-for name in ours-cold ours-warm mmdebstrap debootstrap; do
-    t=$(awk -v n=$name '$1==n{print $2}' "$results" | median)
-    r=$(awk -v n=$name '$1==n{print $3}' "$results" | sort -n | tail -1)
-    awk -v n="$name" -v t="$t" -v m="$mm" -v r="$r" 'BEGIN {printf "| %-12s | %9.2f | %14.2f | %13.1f |\n", n, t, t / m, r / 1024}'
+field() { awk -v r="$1" -v t="$2" -v f="$3" '$1==r && $2==t {print $f}' "$results"; }
+printf '\n%s, %s runs each, median wall time; ratios against mmdebstrap in this run; peak RSS of\n' "$suite" "$runs"
+printf 'the whole process tree (sampled every 0.2 s, largest of the runs)\n\n'
+printf '| row | packages (ours/mm) | mmdebstrap (s) | cold (s) | cold / mm | warm (s) | warm / mm | RSS ours cold/warm (MB) | RSS mm (MB) | size ours/mm (MB) |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|\n'
+for row in "${rows[@]}"; do
+    mm=$(field "$row" mmdebstrap 3 | median)
+    cold=$(field "$row" cold 3 | median)
+    warm=$(field "$row" warm 3 | median)
+    rc=$(field "$row" cold 4 | sort -n | tail -1)
+    rw=$(field "$row" warm 4 | sort -n | tail -1)
+    rm_=$(field "$row" mmdebstrap 4 | sort -n | tail -1)
+    so=$(field "$row" cold 5 | tail -1)
+    sm=$(field "$row" mmdebstrap 5 | tail -1)
+    counts="-"
+    if [ -f "$work/pkgs.$row.ours" ]; then
+        counts="$(wc -l <"$work/pkgs.$row.ours")/$(wc -l <"$work/pkgs.$row.mm")"
+    fi
+    awk -v row="$row" -v c="$counts" -v mm="$mm" -v cold="$cold" -v warm="$warm" -v rc="$rc" -v rw="$rw" -v rm="$rm_" -v so="$so" -v sm="$sm" 'BEGIN {
+        size = (so > 0) ? sprintf("%.1f/%.1f", so / 1048576, sm / 1048576) : "-"
+        printf "| %s | %s | %.1f | %.1f | %.2f | %.1f | %.2f | %.0f/%.0f | %.0f | %s |\n", row, c, mm, cold, cold / mm, warm, warm / mm, rc / 1024, rw / 1024, rm / 1024, size
+    }'
 done
-for name in ours-cold ours-warm; do
-    printf '\n%s stages (last run): %s\n' "$name" "$(tail -1 "$work/stages.$name" 2>/dev/null)"
+for row in "${rows[@]}"; do
+    if [ -f "$work/pkgs.$row.ours" ] && ! diff -q "$work/pkgs.$row.ours" "$work/pkgs.$row.mm" >/dev/null; then
+        printf '\n%s: package sets differ (< ours only, > mmdebstrap only):\n' "$row"
+        diff "$work/pkgs.$row.ours" "$work/pkgs.$row.mm" | grep '^[<>]' || true
+    fi
+done
+printf '\nour stages (last run of each row):\n'
+for row in "${rows[@]}"; do
+    printf '  %-8s cold: %s\n' "$row" "$(tail -1 "$work/stages.$row.cold" 2>/dev/null)"
+    printf '  %-8s warm: %s\n' "$row" "$(tail -1 "$work/stages.$row.warm" 2>/dev/null)"
 done
