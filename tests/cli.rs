@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::host::shared_cache;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -379,11 +381,6 @@ fn print_packages_lists_sorted_name_version_lines_and_leaves_target_alone() {
 }
 
 // --- Ctrl-C -------------------------------------------------------------------------------
-
-/// The cache every real-archive build of this run shares; entries are verified on use.
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
-}
 
 /// A running build; if the test fails before it ends, it is interrupted and waited for, so
 /// its guards undo its mounts before the scratch directory goes.

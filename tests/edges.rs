@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::host::shared_cache;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -491,10 +493,6 @@ cp "$1/root.tar" "$3"
         fs_err::read(&normal).expect("read") == fs_err::read(&nodev).expect("read"),
         "same listing but different bytes"
     );
-}
-
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
 }
 
 // --- 6 and 8. repeated components; files from the host ------------------------------------

@@ -7,29 +7,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use support::host::{run_ok as run, shared_cache};
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use support::host::{host_mirror, require_program, require_root};
-
-/// The cache the other real-archive builds of this run use too: entries are verified on use.
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn chroot(root: &Path, args: &[&str]) -> String {
     let out = run(Command::new("chroot")

@@ -4,31 +4,13 @@
 
 mod support;
 
+use support::host::{run_ok as run, shared_cache};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use support::host::{host_mirror, require_program, require_root};
 use support::tree;
-
-/// One cache shared by every real-archive build of this run: entries are verified on use, and
-/// sharing it exercises two builds using one cache.
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
-}
-
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn chroot(root: &Path, args: &[&str]) -> Output {
     run(Command::new("chroot")

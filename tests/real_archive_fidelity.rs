@@ -9,18 +9,15 @@
 
 mod support;
 
+use support::host::shared_cache;
+
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use support::host::{host_mirror, require_program, require_root};
 use support::strict;
-
-/// The cache the other real-archive builds of this test binary share.
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
-}
 
 fn check(what: &str, out: std::io::Result<Output>) -> Output {
     let out = out.unwrap_or_else(|e| panic!("cannot run {what}: {e}"));

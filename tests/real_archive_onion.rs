@@ -9,14 +9,12 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use support::host::shared_cache;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use support::host::{host_mirror, require_program, require_root};
-
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
-}
 
 fn ours(args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))

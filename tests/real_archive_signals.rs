@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::host::shared_cache;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,10 +14,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use support::host::{host_mirror, require_root};
-
-fn shared_cache() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
-}
 
 /// A scratch directory on disk. When dropped it ends what a killed build left running in it
 /// (processes whose root is inside) and undoes mounts left under it before removing it, so

@@ -66,3 +66,24 @@ pub fn schroot_as(host_root: &Path, name: &str, user: &str, shell: &str) -> std:
         .output()
         .expect("unshare")
 }
+
+/// The cache every real-archive build of this run shares: entries are verified on use, and
+/// sharing it exercises two builds using one cache.
+pub fn shared_cache() -> std::path::PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache")
+}
+
+/// Runs `cmd` and returns its output, failing the test (with both streams) unless it exits 0.
+pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
