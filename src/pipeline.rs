@@ -252,9 +252,15 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
             config.source_date_epoch,
         )?,
     }
+    // Written in full before the result is committed, so a full disk or a missing directory
+    // fails the build with nothing committed; only the rename is left for afterwards.
+    let staged_sbom = match &config.sbom {
+        Some(path) => Some(crate::sbom::stage_file(path, &sbom)?),
+        None => None,
+    };
     build_dir.commit()?;
-    if let Some(path) = &config.sbom {
-        crate::sbom::write_file(path, &sbom)?;
+    if let Some(staged) = staged_sbom {
+        staged.persist()?;
     }
     report.onion = onion.map(onion::Configured::keep);
     report.target = config.output.path().map(Path::to_path_buf);

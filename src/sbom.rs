@@ -214,8 +214,9 @@ pub fn sbom(request: &SbomRequest) -> Result<Vec<u8>, SbomError> {
     Ok(bytes)
 }
 
-/// Writes `bytes` to `path` through a temporary file beside it, renamed into place.
-pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), SbomError> {
+/// Writes `bytes` to a temporary file beside `path` and syncs it; [`StagedFile::persist`] renames
+/// it into place.
+pub fn stage_file(path: &std::path::Path, bytes: &[u8]) -> Result<StagedFile, SbomError> {
     use std::io::Write as _;
     let err = |source| SbomError::Write {
         path: path.to_path_buf(),
@@ -233,8 +234,29 @@ pub fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), SbomError>
         .map_err(err)?;
     temp.write_all(bytes).map_err(err)?;
     temp.as_file().sync_all().map_err(err)?;
-    temp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    Ok(StagedFile {
+        temp,
+        path: path.to_path_buf(),
+    })
+}
+
+/// An SBOM written and synced beside its final name; dropped without [`StagedFile::persist`],
+/// it is removed.
+pub struct StagedFile {
+    temp: tempfile::NamedTempFile,
+    path: std::path::PathBuf,
+}
+
+impl StagedFile {
+    /// Renames the staged file to its final name.
+    pub fn persist(self) -> Result<(), SbomError> {
+        let path = self.path;
+        self.temp.persist(&path).map_err(|e| SbomError::Write {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
 }
 
 /// The packages dpkg's status lists as present, sorted.

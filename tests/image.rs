@@ -327,3 +327,28 @@ fn root_an_ext4_image_the_destination_cannot_hold_is_refused_and_leaves_nothing(
         "left behind in the destination"
     );
 }
+
+/// An SBOM that cannot be written (its directory does not exist) fails the build before the
+/// result is committed: no TARGET is left behind.
+#[test]
+fn root_an_sbom_that_cannot_be_written_leaves_no_target() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &tiny_debs());
+    let work = served.dir.path().join("work");
+    fs_err::create_dir(&work).expect("mkdir");
+    let target = work.join("root");
+    let sbom = format!("--sbom={}", work.join("missing/sbom.json").display());
+    let out = build(&served, &served.dir.path().join("cache"), &target, &[&sbom])
+        .output()
+        .expect("run debstrap-onion");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("missing/sbom.json"), "{stderr}");
+    assert!(
+        names_in(&work).is_empty(),
+        "left behind: {:?}",
+        names_in(&work)
+    );
+}
