@@ -33,6 +33,7 @@ pub mod resolve;
 pub mod sbom;
 pub mod stage;
 pub mod unpack;
+pub mod userns;
 
 mod pipeline;
 mod target;
@@ -44,6 +45,6 @@ mod target;
 pub(crate) mod test_skip;
 
 pub use config::BuildConfig;
-pub use pipeline::{build, BuildReport, Error};
+pub use pipeline::{build, check_place, BuildReport, Error};
 pub use progress::{Reporter, Silent};
 pub use target::{HeldRoot, TargetError};

@@ -13,6 +13,7 @@ use debstrap_onion::config::{self, BuildConfig, OnionConfig, Output, StopAfter, 
 use debstrap_onion::hooks::{Hook, HookPoint, Hooks};
 use debstrap_onion::onion;
 use debstrap_onion::progress::{Counter, Reporter, Stage};
+use debstrap_onion::userns;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Exit status of a build or command that failed.
@@ -161,9 +162,16 @@ struct BuildArgs {
     /// built-in Debian archive keys.
     #[arg(long, value_name = "FILE")]
     keyring: Vec<PathBuf>,
-    /// Where verified .debs and indices are kept between builds.
-    #[arg(long, value_name = "DIR", default_value = config::DEFAULT_CACHE_DIR)]
-    cache_dir: PathBuf,
+    /// Where verified .debs and indices are kept between builds [default:
+    /// /var/cache/debstrap-onion as root, else $XDG_CACHE_HOME/debstrap-onion or
+    /// ~/.cache/debstrap-onion].
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// How the build gets root's powers: `root` needs sudo; `unshare` runs as a normal user in a
+    /// new user namespace with the user's /etc/subuid and /etc/subgid ranges (needs newuidmap
+    /// from Debian's uidmap package); `auto` is root as root, else unshare.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
+    mode: ModeArg,
     /// Resolve, print one `NAME VERSION` line per package and exit without touching TARGET.
     #[arg(long, conflicts_with = "download_only")]
     print_packages: bool,
@@ -248,6 +256,26 @@ struct BuildArgs {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    /// As root (sudo).
+    Root,
+    /// As the calling user, in a user namespace.
+    Unshare,
+    /// root when run as root, else unshare.
+    Auto,
+}
+
+impl From<ModeArg> for userns::Mode {
+    fn from(m: ModeArg) -> userns::Mode {
+        match m {
+            ModeArg::Root => userns::Mode::Root,
+            ModeArg::Unshare => userns::Mode::Unshare,
+            ModeArg::Auto => userns::Mode::Auto,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum FormatArg {
     /// An OCI image layout (a directory TARGET) or archive (an .oci TARGET).
     Oci,
@@ -280,6 +308,10 @@ impl From<VariantArg> for Variant {
 }
 
 fn main() -> ExitCode {
+    // The keeper of a rootless build's namespaces does nothing else.
+    if let Some(code) = userns::keeper() {
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = Cli::parse();
     let progress = Progress::new(cli.quiet, cli.verbose);
     match cli.command {
@@ -360,17 +392,30 @@ fn service<R: std::fmt::Display>(
 }
 
 fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
+    let mode = args.mode.into();
     let config = match build_config(args, progress.verbosity) {
         Ok(config) => config,
         Err(err) => return fail(progress, &err, EXIT_USAGE),
     };
-    let needs_root = config.stop_after == StopAfter::Complete;
-    if needs_root && !nix::unistd::geteuid().is_root() {
-        let err = anyhow::anyhow!(
-            "building a root needs root (chroot, mounts, file owners): run it with sudo, or use \
-             --print-packages / --download-only --cache-dir DIR as a user"
-        );
-        return fail(progress, &err, EXIT_USAGE);
+    // Printing and downloading need no privileges and run where they are.
+    if config.stop_after == StopAfter::Complete {
+        match userns::plan(mode) {
+            Ok(userns::Plan::AsRoot | userns::Plan::Inside) => {}
+            Ok(userns::Plan::Unshare(ids)) => {
+                if let Err(err) = config.check_rootless() {
+                    return fail(progress, &anyhow::Error::new(err), EXIT_USAGE);
+                }
+                // Judged with the host's ids, which the namespace no longer shows.
+                if let Err(err) = debstrap_onion::check_place(&config) {
+                    return fail(progress, &anyhow::Error::new(err), EXIT_FAILURE);
+                }
+                return match userns::run_unshared(&ids) {
+                    Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                    Err(err) => fail(progress, &anyhow::Error::new(err), EXIT_FAILURE),
+                };
+            }
+            Err(err) => return fail(progress, &anyhow::Error::new(err), EXIT_USAGE),
+        }
     }
     // Modes of what the build and maintainer scripts create follow the umask: Debian's tools
     // expect 022 (debootstrap and mmdebstrap set it too), and the root must not carry the
@@ -429,7 +474,7 @@ fn build_config(args: BuildArgs, verbosity: u8) -> anyhow::Result<BuildConfig> {
     };
     config.foreign_archs = archs.collect();
     config.keyrings = args.keyring;
-    config.cache_dir = args.cache_dir;
+    config.cache_dir = args.cache_dir.unwrap_or_else(config::default_cache_dir);
     config.stop_after = if args.print_packages {
         StopAfter::PrintPackages
     } else if args.download_only {

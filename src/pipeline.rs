@@ -205,6 +205,20 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     // The onion stage's host-side changes are kept only once the root is committed: dropped on
     // any error or stop below, they put the host back (before the build directory goes).
     let onion = finish_root(config, &runs, &unpacked, &build_dir, &mut clock)?;
+    // A rootless build's device placeholders become nodes in a tar archive; anything else
+    // would keep them as empty files, so they go.
+    let tar_written = matches!(
+        config.output,
+        Output::Tarball { .. }
+            | Output::Stdout { .. }
+            | Output::Image {
+                format: ImageFormat::OciArchive | ImageFormat::OciDir,
+                ..
+            }
+    );
+    if crate::userns::inside() && !tar_written && config.variant != Variant::Extract {
+        stage::remove_device_placeholders(build_dir.verify()?)?;
+    }
     // With SOURCE_DATE_EPOCH caches and logs go and timestamps are clamped, so the bytes
     // repeat; without it the root keeps the build's logs (dpkg.log, the maintainer scripts'
     // output in var/log/debstrap-onion.log), as debootstrap leaves them.
@@ -266,6 +280,13 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     report.target = config.output.path().map(Path::to_path_buf);
     report.timings = clock.end();
     Ok(report)
+}
+
+/// Checks where the root would be built (TARGET, its parents, the filesystem) and creates
+/// nothing. A rootless build runs this as the calling user before entering its namespace, where
+/// the owners of directories outside it can no longer be told apart.
+pub fn check_place(config: &BuildConfig) -> Result<(), Error> {
+    BuildPlace::decide(config).map(|_| ())
 }
 
 /// How the root's programs will run, when the build runs any (configuring the root does;

@@ -128,6 +128,14 @@ pub(crate) fn check_parents(target: &Path, dir: &Path) -> Result<(), TargetError
 /// The check of [`check_parents`] on the ancestors of `dir` as written (no symlink followed).
 fn check_ancestors(target: &Path, dir: &Path) -> Result<(), TargetError> {
     let me = rustix::process::geteuid().as_raw();
+    // In a rootless build's user namespace the host's root shows as the overflow id (nobody
+    // else does: every other id is either ours, mapped, or equally foreign to us).
+    let host_root = if crate::userns::inside() {
+        crate::userns::overflow_uid()
+    } else {
+        0
+    };
+    let trusted = |uid: u32| uid == 0 || uid == me || uid == host_root;
     for ancestor in dir.ancestors() {
         let meta = match fs_err::symlink_metadata(ancestor) {
             Ok(meta) => meta,
@@ -141,13 +149,13 @@ fn check_ancestors(target: &Path, dir: &Path) -> Result<(), TargetError> {
         };
         let mode = meta.mode();
         let sticky = mode & 0o1000 != 0;
-        let why = if meta.uid() != 0 && meta.uid() != me {
+        let why = if !trusted(meta.uid()) {
             Some(format!("owned by uid {}", meta.uid()))
         } else if meta.file_type().is_symlink() {
             None
         } else if mode & 0o002 != 0 && !sticky {
             Some("writable by every user".to_owned())
-        } else if mode & 0o020 != 0 && meta.gid() != 0 && !sticky {
+        } else if mode & 0o020 != 0 && meta.gid() != 0 && meta.gid() != host_root && !sticky {
             Some(format!("writable by group {}", meta.gid()))
         } else if sticky {
             None

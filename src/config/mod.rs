@@ -16,6 +16,24 @@ pub const DEFAULT_CACHE_DIR: &str = "/var/cache/debstrap-onion";
 /// Where, inside a tarball image built without `--host-root`, the host-side files of the onion
 /// service go (laid out as under a `--host-root`), instead of the building host.
 pub const IMAGE_HOST_ROOT: &str = "var/lib/debstrap-onion/host";
+/// The package cache when none is given: [`DEFAULT_CACHE_DIR`] for the host's root, else the
+/// user's cache directory (`$XDG_CACHE_HOME`, or `~/.cache`) — a rootless build's too, which
+/// runs as root of its own user namespace.
+pub fn default_cache_dir() -> PathBuf {
+    if rustix::process::geteuid().is_root() && !crate::userns::inside() {
+        return PathBuf::from(DEFAULT_CACHE_DIR);
+    }
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    absolute("XDG_CACHE_HOME")
+        .or_else(|| absolute("HOME").map(|home| home.join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("debstrap-onion")
+}
+
 /// Where directory targets go when TARGET is omitted: `/srv/chroot/NAME`.
 pub const DEFAULT_CHROOT_PARENT: &str = "/srv/chroot";
 
@@ -37,6 +55,12 @@ pub enum ConfigError {
     },
     #[error("refusing TARGET {path}: building over the host's root would destroy it")]
     TargetIsRoot { path: PathBuf },
+    #[error(
+        "a rootless build cannot change this host's tor and schroot configuration: give \
+         --host-root DIR to have those files written there (then copy them as root), build a \
+         tarball (they go into it), or pass --no-onion"
+    )]
+    RootlessHostFiles,
     #[error(
         "invalid name {name:?}: use letters, digits, '-', '_' or '.', not starting with '.' or '-'"
     )]
@@ -468,6 +492,18 @@ impl BuildConfig {
                     path: path.to_path_buf(),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// What a build in a user namespace cannot do, refused before it starts: writing the host's
+    /// /etc/tor, /var/lib/tor and /etc/schroot (only real root may).
+    pub fn check_rootless(&self) -> Result<(), ConfigError> {
+        let host_side = self.wants_onion()
+            && self.onion.host_root.is_none()
+            && matches!(self.output, Output::Directory(_));
+        if host_side {
+            return Err(ConfigError::RootlessHostFiles);
         }
         Ok(())
     }

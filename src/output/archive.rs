@@ -32,6 +32,9 @@ pub(super) fn write_archive(
         },
         source_date_epoch,
         first_paths: HashMap::new(),
+        // A rootless build's /dev holds placeholders where root's holds nodes (the kernel refuses
+        // mknod in a user namespace): the archive gets the nodes, so both archives are the same.
+        device_placeholders: crate::userns::inside(),
         target,
         buf: vec![0u8; 128 * 1024],
     };
@@ -47,6 +50,7 @@ struct Archiver<'a> {
     source_date_epoch: Option<i64>,
     /// Archive name of the first path seen for each multiply-linked inode.
     first_paths: HashMap<(u32, u32, u64), Vec<u8>>,
+    device_placeholders: bool,
     target: &'a str,
     buf: Vec<u8>,
 }
@@ -89,6 +93,15 @@ impl Archiver<'_> {
             // GNU tar skips sockets too: they cannot be recreated from an archive.
             FileType::Socket | FileType::Unknown => return Ok(()),
         };
+        let placeholder = match kind {
+            Kind::Regular if self.device_placeholders && stat.stx_size == 0 => {
+                crate::stage::placeholder_device(entry.rel)
+            }
+            _ => None,
+        };
+        if placeholder.is_some() {
+            kind = Kind::CharDevice;
+        }
         let mut link = Vec::new();
         if kind != Kind::Directory && stat.stx_nlink > 1 {
             let key = (stat.stx_dev_major, stat.stx_dev_minor, stat.stx_ino);
@@ -116,8 +129,11 @@ impl Archiver<'_> {
         } else {
             read_xattrs(&reached_path(entry)).map_err(read_err)?
         };
-        let (dev_major, dev_minor) = match kind {
-            Kind::CharDevice | Kind::BlockDevice => (stat.stx_rdev_major, stat.stx_rdev_minor),
+        let (dev_major, dev_minor) = match (kind, placeholder) {
+            (_, Some(numbers)) => numbers,
+            (Kind::CharDevice | Kind::BlockDevice, None) => {
+                (stat.stx_rdev_major, stat.stx_rdev_minor)
+            }
             _ => (0, 0),
         };
         let size = if kind == Kind::Regular {

@@ -108,7 +108,18 @@ impl ChrootMounts {
         let mut guard = ChrootMounts {
             mounted: Vec::new(),
         };
+        // In a user namespace sysfs cannot be mounted (it belongs to the host's network
+        // namespace): the host's is bound instead, as mmdebstrap's unshare mode does.
+        let rootless = crate::userns::inside();
         for spec in &MOUNTS {
+            let (source, fstype, flags) = match spec.fstype {
+                "sysfs" if rootless => (
+                    "/sys",
+                    None,
+                    MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                ),
+                _ => (spec.fstype, Some(spec.fstype), spec.flags),
+            };
             dir.create_dir_all(Path::new(spec.target), 0o755)?;
             let target = dir.host_path(Path::new(spec.target));
             // Mounting on /proc/thread-self/fd/N mounts on exactly the directory we opened inside
@@ -120,18 +131,13 @@ impl ChrootMounts {
                 source,
             })?;
             let via = namespace::fd_path(fd.as_fd());
-            nix::mount::mount(
-                Some(spec.fstype),
-                via.as_path(),
-                Some(spec.fstype),
-                spec.flags,
-                spec.data,
-            )
-            .map_err(|source| StageError::Mount {
-                fstype: spec.fstype,
-                target: target.clone(),
-                source,
-            })?;
+            nix::mount::mount(Some(source), via.as_path(), fstype, flags, spec.data).map_err(
+                |source| StageError::Mount {
+                    fstype: spec.fstype,
+                    target: target.clone(),
+                    source,
+                },
+            )?;
             // The new mount's root, reached from the root without following any symlink; it must
             // be a mount other than the directory's (nothing moved in between).
             let mounted = dir.open_dir(Path::new(spec.target), true);
@@ -153,7 +159,7 @@ impl ChrootMounts {
                 fd: mounted,
             });
         }
-        if devices::on_nodev(dir)? {
+        if rootless || devices::on_nodev(dir)? {
             guard.bind_device_nodes(dir)?;
         }
         Ok(guard)
@@ -170,7 +176,8 @@ impl ChrootMounts {
             self.bind_over(dir, Path::new(&host), &rel)?;
         }
         let ptmx = Path::new("dev/ptmx");
-        if dir.file_type(ptmx)? == Some(rustix::fs::FileType::CharacterDevice) {
+        let node = dir.file_type(ptmx)? == Some(rustix::fs::FileType::CharacterDevice);
+        if node || dir.is_placeholder(ptmx)? {
             let source = dir.open_char_device(Path::new("dev/pts/ptmx"))?;
             self.bind_over(dir, &namespace::fd_path(source.as_fd()), ptmx)?;
         }
@@ -180,7 +187,7 @@ impl ChrootMounts {
     /// Bind-mounts `source` over the device node `rel` of the root, recording it for unmounting.
     fn bind_over(&mut self, dir: &RootDir, source: &Path, rel: &Path) -> Result<(), StageError> {
         let target = dir.host_path(rel);
-        let fd = dir.open_char_device(rel)?;
+        let fd = dir.open_bind_target(rel)?;
         nix::mount::mount(
             Some(source),
             &namespace::fd_path(fd.as_fd()),

@@ -29,6 +29,7 @@ pub use chroot::{
     is_mount_point, mount_point_of, mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV,
 };
 pub(crate) use chroot::{run_beside, Invocation};
+pub use devices::placeholder_device;
 pub use namespace::in_private_mounts;
 pub(crate) use namespace::{detach, fd_path, mount_entries_under, open_mount};
 pub(crate) use rootfs::RootDir;
@@ -193,6 +194,13 @@ fn configure_in_chroot(
         started.elapsed()
     );
     Ok(())
+}
+
+/// Removes the placeholders a rootless build keeps where device nodes would be (see
+/// [`placeholder_device`]), for outputs other than a tarball: a directory or an image then has
+/// no /dev nodes rather than empty files in their place.
+pub fn remove_device_placeholders(root: &HeldRoot) -> Result<(), StageError> {
+    devices::remove_placeholders(&RootDir::held(root)?)
 }
 
 /// Refuses values that would break out of the line or file they are written into.

@@ -122,9 +122,33 @@ impl RootDir {
 
     /// Opens the character device `rel` as an `O_PATH` handle, refusing a path through any
     /// symlink and anything but a character device (a mount point for a device node).
-    pub(crate) fn open_char_device(&self, rel: &Path) -> Result<OwnedFd, StageError> {
+    /// Whether `rel` is an empty regular file (a device node's placeholder in a rootless build).
+    pub(crate) fn is_placeholder(&self, rel: &Path) -> Result<bool, StageError> {
+        let fd = match self.open_node(rel) {
+            Ok(fd) => fd,
+            Err(StageError::Fs { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        };
+        let stat =
+            rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &self.host_path(rel), e))?;
+        Ok(FileType::from_raw_mode(stat.st_mode) == FileType::RegularFile && stat.st_size == 0)
+    }
+
+    /// Opens `rel` as a place to bind a device over: a character device, or in a rootless build
+    /// its placeholder (an empty regular file); never through a symlink.
+    pub(crate) fn open_bind_target(&self, rel: &Path) -> Result<OwnedFd, StageError> {
+        if crate::userns::inside() && self.is_placeholder(rel)? {
+            return self.open_node(rel);
+        }
+        self.open_char_device(rel)
+    }
+
+    /// `rel` opened as an O_PATH descriptor, resolved in the root without any symlink.
+    fn open_node(&self, rel: &Path) -> Result<OwnedFd, StageError> {
         let host = self.host_path(rel);
-        let fd = rustix::fs::openat2(
+        rustix::fs::openat2(
             &self.fd,
             relative(rel)?,
             OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -137,7 +161,12 @@ impl RootDir {
                 reason: "it goes through a symlink",
             },
             e => fs_error("open", &host, e),
-        })?;
+        })
+    }
+
+    pub(crate) fn open_char_device(&self, rel: &Path) -> Result<OwnedFd, StageError> {
+        let host = self.host_path(rel);
+        let fd = self.open_node(rel)?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &host, e))?;
         if FileType::from_raw_mode(stat.st_mode) != FileType::CharacterDevice {
             return Err(StageError::UnsafePath {
