@@ -237,6 +237,31 @@ impl Root {
 }
 
 /// Renames `from` to `to` in `dir` unless `to` exists (then `Ok(false)`).
+/// Makes `name` in `dir` a hard link to the file open as `file`, by descriptor: no path to the
+/// file is looked up again. linkat's AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH in the host's user
+/// namespace on most kernels (it answers ENOENT without it), so a rootless build links through
+/// the file's /proc/self/fd entry instead, which AT_SYMLINK_FOLLOW resolves to the same inode.
+pub fn hard_link(file: impl AsFd, dir: impl AsFd, name: &[u8]) -> rustix::io::Result<()> {
+    use rustix::fs::AtFlags;
+    match rustix::fs::linkat(&file, c"", &dir, name, AtFlags::EMPTY_PATH) {
+        Err(rustix::io::Errno::NOENT) => hard_link_via_proc(file, dir, name),
+        other => other,
+    }
+}
+
+/// [`hard_link`] through /proc/self/fd, which needs no capability.
+fn hard_link_via_proc(file: impl AsFd, dir: impl AsFd, name: &[u8]) -> rustix::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let proc_path = format!("/proc/self/fd/{}", file.as_fd().as_raw_fd());
+    rustix::fs::linkat(
+        rustix::fs::CWD,
+        proc_path.as_str(),
+        &dir,
+        name,
+        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+    )
+}
+
 pub fn rename_noreplace(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<bool> {
     let dir = dir.as_fd();
     match rustix::fs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
@@ -253,5 +278,32 @@ fn openat2(dir: &OwnedFd, path: &[u8], flags: OFlags, mode: Mode) -> io::Result<
             Err(Errno::AGAIN | Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
             other => return other.map_err(Into::into),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn a_hard_link_through_proc_names_the_open_file_even_after_its_path_moved() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = dir.path().join("first");
+        std::fs::write(&first, b"contents").expect("write");
+        let file = std::fs::File::open(&first).expect("open");
+        // The path the file was opened by now names another file: only the descriptor leads to
+        // the first one.
+        std::fs::rename(&first, dir.path().join("moved")).expect("rename");
+        std::fs::write(&first, b"impostor").expect("write impostor");
+        let dir_fd = std::fs::File::open(dir.path()).expect("open dir");
+        hard_link_via_proc(&file, &dir_fd, b"link").expect("link");
+        let link = std::fs::metadata(dir.path().join("link")).expect("stat link");
+        let moved = std::fs::metadata(dir.path().join("moved")).expect("stat moved");
+        assert_eq!(link.ino(), moved.ino());
+        assert_eq!(std::fs::read(dir.path().join("link")).expect("read"), b"contents");
+        hard_link(&file, &dir_fd, b"link2").expect("link either way");
+        let link2 = std::fs::metadata(dir.path().join("link2")).expect("stat link2");
+        assert_eq!(link2.ino(), moved.ino());
     }
 }

@@ -31,7 +31,7 @@ use md5::{Digest, Md5};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 
-use super::confined::{rename_noreplace, Root};
+use super::confined::{hard_link, rename_noreplace, Root};
 use super::deb::member_error;
 use super::path::RelPath;
 use super::{EntryProblem, UnpackError};
@@ -926,8 +926,7 @@ impl Job<'_, '_> {
         }
         let (key, decision) = self.claim(path, Kind::HardLink)?;
         let dir = &self.parent().fd;
-        let link =
-            |name: &[u8]| rustix::fs::linkat(&target_fd, c"", dir, name, AtFlags::EMPTY_PATH);
+        let link = |name: &[u8]| hard_link(&target_fd, dir, name);
         match decision {
             Decision::Skip => Ok(()),
             Decision::Fresh => match link(path.file_name()) {
