@@ -552,6 +552,11 @@ fn print_report(config: &BuildConfig, report: &debstrap_onion::BuildReport, prog
             println!("{onion}");
         }
     }
+    if userns::inside() {
+        for line in rootless_notes(config, report) {
+            eprintln!("{line}");
+        }
+    }
     if progress.quiet {
         return;
     }
@@ -570,6 +575,32 @@ fn print_report(config: &BuildConfig, report: &debstrap_onion::BuildReport, prog
     if let Some(target) = &report.target {
         eprintln!("output: {}", target.display());
     }
+}
+
+/// What the user of a rootless build does next: the files belong to their subordinate ids, and
+/// host-side onion files wait under --host-root for an admin.
+fn rootless_notes(config: &BuildConfig, report: &debstrap_onion::BuildReport) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let (Output::Directory(dir), Some(_)) = (&config.output, &report.target) {
+        let dir = dir.display();
+        lines.push(format!(
+            "rootless: {dir} belongs to your subordinate ids; enter it with `unshare --map-auto \
+             --map-root-user --mount --pid --fork chroot {dir} /bin/bash`, pack or remove it \
+             the same way (`unshare --map-auto --map-root-user rm -rf {dir}`)"
+        ));
+    }
+    if let (Some(onion), Some(host_root)) = (&report.onion, &config.onion.host_root) {
+        let (name, host) = (&config.name, host_root.display());
+        lines.push(format!(
+            "rootless: this host was not changed; to publish {} here, as root: append the \
+             `debstrap-onion {name}` block of {host}/etc/tor/torrc to /etc/tor/torrc, copy \
+             {host}/var/lib/tor/{name} to /var/lib/tor/{name} (then `chown -R \
+             debian-tor:debian-tor /var/lib/tor/{name}`), copy {host}/etc/schroot and \
+             {host}/etc/systemd/system into /etc, and reload tor",
+            onion.address
+        ));
+    }
+    lines
 }
 
 /// Prints the error's first line, then its causes, and returns `code`.

@@ -41,9 +41,10 @@ pub fn service_dir(name: &str) -> PathBuf {
 /// The uid and gid the key files get: the host's debian-tor when it exists and we are root.
 ///
 /// This is about the real host (the tor that will read the files), so it looks the user up
-/// through the host's NSS, not in HOST_ROOT/etc/passwd.
+/// through the host's NSS, not in HOST_ROOT/etc/passwd. A rootless build (root of its own user
+/// namespace) cannot give files to a host user: they stay the caller's, for an admin to copy.
 pub(crate) fn tor_owner() -> Result<Option<(u32, u32)>, OnionError> {
-    if !nix::unistd::geteuid().is_root() {
+    if !nix::unistd::geteuid().is_root() || crate::userns::inside() {
         return Ok(None);
     }
     let user = nix::unistd::User::from_name(TOR_USER).map_err(|source| OnionError::UserLookup {

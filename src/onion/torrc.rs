@@ -283,13 +283,34 @@ pub(crate) fn write(
     files::create_dir_all_mode(&dir, 0o755).map_err(write_error)?;
     let (old, new) = updated(&path, name, onion_port, target)?;
     if old.as_deref() != Some(new.as_str()) {
-        verify_with_tor(&dir, &path, &new)?;
+        verify_with_tor(&dir, &path, &rebased_for_check(&new, host_root))?;
         changes
             .before_write(host_root, &path)
             .map_err(write_error)?;
         files::replace_keeping_perms(&path, new.as_bytes(), 0o644).map_err(write_error)?;
     }
     Ok(path)
+}
+
+/// The torrc text tor checks. A rootless build cannot read the host's /var/lib/tor (another
+/// user's, beyond its namespace), so there each HiddenServiceDir that exists under `host_root`
+/// (the one it wrote) is checked there instead: tor still sees the key directory it will use.
+fn rebased_for_check(text: &str, host_root: &Path) -> String {
+    if !crate::userns::inside() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let rebased = line
+            .strip_prefix("HiddenServiceDir ")
+            .map(|dir| host_root.join(dir.trim().trim_start_matches('/')))
+            .filter(|dir| dir.is_dir());
+        match rebased {
+            Some(dir) => out.push_str(&format!("HiddenServiceDir {}/\n", dir.display())),
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Runs `tor --verify-config` on `text` (as a file beside the torrc) when tor and Debian's
@@ -314,12 +335,54 @@ fn verify_with_tor(dir: &Path, path: &Path, text: &str) -> Result<(), OnionError
         .tempfile_in(dir)
         .map_err(write_error)?;
     std::io::Write::write_all(&mut candidate, text.as_bytes()).map_err(write_error)?;
+    // Rootless, the key directory is the caller's, not debian-tor's as Debian's defaults
+    // (`User debian-tor`) make tor demand, and the host's DataDirectory is out of reach: the
+    // check reads a copy of the defaults without the User line and with a data directory of
+    // its own.
+    let data_dir = if crate::userns::inside() {
+        Some(
+            tempfile::Builder::new()
+                .prefix(".tor-data.debstrap-onion.")
+                .tempdir_in(dir)
+                .map_err(write_error)?,
+        )
+    } else {
+        None
+    };
+    let defaults_copy = if let Some(data_dir) = &data_dir {
+        let defaults = fs_err::read_to_string(TOR_DEFAULTS).map_err(write_error)?;
+        let kept: String = defaults
+            .split_inclusive('\n')
+            .filter(|line| !line.trim_start().starts_with("User "))
+            .map(|line| {
+                if line.trim_start().starts_with("DataDirectory ") {
+                    format!("DataDirectory {}\n", data_dir.path().display())
+                } else {
+                    line.to_owned()
+                }
+            })
+            .collect();
+        let mut copy = tempfile::Builder::new()
+            .prefix(".tor-defaults.debstrap-onion.")
+            .tempfile_in(dir)
+            .map_err(write_error)?;
+        std::io::Write::write_all(&mut copy, kept.as_bytes()).map_err(write_error)?;
+        Some(copy)
+    } else {
+        None
+    };
+    let defaults = defaults_copy
+        .as_ref()
+        .map_or(Path::new(TOR_DEFAULTS), |copy| copy.path());
     let command = format!(
-        "tor --verify-config --defaults-torrc {TOR_DEFAULTS} -f {}",
+        "tor --verify-config --defaults-torrc {} -f {}",
+        defaults.display(),
         candidate.path().display()
     );
     let output = std::process::Command::new(tor)
-        .args(["--verify-config", "--defaults-torrc", TOR_DEFAULTS, "-f"])
+        .args(["--verify-config", "--defaults-torrc"])
+        .arg(defaults)
+        .arg("-f")
         .arg(candidate.path())
         .stdin(std::process::Stdio::null())
         .output()

@@ -301,7 +301,10 @@ mod tests {
         let link = std::fs::metadata(dir.path().join("link")).expect("stat link");
         let moved = std::fs::metadata(dir.path().join("moved")).expect("stat moved");
         assert_eq!(link.ino(), moved.ino());
-        assert_eq!(std::fs::read(dir.path().join("link")).expect("read"), b"contents");
+        assert_eq!(
+            std::fs::read(dir.path().join("link")).expect("read"),
+            b"contents"
+        );
         hard_link(&file, &dir_fd, b"link2").expect("link either way");
         let link2 = std::fs::metadata(dir.path().join("link2")).expect("stat link2");
         assert_eq!(link2.ino(), moved.ino());
