@@ -123,7 +123,7 @@ pub enum RootlessError {
 /// Whether this process runs in a user namespace other than the host's: its uid map is not the
 /// identity over every id.
 pub fn inside() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
+    match fs_err::read_to_string("/proc/self/uid_map") {
         Ok(map) => !is_identity_map(&map),
         Err(_) => false,
     }
@@ -140,7 +140,7 @@ fn is_identity_map(map: &str) -> bool {
 /// The id the kernel shows for owners not mapped into this namespace (the host's root among
 /// them, from inside ours).
 pub fn overflow_uid() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+    fs_err::read_to_string("/proc/sys/kernel/overflowuid")
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(65534)
@@ -186,7 +186,7 @@ pub fn plan(mode: Mode) -> Result<Plan, RootlessError> {
 /// is not root, whom the last two do not restrict.
 pub fn check_kernel(sys: &Path, unprivileged: bool) -> Result<(), RootlessError> {
     let read = |rel: &str| {
-        std::fs::read_to_string(sys.join(rel))
+        fs_err::read_to_string(sys.join(rel))
             .ok()
             .map(|v| v.trim().to_owned())
     };
@@ -232,7 +232,7 @@ pub fn subordinate_start(
     uid: u32,
     kind: &'static str,
 ) -> Result<u32, RootlessError> {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let text = fs_err::read_to_string(file).unwrap_or_default();
     let uid = uid.to_string();
     text.lines()
         .filter(|line| !line.trim_start().starts_with('#'))
@@ -260,7 +260,7 @@ fn find_program(name: &'static str, path: &std::ffi::OsStr) -> Result<PathBuf, R
     std::env::split_paths(path)
         .map(|dir| dir.join(name))
         .find(|p| {
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            fs_err::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
         .ok_or(RootlessError::NoHelper { program: name })
 }
@@ -501,7 +501,7 @@ mod tests {
     fn a_range_is_found_by_name_or_uid_and_must_hold_every_id() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("subuid");
-        std::fs::write(
+        fs_err::write(
             &file,
             "# comment\nalice:100000:1000\nbob:300000:65536\n1001:400000:65536\n",
         )
@@ -526,8 +526,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let set = |rel: &str, value: &str| {
             let path = dir.path().join(rel);
-            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-            std::fs::write(path, value).expect("write");
+            fs_err::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            fs_err::write(path, value).expect("write");
         };
         set("user/max_user_namespaces", "15000\n");
         assert!(check_kernel(dir.path(), true).is_ok());

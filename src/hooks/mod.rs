@@ -339,7 +339,15 @@ fn environment(request: &HookRequest, root_path: &Path) -> Vec<(String, String)>
         .join(",");
     let argv0 = std::env::args().next().unwrap_or_default();
     let shared = [
-        ("MODE", "root".to_owned()),
+        (
+            "MODE",
+            if crate::userns::inside() {
+                "unshare"
+            } else {
+                "root"
+            }
+            .to_owned(),
+        ),
         ("HOOK", request.point.name().to_owned()),
         ("VERBOSITY", request.hooks.verbosity.to_string()),
         ("ARCH", facts.arch.to_owned()),

@@ -290,23 +290,23 @@ mod tests {
     fn a_hard_link_through_proc_names_the_open_file_even_after_its_path_moved() {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = dir.path().join("first");
-        std::fs::write(&first, b"contents").expect("write");
-        let file = std::fs::File::open(&first).expect("open");
+        fs_err::write(&first, b"contents").expect("write");
+        let file = fs_err::File::open(&first).expect("open");
         // The path the file was opened by now names another file: only the descriptor leads to
         // the first one.
-        std::fs::rename(&first, dir.path().join("moved")).expect("rename");
-        std::fs::write(&first, b"impostor").expect("write impostor");
-        let dir_fd = std::fs::File::open(dir.path()).expect("open dir");
+        fs_err::rename(&first, dir.path().join("moved")).expect("rename");
+        fs_err::write(&first, b"impostor").expect("write impostor");
+        let dir_fd = fs_err::File::open(dir.path()).expect("open dir");
         hard_link_via_proc(&file, &dir_fd, b"link").expect("link");
-        let link = std::fs::metadata(dir.path().join("link")).expect("stat link");
-        let moved = std::fs::metadata(dir.path().join("moved")).expect("stat moved");
+        let link = fs_err::metadata(dir.path().join("link")).expect("stat link");
+        let moved = fs_err::metadata(dir.path().join("moved")).expect("stat moved");
         assert_eq!(link.ino(), moved.ino());
         assert_eq!(
-            std::fs::read(dir.path().join("link")).expect("read"),
+            fs_err::read(dir.path().join("link")).expect("read"),
             b"contents"
         );
         hard_link(&file, &dir_fd, b"link2").expect("link either way");
-        let link2 = std::fs::metadata(dir.path().join("link2")).expect("stat link2");
+        let link2 = fs_err::metadata(dir.path().join("link2")).expect("stat link2");
         assert_eq!(link2.ino(), moved.ino());
     }
 }

@@ -6,6 +6,7 @@ pub mod front;
 pub mod host;
 pub mod image;
 pub mod repo;
+pub mod rootless;
 pub mod server;
 pub mod sign;
 pub mod skip;

@@ -1,0 +1,268 @@
+//! Rootless builds against the real archive, as the unprivileged user .ci/run creates (with
+//! subordinate id ranges): a trixie minbase `.tar` has the sha256 of root's build from the same
+//! run and unpacks to a root `dpkg --audit` and `apt-get check` accept; a directory build
+//! leaves no mount and no process, its files owned by the mapped host ids and no placeholder
+//! in /dev; the default onion build with --host-root writes a key real tor accepts and leaves
+//! the host's /etc alone.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt as _;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::host::{host_mirror, run_ok, shared_cache};
+use support::rootless::{self, assert_ok, User, Workdir};
+
+const EPOCH: &str = "1700000000";
+
+fn sha256(path: &Path) -> String {
+    debstrap_onion::fetch::Sha256Digest::of(&fs_err::read(path).expect("read tarball")).to_hex()
+}
+
+/// `args` run as root, in the chroot `root`.
+fn chroot(root: &Path, args: &[&str]) -> Output {
+    Command::new("chroot")
+        .arg(root)
+        .args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .output()
+        .expect("chroot")
+}
+
+/// `dpkg --audit` prints nothing and `apt-get check` succeeds in `root`.
+fn assert_working_root(root: &Path) {
+    let audit = chroot(root, &["dpkg", "--audit"]);
+    assert_ok("dpkg --audit", &audit);
+    assert!(
+        audit.stdout.is_empty(),
+        "dpkg --audit: {}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
+    assert_ok("apt-get check", &chroot(root, &["apt-get", "check"]));
+}
+
+/// Mount points under `dir` in this (the host's) mount namespace.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let info = fs_err::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let dir = dir.to_str().expect("utf-8");
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|point| point.starts_with(dir))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Processes whose root, working directory or command line is under `dir`.
+fn processes_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs_err::read_dir("/proc").expect("/proc").flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let base = entry.path();
+        let in_dir = ["root", "cwd"]
+            .iter()
+            .filter_map(|link| fs_err::read_link(base.join(link)).ok())
+            .any(|p| p.starts_with(dir) && p != Path::new("/"));
+        let cmdline = fs_err::read(base.join("cmdline")).unwrap_or_default();
+        let named = String::from_utf8_lossy(&cmdline).contains(dir.to_str().expect("utf-8"));
+        if in_dir || named {
+            found.push(format!("{pid}: {}", String::from_utf8_lossy(&cmdline)));
+        }
+    }
+    found
+}
+
+fn build_as(user: &User, work: &Workdir, args: &[&str]) -> Output {
+    let out = rootless::run_as(user, work, args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
+    assert_ok(&format!("rootless debstrap-onion {args:?}"), &out);
+    out
+}
+
+#[test]
+fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
+    let Some(user) = rootless::user() else { return };
+    let Some(mirror) = host_mirror() else { return };
+    let work = Workdir::new(&user);
+    let theirs = work.path().join("rootless.tar");
+    let cache = work.path().join("cache");
+    build_as(
+        &user,
+        &work,
+        &[
+            "build",
+            "--no-onion",
+            "trixie",
+            theirs.to_str().expect("utf-8"),
+            &mirror,
+            "--cache-dir",
+            cache.to_str().expect("utf-8"),
+        ],
+    );
+    assert_eq!(
+        fs_err::metadata(&theirs).expect("stat").uid(),
+        user.uid,
+        "the tarball belongs to its builder"
+    );
+    let ours = work.path().join("root.tar");
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+            .args(["build", "--no-onion", "--mode", "root", "trixie"])
+            .arg(&ours)
+            .arg(&mirror)
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .env("SOURCE_DATE_EPOCH", EPOCH),
+    );
+    let (rootless_sum, root_sum) = (sha256(&theirs), sha256(&ours));
+    eprintln!("trixie minbase .tar sha256: rootless {rootless_sum}, root {root_sum}");
+    assert_eq!(
+        rootless_sum, root_sum,
+        "the rootless tarball differs from root's"
+    );
+
+    let unpacked = work.path().join("unpacked");
+    fs_err::create_dir(&unpacked).expect("mkdir");
+    run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-xpf"])
+            .arg(&theirs)
+            .arg("-C")
+            .arg(&unpacked),
+    );
+    assert_working_root(&unpacked);
+}
+
+#[test]
+fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_owners() {
+    let Some(user) = rootless::user() else { return };
+    let Some(mirror) = host_mirror() else { return };
+    let work = Workdir::new(&user);
+    let target = work.path().join("root");
+    let cache = work.path().join("cache");
+    let out = build_as(
+        &user,
+        &work,
+        &[
+            "build",
+            "--no-onion",
+            "trixie",
+            target.to_str().expect("utf-8"),
+            &mirror,
+            "--cache-dir",
+            cache.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unshare --map-auto --map-root-user"),
+        "the build says how to enter its directory"
+    );
+    assert_eq!(
+        mounts_under(work.path()),
+        Vec::<String>::new(),
+        "mounts left"
+    );
+    assert_eq!(
+        processes_under(work.path()),
+        Vec::<String>::new(),
+        "processes left"
+    );
+
+    // In-namespace id 0 is the caller, id N > 0 the caller's subordinate id start + N - 1.
+    let owner = |rel: &str| {
+        let meta = fs_err::symlink_metadata(target.join(rel)).expect("stat");
+        (meta.uid(), meta.gid())
+    };
+    assert_eq!(owner("usr/bin/dpkg"), (user.uid, user.gid));
+    let shadow_gid = nix::unistd::Group::from_name("shadow")
+        .ok()
+        .flatten()
+        .map_or(42, |g| g.gid.as_raw());
+    assert_eq!(
+        owner("etc/shadow"),
+        (user.uid, user.subgid + shadow_gid - 1),
+        "etc/shadow is root:shadow inside"
+    );
+    let apt_log = owner("var/log/apt");
+    assert_eq!(apt_log.0, user.uid);
+    // No placeholder for a device node is left as an empty file.
+    for entry in fs_err::read_dir(target.join("dev")).expect("dev").flatten() {
+        let kind = entry.file_type().expect("type");
+        assert!(
+            kind.is_dir() || kind.is_symlink(),
+            "dev/{} is neither a directory nor a link",
+            entry.file_name().to_string_lossy()
+        );
+    }
+    assert_working_root(&target);
+}
+
+#[test]
+fn real_archive_root_the_default_onion_build_runs_rootless_with_host_root() {
+    let Some(user) = rootless::user() else { return };
+    let Some(mirror) = host_mirror() else { return };
+    let work = Workdir::new(&user);
+    let target = work.path().join("onion");
+    let host_root = work.path().join("host");
+    let cache = work.path().join("cache");
+    let torrc_before = fs_err::read("/etc/tor/torrc").ok();
+    let schroot_before = fs_err::read_dir("/etc/schroot/chroot.d")
+        .map(|d| d.count())
+        .unwrap_or(0);
+    let out = build_as(
+        &user,
+        &work,
+        &[
+            "build",
+            "trixie",
+            target.to_str().expect("utf-8"),
+            &mirror,
+            "--host-root",
+            host_root.to_str().expect("utf-8"),
+            "--cache-dir",
+            cache.to_str().expect("utf-8"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let address = stdout
+        .split_whitespace()
+        .find(|w| w.ends_with(".onion"))
+        .unwrap_or_else(|| panic!("no onion address in:\n{stdout}"))
+        .to_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("this host was not changed") && stderr.contains("/var/lib/tor/onion"),
+        "the build says what an admin copies where:\n{stderr}"
+    );
+    assert_eq!(
+        fs_err::read("/etc/tor/torrc").ok(),
+        torrc_before,
+        "host torrc changed"
+    );
+    assert_eq!(
+        fs_err::read_dir("/etc/schroot/chroot.d")
+            .map(|d| d.count())
+            .unwrap_or(0),
+        schroot_before,
+        "host schroot definitions changed"
+    );
+    let key_dir = host_root.join("var/lib/tor/onion");
+    assert_eq!(fs_err::metadata(&key_dir).expect("key dir").uid(), user.uid);
+    let torrc = fs_err::read_to_string(host_root.join("etc/tor/torrc")).expect("torrc");
+    assert!(
+        torrc.contains("HiddenServiceDir /var/lib/tor/onion/"),
+        "{torrc}"
+    );
+    if let Some(hostname) = support::tor::hostname_from_real_tor(&key_dir) {
+        assert_eq!(hostname.trim(), address, "real tor derives another address");
+    }
+    assert!(target.join("usr/sbin/nginx").exists(), "nginx is installed");
+    assert_eq!(
+        mounts_under(work.path()),
+        Vec::<String>::new(),
+        "mounts left"
+    );
+}

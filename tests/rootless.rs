@@ -1,0 +1,199 @@
+//! Rootless builds refuse at once, with the fix in one line and nothing written, when a
+//! prerequisite is missing: a subordinate id range, newuidmap, user namespaces (disabled by
+//! their sysctl in a namespace of the test's own), the host-side onion files, a TARGET whose
+//! parent another user owns. No request is made: the mirror is a closed port on 127.0.0.1.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::rootless::{self, User, Workdir};
+
+/// A mirror nothing listens on: a build that got as far as fetching would fail differently.
+const NO_MIRROR: &str = "http://127.0.0.1:9/debian";
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a usage refusal (exit 2) whose one error line holds every needle, and that neither
+/// TARGET nor the cache exists afterwards.
+fn assert_refused(out: &Output, needles: &[&str], target: &Path, cache: &Path) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr:\n{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in:\n{err}"));
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} not in {line:?}");
+    }
+    assert!(!target.exists(), "{} was created", target.display());
+    assert!(!cache.exists(), "{} was created", cache.display());
+}
+
+fn build_args<'a>(target: &'a str, cache: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["build", "trixie", target, NO_MIRROR, "--cache-dir", cache];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn setup() -> Option<(User, Workdir)> {
+    let user = rootless::user()?;
+    let work = Workdir::new(&user);
+    Some((user, work))
+}
+
+#[test]
+fn root_a_user_without_subordinate_ids_is_told_the_usermod_command() {
+    let Some((_, work)) = setup() else { return };
+    // nobody has no range in /etc/subuid on a Debian host.
+    let nobody = User {
+        name: "nobody".into(),
+        uid: 65534,
+        gid: 65534,
+        subuid: 0,
+        subgid: 0,
+    };
+    let (target, cache) = (work.path().join("root"), work.path().join("cache"));
+    let out = rootless::run_as(
+        &nobody,
+        &work,
+        &build_args(
+            target.to_str().expect("utf-8"),
+            cache.to_str().expect("utf-8"),
+            &["--no-onion"],
+        ),
+        &[],
+    );
+    assert_refused(
+        &out,
+        &["nobody", "/etc/subuid", "usermod --add-subuids"],
+        &target,
+        &cache,
+    );
+}
+
+#[test]
+fn root_without_newuidmap_the_uidmap_package_is_named() {
+    let Some((user, work)) = setup() else { return };
+    let (target, cache) = (work.path().join("root"), work.path().join("cache"));
+    let mut args = vec![
+        "--reuid".to_string(),
+        user.uid.to_string(),
+        "--regid".into(),
+        user.gid.to_string(),
+        "--init-groups".into(),
+        "--".into(),
+    ];
+    args.push(work.binary.display().to_string());
+    for a in build_args(
+        target.to_str().expect("utf-8"),
+        cache.to_str().expect("utf-8"),
+        &["--no-onion"],
+    ) {
+        args.push(a.to_string());
+    }
+    // A PATH without newuidmap (nor anything else); setpriv itself is named by its path.
+    let out = Command::new("/usr/bin/setpriv")
+        .args(&args)
+        .env_clear()
+        .env("PATH", work.path().join("empty"))
+        .env("HOME", work.path())
+        .output()
+        .expect("setpriv");
+    assert_refused(
+        &out,
+        &["newuidmap", "apt-get install uidmap"],
+        &target,
+        &cache,
+    );
+}
+
+#[test]
+fn root_with_user_namespaces_disabled_the_sysctl_to_change_is_named() {
+    let Some((_, work)) = setup() else { return };
+    let (target, cache) = (work.path().join("root"), work.path().join("cache"));
+    // In a user namespace of the test's own, no further one may be made; the tool, root there,
+    // is asked for unshare mode.
+    let script = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces && exec {} build trixie {} {NO_MIRROR} \
+         --cache-dir {} --no-onion --mode unshare",
+        work.binary.display(),
+        target.display(),
+        cache.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    assert_refused(
+        &out,
+        &[
+            "user.max_user_namespaces is 0",
+            "sysctl -w user.max_user_namespaces=",
+        ],
+        &target,
+        &cache,
+    );
+}
+
+#[test]
+fn root_mode_root_as_a_user_is_refused_with_the_alternative() {
+    let Some((user, work)) = setup() else { return };
+    let (target, cache) = (work.path().join("root"), work.path().join("cache"));
+    let t = target.to_str().expect("utf-8");
+    let c = cache.to_str().expect("utf-8");
+    let out = rootless::run_as(&user, &work, &build_args(t, c, &["--mode", "root"]), &[]);
+    assert_refused(
+        &out,
+        &["--mode root needs root", "--mode unshare"],
+        &target,
+        &cache,
+    );
+}
+
+#[test]
+fn root_a_rootless_onion_build_to_a_directory_asks_for_host_root() {
+    let Some((user, work)) = setup() else { return };
+    let (target, cache) = (work.path().join("root"), work.path().join("cache"));
+    let t = target.to_str().expect("utf-8");
+    let c = cache.to_str().expect("utf-8");
+    let out = rootless::run_as(&user, &work, &build_args(t, c, &[]), &[]);
+    assert_refused(&out, &["--host-root DIR", "--no-onion"], &target, &cache);
+}
+
+#[test]
+fn root_a_rootless_target_under_another_users_directory_is_refused_before_the_namespace() {
+    let Some((user, work)) = setup() else { return };
+    // Owned by nobody (and writable only by them): inside the namespace every unmapped owner
+    // looks alike (the overflow id, as the host's root does), so only the caller's own check,
+    // with the host's ids, sees it.
+    let theirs = work.path().join("theirs");
+    fs_err::create_dir(&theirs).expect("mkdir");
+    rustix::fs::chown(
+        &theirs,
+        Some(rustix::fs::Uid::from_raw(65534)),
+        Some(rustix::fs::Gid::from_raw(65534)),
+    )
+    .expect("chown");
+    fs_err::set_permissions(&theirs, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let (target, cache) = (theirs.join("root"), work.path().join("cache"));
+    let t = target.to_str().expect("utf-8");
+    let c = cache.to_str().expect("utf-8");
+    let out = rootless::run_as(&user, &work, &build_args(t, c, &["--no-onion"]), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr:\n{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_default();
+    assert!(
+        line.contains("refusing TARGET") && line.contains(theirs.to_str().expect("utf-8")),
+        "{err}"
+    );
+    assert!(!target.exists(), "TARGET was created");
+    assert!(!cache.exists(), "the cache was created: the build went on");
+}
