@@ -266,3 +266,70 @@ fn real_archive_root_the_default_onion_build_runs_rootless_with_host_root() {
         "mounts left"
     );
 }
+
+#[test]
+fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing() {
+    use std::io::BufRead as _;
+    let Some(user) = rootless::user() else { return };
+    let Some(mirror) = host_mirror() else { return };
+    let work = Workdir::new(&user);
+    let target = work.path().join("root");
+    let cache = work.path().join("cache");
+    let mut child = Command::new("setpriv")
+        .arg(format!("--reuid={}", user.uid))
+        .arg(format!("--regid={}", user.gid))
+        .args(["--init-groups", "--"])
+        .arg(&work.binary)
+        .args(["build", "--no-onion", "trixie"])
+        .arg(&target)
+        .arg(&mirror)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", work.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // The signal goes once maintainer scripts run in the namespace (mounts made, PID namespaces
+    // in use), to the process the caller started: it forwards it inward.
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("read stderr");
+        let configuring = line.contains("configuring packages");
+        seen.push(line);
+        if configuring {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|l| l.contains("configuring packages")),
+        "the build ended before configuring:\n{}",
+        seen.join("\n")
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "exit status; stderr:\n{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.contains("partial output removed")),
+        "{}",
+        rest.join("\n")
+    );
+    assert!(!target.exists(), "TARGET exists");
+    let left: Vec<String> = fs_err::read_dir(work.path())
+        .expect("read workdir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "debstrap-onion" && n != "cache")
+        .collect();
+    assert_eq!(left, Vec::<String>::new(), "left in the workdir");
+    assert_eq!(mounts_under(work.path()), Vec::<String>::new(), "mounts left");
+    assert_eq!(processes_under(work.path()), Vec::<String>::new(), "processes left");
+}
