@@ -16,6 +16,9 @@
 #   squashfs  minbase written as .squashfs by both tools
 #   oci       minbase written as our .oci image against mmdebstrap's .squashfs (mmdebstrap
 #             writes no OCI image; its squashfs is the nearest image it makes)
+#   rootless  minbase to .tar as an unprivileged user ($BENCH_USER, default debstrap-rootless,
+#             which needs /etc/subuid and /etc/subgid ranges) against mmdebstrap --mode=unshare
+#             as the same user, plus our root build of the same tarball ("root" below the table)
 #
 # The mirror comes from $DEBSTRAP_MIRROR or the host's apt sources, as for the tool itself.
 # Missing anchors (mmdebstrap, debootstrap) and GNU time are installed from Debian's packages.
@@ -24,7 +27,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 shift || true
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(minbase buildd server large onion zst xz squashfs oci)
+[ ${#rows[@]} -gt 0 ] || rows=(minbase buildd server large onion zst xz squashfs oci rootless)
 suite=trixie
 SERVER=python3,git,curl,openssh-server,systemd,vim,sudo,locales
 LARGE=xfce4,firefox-esr,libreoffice,gimp,inkscape,python3-full,git,build-essential,vim,openssh-server,systemd,thunderbird,vlc,emacs,texlive-latex-base,default-jdk,golang,nodejs,php,postgresql,mariadb-server,apache2,r-base
@@ -104,6 +107,30 @@ run() {
 # packages DIR: the installed package names of a root, one a line.
 packages() { chroot "$1" dpkg-query -W -f '${binary:Package}\n' | sed 's/:.*//' | sort; }
 
+# The rootless row: our build and mmdebstrap's unshare mode as $BENCH_USER, in a directory of
+# theirs, and our root build of the same tarball beside them.
+rootless_row() {
+    local user=${BENCH_USER:-debstrap-rootless}
+    grep -q "^$user:" /etc/subuid || { echo "bench.sh: $user has no /etc/subuid range" >&2; exit 2; }
+    local home=$work/rootless
+    chmod 755 "$work"
+    local as_user=(setpriv --reuid="$(id -u "$user")" --regid="$(id -g "$user")" --init-groups --
+        env -i PATH=/usr/bin:/bin:/usr/sbin:/sbin HOME="$home" SOURCE_DATE_EPOCH=1700000000)
+    for i in $(seq "$runs"); do
+        echo "rootless: run $i/$runs" >&2
+        rm -rf "$home"; mkdir -p "$home"; chown "$user:" "$home"
+        cp "$ours" "$home/debstrap-onion"; chmod 755 "$home/debstrap-onion"
+        run rootless cold "$home/ours.tar" "${as_user[@]}" "$home/debstrap-onion" build --no-onion --cache-dir "$home/cache" "$suite" "$home/ours.tar" "$mirror"
+        run rootless mmdebstrap "$home/mm.tar" "${as_user[@]}" mmdebstrap --quiet --mode=unshare --variant=minbase "$suite" "$home/mm.tar" "$mirror"
+        run rootless warm "$home/ours.tar" "${as_user[@]}" "$home/debstrap-onion" build --no-onion --cache-dir "$home/cache" "$suite" "$home/ours.tar" "$mirror"
+        rm -rf "$work/cache"
+        run rootless root "$work/root.tar" env SOURCE_DATE_EPOCH=1700000000 "$ours" build --no-onion --mode root --cache-dir "$work/cache" "$suite" "$work/root.tar" "$mirror"
+        if [ "$i" = 1 ] && ! cmp -s "$home/ours.tar" "$work/root.tar"; then
+            echo "bench.sh: the rootless tarball differs from root's" >&2; exit 1
+        fi
+    done
+}
+
 for row in "${rows[@]}"; do
     ours_args=(--no-onion --variant=minbase)
     mm_args=(--variant=minbase)
@@ -119,9 +146,14 @@ for row in "${rows[@]}"; do
         xz) ext=.tar.xz ;;
         squashfs) ext=.squashfs ;;
         oci) ext=.oci; mm_ext=.squashfs ;;
+        rootless) ext=.tar ;;
         *) echo "bench.sh: unknown row $row" >&2; exit 2 ;;
     esac
     mm_ext=${mm_ext:-$ext}
+    if [ "$row" = rootless ]; then
+        rootless_row
+        continue
+    fi
     for i in $(seq "$runs"); do
         echo "$row: run $i/$runs" >&2
         rm -rf "$work/cache" "$work/host"
@@ -170,6 +202,12 @@ for row in "${rows[@]}"; do
         diff "$work/pkgs.$row.ours" "$work/pkgs.$row.mm" | grep '^[<>]' || true
     fi
 done
+if [ -n "$(field rootless root 3)" ]; then
+    root=$(field rootless root 3 | median)
+    cold=$(field rootless cold 3 | median)
+    awk -v r="$root" -v c="$cold" 'BEGIN { printf "\nrootless: our root build (cold) %.1f s; rootless cold / root cold = %.2f\n", r, c / r }'
+fi
+
 printf '\nour stages (last run of each row):\n'
 for row in "${rows[@]}"; do
     printf '  %-8s cold: %s\n' "$row" "$(tail -1 "$work/stages.$row.cold" 2>/dev/null)"
