@@ -301,10 +301,11 @@ fn mount_points() -> Vec<String> {
         .collect()
 }
 
-/// Run as nobody, a build is refused before any work: port 9 has no listener, so any attempt
-/// to fetch would show as a network error.
+/// Run as nobody with `--mode root`, a build is refused before any work: port 9 has no
+/// listener, so any attempt to fetch would show as a network error. (Without it, a user's build
+/// is rootless: tests/rootless.rs.)
 #[test]
-fn root_a_build_as_a_user_is_refused_before_any_work() {
+fn root_a_root_mode_build_as_a_user_is_refused_before_any_work() {
     if !require_root() || !require_program("setpriv") {
         return;
     }
@@ -312,7 +313,7 @@ fn root_a_build_as_a_user_is_refused_before_any_work() {
     let target = dir.path().join("target");
     let out = run(Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
-        .args(["build", "--no-onion", "trixie"])
+        .args(["build", "--mode", "root", "--no-onion", "trixie"])
         .arg(&target)
         .arg("http://127.0.0.1:9/")
         .current_dir("/")

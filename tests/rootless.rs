@@ -8,6 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use support::repo::{key_path, sample_packages, RepoSpec, Served};
 use support::rootless::{self, User, Workdir};
 
 /// A mirror nothing listens on: a build that got as far as fetching would fail differently.
@@ -196,4 +197,61 @@ fn root_a_rootless_target_under_another_users_directory_is_refused_before_the_na
     );
     assert!(!target.exists(), "TARGET was created");
     assert!(!cache.exists(), "the cache was created: the build went on");
+}
+
+#[test]
+fn root_print_packages_and_download_only_run_as_a_user_without_a_namespace() {
+    let Some((user, work)) = setup() else { return };
+    let served = Served::start(
+        &RepoSpec::fresh(),
+        "test-archive.sec.asc",
+        &sample_packages(),
+    );
+    // The fixture key, where the user can read it.
+    let key = work.path().join("key.asc");
+    fs_err::copy(key_path("test-archive.pub.asc"), &key).expect("copy the key");
+    let arch = support::native_arch();
+    let run = |what: &str| {
+        // No newuidmap on PATH: a namespace would be refused, so success shows none was made.
+        Command::new("/usr/bin/setpriv")
+            .arg(format!("--reuid={}", user.uid))
+            .arg(format!("--regid={}", user.gid))
+            .args(["--init-groups", "--"])
+            .arg(&work.binary)
+            .args(["build", what, "--no-onion", "--arch", &arch, "--keyring"])
+            .arg(&key)
+            .args(["fixture", "-", &served.server.url])
+            .current_dir(work.path())
+            .env_clear()
+            .env("PATH", work.path().join("empty"))
+            .env("HOME", work.path())
+            .output()
+            .expect("setpriv")
+    };
+    let printed = run("--print-packages");
+    rootless::assert_ok("--print-packages as a user", &printed);
+    let listed = String::from_utf8_lossy(&printed.stdout);
+    assert!(listed.lines().any(|l| l.starts_with("base ")), "{listed}");
+
+    let downloaded = run("--download-only");
+    rootless::assert_ok("--download-only as a user", &downloaded);
+    // The default cache of a user is under their home, and theirs.
+    let cache = work.path().join(".cache/debstrap-onion");
+    let mut debs = Vec::new();
+    let mut stack = vec![cache.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).expect("read the cache").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "deb") {
+                debs.push(path);
+            }
+        }
+    }
+    assert!(!debs.is_empty(), "no .deb under {}", cache.display());
+    for deb in &debs {
+        let owner = std::os::unix::fs::MetadataExt::uid(&fs_err::metadata(deb).expect("stat"));
+        assert_eq!(owner, user.uid, "{} is not the user's", deb.display());
+    }
 }
