@@ -305,7 +305,8 @@ fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing()
         }
     }
     assert!(
-        seen.last().is_some_and(|l| l.contains("configuring packages")),
+        seen.last()
+            .is_some_and(|l| l.contains("configuring packages")),
         "the build ended before configuring:\n{}",
         seen.join("\n")
     );
@@ -316,7 +317,12 @@ fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing()
     .expect("kill");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(130), "exit status; stderr:\n{}", rest.join("\n"));
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit status; stderr:\n{}",
+        rest.join("\n")
+    );
     assert!(
         rest.iter().any(|l| l.contains("partial output removed")),
         "{}",
@@ -330,6 +336,14 @@ fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing()
         .filter(|n| n != "debstrap-onion" && n != "cache")
         .collect();
     assert_eq!(left, Vec::<String>::new(), "left in the workdir");
-    assert_eq!(mounts_under(work.path()), Vec::<String>::new(), "mounts left");
-    assert_eq!(processes_under(work.path()), Vec::<String>::new(), "processes left");
+    assert_eq!(
+        mounts_under(work.path()),
+        Vec::<String>::new(),
+        "mounts left"
+    );
+    assert_eq!(
+        processes_under(work.path()),
+        Vec::<String>::new(),
+        "processes left"
+    );
 }
