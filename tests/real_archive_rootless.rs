@@ -89,19 +89,25 @@ fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
     let work = Workdir::new(&user);
     let theirs = work.path().join("rootless.tar");
     let cache = work.path().join("cache");
-    build_as(
-        &user,
-        &work,
-        &[
-            "build",
-            "--no-onion",
-            "trixie",
-            theirs.to_str().expect("utf-8"),
-            &mirror,
-            "--cache-dir",
-            cache.to_str().expect("utf-8"),
-        ],
-    );
+    // Hooks run in rootless mode as in root mode, outside the root and chrooted into it, and
+    // what they write deterministically keeps the tarballs equal.
+    let hooks = [
+        "--essential-hook",
+        r#"chroot "$1" sh -c 'echo chrooted > /etc/hook-chroot'"#,
+        "--customize-hook",
+        r#"echo stamp > "$1/etc/hook-stamp""#,
+    ];
+    let mut args = vec![
+        "build",
+        "--no-onion",
+        "trixie",
+        theirs.to_str().expect("utf-8"),
+        &mirror,
+        "--cache-dir",
+        cache.to_str().expect("utf-8"),
+    ];
+    args.extend_from_slice(&hooks);
+    build_as(&user, &work, &args);
     assert_eq!(
         fs_err::metadata(&theirs).expect("stat").uid(),
         user.uid,
@@ -115,6 +121,7 @@ fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
             .arg(&mirror)
             .arg("--cache-dir")
             .arg(shared_cache())
+            .args(hooks)
             .env("SOURCE_DATE_EPOCH", EPOCH),
     );
     let (rootless_sum, root_sum) = (sha256(&theirs), sha256(&ours));
@@ -134,6 +141,15 @@ fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
             .arg(&unpacked),
     );
     assert_working_root(&unpacked);
+    for (file, text) in [
+        ("etc/hook-chroot", "chrooted\n"),
+        ("etc/hook-stamp", "stamp\n"),
+    ] {
+        assert_eq!(
+            fs_err::read_to_string(unpacked.join(file)).expect("hook output"),
+            text
+        );
+    }
 }
 
 #[test]
@@ -143,6 +159,8 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
     let work = Workdir::new(&user);
     let target = work.path().join("root");
     let cache = work.path().join("cache");
+    let mode_file = work.path().join("hook-mode");
+    let mode_hook = format!("echo \"$MMDEBSTRAP_MODE\" > {}", mode_file.display());
     let out = build_as(
         &user,
         &work,
@@ -154,7 +172,14 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
             &mirror,
             "--cache-dir",
             cache.to_str().expect("utf-8"),
+            "--setup-hook",
+            &mode_hook,
         ],
+    );
+    assert_eq!(
+        fs_err::read_to_string(&mode_file).expect("the hook's record"),
+        "unshare\n",
+        "hooks are told the mode, as mmdebstrap tells them"
     );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("unshare --map-auto --map-root-user"),
