@@ -11,8 +11,8 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::host::{host_mirror, run_ok, shared_cache};
-use support::rootless::{self, assert_ok, User, Workdir};
+use support::host::{assert_ok, host_mirror, run_ok, shared_cache};
+use support::rootless::{self, User, Workdir};
 
 const EPOCH: &str = "1700000000";
 
@@ -76,8 +76,22 @@ fn processes_under(dir: &Path) -> Vec<String> {
     found
 }
 
-fn build_as(user: &User, work: &Workdir, args: &[&str]) -> Output {
-    let out = rootless::run_as(user, work, args, &[("SOURCE_DATE_EPOCH", EPOCH)]);
+/// `build trixie TARGET MIRROR --cache-dir WORK/cache` and `extra`: the tool's arguments.
+fn trixie(work: &Workdir, target: &Path, mirror: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["build".into(), "trixie".into()];
+    args.push(target.display().to_string());
+    args.push(mirror.into());
+    args.push("--cache-dir".into());
+    args.push(work.path().join("cache").display().to_string());
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
+
+fn build_as(user: &User, work: &Workdir, args: &[String]) -> Output {
+    let out = rootless::command_as(user, work, args)
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .output()
+        .expect("run setpriv");
     assert_ok(&format!("rootless debstrap-onion {args:?}"), &out);
     out
 }
@@ -88,7 +102,6 @@ fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
     let Some(mirror) = host_mirror() else { return };
     let work = Workdir::new(&user);
     let theirs = work.path().join("rootless.tar");
-    let cache = work.path().join("cache");
     // Hooks run in rootless mode as in root mode, outside the root and chrooted into it, and
     // what they write deterministically keeps the tarballs equal.
     let hooks = [
@@ -97,16 +110,9 @@ fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
         "--customize-hook",
         r#"echo stamp > "$1/etc/hook-stamp""#,
     ];
-    let mut args = vec![
-        "build",
-        "--no-onion",
-        "trixie",
-        theirs.to_str().expect("utf-8"),
-        &mirror,
-        "--cache-dir",
-        cache.to_str().expect("utf-8"),
-    ];
-    args.extend_from_slice(&hooks);
+    let mut extra = vec!["--no-onion"];
+    extra.extend_from_slice(&hooks);
+    let args = trixie(&work, &theirs, &mirror, &extra);
     build_as(&user, &work, &args);
     assert_eq!(
         fs_err::metadata(&theirs).expect("stat").uid(),
@@ -158,24 +164,10 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
     let Some(mirror) = host_mirror() else { return };
     let work = Workdir::new(&user);
     let target = work.path().join("root");
-    let cache = work.path().join("cache");
     let mode_file = work.path().join("hook-mode");
     let mode_hook = format!("echo \"$MMDEBSTRAP_MODE\" > {}", mode_file.display());
-    let out = build_as(
-        &user,
-        &work,
-        &[
-            "build",
-            "--no-onion",
-            "trixie",
-            target.to_str().expect("utf-8"),
-            &mirror,
-            "--cache-dir",
-            cache.to_str().expect("utf-8"),
-            "--setup-hook",
-            &mode_hook,
-        ],
-    );
+    let extra = ["--no-onion", "--setup-hook", &mode_hook];
+    let out = build_as(&user, &work, &trixie(&work, &target, &mirror, &extra));
     assert_eq!(
         fs_err::read_to_string(&mode_file).expect("the hook's record"),
         "unshare\n",
@@ -232,25 +224,12 @@ fn real_archive_root_the_default_onion_build_runs_rootless_with_host_root() {
     let work = Workdir::new(&user);
     let target = work.path().join("onion");
     let host_root = work.path().join("host");
-    let cache = work.path().join("cache");
     let torrc_before = fs_err::read("/etc/tor/torrc").ok();
     let schroot_before = fs_err::read_dir("/etc/schroot/chroot.d")
         .map(|d| d.count())
         .unwrap_or(0);
-    let out = build_as(
-        &user,
-        &work,
-        &[
-            "build",
-            "trixie",
-            target.to_str().expect("utf-8"),
-            &mirror,
-            "--host-root",
-            host_root.to_str().expect("utf-8"),
-            "--cache-dir",
-            cache.to_str().expect("utf-8"),
-        ],
-    );
+    let extra = ["--host-root", host_root.to_str().expect("utf-8")];
+    let out = build_as(&user, &work, &trixie(&work, &target, &mirror, &extra));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let address = stdout
         .split_whitespace()
@@ -299,20 +278,8 @@ fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing()
     let Some(mirror) = host_mirror() else { return };
     let work = Workdir::new(&user);
     let target = work.path().join("root");
-    let cache = work.path().join("cache");
-    let mut child = Command::new("setpriv")
-        .arg(format!("--reuid={}", user.uid))
-        .arg(format!("--regid={}", user.gid))
-        .args(["--init-groups", "--"])
-        .arg(&work.binary)
-        .args(["build", "--no-onion", "trixie"])
-        .arg(&target)
-        .arg(&mirror)
-        .arg("--cache-dir")
-        .arg(&cache)
-        .env_clear()
-        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("HOME", work.path())
+    let args = trixie(&work, &target, &mirror, &["--no-onion"]);
+    let mut child = rootless::command_as(&user, &work, &args)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");

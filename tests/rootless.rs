@@ -80,30 +80,19 @@ fn root_a_user_without_subordinate_ids_is_told_the_usermod_command() {
 fn root_without_newuidmap_the_uidmap_package_is_named() {
     let Some((user, work)) = setup() else { return };
     let (target, cache) = (work.path().join("root"), work.path().join("cache"));
-    let mut args = vec![
-        "--reuid".to_string(),
-        user.uid.to_string(),
-        "--regid".into(),
-        user.gid.to_string(),
-        "--init-groups".into(),
-        "--".into(),
-    ];
-    args.push(work.binary.display().to_string());
-    for a in build_args(
-        target.to_str().expect("utf-8"),
-        cache.to_str().expect("utf-8"),
-        &["--no-onion"],
-    ) {
-        args.push(a.to_string());
-    }
-    // A PATH without newuidmap (nor anything else); setpriv itself is named by its path.
-    let out = Command::new("/usr/bin/setpriv")
-        .args(&args)
-        .env_clear()
-        .env("PATH", work.path().join("empty"))
-        .env("HOME", work.path())
-        .output()
-        .expect("setpriv");
+    // A PATH without newuidmap (nor anything else).
+    let out = rootless::command_as(
+        &user,
+        &work,
+        &build_args(
+            target.to_str().expect("utf-8"),
+            cache.to_str().expect("utf-8"),
+            &["--no-onion"],
+        ),
+    )
+    .env("PATH", work.path().join("empty"))
+    .output()
+    .expect("setpriv");
     assert_refused(
         &out,
         &["newuidmap", "apt-get install uidmap"],
@@ -213,28 +202,21 @@ fn root_print_packages_and_download_only_run_as_a_user_without_a_namespace() {
     let arch = support::native_arch();
     let run = |what: &str| {
         // No newuidmap on PATH: a namespace would be refused, so success shows none was made.
-        Command::new("/usr/bin/setpriv")
-            .arg(format!("--reuid={}", user.uid))
-            .arg(format!("--regid={}", user.gid))
-            .args(["--init-groups", "--"])
-            .arg(&work.binary)
-            .args(["build", what, "--no-onion", "--arch", &arch, "--keyring"])
+        let args = ["build", what, "--no-onion", "--arch", &arch, "--keyring"];
+        rootless::command_as(&user, &work, &args)
             .arg(&key)
             .args(["fixture", "-", &served.server.url])
-            .current_dir(work.path())
-            .env_clear()
             .env("PATH", work.path().join("empty"))
-            .env("HOME", work.path())
             .output()
             .expect("setpriv")
     };
     let printed = run("--print-packages");
-    rootless::assert_ok("--print-packages as a user", &printed);
+    support::host::assert_ok("--print-packages as a user", &printed);
     let listed = String::from_utf8_lossy(&printed.stdout);
     assert!(listed.lines().any(|l| l.starts_with("base ")), "{listed}");
 
     let downloaded = run("--download-only");
-    rootless::assert_ok("--download-only as a user", &downloaded);
+    support::host::assert_ok("--download-only as a user", &downloaded);
     // The default cache of a user is under their home, and theirs.
     let cache = work.path().join(".cache/debstrap-onion");
     let mut debs = Vec::new();

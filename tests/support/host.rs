@@ -78,12 +78,17 @@ pub fn run_ok(cmd: &mut std::process::Command) -> std::process::Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert_ok(&format!("{cmd:?}"), &out);
+    out
+}
+
+/// Fails the test, showing both streams, unless `out` (of `what`) exited 0.
+pub fn assert_ok(what: &str, out: &std::process::Output) {
     assert!(
         out.status.success(),
-        "{cmd:?} failed ({}):\n{}\n{}",
+        "{what} failed ({}):\n{}\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    out
 }

@@ -96,10 +96,10 @@ impl Drop for Workdir {
     }
 }
 
-/// Runs `binary args` as `user` with a clean environment (PATH, HOME in the workdir, and
-/// `env`), in the workdir.
-pub fn run_as(user: &User, work: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new("setpriv");
+/// `binary args` as `user` with a clean environment (PATH, HOME in the workdir, LANG), in the
+/// workdir; setpriv is named by its path, so a test may give the tool another PATH.
+pub fn command_as<S: AsRef<std::ffi::OsStr>>(user: &User, work: &Workdir, args: &[S]) -> Command {
+    let mut command = Command::new("/usr/bin/setpriv");
     command
         .arg(format!("--reuid={}", user.uid))
         .arg(format!("--regid={}", user.gid))
@@ -112,19 +112,12 @@ pub fn run_as(user: &User, work: &Workdir, args: &[&str], env: &[(&str, &str)]) 
         .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
         .env("HOME", work.path())
         .env("LANG", "C.UTF-8");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command.output().expect("run setpriv")
+    command
 }
 
-/// Panics with both streams unless `out` succeeded.
-pub fn assert_ok(what: &str, out: &Output) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+/// Runs [`command_as`] with `env` added.
+pub fn run_as(user: &User, work: &Workdir, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = command_as(user, work, args);
+    command.envs(env.iter().copied());
+    command.output().expect("run setpriv")
 }
