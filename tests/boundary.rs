@@ -891,6 +891,36 @@ fn child_stops_in_the_onion_stage() {
 }
 
 #[test]
+fn a_stop_request_ends_the_wait_for_the_host_lock() {
+    run_child("child_waits_for_the_host_lock");
+}
+
+#[test]
+#[ignore = "run by a_stop_request_ends_the_wait_for_the_host_lock"]
+fn child_waits_for_the_host_lock() {
+    if !is_child("child_waits_for_the_host_lock") {
+        return;
+    }
+    // A service's key is all that is left of it, and another build holds the host root's lock
+    // (for up to five minutes before giving up, it would wait).
+    let host = tempfile::tempdir().expect("tempdir");
+    let key_dir = host.path().join("var/lib/tor/onion");
+    fs_err::create_dir_all(&key_dir).expect("mkdir");
+    let held = fs_err::File::open(host.path()).expect("open the host root");
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .expect("take the lock");
+    // The stop request comes first, so the remove that waits can end only by seeing it while
+    // it waits: nothing before the lock checks for it.
+    debstrap_onion::cancel::request();
+    let err = debstrap_onion::onion::remove("onion", host.path(), true).expect_err("stopped");
+    assert!(
+        matches!(err, debstrap_onion::onion::OnionError::Cancelled(_)),
+        "unexpected: {err}"
+    );
+    assert!(key_dir.is_dir(), "the key was removed");
+}
+
+#[test]
 fn real_archive_root_a_build_stopped_after_the_onion_stage_puts_the_host_root_back() {
     if !support::host::require_root() || support::host::host_mirror().is_none() {
         return;
