@@ -54,6 +54,7 @@ mod clean;
 mod compress;
 mod image;
 mod oci;
+pub(crate) mod place;
 mod tar;
 mod walk;
 
