@@ -339,3 +339,41 @@ fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing()
         "processes left"
     );
 }
+
+/// Emulated (qemu) and so minutes long: run by hand with `-- --ignored`.
+#[test]
+#[ignore = "an emulated arm64 build takes minutes: run by hand"]
+fn real_archive_root_a_rootless_arm64_tarball_is_root_builds_byte_for_byte() {
+    let Some(user) = rootless::user() else { return };
+    let Some(mirror) = host_mirror() else { return };
+    let work = Workdir::new(&user);
+    let theirs = work.path().join("rootless.tar");
+    build_as(
+        &user,
+        &work,
+        &trixie(&work, &theirs, &mirror, &["--no-onion", "--arch", "arm64"]),
+    );
+    let ours = work.path().join("root.tar");
+    run_ok(
+        Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+            .args([
+                "build",
+                "--no-onion",
+                "--mode",
+                "root",
+                "--arch",
+                "arm64",
+                "trixie",
+            ])
+            .arg(&ours)
+            .arg(&mirror)
+            .arg("--cache-dir")
+            .arg(shared_cache())
+            .env("SOURCE_DATE_EPOCH", EPOCH),
+    );
+    assert_eq!(
+        sha256(&theirs),
+        sha256(&ours),
+        "the rootless arm64 tarball differs"
+    );
+}
