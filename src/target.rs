@@ -216,7 +216,7 @@ fn acl_write_grant(dir: &Path, me: u32) -> Option<String> {
 /// A root directory held by an `O_PATH` descriptor opened once: every stage reaches the root
 /// through this descriptor (or a duplicate of it), never by looking its path up again, so
 /// swapping the directory at that path between stages changes nothing they touch. The path is
-/// kept for messages and for [`HeldRoot::verify`].
+/// kept for messages and for the check, before each stage, that it still names this directory.
 #[derive(Debug)]
 pub struct HeldRoot {
     path: PathBuf,
