@@ -102,7 +102,7 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     // Where the root goes is decided, and refused, before any work (and checked again when
     // the build directory is made, in case TARGET changed meanwhile).
     if config.stop_after == StopAfter::Complete {
-        BuildPlace::decide(config)?;
+        BuildPlace::decide(config, false)?;
     }
     // Whether the root's programs can run here is settled before anything is downloaded; for
     // an architecture whose ELF signature is not known, the archive's word on it comes first.
@@ -189,7 +189,11 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     }
 
     // Each stage starts with a check that the build directory is still the one created.
-    let build_dir = BuildDir::create(BuildPlace::decide(config)?, &config.output, config.force)?;
+    let build_dir = BuildDir::create(
+        BuildPlace::decide(config, false)?,
+        &config.output,
+        config.force,
+    )?;
     run_hooks(config, &build_dir, HookPoint::Setup, reporter)?;
     let unpacked = download_and_unpack(
         config,
@@ -299,7 +303,7 @@ fn release_freed_memory() {
 /// nothing. A rootless build runs this as the calling user before entering its namespace, where
 /// the owners of directories outside it can no longer be told apart.
 pub fn check_place(config: &BuildConfig) -> Result<(), Error> {
-    BuildPlace::decide(config).map(|_| ())
+    BuildPlace::decide(config, true).map(|_| ())
 }
 
 /// How the root's programs will run, when the build runs any (configuring the root does;

@@ -410,6 +410,26 @@ fn root_a_noexec_build_place_is_refused_before_any_work_naming_mount_and_option(
 /// A tarball whose directory another user owns has its root built in TMPDIR instead; that
 /// place gets the same check, so a noexec TMPDIR is refused before any work.
 #[test]
+fn root_a_tarball_whose_parent_another_user_owns_is_built_in_tmpdir_saying_so_once() {
+    if !require_root() {
+        return;
+    }
+    let served = fixture(&[("good", good_package())]);
+    let theirs = served.dir.path().join("theirs");
+    fs_err::create_dir(&theirs).expect("mkdir");
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+    let tmp = served.dir.path().join("tmp");
+    fs_err::create_dir(&tmp).expect("mkdir");
+    let target = theirs.join("root.tar");
+    let out = run(fixture_build(&served, "good", &target, &[]).env("TMPDIR", &tmp));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(target.is_file(), "no tarball");
+    let said = text(&out).matches("building the root in").count();
+    assert_eq!(said, 1, "the fallback is said {said} times:\n{}", text(&out));
+    assert!(entries(&tmp).is_empty(), "left in TMPDIR: {:?}", entries(&tmp));
+}
+
+#[test]
 fn root_the_temporary_place_a_tarball_falls_back_to_is_checked_for_noexec() {
     if !require_root() || !require_program("unshare") {
         return;

@@ -28,8 +28,9 @@ pub(crate) enum BuildPlace {
 }
 
 impl BuildPlace {
-    /// Checks TARGET and the filesystem the root will be on; creates nothing.
-    pub(crate) fn decide(config: &BuildConfig) -> Result<BuildPlace, Error> {
+    /// Checks TARGET and the filesystem the root will be on; creates nothing. `quiet` keeps a
+    /// fallback to the temporary directory unsaid.
+    pub(crate) fn decide(config: &BuildConfig, quiet: bool) -> Result<BuildPlace, Error> {
         let place = match &config.output {
             Output::Directory(target) => Self::for_directory(target, config.force)?,
             // The layout replaces TARGET at the end, as a directory build would.
@@ -49,10 +50,17 @@ impl BuildPlace {
                     },
                     Err(unsafe_parent) => {
                         let parent = std::env::temp_dir();
-                        tracing::warn!(
-                            "{unsafe_parent}; building the root in {} instead",
-                            parent.display()
-                        );
+                        // Decided again when the build directory is made: said once. (A
+                        // rootless build's first process checks quietly; the build says it.)
+                        static SAID: std::sync::Once = std::sync::Once::new();
+                        if !quiet {
+                            SAID.call_once(|| {
+                                tracing::warn!(
+                                    "{unsafe_parent}; building the root in {} instead",
+                                    parent.display()
+                                );
+                            });
+                        }
                         target::check_parents(path, &parent)?;
                         BuildPlace::Temporary {
                             parent,
