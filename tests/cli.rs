@@ -402,6 +402,142 @@ fn pid(child: &Child) -> nix::unistd::Pid {
     nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"))
 }
 
+/// Files under `dir` (recursively), as paths relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in fs_err::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                found.push(
+                    path.strip_prefix(dir)
+                        .unwrap_or(&path)
+                        .display()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// A hostile mirror that never answers one request, met by SIGINT while it holds: at the
+/// InRelease, at a Packages index and at a .deb, the build ends at once (a held request does
+/// not delay the signal) with exit 130, and leaves no TARGET, no build directory, nothing
+/// half-downloaded in the cache.
+#[test]
+fn root_sigint_while_the_mirror_holds_a_request_ends_the_build_leaving_nothing() {
+    if !require_root() {
+        return;
+    }
+    // Real .debs (the sample packages are index entries only), one required.
+    let serve = || {
+        let deb = support::deb::DebBuilder::new("base", "1.0", &crate::support::native_arch())
+            .dir("./", 0o755)
+            .dir("./usr", 0o755)
+            .file("./usr/base", 0o644, b"base");
+        Fixture {
+            served: Served::start(
+                &RepoSpec::fresh(),
+                "test-archive.sec.asc",
+                &[support::repo::FakeDeb::new(
+                    "base",
+                    "1.0",
+                    &[("Priority", "required")],
+                    deb.build(),
+                )],
+            ),
+        }
+    };
+    // Which requests a build makes, from a build that is let finish.
+    let probe = serve();
+    let out = probe.build(&["--variant", "extract", "--include", "base"]);
+    assert_eq!(code(&out), Some(0), "{}", stderr(&out));
+    let requests = probe.served.server.requests();
+    let first = |pred: &dyn Fn(&str) -> bool| {
+        requests
+            .iter()
+            .find(|p| pred(p))
+            .unwrap_or_else(|| panic!("no such request in {requests:?}"))
+            .clone()
+    };
+    let held_paths = [
+        first(&|p| p.ends_with("/InRelease")),
+        first(&|p| p.contains("/binary-")),
+        first(&|p| p.ends_with(".deb")),
+    ];
+    for held in held_paths {
+        let fx = serve();
+        fx.served.server.fault(&held, support::server::Fault::Hold);
+        let child = bin()
+            .args([
+                "build",
+                "--no-onion",
+                "--variant",
+                "extract",
+                "--include",
+                "base",
+            ])
+            .args(["--arch", &crate::support::native_arch(), "--keyring"])
+            .arg(key_path("test-archive.pub.asc"))
+            .arg("--cache-dir")
+            .arg(fx.served.dir.path().join("cache"))
+            .arg("fixture")
+            .arg(fx.target())
+            .arg(&fx.served.server.url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the build");
+        let mut running = Running(Some(child));
+        let child = running.0.as_mut().expect("child");
+        assert!(
+            fx.served
+                .server
+                .wait_for_request(&held, std::time::Duration::from_secs(60)),
+            "the build never asked for {held}"
+        );
+        let signalled = std::time::Instant::now();
+        nix::sys::signal::kill(pid(child), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .expect("stderr")
+            .read_to_string(&mut err)
+            .expect("read stderr");
+        let status = child.wait().expect("wait");
+        let took = signalled.elapsed();
+        assert_eq!(status.code(), Some(130), "held at {held}:\n{err}");
+        // The read timeout is 60 s: a build that waited for it would take that long.
+        assert!(
+            took < std::time::Duration::from_secs(10),
+            "held at {held}: the build took {took:?} to stop"
+        );
+        assert!(!fx.target().exists(), "held at {held}: TARGET left");
+        let left: Vec<String> = fs_err::read_dir(fx.served.dir.path())
+            .expect("read the scratch dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".target"))
+            .collect();
+        assert!(left.is_empty(), "held at {held}: left {left:?}");
+        // Only verified files, under their hashes: no temporary or partial one.
+        let cached = files_under(&fx.served.dir.path().join("cache"));
+        assert!(
+            cached
+                .iter()
+                .all(|f| !f.rsplit('/').next().unwrap_or(f).starts_with('.')),
+            "held at {held}: partial files in the cache: {cached:?}"
+        );
+        fx.served.server.release(&held);
+    }
+}
+
 /// SIGINT as soon as the build says it is unpacking: exit 130, "interrupted", and neither
 /// TARGET, nor the build directory beside it, nor a mount under the scratch directory is left.
 #[test]

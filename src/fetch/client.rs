@@ -20,6 +20,16 @@ use super::keyring::KeyringError;
 use super::release::ReleaseError;
 use crate::cancel::Cancelled;
 
+/// How often a request in flight looks for a stop request.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Resolves once a stop was requested (SIGINT, SIGTERM): raced against every request.
+async fn stop_requested() {
+    while !crate::cancel::is_requested() {
+        tokio::time::sleep(STOP_POLL).await;
+    }
+}
+
 /// How many times a transient failure (connection error, read timeout, 5xx) is tried in all.
 const ATTEMPTS: u32 = 4;
 /// The first retry waits this long; each later one twice as long.
@@ -351,18 +361,23 @@ impl Fetcher {
         let mut backoff = FIRST_BACKOFF;
         for n in 1.. {
             crate::cancel::check()?;
-            let result = tokio::time::timeout(deadline, attempt())
-                .await
-                .unwrap_or_else(|_| {
+            // A stop request ends a request at once, however slowly the server answers.
+            let result = tokio::select! {
+                result = tokio::time::timeout(deadline, attempt()) => result.unwrap_or_else(|_| {
                     Err(FetchError::Deadline {
                         url: url.to_string(),
                         seconds: deadline.as_secs(),
                     })
-                });
+                }),
+                () = stop_requested() => Err(Cancelled.into()),
+            };
             match result {
                 Err(err) if err.is_transient() && n < ATTEMPTS => {
                     tracing::warn!("{url}: {err}; retrying in {} ms", backoff.as_millis());
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = stop_requested() => return Err(Cancelled.into()),
+                    }
                     backoff *= 2;
                 }
                 other => return other,

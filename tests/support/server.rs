@@ -99,6 +99,23 @@ impl Server {
         released.notify_all();
     }
 
+    /// Waits until `path` has been requested, at most `limit`; whether it was.
+    pub fn wait_for_request(&self, path: &str, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let (faults, arrived) = &*self.faults;
+        let mut guard = faults.lock().expect("faults lock");
+        loop {
+            if self.requests().iter().any(|p| p == path) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            guard = arrived.wait_timeout(guard, left).expect("faults lock").0;
+        }
+    }
+
     /// The paths requested so far, in order.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("requests lock").clone()
@@ -151,6 +168,8 @@ fn serve(
         let fault = {
             let (faults, released) = faults;
             let mut faults = faults.lock().expect("faults lock");
+            // Wakes a test waiting for this request (held ones wait again just below).
+            released.notify_all();
             while faults.get(&path) == Some(&Fault::Hold) {
                 faults = released.wait(faults).expect("faults lock");
             }
