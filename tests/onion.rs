@@ -1601,3 +1601,213 @@ fn a_torrc_that_tor_refuses_is_not_written_and_nothing_changes() {
         "host-side changes remain"
     );
 }
+
+/// Real tor serving HOST_ROOT's torrc as Debian's tor serves /etc/tor/torrc, offline
+/// (DisableNetwork 1), with its control socket and cookie where Debian's are, under HOST_ROOT
+/// (run/tor/control, run/tor/control.authcookie). Its /var/lib/tor is HOST_ROOT's, bound there
+/// in a private mount namespace that ends with it, so the torrc's `HiddenServiceDir
+/// /var/lib/tor/NAME/` lines name the keys this test wrote and the host's own /var/lib/tor is
+/// never touched. It runs as root, not as Debian's `User debian-tor`: tor 0.4.9 opens a control
+/// socket after switching users only once the network is enabled, so the key directories are
+/// handed to root first (see [`HostRootTor::own`]). Killed (and its namespace gone) when dropped.
+struct HostRootTor {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl HostRootTor {
+    fn start(host_root: &Path, work: &Path) -> HostRootTor {
+        let run = host_root.join("run/tor");
+        let data = work.join("data");
+        for dir in [&run, &data] {
+            fs_err::create_dir_all(dir).expect("mkdir");
+            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        HostRootTor::own(host_root);
+        let log = work.join("tor.log");
+        let empty = work.join("defaults");
+        fs_err::write(&empty, "").expect("defaults");
+        let tor = support::tor::tor_binary().expect("tor");
+        let child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /var/lib/tor && exec \"$@\"")
+            .arg(host_root.join("var/lib/tor"))
+            .arg(tor)
+            .arg("-f")
+            .arg(host_root.join("etc/tor/torrc"))
+            .arg("--defaults-torrc")
+            .arg(&empty)
+            .args([
+                "--RunAsDaemon",
+                "0",
+                "--DisableNetwork",
+                "1",
+                "--SocksPort",
+                "0",
+            ])
+            .arg("--DataDirectory")
+            .arg(&data)
+            .arg("--ControlSocket")
+            .arg(format!(
+                "{} GroupWritable RelaxDirModeCheck",
+                run.join("control").display()
+            ))
+            .args(["--CookieAuthentication", "1", "--CookieAuthFile"])
+            .arg(run.join("control.authcookie"))
+            .arg("--Log")
+            .arg(format!("notice file {}", log.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(
+                fs_err::File::create(work.join("tor.out"))
+                    .expect("out")
+                    .into_parts()
+                    .0,
+            )
+            .stderr(
+                fs_err::File::create(work.join("tor.err"))
+                    .expect("err")
+                    .into_parts()
+                    .0,
+            )
+            .spawn()
+            .expect("start tor");
+        HostRootTor { child, log }
+    }
+
+    /// Hands every key directory under HOST_ROOT/var/lib/tor to root, the user this tor runs as
+    /// (tor refuses a service directory another user owns).
+    fn own(host_root: &Path) {
+        let dirs = fs_err::read_dir(host_root.join("var/lib/tor")).expect("key dirs");
+        for dir in dirs {
+            let dir = dir.expect("entry").path();
+            let mut paths = vec![dir.clone()];
+            for entry in fs_err::read_dir(&dir).expect("key dir") {
+                paths.push(entry.expect("entry").path());
+            }
+            for path in paths {
+                std::os::unix::fs::lchown(&path, Some(0), Some(0)).expect("chown");
+            }
+        }
+    }
+
+    /// Polls `list` until `done` holds for it (tor loads its services before it serves the
+    /// control socket, and on SIGHUP), failing if tor exits or 60 s pass.
+    fn wait_for(&mut self, host_root: &Path, done: impl Fn(&[onion::Listed]) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let listed = onion::list(host_root);
+            if done(&listed) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let dir = self.log.parent().expect("work dir");
+                panic!(
+                    "tor exited ({status}): {}{}{}",
+                    fs_err::read_to_string(&self.log).unwrap_or_default(),
+                    fs_err::read_to_string(dir.join("tor.out")).unwrap_or_default(),
+                    fs_err::read_to_string(dir.join("tor.err")).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after 60 s: {listed:?}\n{}",
+                fs_err::read_to_string(&self.log).unwrap_or_default()
+            );
+            // Polling what tor answers; the deadline above bounds it.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal tor");
+    }
+}
+
+impl Drop for HostRootTor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tor_states(listed: &[onion::Listed]) -> Vec<(String, onion::TorState)> {
+    listed
+        .iter()
+        .map(|l| (l.name.clone(), l.tor.clone()))
+        .collect()
+}
+
+#[test]
+fn root_real_tor_list_shows_what_the_running_tor_loaded_not_what_torrc_says() {
+    if !support::host::require_root()
+        || !support::host::require_program("unshare")
+        || support::tor::tor_binary().is_none()
+    {
+        return;
+    }
+    let scene = Scene::new();
+    let configure = |name: &str| {
+        onion::configure_unchecked(&OnionRequest {
+            name,
+            root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+            chroot_path: &scene.root,
+            suite: "trixie",
+            config: &scene.config(),
+        })
+        .expect("configure")
+        .keep()
+    };
+    configure("one");
+    let before = onion::list(&scene.host_root);
+    assert_eq!(
+        tor_states(&before),
+        [("one".to_string(), onion::TorState::NotRunning)]
+    );
+    assert!(
+        before[0].to_string().contains("\ttor not running\t"),
+        "{}",
+        before[0]
+    );
+    assert_eq!(before[0].hostname_matches_key, Some(true));
+
+    let work = tempfile::tempdir_in(scene._dir.path()).expect("tempdir");
+    let mut tor = HostRootTor::start(&scene.host_root, work.path());
+    tor.wait_for(&scene.host_root, |l| {
+        tor_states(l) == [("one".to_string(), onion::TorState::Loaded)]
+    });
+    // A second service in torrc that the running tor has not read yet: list tells them apart,
+    // though both blocks are in the file.
+    configure("two");
+    let listed = onion::list(&scene.host_root);
+    assert!(listed.iter().all(|l| l.in_torrc));
+    assert_eq!(
+        tor_states(&listed),
+        [
+            ("one".to_string(), onion::TorState::Loaded),
+            ("two".to_string(), onion::TorState::NotLoaded)
+        ]
+    );
+    assert!(
+        listed[1]
+            .to_string()
+            .contains("tor runs without it (reload tor)"),
+        "{}",
+        listed[1]
+    );
+    // What `start` does to tor: SIGHUP, and tor loads the second service.
+    HostRootTor::own(&scene.host_root);
+    tor.signal(nix::sys::signal::Signal::SIGHUP);
+    tor.wait_for(&scene.host_root, |l| {
+        l.iter().all(|s| s.tor == onion::TorState::Loaded)
+    });
+    // tor also wrote each hostname again from our key.
+    assert!(onion::list(&scene.host_root)
+        .iter()
+        .all(|l| l.hostname_matches_key == Some(true)));
+    tor.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = tor.child.wait();
+    assert!(onion::list(&scene.host_root)
+        .iter()
+        .all(|l| l.tor == onion::TorState::NotRunning));
+}

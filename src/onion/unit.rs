@@ -83,12 +83,20 @@ pub fn unit(spec: &UnitSpec) -> String {
     } else {
         format!("# PrivateIPC= needs systemd {PRIVATE_IPC_SINCE}; this unit was written for {systemd}.\n")
     };
-    let pids = if systemd >= PRIVATE_PIDS_SINCE {
-        "PrivatePIDs=yes\n".to_string()
+    let (pids, reload) = if systemd >= PRIVATE_PIDS_SINCE {
+        (
+            "PrivatePIDs=yes\n".to_string(),
+            // Each command has a PID namespace of its own: the signal is sent from outside
+            // the sandbox ("+"), where nginx's pid is the one systemd knows.
+            "ExecReload=+/bin/sh -c 'kill -HUP \"$$MAINPID\"'\n",
+        )
     } else {
-        format!(
-            "# PrivatePIDs= needs systemd {PRIVATE_PIDS_SINCE}; this unit was written for {systemd}, so\n\
-             # nginx sees the host's processes (without `start`'s PID namespace).\n"
+        (
+            format!(
+                "# PrivatePIDs= needs systemd {PRIVATE_PIDS_SINCE}; this unit was written for {systemd}, so\n\
+                 # nginx sees the host's processes (without `start`'s PID namespace).\n"
+            ),
+            "ExecReload=/bin/sh -c 'kill -HUP \"$$MAINPID\"'\n",
         )
     };
     format!(
@@ -136,8 +144,7 @@ pub fn unit(spec: &UnitSpec) -> String {
          ExecStartPre=/bin/rm -f {SOCKET}\n\
          ExecStartPre=/usr/sbin/nginx -t -q\n\
          ExecStart=/usr/sbin/nginx -g \"daemon off;\"\n\
-         # Outside the sandbox, so the signal reaches nginx whatever its PID namespace.\n\
-         ExecReload=+/bin/sh -c 'kill -HUP \"$$MAINPID\"'\n\
+         {reload}\
          # nginx's graceful stop; whatever is left is killed after the timeout.\n\
          KillSignal=SIGQUIT\n\
          KillMode=mixed\n\
@@ -445,6 +452,9 @@ mod tests {
         assert!(has(252, "PrivateIPC=yes"));
         assert!(!has(256, "PrivatePIDs=yes"));
         assert!(has(257, "PrivatePIDs=yes"));
+        // The reload leaves the sandbox only where nginx's PID namespace makes it need to.
+        assert!(has(252, "ExecReload=/bin/sh -c 'kill -HUP \"$$MAINPID\"'"));
+        assert!(has(257, "ExecReload=+/bin/sh -c 'kill -HUP \"$$MAINPID\"'"));
         assert_eq!(
             parse_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT\n"),
             Some(252)
