@@ -318,16 +318,14 @@ pub(crate) fn write(
     for (file, _) in &files {
         super::schroot::ensure_ours(file)?;
     }
-    files::create_dir_all_mode(&dir, 0o755).map_err(|source| OnionError::WriteUnit {
-        path: dir.clone(),
-        source,
-    })?;
     for (file, text) in &files {
         let write_error = |source| OnionError::WriteUnit {
             path: file.clone(),
             source,
         };
+        // Recorded before its directory is made, so a roll-back removes a new directory too.
         changes.before_write(host_root, file).map_err(write_error)?;
+        files::create_dir_all_mode(&dir, 0o755).map_err(write_error)?;
         files::write_atomic(file, text.as_bytes(), Perms::mode(0o644)).map_err(write_error)?;
     }
     if enable {
