@@ -120,7 +120,7 @@ pub fn unit(spec: &UnitSpec) -> String {
          {network}\
          {ipc}\
          {pids}\
-         # Its own host name space (the host's name stays readable: systemd sets no other).\n\
+         # A UTS namespace of its own (the host's name stays readable: systemd sets no other).\n\
          ProtectHostname=yes\n\
          # PrivateUsers= is not used: it maps only root, and nginx's workers run as www-data.\n\
          ProtectSystem=full\n\
