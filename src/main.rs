@@ -53,19 +53,22 @@ enum Command {
     /// Build a Debian root (and, unless --no-onion, an onion web service in it).
     #[command(after_help = BUILD_EXAMPLES)]
     Build(Box<BuildArgs>),
-    /// Start nginx in NAME's chroot (with the mounts it needs) and ask a running tor to reload.
+    /// Start nginx in NAME's chroot and ask a running tor to reload: through systemd
+    /// (debstrap-onion-NAME.service) when it runs, else in this program's own sandbox.
     Start(ServiceArgs),
-    /// Stop nginx in NAME's chroot and undo its mounts.
+    /// Stop nginx in NAME's chroot (systemctl stop when systemd runs) and undo its mounts.
     Stop(ServiceArgs),
     /// Report whether nginx in NAME's chroot answers on its local port, with the onion address.
     Status(ServiceArgs),
-    /// Rotate NAME's nginx logs (keeping a week) and have nginx reopen them; a daily timer runs
-    /// it.
+    /// Rotate NAME's nginx logs (keeping a week) and have nginx reopen them; a daily timer does
+    /// the same under systemd.
     RotateLogs(ServiceArgs),
-    /// Enable NAME's systemd unit, so the service starts at boot.
+    /// Enable NAME's systemd unit and its log-rotation timer, so the service starts at boot
+    /// (each missing link is made; run `systemctl daemon-reload` then).
     Enable(ServiceArgs),
-    /// List the onion services built here: name, address, chroot, running or not, in torrc or
-    /// not (tab-separated).
+    /// List the onion services built here (tab-separated): name, address, chroot, running or
+    /// not, in torrc or not, whether the running tor has it loaded (asked through Debian's
+    /// control socket /run/tor/control), whether the hostname file matches the key.
     List(HostRootArgs),
     /// Stop NAME and remove its torrc block and schroot files; the chroot stays, and the key
     /// (the address) too unless --purge.
@@ -226,6 +229,8 @@ struct BuildArgs {
     #[arg(long, value_name = "CLIENT", help_heading = "Onion service")]
     auth_client: Vec<String>,
     /// Enable the service's systemd unit (debstrap-onion-NAME.service), so it starts at boot.
+    /// The unit runs the chroot's nginx in systemd's sandbox and needs no debstrap-onion
+    /// program on the host that runs it.
     #[arg(long, help_heading = "Onion service")]
     enable: bool,
 

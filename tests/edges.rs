@@ -425,8 +425,17 @@ fn root_a_tarball_whose_parent_another_user_owns_is_built_in_tmpdir_saying_so_on
     assert!(out.status.success(), "{}", text(&out));
     assert!(target.is_file(), "no tarball");
     let said = text(&out).matches("building the root in").count();
-    assert_eq!(said, 1, "the fallback is said {said} times:\n{}", text(&out));
-    assert!(entries(&tmp).is_empty(), "left in TMPDIR: {:?}", entries(&tmp));
+    assert_eq!(
+        said,
+        1,
+        "the fallback is said {said} times:\n{}",
+        text(&out)
+    );
+    assert!(
+        entries(&tmp).is_empty(),
+        "left in TMPDIR: {:?}",
+        entries(&tmp)
+    );
 }
 
 #[test]

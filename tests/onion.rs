@@ -1066,69 +1066,130 @@ fn root_real_tor_reads_the_authorized_clients_and_the_clients_private_lines() {
     }
 }
 
+/// `systemd-analyze verify` on `units` (paths), as systemd 252 does it: it looks for each
+/// `Exec*=` program on the host, even under `RootDirectory=` (systemd issue #20402), so it runs
+/// in a private mount namespace whose /usr/sbin holds a stand-in nginx, as the chroot does.
+/// `None` when systemd-analyze or unshare is missing outside CI.
+fn systemd_verify(units: &[PathBuf]) -> Option<std::process::Output> {
+    if !support::host::require_root()
+        || !support::host::require_program("systemd-analyze")
+        || !support::host::require_program("unshare")
+    {
+        return None;
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs tmpfs /usr/sbin && cp /bin/true /usr/sbin/nginx && \
+             exec systemd-analyze verify \"$@\"",
+        )
+        .arg("sh")
+        .args(units)
+        .output()
+        .expect("unshare systemd-analyze");
+    Some(out)
+}
+
 #[test]
-fn systemd_unit_is_written_disabled_enabled_on_request_and_verified_by_systemd() {
+fn systemd_unit_runs_the_chroots_nginx_sandboxed_and_systemd_verifies_it() {
     let scene = Scene::new();
-    scene
-        .configure("onion", &scene.config())
-        .expect("configure");
+    let configure = |name: &str, config: &OnionConfig| {
+        onion::configure_unchecked(&OnionRequest {
+            name,
+            root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+            chroot_path: &scene.root,
+            suite: "trixie",
+            config,
+        })
+        .expect("configure")
+        .keep()
+    };
+    configure("onion", &scene.config());
     let units = scene.host_root.join("etc/systemd/system");
     let unit = units.join("debstrap-onion-onion.service");
     let text = fs_err::read_to_string(&unit).expect("unit");
     assert_eq!(mode(&unit), 0o644);
+    let chroot = scene.root.display().to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    for line in [
+        "Type=exec".to_string(),
+        format!("RootDirectory={chroot}"),
+        format!("BindPaths={chroot}/run/onion:/run/onion"),
+        "ExecStart=/usr/sbin/nginx -g \"daemon off;\"".to_string(),
+        "PrivateNetwork=yes".to_string(),
+        "PrivateIPC=yes".to_string(),
+        "ProtectHostname=yes".to_string(),
+        "NoNewPrivileges=yes".to_string(),
+        "SystemCallFilter=@system-service".to_string(),
+        "SystemCallArchitectures=native".to_string(),
+        "RestrictAddressFamilies=AF_UNIX".to_string(),
+        "KillSignal=SIGQUIT".to_string(),
+    ] {
+        assert!(lines.contains(&line.as_str()), "no {line:?} in\n{text}");
+    }
+    let caps = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .expect("a bounding set");
+    for gone in [
+        "CAP_SYS_ADMIN",
+        "CAP_SYS_CHROOT",
+        "CAP_SYS_PTRACE",
+        "CAP_NET_RAW",
+    ] {
+        assert!(!caps.contains(gone), "{caps}");
+    }
+    // Nothing of this build's host in any unit: not this program, whose path means nothing
+    // where the unit may land.
     let program = std::env::current_exe().expect("exe");
-    assert!(
-        text.contains(&format!("\nExecStart={} start onion\n", program.display())),
-        "{text}"
-    );
-    assert!(text.contains(&format!("\nExecStop={} stop onion\n", program.display())));
+    let program_dir = program.parent().expect("dir").display().to_string();
+    let written: Vec<PathBuf> = [
+        "debstrap-onion-onion.service",
+        "debstrap-onion-onion-logs.timer",
+        "debstrap-onion-onion-logs.service",
+    ]
+    .iter()
+    .map(|file| units.join(file))
+    .collect();
+    for path in &written {
+        let text = fs_err::read_to_string(path).expect("unit file");
+        assert!(!text.contains(&program_dir), "{}:\n{text}", path.display());
+        assert!(!text.contains("debstrap-onion start"), "{text}");
+    }
     let wants = units.join("multi-user.target.wants/debstrap-onion-onion.service");
     assert!(fs_err::symlink_metadata(&wants).is_err(), "enabled unasked");
-    if support::host::require_program("systemd-analyze") {
-        let out = std::process::Command::new("systemd-analyze")
-            .arg("verify")
-            .arg(&unit)
-            .output()
-            .expect("systemd-analyze");
+
+    // --local-port: the host's network, and the capability to bind a low port.
+    let mut tcp = scene.config();
+    tcp.local_port = Some(port(8080));
+    configure("tcp", &tcp);
+    let tcp_unit = units.join("debstrap-onion-tcp.service");
+    let tcp_text = fs_err::read_to_string(&tcp_unit).expect("unit");
+    assert!(!tcp_text.contains("\nPrivateNetwork=yes\n"), "{tcp_text}");
+    assert!(tcp_text.contains("CAP_NET_BIND_SERVICE"), "{tcp_text}");
+
+    let mut all = written.clone();
+    all.push(tcp_unit);
+    if let Some(out) = systemd_verify(&all) {
         assert!(
             out.status.success() && out.stderr.is_empty(),
             "systemd-analyze verify: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The daily log rotation: a timer and the service it starts, verified the same way.
-    for file in [
-        "debstrap-onion-onion-logs.timer",
-        "debstrap-onion-onion-logs.service",
-    ] {
-        let path = units.join(file);
-        assert!(path.is_file(), "{file}");
-        if support::host::require_program("systemd-analyze") {
-            let out = std::process::Command::new("systemd-analyze")
-                .arg("verify")
-                .arg(&path)
-                .output()
-                .expect("systemd-analyze");
-            assert!(
-                out.status.success() && out.stderr.is_empty(),
-                "systemd-analyze verify {file}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-    // `enable NAME` makes the link systemctl would make; `--enable` at build time too.
+
+    // `enable NAME` makes the links systemctl would make; `--enable` at build time too.
     let link = onion::enable(&scene.host_root, "onion").expect("enable");
     assert_eq!(link, wants);
-    assert!(units
-        .join("timers.target.wants/debstrap-onion-onion-logs.timer")
-        .is_symlink());
+    let timer_link = units.join("timers.target.wants/debstrap-onion-onion-logs.timer");
+    assert!(timer_link.is_symlink());
     assert_eq!(
         fs_err::read_link(&wants).expect("link"),
         Path::new("/etc/systemd/system/debstrap-onion-onion.service")
     );
     let mut config = scene.config();
     config.enable = true;
-    scene.configure("two", &config).expect("configure two");
+    configure("two", &config);
     assert!(units
         .join("multi-user.target.wants/debstrap-onion-two.service")
         .is_symlink());
@@ -1140,6 +1201,189 @@ fn systemd_unit_is_written_disabled_enabled_on_request_and_verified_by_systemd()
     )
     .is_err());
     assert!(unit.exists());
+}
+
+#[test]
+fn enable_makes_each_missing_link_whichever_is_missing() {
+    let scene = Scene::new();
+    scene
+        .configure("onion", &scene.config())
+        .expect("configure");
+    let units = scene.host_root.join("etc/systemd/system");
+    let service = units.join("multi-user.target.wants/debstrap-onion-onion.service");
+    let timer = units.join("timers.target.wants/debstrap-onion-onion-logs.timer");
+    onion::enable(&scene.host_root, "onion").expect("enable");
+    // Twice is the same as once.
+    onion::enable(&scene.host_root, "onion").expect("enable again");
+    assert!(service.is_symlink() && timer.is_symlink());
+    // The timer's link alone is missing: enable adds it back, keeping the service's.
+    fs_err::remove_file(&timer).expect("rm");
+    onion::enable(&scene.host_root, "onion").expect("enable");
+    assert_eq!(
+        fs_err::read_link(&timer).expect("timer link"),
+        Path::new("/etc/systemd/system/debstrap-onion-onion-logs.timer")
+    );
+    // The service's link alone is missing, or names something else: enable puts it right.
+    fs_err::remove_file(&service).expect("rm");
+    onion::enable(&scene.host_root, "onion").expect("enable");
+    assert!(service.is_symlink());
+    fs_err::remove_file(&service).expect("rm");
+    std::os::unix::fs::symlink("/dev/null", &service).expect("mask-like link");
+    onion::enable(&scene.host_root, "onion").expect("enable");
+    assert_eq!(
+        fs_err::read_link(&service).expect("service link"),
+        Path::new("/etc/systemd/system/debstrap-onion-onion.service")
+    );
+}
+
+/// A `systemctl` that records each call's arguments, one line each, and keeps a unit "active"
+/// between `start` and `stop`; first on PATH for the program under test.
+struct FakeSystemctl {
+    dir: tempfile::TempDir,
+}
+
+impl FakeSystemctl {
+    fn new() -> FakeSystemctl {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = format!(
+            "#!/bin/sh\n\
+             printf '%s\\n' \"$*\" >> {log}\n\
+             case \"$1\" in\n\
+             is-active) [ -e {state} ] && exit 0; exit 3 ;;\n\
+             start) [ \"$2\" = debstrap-onion-onion.service ] && touch {state} ;;\n\
+             stop) rm -f {state} ;;\n\
+             esac\n\
+             exit 0\n",
+            log = dir.path().join("calls").display(),
+            state = dir.path().join("active").display(),
+        );
+        let path = dir.path().join("systemctl");
+        fs_err::write(&path, script).expect("fake systemctl");
+        fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        FakeSystemctl { dir }
+    }
+
+    /// The calls made since the last look, and forgets them.
+    fn calls(&self) -> Vec<String> {
+        let log = self.dir.path().join("calls");
+        let text = fs_err::read_to_string(&log).unwrap_or_default();
+        let _ = fs_err::remove_file(&log);
+        text.lines().map(str::to_owned).collect()
+    }
+
+    /// Runs this crate's program with the fake first on PATH.
+    fn run(&self, args: &[&str], host_root: &Path) -> std::process::Output {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut paths = vec![self.dir.path().to_path_buf()];
+        paths.extend(std::env::split_paths(&path));
+        std::process::Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+            .args(args)
+            .arg("--host-root")
+            .arg(host_root)
+            .env("PATH", std::env::join_paths(paths).expect("PATH"))
+            .output()
+            .expect("run debstrap-onion")
+    }
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{said}");
+    said
+}
+
+#[test]
+fn start_stop_and_rotate_go_through_systemctl_exactly_when_systemd_runs() {
+    let scene = Scene::new();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &scene.root,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    // What `start` checks before it starts anything, and what systemd's nginx would serve: the
+    // test listens on the socket itself, standing in for the nginx systemctl would start.
+    fs_err::create_dir_all(scene.root.join("usr/sbin")).expect("mkdir");
+    fs_err::write(scene.root.join("usr/sbin/nginx"), "").expect("stand-in nginx");
+    let socket = onion::socket_on_host(&scene.root);
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("listen");
+    let fake = FakeSystemctl::new();
+    let unit = "debstrap-onion-onion.service";
+
+    // Without systemd as PID 1 (no run/systemd/system): today's path, no systemctl at all.
+    ok(&fake.run(&["stop", "onion"], &scene.host_root));
+    assert_eq!(fake.calls(), Vec::<String>::new());
+
+    fs_err::create_dir_all(scene.host_root.join("run/systemd/system")).expect("mkdir");
+    let said = ok(&fake.run(&["start", "onion"], &scene.host_root));
+    assert!(said.contains(unit), "{said}");
+    assert_eq!(
+        fake.calls(),
+        [
+            "daemon-reload".to_string(),
+            format!("is-active --quiet {unit}"),
+            format!("start {unit}"),
+        ]
+    );
+    // Started already: a reload, not a second start.
+    ok(&fake.run(&["start", "onion"], &scene.host_root));
+    assert_eq!(
+        fake.calls(),
+        [
+            "daemon-reload".to_string(),
+            format!("is-active --quiet {unit}"),
+            format!("reload {unit}"),
+        ]
+    );
+    ok(&fake.run(&["rotate-logs", "onion"], &scene.host_root));
+    assert_eq!(fake.calls(), ["start debstrap-onion-onion-logs.service"]);
+    let said = ok(&fake.run(&["stop", "onion"], &scene.host_root));
+    assert!(said.contains("nginx stopped"), "{said}");
+    assert_eq!(
+        fake.calls(),
+        [format!("is-active --quiet {unit}"), format!("stop {unit}")]
+    );
+    // remove stops it the same way, then has systemd forget the removed units.
+    ok(&fake.run(&["remove", "onion"], &scene.host_root));
+    assert_eq!(
+        fake.calls(),
+        [
+            format!("is-active --quiet {unit}"),
+            format!("stop {unit}"),
+            "daemon-reload".to_string(),
+        ]
+    );
+}
+
+#[test]
+fn a_service_without_its_unit_is_run_without_systemctl_even_under_systemd() {
+    let scene = Scene::new();
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+        chroot_path: &scene.root,
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    fs_err::create_dir_all(scene.host_root.join("run/systemd/system")).expect("mkdir");
+    fs_err::remove_file(
+        scene
+            .host_root
+            .join("etc/systemd/system/debstrap-onion-onion.service"),
+    )
+    .expect("rm unit");
+    let fake = FakeSystemctl::new();
+    ok(&fake.run(&["stop", "onion"], &scene.host_root));
+    assert_eq!(fake.calls(), Vec::<String>::new());
 }
 
 #[test]
@@ -1356,4 +1600,214 @@ fn a_torrc_that_tor_refuses_is_not_written_and_nothing_changes() {
         before,
         "host-side changes remain"
     );
+}
+
+/// Real tor serving HOST_ROOT's torrc as Debian's tor serves /etc/tor/torrc, offline
+/// (DisableNetwork 1), with its control socket and cookie where Debian's are, under HOST_ROOT
+/// (run/tor/control, run/tor/control.authcookie). Its /var/lib/tor is HOST_ROOT's, bound there
+/// in a private mount namespace that ends with it, so the torrc's `HiddenServiceDir
+/// /var/lib/tor/NAME/` lines name the keys this test wrote and the host's own /var/lib/tor is
+/// never touched. It runs as root, not as Debian's `User debian-tor`: tor 0.4.9 opens a control
+/// socket after switching users only once the network is enabled, so the key directories are
+/// handed to root first (see [`HostRootTor::own`]). Killed (and its namespace gone) when dropped.
+struct HostRootTor {
+    child: std::process::Child,
+    log: PathBuf,
+}
+
+impl HostRootTor {
+    fn start(host_root: &Path, work: &Path) -> HostRootTor {
+        let run = host_root.join("run/tor");
+        let data = work.join("data");
+        for dir in [&run, &data] {
+            fs_err::create_dir_all(dir).expect("mkdir");
+            fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        }
+        HostRootTor::own(host_root);
+        let log = work.join("tor.log");
+        let empty = work.join("defaults");
+        fs_err::write(&empty, "").expect("defaults");
+        let tor = support::tor::tor_binary().expect("tor");
+        let child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg("mount --bind \"$0\" /var/lib/tor && exec \"$@\"")
+            .arg(host_root.join("var/lib/tor"))
+            .arg(tor)
+            .arg("-f")
+            .arg(host_root.join("etc/tor/torrc"))
+            .arg("--defaults-torrc")
+            .arg(&empty)
+            .args([
+                "--RunAsDaemon",
+                "0",
+                "--DisableNetwork",
+                "1",
+                "--SocksPort",
+                "0",
+            ])
+            .arg("--DataDirectory")
+            .arg(&data)
+            .arg("--ControlSocket")
+            .arg(format!(
+                "{} GroupWritable RelaxDirModeCheck",
+                run.join("control").display()
+            ))
+            .args(["--CookieAuthentication", "1", "--CookieAuthFile"])
+            .arg(run.join("control.authcookie"))
+            .arg("--Log")
+            .arg(format!("notice file {}", log.display()))
+            .stdin(std::process::Stdio::null())
+            .stdout(
+                fs_err::File::create(work.join("tor.out"))
+                    .expect("out")
+                    .into_parts()
+                    .0,
+            )
+            .stderr(
+                fs_err::File::create(work.join("tor.err"))
+                    .expect("err")
+                    .into_parts()
+                    .0,
+            )
+            .spawn()
+            .expect("start tor");
+        HostRootTor { child, log }
+    }
+
+    /// Hands every key directory under HOST_ROOT/var/lib/tor to root, the user this tor runs as
+    /// (tor refuses a service directory another user owns).
+    fn own(host_root: &Path) {
+        let dirs = fs_err::read_dir(host_root.join("var/lib/tor")).expect("key dirs");
+        for dir in dirs {
+            let dir = dir.expect("entry").path();
+            let mut paths = vec![dir.clone()];
+            for entry in fs_err::read_dir(&dir).expect("key dir") {
+                paths.push(entry.expect("entry").path());
+            }
+            for path in paths {
+                std::os::unix::fs::lchown(&path, Some(0), Some(0)).expect("chown");
+            }
+        }
+    }
+
+    /// Polls `list` until `done` holds for it (tor loads its services before it serves the
+    /// control socket, and on SIGHUP), failing if tor exits or 60 s pass.
+    fn wait_for(&mut self, host_root: &Path, done: impl Fn(&[onion::Listed]) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let listed = onion::list(host_root);
+            if done(&listed) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let dir = self.log.parent().expect("work dir");
+                panic!(
+                    "tor exited ({status}): {}{}{}",
+                    fs_err::read_to_string(&self.log).unwrap_or_default(),
+                    fs_err::read_to_string(dir.join("tor.out")).unwrap_or_default(),
+                    fs_err::read_to_string(dir.join("tor.err")).unwrap_or_default()
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "after 60 s: {listed:?}\n{}",
+                fs_err::read_to_string(&self.log).unwrap_or_default()
+            );
+            // Polling what tor answers; the deadline above bounds it.
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal tor");
+    }
+}
+
+impl Drop for HostRootTor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tor_states(listed: &[onion::Listed]) -> Vec<(String, onion::TorState)> {
+    listed
+        .iter()
+        .map(|l| (l.name.clone(), l.tor.clone()))
+        .collect()
+}
+
+#[test]
+fn root_real_tor_list_shows_what_the_running_tor_loaded_not_what_torrc_says() {
+    if !support::host::require_root()
+        || !support::host::require_program("unshare")
+        || support::tor::tor_binary().is_none()
+    {
+        return;
+    }
+    let scene = Scene::new();
+    let configure = |name: &str| {
+        onion::configure_unchecked(&OnionRequest {
+            name,
+            root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+            chroot_path: &scene.root,
+            suite: "trixie",
+            config: &scene.config(),
+        })
+        .expect("configure")
+        .keep()
+    };
+    configure("one");
+    let before = onion::list(&scene.host_root);
+    assert_eq!(
+        tor_states(&before),
+        [("one".to_string(), onion::TorState::NotRunning)]
+    );
+    assert!(
+        before[0].to_string().contains("\ttor not running\t"),
+        "{}",
+        before[0]
+    );
+    assert_eq!(before[0].hostname_matches_key, Some(true));
+
+    let work = tempfile::tempdir_in(scene._dir.path()).expect("tempdir");
+    let mut tor = HostRootTor::start(&scene.host_root, work.path());
+    tor.wait_for(&scene.host_root, |l| {
+        tor_states(l) == [("one".to_string(), onion::TorState::Loaded)]
+    });
+    // A second service in torrc that the running tor has not read yet: list tells them apart,
+    // though both blocks are in the file.
+    configure("two");
+    let listed = onion::list(&scene.host_root);
+    assert!(listed.iter().all(|l| l.in_torrc));
+    assert_eq!(
+        tor_states(&listed),
+        [
+            ("one".to_string(), onion::TorState::Loaded),
+            ("two".to_string(), onion::TorState::NotLoaded)
+        ]
+    );
+    assert!(
+        listed[1]
+            .to_string()
+            .contains("tor runs without it (reload tor)"),
+        "{}",
+        listed[1]
+    );
+    // What `start` does to tor: SIGHUP, and tor loads the second service.
+    HostRootTor::own(&scene.host_root);
+    tor.signal(nix::sys::signal::Signal::SIGHUP);
+    tor.wait_for(&scene.host_root, |l| {
+        l.iter().all(|s| s.tor == onion::TorState::Loaded)
+    });
+    // tor also wrote each hostname again from our key.
+    assert!(onion::list(&scene.host_root)
+        .iter()
+        .all(|l| l.hostname_matches_key == Some(true)));
+    tor.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = tor.child.wait();
+    assert!(onion::list(&scene.host_root)
+        .iter()
+        .all(|l| l.tor == onion::TorState::NotRunning));
 }

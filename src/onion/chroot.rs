@@ -130,8 +130,9 @@ pub(crate) fn run_at(dir: BorrowedFd, root: &Path, argv: &[&str]) -> Result<Ran,
 }
 
 /// The sandbox nginx starts in: its own IPC, UTS and PID namespaces, its own network namespace
-/// (loopback only, and down) unless it must listen on the host's 127.0.0.1, no_new_privs, and a
-/// capability bounding set cut to what nginx's master uses.
+/// (loopback only, and down) unless it must listen on the host's 127.0.0.1, no_new_privs, a
+/// capability bounding set cut to what nginx's master uses, and a system-call filter (see
+/// `seccomp.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Sandbox {
     pub own_network: bool,
@@ -156,8 +157,9 @@ pub(crate) fn run_sandboxed(
     check_ran(ran, root, argv)
 }
 
-/// Enters `sandbox`; called between fork and exec, so it only makes system calls.
-fn enter(sandbox: Sandbox) -> std::io::Result<()> {
+/// Enters `sandbox`, the system-call filter `filter` last; called between fork and exec, so it
+/// only makes system calls.
+fn enter(sandbox: Sandbox, filter: &[nix::libc::sock_filter]) -> std::io::Result<()> {
     use nix::libc;
     // Every capability outside the kept list leaves the bounding set, up to the highest the
     // kernel knows (EINVAL past it ends the loop).
@@ -193,7 +195,8 @@ fn enter(sandbox: Sandbox) -> std::io::Result<()> {
     if unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(())
+    // Last: the filter refuses unshare(2) and sethostname(2) from here on.
+    super::seccomp::install(filter)
 }
 
 fn run_at_in(
@@ -210,6 +213,10 @@ fn run_at_in(
     };
     // Valid in the child until exec: `dir` outlives the spawn.
     let root_fd = dir.as_raw_fd();
+    // Built before the fork: the child only hands it to the kernel.
+    let filter = sandbox
+        .map(|_| super::seccomp::program())
+        .unwrap_or_default();
     // Standard error goes to a file, not a pipe: a daemon (nginx) keeps its inherited
     // descriptors, and reading a pipe to its end would wait for the daemon to exit.
     let mut stderr_file = tempfile::tempfile().map_err(spawn_error)?;
@@ -221,15 +228,15 @@ fn run_at_in(
         .stdout(Stdio::null())
         .stderr(stderr_file.try_clone().map_err(spawn_error)?);
     // SAFETY: between fork and exec the closure only calls fchdir(2), chroot(2), chdir(2),
-    // prctl(2) and unshare(2) on a descriptor, integers and C strings that exist before the
-    // fork; all are async-signal-safe and allocate nothing.
+    // prctl(2), unshare(2) and sethostname(2) on a descriptor, integers, C strings and a filter
+    // program that exist before the fork; all are async-signal-safe and allocate nothing.
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::fchdir(BorrowedFd::borrow_raw(root_fd))?;
             rustix::process::chroot(c".")?;
             rustix::process::chdir(c"/")?;
             if let Some(sandbox) = sandbox {
-                enter(sandbox)?;
+                enter(sandbox, &filter)?;
             }
             Ok(())
         });

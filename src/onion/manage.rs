@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use super::hsdir::service_dir;
 use super::key::HOSTNAME_FILE;
 use super::service::{self, TorReload};
+use super::tor_view::{self, TorView};
 use super::{host, schroot, torrc, OnionError};
 
 /// One service as `list` shows it.
@@ -21,22 +22,57 @@ pub struct Listed {
     pub running: bool,
     /// The torrc has the service's block, so tor publishes it once (re)loaded.
     pub in_torrc: bool,
+    /// Tor's own view: whether the tor running now has the service loaded.
+    pub tor: TorState,
+    /// Whether the hostname file names the address of the key beside it; `None` when the key
+    /// cannot be read.
+    pub hostname_matches_key: Option<bool>,
 }
 
-/// Every service debstrap-onion defined under HOST_ROOT (a chroot.d file it wrote), by name.
+/// Whether the running tor serves a service, as its loaded configuration says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TorState {
+    /// No tor runs for HOST_ROOT.
+    NotRunning,
+    /// Tor runs with the service's `HiddenServiceDir` loaded.
+    Loaded,
+    /// Tor runs without it: it needs a reload (or the torrc lacks the block).
+    NotLoaded,
+    /// Tor runs, but what it loaded could not be read: why.
+    Unknown(String),
+}
+
+/// Every service debstrap-onion defined under HOST_ROOT (a chroot.d file it wrote), by name,
+/// with what the tor running for HOST_ROOT has loaded (see [`super::tor_view`]).
 pub fn list(host_root: &Path) -> Vec<Listed> {
+    let view = tor_view::view(host_root, || {
+        service::is_host(host_root) && service::tor_running()
+    });
     schroot::names(host_root)
         .into_iter()
         .map(|name| {
             let chroot = schroot::read_directory(host_root, &name).ok();
             let running = chroot
                 .as_deref()
-                .is_some_and(|root| service::nginx_pid(root).is_some());
+                .is_some_and(|root| service::running_pid(host_root, &name, root).is_some());
+            let tor = match (&view, view.has(&service_dir(&name))) {
+                (_, Some(true)) => TorState::Loaded,
+                (_, Some(false)) => TorState::NotLoaded,
+                (TorView::Unreadable(why), None) => TorState::Unknown(why.clone()),
+                (_, None) => TorState::NotRunning,
+            };
+            let key_dir = host_root.join(service_dir(&name).strip_prefix("/").expect("absolute"));
+            let address = address(host_root, &name);
+            let hostname_matches_key = super::hsdir::read_key_dir(&key_dir)
+                .ok()
+                .map(|key| address.as_deref() == Some(key.address().as_str()));
             Listed {
-                address: address(host_root, &name),
+                address,
                 in_torrc: torrc::has_block(host_root, &name),
                 chroot,
                 running,
+                tor,
+                hostname_matches_key,
                 name,
             }
         })
@@ -92,7 +128,12 @@ pub fn remove(name: &str, host_root: &Path, purge: bool) -> Result<Removed, Onio
     };
     let torrc_block = torrc::remove(host_root, name)?;
     let mut removed = schroot::remove(host_root, name)?;
-    removed.extend(super::unit::remove(host_root, name)?);
+    let units = super::unit::remove(host_root, name)?;
+    if !units.is_empty() && super::unit::systemd_runs(host_root) {
+        // systemd forgets the removed units.
+        service::systemctl(&["daemon-reload"])?;
+    }
+    removed.extend(units);
     let key_kept = if purge {
         // The key, and the private lines of clients not yet handed over.
         let clients = host_root
@@ -138,7 +179,22 @@ impl std::fmt::Display for Listed {
         } else {
             "not in torrc"
         };
-        write!(f, "{}\t{address}\t{chroot}\t{state}\t{torrc}", self.name)
+        let tor = match &self.tor {
+            TorState::NotRunning => "tor not running".to_string(),
+            TorState::Loaded => "tor serves it".to_string(),
+            TorState::NotLoaded => "tor runs without it (reload tor)".to_string(),
+            TorState::Unknown(why) => format!("tor runs; unknown whether it serves it: {why}"),
+        };
+        let hostname = match self.hostname_matches_key {
+            Some(true) => "hostname matches key",
+            Some(false) => "hostname DOES NOT match key",
+            None => "key unreadable",
+        };
+        write!(
+            f,
+            "{}\t{address}\t{chroot}\t{state}\t{torrc}\t{tor}\t{hostname}",
+            self.name
+        )
     }
 }
 

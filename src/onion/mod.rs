@@ -17,8 +17,10 @@ pub mod key;
 mod manage;
 mod nginx;
 mod schroot;
+mod seccomp;
 mod service;
 mod site_copy;
+mod tor_view;
 mod torrc;
 mod unit;
 mod user;
@@ -33,7 +35,7 @@ use crate::HeldRoot;
 pub use client_auth::{is_client_name, Client, ClientKey, CLIENT_KEYS};
 pub use hsdir::{read_key_dir, service_dir, KeyOrigin, TOR_USER};
 pub use key::{onion_address, parse_address, KeyFormatError, OnionKey};
-pub use manage::{list, remove, Listed, Removed};
+pub use manage::{list, remove, Listed, Removed, TorState};
 pub use nginx::{
     access_log, default_index, parse_listen, site, site_path, socket_on_host, web_root, Listen,
     SiteProblem, HEADERS, SOCKET, SOCKET_DIR,
@@ -43,8 +45,12 @@ pub use service::{
     http_status, locate, master_pid, rotate_logs, start, status, stop, Endpoint, RotateReport,
     ServiceInfo, StartReport, StatusReport, StopReport, TorReload, LOG_GENERATIONS,
 };
+pub use tor_view::{TorView, CONTROL_SOCKET, COOKIE_FILE};
 pub use torrc::{block as torrc_block, update as update_torrc, TorrcProblem, TORRC};
-pub use unit::{enable, timer, unit, unit_name, UNIT_DIR};
+pub use unit::{
+    enable, installed as unit_installed, systemd_runs, systemd_version, timer, unit, unit_name,
+    UnitSpec, ASSUMED_SYSTEMD, UNIT_DIR,
+};
 pub use user::{is_user_name, ChrootUser};
 
 /// What to publish.
@@ -201,6 +207,11 @@ pub enum OnionError {
          HiddenServicePort cannot take: build in another directory, or give --local-port"
     )]
     SocketPath { path: PathBuf },
+    #[error(
+        "the chroot path {path:?} cannot go in a systemd unit as it is: use letters, digits \
+         and '/', '.', '_', '-', '+', '@' only"
+    )]
+    UnitPath { path: PathBuf },
     #[error("cannot write the systemd unit {path}")]
     WriteUnit {
         path: PathBuf,
@@ -468,6 +479,7 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
     let target = listen.tor_target(chroot_path);
     torrc::check(host_root, name, onion_port, &target)?;
     schroot::check(host_root, name, chroot_path)?;
+    unit::check_path(chroot_path)?;
     let address = key.key.address();
 
     let user = config
@@ -621,7 +633,16 @@ fn write_host_files(
         user::ensure_host_user(host_root, user, changes)?;
     }
     crate::cancel::check()?;
-    let unit = unit::write(host_root, request.name, config.enable, changes)?;
+    let spec = unit::UnitSpec {
+        name: request.name,
+        chroot: request.chroot_path,
+        listen: match config.local_port {
+            Some(port) => Listen::Tcp(port.get()),
+            None => Listen::Socket,
+        },
+        systemd: unit::systemd_version(),
+    };
+    let unit = unit::write(host_root, &spec, config.enable, changes)?;
     crate::cancel::check()?;
     let schroot_files = schroot::write(
         host_root,

@@ -81,6 +81,8 @@ pub enum TorReload {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartReport {
     pub service: ServiceInfo,
+    /// The systemd unit that runs nginx, when systemd manages the service.
+    pub unit: Option<String>,
     /// nginx was already running and was told to reload its configuration instead.
     pub already_running: bool,
     pub tor: TorReload,
@@ -90,6 +92,8 @@ pub struct StartReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopReport {
     pub service: ServiceInfo,
+    /// The systemd unit stopped, when systemd manages the service.
+    pub unit: Option<String>,
     /// nginx was running and has exited.
     pub was_running: bool,
     /// Mount points under the chroot that were unmounted.
@@ -147,13 +151,86 @@ pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
     })
 }
 
-/// Starts nginx in NAME's chroot (its mounts stay until [`stop`]), waits
-/// until it accepts connections, then asks the host's tor to reload its configuration.
+/// The unit that runs NAME when systemd runs on HOST_ROOT and the unit is written there; `None`
+/// when this program runs nginx itself.
+fn managing_unit(host_root: &Path, name: &str) -> Option<String> {
+    (super::unit::systemd_runs(host_root) && super::unit::installed(host_root, name))
+        .then(|| super::unit::unit_name(name))
+}
+
+/// Runs `systemctl ARGS` (the one on PATH), failing unless it exits 0.
+pub(crate) fn systemctl(args: &[&str]) -> Result<(), OnionError> {
+    let command = format!("systemctl {}", args.join(" "));
+    let out = std::process::Command::new("systemctl")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| OnionError::Host {
+            command: command.clone(),
+            source,
+        })?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(OnionError::HostCommandFailed {
+            command,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+/// Whether systemd reports `unit` active (`systemctl is-active --quiet UNIT`).
+fn unit_active(unit: &str) -> bool {
+    systemctl(&["is-active", "--quiet", unit]).is_ok()
+}
+
+/// The host's pid of the nginx master: the main process of NAME's unit when systemd manages
+/// the service (`systemctl show --property=MainPID --value UNIT`), else see [`nginx_pid`].
+pub(crate) fn running_pid(host_root: &Path, name: &str, chroot: &Path) -> Option<i32> {
+    let by_systemd = managing_unit(host_root, name).and_then(|unit| {
+        let out = std::process::Command::new("systemctl")
+            .args(["show", "--property=MainPID", "--value", &unit])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let pid: i32 = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+        (out.status.success() && pid > 0).then_some(pid)
+    });
+    by_systemd.or_else(|| nginx_pid(chroot))
+}
+
+/// Starts nginx in NAME's chroot, waits until it accepts connections, then asks the host's tor
+/// to reload its configuration. When systemd runs (HOST_ROOT/run/systemd/system exists) and
+/// NAME's unit is written, systemd starts it (`systemctl start`, or `reload` when it is active,
+/// after a `daemon-reload` for a unit a rebuild rewrote); otherwise this program mounts what
+/// nginx needs (the mounts stay until [`stop`]) and starts it in its sandbox.
 pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     let service = locate(name, host_root)?;
     let root = &service.chroot;
     if fs_err::symlink_metadata(root.join(NGINX.trim_start_matches('/'))).is_err() {
         return Err(OnionError::NginxMissing { root: root.clone() });
+    }
+    if let Some(unit) = managing_unit(host_root, name) {
+        systemctl(&["daemon-reload"])?;
+        let already_running = unit_active(&unit);
+        if already_running {
+            systemctl(&["reload", &unit])?;
+        } else {
+            systemctl(&["start", &unit])?;
+        }
+        if wait_until(|| connects(&service.endpoint)).is_none() {
+            return Err(OnionError::NotAnswering {
+                endpoint: service.endpoint.to_string(),
+            });
+        }
+        let tor = reload_tor(host_root)?;
+        return Ok(StartReport {
+            service,
+            unit: Some(unit),
+            already_running,
+            tor,
+        });
     }
     let already_running = nginx_pid(root);
     // A running nginx still has the mounts the first start kept; mounting sysfs again on the
@@ -194,17 +271,26 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     let tor = reload_tor(host_root)?;
     Ok(StartReport {
         service,
+        unit: None,
         already_running: already_running.is_some(),
         tor,
     })
 }
 
-/// Stops nginx in NAME's chroot (`nginx -s quit`, waiting until it exits) and unmounts what
-/// [`start`] mounted.
+/// Stops nginx in NAME's chroot: through systemd (`systemctl stop`) when it manages the service
+/// (see [`start`]); then, as without systemd, an nginx this program started (`nginx -s quit`,
+/// waiting until it exits) and the mounts [`start`] made.
 pub fn stop(name: &str, host_root: &Path) -> Result<StopReport, OnionError> {
     let service = locate(name, host_root)?;
     let root = &service.chroot;
-    let was_running = match nginx_pid(root) {
+    let unit = managing_unit(host_root, name);
+    let mut stopped_unit = false;
+    if let Some(unit) = &unit {
+        stopped_unit = unit_active(unit);
+        // Also when inactive: it cancels a pending automatic restart.
+        systemctl(&["stop", unit])?;
+    }
+    let stopped_here = match nginx_pid(root) {
         Some(pid) => {
             // What `nginx -s quit` sends; its pid file holds the master's pid inside its PID
             // namespace (1), not the host's.
@@ -214,9 +300,11 @@ pub fn stop(name: &str, host_root: &Path) -> Result<StopReport, OnionError> {
         }
         None => false,
     };
+    let was_running = stopped_unit || stopped_here;
     let unmounted = chroot::unmount_all(root)?;
     Ok(StopReport {
         service,
+        unit,
         was_running,
         unmounted,
     })
@@ -225,7 +313,7 @@ pub fn stop(name: &str, host_root: &Path) -> Result<StopReport, OnionError> {
 /// Whether nginx runs in NAME's chroot and what it answers on its port.
 pub fn status(name: &str, host_root: &Path) -> Result<StatusReport, OnionError> {
     let service = locate(name, host_root)?;
-    let nginx_pid = nginx_pid(&service.chroot);
+    let nginx_pid = running_pid(host_root, name, &service.chroot);
     let host = service.address.as_deref().unwrap_or("localhost");
     let http_status = http_status(&service.endpoint, host);
     let socket_access = match &service.endpoint {
@@ -266,13 +354,13 @@ fn socket_access(socket: &Path) -> Result<String, String> {
     }
 }
 
-fn is_host(host_root: &Path) -> bool {
+pub(crate) fn is_host(host_root: &Path) -> bool {
     fs_err::canonicalize(host_root).is_ok_and(|p| p == Path::new("/"))
 }
 
 /// Whether the host's tor runs: systemd's tor@default when systemd runs, else the pid in
 /// /run/tor/tor.pid.
-fn tor_running() -> bool {
+pub(crate) fn tor_running() -> bool {
     if Path::new("/run/systemd/system").exists() {
         return std::process::Command::new("systemctl")
             .args(["is-active", "--quiet", "tor@default"])
@@ -384,6 +472,8 @@ pub const LOG_GENERATIONS: u32 = 7;
 /// What [`rotate_logs`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotateReport {
+    /// The systemd service that rotated them, when systemd manages NAME (its timer's service).
+    pub unit: Option<String>,
     /// Logs moved to `.1`.
     pub rotated: Vec<PathBuf>,
     /// nginx was told to reopen its logs (SIGUSR1).
@@ -391,10 +481,20 @@ pub struct RotateReport {
 }
 
 /// Rotates NAME's nginx logs in the chroot (`NAME.access.log` → `.1` → … →
-/// `.`[`LOG_GENERATIONS`], the oldest dropped), then tells a running master to reopen them; the
-/// systemd timer runs it daily.
+/// `.`[`LOG_GENERATIONS`], the oldest dropped), then tells a running master to reopen them. When
+/// systemd manages NAME, its log rotation service does the same (`systemctl start`), as its
+/// daily timer does.
 pub fn rotate_logs(name: &str, host_root: &Path) -> Result<RotateReport, OnionError> {
     let service = locate(name, host_root)?;
+    if managing_unit(host_root, name).is_some() {
+        let unit = super::unit::rotate_name(name);
+        systemctl(&["start", &unit])?;
+        return Ok(RotateReport {
+            unit: Some(unit),
+            rotated: Vec::new(),
+            reopened: false,
+        });
+    }
     let dir = service.chroot.join("var/log/nginx");
     let mut rotated = Vec::new();
     for base in [format!("{name}.access.log"), format!("{name}.error.log")] {
@@ -424,11 +524,18 @@ pub fn rotate_logs(name: &str, host_root: &Path) -> Result<RotateReport, OnionEr
         }
         _ => false,
     };
-    Ok(RotateReport { rotated, reopened })
+    Ok(RotateReport {
+        unit: None,
+        rotated,
+        reopened,
+    })
 }
 
 impl std::fmt::Display for RotateReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(unit) = &self.unit {
+            return write!(f, "logs rotated by {unit} (systemctl start)");
+        }
         for log in &self.rotated {
             writeln!(f, "rotated {}", log.display())?;
         }
@@ -561,7 +668,10 @@ impl std::fmt::Display for StartReport {
         } else {
             "nginx started"
         };
-        writeln!(f, "{nginx}")?;
+        match &self.unit {
+            Some(unit) => writeln!(f, "{nginx} by systemd ({unit})")?,
+            None => writeln!(f, "{nginx}")?,
+        }
         write!(f, "{}", self.tor)
     }
 }
@@ -574,6 +684,9 @@ impl std::fmt::Display for StopReport {
         } else {
             "nginx was not running"
         };
+        if let Some(unit) = &self.unit {
+            write!(f, "{unit} stopped (systemctl stop); ")?;
+        }
         write!(f, "{nginx}; {} mounts removed", self.unmounted.len())
     }
 }
