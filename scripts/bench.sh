@@ -19,6 +19,9 @@
 #   rootless  minbase to .tar as an unprivileged user ($BENCH_USER, default debstrap-rootless,
 #             which needs /etc/subuid and /etc/subgid ranges) against mmdebstrap --mode=unshare
 #             as the same user, plus our root build of the same tarball ("root" below the table)
+#   arm64     minbase with --arch=arm64 for both tools: on a host that is not arm64 the
+#             maintainer scripts run through qemu's binfmt_misc handler (qemu-user-static and
+#             binfmt-support are installed and qemu-aarch64 enabled when missing); minutes a run
 #
 # The mirror comes from $DEBSTRAP_MIRROR or the host's apt sources, as for the tool itself.
 # Missing anchors (mmdebstrap, debootstrap) and GNU time are installed from Debian's packages.
@@ -27,7 +30,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-3}
 shift || true
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(minbase buildd server large onion zst xz squashfs oci rootless)
+[ ${#rows[@]} -gt 0 ] || rows=(minbase buildd server large onion zst xz squashfs oci rootless arm64)
 suite=trixie
 SERVER=python3,git,curl,openssh-server,systemd,vim,sudo,locales
 LARGE=xfce4,firefox-esr,libreoffice,gimp,inkscape,python3-full,git,build-essential,vim,openssh-server,systemd,thunderbird,vlc,emacs,texlive-latex-base,default-jdk,golang,nodejs,php,postgresql,mariadb-server,apache2,r-base
@@ -39,8 +42,18 @@ command -v mksquashfs >/dev/null || missing+=(squashfs-tools)
 # mmdebstrap writes squashfs through tar2sqfs.
 command -v tar2sqfs >/dev/null || missing+=(squashfs-tools-ng)
 [ -x /usr/bin/time ] || missing+=(time)
+# An emulated row needs qemu's aarch64 handler (the F flag lets it work inside any chroot).
+emulate=""
+if [[ " ${rows[*]} " == *" arm64 "* ]] && [ "$(uname -m)" != aarch64 ]; then
+    emulate=qemu-aarch64
+    [ -e /usr/share/binfmts/qemu-aarch64 ] || missing+=(qemu-user-static binfmt-support)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" arch-test zstd xz-utils >/dev/null
+fi
+if [ -n "$emulate" ]; then
+    [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable "$emulate"
 fi
 cargo build --release --locked -q
 ours=${CARGO_TARGET_DIR:-$PWD/target}/release/debstrap-onion
@@ -147,6 +160,7 @@ for row in "${rows[@]}"; do
         squashfs) ext=.squashfs ;;
         oci) ext=.oci; mm_ext=.squashfs ;;
         rootless) ext=.tar ;;
+        arm64) ours_args+=(--arch=arm64); mm_args+=(--arch=arm64) ;;
         *) echo "bench.sh: unknown row $row" >&2; exit 2 ;;
     esac
     mm_ext=${mm_ext:-$ext}

@@ -109,7 +109,7 @@ impl Fixture {
         self.served.dir.path().join("target")
     }
 
-    /// `build --no-onion --keyring TEST-KEY --cache-dir TMP/cache --arch amd64` + `args` +
+    /// `build --no-onion --arch NATIVE --keyring TEST-KEY --cache-dir TMP/cache` + `args` +
     /// `fixture TMP/target URL`.
     fn build(&self, args: &[&str]) -> Output {
         run(bin()

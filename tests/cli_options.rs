@@ -45,7 +45,7 @@ fn ok(cmd: &mut Command) -> Output {
     out
 }
 
-/// `build --no-onion --arch amd64 --keyring TEST-KEY --cache-dir DIR/cache ARGS fixture TARGET
+/// `build --no-onion --arch NATIVE --keyring TEST-KEY --cache-dir DIR/cache ARGS fixture TARGET
 /// URL`.
 fn build(served: &Served, args: &[&str], target: &Path) -> Command {
     let mut cmd = bin();

@@ -18,8 +18,11 @@ use support::repo::{key_path, FakeDeb, RepoSpec, Served};
 const BIN: &str = env!("CARGO_BIN_EXE_debstrap-onion");
 
 fn served() -> Served {
-    let good =
-        DebBuilder::new("good", "1.0", "amd64").file("./usr/share/good/file", 0o644, b"fine");
+    let good = DebBuilder::new("good", "1.0", &support::native_arch()).file(
+        "./usr/share/good/file",
+        0o644,
+        b"fine",
+    );
     Served::start(
         &RepoSpec::fresh(),
         "test-archive.sec.asc",
@@ -41,7 +44,7 @@ fn config(served: &Served, output: Output, hooks: Vec<(HookPoint, &str)>) -> Bui
     config.include = vec!["good".into()];
     config.stop_after = StopAfter::Complete;
     config.publish_onion = false;
-    config.arch = "amd64".into();
+    config.arch = support::native_arch();
     config.hooks = Hooks {
         list: hooks
             .into_iter()
@@ -110,7 +113,7 @@ fn root_setup_and_extract_hooks_run_at_their_points_with_the_build_described() {
     for line in [
         "MMDEBSTRAP_HOOK=setup",
         "MMDEBSTRAP_MODE=root",
-        "MMDEBSTRAP_ARCH=amd64",
+        &format!("MMDEBSTRAP_ARCH={}", support::native_arch()),
         "MMDEBSTRAP_SUITE=fixture",
         "MMDEBSTRAP_VARIANT=extract",
         "MMDEBSTRAP_FORMAT=directory",
@@ -189,7 +192,7 @@ impl Scratch {
                 point,
                 hooks: &hooks,
                 facts: BuildFacts {
-                    arch: "amd64",
+                    arch: &support::native_arch(),
                     suite: "trixie",
                     variant: "minbase",
                     format: "directory",
@@ -510,7 +513,7 @@ fn cli(served: &Served, target: &Path, hook: &str) -> Command {
             "--include",
             "good",
         ])
-        .args(["--arch", "amd64", "--extract-hook", hook])
+        .args(["--arch", &support::native_arch(), "--extract-hook", hook])
         .arg("--keyring")
         .arg(key_path("test-archive.pub.asc"))
         .arg("--cache-dir")
@@ -658,7 +661,7 @@ fn root_hook_directory_scripts_run_at_their_points_in_name_order() {
                 point,
                 hooks: &hooks,
                 facts: BuildFacts {
-                    arch: "amd64",
+                    arch: &support::native_arch(),
                     suite: "trixie",
                     variant: "minbase",
                     format: "directory",

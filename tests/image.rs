@@ -16,7 +16,8 @@ use support::repo::{key_path, FakeDeb, RepoSpec, Served};
 const BIN: &str = env!("CARGO_BIN_EXE_debstrap-onion");
 
 fn tiny_debs() -> Vec<FakeDeb> {
-    let base = DebBuilder::new("base", "1.0", "amd64")
+    let arch = support::native_arch();
+    let base = DebBuilder::new("base", "1.0", &arch)
         .dir("./usr/share/base/", 0o755)
         .file("./usr/share/base/file", 0o644, b"a file of base\n")
         .file("./usr/bin/base-tool", 0o755, b"#!/bin/sh\necho base\n")
@@ -24,7 +25,7 @@ fn tiny_debs() -> Vec<FakeDeb> {
         .hardlink("./usr/bin/base-link", "./usr/bin/base-tool")
         .file("./usr/share/base/owned", 0o640, b"owned by 1000:42\n");
     let base = base.owned_by(1000, 42);
-    let apt = DebBuilder::new("apt", "1.0", "amd64").file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
+    let apt = DebBuilder::new("apt", "1.0", &arch).file("./usr/bin/apt", 0o755, b"#!/bin/sh\n");
     vec![
         FakeDeb::new("base", "1.0", &[("Priority", "required")], base.build()),
         FakeDeb::new("apt", "1.0", &[("Priority", "required")], apt.build()),
@@ -38,7 +39,13 @@ fn build(served: &Served, cache: &Path, target: &Path, extra: &[&str]) -> Comman
         .env_remove("DEBSTRAP_LOG")
         .stdin(Stdio::null())
         .env("SOURCE_DATE_EPOCH", "1700000000")
-        .args(["build", "--no-onion", "--arch", "amd64", "--keyring"])
+        .args([
+            "build",
+            "--no-onion",
+            "--arch",
+            &support::native_arch(),
+            "--keyring",
+        ])
         .arg(key_path("test-archive.pub.asc"))
         .arg("--cache-dir")
         .arg(cache)
@@ -154,7 +161,14 @@ fn root_every_image_format_repeats_across_builds_and_holds_the_directory_build()
         "the OCI layer differs from the directory"
     );
     let inspected = skopeo_inspect(&work.join("a-root.oci"));
-    assert_eq!(inspected["Architecture"], "amd64", "{inspected}");
+    // The OCI image config names architectures as Go does (GOARCH).
+    let go_arch = match support::native_arch().as_str() {
+        "i386" => "386".to_owned(),
+        "armhf" | "armel" => "arm".to_owned(),
+        "ppc64el" => "ppc64le".to_owned(),
+        other => other.to_owned(),
+    };
+    assert_eq!(inspected["Architecture"], go_arch.as_str(), "{inspected}");
     assert_eq!(inspected["Os"], "linux", "{inspected}");
     assert_eq!(
         inspected["Layers"].as_array().map(Vec::len),

@@ -214,3 +214,43 @@ fn real_archive_two_arm64_tarballs_with_one_source_date_epoch_are_identical() {
     }
     assert_eq!(sums[0], sums[1], "sha256 of the two arm64 tarballs");
 }
+
+/// A `Conflicts` across architectures, from the real archive and without building: native
+/// busybox declares `Conflicts: busybox-static`, which dpkg applies to every architecture, so
+/// `--include busybox,busybox-static:arm64` is refused before any download, naming both
+/// packages with their architectures and the relation.
+#[test]
+fn real_archive_a_conflict_across_architectures_is_refused_naming_both() {
+    let Some(mirror) = prerequisites() else {
+        return;
+    };
+    let native = support::native_arch();
+    let foreign = if native == "arm64" { "amd64" } else { "arm64" };
+    let cache = tempfile::tempdir_in("/var/tmp").expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args(["build", "--no-onion", "--print-packages", "--arch"])
+        .arg(format!("{native},{foreign}"))
+        .arg("--include")
+        .arg(format!("busybox,busybox-static:{foreign}"))
+        .arg("--cache-dir")
+        .arg(cache.path())
+        .arg("trixie")
+        .arg("-")
+        .arg(&mirror)
+        .output()
+        .expect("run debstrap-onion");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("busybox:{native} "))
+            && stderr.contains("declares Conflicts: busybox-static, but ")
+            && stderr.contains(&format!("busybox-static:{foreign} ")),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty(), "nothing printed");
+    let debs = cache.path().join("debs");
+    assert!(
+        !debs.exists() || fs_err::read_dir(&debs).expect("debs").next().is_none(),
+        "nothing downloaded"
+    );
+}

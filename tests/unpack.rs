@@ -1435,3 +1435,122 @@ fn root_one_multi_arch_same_package_for_two_architectures_shares_its_common_file
         .expect_err("not Multi-Arch: same");
     assert!(matches!(&err, UnpackError::Overwrite { .. }), "{err}");
 }
+
+/// dpkg keeps a path that two architectures' instances of a Multi-Arch: same package both ship
+/// only when the copies are the same: identical files, links and hard links are shared; a
+/// file with other bytes (of the same size), a link to another target or another kind of
+/// entry is refused whichever instance comes first, naming both instances and the path, and
+/// no root is left.
+#[test]
+fn root_multi_arch_same_instances_must_ship_identical_shared_files() {
+    if !have_root() {
+        return;
+    }
+    let native = crate::support::native_arch();
+    let foreign = if native == "i386" { "amd64" } else { "i386" };
+    let build = |arch: &str, edit: &dyn Fn(DebBuilder) -> DebBuilder| {
+        let deb = DebBuilder::new("libz1", "1.0-1", arch)
+            .field("Multi-Arch", "same")
+            .dir("./usr/", 0o755)
+            .dir("./usr/share/", 0o755)
+            .dir("./usr/share/doc/", 0o755)
+            .dir("./usr/share/doc/libz1/", 0o755)
+            .dir("./usr/lib/", 0o755)
+            .dir(&format!("./usr/lib/{arch}/"), 0o755)
+            .file(
+                &format!("./usr/lib/{arch}/libz.so.1"),
+                0o644,
+                arch.as_bytes(),
+            );
+        edit(deb)
+    };
+    let identical = |deb: DebBuilder| {
+        deb.file("./usr/share/doc/libz1/copyright", 0o644, b"same bytes")
+            .hardlink(
+                "./usr/share/doc/libz1/copyright.hard",
+                "./usr/share/doc/libz1/copyright",
+            )
+            .symlink("./usr/share/doc/libz1/README", "copyright")
+    };
+    let f = Fixture::new();
+    f.unpack(&[build(&native, &identical), build(foreign, &identical)])
+        .expect("identical shared files are accepted");
+    assert_eq!(f.read("usr/share/doc/libz1/copyright"), "same bytes");
+    assert_eq!(f.read("usr/share/doc/libz1/copyright.hard"), "same bytes");
+    assert_eq!(
+        fs_err::read_link(f.path("usr/share/doc/libz1/README")).expect("readlink"),
+        Path::new("copyright")
+    );
+    for arch in [native.as_str(), foreign] {
+        let list = f.read(&format!("var/lib/dpkg/info/libz1:{arch}.list"));
+        for shared in ["copyright", "copyright.hard", "README"] {
+            assert!(
+                list.lines()
+                    .any(|l| l == format!("/usr/share/doc/libz1/{shared}")),
+                "libz1:{arch} lists {shared}:\n{list}"
+            );
+        }
+    }
+
+    type Edit = fn(DebBuilder) -> DebBuilder;
+    let hostile: [(&str, Edit, Edit, &str, &str); 4] = [
+        (
+            "other bytes, same size",
+            |d| d.file("./usr/share/doc/libz1/copyright", 0o644, b"same bytes"),
+            |d| d.file("./usr/share/doc/libz1/copyright", 0o644, b"SAME BYTES"),
+            "/usr/share/doc/libz1/copyright",
+            "different contents",
+        ),
+        (
+            "another link target",
+            |d| d.symlink("./usr/share/doc/libz1/README", "copyright"),
+            |d| d.symlink("./usr/share/doc/libz1/README", "/etc/shadow"),
+            "/usr/share/doc/libz1/README",
+            "different link targets",
+        ),
+        (
+            "a link where the other has a file",
+            |d| d.file("./usr/share/doc/libz1/README", 0o644, b"text"),
+            |d| d.symlink("./usr/share/doc/libz1/README", "/etc/shadow"),
+            "/usr/share/doc/libz1/README",
+            "a file in one, a symlink in the other",
+        ),
+        (
+            "a hard link to another file",
+            |d| {
+                d.file("./usr/share/doc/libz1/a", 0o644, b"a")
+                    .file("./usr/share/doc/libz1/b", 0o644, b"b")
+                    .hardlink("./usr/share/doc/libz1/c", "./usr/share/doc/libz1/a")
+            },
+            |d| {
+                d.file("./usr/share/doc/libz1/a", 0o644, b"a")
+                    .file("./usr/share/doc/libz1/b", 0o644, b"b")
+                    .hardlink("./usr/share/doc/libz1/c", "./usr/share/doc/libz1/b")
+            },
+            "/usr/share/doc/libz1/c",
+            "different link targets",
+        ),
+    ];
+    for (case, first, second, path, difference) in hostile {
+        for (a, b) in [(native.as_str(), foreign), (foreign, native.as_str())] {
+            let f = Fixture::new();
+            let err = f
+                .unpack(&[build(a, &first), build(b, &second)])
+                .expect_err(case);
+            let line = error_line(&err);
+            assert!(
+                matches!(err, UnpackError::SharedDiffers { .. })
+                    && line.starts_with(&format!(
+                        "libz1:{a} and libz1:{b} (Multi-Arch: same) both ship {path}, with \
+                         {difference}: dpkg refuses"
+                    )),
+                "{case}, {a} first: {line}"
+            );
+            assert!(!f.root.exists(), "{case}: the partial root was left");
+            assert_eq!(
+                fs_err::read_to_string(f.outside.join("sentinel")).expect("sentinel"),
+                "untouched"
+            );
+        }
+    }
+}

@@ -8,6 +8,7 @@
 //! exact policy. The same index and selection
 //! always give the same resolution.
 
+mod multiarch;
 mod relation;
 mod solver;
 mod universe;
@@ -157,7 +158,9 @@ pub struct Conflict {
 /// from those packages alone, and merged into the native set the way dpkg's multiarch allows:
 /// a package of B that is `all` or `Multi-Arch: foreign` and already chosen natively is
 /// satisfied by the native one; a `Multi-Arch: same` package sits beside its native self at
-/// the same version; any other package of one name in two architectures is refused.
+/// the same version (the foreign solve is held to it); any other package of one name in two
+/// architectures is refused, and so is a `Conflicts`/`Breaks` between packages of different
+/// solves that dpkg would apply across architectures (see multiarch.rs).
 pub fn resolve(index: &RepoIndex, selection: &Selection) -> Result<Resolution, ResolveError> {
     let mut native = selection.clone();
     let mut foreign: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -177,6 +180,9 @@ pub fn resolve(index: &RepoIndex, selection: &Selection) -> Result<Resolution, R
         .into_iter()
         .map(|i| index.package(i))
         .collect::<Result<_, _>>()?;
+    // Which solve chose each package (0: native), and how each solve is described.
+    let mut solves = vec![0; packages.len()];
+    let mut origins = vec![format!("the {} package set", selection.arch)];
     for (arch, names) in foreign {
         let universe = Universe::new(index, arch);
         let seeds: Vec<Seed> = names
@@ -186,51 +192,33 @@ pub fn resolve(index: &RepoIndex, selection: &Selection) -> Result<Resolution, R
                 origin: SeedOrigin::Include,
             })
             .collect();
-        let chosen = solver::solve(&universe, &seeds)?;
+        let pins = multiarch::same_version_pins(&packages)?;
+        let chosen = solver::solve_pinned(&universe, &seeds, &pins)?;
         let mut added = Vec::new();
         for i in chosen {
             let package = index.package(i)?;
             let named = seeds.iter().any(|seed| seed.name == package.name);
-            added.extend(beside_native(&packages, &package, named)?);
+            added.extend(multiarch::beside_native(&packages, &package, named)?);
         }
+        let included: Vec<String> = seeds.iter().map(|s| format!("{}:{arch}", s.name)).collect();
+        origins.push(format!("--include {}", included.join(",")));
+        solves.extend(std::iter::repeat_n(origins.len() - 1, added.len()));
         packages.extend(added);
     }
+    let chosen: Vec<multiarch::Chosen<'_>> = packages
+        .iter()
+        .zip(&solves)
+        .map(|(package, &solve)| multiarch::Chosen {
+            package,
+            solve,
+            origin: &origins[solve],
+        })
+        .collect();
+    multiarch::check_relations_across(&chosen, &selection.arch)?;
     packages.sort_by(|a, b| {
         (a.name.as_str(), a.architecture.as_str()).cmp(&(b.name.as_str(), b.architecture.as_str()))
     });
     Ok(Resolution { packages })
-}
-
-/// Whether a package chosen for a foreign architecture joins the native set (`Some`), is
-/// satisfied by a native package of its name (`None`; never for one the user `named`, which
-/// would silently not be installed), or cannot be installed beside it.
-fn beside_native(
-    native: &[Package],
-    package: &Package,
-    named: bool,
-) -> Result<Option<Package>, ResolveError> {
-    let Some(same_name) = native.iter().find(|p| p.name == package.name) else {
-        return Ok(Some(package.clone()));
-    };
-    let multi_arch = |p: &Package| p.multi_arch.as_deref().map(str::to_owned);
-    let satisfied = package.architecture == "all"
-        || same_name.architecture == package.architecture
-        || multi_arch(package).as_deref() == Some("foreign");
-    if satisfied && !named {
-        return Ok(None);
-    }
-    let both_same = multi_arch(package).as_deref() == Some("same")
-        && multi_arch(same_name).as_deref() == Some("same");
-    if both_same && same_name.version == package.version {
-        return Ok(Some(package.clone()));
-    }
-    Err(ResolveError::ForeignClash(Box::new(ForeignClash {
-        package: package.name.clone(),
-        arch: package.architecture.clone(),
-        version: package.version.clone(),
-        native_arch: same_name.architecture.clone(),
-        native_version: same_name.version.clone(),
-    })))
 }
 
 /// Whether `replacer` declares `Replaces` on `replaced` at its version: dpkg's condition for

@@ -51,7 +51,25 @@ pub enum SeedOrigin {
 
 /// Chooses a package index for every seed and, transitively, every dependency.
 pub fn solve(universe: &Universe<'_>, seeds: &[Seed]) -> Result<Vec<usize>, ResolveError> {
-    let mut pins: BTreeMap<String, Vec<Pin>> = BTreeMap::new();
+    solve_pinned(universe, seeds, &[])
+}
+
+/// [`solve`], with each name in `pins` held to versions its atom allows from the start (the
+/// text says why, for messages): how a foreign architecture's solve keeps a `Multi-Arch: same`
+/// package at the version already chosen natively.
+pub fn solve_pinned(
+    universe: &Universe<'_>,
+    seeds: &[Seed],
+    pins: &[(Atom, String)],
+) -> Result<Vec<usize>, ResolveError> {
+    let mut pins: BTreeMap<String, Vec<Pin>> =
+        pins.iter().fold(BTreeMap::new(), |mut map, (atom, why)| {
+            map.entry(atom.name.clone()).or_default().push(Pin {
+                atom: atom.clone(),
+                chain: vec![why.clone()],
+            });
+            map
+        });
     loop {
         let run = Run {
             universe,

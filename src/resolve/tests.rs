@@ -674,3 +674,183 @@ fn a_foreign_include_resolves_among_that_architectures_packages() {
     assert_eq!(listed(&resolution), ["odd 1"]);
     assert_eq!(resolution.packages[0].architecture, "amd64");
 }
+
+/// Minbase with apt as the only seed and `include` on top, over `stanzas` plus apt.
+fn with_foreign(stanzas: &[String], include: &[&str]) -> Result<Resolution, ResolveError> {
+    let stanzas = [stanzas, &[stanza("apt", "1", &["Priority: required"])]].concat();
+    resolve(&index(&stanzas), &select(Variant::Minbase, include, &[]))
+}
+
+fn qualified(resolution: &Resolution) -> Vec<String> {
+    resolution
+        .packages
+        .iter()
+        .map(|p| format!("{}:{} {}", p.name, p.architecture, p.version))
+        .collect()
+}
+
+/// dpkg reads Conflicts and Breaks without a qualifier as covering every architecture: a
+/// package chosen for arm64 that conflicts with a native one (or is broken by one) is refused,
+/// naming both packages with their architectures, the relation and where each came from.
+#[test]
+fn conflicts_and_breaks_between_native_and_foreign_packages_are_refused() {
+    let bar = stanza("bar", "1", &["Priority: required"]);
+    let cases = [
+        (
+            vec![
+                bar.clone(),
+                stanza("foo", "2", &["Architecture: arm64", "Conflicts: bar"]),
+            ],
+            "foo:arm64 2 declares Conflicts: bar, but bar:amd64 1 is selected too \
+             (foo:arm64 by --include foo:arm64; bar:amd64 by the amd64 package set)",
+        ),
+        (
+            vec![
+                stanza("bar", "1", &["Priority: required", "Breaks: foo (<< 3)"]),
+                stanza("foo", "2", &["Architecture: arm64"]),
+            ],
+            "bar:amd64 1 declares Breaks: foo (<< 3), but foo:arm64 2 is selected too \
+             (bar:amd64 by the amd64 package set; foo:arm64 by --include foo:arm64)",
+        ),
+        (
+            // Through a name the native package provides.
+            vec![
+                stanza("bar", "1", &["Priority: required", "Provides: mta"]),
+                stanza("foo", "2", &["Architecture: arm64", "Conflicts: mta"]),
+            ],
+            "foo:arm64 2 declares Conflicts: mta, but bar:amd64 1 is selected too",
+        ),
+        (
+            // A dependency of the foreign package, not the package named.
+            vec![
+                bar.clone(),
+                stanza("foo", "2", &["Architecture: arm64", "Depends: libfoo"]),
+                stanza(
+                    "libfoo",
+                    "2",
+                    &["Architecture: arm64", "Breaks: bar:native"],
+                ),
+            ],
+            "libfoo:arm64 2 declares Breaks: bar:native, but bar:amd64 1 is selected too",
+        ),
+    ];
+    for (stanzas, expected) in cases {
+        let err = with_foreign(&stanzas, &["foo:arm64"]).expect_err(expected);
+        assert!(matches!(err, ResolveError::Conflict(_)), "{err}");
+        assert!(err.to_string().starts_with(expected), "{err}");
+    }
+}
+
+/// What does not clash across architectures: a relation qualified with the other
+/// architecture, a version the relation does not cover, and a package's own instance of
+/// another architecture (Multi-Arch: same), even through a name it provides.
+#[test]
+fn relations_that_do_not_cover_the_other_architecture_pass() {
+    let stanzas = [
+        stanza("bar", "1", &["Priority: required"]),
+        stanza(
+            "foo",
+            "2",
+            &["Architecture: arm64", "Conflicts: bar:arm64, bar (>> 1)"],
+        ),
+        stanza(
+            "libx",
+            "1",
+            &[
+                "Priority: required",
+                "Multi-Arch: same",
+                "Provides: libx-abi",
+                "Conflicts: libx-abi, libx",
+            ],
+        ),
+        stanza(
+            "libx",
+            "1",
+            &[
+                "Architecture: arm64",
+                "Multi-Arch: same",
+                "Provides: libx-abi",
+                "Conflicts: libx-abi, libx",
+            ],
+        ),
+    ];
+    let resolution = with_foreign(&stanzas, &["foo:arm64", "libx:arm64"]).expect("resolves");
+    assert_eq!(
+        qualified(&resolution),
+        [
+            "apt:amd64 1",
+            "bar:amd64 1",
+            "foo:arm64 2",
+            "libx:amd64 1",
+            "libx:arm64 1"
+        ]
+    );
+    // The same relation qualified with the native architecture does hit.
+    let mut stanzas = stanzas.to_vec();
+    stanzas[1] = stanza("foo", "2", &["Architecture: arm64", "Conflicts: bar:amd64"]);
+    let err = with_foreign(&stanzas, &["foo:arm64"]).expect_err("bar:amd64 is native");
+    assert!(err.to_string().contains("Conflicts: bar:amd64"), "{err}");
+}
+
+/// A Multi-Arch: same package is one version on every architecture: the foreign solve takes
+/// the native version even when a newer one exists for it, and when the foreign architecture
+/// lacks that version the error names both.
+#[test]
+fn a_multi_arch_same_package_takes_the_native_version_on_every_architecture() {
+    let native_libc = stanza("libc", "2", &["Priority: required", "Multi-Arch: same"]);
+    let tool = stanza("tool", "1", &["Architecture: arm64", "Depends: libc"]);
+    let arm_libc = |version| {
+        stanza(
+            "libc",
+            version,
+            &["Architecture: arm64", "Multi-Arch: same"],
+        )
+    };
+    let stanzas = [
+        native_libc.clone(),
+        tool.clone(),
+        arm_libc("3"),
+        arm_libc("2"),
+    ];
+    let resolution = with_foreign(&stanzas, &["tool:arm64"]).expect("resolves");
+    assert_eq!(
+        qualified(&resolution),
+        [
+            "apt:amd64 1",
+            "libc:amd64 2",
+            "libc:arm64 2",
+            "tool:arm64 1"
+        ]
+    );
+
+    let err = with_foreign(&[native_libc, tool, arm_libc("3")], &["tool:arm64"])
+        .expect_err("only libc 3 for arm64");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("tool -> libc: ") && text.contains("libc:amd64 2 (Multi-Arch: same"),
+        "{text}"
+    );
+}
+
+/// Only Multi-Arch: same packages are installed for two architectures: one that is not, named
+/// for the foreign architecture while the native set has it, is refused naming both instances;
+/// a Multi-Arch: foreign or allowed one too (dpkg would replace the native one, which a
+/// bootstrap never asks for).
+#[test]
+fn a_package_that_is_not_multi_arch_same_is_never_installed_twice() {
+    for multi_arch in ["none", "foreign", "allowed"] {
+        let field = format!("Multi-Arch: {multi_arch}");
+        let stanzas = [
+            stanza("bar", "1", &["Priority: required", &field]),
+            stanza("bar", "1", &["Architecture: arm64", &field]),
+        ];
+        let err = with_foreign(&stanzas, &["bar:arm64"]).expect_err(multi_arch);
+        assert!(
+            err.to_string().starts_with(
+                "bar:arm64 1 cannot be installed beside bar:amd64 1: dpkg installs one \
+                 package for two architectures only when both are Multi-Arch: same"
+            ),
+            "{multi_arch}: {err}"
+        );
+    }
+}

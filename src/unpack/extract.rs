@@ -13,7 +13,12 @@
 //!   debootstrap's build would have touched keeps the build's time instead;
 //! - a directory where a package put a non-directory (or the reverse) is an error naming both;
 //! - an existing symlink to a directory satisfies a directory entry and is kept (dpkg's rule,
-//!   which keeps the merged-/usr links).
+//!   which keeps the merged-/usr links);
+//! - the instances of one `Multi-Arch: same` package for several architectures may ship the
+//!   same path, which the earliest in request order places; each instance's copy is
+//!   fingerprinted (SHA-256 of a file's bytes, a link's target, a device's number) and
+//!   [`Extractor::check_shared`] refuses copies that differ, as dpkg refuses to overwrite a
+//!   shared file with different contents.
 //!
 //! One case still depends on timing: a package's symlink and another package's directory at
 //! the same path, outside the merged-/usr links (which exist before any entry is seen). If the
@@ -30,6 +35,7 @@ use std::sync::Mutex;
 use md5::{Digest, Md5};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use rustix::io::Errno;
+use sha2::Sha256;
 
 use super::confined::{hard_link, rename_noreplace, Root};
 use super::deb::member_error;
@@ -166,6 +172,11 @@ pub struct Extractor<'a> {
     replaced: Mutex<Vec<(usize, RelPath)>>,
     /// Merged-/usr links already made (or found) in this run.
     aliases: Mutex<BTreeSet<Vec<u8>>>,
+    /// By request index: whether the package is one of several architectures' instances of a
+    /// `Multi-Arch: same` package, whose non-directory entries are fingerprinted.
+    shared: Vec<bool>,
+    /// The fingerprint of every non-directory entry of those packages.
+    shared_copies: Mutex<Vec<SharedCopy>>,
     /// Who we are: files we create are owned by us unless the tar header says otherwise.
     euid: u32,
     egid: u32,
@@ -184,6 +195,39 @@ struct Job<'x, 'a> {
     /// The package's conffiles (`/etc/x`), whose digests the status file records.
     conffiles: &'x BTreeSet<String>,
     conffile_md5: BTreeMap<String, String>,
+    /// The SHA-256 of the regular file just read, when the package is `shared`.
+    file_sha256: Option<Vec<u8>>,
+}
+
+/// One entry of a `Multi-Arch: same` instance, as [`Extractor::check_shared`] compares it.
+struct SharedCopy {
+    key: ClaimKey,
+    index: usize,
+    path: RelPath,
+    kind: Kind,
+    /// A file's SHA-256, a link's target, a device's number.
+    fingerprint: Vec<u8>,
+}
+
+/// The digests taken of a regular file's bytes as they stream past.
+struct Digests {
+    md5: Option<Md5>,
+    sha256: Option<Sha256>,
+}
+
+impl Digests {
+    fn wanted(&self) -> bool {
+        self.md5.is_some() || self.sha256.is_some()
+    }
+
+    fn update(&mut self, chunk: &[u8]) {
+        if let Some(h) = self.md5.as_mut() {
+            h.update(chunk);
+        }
+        if let Some(h) = self.sha256.as_mut() {
+            h.update(chunk);
+        }
+    }
 }
 
 impl<'a> Extractor<'a> {
@@ -204,6 +248,18 @@ impl<'a> Extractor<'a> {
                 }
             })
             .collect();
+        let mut by_name: HashMap<&str, Vec<&Package>> = HashMap::new();
+        for package in packages {
+            by_name.entry(&package.name).or_default().push(package);
+        }
+        let shared = packages
+            .iter()
+            .map(|p| {
+                by_name[p.name.as_str()]
+                    .iter()
+                    .any(|q| shared_instance(p, q))
+            })
+            .collect();
         Extractor {
             root,
             packages,
@@ -211,6 +267,8 @@ impl<'a> Extractor<'a> {
             claims: Mutex::new(HashMap::new()),
             replaced: Mutex::new(Vec::new()),
             aliases: Mutex::new(BTreeSet::new()),
+            shared,
+            shared_copies: Mutex::new(Vec::new()),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
         }
@@ -266,6 +324,7 @@ impl<'a> Extractor<'a> {
             md5sums: String::new(),
             conffiles,
             conffile_md5: BTreeMap::new(),
+            file_sha256: None,
         };
         let mut paths = Vec::new();
         let mut archive = tar::Archive::new(data);
@@ -280,6 +339,55 @@ impl<'a> Extractor<'a> {
             md5sums: compute_md5sums.then_some(job.md5sums),
             conffile_md5: job.conffile_md5,
         })
+    }
+
+    /// Refuses the instances of a `Multi-Arch: same` package that ship one path with different
+    /// contents (or as different kinds, or links to different targets), naming both and the
+    /// path; dpkg keeps a shared path only when every instance's copy is the same. Runs after
+    /// every package is extracted, so the result does not depend on which came first.
+    pub fn check_shared(&self) -> Result<(), UnpackError> {
+        let mut copies = self.shared_copies.lock().unwrap_or_else(|e| e.into_inner());
+        copies.sort_by(|a, b| (a.path.as_bytes(), a.index).cmp(&(b.path.as_bytes(), b.index)));
+        let mut first_at: HashMap<(&ClaimKey, &str), &SharedCopy> = HashMap::new();
+        for copy in copies.iter() {
+            let package = self.packages[copy.index];
+            let Some(first) = first_at.get(&(&copy.key, package.name.as_str())) else {
+                first_at.insert((&copy.key, &package.name), copy);
+                continue;
+            };
+            let other = self.packages[first.index];
+            if !shared_instance(package, other)
+                || (first.kind, &first.fingerprint) == (copy.kind, &copy.fingerprint)
+            {
+                continue;
+            }
+            let difference = if first.kind != copy.kind {
+                format!(
+                    "a {} in one, a {} in the other",
+                    first.kind.name(),
+                    copy.kind.name()
+                )
+            } else {
+                match copy.kind {
+                    Kind::File => "different contents".to_owned(),
+                    Kind::Symlink | Kind::HardLink => "different link targets".to_owned(),
+                    _ => "different device numbers".to_owned(),
+                }
+            };
+            return Err(UnpackError::SharedDiffers {
+                package: format!("{}:{}", other.name, other.architecture),
+                other: format!("{}:{}", package.name, package.architecture),
+                entry: format!("/{}", first.path.display()),
+                difference,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a fingerprint of an entry of a `Multi-Arch: same` instance.
+    fn note_shared(&self, copy: SharedCopy) {
+        let mut copies = self.shared_copies.lock().unwrap_or_else(|e| e.into_inner());
+        copies.push(copy);
     }
 
     /// Every path that package `index` lists but another package replaced.
@@ -544,6 +652,21 @@ impl Job<'_, '_> {
         }
 
         self.open_parent(&path)?;
+        // What a Multi-Arch: same instance's copy is compared by (the file's digest is taken
+        // as it is read, below).
+        let fingerprint = match kind {
+            _ if !self.x.shared[self.index] => None,
+            Kind::Directory | Kind::File => None,
+            Kind::Symlink | Kind::HardLink => entry.link_name_bytes().map(|t| t.into_owned()),
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => Some(
+                format!(
+                    "{:?}:{:?}",
+                    header.device_major().ok().flatten(),
+                    header.device_minor().ok().flatten()
+                )
+                .into_bytes(),
+            ),
+        };
         match kind {
             Kind::Directory => self.directory(&path, meta)?,
             Kind::File => self.regular(&path, meta, entry)?,
@@ -574,6 +697,15 @@ impl Job<'_, '_> {
                 })?;
             }
             Kind::HardLink => self.hard_link(&path, entry)?,
+        }
+        if let Some(fingerprint) = fingerprint.or_else(|| self.file_sha256.take()) {
+            self.x.note_shared(SharedCopy {
+                key: self.key(&path),
+                index: self.index,
+                path: path.clone(),
+                kind,
+                fingerprint,
+            });
         }
         Ok(Some(path))
     }
@@ -759,7 +891,10 @@ impl Job<'_, '_> {
         let (key, decision) = self.claim(path, Kind::File)?;
         let size = entry.size();
         let conffile = self.conffiles.contains(&path.to_list_line());
-        let mut hasher = (self.digests.is_some() || conffile).then(Md5::new);
+        let mut digests = Digests {
+            md5: (self.digests.is_some() || conffile).then(Md5::new),
+            sha256: self.x.shared[self.index].then(Sha256::new),
+        };
         let parent = self.parent();
         let dir = &parent.fd;
         // A new file is already ours; skipping the chown saves a syscall per file.
@@ -776,9 +911,9 @@ impl Job<'_, '_> {
         if decision == Decision::Fresh {
             match create(path.file_name()) {
                 Ok(fd) => {
-                    write_contents(fd, entry, size, meta, chown, hasher.as_mut())
+                    write_contents(fd, entry, size, meta, chown, &mut digests)
                         .map_err(|e| self.failed(path, e))?;
-                    return self.record_digest(path, hasher);
+                    return self.record_digests(path, digests);
                 }
                 Err(Errno::EXIST) => {
                     decision = self
@@ -790,23 +925,30 @@ impl Job<'_, '_> {
             }
         }
         if decision == Decision::Skip {
-            if let Some(h) = hasher.as_mut() {
+            if digests.wanted() {
                 copy(entry, |chunk| {
-                    h.update(chunk);
+                    digests.update(chunk);
                     Ok(())
                 })
                 .map_err(|e| self.failed(path, e))?;
             }
-            return self.record_digest(path, hasher);
+            return self.record_digests(path, digests);
         }
         let temp = self.x.root.temp_name();
         let fd = create(&temp).map_err(|e| self.failed(path, e))?;
-        if let Err(e) = write_contents(fd, entry, size, meta, chown, hasher.as_mut()) {
+        if let Err(e) = write_contents(fd, entry, size, meta, chown, &mut digests) {
             let _ = rustix::fs::unlinkat(dir, temp.as_slice(), AtFlags::empty());
             return Err(self.failed(path, e));
         }
         self.place(path, Kind::File, &key, &temp, Decision::Replace)?;
-        self.record_digest(path, hasher)
+        self.record_digests(path, digests)
+    }
+
+    /// Keeps a regular file's digests: the md5 (see [`Self::record_digest`]) and, for a
+    /// `Multi-Arch: same` instance, the SHA-256 its shared copies are compared by.
+    fn record_digests(&mut self, path: &RelPath, digests: Digests) -> Result<(), UnpackError> {
+        self.file_sha256 = digests.sha256.map(|h| h.finalize().to_vec());
+        self.record_digest(path, digests.md5)
     }
 
     /// Keeps a regular file's digest: in the status file's conffile hashes if it is one,
@@ -967,13 +1109,11 @@ fn write_contents(
     size: u64,
     meta: Meta,
     chown: bool,
-    mut hasher: Option<&mut Md5>,
+    digests: &mut Digests,
 ) -> io::Result<()> {
     let mut file = std::fs::File::from(fd);
     let written = copy(entry, |chunk| {
-        if let Some(h) = hasher.as_mut() {
-            h.update(chunk);
-        }
+        digests.update(chunk);
         file.write_all(chunk)
     })?;
     if written != size {

@@ -261,6 +261,17 @@ pub enum UnpackError {
         entry: String,
         holder: String,
     },
+    #[error(
+        "{package} and {other} (Multi-Arch: same) both ship {entry}, with {difference}: dpkg \
+         refuses to install them together, since every architecture's instance of a package \
+         must ship identical shared files; leave out one of them"
+    )]
+    SharedDiffers {
+        package: String,
+        other: String,
+        entry: String,
+        difference: String,
+    },
     #[error("cannot write dpkg's database file {path}")]
     Database {
         path: String,
@@ -371,6 +382,7 @@ fn unpack_into(
 
     let outcomes = extract_all(&extractor, packages, ready, reporter)?;
     crate::cancel::check()?;
+    extractor.check_shared()?;
     extractor.finish_directories()?;
 
     let mut outcomes = outcomes;
