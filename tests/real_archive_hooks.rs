@@ -1,7 +1,9 @@
-//! Hooks against the real archive, as root: two recipes from mmdebstrap's manual page (add a
-//! user and set the hostname; copy a file in and a log out), plus a mark at every hook point,
-//! given unchanged to mmdebstrap and to us in one trixie minbase build each; the files the hooks
-//! made or changed, in the roots and outside them, must be the same.
+//! Hooks against the real archive, as root: three recipes from mmdebstrap's manual page (add a
+//! user and set the hostname; copy a file in and a log out; preseed tzdata at the essential
+//! point), a mark at every hook point, two hook directories among the hook options, and what
+//! dpkg knows at the essential point, given unchanged to mmdebstrap and to us in one trixie
+//! minbase build each; the files the hooks made or changed, in the roots and outside them, and
+//! the order the hooks ran in, must be the same.
 
 mod support;
 
@@ -10,9 +12,14 @@ use std::process::Command;
 
 use support::host::{host_mirror, require_program, require_root};
 
-/// The hook options, with `{out}` standing for a directory outside the root and `{motd}` for a
-/// file copied in.
+/// The hook options, with `{out}` standing for a directory outside the root, `{motd}` for a
+/// file copied in, and `{one}` and `{two}` for hook directories ([`hook_directories`]).
 const HOOKS: &[(&str, &str)] = &[
+    (
+        "--setup-hook",
+        r#"echo "setup-option-1 $MMDEBSTRAP_HOOK" >> "$1/hook-order""#,
+    ),
+    ("--hook-directory", "{one}"),
     (
         "--setup-hook",
         r#"echo "$MMDEBSTRAP_HOOK $MMDEBSTRAP_MODE" > "$1/setup-ran""#,
@@ -24,6 +31,32 @@ const HOOKS: &[(&str, &str)] = &[
     (
         "--essential-hook",
         r#"echo "$MMDEBSTRAP_HOOK" > "$1/essential-ran""#,
+    ),
+    // What dpkg knows at the essential point: the essential set, configured, nothing else.
+    (
+        "--essential-hook",
+        r#"chroot "$1" dpkg-query -W -f '${Package} ${db:Status-Abbrev}\n' | sort > "$1/essential-known""#,
+    ),
+    // Recipe 3: the manual's timezone example. Our root has /etc/localtime -> UTC before
+    // configuration, as debootstrap makes it, and tzdata keeps an existing one: removing it
+    // first makes the recipe work with both tools (mmdebstrap has none yet).
+    ("--essential-hook", r#"rm -f "$1/etc/localtime""#),
+    (
+        "--essential-hook",
+        r#"echo tzdata tzdata/Areas select Europe | chroot "$1" debconf-set-selections"#,
+    ),
+    (
+        "--essential-hook",
+        r#"echo tzdata tzdata/Zones/Europe select Berlin | chroot "$1" debconf-set-selections"#,
+    ),
+    (
+        "--extract-hook",
+        r#"echo "extract-option-2 $MMDEBSTRAP_HOOK" >> "$1/hook-order""#,
+    ),
+    ("--hook-directory", "{two}"),
+    (
+        "--essential-hook",
+        r#"echo "essential-option-3 $MMDEBSTRAP_HOOK" >> "$1/hook-order""#,
     ),
     // Recipe 1: the manual's autopkgtest example.
     ("--customize-hook", r#"chroot "$1" passwd --delete root"#),
@@ -48,15 +81,60 @@ const HOOKS: &[(&str, &str)] = &[
         "copy-out /var/log/user.log /home/user {out}",
     ),
     ("--customize-hook", "download /etc/hostname {out}/hostname"),
+    (
+        "--customize-hook",
+        r#"echo "customize-option-4 $MMDEBSTRAP_HOOK" >> "$1/hook-order""#,
+    ),
 ];
 
-fn hook_args(out: &Path, motd: &Path) -> Vec<String> {
+/// Two hook directories under `dir`, each script recording its name and point in the root's
+/// hook-order file; besides them a file named like a hook that is not executable.
+fn hook_directories(dir: &Path) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let (one, two) = (dir.join("hooks-one"), dir.join("hooks-two"));
+    for (d, names) in [
+        (
+            &one,
+            &[
+                "setup01-a",
+                "setup02-b",
+                "extract01-a",
+                "essential01-a",
+                "customize01-a",
+            ][..],
+        ),
+        (
+            &two,
+            &["setup00-c", "essential00-c", "customize00-c", "customize0A"][..],
+        ),
+    ] {
+        fs_err::create_dir_all(d).expect("hook directory");
+        let label = d.file_name().expect("named").to_string_lossy();
+        for name in names {
+            let path = d.join(name);
+            fs_err::write(
+                &path,
+                format!(
+                    "#!/bin/sh\necho \"{label}/{name} $MMDEBSTRAP_HOOK\" >> \"$1/hook-order\"\n"
+                ),
+            )
+            .expect("script");
+            fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+    }
+    fs_err::write(two.join("setup-not-executable"), "#!/bin/sh\nexit 1\n").expect("file");
+    (one, two)
+}
+
+fn hook_args(out: &Path, motd: &Path, dirs: &(PathBuf, PathBuf)) -> Vec<String> {
     HOOKS
         .iter()
         .map(|(option, text)| {
             let text = text
                 .replace("{out}", &out.display().to_string())
-                .replace("{motd}", &motd.display().to_string());
+                .replace("{motd}", &motd.display().to_string())
+                .replace("{one}", &dirs.0.display().to_string())
+                .replace("{two}", &dirs.1.display().to_string());
             format!("{option}={text}")
         })
         .collect()
@@ -104,6 +182,7 @@ fn real_archive_root_mmdebstrap_hook_recipes_give_the_same_files_with_both_tools
     let scratch = tempfile::tempdir().expect("temp dir");
     let motd = scratch.path().join("motd-hook");
     fs_err::write(&motd, "copied in by a hook\n").expect("motd");
+    let dirs = hook_directories(scratch.path());
     let run = |tool: &str| -> (PathBuf, PathBuf) {
         let root = scratch.path().join(format!("{tool}-root"));
         let out = scratch.path().join(format!("{tool}-out"));
@@ -119,7 +198,7 @@ fn real_archive_root_mmdebstrap_hook_recipes_give_the_same_files_with_both_tools
         };
         let started = std::time::Instant::now();
         let output = command
-            .args(hook_args(&out, &motd))
+            .args(hook_args(&out, &motd, &dirs))
             .arg("trixie")
             .arg(&root)
             .arg(&mirror)
@@ -138,6 +217,8 @@ fn real_archive_root_mmdebstrap_hook_recipes_give_the_same_files_with_both_tools
     let (ours, our_out) = run("ours");
 
     for file in [
+        "hook-order",
+        "essential-known",
         "setup-ran",
         "extract-ran",
         "essential-ran",
@@ -154,6 +235,31 @@ fn real_archive_root_mmdebstrap_hook_recipes_give_the_same_files_with_both_tools
         fs_err::read_to_string(ours.join("setup-ran")).expect("setup mark"),
         "setup root\n"
     );
+    // mmdebstrap's order, as its manual describes it: each directory's scripts (in name order)
+    // where the directory stands among the options of their point.
+    assert_eq!(
+        fs_err::read_to_string(ours.join("hook-order")).expect("hook order"),
+        "setup-option-1 setup\nhooks-one/setup01-a setup\nhooks-one/setup02-b setup\n\
+         hooks-two/setup00-c setup\n\
+         hooks-one/extract01-a extract\nextract-option-2 extract\n\
+         hooks-one/essential01-a essential\nhooks-two/essential00-c essential\n\
+         essential-option-3 essential\n\
+         hooks-one/customize01-a customize\nhooks-two/customize00-c customize\n\
+         hooks-two/customize0A customize\ncustomize-option-4 customize\n"
+    );
+    // The essential hooks ran before the rest of the packages were known to dpkg (apt is not
+    // essential) and before tzdata was configured (the preseed took).
+    let known = fs_err::read_to_string(ours.join("essential-known")).expect("known");
+    assert!(known.contains("\ndpkg ii \n"), "{known}");
+    assert!(!known.contains("\napt "), "{known}");
+    for root in [&ours, &theirs] {
+        assert_eq!(
+            fs_err::read_link(root.join("etc/localtime")).expect("localtime"),
+            Path::new("/usr/share/zoneinfo/Europe/Berlin"),
+            "{}",
+            root.display()
+        );
+    }
     for file in ["etc/passwd", "etc/group", "etc/shadow"] {
         assert_eq!(
             entries(&ours.join(file)),
