@@ -30,7 +30,7 @@ const HOOKS: &[(&str, &str)] = &[
     ),
     (
         "--essential-hook",
-        r#"echo "$MMDEBSTRAP_HOOK" > "$1/essential-ran""#,
+        r#"test -e "$1/proc/self/status" && test -c "$1/dev/null" && echo "$MMDEBSTRAP_HOOK" > "$1/essential-ran""#,
     ),
     // What dpkg knows at the essential point: the essential set, configured, nothing else.
     (
@@ -193,7 +193,7 @@ fn real_archive_root_mmdebstrap_hook_recipes_give_the_same_files_with_both_tools
         } else {
             let mut c = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"));
             c.args(["build", "--no-onion", "--variant", "minbase", "--cache-dir"])
-                .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-archive-cache"));
+                .arg(support::host::shared_cache());
             c
         };
         let started = std::time::Instant::now();
@@ -279,5 +279,50 @@ fn real_archive_root_mmdebstrap_hook_recipes_give_the_same_files_with_both_tools
     assert_eq!(
         fs_err::read_to_string(our_out.join("user.log")).expect("log copied out"),
         fs_err::read_to_string(ours.join("var/log/user.log")).expect("log")
+    );
+}
+
+#[test]
+fn real_archive_root_a_failing_essential_hook_stops_the_build_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let Some(mirror) = host_mirror() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let parent = scratch.path().join("builds");
+    fs_err::create_dir(&parent).expect("builds");
+    let target = parent.join("root");
+    let hook = "echo about to fail; exit 4";
+    let output = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args(["build", "--no-onion", "--variant", "minbase", "--cache-dir"])
+        .arg(support::host::shared_cache())
+        .arg(format!("--essential-hook={hook}"))
+        .arg("trixie")
+        .arg(&target)
+        .arg(&mirror)
+        .output()
+        .expect("run the builder");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let first = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_default();
+    assert_eq!(
+        first,
+        format!(
+            "error: essential hook `{hook}` failed (exit status: 4); last lines of its output:"
+        )
+    );
+    assert!(stderr.contains("about to fail"), "{stderr}");
+    assert!(!target.exists());
+    assert_eq!(fs_err::read_dir(&parent).expect("builds").count(), 0);
+    let mounts = fs_err::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let scratch_path = scratch.path().display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&scratch_path)),
+        "a mount remains under {scratch_path}"
     );
 }

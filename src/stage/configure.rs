@@ -807,6 +807,55 @@ mod tests {
     }
 
     #[test]
+    fn the_essential_set_is_the_essential_packages_and_what_they_need() {
+        let with = |name: &str, essential: bool, control: &str, arch: &str| UnpackedPackage {
+            essential,
+            architecture: arch.to_owned(),
+            control: format!("Package: {name}\n{control}").into_bytes(),
+            ..package(name, true)
+        };
+        let unpacked = Unpacked {
+            packages: vec![
+                with(
+                    "dpkg",
+                    true,
+                    "Pre-Depends: libc6 (>= 2), tar | tar-alt\n",
+                    "amd64",
+                ),
+                with("libc6", false, "Depends: libgcc-s1\n", "amd64"),
+                with("libgcc-s1", false, "", "amd64"),
+                with("tar", false, "", "amd64"),
+                with("tar-alt", false, "", "amd64"),
+                with("bash", true, "Depends: base-files, awk\n", "amd64"),
+                with("base-files", true, "", "all"),
+                with("mawk", false, "Provides: awk\n", "amd64"),
+                // Priority: required, but neither essential nor needed by an essential one.
+                with("tzdata", false, "Depends: debconf\n", "all"),
+                with("debconf", false, "", "all"),
+                // Another architecture's essential package is not mmdebstrap's to install.
+                with("foreign", true, "Depends: tzdata\n", "i386"),
+            ],
+        };
+        let mut names: Vec<&str> = essential_set(&unpacked)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "base-files",
+                "bash",
+                "dpkg",
+                "libc6",
+                "libgcc-s1",
+                "mawk",
+                "tar"
+            ]
+        );
+    }
+
+    #[test]
     fn core_comes_first_one_by_one_then_the_first_stage_then_the_rest() {
         let tzdata = package("tzdata", true);
         let unpacked = Unpacked {
