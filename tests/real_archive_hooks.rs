@@ -326,3 +326,72 @@ fn real_archive_root_a_failing_essential_hook_stops_the_build_and_leaves_nothing
         "a mount remains under {scratch_path}"
     );
 }
+
+#[test]
+fn real_archive_root_ctrl_c_during_an_essential_hook_stops_it_and_leaves_nothing() {
+    if !require_root() {
+        return;
+    }
+    let Some(mirror) = host_mirror() else {
+        return;
+    };
+    let scratch = tempfile::tempdir().expect("temp dir");
+    let parent = scratch.path().join("builds");
+    fs_err::create_dir(&parent).expect("builds");
+    let target = parent.join("root");
+    // The hook's child writes its host pid to a pipe the build inherits, then sleeps; the hook
+    // waits for it, so only a kill ends them (see tests/hooks.rs for the offline twin).
+    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    let hook = format!(
+        "sh -c 'read pid rest < /proc/self/stat; echo $pid > /proc/self/fd/{}; exec sleep 1000' & wait",
+        std::os::fd::AsRawFd::as_raw_fd(&writer)
+    );
+    let child = Command::new(env!("CARGO_BIN_EXE_debstrap-onion"))
+        .args(["build", "--no-onion", "--variant", "minbase", "--cache-dir"])
+        .arg(support::host::shared_cache())
+        .arg(format!("--essential-hook={hook}"))
+        .arg("trixie")
+        .arg(&target)
+        .arg(&mirror)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(writer);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(std::fs::File::from(reader)),
+        &mut line,
+    )
+    .expect("read the pipe");
+    let Ok(pid) = line.trim().parse::<i32>() else {
+        let output = child.wait_with_output().expect("wait");
+        panic!(
+            "the hook never ran: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let state = fs_err::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let alive = state
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next())
+        .is_some_and(|s| s != "Z" && s != "X");
+    assert!(!alive, "the hook's child {pid} survived: {state}");
+    assert!(!target.exists());
+    assert_eq!(fs_err::read_dir(&parent).expect("builds").count(), 0);
+    let mounts = fs_err::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let scratch_path = scratch.path().display().to_string();
+    assert!(
+        !mounts.lines().any(|l| l.contains(&scratch_path)),
+        "a mount remains under {scratch_path}"
+    );
+}
