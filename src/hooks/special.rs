@@ -558,25 +558,7 @@ fn place_symlink(dir: BorrowedFd, name: &CStr, target: &[u8], meta: Meta) -> io:
 /// renamed over whatever `name` was, never followed).
 fn place_hard_link(source: BorrowedFd, dir: BorrowedFd, name: &CStr) -> io::Result<()> {
     let temp = temp_name(name);
-    match rustix::fs::linkat(source, c"", dir, &temp, AtFlags::EMPTY_PATH) {
-        Ok(()) => {}
-        // Without CAP_DAC_READ_SEARCH the kernel refuses an empty path with ENOENT; the
-        // descriptor's /proc link names the same file, and stays valid only for this thread.
-        Err(Errno::NOENT) => {
-            let via = format!(
-                "/proc/thread-self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(&source)
-            );
-            rustix::fs::linkat(
-                rustix::fs::CWD,
-                via.as_str(),
-                dir,
-                &temp,
-                AtFlags::SYMLINK_FOLLOW,
-            )?;
-        }
-        Err(e) => return Err(e.into()),
-    }
+    crate::unpack::confined::hard_link(source, dir, temp.as_bytes())?;
     let done = rustix::fs::renameat(dir, &temp, dir, name);
     // rename(2) leaves both names when they already were links to one file.
     let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
