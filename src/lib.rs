@@ -17,8 +17,9 @@
 //!    image.
 //!
 //! [`hooks::run`] runs the user's hooks (mmdebstrap's) on the root at four points: setup (before
-//! unpacking), extract (before configuration), essential and customize (after configuration,
-//! before the onion stage).
+//! unpacking), extract (before configuration), essential (inside configuration, once the
+//! essential packages are configured) and customize (after configuration, before the onion
+//! stage).
 
 pub mod cancel;
 pub mod config;

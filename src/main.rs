@@ -7,7 +7,7 @@ use std::num::NonZeroU16;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use debstrap_onion::config::{self, BuildConfig, OnionConfig, Output, StopAfter, Variant};
 use debstrap_onion::hooks::{Hook, HookPoint, Hooks};
 use debstrap_onion::onion;
@@ -241,14 +241,14 @@ struct BuildArgs {
     /// Run COMMAND once every package is unpacked, before configuration (repeatable).
     #[arg(long, value_name = "COMMAND", help_heading = "Hooks (as mmdebstrap's)")]
     extract_hook: Vec<String>,
-    /// Run COMMAND once every package is configured (repeatable).
+    /// Run COMMAND once the essential packages are configured, before the others (repeatable).
     #[arg(long, value_name = "COMMAND", help_heading = "Hooks (as mmdebstrap's)")]
     essential_hook: Vec<String>,
     /// Run COMMAND at the end, before the onion service and the output (repeatable).
     #[arg(long, value_name = "COMMAND", help_heading = "Hooks (as mmdebstrap's)")]
     customize_hook: Vec<String>,
     /// Run the executables in DIR named setup*, extract*, essential* and customize* at their
-    /// points, in name order (repeatable).
+    /// points, in name order, where this option stands among the hook options (repeatable).
     #[arg(
         long,
         visible_alias = "hook-dir",
@@ -315,10 +315,18 @@ fn main() -> ExitCode {
     if let Some(code) = userns::keeper() {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
     let progress = Progress::new(cli.quiet, cli.verbose);
     match cli.command {
-        Command::Build(args) => run_build(*args, &progress),
+        Command::Build(args) => {
+            let hook_args = matches
+                .subcommand_matches("build")
+                .map(hook_args)
+                .unwrap_or_default();
+            run_build(*args, &hook_args, &progress)
+        }
         Command::Start(args) => service(&progress, || onion::start(&args.name, &args.host_root)),
         Command::Stop(args) => service(&progress, || onion::stop(&args.name, &args.host_root)),
         Command::Status(args) => {
@@ -394,9 +402,9 @@ fn service<R: std::fmt::Display>(
     }
 }
 
-fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
+fn run_build(args: BuildArgs, hook_args: &[HookArg], progress: &Progress) -> ExitCode {
     let mode = args.mode.into();
-    let config = match build_config(args, progress.verbosity) {
+    let config = match build_config(args, hook_args, progress.verbosity) {
         Ok(config) => config,
         Err(err) => return fail(progress, &err, EXIT_USAGE),
     };
@@ -447,8 +455,12 @@ fn run_build(args: BuildArgs, progress: &Progress) -> ExitCode {
     }
 }
 
-fn build_config(args: BuildArgs, verbosity: u8) -> anyhow::Result<BuildConfig> {
-    let hooks = hooks(&args.hook_lists(), &args.hook_directory, verbosity)?;
+fn build_config(
+    args: BuildArgs,
+    hook_args: &[HookArg],
+    verbosity: u8,
+) -> anyhow::Result<BuildConfig> {
+    let hooks = hooks(hook_args, verbosity)?;
     let env_mirror = std::env::var("DEBSTRAP_MIRROR").ok();
     let explicit = args.mirror_arg.as_deref().or(args.mirror.as_deref());
     let mirror = config::discover_mirror(
@@ -505,35 +517,58 @@ fn build_config(args: BuildArgs, verbosity: u8) -> anyhow::Result<BuildConfig> {
     Ok(config)
 }
 
-impl BuildArgs {
-    /// The hook options, point by point, in the order given.
-    fn hook_lists(&self) -> [(HookPoint, &[String]); 4] {
-        [
-            (HookPoint::Setup, &self.setup_hook),
-            (HookPoint::Extract, &self.extract_hook),
-            (HookPoint::Essential, &self.essential_hook),
-            (HookPoint::Customize, &self.customize_hook),
-        ]
-    }
+/// One hook option as given on the command line.
+#[derive(Debug, Clone)]
+enum HookArg {
+    /// `--setup-hook` and the like: a point and its command (or special form).
+    Hook(HookPoint, String),
+    /// `--hook-directory`.
+    Directory(PathBuf),
 }
 
-/// The hooks: each --hook-directory's scripts first (as mmdebstrap adds them where the option
-/// stands, and runs each point's hooks in order), then the hook options.
-fn hooks(
-    lists: &[(HookPoint, &[String]); 4],
-    directories: &[PathBuf],
-    verbosity: u8,
-) -> anyhow::Result<Hooks> {
+/// The hook options of `build` in command-line order (clap keeps each option's values apart,
+/// their indices put them back in order).
+fn hook_args(matches: &clap::ArgMatches) -> Vec<HookArg> {
+    let mut placed: Vec<(usize, HookArg)> = Vec::new();
+    for (id, point) in [
+        ("setup_hook", HookPoint::Setup),
+        ("extract_hook", HookPoint::Extract),
+        ("essential_hook", HookPoint::Essential),
+        ("customize_hook", HookPoint::Customize),
+    ] {
+        if let (Some(values), Some(indices)) =
+            (matches.get_many::<String>(id), matches.indices_of(id))
+        {
+            for (text, index) in values.zip(indices) {
+                placed.push((index, HookArg::Hook(point, text.clone())));
+            }
+        }
+    }
+    // A directory's name is kept as given: its scripts run by that path, as mmdebstrap's do.
+    if let (Some(values), Some(indices)) = (
+        matches.get_many::<PathBuf>("hook_directory"),
+        matches.indices_of("hook_directory"),
+    ) {
+        for (dir, index) in values.zip(indices) {
+            placed.push((index, HookArg::Directory(dir.clone())));
+        }
+    }
+    placed.sort_by_key(|(index, _)| *index);
+    placed.into_iter().map(|(_, arg)| arg).collect()
+}
+
+/// The hooks, read as mmdebstrap reads its options: in command-line order, each
+/// `--hook-directory` adding its scripts (in name order, point by point) where it stands among
+/// the hook options; each point then runs its hooks in that order.
+fn hooks(args: &[HookArg], verbosity: u8) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks {
         list: Vec::new(),
         verbosity,
     };
-    for dir in directories {
-        hooks.add_directory(dir)?;
-    }
-    for (point, texts) in lists {
-        for text in texts.iter() {
-            hooks.list.push((*point, Hook::parse(text)?));
+    for arg in args {
+        match arg {
+            HookArg::Hook(point, text) => hooks.list.push((*point, Hook::parse(text)?)),
+            HookArg::Directory(dir) => hooks.add_directory(dir)?,
         }
     }
     Ok(hooks)

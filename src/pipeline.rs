@@ -444,7 +444,15 @@ fn finish_root(
     }
     clock.begin(Stage::Configure);
     preflight::check_root(runs, &config.arch, build_dir.verify()?.path())?;
-    stage::stage(
+    // The essential hooks run where mmdebstrap runs them: once the essential packages are
+    // configured, before the others.
+    let reporter = clock.reporter;
+    let essential_hooks = |here: &stage::RootDir| {
+        let request = hook_request(config, build_dir.verify()?, HookPoint::Essential);
+        hooks::run_mounted(&request, here, reporter)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    };
+    stage::stage_with(
         &stage::StageRequest {
             root: build_dir.verify()?,
             unpacked,
@@ -454,10 +462,13 @@ fn finish_root(
             hostname: &config.name,
             source_date_epoch: config.source_date_epoch,
         },
+        // Without essential hooks the phases stay exactly debootstrap's.
+        config
+            .hooks
+            .any_at(HookPoint::Essential)
+            .then_some(&essential_hooks as &stage::Interlude),
         clock.reporter,
     )?;
-    // Everything is configured at once, so the essential point follows the whole set.
-    run_hooks(config, build_dir, HookPoint::Essential, clock.reporter)?;
     run_hooks(config, build_dir, HookPoint::Customize, clock.reporter)?;
     if !config.wants_onion() {
         return Ok(None);
@@ -502,27 +513,33 @@ fn run_hooks(
     if !config.hooks.any_at(point) {
         return Ok(());
     }
+    hooks::run(&hook_request(config, build_dir.verify()?, point), reporter)?;
+    Ok(())
+}
+
+/// What the hooks of `point` are given.
+fn hook_request<'a>(
+    config: &'a BuildConfig,
+    root: &'a target::HeldRoot,
+    point: HookPoint,
+) -> hooks::HookRequest<'a> {
     let format = match config.output {
         Output::Directory(_) => "directory",
         _ => "tar",
     };
-    hooks::run(
-        &hooks::HookRequest {
-            root: build_dir.verify()?,
-            point,
-            hooks: &config.hooks,
-            facts: hooks::BuildFacts {
-                arch: &config.arch,
-                suite: &config.suite,
-                variant: config.variant.name(),
-                format,
-                include: &config.include,
-                name: &config.name,
-            },
+    hooks::HookRequest {
+        root,
+        point,
+        hooks: &config.hooks,
+        facts: hooks::BuildFacts {
+            arch: &config.arch,
+            suite: &config.suite,
+            variant: config.variant.name(),
+            format,
+            include: &config.include,
+            name: &config.name,
         },
-        reporter,
-    )?;
-    Ok(())
+    }
 }
 
 /// Times stages and tells the reporter when one begins.

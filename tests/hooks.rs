@@ -383,6 +383,228 @@ fn root_tar_in_tar_out_and_upload_agree_with_gnu_tar() {
 }
 
 #[test]
+fn root_tar_in_makes_gnu_tars_hard_links_links_in_the_root() {
+    if !support::host::require_root() || !support::host::require_program("tar") {
+        return;
+    }
+    let s = Scratch::new();
+    let src = s.host().join("src");
+    write(&src.join("a"), "shared", 0o640);
+    fs_err::create_dir_all(src.join("sub")).expect("sub");
+    fs_err::hard_link(src.join("a"), src.join("b")).expect("link");
+    fs_err::hard_link(src.join("a"), src.join("sub/c")).expect("link");
+    std::os::unix::fs::symlink("a", src.join("s")).expect("symlink");
+    fs_err::hard_link(src.join("s"), src.join("s2")).expect("link to a symlink");
+    let tarball = s.host().join("links.tar");
+    let made = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tarball)
+        .args(["a", "b", "s", "s2", "sub"])
+        .status()
+        .expect("tar");
+    assert!(made.success());
+    let listed = Command::new("tar")
+        .arg("-tvf")
+        .arg(&tarball)
+        .output()
+        .expect("tar");
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("b link to a"),
+        "GNU tar made no hard link member"
+    );
+    fs_err::create_dir_all(s.root().join("srv")).expect("srv");
+    s.run(
+        HookPoint::Setup,
+        &[&format!("tar-in {} /srv", tarball.display())],
+    )
+    .expect("tar-in");
+    let srv = s.root().join("srv");
+    let meta = |p: &str| fs_err::symlink_metadata(srv.join(p)).expect("stat");
+    assert_eq!(read(&srv.join("sub/c")), "shared");
+    assert_eq!(meta("b").ino(), meta("a").ino(), "b is not a link to a");
+    assert_eq!(
+        meta("sub/c").ino(),
+        meta("a").ino(),
+        "sub/c is not a link to a"
+    );
+    assert_eq!(meta("a").nlink(), 3);
+    assert_eq!(mode(&srv.join("b")), 0o640);
+    assert_eq!(meta("s2").ino(), meta("s").ino(), "s2 is not a link to s");
+    assert!(meta("s2").file_type().is_symlink());
+    // Unpacked again over itself: the same three names of one file, nothing left beside them.
+    s.run(
+        HookPoint::Setup,
+        &[&format!("tar-in {} /srv", tarball.display())],
+    )
+    .expect("tar-in again");
+    assert_eq!(meta("a").nlink(), 3);
+    let mut names: Vec<String> = fs_err::read_dir(&srv)
+        .expect("srv")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a", "b", "s", "s2", "sub"]);
+}
+
+/// A tarball holding a directory `d` and a hard link `d/evil` to `target`, as no GNU tar would
+/// write it from a real tree.
+fn hard_link_tarball(path: &Path, target: &str) {
+    let mut builder = tar::Builder::new(fs_err::File::create(path).expect("tarball"));
+    let header = |kind, mode| {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header
+    };
+    let mut dir = header(tar::EntryType::Directory, 0o755);
+    builder
+        .append_data(&mut dir, "d/", std::io::empty())
+        .expect("dir member");
+    let mut link = header(tar::EntryType::Link, 0o644);
+    builder
+        .append_link(&mut link, "d/evil", target)
+        .expect("link member");
+    builder.finish().expect("tarball written");
+}
+
+#[test]
+fn root_tar_in_of_hostile_hard_links_links_nothing_outside_the_root() {
+    if !support::host::require_root() {
+        return;
+    }
+    let s = Scratch::new();
+    let victim = s.host().join("victim");
+    write(&victim, "host file", 0o644);
+    let root = s.root();
+    fs_err::create_dir_all(root.join("srv")).expect("srv");
+    let nlink = || fs_err::metadata(&victim).expect("victim").nlink();
+    // From root/srv, `../../host/victim` is the victim on the host: refused (`..`).
+    let climbing = s.host().join("climb.tar");
+    hard_link_tarball(&climbing, "../../host/victim");
+    let err = s
+        .run(
+            HookPoint::Setup,
+            &[&format!("tar-in {} /srv", climbing.display())],
+        )
+        .expect_err("a `..` link target");
+    assert!(err.to_string().contains("hard link target"), "{err:?}");
+    // Through symlinks planted in the root, one absolute and one climbing: they resolve inside
+    // the root, where there is no such file.
+    std::os::unix::fs::symlink(s.host(), root.join("srv/abs")).expect("symlink");
+    std::os::unix::fs::symlink("../../host", root.join("srv/rel")).expect("symlink");
+    for planted in ["abs/victim", "rel/victim"] {
+        let tarball = s.host().join("planted.tar");
+        hard_link_tarball(&tarball, planted);
+        let err = s
+            .run(
+                HookPoint::Setup,
+                &[&format!("tar-in {} /srv", tarball.display())],
+            )
+            .expect_err("a link target that is not in the root");
+        assert!(err.to_string().contains("tar-in"), "{err}");
+    }
+    assert_eq!(nlink(), 1, "the host's file got a link in the root");
+    assert_eq!(read(&victim), "host file");
+    assert!(!root.join("srv/d/evil").exists());
+    // With a decoy where the planted link leads inside the root, the link is to the decoy.
+    let decoy = root
+        .join(s.host().strip_prefix("/").expect("absolute"))
+        .join("victim");
+    write(&decoy, "decoy", 0o644);
+    let tarball = s.host().join("planted.tar");
+    hard_link_tarball(&tarball, "abs/victim");
+    s.run(
+        HookPoint::Setup,
+        &[&format!("tar-in {} /srv", tarball.display())],
+    )
+    .expect("tar-in");
+    assert_eq!(
+        fs_err::metadata(root.join("srv/d/evil"))
+            .expect("link")
+            .ino(),
+        fs_err::metadata(&decoy).expect("decoy").ino()
+    );
+    assert_eq!(nlink(), 1, "the host's file got a link in the root");
+    assert_eq!(read(&victim), "host file");
+}
+
+#[test]
+fn root_tar_in_and_tar_out_through_planted_symlinks_stay_in_the_root() {
+    if !support::host::require_root() || !support::host::require_program("tar") {
+        return;
+    }
+    let s = Scratch::new();
+    let victim_dir = s.host().join("victim-dir");
+    fs_err::create_dir(&victim_dir).expect("victim dir");
+    let victim_file = s.host().join("victim-file");
+    write(&victim_file, "untouched", 0o644);
+    let root = s.root();
+    fs_err::create_dir_all(root.join("srv")).expect("srv");
+    // Where the tarball brings a directory and a file, the root holds links to the host's.
+    std::os::unix::fs::symlink(&victim_dir, root.join("srv/d")).expect("symlink");
+    std::os::unix::fs::symlink(&victim_file, root.join("srv/f")).expect("symlink");
+    let src = s.host().join("src");
+    write(&src.join("d/evil"), "evil", 0o644);
+    write(&src.join("f"), "new f", 0o644);
+    let tarball = s.host().join("in.tar");
+    let made = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .arg("-cf")
+        .arg(&tarball)
+        .args(["d", "f"])
+        .status()
+        .expect("tar");
+    assert!(made.success());
+    // tar-out of an absolute link to the host's file packs the root's file of that name.
+    std::os::unix::fs::symlink(&victim_file, root.join("leak")).expect("symlink");
+    write(
+        &root.join(victim_file.strip_prefix("/").expect("absolute")),
+        "decoy",
+        0o644,
+    );
+    let packed = s.host().join("out.tar");
+    s.run(
+        HookPoint::Setup,
+        &[
+            &format!("tar-in {} /srv", tarball.display()),
+            &format!("tar-out /leak {}", packed.display()),
+        ],
+    )
+    .expect("tar-in and tar-out");
+    assert_eq!(read(&victim_file), "untouched");
+    assert_eq!(
+        fs_err::read_dir(&victim_dir).expect("victim").count(),
+        0,
+        "written through the planted directory link"
+    );
+    assert_eq!(read(&root.join("srv/d/evil")), "evil");
+    assert_eq!(read(&root.join("srv/f")), "new f");
+    let unpacked = s.host().join("unpacked");
+    fs_err::create_dir(&unpacked).expect("dir");
+    let ok = Command::new("tar")
+        .arg("-C")
+        .arg(&unpacked)
+        .arg("-xf")
+        .arg(&packed)
+        .status()
+        .expect("tar");
+    assert!(ok.success());
+    let name = victim_file.file_name().expect("name");
+    assert_eq!(
+        read(&unpacked.join(name)),
+        "decoy",
+        "the host's file was packed"
+    );
+}
+
+#[test]
 fn root_copy_out_of_a_symlink_to_a_host_path_reads_the_roots_file_not_the_hosts() {
     if !support::host::require_root() {
         return;
@@ -642,16 +864,27 @@ fn root_hook_directory_scripts_run_at_their_points_in_name_order() {
     };
     script("setup02-b.sh", 0o755);
     script("setup01-a", 0o755);
+    // Byte order, as Perl's sort: upper case before lower case, `-` before digits.
+    script("setup0B", 0o755);
+    script("setup-first", 0o755);
     script("setup00-not-executable", 0o644);
     script("customize-x", 0o755);
     script("other", 0o755);
-    fs_err::create_dir(dir.join("setup-subdir")).expect("subdir");
+    // Followed, as mmdebstrap's `-x` follows it (it runs customize-x's text a second time).
+    std::os::unix::fs::symlink("customize-x", dir.join("customize-y")).expect("symlink");
     let mut hooks = Hooks::default();
     hooks.add_directory(&dir).expect("hook directory");
     let points: Vec<HookPoint> = hooks.list.iter().map(|(p, _)| *p).collect();
     assert_eq!(
         points,
-        [HookPoint::Customize, HookPoint::Setup, HookPoint::Setup]
+        [
+            HookPoint::Customize,
+            HookPoint::Customize,
+            HookPoint::Setup,
+            HookPoint::Setup,
+            HookPoint::Setup,
+            HookPoint::Setup
+        ]
     );
     let held = HeldRoot::open(&s.root()).expect("hold root");
     for point in [HookPoint::Setup, HookPoint::Customize] {
@@ -677,8 +910,79 @@ fn root_hook_directory_scripts_run_at_their_points_in_name_order() {
     assert_eq!(
         read(&log),
         format!(
-            "setup01-a setup {root}\nsetup02-b.sh setup {root}\ncustomize-x customize {root}\n"
+            "setup-first setup {root}\nsetup01-a setup {root}\nsetup02-b.sh setup {root}\n\
+             setup0B setup {root}\ncustomize-x customize {root}\ncustomize-x customize {root}\n"
         )
+    );
+    // A subdirectory named like a hook is refused: mmdebstrap would try to run it and fail.
+    fs_err::create_dir(dir.join("setup-subdir")).expect("subdir");
+    let err = Hooks::default()
+        .add_directory(&dir)
+        .expect_err("a directory named like a hook");
+    assert!(err.to_string().contains("setup-subdir"), "{err}");
+}
+
+#[test]
+fn root_hook_directories_take_their_place_among_the_hook_options_as_in_mmdebstrap() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = served();
+    let scripts = served.dir.path().join("scripts");
+    let script = |dir: &str, name: &str, mode: u32| {
+        write(
+            &scripts.join(dir).join(name),
+            &format!("#!/bin/sh\necho \"{dir}/{name} $MMDEBSTRAP_HOOK\" >> \"$1/order\"\n"),
+            mode,
+        );
+    };
+    script("one", "setup02-b", 0o755);
+    script("one", "setup01-a", 0o755);
+    script("one", "extract01-a", 0o755);
+    script("one", "customize01-a", 0o755);
+    script("two", "setup00-c", 0o755);
+    script("two", "extract00-c", 0o755);
+    script("two", "setup-not-executable", 0o644);
+    let option = |label: &str| format!("echo \"{label} $MMDEBSTRAP_HOOK\" >> \"$1/order\"");
+    let target = served.dir.path().join("builds/target");
+    // Relative directory names, run from the current directory as mmdebstrap runs them.
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(&scripts)
+        .args(["build", "--no-onion", "--variant", "extract"])
+        .args(["--include", "good", "--arch", "amd64"])
+        .arg(format!("--setup-hook={}", option("opt-1")))
+        .args(["--hook-directory", "one"])
+        .arg(format!("--extract-hook={}", option("opt-2")))
+        .args(["--setup-hook", &option("opt-3")])
+        .arg("--hook-dir=./two")
+        .arg(format!("--extract-hook={}", option("opt-4")))
+        .arg("--keyring")
+        .arg(key_path("test-archive.pub.asc"))
+        .arg("--cache-dir")
+        .arg(served.dir.path().join("cache"))
+        .arg("fixture")
+        .arg(&target)
+        .arg(&served.server.url);
+    let output = command.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // mmdebstrap's manual: `--customize=./scriptA --hook-dir=./hooks --setup=./scriptB` is
+    // `--customize=./scriptA --setup=./hooks/setup01-foo.sh --setup=./hooks/setup02-bar.sh
+    // --setup=./scriptB`. With --variant extract neither tool runs customize hooks.
+    assert_eq!(
+        read(&target.join("order")),
+        "opt-1 setup\none/setup01-a setup\none/setup02-b setup\nopt-3 setup\n\
+         two/setup00-c setup\none/extract01-a extract\nopt-2 extract\ntwo/extract00-c extract\n\
+         opt-4 extract\n"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("setup-not-executable is named like a hook but not executable"),
+        "{stderr}"
     );
 }
 

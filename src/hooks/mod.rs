@@ -25,7 +25,8 @@ pub enum HookPoint {
     Setup,
     /// Every package unpacked, nothing configured yet.
     Extract,
-    /// After configuration (mmdebstrap: after the Essential set; we configure all at once).
+    /// The essential packages (with the rest of debootstrap's required set) configured, the
+    /// others not yet known to dpkg; mmdebstrap's point after the Essential set.
     Essential,
     /// At the end, before the onion stage and the output.
     Customize,
@@ -86,6 +87,8 @@ pub enum HookError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot use {path} as a hook: {reason}; rename or move it out of the hook directory")]
+    DirectoryEntry { path: PathBuf, reason: &'static str },
     #[error("{point} hook `{command}` failed: {path}")]
     Special {
         point: &'static str,
@@ -128,8 +131,12 @@ impl Hooks {
         self.list.iter().any(|(p, _)| *p == point)
     }
 
-    /// Adds the executables of `dir` whose names start with a point's name, sorted by name, as
-    /// mmdebstrap's `--hook-directory` does (subdirectories and non-executables are skipped).
+    /// Adds the scripts of `dir` whose names start with a point's name, each point's in byte
+    /// order of their names, where this call stands among the hooks, as mmdebstrap's
+    /// `--hook-directory` does. Like mmdebstrap, it warns of and skips a file named like a hook
+    /// but not executable (symlinks are followed), and of an executable not named like one;
+    /// subdirectories are not entered, and one named like a hook is refused (mmdebstrap would
+    /// try to run it and fail).
     pub fn add_directory(&mut self, dir: &Path) -> Result<(), HookError> {
         use std::os::unix::fs::PermissionsExt;
         let err = |source| HookError::Directory {
@@ -138,22 +145,46 @@ impl Hooks {
         };
         let mut names: Vec<OsString> = fs_err::read_dir(dir)
             .map_err(err)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name())
-            .collect();
+            .map(|entry| entry.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
         names.sort();
+        let mut found = 0;
         for name in names {
             let path = dir.join(&name);
-            let executable = fs_err::metadata(&path)
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            let meta = fs_err::metadata(&path).ok();
+            let executable = meta
+                .as_ref()
+                .is_some_and(|m| m.is_dir() || m.permissions().mode() & 0o111 != 0);
             let text = name.to_string_lossy();
             let point = HookPoint::ALL
                 .into_iter()
                 .find(|p| text.starts_with(p.name()));
-            if let (Some(point), true) = (point, executable) {
-                self.list
-                    .push((point, Hook::Command(path.to_string_lossy().into_owned())));
+            match point {
+                Some(_) if meta.as_ref().is_some_and(|m| m.is_dir()) => {
+                    return Err(HookError::DirectoryEntry {
+                        path,
+                        reason: "a directory named like a hook script",
+                    })
+                }
+                Some(point) if executable => {
+                    found += 1;
+                    self.list
+                        .push((point, Hook::Command(path.to_string_lossy().into_owned())));
+                }
+                Some(_) => tracing::warn!(
+                    "{} is named like a hook but not executable: skipped",
+                    path.display()
+                ),
+                None if executable && meta.is_some_and(|m| m.is_file()) => tracing::warn!(
+                    "{} is executable but its name starts with no hook point's name: skipped",
+                    path.display()
+                ),
+                None => {}
             }
+        }
+        if found == 0 {
+            tracing::warn!("no executable hook scripts in {}", dir.display());
         }
         Ok(())
     }
@@ -210,8 +241,7 @@ pub fn run(request: &HookRequest, _reporter: &dyn Reporter) -> Result<(), HookEr
     }
     crate::cancel::check()?;
     let root = RootDir::held(request.root)?;
-    let root_path = std::path::absolute(request.root.path())
-        .unwrap_or_else(|_| request.root.path().to_path_buf());
+    let root_path = root_path(request);
     let env = environment(request, &root_path);
     let point = request.point;
     stage::in_private_mounts(|| {
@@ -226,6 +256,28 @@ pub fn run(request: &HookRequest, _reporter: &dyn Reporter) -> Result<(), HookEr
         }
         Ok(result)
     })?
+}
+
+/// [`run`] from inside the configuration stage, whose private mount namespace already has the
+/// root's kernel filesystems mounted (and its service blocks in place): `here` is the root as
+/// opened there. The essential hooks run this way, between two configuration phases.
+pub(crate) fn run_mounted(
+    request: &HookRequest,
+    here: &RootDir,
+    _reporter: &dyn Reporter,
+) -> Result<(), HookError> {
+    if !request.hooks.any_at(request.point) {
+        return Ok(());
+    }
+    crate::cancel::check()?;
+    let root_path = root_path(request);
+    let env = environment(request, &root_path);
+    run_each(request, here, &root_path, &env)
+}
+
+/// The root's absolute path, the hooks' `$1`.
+fn root_path(request: &HookRequest) -> PathBuf {
+    std::path::absolute(request.root.path()).unwrap_or_else(|_| request.root.path().to_path_buf())
 }
 
 fn run_each(

@@ -554,6 +554,17 @@ fn place_symlink(dir: BorrowedFd, name: &CStr, target: &[u8], meta: Meta) -> io:
     Ok(done?)
 }
 
+/// Makes `name` in `dir` another name of the file `source` is open on (a new name, then
+/// renamed over whatever `name` was, never followed).
+fn place_hard_link(source: BorrowedFd, dir: BorrowedFd, name: &CStr) -> io::Result<()> {
+    let temp = temp_name(name);
+    crate::unpack::confined::hard_link(source, dir, temp.as_bytes())?;
+    let done = rustix::fs::renameat(dir, &temp, dir, name);
+    // rename(2) leaves both names when they already were links to one file.
+    let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
+    Ok(done?)
+}
+
 fn place_node(dir: BorrowedFd, name: &CStr, mode: u32, rdev: u64, meta: Meta) -> io::Result<()> {
     let temp = temp_name(name);
     let kind = FileType::from_raw_mode(mode);
@@ -677,21 +688,24 @@ fn tar_in(root: &Root, outside: &Path, inside: &str) -> Result<()> {
                 at(&shown, place_symlink(dir.as_fd(), &name, &target, meta))?;
             }
             tar::EntryType::Link => {
-                // The link's target, a member unpacked before, below the same directory.
+                // A member unpacked before, named from the directory unpacked into (a leading
+                // `/` stripped, as GNU tar does); a `..` is refused, and the rest resolves
+                // inside the root whatever symlinks it meets.
                 let target = link.unwrap_or_default();
                 let target = RelPath::from_entry_name(&target).map_err(|p| {
-                    SpecialError::Refused(format!("{}: hard link target: {p}", shown.display()))
+                    SpecialError::Refused(format!(
+                        "{}: hard link target {:?}: {p}",
+                        shown.display(),
+                        String::from_utf8_lossy(&target)
+                    ))
                 })?;
                 let mut full = inside.trim_end_matches('/').as_bytes().to_vec();
                 full.push(b'/');
                 full.extend_from_slice(target.as_bytes());
-                let source = at(&shown, root.open_nofollow(&full, OFlags::RDONLY))?;
-                let mut source = File::from(source);
-                let stat = at(&shown, rustix::fs::fstat(&source))?;
-                at(
-                    &shown,
-                    place_file(dir.as_fd(), &name, &mut source, Meta::of(&stat)),
-                )?;
+                // Its last component is not followed: a link to a symlink member is another
+                // link to that symlink, as GNU tar's link(2) makes it.
+                let source = at(&shown, root.open_nofollow(&full, OFlags::PATH))?;
+                at(&shown, place_hard_link(source.as_fd(), dir.as_fd(), &name))?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
                 let (file_type, rdev) = match kind {

@@ -255,41 +255,64 @@ pub fn print_packages(resolution: &Resolution) -> String {
 }
 
 /// Which of `packages` debootstrap's first stage extracts (and dpkg then unpacks first): the
-/// `Priority: required` ones (and `usr-is-merged`, which it adds for bookworm) with their
-/// Depends and Pre-Depends, as far as `packages` satisfies them (the first alternative that
-/// a package of the set has by name or Provides). The rest are unpacked by dpkg afterwards.
+/// `Priority: required` ones (and `usr-is-merged`, which it adds for bookworm) with what they
+/// need (see [`needed_by`]). The rest are unpacked by dpkg afterwards.
 pub fn extracted_first(packages: &[&Package]) -> Vec<bool> {
-    let mut by_name: std::collections::HashMap<String, Vec<usize>> =
-        std::collections::HashMap::new();
+    let relations: Vec<Relations> = packages
+        .iter()
+        .map(|p| Relations {
+            name: &p.name,
+            provides: p.provides.as_deref(),
+            depends: p.depends.as_deref(),
+            pre_depends: p.pre_depends.as_deref(),
+        })
+        .collect();
+    needed_by(&relations, |i| {
+        packages[i].priority.as_deref() == Some("required") || packages[i].name == "usr-is-merged"
+    })
+}
+
+/// What [`needed_by`] reads of a package.
+#[derive(Debug, Clone, Copy)]
+pub struct Relations<'a> {
+    pub name: &'a str,
+    pub provides: Option<&'a str>,
+    pub depends: Option<&'a str>,
+    pub pre_depends: Option<&'a str>,
+}
+
+/// The packages `seed` picks out of `packages`, with their Depends and Pre-Depends as far as
+/// `packages` satisfies them (the first alternative that a package of the set has by name or
+/// Provides), transitively; one flag per package.
+pub fn needed_by(packages: &[Relations], seed: impl Fn(usize) -> bool) -> Vec<bool> {
+    let mut by_name: std::collections::HashMap<&str, Vec<usize>> = std::collections::HashMap::new();
+    let provided: Vec<Vec<relation::Atom>> = packages
+        .iter()
+        .map(|p| {
+            p.provides
+                .and_then(|p| relation::parse_provides(p).ok())
+                .unwrap_or_default()
+        })
+        .collect();
     for (i, package) in packages.iter().enumerate() {
-        by_name.entry(package.name.clone()).or_default().push(i);
-        let provided = package
-            .provides
-            .as_deref()
-            .and_then(|p| relation::parse_provides(p).ok())
-            .unwrap_or_default();
-        for atom in provided {
-            by_name.entry(atom.name).or_default().push(i);
+        by_name.entry(package.name).or_default().push(i);
+        for atom in &provided[i] {
+            by_name.entry(atom.name.as_str()).or_default().push(i);
         }
     }
     let mut first = vec![false; packages.len()];
-    let mut todo: Vec<usize> = packages
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| p.priority.as_deref() == Some("required") || p.name == "usr-is-merged")
-        .map(|(i, _)| i)
-        .collect();
+    let mut todo: Vec<usize> = (0..packages.len()).filter(|i| seed(*i)).collect();
     while let Some(i) = todo.pop() {
         if std::mem::replace(&mut first[i], true) {
             continue;
         }
-        let fields = [&packages[i].depends, &packages[i].pre_depends];
+        let fields = [packages[i].depends, packages[i].pre_depends];
         for text in fields.into_iter().flatten() {
             for relation in relation::parse_relations(text).unwrap_or_default() {
                 let chosen = relation
                     .alternatives
                     .iter()
-                    .find_map(|atom| by_name.get(&atom.name));
+                    .find_map(|atom| by_name.get(atom.name.as_str()));
                 todo.extend(chosen.into_iter().flatten().filter(|j| !first[**j]));
             }
         }

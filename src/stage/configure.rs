@@ -120,19 +120,31 @@ pub(crate) fn install_order(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
         .collect()
 }
 
+/// What the phases run with: the maintainer scripts' extra environment, the log, and what
+/// runs at mmdebstrap's essential point, if anything.
+pub(crate) struct Around<'a> {
+    pub(crate) extra_env: &'a [(&'a str, &'a str)],
+    pub(crate) log: Option<&'a Path>,
+    pub(crate) interlude: Option<&'a super::Interlude<'a>>,
+}
+
 /// Configures every package in debootstrap's second-stage order: each phase's stanzas are
 /// admitted to dpkg's status, its trigger interests registered and its preinsts run (its
 /// unpack), then dpkg configures it. On failure the root is left half-admitted, which is no
-/// matter: a failed build's root is removed. Before the base phase, as debootstrap does, every package is
-/// selected and each package `dpkg --predep-package` names is installed with its dependencies
-/// first.
+/// matter: a failed build's root is removed. Before the base phase, as debootstrap does, every
+/// package is selected and each package `dpkg --predep-package` names is installed with its
+/// dependencies first.
+///
+/// With an interlude, the required phase is cut in two as mmdebstrap installs: first its
+/// packages of the essential set ([`essential_set`]), then the interlude, while dpkg knows
+/// only the essential packages, then the rest. Without one the phases are debootstrap's.
 pub(crate) fn configure_in_phases(
     root: &RootDir,
     unpacked: &Unpacked,
-    extra_env: &[(&str, &str)],
-    log: Option<&Path>,
+    around: &Around,
     reporter: &dyn Reporter,
 ) -> Result<(), StageError> {
+    let (extra_env, log) = (around.extra_env, around.log);
     let dpkg_version = unpacked
         .packages
         .iter()
@@ -144,9 +156,36 @@ pub(crate) fn configure_in_phases(
         register_trigger_interests(root, packages)?;
         run_preinsts(root, packages, dpkg_version, extra_env, log)
     };
+    let mut interlude = around.interlude.map(|interlude| {
+        move || {
+            crate::cancel::check()?;
+            interlude(root).map_err(StageError::Interlude)
+        }
+    });
+    let essential = essential_set(unpacked);
     for phase in phases(unpacked) {
         let mut rest = phase.packages;
-        if phase.kind == PhaseKind::Base {
+        let kind = phase.kind;
+        if kind == PhaseKind::Required {
+            if let Some(run) = interlude.take() {
+                let (first, later): (Vec<_>, Vec<_>) = rest
+                    .into_iter()
+                    .partition(|p| essential.iter().any(|e| std::ptr::eq(*e, *p)));
+                if !first.is_empty() {
+                    unpack(&mut held, &first)?;
+                    configure_phase(root, kind.dpkg_args(), &[], extra_env, log, reporter)?;
+                }
+                run()?;
+                rest = later;
+                if rest.is_empty() {
+                    continue;
+                }
+            }
+        }
+        if kind == PhaseKind::Base {
+            if let Some(run) = interlude.take() {
+                run()?;
+            }
             select(root, &install_order(unpacked), log)?;
             while let Some(predep) = next_predep(root, log)? {
                 let batch = predep_batch(&predep, &rest);
@@ -161,21 +200,67 @@ pub(crate) fn configure_in_phases(
             }
         }
         unpack(&mut held, &rest)?;
-        let named: &[&UnpackedPackage] = if phase.kind == PhaseKind::Core {
-            &rest
-        } else {
-            &[]
-        };
-        configure_phase(
-            root,
-            phase.kind.dpkg_args(),
-            named,
-            extra_env,
-            log,
-            reporter,
-        )?;
+        let named: &[&UnpackedPackage] = if kind == PhaseKind::Core { &rest } else { &[] };
+        configure_phase(root, kind.dpkg_args(), named, extra_env, log, reporter)?;
     }
-    held.admit_rest(root)
+    held.admit_rest(root)?;
+    if let Some(run) = interlude.take() {
+        run()?;
+    }
+    Ok(())
+}
+
+/// mmdebstrap's essential set among the unpacked packages: those marked `Essential: yes`, of
+/// the root's own architecture, with what they need (Depends and Pre-Depends, the first
+/// alternative the set has), as apt installs `?essential`.
+fn essential_set(unpacked: &Unpacked) -> Vec<&UnpackedPackage> {
+    let native = unpacked
+        .packages
+        .iter()
+        .find(|p| p.name == "dpkg")
+        .map(|p| p.architecture.as_str());
+    let packages: Vec<&UnpackedPackage> = unpacked
+        .packages
+        .iter()
+        .filter(|p| p.architecture == "all" || native.is_none_or(|a| a == p.architecture))
+        .collect();
+    let controls: Vec<String> = packages
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.control).into_owned())
+        .collect();
+    let fields: Vec<[Option<String>; 3]> = controls
+        .iter()
+        .map(|control| {
+            let paragraph = crate::deb822::first_paragraph(control, Comments::Refused)
+                .ok()
+                .flatten();
+            let get = |name| {
+                paragraph
+                    .as_ref()
+                    .and_then(|p| p.field(name))
+                    .map(|f| f.folded().into_owned())
+            };
+            [get("Provides"), get("Depends"), get("Pre-Depends")]
+        })
+        .collect();
+    let relations: Vec<crate::resolve::Relations> = packages
+        .iter()
+        .zip(&fields)
+        .map(
+            |(p, [provides, depends, pre_depends])| crate::resolve::Relations {
+                name: &p.name,
+                provides: provides.as_deref(),
+                depends: depends.as_deref(),
+                pre_depends: pre_depends.as_deref(),
+            },
+        )
+        .collect();
+    let needed = crate::resolve::needed_by(&relations, |i| packages[i].essential);
+    packages
+        .into_iter()
+        .zip(needed)
+        .filter_map(|(p, needed)| needed.then_some(p))
+        .collect()
 }
 
 /// Files whose mere presence changes what other packages' scripts do, with their package:
@@ -719,6 +804,55 @@ mod tests {
             scripts: vec!["preinst".to_owned()],
             control: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_essential_set_is_the_essential_packages_and_what_they_need() {
+        let with = |name: &str, essential: bool, control: &str, arch: &str| UnpackedPackage {
+            essential,
+            architecture: arch.to_owned(),
+            control: format!("Package: {name}\n{control}").into_bytes(),
+            ..package(name, true)
+        };
+        let unpacked = Unpacked {
+            packages: vec![
+                with(
+                    "dpkg",
+                    true,
+                    "Pre-Depends: libc6 (>= 2), tar | tar-alt\n",
+                    "amd64",
+                ),
+                with("libc6", false, "Depends: libgcc-s1\n", "amd64"),
+                with("libgcc-s1", false, "", "amd64"),
+                with("tar", false, "", "amd64"),
+                with("tar-alt", false, "", "amd64"),
+                with("bash", true, "Depends: base-files, awk\n", "amd64"),
+                with("base-files", true, "", "all"),
+                with("mawk", false, "Provides: awk\n", "amd64"),
+                // Priority: required, but neither essential nor needed by an essential one.
+                with("tzdata", false, "Depends: debconf\n", "all"),
+                with("debconf", false, "", "all"),
+                // Another architecture's essential package is not mmdebstrap's to install.
+                with("foreign", true, "Depends: tzdata\n", "i386"),
+            ],
+        };
+        let mut names: Vec<&str> = essential_set(&unpacked)
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "base-files",
+                "bash",
+                "dpkg",
+                "libc6",
+                "libgcc-s1",
+                "mawk",
+                "tar"
+            ]
+        );
     }
 
     #[test]

@@ -52,6 +52,12 @@ pub struct StageRequest<'a> {
     pub source_date_epoch: Option<i64>,
 }
 
+/// What runs once the essential packages are configured and before the rest (the essential
+/// hooks), in the chroot's mount namespace with its kernel filesystems and service blocks in
+/// place; it is given the root as opened there.
+pub(crate) type Interlude<'a> =
+    dyn Fn(&RootDir) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Sync + 'a;
+
 /// Why staging failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -113,6 +119,9 @@ pub enum StageError {
     },
     #[error("dpkg --audit reports unfinished packages after configuration:\n{report}")]
     Audit { report: String },
+    /// What the [`Interlude`] returned (an essential hook's failure).
+    #[error(transparent)]
+    Interlude(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Cancelled(#[from] Cancelled),
 }
@@ -125,6 +134,16 @@ fn display_paths(paths: &[PathBuf]) -> String {
 /// Configures the root: every unpacked package ends `installed`, no service starts, and every
 /// mount and service block is undone on every path; fails if a mount under the root remains.
 pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), StageError> {
+    stage_with(request, None, reporter)
+}
+
+/// [`stage`], running `interlude` at mmdebstrap's essential point: once the essential packages
+/// are configured, before the others (see [`configure::configure_in_phases`]).
+pub(crate) fn stage_with(
+    request: &StageRequest,
+    interlude: Option<&Interlude>,
+    reporter: &dyn Reporter,
+) -> Result<(), StageError> {
     crate::cancel::check()?;
     check_request(request)?;
     let root = RootDir::held(request.root)?;
@@ -138,7 +157,7 @@ pub fn stage(request: &StageRequest, reporter: &dyn Reporter) -> Result<(), Stag
     // The mounts live in a namespace of their own: should this process die in any way, the
     // kernel removes them, and the host never sees them.
     let result = in_private_mounts(|| {
-        let result = configure_in_chroot(&root, &root_path, request, log, reporter);
+        let result = configure_in_chroot(&root, &root_path, request, interlude, log, reporter);
         let remaining = mounts_under(&root_path);
         match result {
             Ok(()) if !remaining.is_empty() => Err(StageError::MountsRemain {
@@ -166,6 +185,7 @@ fn configure_in_chroot(
     opened: &RootDir,
     root_path: &Path,
     request: &StageRequest,
+    interlude: Option<&Interlude>,
     log: Option<&Path>,
     reporter: &dyn Reporter,
 ) -> Result<(), StageError> {
@@ -182,7 +202,16 @@ fn configure_in_chroot(
         .iter()
         .map(|e| ("SOURCE_DATE_EPOCH", e.as_str()))
         .collect();
-    configure::configure_in_phases(root, request.unpacked, &extra_env, log, reporter)?;
+    configure::configure_in_phases(
+        root,
+        request.unpacked,
+        &configure::Around {
+            extra_env: &extra_env,
+            log,
+            interlude,
+        },
+        reporter,
+    )?;
     configure::audit(root, log)?;
     reporter.finish(Counter::Configured);
     start_stop_daemon.remove()?;

@@ -236,7 +236,6 @@ impl Root {
     }
 }
 
-/// Renames `from` to `to` in `dir` unless `to` exists (then `Ok(false)`).
 /// Makes `name` in `dir` a hard link to the file open as `file`, by descriptor: no path to the
 /// file is looked up again. linkat's AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH in the host's user
 /// namespace on most kernels (it answers ENOENT without it), so a rootless build links through
@@ -262,6 +261,7 @@ fn hard_link_via_proc(file: impl AsFd, dir: impl AsFd, name: &[u8]) -> rustix::i
     )
 }
 
+/// Renames `from` to `to` in `dir` unless `to` exists (then `Ok(false)`).
 pub fn rename_noreplace(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<bool> {
     let dir = dir.as_fd();
     match rustix::fs::renameat_with(dir, from, dir, to, RenameFlags::NOREPLACE) {
