@@ -158,17 +158,25 @@ fn managing_unit(host_root: &Path, name: &str) -> Option<String> {
         .then(|| super::unit::unit_name(name))
 }
 
-/// Runs `systemctl ARGS` (the one on PATH), failing unless it exits 0.
-pub(crate) fn systemctl(args: &[&str]) -> Result<(), OnionError> {
-    let command = format!("systemctl {}", args.join(" "));
-    let out = std::process::Command::new("systemctl")
-        .args(args)
+/// Runs a host program (`command` is how messages name it) with no input and its output
+/// captured; failing to start it is an error naming it.
+pub(crate) fn run_host(
+    command: &str,
+    program: &mut std::process::Command,
+) -> Result<std::process::Output, OnionError> {
+    program
         .stdin(std::process::Stdio::null())
         .output()
         .map_err(|source| OnionError::Host {
-            command: command.clone(),
+            command: command.to_owned(),
             source,
-        })?;
+        })
+}
+
+/// Runs `systemctl ARGS` (the one on PATH), failing unless it exits 0.
+pub(crate) fn systemctl(args: &[&str]) -> Result<(), OnionError> {
+    let command = format!("systemctl {}", args.join(" "));
+    let out = run_host(&command, std::process::Command::new("systemctl").args(args))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -603,20 +611,7 @@ pub(crate) fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
         if !active {
             return Ok(TorReload::NotRunning);
         }
-        let reload = std::process::Command::new("systemctl")
-            .args(["reload", "tor"])
-            .output()
-            .map_err(|source| OnionError::Host {
-                command: "systemctl reload tor".to_string(),
-                source,
-            })?;
-        if !reload.status.success() {
-            return Err(OnionError::HostCommandFailed {
-                command: "systemctl reload tor".to_string(),
-                status: reload.status.to_string(),
-                stderr: String::from_utf8_lossy(&reload.stderr).trim().to_string(),
-            });
-        }
+        systemctl(&["reload", "tor"])?;
         return Ok(TorReload::Systemd);
     }
     let pid = fs_err::read_to_string("/run/tor/tor.pid")

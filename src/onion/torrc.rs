@@ -379,17 +379,14 @@ fn verify_with_tor(dir: &Path, path: &Path, text: &str) -> Result<(), OnionError
         defaults.display(),
         candidate.path().display()
     );
-    let output = std::process::Command::new(tor)
-        .args(["--verify-config", "--defaults-torrc"])
-        .arg(defaults)
-        .arg("-f")
-        .arg(candidate.path())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| OnionError::Host {
-            command: command.clone(),
-            source,
-        })?;
+    let output = super::service::run_host(
+        &command,
+        std::process::Command::new(tor)
+            .args(["--verify-config", "--defaults-torrc"])
+            .arg(defaults)
+            .arg("-f")
+            .arg(candidate.path()),
+    )?;
     if output.status.success() {
         return Ok(());
     }
