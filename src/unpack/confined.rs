@@ -340,7 +340,13 @@ mod tests {
         symlink("/etc", scene.root.join("abs")).unwrap();
         symlink("../../../etc", scene.root.join("rel")).unwrap();
         let root = scene.open();
-        for path in [&b"abs/f"[..], b"rel/f", b"../etc/f", b"/etc/f", b"../../etc/f"] {
+        for path in [
+            &b"abs/f"[..],
+            b"rel/f",
+            b"../etc/f",
+            b"/etc/f",
+            b"../../etc/f",
+        ] {
             let fd = root.open(path, OFlags::RDONLY).unwrap();
             assert!(same_file(&fd, &scene.root.join("etc/f")), "{path:?}");
             assert!(close_on_exec(&fd), "{path:?}");
@@ -428,7 +434,10 @@ mod tests {
         assert!(same_file(&dir, &scene.root.join("real/x/y")));
         // `up` leads to the root's own (missing) /outside, never to the one beside the root.
         assert!(root.open_dir_all(b"up/z").is_err());
-        assert!(scene.outside_names().is_empty(), "nothing made beside the root");
+        assert!(
+            scene.outside_names().is_empty(),
+            "nothing made beside the root"
+        );
 
         let dir = root.open_dir_all(b"real").unwrap();
         assert!(same_file(&dir, &scene.root.join("real")), "an existing one");
