@@ -247,9 +247,14 @@ pub fn rename_noreplace(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<bo
 }
 
 fn openat2(dir: &OwnedFd, path: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    retrying(|| rustix::fs::openat2(dir, path, flags, mode, RESOLVE))
+}
+
+/// Calls `open` again while it fails with EAGAIN or EINTR, at most [`EAGAIN_RETRIES`] times more.
+fn retrying(mut open: impl FnMut() -> rustix::io::Result<OwnedFd>) -> io::Result<OwnedFd> {
     let mut tries = 0;
     loop {
-        match rustix::fs::openat2(dir, path, flags, mode, RESOLVE) {
+        match open() {
             Err(Errno::AGAIN | Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
             other => return other.map_err(Into::into),
         }
@@ -540,6 +545,39 @@ mod tests {
         symlink(scene.outside.join("made"), scene.root.join("planted")).unwrap();
         let _ = root.create_if_absent(&RelPath::from_clean("planted"), 0o644);
         assert!(scene.outside_names().is_empty(), "created outside the root");
+    }
+
+    /// An open that fails with `errno` `failures` times, then succeeds; counts its calls and
+    /// gives up (succeeding) after 1000, so a retry without bound ends the test instead of hanging.
+    fn flaky(errno: Errno, failures: usize, calls: &mut usize) -> rustix::io::Result<OwnedFd> {
+        *calls += 1;
+        if *calls <= failures && *calls < 1000 {
+            Err(errno)
+        } else {
+            rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        }
+    }
+
+    #[test]
+    fn a_raced_lookup_is_retried_a_bounded_number_of_times() {
+        for errno in [Errno::AGAIN, Errno::INTR] {
+            let mut calls = 0;
+            retrying(|| flaky(errno, EAGAIN_RETRIES, &mut calls)).unwrap();
+            assert_eq!(
+                calls,
+                EAGAIN_RETRIES + 1,
+                "{errno:?}: retried until it worked"
+            );
+
+            let mut calls = 0;
+            let err = retrying(|| flaky(errno, usize::MAX, &mut calls)).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(errno.raw_os_error()));
+            assert_eq!(calls, EAGAIN_RETRIES + 1, "{errno:?}: then given up");
+        }
+        // Any other error is final at once.
+        let mut calls = 0;
+        assert!(retrying(|| flaky(Errno::NOENT, 1, &mut calls)).is_err());
+        assert_eq!(calls, 1);
     }
 
     #[test]
