@@ -1308,4 +1308,28 @@ mod tests {
         let err = checked(&release, &late).unwrap_err();
         assert!(matches!(err, ReleaseError::Expired { .. }), "{err:?}");
     }
+
+    #[test]
+    fn a_changed_release_signed_at_the_edge_of_the_clock_skew_is_a_bad_signature() {
+        // Signed exactly SIGNATURE_CLOCK_SKEW after `now`: not "in the future", so a changed
+        // byte is reported as what it is.
+        let text = small_release(SIGNED_AT, None);
+        let signed = sign::clearsign_with(
+            ARCHIVE_SEC,
+            text.as_bytes(),
+            signed_at("Thu, 01 Jan 2026 00:30:00 UTC"),
+        );
+        let altered =
+            String::from_utf8(signed)
+                .unwrap()
+                .replacen("Origin: Test", "Origin: Tesu", 1);
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            altered.as_bytes(),
+            &test_keyring(),
+            &policy("trixie", at(SIGNED_AT)),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ReleaseError::BadSignature { .. }), "{err:?}");
+    }
 }
