@@ -649,6 +649,24 @@ fn an_absurd_signed_deb_size_is_refused_before_it_is_fetched() {
 }
 
 #[test]
+fn a_deb_signed_at_exactly_the_size_limit_is_requested() {
+    // The limit itself is allowed: the download starts, and the short body is a size mismatch.
+    let mut spec = RepoSpec::fresh();
+    spec.edit_packages = Some(|packages| {
+        let at_limit = format!("Size: {}\n", debstrap_onion::fetch::MAX_DEB);
+        packages.replacen("Size: 500\n", &at_limit, 1)
+    });
+    let fx = Fixture::with(spec, "test-archive.sec.asc");
+    let err = fx.refused(&fx.config(StopAfter::DownloadOnly));
+    let path = fx.deb_path(0);
+    assert!(
+        fx.served.server.requests().contains(&path),
+        "the .deb was not requested: {err}"
+    );
+    assert!(err.contains("size mismatch"), "{err}");
+}
+
+#[test]
 fn an_absurd_signed_index_size_is_an_error_not_an_allocation() {
     let mut spec = RepoSpec::fresh();
     spec.edit_release = Some(|release| {

@@ -367,4 +367,79 @@ mod tests {
         assert_eq!(check_owner(0, 0o40775), Err(UnsafeCache::Writable(0o775)));
         assert_eq!(check_owner(0, 0o100646), Err(UnsafeCache::Writable(0o646)));
     }
+
+    /// Whether `fd` is closed when a command is executed (maintainer scripts, hooks), so no
+    /// descriptor into the host's cache reaches a process inside the chroot.
+    fn close_on_exec(fd: impl std::os::fd::AsFd) -> bool {
+        rustix::io::fcntl_getfd(fd)
+            .unwrap()
+            .contains(rustix::io::FdFlags::CLOEXEC)
+    }
+
+    /// Runs `open` on another thread and gives its result, or `None` if it has not returned
+    /// within a bound no working open comes near (an open that blocks on a FIFO never does).
+    fn within_bound<T: Send + 'static>(open: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(open());
+        });
+        rx.recv_timeout(std::time::Duration::from_secs(20)).ok()
+    }
+
+    #[test]
+    fn missing_parents_of_the_cache_are_created() {
+        let base = tempfile::tempdir().unwrap();
+        let cache = base.path().join("a/b/cache");
+        let dir = CacheDir::open(&cache, "debs").unwrap();
+        assert!(cache.join("debs").is_dir());
+        assert_eq!(dir.path(), cache.join("debs"));
+    }
+
+    #[test]
+    fn cache_descriptors_are_not_inherited_by_commands() {
+        let base = tempfile::tempdir().unwrap();
+        let dir = CacheDir::open(base.path(), "debs").unwrap();
+        assert!(close_on_exec(&*dir.fd), "the cache directory");
+        let mut temp = dir.create_temp().unwrap();
+        std::io::Write::write_all(&mut temp.file, b"x").unwrap();
+        assert!(close_on_exec(&temp.file), "a file being written");
+        temp.persist("x").unwrap();
+        let file = dir.open_file("x").unwrap().expect("the file just written");
+        assert!(close_on_exec(&file), "a cached file");
+    }
+
+    #[test]
+    fn a_cache_or_subdirectory_that_is_a_fifo_is_refused_without_blocking() {
+        let base = tempfile::tempdir().unwrap();
+        let fifo = base.path().join("cache");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let result = within_bound(move || CacheDir::open(&fifo, "debs").map(|_| ()));
+        assert!(result.expect("returned").is_err());
+
+        let cache = tempfile::tempdir().unwrap();
+        let sub = cache.path().join("debs");
+        nix::unistd::mkfifo(&sub, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let at = cache.path().to_path_buf();
+        let result = within_bound(move || CacheDir::open(&at, "debs").map(|_| ()));
+        let err = result.expect("returned").unwrap_err();
+        assert!(err.to_string().contains("debs"), "{err}");
+    }
+
+    #[test]
+    fn a_subdirectory_that_is_a_symlink_is_refused_not_followed() {
+        let cache = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), cache.path().join("debs")).unwrap();
+        let err = CacheDir::open(cache.path(), "debs").unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                FetchError::UnsafeCache {
+                    why: UnsafeCache::NotDirectory,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+    }
 }

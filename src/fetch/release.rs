@@ -1266,4 +1266,70 @@ mod tests {
             "Sat, 21 Nov 2026 09:15:44 UTC"
         );
     }
+
+    /// The checks made after the signature, on `text` taken as verified.
+    fn checked(text: &str, policy: &ReleasePolicy) -> Result<VerifiedRelease, ReleaseError> {
+        VerifiedRelease::from_verified_text(URL, text.as_bytes(), ARCHIVE_SUBKEY.into(), policy)
+    }
+
+    #[test]
+    fn a_release_naming_only_its_suite_or_only_its_codename_is_matched_by_that_name() {
+        let now = at(CHECKED_AT);
+        let both = small_release(SIGNED_AT, None);
+        let only_suite = both.replace("Codename: trixie\n", "");
+        let release = checked(&only_suite, &policy("stable", now)).unwrap();
+        assert_eq!((release.suite(), release.codename()), ("stable", ""));
+        let only_codename = both.replace("Suite: stable\n", "");
+        let release = checked(&only_codename, &policy("trixie", now)).unwrap();
+        assert_eq!((release.suite(), release.codename()), ("", "trixie"));
+
+        let neither = only_suite.replace("Suite: stable\n", "");
+        let err = checked(&neither, &policy("trixie", now)).unwrap_err();
+        assert!(matches!(err, ReleaseError::Malformed { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_date_a_day_ahead_is_the_last_one_accepted() {
+        let now = policy("trixie", at("Thu, 01 Jan 2026 01:00:00 UTC"));
+        checked(&small_release("Fri, 02 Jan 2026 01:00:00 UTC", None), &now).unwrap();
+        let err = checked(&small_release("Fri, 02 Jan 2026 01:00:01 UTC", None), &now).unwrap_err();
+        assert!(matches!(err, ReleaseError::FutureDate { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_release_is_valid_until_the_second_its_valid_until_names() {
+        let release = small_release(SIGNED_AT, Some("Thu, 08 Jan 2026 00:00:00 UTC"));
+        checked(
+            &release,
+            &policy("trixie", at("Thu, 08 Jan 2026 00:00:00 UTC")),
+        )
+        .unwrap();
+        let late = policy("trixie", at("Thu, 08 Jan 2026 00:00:01 UTC"));
+        let err = checked(&release, &late).unwrap_err();
+        assert!(matches!(err, ReleaseError::Expired { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn a_changed_release_signed_at_the_edge_of_the_clock_skew_is_a_bad_signature() {
+        // Signed exactly SIGNATURE_CLOCK_SKEW after `now`: not "in the future", so a changed
+        // byte is reported as what it is.
+        let text = small_release(SIGNED_AT, None);
+        let signed = sign::clearsign_with(
+            ARCHIVE_SEC,
+            text.as_bytes(),
+            signed_at("Thu, 01 Jan 2026 00:30:00 UTC"),
+        );
+        let altered =
+            String::from_utf8(signed)
+                .unwrap()
+                .replacen("Origin: Test", "Origin: Tesu", 1);
+        let err = VerifiedRelease::from_inrelease(
+            URL,
+            altered.as_bytes(),
+            &test_keyring(),
+            &policy("trixie", at(SIGNED_AT)),
+        )
+        .unwrap_err();
+        assert!(matches!(err, ReleaseError::BadSignature { .. }), "{err:?}");
+    }
 }

@@ -272,9 +272,14 @@ pub fn rename_noreplace(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<bo
 }
 
 fn openat2(dir: &OwnedFd, path: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+    retrying(|| rustix::fs::openat2(dir, path, flags, mode, RESOLVE))
+}
+
+/// Calls `open` again while it fails with EAGAIN or EINTR, at most [`EAGAIN_RETRIES`] times more.
+fn retrying(mut open: impl FnMut() -> rustix::io::Result<OwnedFd>) -> io::Result<OwnedFd> {
     let mut tries = 0;
     loop {
-        match rustix::fs::openat2(dir, path, flags, mode, RESOLVE) {
+        match open() {
             Err(Errno::AGAIN | Errno::INTR) if tries < EAGAIN_RETRIES => tries += 1,
             other => return other.map_err(Into::into),
         }
@@ -282,9 +287,337 @@ fn openat2(dir: &OwnedFd, path: &[u8], flags: OFlags, mode: Mode) -> io::Result<
 }
 
 #[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
 mod tests {
+    use std::os::unix::fs::{symlink, MetadataExt as _};
+
     use super::*;
-    use std::os::unix::fs::MetadataExt;
+
+    /// A scratch directory holding `root/` and, beside it, `outside/`: where an escape from the
+    /// root would land.
+    struct Scene {
+        _dir: tempfile::TempDir,
+        root: PathBuf,
+        outside: PathBuf,
+    }
+
+    impl Scene {
+        fn new() -> Scene {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("root");
+            let outside = dir.path().join("outside");
+            fs_err::create_dir(&root).unwrap();
+            fs_err::create_dir(&outside).unwrap();
+            Scene {
+                _dir: dir,
+                root,
+                outside,
+            }
+        }
+
+        fn open(&self) -> Root {
+            Root::held(&HeldRoot::open(&self.root).unwrap()).unwrap()
+        }
+
+        /// What `outside/` holds: an escape writes here.
+        fn outside_names(&self) -> Vec<String> {
+            let mut names: Vec<String> = fs_err::read_dir(&self.outside)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    fn close_on_exec(fd: impl AsFd) -> bool {
+        rustix::io::fcntl_getfd(fd)
+            .unwrap()
+            .contains(rustix::io::FdFlags::CLOEXEC)
+    }
+
+    fn same_file(fd: impl AsFd, path: &Path) -> bool {
+        let st = rustix::fs::fstat(fd).unwrap();
+        let meta = fs_err::symlink_metadata(path).unwrap();
+        (st.st_dev, st.st_ino) == (meta.dev(), meta.ino())
+    }
+
+    fn errno(e: &io::Error) -> Option<i32> {
+        e.raw_os_error()
+    }
+
+    #[test]
+    fn create_makes_missing_parents_and_says_whether_it_made_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/root");
+        assert!(Root::create(&path).unwrap(), "made");
+        assert!(path.is_dir());
+        assert!(!Root::create(&path).unwrap(), "already there");
+        // A root that cannot be made is an error, not a root that is "already there".
+        fs_err::write(dir.path().join("file"), b"").unwrap();
+        let err = Root::create(&dir.path().join("file/root")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+        assert!(!dir.path().join("file/root").exists());
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root_absolute_relative_or_dot_dot() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("etc")).unwrap();
+        fs_err::write(scene.root.join("etc/f"), b"inside").unwrap();
+        fs_err::write(scene.outside.join("f"), b"outside").unwrap();
+        symlink("/etc", scene.root.join("abs")).unwrap();
+        symlink("../../../etc", scene.root.join("rel")).unwrap();
+        let root = scene.open();
+        for path in [
+            &b"abs/f"[..],
+            b"rel/f",
+            b"../etc/f",
+            b"/etc/f",
+            b"../../etc/f",
+        ] {
+            let fd = root.open(path, OFlags::RDONLY).unwrap();
+            assert!(same_file(&fd, &scene.root.join("etc/f")), "{path:?}");
+            assert!(close_on_exec(&fd), "{path:?}");
+        }
+        // /proc's magic links point anywhere: refused, not followed.
+        symlink("/proc/self/cwd", scene.root.join("magic")).unwrap();
+        assert!(root.open(b"magic", OFlags::PATH).is_err());
+    }
+
+    #[test]
+    fn open_create_makes_the_file_inside_the_root_through_a_symlink() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("run")).unwrap();
+        symlink("/run", scene.root.join("var_run")).unwrap();
+        let root = scene.open();
+        let fd = root
+            .open_create(b"var_run/pid", OFlags::WRONLY, 0o600)
+            .unwrap();
+        assert!(close_on_exec(&fd));
+        assert!(same_file(&fd, &scene.root.join("run/pid")));
+        assert!(scene.outside_names().is_empty());
+    }
+
+    #[test]
+    fn open_dir_refuses_what_is_not_a_directory() {
+        let scene = Scene::new();
+        fs_err::write(scene.root.join("file"), b"").unwrap();
+        let root = scene.open();
+        let err = root.open_dir(b"file").unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::NOTDIR.raw_os_error()), "{err}");
+        let dir = root.open_dir(b".").unwrap();
+        assert!(close_on_exec(&dir));
+        assert!(same_file(&dir, &scene.root));
+    }
+
+    #[test]
+    fn open_nofollow_gives_the_symlink_itself() {
+        let scene = Scene::new();
+        fs_err::write(scene.root.join("target"), b"").unwrap();
+        symlink("target", scene.root.join("link")).unwrap();
+        let root = scene.open();
+        let link = root.open_nofollow(b"link", OFlags::PATH).unwrap();
+        assert!(same_file(&link, &scene.root.join("link")));
+        assert!(close_on_exec(&link));
+        let err = root.open_nofollow(b"link", OFlags::RDONLY).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::LOOP.raw_os_error()), "{err}");
+    }
+
+    #[test]
+    fn resolve_parent_names_the_final_file_and_its_real_directory() {
+        let scene = Scene::new();
+        fs_err::create_dir_all(scene.root.join("usr/bin")).unwrap();
+        fs_err::write(scene.root.join("usr/bin/sh"), b"").unwrap();
+        fs_err::write(scene.root.join("top"), b"").unwrap();
+        symlink("/usr/bin", scene.root.join("bin")).unwrap();
+        let root = scene.open();
+
+        let (dir, name) = root.resolve_parent(b"bin/sh").unwrap();
+        assert_eq!(name.as_deref(), Some(&b"sh"[..]));
+        assert!(same_file(&dir, &scene.root.join("usr/bin")));
+
+        let (dir, name) = root.resolve_parent(b"top").unwrap();
+        assert_eq!(name.as_deref(), Some(&b"top"[..]));
+        assert!(same_file(&dir, &scene.root));
+
+        let (dir, name) = root.resolve_parent(b"usr/..").unwrap();
+        assert_eq!(name, None, "the root itself");
+        assert!(same_file(&dir, &scene.root));
+    }
+
+    #[test]
+    fn open_dir_all_makes_each_missing_directory_inside_the_root() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("real")).unwrap();
+        symlink("/real", scene.root.join("abs")).unwrap();
+        symlink("../outside", scene.root.join("up")).unwrap();
+        let root = scene.open();
+
+        let dir = root.open_dir_all(b"a//b/c/").unwrap();
+        assert!(same_file(&dir, &scene.root.join("a/b/c")));
+        let mode = fs_err::metadata(scene.root.join("a/b")).unwrap().mode();
+        assert_eq!(mode & 0o777, 0o755 & !current_umask());
+
+        let dir = root.open_dir_all(b"abs/x/y").unwrap();
+        assert!(same_file(&dir, &scene.root.join("real/x/y")));
+        // `up` leads to the root's own (missing) /outside, never to the one beside the root.
+        assert!(root.open_dir_all(b"up/z").is_err());
+        assert!(
+            scene.outside_names().is_empty(),
+            "nothing made beside the root"
+        );
+
+        let dir = root.open_dir_all(b"real").unwrap();
+        assert!(same_file(&dir, &scene.root.join("real")), "an existing one");
+        fs_err::write(scene.root.join("file"), b"").unwrap();
+        let err = root.open_dir_all(b"file/sub").unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::NOTDIR.raw_os_error()), "{err}");
+    }
+
+    fn current_umask() -> u32 {
+        let mask = rustix::process::umask(Mode::from_raw_mode(0o022));
+        rustix::process::umask(mask);
+        mask.bits()
+    }
+
+    #[test]
+    fn temporary_names_differ_within_a_run_and_between_roots() {
+        let scene = Scene::new();
+        let (a, b) = (scene.open(), scene.open());
+        let names = [a.temp_name(), a.temp_name(), b.temp_name()];
+        assert_ne!(names[0], names[1]);
+        assert_ne!(names[0], names[2], "each root draws its own token");
+        for name in &names {
+            assert!(name.starts_with(b".debstrap-"), "{name:?}");
+            assert!(!name.contains(&0) && !name.contains(&b'/'), "{name:?}");
+        }
+    }
+
+    #[test]
+    fn write_file_dated_writes_contents_mode_and_time_through_symlinks_inside() {
+        let scene = Scene::new();
+        fs_err::create_dir_all(scene.root.join("var/lib")).unwrap();
+        symlink("/var/lib", scene.root.join("lib")).unwrap();
+        let root = scene.open();
+        let path = RelPath::from_clean("lib/dpkg/status");
+        root.write_file_dated(&path, b"Package: a\n", 0o640, Some(1_000_000))
+            .unwrap();
+        let file = scene.root.join("var/lib/dpkg/status");
+        // (Looked at before the file is read, which would move its atime.)
+        let meta = fs_err::metadata(&file).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!((meta.mtime(), meta.atime()), (1_000_000, 1_000_000));
+        assert_eq!(fs_err::read(&file).unwrap(), b"Package: a\n");
+        // Written again: replaced whole, and no temporary file left beside it.
+        root.write_file(&path, b"x", 0o644).unwrap();
+        assert_eq!(fs_err::read(&file).unwrap(), b"x");
+        let names: Vec<_> = fs_err::read_dir(file.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["status"]);
+    }
+
+    #[test]
+    fn a_symlink_planted_at_the_next_temporary_name_is_not_written_through() {
+        let scene = Scene::new();
+        let root = scene.open();
+        // The name the next write will use, as if an archive entry had guessed it.
+        let next = format!(
+            ".debstrap-{:016x}-{}",
+            root.temp_token,
+            root.temp_counter.load(Ordering::Relaxed)
+        );
+        symlink(scene.outside.join("x"), scene.root.join(&next)).unwrap();
+        let _ = root.write_file(&RelPath::from_clean("f"), b"data", 0o644);
+        assert!(scene.outside_names().is_empty(), "written outside the root");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("d")).unwrap();
+        fs_err::write(scene.root.join("d/keep"), b"").unwrap();
+        let root = scene.open();
+        // Renaming a file over a non-empty directory fails after the temporary file is written.
+        let err = root
+            .write_file(&RelPath::from_clean("d"), b"data", 0o644)
+            .unwrap_err();
+        assert!(err.raw_os_error().is_some(), "{err}");
+        let names: Vec<_> = fs_err::read_dir(&scene.root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["d"]);
+    }
+
+    #[test]
+    fn create_if_absent_makes_an_empty_file_once_and_never_follows_a_symlink() {
+        let scene = Scene::new();
+        let root = scene.open();
+        let path = RelPath::from_clean("var/lib/dpkg/available");
+        root.create_if_absent(&path, 0o600).unwrap();
+        let file = scene.root.join("var/lib/dpkg/available");
+        assert_eq!(fs_err::metadata(&file).unwrap().len(), 0);
+        assert_eq!(fs_err::metadata(&file).unwrap().mode() & 0o7777, 0o600);
+        fs_err::write(&file, b"kept").unwrap();
+        root.create_if_absent(&path, 0o600).unwrap();
+        assert_eq!(fs_err::read(&file).unwrap(), b"kept", "left as it was");
+
+        // A symlink at the name, pointing outside: left alone, nothing made where it points.
+        symlink(scene.outside.join("made"), scene.root.join("planted")).unwrap();
+        let _ = root.create_if_absent(&RelPath::from_clean("planted"), 0o644);
+        assert!(scene.outside_names().is_empty(), "created outside the root");
+    }
+
+    /// An open that fails with `errno` `failures` times, then succeeds; counts its calls and
+    /// gives up (succeeding) after 1000, so a retry without bound ends the test instead of hanging.
+    fn flaky(errno: Errno, failures: usize, calls: &mut usize) -> rustix::io::Result<OwnedFd> {
+        *calls += 1;
+        if *calls <= failures && *calls < 1000 {
+            Err(errno)
+        } else {
+            rustix::fs::open("/", OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
+        }
+    }
+
+    #[test]
+    fn a_raced_lookup_is_retried_a_bounded_number_of_times() {
+        for errno in [Errno::AGAIN, Errno::INTR] {
+            let mut calls = 0;
+            retrying(|| flaky(errno, EAGAIN_RETRIES, &mut calls)).unwrap();
+            assert_eq!(
+                calls,
+                EAGAIN_RETRIES + 1,
+                "{errno:?}: retried until it worked"
+            );
+
+            let mut calls = 0;
+            let err = retrying(|| flaky(errno, usize::MAX, &mut calls)).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(errno.raw_os_error()));
+            assert_eq!(calls, EAGAIN_RETRIES + 1, "{errno:?}: then given up");
+        }
+        // Any other error is final at once.
+        let mut calls = 0;
+        assert!(retrying(|| flaky(Errno::NOENT, 1, &mut calls)).is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn rename_noreplace_never_replaces() {
+        let scene = Scene::new();
+        fs_err::write(scene.root.join("a"), b"a").unwrap();
+        fs_err::write(scene.root.join("b"), b"b").unwrap();
+        let root = scene.open();
+        let dir = root.open_dir(b".").unwrap();
+        assert!(!rename_noreplace(&dir, b"a", b"b").unwrap());
+        assert_eq!(fs_err::read(scene.root.join("b")).unwrap(), b"b");
+        assert!(rename_noreplace(&dir, b"a", b"c").unwrap());
+        assert_eq!(fs_err::read(scene.root.join("c")).unwrap(), b"a");
+        assert!(!scene.root.join("a").exists());
+    }
 
     #[test]
     fn a_hard_link_through_proc_names_the_open_file_even_after_its_path_moved() {
