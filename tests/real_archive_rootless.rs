@@ -166,7 +166,21 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
     let target = work.path().join("root");
     let mode_file = work.path().join("hook-mode");
     let mode_hook = format!("echo \"$MMDEBSTRAP_MODE\" > {}", mode_file.display());
-    let extra = ["--no-onion", "--setup-hook", &mode_hook];
+    // Special forms run rootless too: a file copied in, the root's /etc packed out.
+    let source = work.path().join("copied");
+    fs_err::write(&source, b"copied in\n").expect("write");
+    let copy_in = format!("copy-in {} /root", source.display());
+    let packed = work.path().join("etc.tar");
+    let tar_out = format!("tar-out /etc {}", packed.display());
+    let extra = [
+        "--no-onion",
+        "--setup-hook",
+        &mode_hook,
+        "--customize-hook",
+        &copy_in,
+        "--customize-hook",
+        &tar_out,
+    ];
     let out = build_as(&user, &work, &trixie(&work, &target, &mirror, &extra));
     assert_eq!(
         fs_err::read_to_string(&mode_file).expect("the hook's record"),
@@ -202,6 +216,15 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
         owner("etc/shadow"),
         (user.uid, user.subgid + shadow_gid - 1),
         "etc/shadow is root:shadow inside"
+    );
+    assert_eq!(
+        fs_err::read(target.join("root/copied")).expect("copy-in's file"),
+        b"copied in\n"
+    );
+    let listed = run_ok(Command::new("tar").arg("-tf").arg(&packed));
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("hostname"),
+        "tar-out packed no etc/hostname"
     );
     let apt_log = owner("var/log/apt");
     assert_eq!(apt_log.0, user.uid);
