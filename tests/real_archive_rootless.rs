@@ -76,6 +76,15 @@ fn processes_under(dir: &Path) -> Vec<String> {
     found
 }
 
+/// The rootless user, the host's mirror and a working directory of the user's; `None` (after
+/// the skip rule) when the user or the mirror is missing.
+fn prerequisites() -> Option<(User, String, Workdir)> {
+    let user = rootless::user()?;
+    let mirror = host_mirror()?;
+    let work = Workdir::new(&user);
+    Some((user, mirror, work))
+}
+
 /// `build trixie TARGET MIRROR --cache-dir WORK/cache` and `extra`: the tool's arguments.
 fn trixie(work: &Workdir, target: &Path, mirror: &str, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["build".into(), "trixie".into()];
@@ -98,9 +107,9 @@ fn build_as(user: &User, work: &Workdir, args: &[String]) -> Output {
 
 #[test]
 fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
-    let Some(user) = rootless::user() else { return };
-    let Some(mirror) = host_mirror() else { return };
-    let work = Workdir::new(&user);
+    let Some((user, mirror, work)) = prerequisites() else {
+        return;
+    };
     let theirs = work.path().join("rootless.tar");
     // Hooks run in rootless mode as in root mode, outside the root and chrooted into it, and
     // what they write deterministically keeps the tarballs equal.
@@ -160,9 +169,9 @@ fn real_archive_root_a_rootless_tarball_is_root_builds_byte_for_byte() {
 
 #[test]
 fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_owners() {
-    let Some(user) = rootless::user() else { return };
-    let Some(mirror) = host_mirror() else { return };
-    let work = Workdir::new(&user);
+    let Some((user, mirror, work)) = prerequisites() else {
+        return;
+    };
     let target = work.path().join("root");
     let mode_file = work.path().join("hook-mode");
     let mode_hook = format!("echo \"$MMDEBSTRAP_MODE\" > {}", mode_file.display());
@@ -242,9 +251,9 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
 
 #[test]
 fn real_archive_root_the_default_onion_build_runs_rootless_with_host_root() {
-    let Some(user) = rootless::user() else { return };
-    let Some(mirror) = host_mirror() else { return };
-    let work = Workdir::new(&user);
+    let Some((user, mirror, work)) = prerequisites() else {
+        return;
+    };
     let target = work.path().join("onion");
     let host_root = work.path().join("host");
     let torrc_before = fs_err::read("/etc/tor/torrc").ok();
@@ -297,9 +306,9 @@ fn real_archive_root_the_default_onion_build_runs_rootless_with_host_root() {
 #[test]
 fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing() {
     use std::io::BufRead as _;
-    let Some(user) = rootless::user() else { return };
-    let Some(mirror) = host_mirror() else { return };
-    let work = Workdir::new(&user);
+    let Some((user, mirror, work)) = prerequisites() else {
+        return;
+    };
     let target = work.path().join("root");
     let args = trixie(&work, &target, &mirror, &["--no-onion"]);
     let mut child = rootless::command_as(&user, &work, &args)
@@ -367,9 +376,9 @@ fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing()
 #[test]
 #[ignore = "an emulated arm64 build takes minutes: run by hand"]
 fn real_archive_root_a_rootless_arm64_tarball_is_root_builds_byte_for_byte() {
-    let Some(user) = rootless::user() else { return };
-    let Some(mirror) = host_mirror() else { return };
-    let work = Workdir::new(&user);
+    let Some((user, mirror, work)) = prerequisites() else {
+        return;
+    };
     let theirs = work.path().join("rootless.tar");
     build_as(
         &user,

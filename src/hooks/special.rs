@@ -20,6 +20,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timestamps};
 use rustix::io::Errno;
 
 use super::HookError;
+use crate::output::read_names;
 use crate::unpack::confined::Root;
 use crate::unpack::RelPath;
 use crate::HeldRoot;
@@ -392,26 +393,12 @@ fn reopen_dir(fd: BorrowedFd) -> io::Result<OwnedFd> {
 
 /// Copies every entry of `from` into `to`.
 fn copy_children(from: BorrowedFd, to: BorrowedFd, shown: &Path) -> Result<()> {
-    let names = at(shown, read_names(from))?;
+    let names = at(shown, read_names(from).map_err(io::Error::from))?;
     for name in names {
         let child = shown.join(OsStr::from_bytes(name.to_bytes()));
         copy_entry(from, &name, to, &name, &child)?;
     }
     Ok(())
-}
-
-fn read_names(dir: BorrowedFd) -> io::Result<Vec<CString>> {
-    let mut names = Vec::new();
-    let mut reader = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = reader.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
-        }
-    }
-    names.sort_unstable_by(|a, b| a.to_bytes().cmp(b.to_bytes()));
-    Ok(names)
 }
 
 /// The owner, mode and times to give a copy.
@@ -779,7 +766,7 @@ fn append_entry<W: Write>(
                 shown,
                 rustix::fs::openat(dir, name, dir_flags() | OFlags::NOFOLLOW, Mode::empty()),
             )?;
-            for child in at(shown, read_names(sub.as_fd()))? {
+            for child in at(shown, read_names(sub.as_fd()).map_err(io::Error::from))? {
                 let mut child_member = member.to_vec();
                 child_member.push(b'/');
                 child_member.extend_from_slice(child.to_bytes());

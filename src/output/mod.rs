@@ -58,6 +58,9 @@ pub(crate) mod place;
 mod tar;
 mod walk;
 
+/// The sorted names of a directory read by descriptor, for the hooks' special forms too.
+pub(crate) use walk::read_names;
+
 pub use oci::{REF_NAME as OCI_REF_NAME, SBOM_FILE as OCI_SBOM_FILE};
 
 use std::io::{BufWriter, Write};
@@ -369,19 +372,8 @@ fn write_tarball_file(
             });
         }
     }
-    let file_name = path
-        .file_name()
-        .map_or_else(|| "tarball".into(), |n| n.to_string_lossy().into_owned());
-    let temp = tempfile::Builder::new()
-        .prefix(&format!(".{file_name}."))
-        .suffix(".part")
-        // Created 0666 less the umask, as `tar -cf` would create it.
-        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
-        .tempfile_in(dir)
-        .map_err(|source| OutputError::CreateTemp {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    // Created 0666 less the umask, as `tar -cf` would create it.
+    let temp = temp_beside(path)?;
     let write_err = |source| OutputError::Write {
         target: path.display().to_string(),
         source,

@@ -174,7 +174,7 @@ fn statx(dir: BorrowedFd, name: &CStr, flags: AtFlags) -> rustix::io::Result<Sta
 }
 
 /// The names in a directory, without `.` and `..`, sorted by their bytes.
-pub(super) fn read_names(dir: BorrowedFd) -> rustix::io::Result<Vec<CString>> {
+pub(crate) fn read_names(dir: BorrowedFd) -> rustix::io::Result<Vec<CString>> {
     let mut names = Vec::new();
     let mut reader = rustix::fs::Dir::read_from(dir)?;
     while let Some(entry) = reader.read() {
