@@ -476,4 +476,58 @@ mod tests {
         assert_eq!(lock_name(a, tmp), lock_name(a, tmp));
         assert!(lock_name(a, tmp).starts_with("debstrap-onion-"));
     }
+
+    /// Sets or clears the immutable attribute with e2fsprogs' chattr (root only); whether it
+    /// could (tmpfs, for one, has no such attribute).
+    fn chattr(flag: &str, path: &Path) -> bool {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(path)
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    /// The old TARGET is moved aside before the build takes its name; when that second rename
+    /// fails (here the build directory is made immutable, so the kernel refuses to move it),
+    /// the old TARGET must be back under its own name with its contents, not left hidden in
+    /// `.NAME.old-PID`.
+    #[test]
+    fn a_failed_commit_puts_the_old_target_back_under_its_name() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("root");
+        fs_err::create_dir(&target).unwrap();
+        fs_err::write(target.join("old-marker"), b"the previous build").unwrap();
+        let output = Output::Directory(target.clone());
+        let place = BuildPlace::Beside {
+            parent: dir.path().to_path_buf(),
+            target: target.clone(),
+        };
+        let build = BuildDir::create(place, &output, true).unwrap();
+        let root = build.root.clone();
+        if !chattr("+i", &root) {
+            crate::test_skip::missing("chattr +i on the temporary directory's filesystem");
+            return;
+        }
+        let result = build.commit();
+        assert!(chattr("-i", &root), "chattr -i {}", root.display());
+        let err = result.expect_err("the build directory cannot be renamed, so commit must fail");
+        assert!(
+            err.to_string().contains(&*target.to_string_lossy()),
+            "the error names TARGET: {err}"
+        );
+        assert_eq!(
+            fs_err::read(target.join("old-marker")).unwrap(),
+            b"the previous build",
+            "the old TARGET is back under its name"
+        );
+        let hidden: Vec<_> = fs_err::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".old-"))
+            .collect();
+        assert!(hidden.is_empty(), "an old TARGET left aside: {hidden:?}");
+    }
 }
