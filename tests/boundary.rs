@@ -469,6 +469,53 @@ fn root_a_second_build_of_a_target_is_refused_while_another_holds_its_lock() {
     assert_eq!(names_in(&parent), ["target"], "the lock file stays");
 }
 
+/// Two real builds of one TARGET, interleaved at a fixed point rather than by timing: the
+/// second starts (even with --force) while the first is unpacking, and must be refused naming
+/// the lock, leaving the first's build directory alone; the first then finishes as if alone.
+#[test]
+fn root_two_builds_of_one_target_interleaved_the_second_is_refused_and_the_first_completes() {
+    if !support::host::require_root() {
+        return;
+    }
+    let served = serve();
+    let parent = served.dir.path().join("builds");
+    fs_err::create_dir(&parent).expect("mkdir");
+    let target = parent.join("target");
+    let second: std::sync::Mutex<Option<Result<(), String>>> = std::sync::Mutex::new(None);
+    let seen_during: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let reporter = AtStage {
+        at: Stage::Unpack,
+        action: || {
+            let mut forced = config(&served, Output::Directory(target.clone()));
+            forced.force = true;
+            let result = debstrap_onion::build(&forced, &Silent).map(drop).map_err(|err| {
+                assert!(
+                    matches!(err, Error::Guard(TargetError::Busy { .. })),
+                    "the second build failed for another reason: {err}"
+                );
+                err.to_string()
+            });
+            *second.lock().unwrap() = Some(result);
+            *seen_during.lock().unwrap() = names_in(&parent);
+        },
+    };
+    debstrap_onion::build(
+        &config(&served, Output::Directory(target.clone())),
+        &reporter,
+    )
+    .expect("the first build completes");
+    let second = second.into_inner().unwrap().expect("the second build ran");
+    let refused = second.expect_err("a second build of a TARGET being built is refused");
+    assert!(refused.contains("another build of"), "{refused}");
+    // While both ran: the first's lock and build directory only; no TARGET, nothing of the second.
+    let during = seen_during.into_inner().unwrap();
+    assert_eq!(during.len(), 2, "{during:?}");
+    assert!(during[0].starts_with(".target.build-"), "{during:?}");
+    assert_eq!(during[1], ".target.lock", "{during:?}");
+    assert!(target.join("usr/share/good/file").exists());
+    assert_eq!(names_in(&parent), ["target"]);
+}
+
 #[test]
 fn root_force_is_decided_when_the_result_is_committed() {
     if !support::host::require_root() {
