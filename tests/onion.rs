@@ -22,7 +22,11 @@ struct Scene {
 
 impl Scene {
     fn new() -> Scene {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Scene::within(tempfile::tempdir().expect("tempdir"))
+    }
+
+    /// A scene in `dir` (a temporary directory the caller made, on the filesystem it chose).
+    fn within(dir: tempfile::TempDir) -> Scene {
         let host_root = dir.path().join("host");
         let root = dir.path().join("chroot");
         for sub in [
@@ -1360,6 +1364,69 @@ fn start_stop_and_rotate_go_through_systemctl_exactly_when_systemd_runs() {
             "daemon-reload".to_string(),
         ]
     );
+}
+
+/// `start`'s mounts on a chroot on a `nodev` filesystem include the host's device nodes bound
+/// over the root's (files, not directories): `stop` must undo those too and leave no mount.
+/// Run in a private mount namespace of the test's own, so nothing can outlive the test.
+#[test]
+fn stop_undoes_starts_mounts_on_a_nodev_chroot_device_nodes_included() {
+    if !support::host::require_root() {
+        return;
+    }
+    let place = tempfile::tempdir().expect("tempdir");
+    let place = fs_err::canonicalize(place.path()).expect("canonical");
+    debstrap_onion::stage::in_private_mounts(|| {
+        nix::mount::mount(
+            Some("tmpfs"),
+            &place,
+            Some("tmpfs"),
+            nix::mount::MsFlags::MS_NODEV,
+            Some("size=64m"),
+        )
+        .expect("mount a nodev tmpfs");
+        let scene = Scene::within(tempfile::tempdir_in(&place).expect("tempdir"));
+        onion::configure_unchecked(&OnionRequest {
+            name: "onion",
+            root: &debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root"),
+            chroot_path: &scene.root,
+            suite: "trixie",
+            config: &scene.config(),
+        })
+        .expect("configure")
+        .keep();
+        // What `start` leaves while nginx runs: the chroot's mounts, kept.
+        let mounts = debstrap_onion::stage::ChrootMounts::mount(&scene.root).expect("mount");
+        std::mem::forget(mounts);
+        let root = fs_err::canonicalize(&scene.root).expect("canonical");
+        let before = mounts_under(&root);
+        assert!(
+            before.contains(&root.join("dev/null")),
+            "on nodev the host's /dev/null is bound over the root's: {before:?}"
+        );
+
+        let report = onion::stop("onion", &scene.host_root).expect("stop");
+        assert!(!report.was_running);
+        let mut unmounted = report.unmounted.clone();
+        unmounted.sort();
+        let mut expected = before;
+        expected.sort();
+        assert_eq!(unmounted, expected, "stop reports what it unmounted");
+        let left = mounts_under(&root);
+        assert!(left.is_empty(), "mounts left under the chroot: {left:?}");
+        Ok(())
+    })
+    .expect("private mount namespace");
+}
+
+/// Mount points strictly under `root` in this thread's mount namespace.
+fn mounts_under(root: &Path) -> Vec<PathBuf> {
+    fs_err::read_to_string("/proc/thread-self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4).map(PathBuf::from))
+        .filter(|point| point != root && point.starts_with(root))
+        .collect()
 }
 
 #[test]
