@@ -488,13 +488,15 @@ fn root_two_builds_of_one_target_interleaved_the_second_is_refused_and_the_first
         action: || {
             let mut forced = config(&served, Output::Directory(target.clone()));
             forced.force = true;
-            let result = debstrap_onion::build(&forced, &Silent).map(drop).map_err(|err| {
-                assert!(
-                    matches!(err, Error::Guard(TargetError::Busy { .. })),
-                    "the second build failed for another reason: {err}"
-                );
-                err.to_string()
-            });
+            let result = debstrap_onion::build(&forced, &Silent)
+                .map(drop)
+                .map_err(|err| {
+                    assert!(
+                        matches!(err, Error::Guard(TargetError::Busy { .. })),
+                        "the second build failed for another reason: {err}"
+                    );
+                    err.to_string()
+                });
             *second.lock().unwrap() = Some(result);
             *seen_during.lock().unwrap() = names_in(&parent);
         },
