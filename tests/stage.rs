@@ -418,13 +418,16 @@ fn root_run_in_chroot_returns_when_the_command_exits_and_ends_the_daemon_it_left
     // sh gives a background job /dev/null as its input.
     let _mounts = ChrootMounts::mount(root).expect("mount");
     // The background shell inherits stdout and stderr and would outlive the command, as a
-    // daemon does, blocked reading the FIFO; the command's PID namespace ends it instead.
+    // daemon does, holding the FIFO open and blocked reading it; the command's PID namespace
+    // ends it instead. The command waits until the daemon holds the FIFO (`/held` exists), so
+    // the check below cannot pass merely because the daemon had not opened it yet.
     let output = run_in_chroot(
         root,
         &[
             "sh",
             "-c",
-            "(read x; echo daemon done) < /release & echo started; echo note >&2",
+            "(exec 3<>/release; : > /held; read x <&3; echo daemon done) & \
+             until [ -e /held ]; do :; done; echo started; echo note >&2",
         ],
         &[],
         None,

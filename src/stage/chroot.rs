@@ -34,9 +34,6 @@ const TAIL_LINES: usize = 20;
 const TICK_MS: u16 = 50;
 const TICK: Duration = Duration::from_millis(TICK_MS as u64);
 
-/// How long a command's group has after SIGTERM before it is killed.
-const KILL_AFTER: Duration = Duration::from_secs(3);
-
 /// The kernel filesystems a chroot needs (proc, sysfs, a private devpts), mounted under a root
 /// until this guard is dropped or [`ChrootMounts::unmount`] is called.
 ///
@@ -470,19 +467,22 @@ fn supervise(
             .stderr(out_file.try_clone().map_err(spawn_error)?);
     }
     command.envs(inv.env.iter().copied());
-    // Read before the fork: the child compares its parent with this to see whether the build
-    // died before the child asked to die with it.
-    let build_pid = nix::unistd::getpid();
+    // The build itself, as a descriptor that becomes readable when it exits: the child checks it
+    // once its own death signal is armed, to see whether the build died before that.
+    let build = rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .ok();
+    let build_fd = build.as_ref().map(|fd| fd.as_raw_fd());
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
-    // syscalls (setpgid, prctl, getppid, unshare, fork, waitpid, close_range, _exit, fchdir,
-    // chroot, chdir, umask) on a descriptor and C strings that exist before the fork; it
-    // allocates nothing and takes no lock.
+    // syscalls (setpgid, prctl, poll, _exit, fchdir, chroot, chdir, umask) on descriptors and C
+    // strings that exist before the fork; it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             // A process group of its own, so a stop reaches every process the command started.
             nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
-            // Hooks too: whatever a command started ends with it.
-            enter_own_pid_namespace(build_pid)?;
+            die_with_the_build(build_fd)?;
             if !chrooted {
                 return Ok(());
             }
@@ -494,7 +494,10 @@ fn supervise(
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(spawn_error)?;
+    // Hooks too: whatever a command started ends with it.
+    let mut child = in_own_pid_namespace(|| command.spawn())
+        .and_then(|spawned| spawned)
+        .map_err(spawn_error)?;
     // Dropped only after the child is reaped below.
     let exit_fd = i32::try_from(child.id())
         .ok()
@@ -517,7 +520,7 @@ fn supervise(
             let _ = nix::sys::signal::kill(group, signal);
         }
     };
-    let mut signalled: Option<std::time::Instant> = None;
+    let mut signalled = false;
     loop {
         let exited = wait_a_moment(&mut child, exit_fd.as_ref()).map_err(spawn_error)?;
         stdout.read_new(&mut sink, on_stdout_line);
@@ -525,20 +528,15 @@ fn supervise(
         if exited {
             break;
         }
-        // A stop request reaches this process alone when it comes as SIGTERM; pass it on to the
-        // command's whole group so a long dpkg run ends now, and kill what is left after a grace
-        // period. The child is not reaped yet, so its group id cannot be reused.
-        if crate::cancel::is_requested() {
-            match signalled {
-                None => {
-                    kill_group(nix::sys::signal::Signal::SIGTERM);
-                    signalled = Some(std::time::Instant::now());
-                }
-                Some(at) if at.elapsed() > KILL_AFTER => {
-                    kill_group(nix::sys::signal::Signal::SIGKILL)
-                }
-                Some(_) => {}
+        // A stop request reaches this process alone when it comes as SIGTERM. The command is the
+        // first process of its PID namespace, which ignores any signal from out here but SIGKILL
+        // unless it has a handler; SIGKILL ends it and the kernel then ends every process of the
+        // namespace, so a long dpkg run and whatever it started stop now, as one.
+        if crate::cancel::is_requested() && !signalled {
+            if let Some(first) = group.map(|g| nix::unistd::Pid::from_raw(-g.as_raw())) {
+                let _ = nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL);
             }
+            signalled = true;
         }
     }
     // Before reaping (the zombie keeps the group id ours): when the command failed or a stop was
@@ -578,52 +576,42 @@ fn supervise(
     })
 }
 
-/// Makes the command the first process of a PID namespace of its own, with this (forked) process
-/// staying outside as its keeper: it waits for the command and exits with its status.
+/// Runs `spawn` with this thread's new processes created in a new PID namespace, whose first
+/// process the spawned command becomes; afterwards the thread's later children are created in
+/// its own namespace again.
 ///
-/// When the command ends, the kernel kills everything else in the namespace, so nothing a
-/// maintainer script started (even through `setsid`, out of its process group) outlives it. Both
-/// the keeper and the command die with SIGKILL when the thread that started them does, so a
-/// build killed with SIGKILL leaves no script running either. Runs between fork and exec: only
-/// async-signal-safe calls.
-fn enter_own_pid_namespace(build_pid: nix::unistd::Pid) -> std::io::Result<()> {
-    use nix::sys::prctl::set_pdeathsig;
-    use nix::sys::signal::Signal;
-    set_pdeathsig(Signal::SIGKILL)?;
-    if nix::unistd::getppid() != build_pid {
-        // The build went before the request to die with it was in place.
-        // SAFETY: _exit ends this forked child without running the parent's destructors.
-        unsafe { nix::libc::_exit(1) };
-    }
+/// When the command ends, the kernel kills everything else in its namespace, so nothing a
+/// maintainer script started (even through `setsid`, out of its process group) outlives it.
+/// unshare(CLONE_NEWPID) changes only where this thread's children go (other threads are not
+/// affected), and setns back to the thread's own namespace makes the next unshare possible.
+fn in_own_pid_namespace<T>(spawn: impl FnOnce() -> T) -> std::io::Result<T> {
+    let own = fs_err::File::open("/proc/thread-self/ns/pid")?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)?;
-    // SAFETY: this process is the single-threaded child of a fork; the keeper branch below only
-    // makes async-signal-safe calls and never returns.
-    match unsafe { nix::unistd::fork() }? {
-        nix::unistd::ForkResult::Child => {
-            // The keeper cannot report its own death as a signal, so the command dies with it.
-            set_pdeathsig(Signal::SIGKILL)?;
-            Ok(())
-        }
-        nix::unistd::ForkResult::Parent { child } => {
-            // The keeper holds no descriptor but its output: the spawning side reads the
-            // exec-error pipe to its end, which must come when the command execs, not when the
-            // keeper exits.
-            // SAFETY: a raw syscall with integer arguments; it closes only this process's fds.
-            unsafe { nix::libc::syscall(nix::libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-            let code = loop {
-                match nix::sys::wait::waitpid(child, None) {
-                    Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => break code,
-                    Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => {
-                        break 128 + signal as i32
-                    }
-                    Err(nix::errno::Errno::EINTR) | Ok(_) => continue,
-                    Err(_) => break 127,
-                }
-            };
-            // SAFETY: _exit ends the keeper without running the parent's destructors.
-            unsafe { nix::libc::_exit(code) }
+    let spawned = spawn();
+    if let Err(e) = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID) {
+        // The command runs already; this thread's next unshare will refuse and say so.
+        tracing::error!("cannot return to the build's PID namespace: {e}");
+    }
+    Ok(spawned)
+}
+
+/// In the forked child, before exec: asks for SIGKILL when the thread that started it ends (so
+/// a build killed with SIGKILL leaves no script running), then ends at once if the build went
+/// before that request was in place. The child is in a new PID namespace, where getppid() says
+/// 0 whatever happened, so the build is watched through its pidfd (`build_fd`), readable once it
+/// has exited. Only async-signal-safe calls.
+fn die_with_the_build(build_fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    if let Some(fd) = build_fd {
+        // SAFETY: the descriptor was opened before the fork and stays open until after exec.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        if nix::poll::poll(&mut fds, PollTimeout::ZERO)? > 0 {
+            // SAFETY: _exit ends this forked child without running the parent's destructors.
+            unsafe { nix::libc::_exit(1) };
         }
     }
+    Ok(())
 }
 
 /// Waits up to [`TICK`] for the child to exit; returns whether it has (without reaping it when
