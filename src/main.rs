@@ -310,7 +310,20 @@ impl From<VariantArg> for Variant {
     }
 }
 
+/// glibc gives each thread that allocates its own arena (up to eight per core) and trims none
+/// of them well: after the downloads and the unpacking, freed memory scattered over five arenas
+/// kept the build at 45 MB while dpkg ran beside it (16 MB with one arena). Two arenas keep
+/// the two unpacking threads from queueing on one lock. Set before any thread starts.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_malloc_arenas();
     // The keeper of a rootless build's namespaces does nothing else.
     if let Some(code) = userns::keeper() {
         return ExitCode::from(u8::try_from(code).unwrap_or(1));

@@ -155,6 +155,8 @@ pub fn build(config: &BuildConfig, reporter: &dyn Reporter) -> Result<BuildRepor
     let resolution = resolve::resolve(&index, &selection)?;
     let available = available_stanzas(&index, &resolution)?;
     drop(index);
+    // The parsed indices were the largest thing in memory; downloads and unpacking come next.
+    release_freed_memory();
     // A package of a foreign architecture is named with it, as dpkg-query names it.
     report.packages = resolution
         .packages
