@@ -6,21 +6,21 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use sequoia_openpgp::cert::amalgamation::ValidAmalgamation;
-use sequoia_openpgp::parse::stream::{
-    DetachedVerifierBuilder, GoodChecksum, MessageLayer, MessageStructure, VerificationError,
-    VerificationHelper, VerifierBuilder,
-};
+use sequoia_openpgp::parse::stream::{DetachedVerifierBuilder, VerifierBuilder};
 use sequoia_openpgp::parse::Parse;
-use sequoia_openpgp::policy::{Policy, StandardPolicy};
-use sequoia_openpgp::types::{HashAlgorithm, RevocationStatus};
-use sequoia_openpgp::{Cert, Fingerprint, KeyHandle};
+use sequoia_openpgp::policy::StandardPolicy;
 
 use super::hash::Sha256Digest;
 use super::keyring::Keyring;
 use crate::deb822::Comments;
+
+mod dates;
+mod signature;
+
+use dates::{later, parse_date};
+use signature::{Helper, Outcome};
 
 /// How far a Release's Date may be ahead of `now` before it is refused.
 const MAX_FUTURE_DATE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -324,285 +324,6 @@ impl VerifiedRelease {
     }
 }
 
-/// What the signature check found, gathered by [`Helper::check`] and read once sequoia is done.
-#[derive(Default)]
-struct Outcome {
-    /// Whether sequoia got as far as checking signatures.
-    checked: bool,
-    /// Fingerprints of keys whose signatures are accepted.
-    accepted: Vec<String>,
-    /// The first signature by a trusted key that does not verify.
-    bad: Option<anyhow::Error>,
-    /// The creation time of a signature by a trusted key made too far after `now`.
-    future: Option<SystemTime>,
-    weak: Option<HashAlgorithm>,
-    revoked: Option<String>,
-    expired: Option<String>,
-    invalid: Option<(String, anyhow::Error)>,
-    /// Issuers of signatures by keys not in the keyring.
-    unknown: Vec<String>,
-}
-
-impl Outcome {
-    /// The verified bytes and the accepting key, or the most telling refusal: a signature that
-    /// does not verify first, because it means the bytes were changed.
-    fn decide<T>(
-        self,
-        url: &str,
-        verified: sequoia_openpgp::Result<T>,
-    ) -> Result<(T, String), ReleaseError> {
-        let url = url.to_string();
-        if !self.checked {
-            let source = verified.err().map(Cause::from);
-            return Err(ReleaseError::NotSigned { url, source });
-        }
-        match (verified, self.accepted.into_iter().next()) {
-            (Ok(verified), Some(signer)) => return Ok((verified, signer)),
-            (Err(e), Some(_)) => {
-                return Err(ReleaseError::BadSignature {
-                    url,
-                    source: e.into(),
-                })
-            }
-            (_, None) => {}
-        }
-        if let Some(source) = self.bad {
-            Err(ReleaseError::BadSignature {
-                url,
-                source: source.into(),
-            })
-        } else if let Some(signed_at) = self.future {
-            Err(ReleaseError::SignedInFuture {
-                url,
-                signed_at: format_date(signed_at),
-            })
-        } else if let Some(hash) = self.weak {
-            Err(ReleaseError::WeakHash {
-                url,
-                algorithm: hash.to_string(),
-            })
-        } else if let Some(fingerprint) = self.revoked {
-            Err(ReleaseError::KeyRevoked { url, fingerprint })
-        } else if let Some(fingerprint) = self.expired {
-            Err(ReleaseError::KeyExpired { url, fingerprint })
-        } else if let Some((fingerprint, source)) = self.invalid {
-            Err(ReleaseError::KeyInvalid {
-                url,
-                fingerprint,
-                source: source.into(),
-            })
-        } else if !self.unknown.is_empty() {
-            Err(ReleaseError::UntrustedSigner {
-                url,
-                keyids: self.unknown,
-            })
-        } else {
-            Err(ReleaseError::NotSigned { url, source: None })
-        }
-    }
-}
-
-/// Why a key that made a signature cannot be trusted now.
-enum KeyProblem {
-    Revoked(String),
-    Expired(String),
-    Invalid(String, anyhow::Error),
-}
-
-/// Sequoia's callbacks: hands it the keyring and sorts each signature into an [`Outcome`].
-struct Helper<'a> {
-    keyring: &'a Keyring,
-    policy: &'a dyn Policy,
-    now: SystemTime,
-    outcome: &'a mut Outcome,
-}
-
-impl<'a> Helper<'a> {
-    fn new(
-        keyring: &'a Keyring,
-        policy: &'a dyn Policy,
-        now: SystemTime,
-        outcome: &'a mut Outcome,
-    ) -> Helper<'a> {
-        Helper {
-            keyring,
-            policy,
-            now,
-            outcome,
-        }
-    }
-
-    /// Sequoia judges the key as of the signature's creation; apt, and we, also require it to
-    /// be alive and unrevoked now, so that a retired key cannot sign replayed Releases.
-    fn key_problem_now(&self, cert: &Cert, key: Option<&Fingerprint>) -> Option<KeyProblem> {
-        let cert_fpr = cert.fingerprint().to_hex();
-        let valid = match cert.with_policy(self.policy, self.now) {
-            Ok(valid) => valid,
-            Err(e) => return Some(KeyProblem::Invalid(cert_fpr, e)),
-        };
-        if let RevocationStatus::Revoked(_) = valid.revocation_status() {
-            return Some(KeyProblem::Revoked(cert_fpr));
-        }
-        if valid.alive().is_err() {
-            return Some(KeyProblem::Expired(cert_fpr));
-        }
-        let key = key?;
-        let key_fpr = key.to_hex();
-        let Some(ka) = valid.keys().key_handle(key.clone()).next() else {
-            let e = anyhow::anyhow!("the key is not bound to its certificate now");
-            return Some(KeyProblem::Invalid(key_fpr, e));
-        };
-        if let RevocationStatus::Revoked(_) = ka.revocation_status() {
-            return Some(KeyProblem::Revoked(key_fpr));
-        }
-        if ka.alive().is_err() {
-            return Some(KeyProblem::Expired(key_fpr));
-        }
-        if !ka.for_signing() {
-            let e = anyhow::anyhow!("the key is not marked for signing");
-            return Some(KeyProblem::Invalid(key_fpr, e));
-        }
-        None
-    }
-
-    fn record_problem(&mut self, problem: KeyProblem) {
-        let outcome = &mut *self.outcome;
-        match problem {
-            KeyProblem::Revoked(fpr) => {
-                outcome.revoked.get_or_insert(fpr);
-            }
-            KeyProblem::Expired(fpr) => {
-                outcome.expired.get_or_insert(fpr);
-            }
-            KeyProblem::Invalid(fpr, e) => {
-                outcome.invalid.get_or_insert((fpr, e));
-            }
-        }
-    }
-
-    fn good(&mut self, good: &GoodChecksum) {
-        if is_weak(good.sig.hash_algo()) {
-            self.outcome.weak.get_or_insert(good.sig.hash_algo());
-            return;
-        }
-        let key = good.ka.key().fingerprint();
-        match self.key_problem_now(good.ka.cert(), Some(&key)) {
-            Some(problem) => self.record_problem(problem),
-            None => self.outcome.accepted.push(key.to_hex()),
-        }
-    }
-
-    fn bad(&mut self, error: VerificationError) {
-        match error {
-            VerificationError::MissingKey { sig } => {
-                let issuers = sig.get_issuers();
-                if issuers.is_empty() {
-                    self.outcome.unknown.push("(no issuer)".into());
-                }
-                // A signature usually names its key twice, by fingerprint and by key ID (the
-                // fingerprint's tail): list each key once, by the longer name.
-                let mut ids: Vec<String> = issuers.iter().map(KeyHandle::to_hex).collect();
-                ids.sort_by_key(|id| std::cmp::Reverse(id.len()));
-                for id in ids {
-                    if !self
-                        .outcome
-                        .unknown
-                        .iter()
-                        .any(|known| known.ends_with(&id))
-                    {
-                        self.outcome.unknown.push(id);
-                    }
-                }
-            }
-            VerificationError::BadSignature { sig, .. } if is_weak(sig.hash_algo()) => {
-                // The standard policy rejects SHA-1 data signatures; name the reason.
-                self.outcome.weak.get_or_insert(sig.hash_algo());
-            }
-            VerificationError::BadSignature { sig, .. }
-                if sig
-                    .signature_creation_time()
-                    .is_some_and(|t| t > later(self.now, SIGNATURE_CLOCK_SKEW)) =>
-            {
-                self.outcome.future = sig.signature_creation_time();
-            }
-            VerificationError::BadSignature { ka, error, .. } => {
-                let key = ka.key().fingerprint();
-                let e = error.context(format!("the signature by key {key} does not verify"));
-                self.outcome.bad.get_or_insert(e);
-            }
-            VerificationError::MalformedSignature { error, .. } => {
-                self.outcome
-                    .bad
-                    .get_or_insert(error.context("malformed signature"));
-            }
-            VerificationError::BadKey { ka, error, .. } => {
-                let key = ka.key().fingerprint();
-                match self.key_problem_now(ka.cert(), Some(&key)) {
-                    Some(problem) => self.record_problem(problem),
-                    None => self.record_problem(KeyProblem::Invalid(key.to_hex(), error)),
-                }
-            }
-            VerificationError::UnboundKey { cert, error, .. } => {
-                match self.key_problem_now(cert, None) {
-                    Some(problem) => self.record_problem(problem),
-                    None => {
-                        let fpr = cert.fingerprint().to_hex();
-                        self.record_problem(KeyProblem::Invalid(fpr, error));
-                    }
-                }
-            }
-            VerificationError::UnknownSignature { sig } => {
-                // The parse error is borrowed from the packet; keep its text.
-                let e = anyhow::anyhow!("cannot parse the signature packet: {}", sig.error());
-                self.outcome.bad.get_or_insert(e);
-            }
-            // VerificationError is non-exhaustive: anything new is a failure.
-            other => {
-                let e = anyhow::anyhow!("{other}");
-                self.outcome.bad.get_or_insert(e);
-            }
-        }
-    }
-}
-
-impl VerificationHelper for Helper<'_> {
-    fn get_certs(&mut self, _ids: &[KeyHandle]) -> sequoia_openpgp::Result<Vec<Cert>> {
-        Ok(self.keyring.certs().to_vec())
-    }
-
-    fn check(&mut self, structure: MessageStructure) -> sequoia_openpgp::Result<()> {
-        self.outcome.checked = true;
-        for layer in structure {
-            if let MessageLayer::SignatureGroup { results } = layer {
-                for result in results {
-                    match result {
-                        Ok(good) => self.good(&good),
-                        Err(error) => self.bad(error),
-                    }
-                }
-            }
-        }
-        // Refusing here too keeps sequoia from releasing the text on its own.
-        if self.outcome.accepted.is_empty() {
-            anyhow::bail!("no acceptable signature by a trusted key");
-        }
-        Ok(())
-    }
-}
-
-/// `time` moved `by` later, or left as it is where that would overflow.
-fn later(time: SystemTime, by: Duration) -> SystemTime {
-    time.checked_add(by).unwrap_or(time)
-}
-
-/// Hash algorithms whose signatures are refused whatever the policy of the day says.
-fn is_weak(hash: HashAlgorithm) -> bool {
-    matches!(
-        hash,
-        HashAlgorithm::SHA1 | HashAlgorithm::MD5 | HashAlgorithm::RipeMD
-    )
-}
-
 /// The SHA256 section: one ` HASH SIZE PATH` line per file.
 fn parse_sha256_section<'a>(
     lines: impl Iterator<Item = &'a str>,
@@ -628,82 +349,8 @@ fn parse_sha256_section<'a>(
     Ok(files)
 }
 
-/// Parses a Release date: `[Day,] DD Mon YYYY HH:MM:SS ZONE`, ZONE being UTC, GMT, UT, Z or
-/// a numeric `+HHMM`/`-HHMM` offset.
-///
-/// The words are split here because the archive writes `UTC`, which RFC 2822 parsers (chrono's
-/// among them) refuse; the calendar (month lengths, leap years, the epoch) is chrono's.
-fn parse_date(text: &str) -> Option<SystemTime> {
-    let mut words = text.split_whitespace().peekable();
-    if words.peek()?.ends_with(',') {
-        let day_name = words.next()?.trim_end_matches(',');
-        day_name.parse::<chrono::Weekday>().ok()?;
-    }
-    let day: u32 = parse_digits(words.next()?, 1..=2)?;
-    let month = words
-        .next()?
-        .parse::<chrono::Month>()
-        .ok()?
-        .number_from_month();
-    let year: i32 = parse_digits(words.next()?, 4..=4)?;
-    let mut clock = words.next()?.split(':');
-    let hour: u32 = parse_digits(clock.next()?, 2..=2)?;
-    let minute: u32 = parse_digits(clock.next()?, 2..=2)?;
-    let second: u32 = parse_digits(clock.next()?, 2..=2)?;
-    if clock.next().is_some() {
-        return None;
-    }
-    let offset = match words.next()? {
-        z if ["UTC", "GMT", "UT", "Z"]
-            .iter()
-            .any(|name| name.eq_ignore_ascii_case(z)) =>
-        {
-            0
-        }
-        z => {
-            let (sign, digits) = match z.as_bytes().first()? {
-                b'+' => (1, &z[1..]),
-                b'-' => (-1, &z[1..]),
-                _ => return None,
-            };
-            let hhmm: i64 = parse_digits(digits, 4..=4)?;
-            if hhmm / 100 > 23 || hhmm % 100 > 59 {
-                return None;
-            }
-            sign * (hhmm / 100 * 3600 + hhmm % 100 * 60)
-        }
-    };
-    if words.next().is_some() {
-        return None;
-    }
-    // A leap second (:60) is the last second of the minute, as the archive's clock would say.
-    let (second, leap) = if second == 60 { (59, 1) } else { (second, 0) };
-    let local =
-        chrono::NaiveDate::from_ymd_opt(year, month, day)?.and_hms_opt(hour, minute, second)?;
-    let seconds = local.and_utc().timestamp() + leap - offset;
-    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).ok()?))
-}
-
-/// An unsigned decimal of an allowed number of ASCII digits.
-fn parse_digits<T: std::str::FromStr>(
-    text: &str,
-    len: std::ops::RangeInclusive<usize>,
-) -> Option<T> {
-    if !len.contains(&text.len()) || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
-}
-
-/// `time` as the archive writes dates, e.g. `Sat, 21 Nov 2026 09:15:44 UTC`.
-fn format_date(time: SystemTime) -> String {
-    chrono::DateTime::<chrono::Utc>::from(time)
-        .format("%a, %d %b %Y %H:%M:%S UTC")
-        .to_string()
-}
-
 #[cfg(test)]
-#[path = "../../tests/support/sign.rs"]
+#[path = "../../../tests/support/sign.rs"]
 mod sign;
 
 #[cfg(test)]
@@ -711,16 +358,20 @@ mod sign;
 #[allow(clippy::unwrap_used)]
 mod tests {
     use std::path::{Path, PathBuf};
+    use std::time::UNIX_EPOCH;
 
+    use sequoia_openpgp::types::HashAlgorithm;
+
+    use super::dates::format_date;
     use super::sign::{self, SignOptions};
     use super::*;
 
-    const TRIXIE: &[u8] = include_bytes!("../../fixtures/release/trixie-InRelease");
-    const FORKY: &[u8] = include_bytes!("../../fixtures/release/forky-InRelease");
-    const ARCHIVE_SEC: &[u8] = include_bytes!("../../fixtures/keys/test-archive.sec.asc");
-    const UNTRUSTED_SEC: &[u8] = include_bytes!("../../fixtures/keys/untrusted.sec.asc");
-    const EXPIRED_SEC: &[u8] = include_bytes!("../../fixtures/keys/expired.sec.asc");
-    const REVOKED_SEC: &[u8] = include_bytes!("../../fixtures/keys/revoked.sec.asc");
+    const TRIXIE: &[u8] = include_bytes!("../../../fixtures/release/trixie-InRelease");
+    const FORKY: &[u8] = include_bytes!("../../../fixtures/release/forky-InRelease");
+    const ARCHIVE_SEC: &[u8] = include_bytes!("../../../fixtures/keys/test-archive.sec.asc");
+    const UNTRUSTED_SEC: &[u8] = include_bytes!("../../../fixtures/keys/untrusted.sec.asc");
+    const EXPIRED_SEC: &[u8] = include_bytes!("../../../fixtures/keys/expired.sec.asc");
+    const REVOKED_SEC: &[u8] = include_bytes!("../../../fixtures/keys/revoked.sec.asc");
     const URL: &str = "http://archive.test/debian/dists/trixie/InRelease";
 
     /// Fixture signing keys' signing subkeys.
@@ -1199,40 +850,6 @@ mod tests {
                 "{reason}: {err:?}"
             );
             names_url(&err);
-        }
-    }
-
-    #[test]
-    fn dates_parse_as_the_archive_writes_them() {
-        let secs = |t: &str| {
-            parse_date(t)
-                .unwrap()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs()
-        };
-        assert_eq!(secs("Thu, 01 Jan 1970 00:00:00 UTC"), 0);
-        assert_eq!(secs("Sat, 21 Nov 2026 09:15:44 UTC"), 1_795_252_544);
-        assert_eq!(secs("21 Nov 2026 09:15:44 GMT"), 1_795_252_544);
-        assert_eq!(secs("Sat, 21 Nov 2026 10:15:44 +0100"), 1_795_252_544);
-        assert_eq!(secs("Sat, 21 Nov 2026 08:45:44 -0030"), 1_795_252_544);
-        assert_eq!(secs("Tue, 29 Feb 2028 00:00:00 UTC"), 1_835_395_200);
-        assert_eq!(secs("Fri, 1 Mar 2000 00:00:00 UTC"), 951_868_800);
-        for bad in [
-            "",
-            "Sat, 21 Nov 2026",
-            "Sat, 21 Nov 2026 09:15:44",
-            "Sat, 21 Nov 2026 09:15:44 CET",
-            "Sat, 21 Foo 2026 09:15:44 UTC",
-            "Sat, 31 Nov 2026 09:15:44 UTC",
-            "Fri, 29 Feb 2027 00:00:00 UTC",
-            "Sat, 21 Nov 2026 24:00:00 UTC",
-            "Sat, 21 Nov 26 09:15:44 UTC",
-            "Sat, 21 Nov 2026 09:15:44 UTC extra",
-            "Someday, 21 Nov 2026 09:15:44 UTC",
-            "Sat, 21 Nov 1969 09:15:44 UTC",
-        ] {
-            assert_eq!(parse_date(bad), None, "{bad:?}");
         }
     }
 
