@@ -33,6 +33,7 @@ pub mod progress;
 pub mod resolve;
 pub mod sbom;
 pub mod stage;
+pub mod sys;
 pub mod unpack;
 pub mod userns;
 

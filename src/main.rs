@@ -318,7 +318,7 @@ fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it is called before any other thread.
     unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
@@ -402,7 +402,7 @@ fn service<R: std::fmt::Display>(
     progress: &Progress,
     command: impl FnOnce() -> Result<R, onion::OnionError>,
 ) -> ExitCode {
-    if !nix::unistd::geteuid().is_root() {
+    if !rustix::process::geteuid().is_root() {
         let err = anyhow::anyhow!("this command chroots and mounts: run it as root (sudo)");
         return fail(progress, &err, EXIT_USAGE);
     }
@@ -444,7 +444,7 @@ fn run_build(args: BuildArgs, hook_args: &[HookArg], progress: &Progress) -> Exi
     // Modes of what the build and maintainer scripts create follow the umask: Debian's tools
     // expect 022 (debootstrap and mmdebstrap set it too), and the root must not carry the
     // caller's (umask 077 made var/lib/dpkg/triggers 0700 and changed the tarball's bytes).
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o022));
     install_signal_handlers();
     match debstrap_onion::build(&config, progress) {
         Ok(report) => {
@@ -595,23 +595,17 @@ fn port(text: &str) -> Result<NonZeroU16, String> {
 
 /// SIGINT and SIGTERM ask the build to stop at its next check; a second one ends at once.
 fn install_signal_handlers() {
-    extern "C" fn on_signal(_: nix::libc::c_int) {
+    extern "C" fn on_signal(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {
         if debstrap_onion::cancel::is_requested() {
             // SAFETY: _exit is async-signal-safe.
-            unsafe { nix::libc::_exit(EXIT_INTERRUPTED as i32) };
+            unsafe { libc::_exit(EXIT_INTERRUPTED as i32) };
         }
         debstrap_onion::cancel::request();
     }
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only touches an atomic flag and calls _exit, both signal-safe.
-        if let Err(err) = unsafe { sigaction(signal, &action) } {
-            tracing::warn!("cannot handle {signal}: {err}");
-        }
+    // SAFETY: the handler only touches an atomic flag and calls _exit, both signal-safe.
+    if let Err(err) =
+        unsafe { debstrap_onion::sys::handle_signals(&[libc::SIGINT, libc::SIGTERM], on_signal) }
+    {
+        tracing::warn!("cannot handle SIGINT and SIGTERM: {err}");
     }
 }

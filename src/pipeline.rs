@@ -297,7 +297,7 @@ fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the kernel; no allocation is touched.
     unsafe {
-        nix::libc::malloc_trim(0);
+        libc::malloc_trim(0);
     }
 }
 

@@ -200,10 +200,10 @@ fn runs_natively(host: &str, arch: &str) -> bool {
 /// thread so that the build's own threads keep theirs.
 fn kernel_runs_32_bit() -> bool {
     std::thread::spawn(|| {
-        const PER_LINUX32: nix::libc::c_ulong = 0x0008;
+        const PER_LINUX32: libc::c_ulong = 0x0008;
         // SAFETY: personality(2) changes only the calling thread's execution domain, and this
         // thread ends right after without running anything else.
-        unsafe { nix::libc::personality(PER_LINUX32) != -1 }
+        unsafe { libc::personality(PER_LINUX32) != -1 }
     })
     .join()
     .unwrap_or(false)

@@ -160,7 +160,7 @@ pub fn plan(mode: Mode) -> Result<Plan, RootlessError> {
             check_kernel(Path::new("/proc/sys"), !root)?;
             let uid = rustix::process::getuid().as_raw();
             let gid = rustix::process::getgid().as_raw();
-            let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            let user = crate::sys::user_by_uid(uid)
                 .ok()
                 .flatten()
                 .ok_or(RootlessError::NoUser { uid })?
@@ -271,31 +271,20 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// Forwards SIGINT, SIGTERM and SIGHUP that another process sent (not the terminal's, which
 /// reach the whole process group anyway) to [`CHILD`].
 fn forward_signals() {
-    extern "C" fn forward(
-        signal: nix::libc::c_int,
-        info: *mut nix::libc::siginfo_t,
-        _: *mut nix::libc::c_void,
-    ) {
+    extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
         // SAFETY: the kernel passes a valid siginfo to an SA_SIGINFO handler.
         let code = unsafe { (*info).si_code };
         let child = CHILD.load(Ordering::SeqCst);
         // si_code <= 0: sent by kill(2), sigqueue(3) or tgkill(2), i.e. by a process.
         if code <= 0 && child > 0 {
             // SAFETY: kill is async-signal-safe.
-            unsafe { nix::libc::kill(child, signal) };
+            unsafe { libc::kill(child, signal) };
         }
     }
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::SigAction(forward),
-        SaFlags::SA_RESTART | SaFlags::SA_SIGINFO,
-        SigSet::empty(),
-    );
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only reads an atomic and calls kill, both async-signal-safe.
-        if let Err(err) = unsafe { sigaction(signal, &action) } {
-            tracing::warn!("cannot forward {signal}: {err}");
-        }
+    let signals = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+    // SAFETY: the handler only reads an atomic and calls kill, both async-signal-safe.
+    if let Err(err) = unsafe { crate::sys::handle_signals(&signals, forward) } {
+        tracing::warn!("cannot forward signals to the build: {err}");
     }
 }
 
@@ -326,9 +315,11 @@ fn wait_forwarding(mut child: std::process::Child) -> Result<i32, RootlessError>
 /// Runs the build in a new user namespace mapped with `ids`; returns its exit code.
 pub fn run_unshared(ids: &Ids) -> Result<i32, RootlessError> {
     let pipe = || {
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| RootlessError::Spawn {
-            program: "pipe".into(),
-            source: e.into(),
+        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| {
+            RootlessError::Spawn {
+                program: "pipe".into(),
+                source: e.into(),
+            }
         })
     };
     // The child says "unshared" (its pid) on the first pipe; we answer "mapped" on the second.
@@ -378,15 +369,16 @@ fn enter_namespaces(
     ready_r: RawFd,
     go_w: RawFd,
 ) -> std::io::Result<()> {
-    use nix::sched::{unshare, CloneFlags};
+    use rustix::thread::{unshare_unsafe, UnshareFlags};
     // The parent's ends: closed here, or the parent's "no" (closing its end) would never show.
     // SAFETY: these descriptors are this process's copies of the pipes' other ends.
     unsafe {
-        nix::libc::close(ready_r);
-        nix::libc::close(go_w);
+        libc::close(ready_r);
+        libc::close(go_w);
     }
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-    unshare(CloneFlags::CLONE_NEWUSER)?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    // SAFETY: FILES is not among the flags, so no descriptor table is unshared.
+    unsafe { unshare_unsafe(UnshareFlags::NEWUSER) }?;
     let pid = rustix::process::getpid().as_raw_nonzero().get();
     // SAFETY: the descriptor is open and ours until exec.
     let ready = unsafe { std::os::fd::BorrowedFd::borrow_raw(ready_w) };
@@ -394,18 +386,22 @@ fn enter_namespaces(
     let go = unsafe { std::os::fd::BorrowedFd::borrow_raw(go_r) };
     let mut answer = [0u8; 1];
     if rustix::io::read(go, &mut answer)? != 1 {
-        return Err(std::io::Error::from_raw_os_error(nix::libc::EPERM));
+        return Err(std::io::Error::from_raw_os_error(libc::EPERM));
     }
-    let (root_uid, root_gid) = (nix::unistd::Uid::from_raw(0), nix::unistd::Gid::from_raw(0));
-    nix::unistd::setresgid(root_gid, root_gid, root_gid)?;
-    nix::unistd::setgroups(&[])?;
-    nix::unistd::setresuid(root_uid, root_uid, root_uid)?;
-    unshare(
-        CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWPID
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC,
-    )?;
+    // Per thread is per process here: this forked child has one thread.
+    let (root_uid, root_gid) = (rustix::process::Uid::ROOT, rustix::process::Gid::ROOT);
+    rustix::thread::set_thread_res_gid(root_gid, root_gid, root_gid)?;
+    rustix::thread::set_thread_groups(&[])?;
+    rustix::thread::set_thread_res_uid(root_uid, root_uid, root_uid)?;
+    // SAFETY: as above, FILES is not among the flags.
+    unsafe {
+        unshare_unsafe(
+            UnshareFlags::NEWNS
+                | UnshareFlags::NEWPID
+                | UnshareFlags::NEWUTS
+                | UnshareFlags::NEWIPC,
+        )
+    }?;
     Ok(())
 }
 
@@ -468,7 +464,7 @@ pub fn keeper() -> Option<i32> {
     // SAFETY: prctl is async-signal-safe.
     unsafe {
         command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
             Ok(())
         });
     }

@@ -199,10 +199,10 @@ pub(super) fn ext4(
 /// sparse, but a copy of it is not, and the journal and metadata are written).
 fn check_room(dest: &Path, needed: u64) -> Result<(), OutputError> {
     let dir = dest.parent().unwrap_or(Path::new("."));
-    let Ok(stat) = nix::sys::statvfs::statvfs(dir) else {
+    let Ok(stat) = rustix::fs::statvfs(dir) else {
         return Ok(());
     };
-    let available = stat.blocks_available() * stat.fragment_size();
+    let available = stat.f_bavail * stat.f_frsize;
     if available < needed {
         return Err(OutputError::NoRoom {
             dir: dir.to_path_buf(),

@@ -125,15 +125,14 @@ impl BuildPlace {
 /// point; `nodev` is worked around while scripts run (see [`stage::ChrootMounts`]). The nearest
 /// existing ancestor stands for a directory not made yet.
 fn check_scripts_can_run(dir: &Path) -> Result<(), Error> {
-    use nix::sys::statvfs::FsFlags;
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
     let Some(existing) = absolute.ancestors().find(|p| p.exists()) else {
         return Ok(());
     };
-    let Ok(stat) = nix::sys::statvfs::statvfs(existing) else {
+    let Ok(stat) = rustix::fs::statvfs(existing) else {
         return Ok(());
     };
-    if stat.flags().contains(FsFlags::ST_NOEXEC) {
+    if stat.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC) {
         return Err(Error::MountOption {
             path: dir.to_path_buf(),
             mount_point: stage::mount_point_of(existing),

@@ -73,12 +73,12 @@ pub(crate) fn create(root: &RootDir) -> Result<(), StageError> {
 /// be opened.
 pub(crate) fn on_nodev(root: &RootDir) -> Result<bool, StageError> {
     let dev = root.open_dir(Path::new("dev"), true)?;
-    let stat = nix::sys::statvfs::fstatvfs(&dev).map_err(|e| StageError::Fs {
+    let stat = rustix::fs::fstatvfs(&dev).map_err(|e| StageError::Fs {
         action: "inspect the filesystem of",
         path: root.host_path(Path::new("dev")),
         source: e.into(),
     })?;
-    Ok(stat.flags().contains(nix::sys::statvfs::FsFlags::ST_NODEV))
+    Ok(stat.f_flag.contains(rustix::fs::StatVfsMountFlags::NODEV))
 }
 
 /// The root's device nodes and the host's node of the same device, for binding one over the
