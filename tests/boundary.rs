@@ -74,7 +74,7 @@ struct Unmount(PathBuf);
 impl Drop for Unmount {
     fn drop(&mut self) {
         for point in mounts_under(&self.0).into_iter().rev() {
-            let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH);
+            let _ = support::sys::detach(&point);
         }
     }
 }
@@ -115,28 +115,19 @@ fn root_with(programs: &[&str]) -> tempfile::TempDir {
     }
     // sh gives a background job /dev/null as its input.
     fs_err::create_dir(root.join("dev")).expect("mkdir dev");
-    nix::sys::stat::mknod(
-        &root.join("dev/null"),
-        nix::sys::stat::SFlag::S_IFCHR,
-        nix::sys::stat::Mode::from_bits_truncate(0o666),
-        nix::sys::stat::makedev(1, 3),
-    )
-    .expect("mknod dev/null");
+    support::sys::mknod_char(&root.join("dev/null"), 1, 3);
     tmp
 }
 
 fn mkfifo(path: &Path) {
-    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
+    support::sys::mkfifo(path);
 }
 
 /// Lets a reader blocked on the FIFO at `path` go (it sees end of file).
 /// SIGKILLs every process whose root directory is `root` or below it, found through /proc.
 fn kill_processes_rooted_in(root: &Path) {
     for pid in processes_rooted_in(root) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let _ = support::sys::signal(pid as u32, support::sys::Signal::KILL);
     }
 }
 
@@ -170,13 +161,7 @@ fn still_running_after(pids: &[i32], limit: std::time::Duration) -> Vec<i32> {
             continue; // already gone
         };
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        let mut poll = [nix::poll::PollFd::new(
-            fd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-        let ready = nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(millis)).unwrap_or(0);
-        if ready == 0 {
+        if !support::sys::readable_within(&fd, wait) {
             left.push(pid);
         }
     }
@@ -196,7 +181,7 @@ trait NonBlock {
 
 impl NonBlock for std::fs::OpenOptions {
     fn custom_flags_nonblock(&mut self) -> &mut Self {
-        std::os::unix::fs::OpenOptionsExt::custom_flags(self, nix::libc::O_NONBLOCK)
+        std::os::unix::fs::OpenOptionsExt::custom_flags(self, libc::O_NONBLOCK)
     }
 }
 
@@ -353,14 +338,8 @@ fn root_chroot_mounts_are_undone_by_identity_not_through_a_planted_symlink() {
     // Stands for the host's /dev: a directory with something mounted on its pts.
     let victim = outer_path.join("dev");
     fs_err::create_dir_all(victim.join("pts")).expect("mkdir");
-    nix::mount::mount(
-        Some("tmpfs"),
-        &victim.join("pts"),
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("mount the victim");
+    support::sys::mount_tmpfs(&victim.join("pts"), support::sys::MountFlags::empty(), None)
+        .expect("mount the victim");
 
     let mounts = ChrootMounts::mount(&root).expect("mount");
     // Something in the chroot moves its dev aside and plants `dev -> the host's dev`.
@@ -828,14 +807,8 @@ fn child_leaves_a_build_directory_it_cannot_remove() {
                 .expect("the build directory exists");
             let point = parent.join(build).join("mnt");
             fs_err::create_dir(&point).expect("mkdir");
-            nix::mount::mount(
-                Some("tmpfs"),
-                &point,
-                Some("tmpfs"),
-                nix::mount::MsFlags::empty(),
-                None::<&str>,
-            )
-            .expect("mount");
+            support::sys::mount_tmpfs(&point, support::sys::MountFlags::empty(), None)
+                .expect("mount");
             debstrap_onion::cancel::request();
         },
     };
@@ -872,14 +845,7 @@ fn child_leaves_a_mount_point_target_it_cannot_empty() {
     fs_err::create_dir_all(&target).expect("mkdir");
     let _cleanup = Unmount(parent.clone());
     let tmpfs = |point: &Path| {
-        nix::mount::mount(
-            Some("tmpfs"),
-            point,
-            Some("tmpfs"),
-            nix::mount::MsFlags::empty(),
-            None::<&str>,
-        )
-        .expect("mount")
+        support::sys::mount_tmpfs(point, support::sys::MountFlags::empty(), None).expect("mount")
     };
     tmpfs(&target);
     // The root is built in the mount point itself; something gets mounted inside it, then a
@@ -1089,12 +1055,7 @@ fn child_stops_a_command_with_a_background_job() {
     let mut running = 0;
     for pidfd in &pidfds {
         let wait = deadline.saturating_duration_since(std::time::Instant::now());
-        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [nix::poll::PollFd::new(
-            pidfd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(millis)).expect("poll") == 0 {
+        if !support::sys::readable_within(pidfd, wait) {
             running += 1;
         }
     }

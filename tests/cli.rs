@@ -77,7 +77,7 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let Some(dir) = self.0.take() else { return };
         for point in debstrap_onion::stage::mounts_under(dir.path()).iter().rev() {
-            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+            let _ = support::sys::detach(point);
         }
         if !debstrap_onion::stage::mounts_under(dir.path()).is_empty() {
             eprintln!(
@@ -391,15 +391,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         if let Some(mut child) = self.0.take() {
             if let Ok(None) = child.try_wait() {
-                let _ = nix::sys::signal::kill(pid(&child), nix::sys::signal::Signal::SIGINT);
+                let _ = support::sys::signal(child.id(), support::sys::Signal::INT);
                 let _ = child.wait();
             }
         }
     }
-}
-
-fn pid(child: &Child) -> nix::unistd::Pid {
-    nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"))
 }
 
 /// Files under `dir` (recursively), as paths relative to it.
@@ -502,7 +498,7 @@ fn root_sigint_while_the_mirror_holds_a_request_ends_the_build_leaving_nothing()
             "the build never asked for {held}"
         );
         let signalled = std::time::Instant::now();
-        nix::sys::signal::kill(pid(child), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        support::sys::signal(child.id(), support::sys::Signal::INT).expect("SIGINT");
         let mut err = String::new();
         child
             .stderr
@@ -570,8 +566,7 @@ fn real_archive_root_ctrl_c_during_unpack_exits_130_and_leaves_nothing() {
     while lines.read_line(&mut line).expect("read stderr") > 0 {
         seen.push_str(&line);
         if line.contains("unpacking packages") {
-            nix::sys::signal::kill(pid(child), nix::sys::signal::Signal::SIGINT)
-                .expect("send SIGINT");
+            support::sys::signal(child.id(), support::sys::Signal::INT).expect("send SIGINT");
             signalled = true;
             break;
         }

@@ -462,7 +462,7 @@ struct Unmount(PathBuf);
 
 impl Drop for Unmount {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = support::sys::detach(&self.0);
     }
 }
 
@@ -475,14 +475,8 @@ fn root_a_target_with_a_mount_inside_is_refused_and_left_alone() {
     let target = served.dir.path().join("in-use");
     let proc_dir = target.join("proc");
     fs_err::create_dir_all(&proc_dir).expect("mkdir");
-    nix::mount::mount(
-        Some("tmpfs"),
-        &proc_dir,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("mount a tmpfs in TARGET");
+    support::sys::mount_tmpfs(&proc_dir, support::sys::MountFlags::empty(), None)
+        .expect("mount a tmpfs in TARGET");
     let _unmount = Unmount(proc_dir.clone());
     fs_err::write(proc_dir.join("in-use"), "busy").expect("write into the mount");
 
@@ -526,12 +520,10 @@ fn root_a_target_on_a_noexec_filesystem_is_refused_before_any_download() {
     let served = Served::start(&RepoSpec::fresh(), "test-archive.sec.asc", &tiny_debs());
     let mount_point = served.dir.path().join("noexec");
     fs_err::create_dir(&mount_point).expect("mkdir");
-    nix::mount::mount(
-        Some("tmpfs"),
+    support::sys::mount_tmpfs(
         &mount_point,
-        Some("tmpfs"),
-        nix::mount::MsFlags::MS_NOEXEC | nix::mount::MsFlags::MS_NODEV,
-        None::<&str>,
+        support::sys::MountFlags::NOEXEC | support::sys::MountFlags::NODEV,
+        None,
     )
     .expect("mount a noexec,nodev tmpfs");
     let _unmount = Unmount(mount_point.clone());

@@ -794,21 +794,14 @@ struct BindMount(PathBuf);
 
 impl BindMount {
     fn new(source: &Path, target: &Path) -> BindMount {
-        nix::mount::mount(
-            Some(source),
-            target,
-            None::<&str>,
-            nix::mount::MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .expect("bind mount");
+        support::sys::bind(source, target).expect("bind mount");
         BindMount(target.to_path_buf())
     }
 }
 
 impl Drop for BindMount {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = support::sys::detach(&self.0);
     }
 }
 

@@ -341,7 +341,7 @@ fn real_archive_root_ctrl_c_during_an_essential_hook_stops_it_and_leaves_nothing
     let target = parent.join("root");
     // The hook's child writes its host pid to a pipe the build inherits, then sleeps; the hook
     // waits for it, so only a kill ends them (see tests/hooks.rs for the offline twin).
-    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    let (reader, writer) = rustix::pipe::pipe().expect("pipe");
     let hook = format!(
         "sh -c 'read pid rest < /proc/self/stat; echo $pid > /proc/self/fd/{}; exec sleep 1000' & wait",
         std::os::fd::AsRawFd::as_raw_fd(&writer)
@@ -371,11 +371,7 @@ fn real_archive_root_ctrl_c_during_an_essential_hook_stops_it_and_leaves_nothing
             String::from_utf8_lossy(&output.stderr)
         );
     };
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT");
+    support::sys::signal(child.id(), support::sys::Signal::INT).expect("SIGINT");
     let output = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");

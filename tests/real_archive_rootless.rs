@@ -217,10 +217,10 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
         (meta.uid(), meta.gid())
     };
     assert_eq!(owner("usr/bin/dpkg"), (user.uid, user.gid));
-    let shadow_gid = nix::unistd::Group::from_name("shadow")
+    let shadow_gid = debstrap_onion::sys::group_id("shadow")
         .ok()
         .flatten()
-        .map_or(42, |g| g.gid.as_raw());
+        .unwrap_or(42);
     assert_eq!(
         owner("etc/shadow"),
         (user.uid, user.subgid + shadow_gid - 1),
@@ -334,11 +334,7 @@ fn real_archive_root_sigterm_to_a_rootless_build_reaches_it_and_leaves_nothing()
         "the build ended before configuring:\n{}",
         seen.join("\n")
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
+    support::sys::signal(child.id(), support::sys::Signal::TERM).expect("kill");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("wait");
     assert_eq!(

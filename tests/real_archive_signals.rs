@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
 use support::host::{host_mirror, require_root};
+use support::sys::{signal as kill, Signal};
 
 /// A scratch directory on disk. When dropped it ends what a killed build left running in it
 /// (processes whose root is inside) and undoes mounts left under it before removing it, so
@@ -48,10 +48,10 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let Some(dir) = self.0.take() else { return };
         for pid in processes_rooted_in(dir.path()) {
-            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            let _ = kill(pid as u32, Signal::KILL);
         }
         for point in debstrap_onion::stage::mounts_under(dir.path()).iter().rev() {
-            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+            let _ = support::sys::detach(point);
         }
         if !debstrap_onion::stage::mounts_under(dir.path()).is_empty() {
             eprintln!(
@@ -69,15 +69,15 @@ struct Running(Child);
 impl Drop for Running {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = kill(self.pid(), Signal::KILL);
             let _ = self.0.wait();
         }
     }
 }
 
 impl Running {
-    fn pid(&self) -> nix::unistd::Pid {
-        nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).expect("pid fits i32"))
+    fn pid(&self) -> u32 {
+        self.0.id()
     }
 }
 
@@ -134,7 +134,7 @@ fn signal_during(
         // for them (an observable state, not a delay), so the signal finds them in place.
         let deadline = Instant::now() + Duration::from_secs(300);
         while mounted_at_signal.is_empty() && Instant::now() < deadline {
-            mounted_at_signal = mounts_seen_by(running.pid().as_raw(), dir.path());
+            mounted_at_signal = mounts_seen_by(running.pid() as i32, dir.path());
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(
@@ -229,7 +229,7 @@ fn real_archive_root_sigint_while_maintainer_scripts_run_undoes_the_mounts() {
         &target,
         "configuring packages in the chroot",
         true,
-        &[Signal::SIGINT],
+        &[Signal::INT],
     );
     assert_eq!(outcome.mounted_at_signal.len(), 3, "proc, sys and dev/pts");
     assert_clean_interruption(&dir, &outcome);
@@ -249,7 +249,7 @@ fn real_archive_root_sigterm_while_maintainer_scripts_run_undoes_the_mounts() {
         &target,
         "configuring packages in the chroot",
         true,
-        &[Signal::SIGTERM],
+        &[Signal::TERM],
     );
     assert!(!outcome.mounted_at_signal.is_empty());
     assert_clean_interruption(&dir, &outcome);
@@ -272,7 +272,7 @@ fn real_archive_root_a_second_signal_ends_the_build_at_once() {
         &target,
         "configuring packages in the chroot",
         true,
-        &[Signal::SIGINT, Signal::SIGTERM],
+        &[Signal::INT, Signal::TERM],
     );
     assert_eq!(outcome.code, Some(130), "{}", outcome.stderr);
     assert!(
@@ -301,7 +301,7 @@ fn real_archive_root_sigint_while_the_tarball_is_written_leaves_no_file() {
         &target,
         "writing the output",
         false,
-        &[Signal::SIGINT],
+        &[Signal::INT],
     );
     assert_clean_interruption(&dir, &outcome);
 }
@@ -334,7 +334,7 @@ fn real_archive_root_sigint_during_the_onion_stage_leaves_the_host_root_as_it_wa
         &target,
         "setting up the onion service",
         false,
-        &[Signal::SIGINT],
+        &[Signal::INT],
     );
     assert_clean_interruption(&dir, &outcome);
     let diffs = support::tree::differences(&support::tree::snapshot(&host), &before);

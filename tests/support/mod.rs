@@ -11,6 +11,7 @@ pub mod server;
 pub mod sign;
 pub mod skip;
 pub mod strict;
+pub mod sys;
 pub mod tor;
 pub mod tree;
 

@@ -30,7 +30,7 @@ pub fn user() -> Option<User> {
         return None;
     }
     let name = std::env::var("DEBSTRAP_TEST_ROOTLESS_USER").unwrap_or_else(|_| DEFAULT_USER.into());
-    let Some(entry) = nix::unistd::User::from_name(&name).ok().flatten() else {
+    let Some(entry) = debstrap_onion::sys::user_by_name(&name).ok().flatten() else {
         missing(&format!("the user {name} (useradd it, as .ci/run does)"));
         return None;
     };
@@ -54,8 +54,8 @@ pub fn user() -> Option<User> {
     };
     Some(User {
         name,
-        uid: entry.uid.as_raw(),
-        gid: entry.gid.as_raw(),
+        uid: entry.uid,
+        gid: entry.gid,
         subuid,
         subgid,
     })

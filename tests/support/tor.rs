@@ -105,10 +105,7 @@ pub fn run_service(key_dir: &Path) -> Option<(String, String)> {
                     fs_err::read(key_dir.join("hs_ed25519_secret_key")).expect("ours"),
                     "tor rewrote the secret key"
                 );
-                let pid = nix::unistd::Pid::from_raw(
-                    i32::try_from(tor.0.id()).expect("a pid fits in i32"),
-                );
-                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+                super::sys::signal(tor.0.id(), super::sys::Signal::TERM).expect("SIGTERM");
                 let _ = tor.0.wait();
                 return Some((text, fs_err::read_to_string(&log).unwrap_or_default()));
             }
