@@ -640,7 +640,7 @@ fn write_host_files(
             Some(port) => Listen::Tcp(port.get()),
             None => Listen::Socket,
         },
-        systemd: unit::systemd_version(),
+        systemd: unit::systemd_version(host_root),
     };
     let unit = unit::write(host_root, &spec, config.enable, changes)?;
     crate::cancel::check()?;
