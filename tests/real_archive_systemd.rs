@@ -181,9 +181,9 @@ fn processes_in(chroot: &Path) -> Vec<(i32, String)> {
         .expect("/proc")
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| std::fs::metadata(format!("/proc/{pid}/root")).map(id).ok() == Some(chroot))
+        .filter(|pid| fs_err::metadata(format!("/proc/{pid}/root")).map(id).ok() == Some(chroot))
         .map(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = fs_err::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             (pid, String::from_utf8_lossy(&cmdline).replace('\0', " "))
         })
         .collect()
