@@ -420,9 +420,8 @@ pub fn check_nginx(root: &HeldRoot) -> Result<(), OnionError> {
     let held = RootDir::held(root).map_err(in_chroot)?;
     let checked = crate::stage::in_private_mounts(|| {
         let dir = held.in_this_namespace(path)?;
-        Ok(chroot::Mounts::mount_in(&dir).and_then(|_mounts| {
-            chroot::run_ok_at(dir.fd(), path, &["/usr/sbin/nginx", "-t", "-q"])
-        }))
+        Ok(chroot::Mounts::mount_in(&dir)
+            .and_then(|_mounts| chroot::run_ok_at(&dir, path, &["/usr/sbin/nginx", "-t", "-q"])))
     })
     .map_err(in_chroot)?;
     checked.map(drop)
