@@ -1,21 +1,19 @@
-//! Running programs inside the chroot: takes the root and a command line; gives its exit status
-//! and error output, run through chroot(2), with the stage's mounts (proc, sysfs, devpts, device
-//! nodes) in place while it needs them.
+//! nginx's commands in the chroot: takes the root and a command line; runs it through the stage's
+//! chroot runner ([`crate::stage::run_in_chroot`]'s), nginx's daemon inside the onion sandbox
+//! ([`Sandbox`]), with the stage's mounts (proc, sysfs, devpts, device nodes) in place while it
+//! needs them; gives a failure naming the command and its last lines of output.
 //!
-//! Mounts are [`crate::stage::ChrootMounts`]. Commands run through a runner of our own rather
-//! than [`crate::stage::run_in_chroot`], which reads the command's pipes to their end: nginx's
-//! daemon inherits them, so that would wait for nginx to exit.
+//! Mounts are [`crate::stage::ChrootMounts`]; [`unmount_all`] removes what a running nginx kept.
 
-use std::io::{Read as _, Seek as _};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
-use std::os::fd::{AsFd as _, AsRawFd as _, BorrowedFd};
+use std::os::fd::AsFd as _;
 
 use rustix::fs::{Mode, OFlags};
 
-use crate::stage::{detach, mount_entries_under, open_mount, ChrootMounts, RootDir, CHROOT_ENV};
+use crate::stage::{
+    detach, mount_entries_under, open_mount, ChrootMounts, Invocation, RootDir, StageError,
+};
 
 use super::OnionError;
 
@@ -94,39 +92,57 @@ pub(crate) fn unmount_all(root: &Path) -> Result<Vec<PathBuf>, OnionError> {
     Ok(unmounted)
 }
 
-/// What a command in the chroot did.
-#[derive(Debug)]
-pub(crate) struct Ran {
-    pub success: bool,
-    pub status: String,
-    pub stderr: String,
+/// Runs `argv` (an absolute program path inside the chroot, then its arguments) in `root`, and
+/// fails unless it exits 0.
+pub(crate) fn run_ok(root: &Path, argv: &[&str]) -> Result<(), OnionError> {
+    let dir = open_root(root)?;
+    run_ok_at(&dir, root, argv)
 }
 
-/// Runs `argv` (an absolute program path inside the chroot, then its arguments) in `root`, with a
-/// clean environment, standard input and output on /dev/null and standard error captured.
-pub(crate) fn run(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
-    let dir = open_root(root, argv)?;
-    run_at(dir.as_fd(), root, argv)
+/// [`run_ok`] in the root open at `dir` (`root` only names it in messages): the command enters
+/// it by its descriptor, never through a path.
+pub(crate) fn run_ok_at(dir: &RootDir, root: &Path, argv: &[&str]) -> Result<(), OnionError> {
+    crate::stage::run_invocation(&invocation(dir, argv), &mut |_| {})
+        .map(drop)
+        .map_err(|e| failed(e, root))
 }
 
-/// `root` opened (`O_PATH`) for a command to enter; `argv` names the command in errors.
-fn open_root(root: &Path, argv: &[&str]) -> Result<rustix::fd::OwnedFd, OnionError> {
-    rustix::fs::open(
-        root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| OnionError::Chroot {
-        root: root.to_path_buf(),
-        command: argv.join(" "),
-        source: e.into(),
-    })
+fn open_root(root: &Path) -> Result<RootDir, OnionError> {
+    crate::stage::canonical(root)
+        .and_then(|path| RootDir::open(&path))
+        .map_err(|e| failed(e, root))
 }
 
-/// [`run`] in the root open at `dir` (`root` only names it in messages): the command enters it
-/// with fchdir(2) and chroot("."), never through a path.
-pub(crate) fn run_at(dir: BorrowedFd, root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
-    run_at_in(dir, root, argv, None)
+fn invocation<'a>(dir: &'a RootDir, argv: &'a [&'a str]) -> Invocation<'a> {
+    Invocation {
+        root: dir,
+        argv,
+        env: &[],
+        log: None,
+        what: None,
+    }
+}
+
+/// The runner's failure as the onion stage reports it: a command that exited non-zero with its
+/// last lines, or what kept it from running.
+fn failed(error: StageError, root: &Path) -> OnionError {
+    match error {
+        StageError::Command {
+            command,
+            status,
+            tail,
+            ..
+        } => OnionError::CommandFailed {
+            root: root.to_path_buf(),
+            command,
+            status: status.to_string(),
+            stderr: tail.trim().to_string(),
+        },
+        other => OnionError::InChroot {
+            root: root.to_path_buf(),
+            source: Box::new(other),
+        },
+    }
 }
 
 /// The sandbox nginx starts in: its own IPC, UTS and PID namespaces, its own network namespace
@@ -146,15 +162,20 @@ pub(crate) struct Sandbox {
 /// KILL 5, SETGID 6, SETUID 7, NET_BIND_SERVICE 10.)
 const KEPT_CAPABILITIES: [i32; 8] = [0, 1, 2, 3, 5, 6, 7, 10];
 
-/// [`run`] inside `sandbox` (see [`Sandbox`]).
+/// Runs `argv` in `root` inside `sandbox` (see [`Sandbox`]), leaving the daemon it starts
+/// running; fails unless the command exits 0.
 pub(crate) fn run_sandboxed(
     root: &Path,
     argv: &[&str],
     sandbox: Sandbox,
-) -> Result<Ran, OnionError> {
-    let dir = open_root(root, argv)?;
-    let ran = run_at_in(dir.as_fd(), root, argv, Some(sandbox))?;
-    check_ran(ran, root, argv)
+) -> Result<(), OnionError> {
+    let dir = open_root(root)?;
+    // Built before the fork: the child only hands it to the kernel.
+    let filter = super::seccomp::program();
+    let confine: crate::stage::Confine = Box::new(move || enter(sandbox, &filter));
+    crate::stage::run_daemon(&invocation(&dir, argv), confine)
+        .map(drop)
+        .map_err(|e| failed(e, root))
 }
 
 /// Enters `sandbox`, the system-call filter `filter` last; called between fork and exec, so it
@@ -197,82 +218,4 @@ fn enter(sandbox: Sandbox, filter: &[nix::libc::sock_filter]) -> std::io::Result
     }
     // Last: the filter refuses unshare(2) and sethostname(2) from here on.
     super::seccomp::install(filter)
-}
-
-fn run_at_in(
-    dir: BorrowedFd,
-    root: &Path,
-    argv: &[&str],
-    sandbox: Option<Sandbox>,
-) -> Result<Ran, OnionError> {
-    let command = argv.join(" ");
-    let spawn_error = |source| OnionError::Chroot {
-        root: root.to_path_buf(),
-        command: command.clone(),
-        source,
-    };
-    // Valid in the child until exec: `dir` outlives the spawn.
-    let root_fd = dir.as_raw_fd();
-    // Built before the fork: the child only hands it to the kernel.
-    let filter = sandbox
-        .map(|_| super::seccomp::program())
-        .unwrap_or_default();
-    // Standard error goes to a file, not a pipe: a daemon (nginx) keeps its inherited
-    // descriptors, and reading a pipe to its end would wait for the daemon to exit.
-    let mut stderr_file = tempfile::tempfile().map_err(spawn_error)?;
-    let mut cmd = Command::new(argv[0]);
-    cmd.args(&argv[1..])
-        .env_clear()
-        .envs(CHROOT_ENV.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr_file.try_clone().map_err(spawn_error)?);
-    // SAFETY: between fork and exec the closure only calls fchdir(2), chroot(2), chdir(2),
-    // prctl(2), unshare(2) and sethostname(2) on a descriptor, integers, C strings and a filter
-    // program that exist before the fork; all are async-signal-safe and allocate nothing.
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::fchdir(BorrowedFd::borrow_raw(root_fd))?;
-            rustix::process::chroot(c".")?;
-            rustix::process::chdir(c"/")?;
-            if let Some(sandbox) = sandbox {
-                enter(sandbox, &filter)?;
-            }
-            Ok(())
-        });
-    }
-    let status = cmd.status().map_err(spawn_error)?;
-    let mut stderr = String::new();
-    stderr_file
-        .seek(std::io::SeekFrom::Start(0))
-        .and_then(|_| stderr_file.read_to_string(&mut stderr))
-        .map_err(spawn_error)?;
-    Ok(Ran {
-        success: status.success(),
-        status: status.to_string(),
-        stderr,
-    })
-}
-
-/// Runs `argv` in `root` and fails unless it exits 0.
-pub(crate) fn run_ok(root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
-    check_ran(run(root, argv)?, root, argv)
-}
-
-/// [`run_at`], failing unless the command exits 0.
-pub(crate) fn run_ok_at(dir: BorrowedFd, root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
-    check_ran(run_at(dir, root, argv)?, root, argv)
-}
-
-fn check_ran(ran: Ran, root: &Path, argv: &[&str]) -> Result<Ran, OnionError> {
-    if ran.success {
-        Ok(ran)
-    } else {
-        Err(OnionError::CommandFailed {
-            root: root.to_path_buf(),
-            command: argv.join(" "),
-            status: ran.status,
-            stderr: ran.stderr.trim().to_string(),
-        })
-    }
 }

@@ -420,9 +420,8 @@ pub fn check_nginx(root: &HeldRoot) -> Result<(), OnionError> {
     let held = RootDir::held(root).map_err(in_chroot)?;
     let checked = crate::stage::in_private_mounts(|| {
         let dir = held.in_this_namespace(path)?;
-        Ok(chroot::Mounts::mount_in(&dir).and_then(|_mounts| {
-            chroot::run_ok_at(dir.fd(), path, &["/usr/sbin/nginx", "-t", "-q"])
-        }))
+        Ok(chroot::Mounts::mount_in(&dir)
+            .and_then(|_mounts| chroot::run_ok_at(&dir, path, &["/usr/sbin/nginx", "-t", "-q"])))
     })
     .map_err(in_chroot)?;
     checked.map(drop)
@@ -640,7 +639,7 @@ fn write_host_files(
             Some(port) => Listen::Tcp(port.get()),
             None => Listen::Socket,
         },
-        systemd: unit::systemd_version(),
+        systemd: unit::systemd_version(host_root),
     };
     let unit = unit::write(host_root, &spec, config.enable, changes)?;
     crate::cancel::check()?;

@@ -16,7 +16,8 @@ use super::OnionError;
 pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// First line of every unit we write.
 const MARK: &str = "# Written by debstrap-onion";
-/// The systemd assumed when the building host has none to ask (Debian 12's).
+/// The systemd assumed when HOST_ROOT's cannot be asked (Debian 12's): a unit written for it
+/// works on every later one too.
 pub const ASSUMED_SYSTEMD: u32 = 252;
 /// The first systemd that knows `PrivateIPC=`.
 const PRIVATE_IPC_SINCE: u32 = 248;
@@ -83,22 +84,7 @@ pub fn unit(spec: &UnitSpec) -> String {
     } else {
         format!("# PrivateIPC= needs systemd {PRIVATE_IPC_SINCE}; this unit was written for {systemd}.\n")
     };
-    let (pids, reload) = if systemd >= PRIVATE_PIDS_SINCE {
-        (
-            "PrivatePIDs=yes\n".to_string(),
-            // Each command has a PID namespace of its own: the signal is sent from outside
-            // the sandbox ("+"), where nginx's pid is the one systemd knows.
-            "ExecReload=+/bin/sh -c 'kill -HUP \"$$MAINPID\"'\n",
-        )
-    } else {
-        (
-            format!(
-                "# PrivatePIDs= needs systemd {PRIVATE_PIDS_SINCE}; this unit was written for {systemd}, so\n\
-                 # nginx sees the host's processes (without `start`'s PID namespace).\n"
-            ),
-            "ExecReload=/bin/sh -c 'kill -HUP \"$$MAINPID\"'\n",
-        )
-    };
+    let pids = pid_namespace(systemd, listen);
     format!(
         "{MARK} for the onion service {name}; rebuilding {name} replaces it.\n\
          # It runs the chroot's nginx in systemd's sandbox and needs no debstrap-onion program.\n\
@@ -111,15 +97,16 @@ pub fn unit(spec: &UnitSpec) -> String {
          [Service]\n\
          Type=exec\n\
          RootDirectory={chroot}\n\
-         # /proc, /sys, a minimal /dev and an empty /run; only the socket's directory is the\n\
-         # chroot's own, where the host's tor connects.\n\
+         # /proc, /sys and a minimal /dev of the sandbox's own; /run is the chroot's, where the\n\
+         # host's tor reaches nginx's socket. (Binding only {SOCKET_DIR} would not do: systemd\n\
+         # mounts an empty /run first and then finds no {SOCKET_DIR} to bind.)\n\
          MountAPIVFS=yes\n\
          PrivateDevices=yes\n\
          PrivateTmp=yes\n\
-         BindPaths={chroot}{SOCKET_DIR}:{SOCKET_DIR}\n\
+         BindPaths={chroot}/run:/run\n\
          {network}\
          {ipc}\
-         {pids}\
+         {setting}\
          # A UTS namespace of its own (the host's name stays readable: systemd sets no other).\n\
          ProtectHostname=yes\n\
          # PrivateUsers= is not used: it maps only root, and nginx's workers run as www-data.\n\
@@ -133,29 +120,101 @@ pub fn unit(spec: &UnitSpec) -> String {
          NoNewPrivileges=yes\n\
          CapabilityBoundingSet={caps}\n\
          RestrictAddressFamilies={families}\n\
-         RestrictNamespaces=yes\n\
+         RestrictNamespaces={namespaces}\n\
          RestrictRealtime=yes\n\
          RestrictSUIDSGID=yes\n\
          LockPersonality=yes\n\
          SystemCallArchitectures=native\n\
-         SystemCallFilter=@system-service\n\
+         SystemCallFilter={filter}\n\
          SystemCallErrorNumber=EPERM\n\
          # A socket left by an nginx that was killed would make bind(2) fail.\n\
          ExecStartPre=/bin/rm -f {SOCKET}\n\
-         ExecStartPre=/usr/sbin/nginx -t -q\n\
-         ExecStart=/usr/sbin/nginx -g \"daemon off;\"\n\
-         {reload}\
-         # nginx's graceful stop; whatever is left is killed after the timeout.\n\
-         KillSignal=SIGQUIT\n\
-         KillMode=mixed\n\
+         {commands}\
          TimeoutStopSec=15\n\
          Restart=on-failure\n\
          RestartSec=2\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n",
-        caps = capabilities(listen),
+        setting = pids.setting,
+        caps = pids.capabilities,
+        namespaces = pids.namespaces,
+        filter = pids.filter,
+        commands = pids.commands,
     )
+}
+
+/// How a unit gives nginx its PID namespace: the lines that differ between a systemd that has
+/// `PrivatePIDs=` and one that has not.
+struct PidNamespace {
+    /// The `PrivatePIDs=` line, or the comment saying what stands in for it.
+    setting: &'static str,
+    capabilities: String,
+    namespaces: &'static str,
+    filter: &'static str,
+    /// From the configuration test to the stop: `ExecStartPre=`, `ExecStart=`, `ExecReload=`,
+    /// `KillSignal=`, `KillMode=`.
+    commands: String,
+}
+
+/// What the wrapper drops before nginx runs: the capabilities only the wrapper needs, from every
+/// set they could come back from at exec (root's permitted set is bounding | inheritable).
+const SETPRIV: &str = "/usr/bin/setpriv --bounding-set=-sys_admin,-setpcap \
+                       --inh-caps=-sys_admin,-setpcap --ambient-caps=-sys_admin,-setpcap --";
+
+/// The PID namespace nginx runs in. From systemd [`PRIVATE_PIDS_SINCE`] on, `PrivatePIDs=`;
+/// nginx's start refuses to go on if it finds itself outside one (a unit moved to an older
+/// systemd, which ignores the setting). Before, the chroot's own util-linux (Essential in Debian)
+/// makes it: `unshare` puts a new PID and mount namespace around nginx, where `mount` gives it a
+/// /proc of its own processes only (`subset=pid`: no /proc/sys or sysrq-trigger that root could
+/// write), and `setpriv` drops CAP_SYS_ADMIN and CAP_SETPCAP, which only these steps need, before
+/// nginx starts. The unit allows that much more: those two capabilities, mount(2), and new PID
+/// and mount namespaces, none of which nginx keeps.
+fn pid_namespace(systemd: u32, listen: Listen) -> PidNamespace {
+    if systemd >= PRIVATE_PIDS_SINCE {
+        return PidNamespace {
+            setting: "PrivatePIDs=yes\n",
+            capabilities: capabilities(listen).to_string(),
+            namespaces: "yes",
+            filter: "@system-service",
+            commands: format!(
+                "ExecStartPre=/usr/sbin/nginx -t -q\n\
+                 # PID 1 of its own namespace, or no nginx: an older systemd ignores PrivatePIDs=.\n\
+                 ExecStart=/bin/sh -c '[ \"$$$$\" = 1 ] || {{ echo \"{refusal}\" >&2; exit 1; }}; \
+                 exec /usr/sbin/nginx -g \"daemon off;\"'\n\
+                 # Each command has a PID namespace of its own: the signal is sent from outside\n\
+                 # the sandbox (\"+\"), where nginx's pid is the one systemd knows.\n\
+                 ExecReload=+/bin/sh -c 'kill -HUP \"$$MAINPID\"'\n\
+                 # nginx's graceful stop; whatever is left is killed after the timeout.\n\
+                 KillSignal=SIGQUIT\n\
+                 KillMode=mixed\n",
+                refusal = format_args!(
+                    "this unit needs PrivatePIDs= (systemd {PRIVATE_PIDS_SINCE}); rebuild the \
+                     service on this host"
+                ),
+            ),
+        };
+    }
+    PidNamespace {
+        setting:
+            "# PrivatePIDs= needs systemd 257: ExecStart= below makes nginx's PID namespace.\n",
+        capabilities: format!("{} CAP_SYS_ADMIN CAP_SETPCAP", capabilities(listen)),
+        namespaces: "pid mnt",
+        filter: "@system-service @mount",
+        commands: format!(
+            "ExecStartPre={SETPRIV} /usr/sbin/nginx -t -q\n\
+             ExecStart=/usr/bin/unshare --pid --fork --kill-child --mount /bin/sh -c \
+             'mount -t proc -o nosuid,nodev,noexec,subset=pid proc /proc && \
+             exec {SETPRIV} /usr/sbin/nginx -g \"daemon off;\"'\n\
+             # The main process is unshare, which passes no signal on: the reload goes to its\n\
+             # child, nginx.\n\
+             ExecReload=/bin/sh -c 'kill -HUP $$(cat /proc/$$MAINPID/task/$$MAINPID/children)'\n\
+             # unshare ignores SIGTERM and waits for nginx: every process of the unit gets the\n\
+             # signal and nginx stops at once (its fast stop), then unshare exits with it.\n\
+             KillSignal=SIGTERM\n\
+             KillMode=control-group\n"
+        ),
+    }
 }
 
 /// The timer's file name for NAME: the daily log rotation.
@@ -250,9 +309,14 @@ pub(crate) fn check_path(chroot: &Path) -> Result<(), OnionError> {
     }
 }
 
-/// The major version of the systemd on this machine (`systemctl --version`), or
-/// [`ASSUMED_SYSTEMD`] when there is none to ask.
-pub fn systemd_version() -> u32 {
+/// The major version of the systemd that will run HOST_ROOT's units: `systemctl --version` when
+/// HOST_ROOT is `/`, else the version in the name of HOST_ROOT's `libsystemd-shared-N.so`;
+/// [`ASSUMED_SYSTEMD`] when neither tells (no systemd, or an image's host files), whose unit
+/// gives nginx its PID namespace on any systemd.
+pub fn systemd_version(host_root: &Path) -> u32 {
+    if host_root != Path::new("/") {
+        return shared_library_version(host_root).unwrap_or(ASSUMED_SYSTEMD);
+    }
     std::process::Command::new("systemctl")
         .arg("--version")
         .stdin(std::process::Stdio::null())
@@ -262,6 +326,31 @@ pub fn systemd_version() -> u32 {
         .filter(|out| out.status.success())
         .and_then(|out| parse_version(&String::from_utf8_lossy(&out.stdout)))
         .unwrap_or(ASSUMED_SYSTEMD)
+}
+
+/// The N of `libsystemd-shared-N.so` in the directories distributions put it under `root`
+/// (Debian's multiarch `usr/lib/TRIPLET/systemd`, Fedora's `usr/lib64/systemd`, Arch's
+/// `usr/lib/systemd`); the highest when several are there.
+fn shared_library_version(root: &Path) -> Option<u32> {
+    let lib = root.join("usr/lib");
+    let multiarch = fs_err::read_dir(&lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path().join("systemd"));
+    [lib.join("systemd"), root.join("usr/lib64/systemd")]
+        .into_iter()
+        .chain(multiarch)
+        .flat_map(|dir| fs_err::read_dir(dir).into_iter().flatten().flatten())
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let name = name.to_str()?;
+            name.strip_prefix("libsystemd-shared-")?
+                .strip_suffix(".so")?
+                .parse()
+                .ok()
+        })
+        .max()
 }
 
 /// The number in `systemctl --version`'s first line, `systemd 252 (252.39-1~deb12u2)`.
@@ -450,14 +539,39 @@ mod tests {
         assert!(has(252, "PrivateIPC=yes"));
         assert!(!has(256, "PrivatePIDs=yes"));
         assert!(has(257, "PrivatePIDs=yes"));
-        // The reload leaves the sandbox only where nginx's PID namespace makes it need to.
-        assert!(has(252, "ExecReload=/bin/sh -c 'kill -HUP \"$$MAINPID\"'"));
+        // Before 257 the chroot's unshare makes the PID namespace, and the reload goes to its
+        // child; from 257 on, the reload leaves the sandbox to reach nginx's pid.
+        let starts = |systemd, program: &str| {
+            unit(&spec(systemd))
+                .lines()
+                .any(|l| l.starts_with(&format!("ExecStart={program} ")))
+        };
+        assert!(starts(256, "/usr/bin/unshare"));
+        assert!(starts(257, "/bin/sh"));
+        assert!(has(
+            256,
+            "ExecReload=/bin/sh -c 'kill -HUP $$(cat /proc/$$MAINPID/task/$$MAINPID/children)'"
+        ));
         assert!(has(257, "ExecReload=+/bin/sh -c 'kill -HUP \"$$MAINPID\"'"));
+        // Only the older form lets the wrapper mount and make namespaces.
+        assert!(has(256, "RestrictNamespaces=pid mnt"));
+        assert!(has(257, "RestrictNamespaces=yes"));
         assert_eq!(
             parse_version("systemd 252 (252.39-1~deb12u2)\n+PAM +AUDIT\n"),
             Some(252)
         );
         assert_eq!(parse_version("something else 3\n"), None);
+    }
+
+    #[test]
+    fn the_version_comes_from_host_roots_shared_library() {
+        let root = tempfile::tempdir().expect("tempdir");
+        assert_eq!(systemd_version(root.path()), ASSUMED_SYSTEMD);
+        let dir = root.path().join("usr/lib/x86_64-linux-gnu/systemd");
+        fs_err::create_dir_all(&dir).expect("mkdir");
+        fs_err::write(dir.join("libsystemd-shared-257.so"), b"").expect("write");
+        fs_err::write(dir.join("libsystemd-core-258.so"), b"").expect("write");
+        assert_eq!(systemd_version(root.path()), 257);
     }
 
     #[test]

@@ -1,6 +1,7 @@
-//! The chroot runner: takes a root directory; gives the kernel filesystems mounted inside it for
-//! as long as a [`ChrootMounts`] guard lives, and commands run in it through chroot(2) with a
-//! clean environment and their output logged inside the root.
+//! The chroot runner, the one place that calls chroot(2): takes a root directory; gives the
+//! kernel filesystems mounted inside it for as long as a [`ChrootMounts`] guard lives, and
+//! commands run in it with a clean environment and their output logged inside the root; every
+//! stage, the onion service's nginx included ([`run_daemon`]), runs its commands through it.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -401,7 +402,20 @@ pub(crate) fn run(
     inv: &Invocation,
     on_stdout_line: &mut dyn FnMut(&str),
 ) -> Result<Output, StageError> {
-    supervise(inv, true, on_stdout_line)
+    supervise(inv, Place::Chroot, on_stdout_line)
+}
+
+/// What a daemon's command does in the chroot, between chroot(2) and exec: it runs in the forked
+/// child, so it may only make async-signal-safe system calls and must not allocate.
+pub(crate) type Confine = Box<dyn FnMut() -> std::io::Result<()> + Send + Sync>;
+
+/// Runs an [`Invocation`] whose command starts a daemon that outlives it (nginx): like [`run`],
+/// but without a PID namespace of its own, so the daemon is not killed when the command exits,
+/// and with `confine` applied in the child just before exec (the onion sandbox). Its output goes
+/// to unlinked files, as every command's does, so the daemon keeping them open blocks nothing;
+/// its process group is still killed when the command fails.
+pub(crate) fn run_daemon(inv: &Invocation, confine: Confine) -> Result<Output, StageError> {
+    supervise(inv, Place::Daemon(confine), &mut |_| {})
 }
 
 /// Runs an [`Invocation`] on the host, beside the root rather than in it (a hook): in the
@@ -412,15 +426,30 @@ pub(crate) fn run_beside(
     inv: &Invocation,
     on_output_line: &mut dyn FnMut(&str),
 ) -> Result<Output, StageError> {
-    supervise(inv, false, on_output_line)
+    supervise(inv, Place::Beside, on_output_line)
 }
 
-/// [`run`] when `chrooted`, [`run_beside`] otherwise.
+/// Where a command runs, and how it may end.
+enum Place {
+    /// In the chroot, the first process of a PID namespace that ends with it ([`run`]).
+    Chroot,
+    /// In the chroot, leaving a daemon behind, confined as given ([`run_daemon`]).
+    Daemon(Confine),
+    /// On the host ([`run_beside`]).
+    Beside,
+}
+
+/// Runs `inv` as `place` says.
 fn supervise(
     inv: &Invocation,
-    chrooted: bool,
+    place: Place,
     on_stdout_line: &mut dyn FnMut(&str),
 ) -> Result<Output, StageError> {
+    let chrooted = !matches!(place, Place::Beside);
+    let (contained, mut confine) = match place {
+        Place::Daemon(confine) => (false, Some(confine)),
+        Place::Chroot | Place::Beside => (true, None),
+    };
     let command_line = inv.argv.join(" ");
     let spawn_error = |source| StageError::Spawn {
         root: inv.root.path().to_path_buf(),
@@ -477,7 +506,8 @@ fn supervise(
     let build_fd = build.as_ref().map(|fd| fd.as_raw_fd());
     // SAFETY: the closure runs in the forked child before exec and only makes async-signal-safe
     // syscalls (setpgid, prctl, poll, _exit, fchdir, chroot, chdir, umask) on descriptors and C
-    // strings that exist before the fork; it allocates nothing and takes no lock.
+    // strings that exist before the fork, then `confine`, which promises the same ([`Confine`]);
+    // it allocates nothing and takes no lock.
     unsafe {
         command.pre_exec(move || {
             // A process group of its own, so a stop reaches every process the command started.
@@ -491,13 +521,19 @@ fn supervise(
             nix::unistd::chroot(c".")?;
             nix::unistd::chdir(c"/")?;
             nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-            Ok(())
+            match confine.as_mut() {
+                Some(confine) => confine(),
+                None => Ok(()),
+            }
         });
     }
-    // Hooks too: whatever a command started ends with it.
-    let mut child = in_own_pid_namespace(|| command.spawn())
-        .and_then(|spawned| spawned)
-        .map_err(spawn_error)?;
+    // Hooks too: whatever a command started ends with it, unless it is to leave a daemon.
+    let spawned = if contained {
+        in_own_pid_namespace(|| command.spawn()).and_then(|spawned| spawned)
+    } else {
+        command.spawn()
+    };
+    let mut child = spawned.map_err(spawn_error)?;
     // Dropped only after the child is reaped below.
     let exit_fd = i32::try_from(child.id())
         .ok()

@@ -25,10 +25,12 @@ use crate::cancel::Cancelled;
 use crate::progress::{Counter, Reporter};
 use crate::unpack::Unpacked;
 
+pub(crate) use chroot::{
+    canonical, run as run_invocation, run_beside, run_daemon, Confine, Invocation,
+};
 pub use chroot::{
     is_mount_point, mount_point_of, mounts_under, run_in_chroot, ChrootMounts, CHROOT_ENV,
 };
-pub(crate) use chroot::{run_beside, Invocation};
 pub use devices::placeholder_device;
 pub use namespace::in_private_mounts;
 pub(crate) use namespace::{detach, fd_path, mount_entries_under, open_mount};
