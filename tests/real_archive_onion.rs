@@ -130,6 +130,22 @@ fn assert_sandboxed(chroot: &Path) {
     assert_eq!(field("NSpid:").split_whitespace().last(), Some("1"));
     // Under our system-call filter (mode 2: a seccomp filter), which its workers inherit.
     assert_eq!(field("Seccomp:"), "2", "{status}");
+    // Its /proc is read-only: root writes /proc/sys without any capability, and a
+    // core_pattern there is a program the host's kernel runs as root. Tried from its mount
+    // namespace and root (writing back the value it has, so a failure of this check changes
+    // nothing).
+    let attempt = Command::new("nsenter")
+        .arg(format!("--target={pid}"))
+        .args(["--mount", "--root", "sh", "-c"])
+        .arg("read v < /proc/sys/kernel/core_pattern; printf '%s\\n' \"$v\" > /proc/sys/kernel/core_pattern")
+        .output()
+        .expect("nsenter");
+    let said = String::from_utf8_lossy(&attempt.stderr);
+    assert!(
+        !attempt.status.success(),
+        "nginx's namespace could write core_pattern"
+    );
+    assert!(said.contains("Read-only file system"), "{said}");
 
     // A test-owned namespace with a veth address; from inside it, the address answers (port 9
     // has no listener: refused, so reachable).

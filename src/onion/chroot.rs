@@ -201,13 +201,37 @@ fn enter(sandbox: Sandbox, filter: &[nix::libc::sock_filter]) -> std::io::Result
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let mut flags = libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWPID;
+    let mut flags =
+        libc::CLONE_NEWIPC | libc::CLONE_NEWUTS | libc::CLONE_NEWPID | libc::CLONE_NEWNS;
     if sandbox.own_network {
         flags |= libc::CLONE_NEWNET;
     }
     // SAFETY: unshare takes flags only. The new PID namespace holds this process's children:
     // the nginx daemon it forks is its pid 1.
     if unsafe { libc::unshare(flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // The chroot's /proc is read-only in the service's own mount namespace: nginx's master runs
+    // as root, and root needs no capability to write /proc/sys/kernel/core_pattern (a program
+    // the host's kernel would run as root) or /proc/sysrq-trigger. A flag of this namespace's
+    // copy of the mount: the host's stays as it is.
+    let flags = libc::MS_BIND
+        | libc::MS_REMOUNT
+        | libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC;
+    // SAFETY: NUL-terminated static strings and null pointers where mount(2) allows them.
+    let remounted = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/proc".as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if remounted != 0 {
         return Err(std::io::Error::last_os_error());
     }
     // The service's own UTS namespace does not carry the host's name.
