@@ -786,7 +786,7 @@ fn root_ctrl_c_during_a_hook_kills_its_process_group_and_cleans_up() {
     // for it: only a kill ends them. Should the build end first, the pipe closes: no hang. The
     // pid is read from the host's /proc (the hook runs in a PID namespace of its own, where `$!`
     // would name another process on the host), then the child becomes `sleep`.
-    let (reader, writer) = nix::unistd::pipe().expect("pipe");
+    let (reader, writer) = rustix::pipe::pipe().expect("pipe");
     let hook = format!(
         "sh -c 'read pid rest < /proc/self/stat; echo $pid > /proc/self/fd/{}; exec sleep 1000' & wait",
         std::os::fd::AsRawFd::as_raw_fd(&writer)
@@ -823,11 +823,7 @@ fn root_ctrl_c_during_a_hook_kills_its_process_group_and_cleans_up() {
         host_mounts_under(&parent).is_empty(),
         "the host sees the hook's mounts"
     );
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .expect("SIGINT");
+    support::sys::signal(child.id(), support::sys::Signal::INT).expect("SIGINT");
     let output = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");

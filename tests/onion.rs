@@ -137,7 +137,8 @@ fn key_directory_has_tors_files_modes_and_owner() {
     if !support::host::require_root() {
         return;
     }
-    let Some(tor) = nix::unistd::User::from_name(onion::TOR_USER).expect("passwd lookup") else {
+    let Some(tor) = debstrap_onion::sys::user_by_name(onion::TOR_USER).expect("passwd lookup")
+    else {
         support::host::missing(&format!(
             "the host user {} (apt-get install tor)",
             onion::TOR_USER
@@ -145,12 +146,9 @@ fn key_directory_has_tors_files_modes_and_owner() {
         return;
     };
     let meta = fs_err::metadata(dir.join("hs_ed25519_secret_key")).expect("meta");
-    assert_eq!(
-        (meta.uid(), meta.gid()),
-        (tor.uid.as_raw(), tor.gid.as_raw())
-    );
+    assert_eq!((meta.uid(), meta.gid()), (tor.uid, tor.gid));
     let meta = fs_err::metadata(&dir).expect("meta");
-    assert_eq!(meta.uid(), tor.uid.as_raw());
+    assert_eq!(meta.uid(), tor.uid);
 }
 
 /// Whether another build could take the host lock now.
@@ -637,7 +635,7 @@ fn user_is_created_once_with_a_home() {
     assert!(user.created);
     assert!(
         user.uid >= 1000
-            || nix::unistd::User::from_name("alice")
+            || debstrap_onion::sys::user_by_name("alice")
                 .ok()
                 .flatten()
                 .is_some()
@@ -874,14 +872,10 @@ fn root_real_tor_accepts_the_socket_and_the_socket_directory_admits_only_tor() {
     let dir = socket.parent().expect("socket dir");
     let meta = fs_err::metadata(dir).expect("socket dir");
     assert_eq!(meta.mode() & 0o7777, 0o710, "{}", dir.display());
-    if nix::unistd::geteuid().is_root() {
+    if rustix::process::geteuid().is_root() {
         assert_eq!(meta.uid(), 0);
-        if let Some(tor) = nix::unistd::User::from_name(onion::TOR_USER).expect("lookup") {
-            assert_eq!(
-                meta.gid(),
-                tor.gid.as_raw(),
-                "the socket's directory is not tor's"
-            );
+        if let Some(tor) = debstrap_onion::sys::user_by_name(onion::TOR_USER).expect("lookup") {
+            assert_eq!(meta.gid(), tor.gid, "the socket's directory is not tor's");
         }
     }
     if let Some(verdict) = support::tor::verify_config(&torrc_path) {
@@ -1010,13 +1004,10 @@ fn root_real_tor_reads_the_authorized_clients_and_the_clients_private_lines() {
             line.starts_with(&format!("{address}:descriptor:x25519:")),
             "{line}"
         );
-        if nix::unistd::geteuid().is_root() {
-            let tor = nix::unistd::User::from_name(onion::TOR_USER).expect("lookup");
+        if rustix::process::geteuid().is_root() {
+            let tor = debstrap_onion::sys::user_by_name(onion::TOR_USER).expect("lookup");
             if let Some(tor) = tor {
-                assert_eq!(
-                    fs_err::metadata(&auth).expect("meta").uid(),
-                    tor.uid.as_raw()
-                );
+                assert_eq!(fs_err::metadata(&auth).expect("meta").uid(), tor.uid);
             }
         }
     }
@@ -1417,14 +1408,8 @@ fn stop_undoes_starts_mounts_on_a_nodev_chroot_device_nodes_included() {
     let place = tempfile::tempdir().expect("tempdir");
     let place = fs_err::canonicalize(place.path()).expect("canonical");
     debstrap_onion::stage::in_private_mounts(|| {
-        nix::mount::mount(
-            Some("tmpfs"),
-            &place,
-            Some("tmpfs"),
-            nix::mount::MsFlags::MS_NODEV,
-            Some("size=64m"),
-        )
-        .expect("mount a nodev tmpfs");
+        support::sys::mount_tmpfs(&place, support::sys::MountFlags::NODEV, Some("size=64m"))
+            .expect("mount a nodev tmpfs");
         let scene = Scene::within(tempfile::tempdir_in(&place).expect("tempdir"));
         onion::configure_unchecked(&OnionRequest {
             name: "onion",
@@ -1825,9 +1810,8 @@ impl HostRootTor {
         }
     }
 
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        nix::sys::signal::kill(pid, signal).expect("signal tor");
+    fn signal(&self, signal: support::sys::Signal) {
+        support::sys::signal(self.child.id(), signal).expect("signal tor");
     }
 }
 
@@ -1904,7 +1888,7 @@ fn root_real_tor_list_shows_what_the_running_tor_loaded_not_what_torrc_says() {
     );
     // What `start` does to tor: SIGHUP, and tor loads the second service.
     HostRootTor::own(&scene.host_root);
-    tor.signal(nix::sys::signal::Signal::SIGHUP);
+    tor.signal(support::sys::Signal::HUP);
     tor.wait_for(&scene.host_root, |l| {
         l.iter().all(|s| s.tor == onion::TorState::Loaded)
     });
@@ -1912,7 +1896,7 @@ fn root_real_tor_list_shows_what_the_running_tor_loaded_not_what_torrc_says() {
     assert!(onion::list(&scene.host_root)
         .iter()
         .all(|l| l.hostname_matches_key == Some(true)));
-    tor.signal(nix::sys::signal::Signal::SIGTERM);
+    tor.signal(support::sys::Signal::TERM);
     let _ = tor.child.wait();
     assert!(onion::list(&scene.host_root)
         .iter()

@@ -193,7 +193,7 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
     // A user neither the host nor the chroot has: --user creates it.
     let user = "debstrap-e2e";
     assert!(
-        nix::unistd::User::from_name(user)
+        debstrap_onion::sys::user_by_name(user)
             .expect("lookup")
             .is_none(),
         "the host already has {user}"
@@ -270,9 +270,9 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
         let dir = fs_err::metadata(socket.parent().expect("dir")).expect("socket dir");
         use std::os::unix::fs::{FileTypeExt as _, MetadataExt as _};
         assert_eq!((dir.mode() & 0o7777, dir.uid()), (0o710, 0));
-        let tor = nix::unistd::User::from_name("debian-tor").expect("lookup");
+        let tor = debstrap_onion::sys::user_by_name("debian-tor").expect("lookup");
         if let Some(tor) = tor {
-            assert_eq!(dir.gid(), tor.gid.as_raw());
+            assert_eq!(dir.gid(), tor.gid);
         }
         assert!(fs_err::symlink_metadata(&socket)
             .expect("socket")
@@ -425,7 +425,7 @@ fn real_archive_root_default_onion_build_serves_the_onion_name() {
         "{entry} vs uid {}",
         lines[1]
     );
-    assert!(nix::unistd::User::from_name(user)
+    assert!(debstrap_onion::sys::user_by_name(user)
         .expect("lookup")
         .is_none());
 

@@ -166,7 +166,7 @@ struct TmpfsGuard(PathBuf);
 
 impl Drop for TmpfsGuard {
     fn drop(&mut self) {
-        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        let _ = support::sys::detach(&self.0);
     }
 }
 
@@ -177,14 +177,7 @@ fn root_mounts_under_ignores_a_root_that_is_itself_a_mount_point() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = fs_err::canonicalize(tmp.path()).expect("canonical");
-    nix::mount::mount(
-        Some("tmpfs"),
-        &root,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        None::<&str>,
-    )
-    .expect("mount tmpfs");
+    support::sys::mount_tmpfs(&root, support::sys::MountFlags::empty(), None).expect("mount tmpfs");
     let _tmpfs = TmpfsGuard(root.clone());
     assert_nothing_mounted(&root);
     let mounts = ChrootMounts::mount(&root).expect("mount");
@@ -373,9 +366,8 @@ fn cancel_child_stops_a_blocked_command() {
     };
     let tmp = mini_root(&["/usr/bin/sh"]);
     let root = fs_err::canonicalize(tmp.path()).expect("canonical");
-    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
-    nix::unistd::mkfifo(&root.join("ready"), mode).expect("mkfifo ready");
-    nix::unistd::mkfifo(&root.join("never"), mode).expect("mkfifo never");
+    support::sys::mkfifo(&root.join("ready"));
+    support::sys::mkfifo(&root.join("never"));
     let mounts = ChrootMounts::mount(&root).expect("mount");
     let result = std::thread::scope(|scope| {
         scope.spawn(|| {
@@ -395,7 +387,7 @@ fn cancel_child_stops_a_blocked_command() {
         // (which then fails its assertion) instead of leaving the test hanging.
         let _ = std::fs::OpenOptions::new()
             .write(true)
-            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .custom_flags(libc::O_NONBLOCK)
             .open(root.join("ready"));
         result
     });
@@ -413,8 +405,7 @@ fn root_run_in_chroot_returns_when_the_command_exits_and_ends_the_daemon_it_left
     }
     let tmp = mini_root(&["/usr/bin/sh"]);
     let root = tmp.path();
-    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
-    nix::unistd::mkfifo(&root.join("release"), mode).expect("mkfifo");
+    support::sys::mkfifo(&root.join("release"));
     // sh gives a background job /dev/null as its input.
     let _mounts = ChrootMounts::mount(root).expect("mount");
     // The background shell inherits stdout and stderr and would outlive the command, as a
@@ -436,7 +427,7 @@ fn root_run_in_chroot_returns_when_the_command_exits_and_ends_the_daemon_it_left
     // daemon is gone by the time the command's result is back.
     let release = std::fs::OpenOptions::new()
         .write(true)
-        .custom_flags(nix::libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK)
         .open(root.join("release"));
     let daemon_left = release.is_ok();
     drop(release);

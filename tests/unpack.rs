@@ -1117,7 +1117,6 @@ fn root_a_package_of_more_files_than_free_inodes_stops_before_they_run_out() {
     if !have_root() {
         return;
     }
-    use nix::mount::{mount, MsFlags};
     let f = Fixture::new();
     // 3000 files of 4 KiB: about 14 MB of tar, far within the bytes, past the 2048 inodes.
     let mut many = pkg("many").compression(Compression::Gzip);
@@ -1130,20 +1129,10 @@ fn root_a_package_of_more_files_than_free_inodes_stops_before_they_run_out() {
     let root = small.join("root");
     // As above: a private mount namespace, so the kernel removes the file system.
     let (result, left) = std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("private /");
-        mount(
-            Some("tmpfs"),
+        crate::support::sys::enter_private_mount_namespace();
+        crate::support::sys::mount_tmpfs(
             &small,
-            Some("tmpfs"),
-            MsFlags::empty(),
+            crate::support::sys::MountFlags::empty(),
             Some("size=64m,nr_inodes=2048"),
         )
         .expect("tmpfs");
@@ -1173,7 +1162,6 @@ fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
     if !have_root() {
         return;
     }
-    use nix::mount::{mount, MsFlags};
     let f = Fixture::new();
     let huge = pkg("huge").compression(Compression::Gzip).file(
         "./usr/share/huge",
@@ -1187,20 +1175,10 @@ fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
     // The small file system lives in this thread's own mount namespace, so the kernel removes
     // it whatever happens to the test; the unpack reaches it through the root's descriptor.
     let (result, left, free) = std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare");
-        mount(
-            None::<&str>,
-            "/",
-            None::<&str>,
-            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-            None::<&str>,
-        )
-        .expect("private /");
-        mount(
-            Some("tmpfs"),
+        crate::support::sys::enter_private_mount_namespace();
+        crate::support::sys::mount_tmpfs(
             &small,
-            Some("tmpfs"),
-            MsFlags::empty(),
+            crate::support::sys::MountFlags::empty(),
             Some("size=48m"),
         )
         .expect("tmpfs");
@@ -1212,8 +1190,8 @@ fn root_a_package_larger_than_the_free_space_stops_before_the_disk_is_full() {
             },
             &Silent,
         );
-        let stat = nix::sys::statvfs::statvfs(&small).expect("statvfs");
-        let free = stat.blocks_available() * stat.fragment_size();
+        let stat = rustix::fs::statvfs(&small).expect("statvfs");
+        let free = stat.f_bavail * stat.f_frsize;
         (result.map(drop), root.exists(), free)
     })
     .join()

@@ -180,8 +180,7 @@ pub(crate) fn run_sandboxed(
 
 /// Enters `sandbox`, the system-call filter `filter` last; called between fork and exec, so it
 /// only makes system calls.
-fn enter(sandbox: Sandbox, filter: &[nix::libc::sock_filter]) -> std::io::Result<()> {
-    use nix::libc;
+fn enter(sandbox: Sandbox, filter: &[libc::sock_filter]) -> std::io::Result<()> {
     // Every capability outside the kept list leaves the bounding set, up to the highest the
     // kernel knows (EINVAL past it ends the loop).
     for cap in 0..64 {

@@ -44,14 +44,14 @@ pub fn service_dir(name: &str) -> PathBuf {
 /// through the host's NSS, not in HOST_ROOT/etc/passwd. A rootless build (root of its own user
 /// namespace) cannot give files to a host user: they stay the caller's, for an admin to copy.
 pub(crate) fn tor_owner() -> Result<Option<(u32, u32)>, OnionError> {
-    if !nix::unistd::geteuid().is_root() || crate::userns::inside() {
+    if !rustix::process::geteuid().is_root() || crate::userns::inside() {
         return Ok(None);
     }
-    let user = nix::unistd::User::from_name(TOR_USER).map_err(|source| OnionError::UserLookup {
+    let user = crate::sys::user_by_name(TOR_USER).map_err(|source| OnionError::UserLookup {
         user: TOR_USER.to_string(),
         source,
     })?;
-    Ok(user.map(|u| (u.uid.as_raw(), u.gid.as_raw())))
+    Ok(user.map(|u| (u.uid, u.gid)))
 }
 
 /// Reads and checks a tor key directory: the secret key parses, and the public key, if present,

@@ -140,7 +140,7 @@ pub enum OnionError {
     UserLookup {
         user: String,
         #[source]
-        source: nix::errno::Errno,
+        source: std::io::Error,
     },
     #[error("cannot read the onion key file {path}")]
     ReadKey {
@@ -317,7 +317,7 @@ pub enum OnionError {
     Unmount {
         path: PathBuf,
         #[source]
-        source: nix::errno::Errno,
+        source: rustix::io::Errno,
     },
     #[error("cannot read the nginx site {path}; was the service built with this name?")]
     NoSite {
@@ -335,7 +335,7 @@ pub enum OnionError {
     Signal {
         pid: i32,
         #[source]
-        source: nix::errno::Errno,
+        source: rustix::io::Errno,
     },
 }
 

@@ -217,7 +217,7 @@ pub(crate) fn write_socket_dir(root: &Path, tor_gid: Option<u32>) -> Result<Path
         source,
     };
     files::create_dir_all_mode(&dir, 0o710).map_err(write_error)?;
-    if nix::unistd::geteuid().is_root() {
+    if rustix::process::geteuid().is_root() {
         std::os::unix::fs::lchown(&dir, Some(0), Some(tor_gid.unwrap_or(0)))
             .map_err(write_error)?;
     }

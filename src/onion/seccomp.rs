@@ -8,8 +8,6 @@
 //! true, and what it leaves open is what nginx's master already needs. The unit uses systemd's
 //! filter instead (see `unit.rs`).
 
-use nix::libc;
-
 /// The calls refused. Each exists on every architecture Debian releases for (kexec_file_load is
 /// missing on 32-bit arm and i386, hence its own list).
 const DENIED: &[libc::c_long] = &[

@@ -7,8 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use rustix::process::Signal;
 
 use super::chroot::{self, Mounts, Sandbox};
 use super::hsdir::service_dir;
@@ -254,7 +253,7 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
     };
     if let Some(pid) = already_running {
         chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
-        signal(pid, Signal::SIGHUP)?;
+        signal(pid, Signal::HUP)?;
     } else {
         chroot::run_ok(root, &[NGINX, "-t", "-q"])?;
         let sandbox = Sandbox {
@@ -266,7 +265,7 @@ pub fn start(name: &str, host_root: &Path) -> Result<StartReport, OnionError> {
         // Leave nothing half started: the mounts go when `mounts` drops.
         if already_running.is_none() {
             if let Some(pid) = nginx_pid(root) {
-                let _ = signal(pid, Signal::SIGQUIT);
+                let _ = signal(pid, Signal::QUIT);
             }
         }
         return Err(OnionError::NotAnswering {
@@ -302,7 +301,7 @@ pub fn stop(name: &str, host_root: &Path) -> Result<StopReport, OnionError> {
         Some(pid) => {
             // What `nginx -s quit` sends; its pid file holds the master's pid inside its PID
             // namespace (1), not the host's.
-            signal(pid, Signal::SIGQUIT)?;
+            signal(pid, Signal::QUIT)?;
             wait_until(|| !alive(pid)).ok_or(OnionError::StopTimeout { pid })?;
             true
         }
@@ -350,10 +349,10 @@ fn socket_access(socket: &Path) -> Result<String, String> {
     let dir = socket.parent().unwrap_or(socket);
     let meta = fs_err::metadata(dir).map_err(|e| e.to_string())?;
     let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
-    let tor_gid = nix::unistd::User::from_name(super::TOR_USER)
+    let tor_gid = crate::sys::user_by_name(super::TOR_USER)
         .ok()
         .flatten()
-        .map(|u| u.gid.as_raw());
+        .map(|u| u.gid);
     let said = format!("{} is {mode:04o} uid {uid} gid {gid}", dir.display());
     if mode == 0o710 && uid == 0 && tor_gid.is_none_or(|g| g == gid) {
         Ok(said)
@@ -527,7 +526,7 @@ pub fn rotate_logs(name: &str, host_root: &Path) -> Result<RotateReport, OnionEr
     }
     let reopened = match nginx_pid(&service.chroot) {
         Some(pid) if !rotated.is_empty() => {
-            signal(pid, Signal::SIGUSR1)?;
+            signal(pid, Signal::USR1)?;
             true
         }
         _ => false,
@@ -562,11 +561,17 @@ pub fn master_pid(chroot: &Path) -> Option<i32> {
 }
 
 fn signal(pid: i32, signal: Signal) -> Result<(), OnionError> {
-    kill(Pid::from_raw(pid), signal).map_err(|source| OnionError::Signal { pid, source })
+    let target = rustix::process::Pid::from_raw(pid).ok_or(OnionError::Signal {
+        pid,
+        source: rustix::io::Errno::SRCH,
+    })?;
+    rustix::process::kill_process(target, signal)
+        .map_err(|source| OnionError::Signal { pid, source })
 }
 
 fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
 fn connects(endpoint: &Endpoint) -> bool {
@@ -620,8 +625,7 @@ pub(crate) fn reload_tor(host_root: &Path) -> Result<TorReload, OnionError> {
         .filter(|pid| *pid > 0 && alive(*pid));
     match pid {
         Some(pid) => {
-            kill(Pid::from_raw(pid), Signal::SIGHUP)
-                .map_err(|source| OnionError::Signal { pid, source })?;
+            signal(pid, Signal::HUP)?;
             Ok(TorReload::Signalled { pid })
         }
         None => Ok(TorReload::NotRunning),

@@ -98,10 +98,10 @@ pub(crate) fn ensure_user(
     let host_ids: Option<(u32, u32)> = match &host_passwd {
         Some(text) => find_entry(text, name)
             .and_then(|fields| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?))),
-        None => nix::unistd::User::from_name(name)
+        None => crate::sys::user_by_name(name)
             .ok()
             .flatten()
-            .map(|u| (u.uid.as_raw(), u.gid.as_raw())),
+            .map(|u| (u.uid, u.gid)),
     };
     // The host's own ids are taken on the host by this very user: only the chroot must not
     // have given them to someone else.
@@ -272,7 +272,7 @@ fn make_home(root: &Path, user: &ChrootUser) -> Result<(), OnionError> {
     };
     files::create_dir_all_mode(&home, 0o750).map_err(write_error(&home))?;
     // Only root can give files away; a non-root run (tests) keeps them its own.
-    let owner = nix::unistd::geteuid()
+    let owner = rustix::process::geteuid()
         .is_root()
         .then_some((user.uid, user.gid));
     let skel = files::confined(root, "etc/skel")?;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use nix::mount::{MntFlags, MsFlags};
-use nix::poll::{PollFd, PollFlags, PollTimeout};
+use rustix::event::{PollFd, PollFlags};
+use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::rootfs::RootDir;
 use super::{devices, namespace, StageError};
@@ -59,26 +59,26 @@ struct Mounted {
 struct MountSpec {
     fstype: &'static str,
     target: &'static str,
-    flags: MsFlags,
-    data: Option<&'static str>,
+    flags: MountFlags,
+    data: Option<&'static std::ffi::CStr>,
 }
 
 const MOUNTS: [MountSpec; 3] = [
     MountSpec {
         fstype: "proc",
         target: "proc",
-        flags: MsFlags::MS_NOSUID
-            .union(MsFlags::MS_NODEV)
-            .union(MsFlags::MS_NOEXEC),
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC),
         data: None,
     },
     MountSpec {
         fstype: "sysfs",
         target: "sys",
-        flags: MsFlags::MS_NOSUID
-            .union(MsFlags::MS_NODEV)
-            .union(MsFlags::MS_NOEXEC)
-            .union(MsFlags::MS_RDONLY),
+        flags: MountFlags::NOSUID
+            .union(MountFlags::NODEV)
+            .union(MountFlags::NOEXEC)
+            .union(MountFlags::RDONLY),
         data: None,
     },
     // A new devpts instance, so ptys opened in the chroot never touch the host's /dev/pts;
@@ -86,8 +86,8 @@ const MOUNTS: [MountSpec; 3] = [
     MountSpec {
         fstype: "devpts",
         target: "dev/pts",
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
-        data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        flags: MountFlags::NOSUID.union(MountFlags::NOEXEC),
+        data: Some(c"newinstance,ptmxmode=0666,mode=0620,gid=5"),
     },
 ];
 
@@ -113,10 +113,10 @@ impl ChrootMounts {
             let (source, fstype, flags) = match spec.fstype {
                 "sysfs" if rootless => (
                     "/sys",
-                    None,
-                    MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                    "",
+                    MountFlags::BIND | MountFlags::REC | MountFlags::NOSUID | MountFlags::NODEV,
                 ),
-                _ => (spec.fstype, Some(spec.fstype), spec.flags),
+                _ => (spec.fstype, spec.fstype, spec.flags),
             };
             dir.create_dir_all(Path::new(spec.target), 0o755)?;
             let target = dir.host_path(Path::new(spec.target));
@@ -129,7 +129,7 @@ impl ChrootMounts {
                 source,
             })?;
             let via = namespace::fd_path(fd.as_fd());
-            nix::mount::mount(Some(source), via.as_path(), fstype, flags, spec.data).map_err(
+            rustix::mount::mount(source, via.as_path(), fstype, flags, spec.data).map_err(
                 |source| StageError::Mount {
                     fstype: spec.fstype,
                     target: target.clone(),
@@ -142,7 +142,7 @@ impl ChrootMounts {
             let mounted = match mounted {
                 Ok(mounted) if namespace::mount_id(mounted.as_fd()).ok() != Some(under) => mounted,
                 other => {
-                    let _ = nix::mount::umount2(via.as_path(), MntFlags::MNT_DETACH);
+                    let _ = rustix::mount::unmount(via.as_path(), UnmountFlags::DETACH);
                     return Err(match other {
                         Err(e) => e,
                         Ok(_) => StageError::UnsafePath {
@@ -186,17 +186,12 @@ impl ChrootMounts {
     fn bind_over(&mut self, dir: &RootDir, source: &Path, rel: &Path) -> Result<(), StageError> {
         let target = dir.host_path(rel);
         let fd = dir.open_bind_target(rel)?;
-        nix::mount::mount(
-            Some(source),
-            &namespace::fd_path(fd.as_fd()),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|source| StageError::Mount {
-            fstype: "bind",
-            target: target.clone(),
-            source,
+        rustix::mount::mount_bind(source, namespace::fd_path(fd.as_fd())).map_err(|source| {
+            StageError::Mount {
+                fstype: "bind",
+                target: target.clone(),
+                source,
+            }
         })?;
         // Opened again, the path now gives the bound node: the mount, detached through it later.
         let mounted = match dir.open_char_device(rel) {
@@ -204,7 +199,7 @@ impl ChrootMounts {
             Err(e) => {
                 // The descriptor above names the node under the mount, so the mount goes by path.
                 let _ =
-                    nix::mount::umount2(&target, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
+                    rustix::mount::unmount(&target, UnmountFlags::DETACH | UnmountFlags::NOFOLLOW);
                 return Err(e);
             }
         };
@@ -511,16 +506,17 @@ fn supervise(
     unsafe {
         command.pre_exec(move || {
             // A process group of its own, so a stop reaches every process the command started.
-            nix::unistd::setpgid(nix::unistd::Pid::from_raw(0), nix::unistd::Pid::from_raw(0))?;
+            rustix::process::setpgid(None, None)?;
             die_with_the_build(build_fd)?;
             if !chrooted {
                 return Ok(());
             }
             // Into the held root by its descriptor: whatever its path names now is not entered.
-            nix::unistd::fchdir(root_fd)?;
-            nix::unistd::chroot(c".")?;
-            nix::unistd::chdir(c"/")?;
-            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
+            // SAFETY: the descriptor is open until exec (see above).
+            rustix::process::fchdir(std::os::fd::BorrowedFd::borrow_raw(root_fd))?;
+            rustix::process::chroot(c".")?;
+            rustix::process::chdir(c"/")?;
+            rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o022));
             match confine.as_mut() {
                 Some(confine) => confine(),
                 None => Ok(()),
@@ -548,12 +544,13 @@ fn supervise(
     };
     let mut stdout = Capture::new(out_file);
     let mut stderr = Capture::new(err_file);
-    let group = i32::try_from(child.id())
+    // The command's first process: its process group's leader and pid 1 of its namespace.
+    let first = i32::try_from(child.id())
         .ok()
-        .map(|pid| nix::unistd::Pid::from_raw(-pid));
-    let kill_group = |signal| {
-        if let Some(group) = group {
-            let _ = nix::sys::signal::kill(group, signal);
+        .and_then(rustix::process::Pid::from_raw);
+    let kill_group = || {
+        if let Some(first) = first {
+            let _ = rustix::process::kill_process_group(first, rustix::process::Signal::KILL);
         }
     };
     let mut signalled = false;
@@ -569,8 +566,8 @@ fn supervise(
         // unless it has a handler; SIGKILL ends it and the kernel then ends every process of the
         // namespace, so a long dpkg run and whatever it started stop now, as one.
         if crate::cancel::is_requested() && !signalled {
-            if let Some(first) = group.map(|g| nix::unistd::Pid::from_raw(-g.as_raw())) {
-                let _ = nix::sys::signal::kill(first, nix::sys::signal::Signal::SIGKILL);
+            if let Some(first) = first {
+                let _ = rustix::process::kill_process(first, rustix::process::Signal::KILL);
             }
             signalled = true;
         }
@@ -578,18 +575,18 @@ fn supervise(
     // Before reaping (the zombie keeps the group id ours): when the command failed or a stop was
     // requested, whatever it left running in its group is killed, so nothing it started goes on
     // writing while the build cleans up.
-    let exited_well = group.map(|g| {
-        nix::sys::wait::waitid(
-            nix::sys::wait::Id::Pid(nix::unistd::Pid::from_raw(-g.as_raw())),
-            nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+    let exited_well = first.map(|first| {
+        rustix::process::waitid(
+            rustix::process::WaitId::Pid(first),
+            rustix::process::WaitIdOptions::EXITED | rustix::process::WaitIdOptions::NOWAIT,
         )
     });
     let failed = !matches!(
         exited_well,
-        Some(Ok(nix::sys::wait::WaitStatus::Exited(_, 0)))
+        Some(Ok(Some(status))) if status.exited() && status.exit_status() == Some(0)
     );
     if failed || crate::cancel::is_requested() {
-        kill_group(nix::sys::signal::Signal::SIGKILL);
+        kill_group();
     }
     let status = child.wait().map_err(spawn_error)?;
     let stdout_bytes = stdout.finish(&mut sink, on_stdout_line);
@@ -622,9 +619,13 @@ fn supervise(
 /// affected), and setns back to the thread's own namespace makes the next unshare possible.
 fn in_own_pid_namespace<T>(spawn: impl FnOnce() -> T) -> std::io::Result<T> {
     let own = fs_err::File::open("/proc/thread-self/ns/pid")?;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID)?;
+    // SAFETY: FILES is not among the flags, so no descriptor table is unshared.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWPID) }?;
     let spawned = spawn();
-    if let Err(e) = nix::sched::setns(own, nix::sched::CloneFlags::CLONE_NEWPID) {
+    if let Err(e) = rustix::thread::move_into_link_name_space(
+        own.as_fd(),
+        Some(rustix::thread::LinkNameSpaceType::ProcessID),
+    ) {
         // The command runs already; this thread's next unshare will refuse and say so.
         tracing::error!("cannot return to the build's PID namespace: {e}");
     }
@@ -637,14 +638,18 @@ fn in_own_pid_namespace<T>(spawn: impl FnOnce() -> T) -> std::io::Result<T> {
 /// 0 whatever happened, so the build is watched through its pidfd (`build_fd`), readable once it
 /// has exited. Only async-signal-safe calls.
 fn die_with_the_build(build_fd: Option<std::os::fd::RawFd>) -> std::io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
     if let Some(fd) = build_fd {
         // SAFETY: the descriptor was opened before the fork and stays open until after exec.
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
-        if nix::poll::poll(&mut fds, PollTimeout::ZERO)? > 0 {
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        let now = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        if rustix::event::poll(&mut fds, Some(&now))? > 0 {
             // SAFETY: _exit ends this forked child without running the parent's destructors.
-            unsafe { nix::libc::_exit(1) };
+            unsafe { libc::_exit(1) };
         }
     }
     Ok(())
@@ -661,10 +666,14 @@ fn wait_a_moment(child: &mut Child, exit_fd: Option<&OwnedFd>) -> std::io::Resul
         std::thread::sleep(TICK);
         return Ok(false);
     };
-    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-    match nix::poll::poll(&mut fds, PollTimeout::from(TICK_MS)) {
+    let mut fds = [PollFd::new(fd, PollFlags::IN)];
+    let tick = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(TICK_MS) * 1_000_000,
+    };
+    match rustix::event::poll(&mut fds, Some(&tick)) {
         Ok(n) => Ok(n > 0),
-        Err(nix::Error::EINTR) => Ok(false),
+        Err(rustix::io::Errno::INTR) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -83,13 +83,13 @@ pub enum StageError {
         fstype: &'static str,
         target: PathBuf,
         #[source]
-        source: nix::Error,
+        source: rustix::io::Errno,
     },
     #[error("cannot unmount {target}")]
     Unmount {
         target: PathBuf,
         #[source]
-        source: nix::Error,
+        source: rustix::io::Errno,
     },
     #[error(
         "cannot {step} a private mount namespace for the chroot's mounts (root and Linux mount \

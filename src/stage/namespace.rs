@@ -9,7 +9,6 @@
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags};
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
 
 use super::StageError;
@@ -41,18 +40,16 @@ pub fn in_private_mounts<T: Send>(
 
 /// unshare(CLONE_NEWNS) for the calling thread, then `/` and everything below it private.
 fn enter_private_namespace() -> Result<(), StageError> {
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|source| {
-        StageError::Namespace {
+    // SAFETY: FILES is not among the flags, so no descriptor table is unshared.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }.map_err(
+        |source| StageError::Namespace {
             step: "unshare",
             source: source.into(),
-        }
-    })?;
-    nix::mount::mount(
-        None::<&str>,
+        },
+    )?;
+    rustix::mount::mount_change(
         "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
     )
     .map_err(|source| StageError::Namespace {
         step: "make / private in",
@@ -81,8 +78,11 @@ pub(crate) fn fd_path(fd: BorrowedFd) -> PathBuf {
 
 /// Detaches the mount whose root `fd` holds. Lazy, because the descriptor itself keeps the mount
 /// busy; once detached nothing can reach it by path, and it is freed when the last user closes.
-pub(crate) fn detach(fd: &OwnedFd) -> nix::Result<()> {
-    nix::mount::umount2(fd_path(fd.as_fd()).as_path(), MntFlags::MNT_DETACH)
+pub(crate) fn detach(fd: &OwnedFd) -> rustix::io::Result<()> {
+    rustix::mount::unmount(
+        fd_path(fd.as_fd()).as_path(),
+        rustix::mount::UnmountFlags::DETACH,
+    )
 }
 
 /// Opens the root of the mount with id `id` at `rel` below `root` (an `O_PATH` handle), never

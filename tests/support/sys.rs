@@ -83,3 +83,16 @@ pub fn readable_within(fd: impl AsFd, wait: Duration) -> bool {
 pub fn user(name: &str) -> Option<debstrap_onion::sys::Account> {
     debstrap_onion::sys::user_by_name(name).expect("passwd lookup")
 }
+
+/// Puts the calling thread in a mount namespace of its own with every mount private, so what
+/// the test mounts there goes when the thread ends and never reaches the host.
+pub fn enter_private_mount_namespace() {
+    // SAFETY: FILES is not among the flags, so no descriptor table is unshared.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS) }
+        .expect("unshare a mount namespace");
+    rustix::mount::mount_change(
+        "/",
+        rustix::mount::MountPropagationFlags::PRIVATE | rustix::mount::MountPropagationFlags::REC,
+    )
+    .expect("make / private");
+}
