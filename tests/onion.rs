@@ -610,17 +610,113 @@ fn site_symlink_leading_outside_is_refused() {
     assert!(!scene.root.join("var/www/onion/passwd.html").exists());
 }
 
+/// Every name in `dir` and below, as paths relative to it.
+fn names_below(dir: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(next) = todo.pop() {
+        for entry in fs_err::read_dir(&next).expect("list") {
+            let path = entry.expect("entry").path();
+            names.push(path.strip_prefix(dir).expect("below").display().to_string());
+            if fs_err::symlink_metadata(&path).expect("stat").is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
 #[test]
-fn chroot_path_through_a_symlink_is_refused() {
+fn chroot_symlinks_to_a_host_directory_lead_back_inside_the_chroot() {
+    // A hostile root: every directory the stage writes into is a symlink to a directory of the
+    // host (absolute, as a package would ship it, or climbing out with `..`).
     let scene = Scene::new();
-    let outside = scene.host_root.join("outside");
-    fs_err::create_dir_all(&outside).expect("mkdir");
-    std::os::unix::fs::symlink(&outside, scene.root.join("var")).expect("symlink");
-    let err = scene
+    let (victim, victim_too) = (
+        scene.host_root.join("victim"),
+        scene.host_root.join("victim2"),
+    );
+    for dir in [&victim, &victim_too] {
+        fs_err::create_dir_all(dir).expect("mkdir");
+    }
+    let root = &scene.root;
+    fs_err::remove_dir_all(root.join("etc/nginx/sites-enabled")).expect("rm");
+    std::os::unix::fs::symlink(&victim, root.join("etc/nginx/sites-enabled")).expect("symlink");
+    std::os::unix::fs::symlink(&victim_too, root.join("var")).expect("symlink");
+    std::os::unix::fs::symlink(&victim_too, root.join("run")).expect("symlink");
+    let climb = format!("../../../../../../../..{}", victim_too.display());
+    std::os::unix::fs::symlink(&climb, root.join("home")).expect("symlink");
+    // Where the links lead inside the root exists, as it would in a real root (mkdir -p does
+    // not go through a symlink whose target is missing, in the chroot or here).
+    let below_root = |dir: &Path| root.join(dir.strip_prefix("/").expect("absolute"));
+    for dir in [&victim, &victim_too] {
+        fs_err::create_dir_all(below_root(dir)).expect("mkdir");
+    }
+    let mut config = scene.config();
+    config.user = Some("alice".to_string());
+    scene.configure("onion", &config).expect("configure");
+    for dir in [&victim, &victim_too] {
+        assert_eq!(
+            names_below(dir),
+            Vec::<String>::new(),
+            "written through a symlink onto the host"
+        );
+    }
+    // Each symlink resolved as the chroot resolves it: the same host path, below the root.
+    assert_eq!(
+        fs_err::read_link(below_root(&victim).join("onion")).expect("site enabled"),
+        Path::new("/etc/nginx/sites-available/onion")
+    );
+    let inside = below_root(&victim_too);
+    assert!(inside.join("www/onion/index.html").is_file(), "var/www");
+    assert!(inside.join("onion").is_dir(), "run/onion");
+    assert!(inside.join("alice/.profile").is_file(), "home");
+}
+
+#[test]
+fn an_absolute_symlink_inside_the_chroot_resolves_inside_it() {
+    let scene = Scene::new();
+    fs_err::create_dir_all(scene.root.join("srv/x")).expect("mkdir");
+    fs_err::create_dir_all(scene.root.join("var")).expect("mkdir");
+    std::os::unix::fs::symlink("/srv/x", scene.root.join("var/www")).expect("symlink");
+    scene
         .configure("onion", &scene.config())
-        .expect_err("symlinked var");
-    assert!(matches!(err, OnionError::Unconfined { .. }), "{err:?}");
-    assert!(fs_err::read_dir(&outside).expect("list").next().is_none());
+        .expect("configure");
+    assert!(scene.root.join("srv/x/onion/index.html").is_file());
+    assert!(
+        fs_err::symlink_metadata(scene.root.join("var/www"))
+            .expect("link")
+            .is_symlink(),
+        "the package's symlink is kept"
+    );
+    assert!(!Path::new("/srv/x/onion").exists());
+}
+
+#[test]
+fn the_chroot_is_written_through_the_held_root_not_its_path() {
+    // Between the moment the build holds its root and the onion stage, the directory at the
+    // root's path is swapped for another (a user who can write its parent can do this).
+    let scene = Scene::new();
+    let held = debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root");
+    let moved = scene.root.with_file_name("moved");
+    fs_err::rename(&scene.root, &moved).expect("move the held root away");
+    fs_err::create_dir_all(scene.root.join("etc/nginx")).expect("decoy");
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &held,
+        chroot_path: Path::new("/srv/chroot/onion"),
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    assert!(moved.join("etc/nginx/sites-available/onion").is_file());
+    assert!(moved.join("var/www/onion/index.html").is_file());
+    assert_eq!(
+        names_below(&scene.root),
+        ["etc", "etc/nginx"],
+        "the decoy at the root's path was written"
+    );
 }
 
 #[test]

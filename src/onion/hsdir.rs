@@ -278,9 +278,7 @@ pub(crate) fn random_error(error: getrandom::Error) -> std::io::Error {
 }
 
 fn set_dir_perms(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    chown(dir, owner)
+    files::set_perms(dir, Perms { mode: 0o700, owner })
 }
 
 fn chown(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {

@@ -1,19 +1,22 @@
-//! The target root as a directory descriptor: paths in, descriptors and new files out, every
-//! path resolved by the kernel inside the root as if it were `/` (openat2 RESOLVE_IN_ROOT).
+//! The confined root every stage works in: takes the target root as a directory descriptor and
+//! paths below it; gives descriptors, new files, directories, links and nodes there and nowhere
+//! else, each path resolved by the kernel inside the root as if it were `/` (openat2
+//! `RESOLVE_IN_ROOT`), so Debian's absolute symlinks (`var/run -> /run`) lead back into the root.
 //!
-//! Only directories are ever opened through a path; the last component of anything created is
-//! made relative to its parent's descriptor with calls that never follow a final symlink, so a
-//! symlink planted by a package (absolute or relative) cannot carry a write outside the root.
+//! Only directories are ever opened through a path; the last component of anything created,
+//! changed or removed is reached relative to its parent's descriptor with calls that never follow
+//! a final symlink, and modes and owners are set on a descriptor (never by a path a symlink could
+//! redirect). A symlink planted by a package, absolute or relative, cannot carry a write out.
 
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{CStr, CString};
+use std::io::{self, Read as _, Write as _};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{Mode, OFlags, RenameFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags, ResolveFlags, Stat, Timestamps};
 use rustix::io::Errno;
 
-use super::path::RelPath;
 use crate::HeldRoot;
 
 /// How every path below the root is resolved: `/` and `..` stop at the root, and /proc magic
@@ -33,6 +36,81 @@ pub struct Root {
     temp_counter: AtomicU64,
 }
 
+/// Owner, mode and time of an entry, as an archive or a copied tree gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: i64,
+}
+
+impl Meta {
+    /// What `stat` says of a file (its permission bits only).
+    pub fn of(stat: &Stat) -> Meta {
+        Meta {
+            mode: stat.st_mode & 0o7777,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            mtime: stat.st_mtime,
+        }
+    }
+
+    /// The mtime as access and modification time.
+    pub fn timestamps(self) -> Timestamps {
+        let t = rustix::fs::Timespec {
+            tv_sec: self.mtime,
+            tv_nsec: 0,
+        };
+        Timestamps {
+            last_access: t,
+            last_modification: t,
+        }
+    }
+
+    /// Gives the file open as `fd` (any kind of descriptor, `O_PATH` included) this owner.
+    pub fn chown(self, fd: impl AsFd) -> io::Result<()> {
+        chown_fd(fd, self.uid, self.gid)
+    }
+
+    /// Owner, then mode (chown clears set-id bits), then times, on the file open as `fd`.
+    pub fn apply(self, fd: impl AsFd) -> io::Result<()> {
+        let fd = fd.as_fd();
+        self.chown(fd)?;
+        chmod_fd(fd, self.mode)?;
+        match rustix::fs::futimens(fd, &self.timestamps()) {
+            // An O_PATH descriptor (a device node's) is reached through its /proc name.
+            Err(Errno::BADF) => Ok(rustix::fs::utimensat(
+                rustix::fs::CWD,
+                proc_fd_path(fd),
+                &self.timestamps(),
+                AtFlags::empty(),
+            )?),
+            other => Ok(other?),
+        }
+    }
+}
+
+/// How a new regular file is made: its mode, its owner (`None`: the running user) and its
+/// mtime (`None`: now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NewFile {
+    pub mode: u32,
+    pub owner: Option<(u32, u32)>,
+    pub mtime: Option<i64>,
+}
+
+impl NewFile {
+    /// A file with `mode`, owned by the running user, dated now.
+    pub fn mode(mode: u32) -> NewFile {
+        NewFile {
+            mode,
+            owner: None,
+            mtime: None,
+        }
+    }
+}
+
 impl Root {
     /// Creates the root directory if needed; says whether it had to be created.
     pub fn create(path: &Path) -> io::Result<bool> {
@@ -49,11 +127,15 @@ impl Root {
 
     /// The held root, through a duplicate of its descriptor: the path is never looked up again.
     pub fn held(root: &HeldRoot) -> io::Result<Root> {
-        let fd = root.fd().try_clone_to_owned()?;
+        Root::from_fd(root.fd().try_clone_to_owned()?, root.path())
+    }
+
+    /// The directory open as `fd` as a root; `path` is its name, for messages only.
+    pub fn from_fd(fd: OwnedFd, path: &Path) -> io::Result<Root> {
         let temp_token = getrandom::u64().map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Root {
             fd,
-            path: root.path().to_owned(),
+            path: path.to_owned(),
             temp_token,
             temp_counter: AtomicU64::new(0),
         })
@@ -64,6 +146,14 @@ impl Root {
         &self.path
     }
 
+    /// The host path of `rel` below the root, for messages only.
+    pub fn host_path(&self, rel: impl AsRef<[u8]>) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        let rel = rel.as_ref();
+        let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+        self.path.join(std::ffi::OsStr::from_bytes(rel))
+    }
+
     /// The root's descriptor.
     pub fn fd(&self) -> &OwnedFd {
         &self.fd
@@ -71,7 +161,19 @@ impl Root {
 
     /// Opens `path` (following symlinks inside the root) with `flags`.
     pub fn open(&self, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
-        openat2(&self.fd, path, flags | OFlags::CLOEXEC, Mode::empty())
+        open_in_root(self.fd.as_fd(), path, flags)
+    }
+
+    /// Opens `path` with `flags`, refusing (ELOOP) a path that goes through any symlink: for
+    /// what must be exactly where it appears, such as a mount point.
+    pub fn open_no_symlinks(&self, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+        openat2(
+            &self.fd,
+            path,
+            flags | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE | ResolveFlags::NO_SYMLINKS,
+        )
     }
 
     /// Opens `path` with `flags | O_CREAT`, a new file getting `mode` (less the umask).
@@ -81,6 +183,7 @@ impl Root {
             path,
             flags | OFlags::CREATE | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
+            RESOLVE,
         )
     }
 
@@ -90,22 +193,14 @@ impl Root {
     pub fn resolve_parent(&self, path: &[u8]) -> io::Result<(OwnedFd, Option<Vec<u8>>)> {
         use std::os::unix::ffi::OsStrExt;
         let target = self.open(path, OFlags::PATH)?;
-        let same = |a: &rustix::fs::Stat, b: &rustix::fs::Stat| {
-            (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-        };
+        let same = |a: &Stat, b: &Stat| (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino);
         let found = rustix::fs::fstat(&target)?;
         if same(&found, &rustix::fs::fstat(&self.fd)?) {
             return Ok((self.open_dir(b".")?, None));
         }
         // The kernel's name for both, in this thread's mount namespace: the resolved path
         // below the root is the difference, and has no symlink left in it.
-        let name_of = |fd: &OwnedFd| {
-            let link = format!(
-                "/proc/thread-self/fd/{}",
-                std::os::fd::AsRawFd::as_raw_fd(fd)
-            );
-            fs_err::read_link(link)
-        };
+        let name_of = |fd: &OwnedFd| fs_err::read_link(proc_fd_path(fd));
         let (full, base) = (name_of(&target)?, name_of(&self.fd)?);
         let rel = full
             .strip_prefix(&base)
@@ -118,7 +213,7 @@ impl Root {
             _ => b".",
         };
         let dir = self.open_dir(parent)?;
-        let there = rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        let there = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
         if !same(&found, &there) {
             return Err(io::Error::other("it changed while it was resolved"));
         }
@@ -135,9 +230,19 @@ impl Root {
         self.open(path, flags | OFlags::NOFOLLOW)
     }
 
-    /// Opens a directory, creating missing components (mode 0755) the way `mkdir -p` would,
-    /// each one relative to its already resolved parent.
+    /// Opens a directory, creating missing components (mode 0755 less the umask) the way
+    /// `mkdir -p` would, each one relative to its already resolved parent.
     pub fn open_dir_all(&self, path: &[u8]) -> io::Result<OwnedFd> {
+        self.make_dirs(path, 0o755, false)
+    }
+
+    /// [`Root::open_dir_all`], giving each directory it creates exactly `mode` (set on the new
+    /// directory's descriptor, not through the umask); existing ones keep theirs.
+    pub fn create_dir_all(&self, path: &[u8], mode: u32) -> io::Result<OwnedFd> {
+        self.make_dirs(path, mode, true)
+    }
+
+    fn make_dirs(&self, path: &[u8], mode: u32, exact: bool) -> io::Result<OwnedFd> {
         match self.open_dir(path) {
             Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {}
             other => return other,
@@ -151,7 +256,19 @@ impl Root {
             prefix.extend_from_slice(component);
             parent = match self.open_dir(&prefix) {
                 Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
-                    match rustix::fs::mkdirat(&parent, component, Mode::from_raw_mode(0o755)) {
+                    match rustix::fs::mkdirat(&parent, component, Mode::from_raw_mode(mode)) {
+                        Ok(()) if exact => {
+                            let made = rustix::fs::openat(
+                                &parent,
+                                component,
+                                OFlags::RDONLY
+                                    | OFlags::DIRECTORY
+                                    | OFlags::NOFOLLOW
+                                    | OFlags::CLOEXEC,
+                                Mode::empty(),
+                            )?;
+                            rustix::fs::fchmod(&made, Mode::from_raw_mode(mode))?;
+                        }
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
@@ -163,6 +280,19 @@ impl Root {
         Ok(parent)
     }
 
+    /// The directory holding `path` (resolved inside the root, following symlinks) and the last
+    /// component, which is left for the caller to reach without following it.
+    pub fn parent<'p>(&self, path: &'p [u8]) -> io::Result<(OwnedFd, &'p [u8])> {
+        let (parent, name) = split(path)?;
+        Ok((self.open_dir(parent)?, name))
+    }
+
+    /// [`Root::parent`], creating the missing directories (0755) on the way.
+    fn parent_all<'p>(&self, path: &'p [u8]) -> io::Result<(OwnedFd, &'p [u8])> {
+        let (parent, name) = split(path)?;
+        Ok((self.open_dir_all(parent)?, name))
+    }
+
     /// A fresh name, unique in this run and unguessable, for building an object before it is
     /// renamed into place.
     pub fn temp_name(&self) -> Vec<u8> {
@@ -171,61 +301,86 @@ impl Root {
     }
 
     /// Writes a whole file at `path` (temp name, then rename), creating parent directories.
-    pub fn write_file(&self, path: &RelPath, contents: &[u8], mode: u32) -> io::Result<()> {
-        self.write_file_dated(path, contents, mode, None)
+    pub fn write_file(&self, path: &[u8], contents: &[u8], mode: u32) -> io::Result<()> {
+        self.write_file_with(path, contents, NewFile::mode(mode))
     }
 
     /// [`Root::write_file`], with the file's mtime (and atime) set to `mtime` when given.
     pub fn write_file_dated(
         &self,
-        path: &RelPath,
+        path: &[u8],
         contents: &[u8],
         mode: u32,
         mtime: Option<i64>,
     ) -> io::Result<()> {
-        use std::io::Write;
-        let dir = self.open_dir_all(path.parent())?;
+        let file = NewFile {
+            mtime,
+            ..NewFile::mode(mode)
+        };
+        self.write_file_with(path, contents, file)
+    }
+
+    /// Replaces `path` (a symlink there is replaced, never followed) with a file holding
+    /// `contents`, made as `file` says, in one rename; parent directories are created.
+    pub fn write_file_with(&self, path: &[u8], contents: &[u8], file: NewFile) -> io::Result<()> {
+        let (dir, name) = self.parent_all(path)?;
+        self.write_in(dir.as_fd(), name, contents, file)
+    }
+
+    /// Writes `name` in the directory `dir` (one of this root's) as [`Root::write_file_with`]
+    /// does: the directory is reached by its descriptor only.
+    pub fn write_in(
+        &self,
+        dir: BorrowedFd,
+        name: &[u8],
+        contents: &[u8],
+        file: NewFile,
+    ) -> io::Result<()> {
         let temp = self.temp_name();
         let fd = rustix::fs::openat(
-            &dir,
+            dir,
             temp.as_slice(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(0o600),
         )?;
-        let mut file = std::fs::File::from(fd);
-        let written = file
+        let mut handle = std::fs::File::from(fd);
+        let written = handle
             .write_all(contents)
-            .and_then(|()| rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(Into::into))
-            .and_then(|()| match mtime {
-                Some(secs) => {
-                    let t = rustix::fs::Timespec {
-                        tv_sec: secs,
-                        tv_nsec: 0,
-                    };
-                    let times = rustix::fs::Timestamps {
-                        last_access: t,
-                        last_modification: t,
-                    };
-                    rustix::fs::futimens(&file, &times).map_err(Into::into)
+            .and_then(|()| match file.owner {
+                Some((uid, gid)) => chown_fd(&handle, uid, gid),
+                None => Ok(()),
+            })
+            .and_then(|()| {
+                rustix::fs::fchmod(&handle, Mode::from_raw_mode(file.mode)).map_err(Into::into)
+            })
+            .and_then(|()| match file.mtime {
+                Some(mtime) => {
+                    let times = Meta {
+                        mode: file.mode,
+                        uid: 0,
+                        gid: 0,
+                        mtime,
+                    }
+                    .timestamps();
+                    rustix::fs::futimens(&handle, &times).map_err(Into::into)
                 }
                 None => Ok(()),
             })
             .and_then(|()| {
-                rustix::fs::renameat(&dir, temp.as_slice(), &dir, path.file_name())
-                    .map_err(Into::into)
+                rustix::fs::renameat(dir, temp.as_slice(), dir, name).map_err(Into::into)
             });
         if written.is_err() {
-            let _ = rustix::fs::unlinkat(&dir, temp.as_slice(), rustix::fs::AtFlags::empty());
+            let _ = rustix::fs::unlinkat(dir, temp.as_slice(), AtFlags::empty());
         }
         written
     }
 
     /// Creates an empty file at `path` unless something is already there.
-    pub fn create_if_absent(&self, path: &RelPath, mode: u32) -> io::Result<()> {
-        let dir = self.open_dir_all(path.parent())?;
+    pub fn create_if_absent(&self, path: &[u8], mode: u32) -> io::Result<()> {
+        let (dir, name) = self.parent_all(path)?;
         match rustix::fs::openat(
             &dir,
-            path.file_name(),
+            name,
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
         ) {
@@ -234,6 +389,245 @@ impl Root {
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Reads the regular file at `path` (a final symlink is not followed: ELOOP) with its
+    /// status, or `None` when nothing is there.
+    pub fn read_file(&self, path: &[u8]) -> io::Result<Option<(Vec<u8>, Stat)>> {
+        let (dir, name) = self.parent(path)?;
+        read_in(dir.as_fd(), name)
+    }
+
+    /// Opens `path` for appending, creating it with `mode` (a final symlink is refused).
+    pub fn append(&self, path: &[u8], mode: u32) -> io::Result<std::fs::File> {
+        let (dir, name) = self.parent(path)?;
+        let fd = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )?;
+        Ok(std::fs::File::from(fd))
+    }
+
+    /// What is at `path` (a final symlink is not followed), or `None` when nothing is.
+    pub fn file_type(&self, path: &[u8]) -> io::Result<Option<FileType>> {
+        // O_PATH with O_NOFOLLOW opens a final symlink itself, so fstat tells what it is.
+        match self.open_nofollow(path, OFlags::PATH) {
+            Ok(fd) => Ok(Some(FileType::from_raw_mode(
+                rustix::fs::fstat(&fd)?.st_mode,
+            ))),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(n) if n == Errno::NOENT.raw_os_error() || n == Errno::NOTDIR.raw_os_error()
+                ) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes `path` a symlink to `target`, replacing a symlink already there; anything else
+    /// there is refused (EEXIST).
+    pub fn symlink(&self, target: &[u8], path: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
+                if rustix::fs::readlinkat(&dir, name, Vec::new())?.as_bytes() == target {
+                    return Ok(());
+                }
+                rustix::fs::unlinkat(&dir, name, AtFlags::empty())?;
+            }
+            Ok(_) => return Err(Errno::EXIST.into()),
+            Err(Errno::NOENT) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(rustix::fs::symlinkat(target, &dir, name)?)
+    }
+
+    /// Makes the device node (or FIFO) `path` of `kind` with exactly `mode`; an existing entry
+    /// is an error (EEXIST).
+    pub fn mknod(&self, path: &[u8], kind: FileType, mode: u32, dev: u64) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        rustix::fs::mknodat(&dir, name, kind, Mode::from_raw_mode(mode), dev)?;
+        // mknod applies the umask; the mode is set again on the node itself.
+        let node = rustix::fs::openat(
+            &dir,
+            name,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        chmod_fd(&node, mode)
+    }
+
+    /// Removes the non-directory `path`; says whether something was there.
+    pub fn remove_file(&self, path: &[u8]) -> io::Result<bool> {
+        let (dir, name) = self.parent(path)?;
+        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
+            Ok(()) => Ok(true),
+            Err(Errno::NOENT) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the empty directory `path`, if it is there.
+    pub fn remove_dir(&self, path: &[u8]) -> io::Result<()> {
+        let (dir, name) = self.parent(path)?;
+        match rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Copies the regular file `path` to `copy` (in the root), keeping its mode and owner;
+    /// `false` (copying nothing) when `path` is missing, a symlink or not a regular file.
+    pub fn copy_file(&self, path: &[u8], copy: &[u8]) -> io::Result<bool> {
+        let found = match self.read_file(path) {
+            Ok(found) => found,
+            Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => None,
+            Err(e) => return Err(e),
+        };
+        let Some((contents, stat)) = found else {
+            return Ok(false);
+        };
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Ok(false);
+        }
+        let file = NewFile {
+            owner: Some((stat.st_uid, stat.st_gid)),
+            ..NewFile::mode(stat.st_mode & 0o7777)
+        };
+        self.write_file_with(copy, &contents, file)?;
+        Ok(true)
+    }
+}
+
+/// `path` (relative to the root, a leading `/` ignored) as its parent and last component;
+/// a path without a last name (`.`, `..`, empty) is refused (EINVAL).
+fn split(path: &[u8]) -> io::Result<(&[u8], &[u8])> {
+    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+    let (parent, name) = match trimmed.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&trimmed[..i], &trimmed[i + 1..]),
+        None => (&b"."[..], trimmed),
+    };
+    if name.is_empty() || name == b"." || name == b".." {
+        return Err(Errno::INVAL.into());
+    }
+    Ok((if parent.is_empty() { b"." } else { parent }, name))
+}
+
+/// Reads the regular file `name` in `dir` (a symlink is refused, a device or FIFO is not opened
+/// for reading) with its status; `None` when nothing is there.
+pub(crate) fn read_in(dir: BorrowedFd, name: &[u8]) -> io::Result<Option<(Vec<u8>, Stat)>> {
+    let fd = match rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let stat = rustix::fs::fstat(&fd)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Ok(Some((Vec::new(), stat)));
+    }
+    let mut contents = Vec::new();
+    std::fs::File::from(fd).read_to_end(&mut contents)?;
+    Ok(Some((contents, stat)))
+}
+
+/// Removes `name` in `dir`, a whole tree if it is a directory, reaching every entry through its
+/// directory's descriptor and following no symlink.
+pub(crate) fn remove_tree(dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
+    let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
+        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
+    }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    for child in read_names(sub.as_fd())? {
+        remove_tree(sub.as_fd(), child.to_bytes())?;
+    }
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+/// The names in a directory, without `.` and `..`, sorted by their bytes.
+pub(crate) fn read_names(dir: BorrowedFd) -> rustix::io::Result<Vec<CString>> {
+    let mut names = Vec::new();
+    let mut reader = rustix::fs::Dir::read_from(dir)?;
+    while let Some(entry) = reader.read() {
+        let entry = entry?;
+        let name: &CStr = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort_unstable_by(|a, b| a.to_bytes().cmp(b.to_bytes()));
+    Ok(names)
+}
+
+/// The /proc name of the file open as `fd`, through which a path-taking call reaches exactly
+/// that inode (thread-self: a thread in a private mount namespace sees its own mounts).
+pub(crate) fn proc_fd_path(fd: impl AsFd) -> PathBuf {
+    PathBuf::from(format!("/proc/thread-self/fd/{}", fd.as_fd().as_raw_fd()))
+}
+
+/// Sets the mode of the file open as `fd`, which may be an `O_PATH` descriptor (of a device
+/// node, say): through its /proc name, which names the inode itself and never a symlink.
+pub(crate) fn chmod_fd(fd: impl AsFd, mode: u32) -> io::Result<()> {
+    let fd = fd.as_fd();
+    match rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)) {
+        // An O_PATH descriptor cannot be fchmod'ed.
+        Err(Errno::BADF) => Ok(rustix::fs::chmod(
+            proc_fd_path(fd),
+            Mode::from_raw_mode(mode),
+        )?),
+        other => Ok(other?),
+    }
+}
+
+/// Sets the owner of the file open as `fd` (an `O_PATH` descriptor of a symlink changes the
+/// symlink itself).
+pub(crate) fn chown_fd(fd: impl AsFd, uid: u32, gid: u32) -> io::Result<()> {
+    Ok(rustix::fs::chownat(
+        fd,
+        c"",
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+        AtFlags::EMPTY_PATH,
+    )?)
+}
+
+/// Opens `path` inside the root open as `root` (a held root's descriptor), following symlinks
+/// inside it, with `flags`: for a one-off read where no [`Root`] is at hand.
+pub(crate) fn open_in_root(root: BorrowedFd, path: &[u8], flags: OFlags) -> io::Result<OwnedFd> {
+    retrying(|| rustix::fs::openat2(root, path, flags | OFlags::CLOEXEC, Mode::empty(), RESOLVE))
+}
+
+/// Opens `rel` beneath the directory `dir` (a directory a user named, not a root: `..` or an
+/// absolute symlink leading out is refused with EXDEV); with `no_symlinks`, any symlink on the
+/// way is refused (ELOOP).
+pub(crate) fn open_beneath(
+    dir: BorrowedFd,
+    rel: &Path,
+    flags: OFlags,
+    no_symlinks: bool,
+) -> io::Result<OwnedFd> {
+    let mut resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    if no_symlinks {
+        resolve |= ResolveFlags::NO_SYMLINKS;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let rel = rel.as_os_str().as_bytes();
+    let rel = if rel.is_empty() { b"." } else { rel };
+    retrying(|| rustix::fs::openat2(dir, rel, flags | OFlags::CLOEXEC, Mode::empty(), resolve))
 }
 
 /// Makes `name` in `dir` a hard link to the file open as `file`, by descriptor: no path to the
@@ -241,7 +635,6 @@ impl Root {
 /// namespace on most kernels (it answers ENOENT without it), so a rootless build links through
 /// the file's /proc/self/fd entry instead, which AT_SYMLINK_FOLLOW resolves to the same inode.
 pub fn hard_link(file: impl AsFd, dir: impl AsFd, name: &[u8]) -> rustix::io::Result<()> {
-    use rustix::fs::AtFlags;
     match rustix::fs::linkat(&file, c"", &dir, name, AtFlags::EMPTY_PATH) {
         Err(rustix::io::Errno::NOENT) => hard_link_via_proc(file, dir, name),
         other => other,
@@ -250,14 +643,13 @@ pub fn hard_link(file: impl AsFd, dir: impl AsFd, name: &[u8]) -> rustix::io::Re
 
 /// [`hard_link`] through /proc/self/fd, which needs no capability.
 fn hard_link_via_proc(file: impl AsFd, dir: impl AsFd, name: &[u8]) -> rustix::io::Result<()> {
-    use std::os::fd::AsRawFd;
     let proc_path = format!("/proc/self/fd/{}", file.as_fd().as_raw_fd());
     rustix::fs::linkat(
         rustix::fs::CWD,
         proc_path.as_str(),
         &dir,
         name,
-        rustix::fs::AtFlags::SYMLINK_FOLLOW,
+        AtFlags::SYMLINK_FOLLOW,
     )
 }
 
@@ -271,8 +663,14 @@ pub fn rename_noreplace(dir: impl AsFd, from: &[u8], to: &[u8]) -> io::Result<bo
     }
 }
 
-fn openat2(dir: &OwnedFd, path: &[u8], flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
-    retrying(|| rustix::fs::openat2(dir, path, flags, mode, RESOLVE))
+fn openat2(
+    dir: &OwnedFd,
+    path: &[u8],
+    flags: OFlags,
+    mode: Mode,
+    resolve: ResolveFlags,
+) -> io::Result<OwnedFd> {
+    retrying(|| rustix::fs::openat2(dir, path, flags, mode, resolve))
 }
 
 /// Calls `open` again while it fails with EAGAIN or EINTR, at most [`EAGAIN_RETRIES`] times more.
@@ -501,8 +899,8 @@ mod tests {
         fs_err::create_dir_all(scene.root.join("var/lib")).unwrap();
         symlink("/var/lib", scene.root.join("lib")).unwrap();
         let root = scene.open();
-        let path = RelPath::from_clean("lib/dpkg/status");
-        root.write_file_dated(&path, b"Package: a\n", 0o640, Some(1_000_000))
+        let path = b"lib/dpkg/status";
+        root.write_file_dated(path, b"Package: a\n", 0o640, Some(1_000_000))
             .unwrap();
         let file = scene.root.join("var/lib/dpkg/status");
         // (Looked at before the file is read, which would move its atime.)
@@ -511,7 +909,7 @@ mod tests {
         assert_eq!((meta.mtime(), meta.atime()), (1_000_000, 1_000_000));
         assert_eq!(fs_err::read(&file).unwrap(), b"Package: a\n");
         // Written again: replaced whole, and no temporary file left beside it.
-        root.write_file(&path, b"x", 0o644).unwrap();
+        root.write_file(path, b"x", 0o644).unwrap();
         assert_eq!(fs_err::read(&file).unwrap(), b"x");
         let names: Vec<_> = fs_err::read_dir(file.parent().unwrap())
             .unwrap()
@@ -531,7 +929,7 @@ mod tests {
             root.temp_counter.load(Ordering::Relaxed)
         );
         symlink(scene.outside.join("x"), scene.root.join(&next)).unwrap();
-        let _ = root.write_file(&RelPath::from_clean("f"), b"data", 0o644);
+        let _ = root.write_file(b"f", b"data", 0o644);
         assert!(scene.outside_names().is_empty(), "written outside the root");
     }
 
@@ -542,9 +940,7 @@ mod tests {
         fs_err::write(scene.root.join("d/keep"), b"").unwrap();
         let root = scene.open();
         // Renaming a file over a non-empty directory fails after the temporary file is written.
-        let err = root
-            .write_file(&RelPath::from_clean("d"), b"data", 0o644)
-            .unwrap_err();
+        let err = root.write_file(b"d", b"data", 0o644).unwrap_err();
         assert!(err.raw_os_error().is_some(), "{err}");
         let names: Vec<_> = fs_err::read_dir(&scene.root)
             .unwrap()
@@ -557,18 +953,18 @@ mod tests {
     fn create_if_absent_makes_an_empty_file_once_and_never_follows_a_symlink() {
         let scene = Scene::new();
         let root = scene.open();
-        let path = RelPath::from_clean("var/lib/dpkg/available");
-        root.create_if_absent(&path, 0o600).unwrap();
+        let path = b"var/lib/dpkg/available";
+        root.create_if_absent(path, 0o600).unwrap();
         let file = scene.root.join("var/lib/dpkg/available");
         assert_eq!(fs_err::metadata(&file).unwrap().len(), 0);
         assert_eq!(fs_err::metadata(&file).unwrap().mode() & 0o7777, 0o600);
         fs_err::write(&file, b"kept").unwrap();
-        root.create_if_absent(&path, 0o600).unwrap();
+        root.create_if_absent(path, 0o600).unwrap();
         assert_eq!(fs_err::read(&file).unwrap(), b"kept", "left as it was");
 
         // A symlink at the name, pointing outside: left alone, nothing made where it points.
         symlink(scene.outside.join("made"), scene.root.join("planted")).unwrap();
-        let _ = root.create_if_absent(&RelPath::from_clean("planted"), 0o644);
+        let _ = root.create_if_absent(b"planted", 0o644);
         assert!(scene.outside_names().is_empty(), "created outside the root");
     }
 
