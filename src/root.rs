@@ -256,20 +256,25 @@ impl Root {
             prefix.extend_from_slice(component);
             parent = match self.open_dir(&prefix) {
                 Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
-                    match rustix::fs::mkdirat(&parent, component, Mode::from_raw_mode(mode)) {
-                        Ok(()) if exact => {
-                            let made = rustix::fs::openat(
-                                &parent,
-                                component,
-                                OFlags::RDONLY
-                                    | OFlags::DIRECTORY
-                                    | OFlags::NOFOLLOW
-                                    | OFlags::CLOEXEC,
-                                Mode::empty(),
-                            )?;
-                            rustix::fs::fchmod(&made, Mode::from_raw_mode(mode))?;
+                    let made = if exact {
+                        make_dir_in(parent.as_fd(), component, mode).map(drop)
+                    } else {
+                        rustix::fs::mkdirat(&parent, component, Mode::from_raw_mode(mode))
+                            .map_err(Into::into)
+                    };
+                    match made.map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO)) {
+                        Ok(()) => {}
+                        // A symlink to nowhere (mkdir -p says "File exists" too).
+                        Err(Errno::EXIST) => {
+                            return match self.open_dir(&prefix) {
+                                Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => {
+                                    Err(Errno::EXIST.into())
+                                }
+                                Err(e) => Err(e),
+                                // Made by someone else meanwhile: go on from there.
+                                Ok(_) => self.make_dirs(path, mode, exact),
+                            };
                         }
-                        Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(e.into()),
                     }
                     self.open_dir(&prefix)?
@@ -394,7 +399,7 @@ impl Root {
     /// status, or `None` when nothing is there.
     pub fn read_file(&self, path: &[u8]) -> io::Result<Option<(Vec<u8>, Stat)>> {
         let (dir, name) = self.parent(path)?;
-        read_in(dir.as_fd(), name)
+        read_in(dir.as_fd(), name, u64::MAX)
     }
 
     /// Opens `path` for appending, creating it with `mode` (a final symlink is refused).
@@ -517,9 +522,14 @@ fn split(path: &[u8]) -> io::Result<(&[u8], &[u8])> {
     Ok((if parent.is_empty() { b"." } else { parent }, name))
 }
 
-/// Reads the regular file `name` in `dir` (a symlink is refused, a device or FIFO is not opened
-/// for reading) with its status; `None` when nothing is there.
-pub(crate) fn read_in(dir: BorrowedFd, name: &[u8]) -> io::Result<Option<(Vec<u8>, Stat)>> {
+/// Reads at most `cap` bytes of the regular file `name` in `dir` (a symlink is refused with
+/// ELOOP; a device or FIFO is not read, its contents given as empty) with its status; `None`
+/// when nothing is there.
+pub(crate) fn read_in(
+    dir: BorrowedFd,
+    name: &[u8],
+    cap: u64,
+) -> io::Result<Option<(Vec<u8>, Stat)>> {
     let fd = match rustix::fs::openat(
         dir,
         name,
@@ -535,8 +545,24 @@ pub(crate) fn read_in(dir: BorrowedFd, name: &[u8]) -> io::Result<Option<(Vec<u8
         return Ok(Some((Vec::new(), stat)));
     }
     let mut contents = Vec::new();
-    std::fs::File::from(fd).read_to_end(&mut contents)?;
+    std::fs::File::from(fd)
+        .take(cap)
+        .read_to_end(&mut contents)?;
     Ok(Some((contents, stat)))
+}
+
+/// Makes the directory `name` in `dir` with exactly `mode` (set on its descriptor, whatever the
+/// umask), and gives it open (`O_PATH`); an entry already there is an error (EEXIST).
+pub(crate) fn make_dir_in(dir: BorrowedFd, name: &[u8], mode: u32) -> io::Result<OwnedFd> {
+    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?;
+    let made = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    chmod_fd(&made, mode)?;
+    Ok(made)
 }
 
 /// Removes `name` in `dir`, a whole tree if it is a directory, reaching every entry through its
@@ -688,7 +714,7 @@ fn retrying(mut open: impl FnMut() -> rustix::io::Result<OwnedFd>) -> io::Result
 // Tests state their expectations with unwrap(); a panic there is the failure report.
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use std::os::unix::fs::{symlink, MetadataExt as _};
+    use std::os::unix::fs::{symlink, MetadataExt as _, PermissionsExt};
 
     use super::*;
 
@@ -720,13 +746,18 @@ mod tests {
 
         /// What `outside/` holds: an escape writes here.
         fn outside_names(&self) -> Vec<String> {
-            let mut names: Vec<String> = fs_err::read_dir(&self.outside)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            names.sort();
-            names
+            names_in(&self.outside)
         }
+    }
+
+    /// The names in `dir`, sorted.
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs_err::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     fn close_on_exec(fd: impl AsFd) -> bool {
@@ -911,11 +942,7 @@ mod tests {
         // Written again: replaced whole, and no temporary file left beside it.
         root.write_file(path, b"x", 0o644).unwrap();
         assert_eq!(fs_err::read(&file).unwrap(), b"x");
-        let names: Vec<_> = fs_err::read_dir(file.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["status"]);
+        assert_eq!(names_in(file.parent().unwrap()), ["status"]);
     }
 
     #[test]
@@ -942,11 +969,7 @@ mod tests {
         // Renaming a file over a non-empty directory fails after the temporary file is written.
         let err = root.write_file(b"d", b"data", 0o644).unwrap_err();
         assert!(err.raw_os_error().is_some(), "{err}");
-        let names: Vec<_> = fs_err::read_dir(&scene.root)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["d"]);
+        assert_eq!(names_in(&scene.root), ["d"]);
     }
 
     #[test]
@@ -1037,5 +1060,273 @@ mod tests {
         hard_link(&file, &dir_fd, b"link2").expect("link either way");
         let link2 = fs_err::metadata(dir.path().join("link2")).expect("stat link2");
         assert_eq!(link2.ino(), moved.ino());
+    }
+
+    #[test]
+    fn split_names_the_parent_and_refuses_a_path_without_a_name() {
+        assert_eq!(split(b"a/b/c").unwrap(), (&b"a/b"[..], &b"c"[..]));
+        assert_eq!(split(b"c").unwrap(), (&b"."[..], &b"c"[..]));
+        assert_eq!(split(b"/c").unwrap(), (&b"."[..], &b"c"[..]));
+        assert_eq!(split(b"a/c/").unwrap(), (&b"a"[..], &b"c"[..]));
+        for bad in [&b""[..], b".", b"..", b"a/..", b"/"] {
+            let err = split(bad).unwrap_err();
+            assert_eq!(errno(&err), Some(Errno::INVAL.raw_os_error()), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn create_dir_all_gives_new_directories_exactly_their_mode_inside_the_root() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("real")).unwrap();
+        fs_err::set_permissions(scene.root.join("real"), PermissionsExt::from_mode(0o751)).unwrap();
+        symlink("/real", scene.root.join("abs")).unwrap();
+        let root = scene.open();
+        let mask = rustix::process::umask(Mode::from_raw_mode(0o077));
+        let made = root.create_dir_all(b"abs/x/y", 0o775);
+        rustix::process::umask(mask);
+        let dir = made.unwrap();
+        assert!(same_file(&dir, &scene.root.join("real/x/y")));
+        for new in ["real/x", "real/x/y"] {
+            let mode = fs_err::metadata(scene.root.join(new)).unwrap().mode();
+            assert_eq!(mode & 0o7777, 0o775, "{new}: not the umask's");
+        }
+        let kept = fs_err::metadata(scene.root.join("real")).unwrap().mode();
+        assert_eq!(kept & 0o7777, 0o751, "an existing directory keeps its mode");
+        // A symlink whose target is missing in the root is not made a directory through.
+        symlink(scene.outside.join("made"), scene.root.join("dangling")).unwrap();
+        let err = root.create_dir_all(b"dangling/x", 0o755).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::EXIST.raw_os_error()), "{err}");
+        assert!(scene.outside_names().is_empty());
+    }
+
+    #[test]
+    fn write_file_with_sets_owner_mode_and_replaces_a_symlink_at_the_name() {
+        let scene = Scene::new();
+        symlink(scene.outside.join("victim"), scene.root.join("f")).unwrap();
+        let root = scene.open();
+        let me = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let owner = if me.0 == 0 { (1234, 2345) } else { me };
+        let file = NewFile {
+            owner: Some(owner),
+            ..NewFile::mode(0o4750)
+        };
+        root.write_file_with(b"f", b"data", file).unwrap();
+        let meta = fs_err::symlink_metadata(scene.root.join("f")).unwrap();
+        assert!(meta.is_file(), "the symlink was replaced");
+        assert_eq!((meta.uid(), meta.gid()), owner);
+        assert_eq!(meta.mode() & 0o7777, 0o4750, "mode set after the owner");
+        assert!(
+            scene.outside_names().is_empty(),
+            "written through the symlink"
+        );
+    }
+
+    #[test]
+    fn write_in_writes_by_the_directory_descriptor() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("d")).unwrap();
+        let root = scene.open();
+        let dir = root.open_dir(b"d").unwrap();
+        // The path that led to the directory now names another one.
+        fs_err::rename(scene.root.join("d"), scene.root.join("moved")).unwrap();
+        fs_err::create_dir(scene.root.join("d")).unwrap();
+        root.write_in(dir.as_fd(), b"f", b"x", NewFile::mode(0o600))
+            .unwrap();
+        assert_eq!(fs_err::read(scene.root.join("moved/f")).unwrap(), b"x");
+        assert!(!scene.root.join("d/f").exists());
+    }
+
+    #[test]
+    fn read_file_never_follows_a_final_symlink_nor_blocks_on_a_fifo() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("etc")).unwrap();
+        fs_err::write(scene.root.join("etc/passwd"), b"root\n").unwrap();
+        fs_err::write(scene.outside.join("secret"), b"host").unwrap();
+        symlink(scene.outside.join("secret"), scene.root.join("etc/link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            scene.root.join("etc/fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        symlink("/etc", scene.root.join("abs")).unwrap();
+        let root = scene.open();
+        let (bytes, stat) = root.read_file(b"abs/passwd").unwrap().unwrap();
+        assert_eq!(bytes, b"root\n");
+        assert_eq!(stat.st_size, 5);
+        let err = root.read_file(b"etc/link").unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::LOOP.raw_os_error()), "{err}");
+        let (bytes, stat) = root.read_file(b"etc/fifo").unwrap().unwrap();
+        assert!(bytes.is_empty());
+        assert_eq!(FileType::from_raw_mode(stat.st_mode), FileType::Fifo);
+        assert!(root.read_file(b"etc/missing").unwrap().is_none());
+    }
+
+    #[test]
+    fn append_creates_once_then_appends_and_refuses_a_final_symlink() {
+        let scene = Scene::new();
+        symlink(scene.outside.join("log"), scene.root.join("link")).unwrap();
+        let root = scene.open();
+        for line in [&b"a\n"[..], b"b\n"] {
+            root.append(b"log", 0o640).unwrap().write_all(line).unwrap();
+        }
+        assert_eq!(fs_err::read(scene.root.join("log")).unwrap(), b"a\nb\n");
+        let err = root.append(b"link", 0o640).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::LOOP.raw_os_error()), "{err}");
+        assert!(scene.outside_names().is_empty());
+    }
+
+    #[test]
+    fn file_type_tells_what_is_there_without_following_it() {
+        let scene = Scene::new();
+        fs_err::write(scene.root.join("file"), b"").unwrap();
+        symlink("/nowhere", scene.root.join("link")).unwrap();
+        let root = scene.open();
+        let kind = |p: &[u8]| root.file_type(p).unwrap();
+        assert_eq!(kind(b"file"), Some(FileType::RegularFile));
+        assert_eq!(kind(b"link"), Some(FileType::Symlink));
+        assert_eq!(kind(b"."), Some(FileType::Directory));
+        assert_eq!(kind(b"missing"), None);
+        assert_eq!(kind(b"file/below"), None, "a file is no directory");
+    }
+
+    #[test]
+    fn symlink_makes_keeps_or_replaces_a_link_and_nothing_else() {
+        let scene = Scene::new();
+        fs_err::write(scene.root.join("file"), b"kept").unwrap();
+        let root = scene.open();
+        root.symlink(b"/a", b"link").unwrap();
+        assert_eq!(
+            fs_err::read_link(scene.root.join("link")).unwrap(),
+            Path::new("/a")
+        );
+        let ino = |p: &str| fs_err::symlink_metadata(scene.root.join(p)).unwrap().ino();
+        let before = ino("link");
+        root.symlink(b"/a", b"link").unwrap();
+        assert_eq!(ino("link"), before, "the same link is left alone");
+        root.symlink(b"/b", b"link").unwrap();
+        assert_eq!(
+            fs_err::read_link(scene.root.join("link")).unwrap(),
+            Path::new("/b")
+        );
+        let err = root.symlink(b"/c", b"file").unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::EXIST.raw_os_error()), "{err}");
+        assert_eq!(fs_err::read(scene.root.join("file")).unwrap(), b"kept");
+    }
+
+    #[test]
+    fn mknod_gives_the_node_exactly_its_mode() {
+        let scene = Scene::new();
+        let root = scene.open();
+        let mask = rustix::process::umask(Mode::from_raw_mode(0o077));
+        let made = root.mknod(b"fifo", FileType::Fifo, 0o666, 0);
+        rustix::process::umask(mask);
+        made.unwrap();
+        let meta = fs_err::symlink_metadata(scene.root.join("fifo")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o666);
+        let err = root.mknod(b"fifo", FileType::Fifo, 0o600, 0).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::EXIST.raw_os_error()), "{err}");
+    }
+
+    #[test]
+    fn chmod_and_meta_reach_a_node_open_only_by_path() {
+        let scene = Scene::new();
+        let fifo = scene.root.join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            FileType::Fifo,
+            Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let root = scene.open();
+        let fd = root.open_nofollow(b"fifo", OFlags::PATH).unwrap();
+        chmod_fd(&fd, 0o644).unwrap();
+        assert_eq!(fs_err::metadata(&fifo).unwrap().mode() & 0o7777, 0o644);
+        let me = (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        );
+        let meta = Meta {
+            mode: 0o640,
+            uid: me.0,
+            gid: me.1,
+            mtime: 1_000_000,
+        };
+        meta.apply(&fd).unwrap();
+        let now = fs_err::symlink_metadata(&fifo).unwrap();
+        assert_eq!(Meta::of(&rustix::fs::fstat(&fd).unwrap()), meta);
+        assert_eq!(now.mtime(), 1_000_000);
+    }
+
+    #[test]
+    fn remove_file_dir_and_tree_never_follow_a_symlink() {
+        let scene = Scene::new();
+        fs_err::write(scene.outside.join("keep"), b"").unwrap();
+        fs_err::create_dir_all(scene.root.join("tree/a/b")).unwrap();
+        fs_err::write(scene.root.join("tree/a/b/f"), b"").unwrap();
+        symlink(&scene.outside, scene.root.join("tree/out")).unwrap();
+        symlink(&scene.outside, scene.root.join("link")).unwrap();
+        fs_err::create_dir(scene.root.join("empty")).unwrap();
+        let root = scene.open();
+        assert!(root.remove_file(b"link").unwrap());
+        assert!(
+            !root.remove_file(b"link").unwrap(),
+            "nothing there any more"
+        );
+        root.remove_dir(b"empty").unwrap();
+        root.remove_dir(b"empty").unwrap();
+        let dir = root.open_dir(b".").unwrap();
+        remove_tree(dir.as_fd(), b"tree").unwrap();
+        assert_eq!(fs_err::read_dir(&scene.root).unwrap().count(), 0);
+        assert_eq!(scene.outside_names(), ["keep"]);
+    }
+
+    #[test]
+    fn copy_file_keeps_mode_and_copies_only_regular_files() {
+        let scene = Scene::new();
+        fs_err::write(scene.root.join("conf"), b"x=1").unwrap();
+        fs_err::set_permissions(scene.root.join("conf"), PermissionsExt::from_mode(0o640)).unwrap();
+        fs_err::write(scene.outside.join("secret"), b"host").unwrap();
+        symlink(scene.outside.join("secret"), scene.root.join("link")).unwrap();
+        let root = scene.open();
+        assert!(root.copy_file(b"conf", b"conf.bak").unwrap());
+        assert_eq!(fs_err::read(scene.root.join("conf.bak")).unwrap(), b"x=1");
+        let mode = fs_err::metadata(scene.root.join("conf.bak"))
+            .unwrap()
+            .mode();
+        assert_eq!(mode & 0o7777, 0o640);
+        assert!(!root.copy_file(b"link", b"link.bak").unwrap());
+        assert!(!root.copy_file(b"missing", b"missing.bak").unwrap());
+        assert!(!scene.root.join("link.bak").exists());
+    }
+
+    #[test]
+    fn open_beneath_refuses_to_leave_the_directory() {
+        let scene = Scene::new();
+        fs_err::create_dir(scene.root.join("sub")).unwrap();
+        fs_err::write(scene.root.join("sub/f"), b"").unwrap();
+        fs_err::write(scene.outside.join("f"), b"").unwrap();
+        symlink("../outside/f", scene.root.join("up")).unwrap();
+        symlink("sub/f", scene.root.join("in")).unwrap();
+        let dir = fs_err::File::open(&scene.root).unwrap();
+        let open = |p: &str, no_symlinks| {
+            open_beneath(dir.as_fd(), Path::new(p), OFlags::PATH, no_symlinks)
+        };
+        assert!(same_file(
+            open("in", false).unwrap(),
+            &scene.root.join("sub/f")
+        ));
+        assert!(same_file(open("", false).unwrap(), &scene.root));
+        let err = open("up", false).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::XDEV.raw_os_error()), "{err}");
+        let err = open("in", true).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::LOOP.raw_os_error()), "{err}");
     }
 }

@@ -610,23 +610,6 @@ fn site_symlink_leading_outside_is_refused() {
     assert!(!scene.root.join("var/www/onion/passwd.html").exists());
 }
 
-/// Every name in `dir` and below, as paths relative to it.
-fn names_below(dir: &Path) -> Vec<String> {
-    let mut names = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(next) = todo.pop() {
-        for entry in fs_err::read_dir(&next).expect("list") {
-            let path = entry.expect("entry").path();
-            names.push(path.strip_prefix(dir).expect("below").display().to_string());
-            if fs_err::symlink_metadata(&path).expect("stat").is_dir() {
-                todo.push(path);
-            }
-        }
-    }
-    names.sort();
-    names
-}
-
 #[test]
 fn chroot_symlinks_to_a_host_directory_lead_back_inside_the_chroot() {
     // A hostile root: every directory the stage writes into is a symlink to a directory of the
@@ -657,7 +640,7 @@ fn chroot_symlinks_to_a_host_directory_lead_back_inside_the_chroot() {
     scene.configure("onion", &config).expect("configure");
     for dir in [&victim, &victim_too] {
         assert_eq!(
-            names_below(dir),
+            tree_of(dir),
             Vec::<String>::new(),
             "written through a symlink onto the host"
         );
@@ -713,7 +696,7 @@ fn the_chroot_is_written_through_the_held_root_not_its_path() {
     assert!(moved.join("etc/nginx/sites-available/onion").is_file());
     assert!(moved.join("var/www/onion/index.html").is_file());
     assert_eq!(
-        names_below(&scene.root),
+        tree_of(&scene.root),
         ["etc", "etc/nginx"],
         "the decoy at the root's path was written"
     );

@@ -26,7 +26,7 @@ mod unit;
 mod user;
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::config::OnionConfig;
@@ -380,25 +380,18 @@ pub fn image_host_root(held: &HeldRoot) -> Result<ImageHostRoot, OnionError> {
     let parent = root
         .create_dir_all(parent.as_bytes(), 0o755)
         .map_err(&error)?;
-    match rustix::fs::mkdirat(&parent, name, rustix::fs::Mode::from_raw_mode(0o700)) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::EXIST) => {
+    let dir = match crate::root::make_dir_in(parent.as_fd(), name.as_bytes(), 0o700) {
+        Ok(dir) => dir,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
             return Err(OnionError::Unconfined {
                 root: held.path().to_path_buf(),
                 path: shown,
             })
         }
-        Err(e) => return Err(error(e.into())),
-    }
-    let dir = rustix::fs::openat(
-        &parent,
-        name,
-        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::NOFOLLOW,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| error(e.into()))?;
-    // mkdir applied the umask.
-    crate::root::chmod_fd(&dir, 0o700).map_err(&error)?;
+        Err(e) => return Err(error(e)),
+    };
+    // Inherited by the commands the stage runs, so the pinned name works for them too.
+    rustix::io::fcntl_setfd(&dir, rustix::io::FdFlags::empty()).map_err(|e| error(e.into()))?;
     let pinned = PathBuf::from(format!(
         "/proc/self/fd/{}",
         std::os::fd::AsRawFd::as_raw_fd(&dir)
@@ -437,7 +430,9 @@ impl Configured {
     /// its files under the root's path instead of the descriptor they were written through.
     pub fn keep_now(&mut self, host_root: &ImageHostRoot) {
         std::mem::take(&mut self.changes).keep();
-        for file in &mut self.report.host_files {
+        let clients = self.report.clients.iter_mut();
+        let files = clients.filter_map(|client| client.private_file.as_mut());
+        for file in files.chain(&mut self.report.host_files) {
             if let Ok(below) = file.strip_prefix(host_root.path()) {
                 *file = host_root.shown().join(below);
             }

@@ -95,8 +95,8 @@ pub(crate) fn copy_dir(
             FileType::Directory => {
                 let sub = reopen(&fd, OFlags::RDONLY | OFlags::DIRECTORY)
                     .map_err(|e| site.unreadable(&entry_rel, e))?;
-                let made =
-                    make_dir(dest.dir, name.to_bytes()).map_err(in_chroot(dest.root, &target))?;
+                let made = root::make_dir_in(dest.dir, name.to_bytes(), 0o755)
+                    .map_err(in_chroot(dest.root, &target))?;
                 let into = Dest {
                     root: dest.root,
                     dir: made.as_fd(),
@@ -114,19 +114,6 @@ pub(crate) fn copy_dir(
         }
     }
     Ok(())
-}
-
-/// A new directory `name` (0755) in `dir`, which is the copy's own: nothing else is there.
-fn make_dir(dir: BorrowedFd, name: &[u8]) -> std::io::Result<OwnedFd> {
-    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o700))?;
-    let made = rustix::fs::openat(
-        dir,
-        name,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    root::chmod_fd(&made, 0o755)?;
-    Ok(made)
 }
 
 /// A symlink in the site: resolved again from the site's own directory, never leaving it.

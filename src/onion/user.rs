@@ -323,7 +323,7 @@ fn make_home(root: &Root, user: &ChrootUser) -> Result<(), OnionError> {
                 continue;
             }
             let Some((bytes, _)) =
-                root::read_in(skel.as_fd(), name.to_bytes()).map_err(&skel_error)?
+                root::read_in(skel.as_fd(), name.to_bytes(), u64::MAX).map_err(&skel_error)?
             else {
                 continue;
             };

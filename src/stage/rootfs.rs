@@ -161,12 +161,19 @@ impl RootDir {
             .map_err(|e| io_error("inspect", &self.host_path(rel), e))
     }
 
-    /// Creates `rel` and its missing parents as directories with `mode`.
+    /// Creates `rel` and its missing parents as directories with `mode`; a symlink to nowhere
+    /// on the way is an unsafe path.
     pub(crate) fn create_dir_all(&self, rel: &Path, mode: u32) -> Result<(), StageError> {
-        self.root
-            .create_dir_all(bytes(rel), mode)
-            .map(drop)
-            .map_err(|e| io_error("create the directory", &self.host_path(rel), e))
+        match self.root.create_dir_all(bytes(rel), mode) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
+                Err(StageError::UnsafePath {
+                    path: self.host_path(rel),
+                    reason: "it goes through a symlink that leads nowhere in the root",
+                })
+            }
+            Err(e) => Err(io_error("create the directory", &self.host_path(rel), e)),
+        }
     }
 
     /// Replaces `rel` atomically with a regular file holding `contents`, owned by root.
