@@ -1890,3 +1890,39 @@ fn root_real_tor_list_shows_what_the_running_tor_loaded_not_what_torrc_says() {
         .iter()
         .all(|l| l.tor == onion::TorState::NotRunning));
 }
+
+#[test]
+fn an_images_host_root_is_made_new_inside_the_root_and_written_through_its_descriptor() {
+    let scene = Scene::new();
+    let victim = scene.host_root.join("victim");
+    fs_err::create_dir_all(&victim).expect("mkdir");
+    // A package's absolute symlink on the way: it leads to the root's own copy of that path.
+    let inside = scene.root.join(victim.strip_prefix("/").expect("absolute"));
+    fs_err::create_dir_all(&inside).expect("mkdir");
+    fs_err::create_dir_all(scene.root.join("var/lib")).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, scene.root.join("var/lib/debstrap-onion"))
+        .expect("symlink");
+    let held = debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root");
+    let host_root = onion::image_host_root(&held).expect("made");
+    assert!(inside.join("host").is_dir());
+    assert_eq!(mode(&inside.join("host")), 0o700);
+    assert_eq!(tree_of(&victim), Vec::<String>::new(), "made on the host");
+    // The root's path now names another directory: the pinned name still leads to the held one.
+    let moved = scene.root.with_file_name("moved");
+    fs_err::rename(&scene.root, &moved).expect("move the root away");
+    fs_err::create_dir_all(&scene.root).expect("decoy");
+    fs_err::write(host_root.path().join("f"), "x").expect("write through the pinned name");
+    let moved_inside = moved.join(victim.strip_prefix("/").expect("absolute"));
+    assert_eq!(
+        fs_err::read_to_string(moved_inside.join("host/f")).expect("landed in the held root"),
+        "x"
+    );
+    assert_eq!(
+        host_root.shown(),
+        scene.root.join("var/lib/debstrap-onion/host")
+    );
+    // Made new: one that is already there (a package's, a hook's) is refused.
+    let again = debstrap_onion::HeldRoot::open(&moved).expect("hold");
+    let err = onion::image_host_root(&again).expect_err("exists");
+    assert!(matches!(err, OnionError::Unconfined { .. }), "{err:?}");
+}
