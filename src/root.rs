@@ -568,16 +568,20 @@ pub(crate) fn make_dir_in(dir: BorrowedFd, name: &[u8], mode: u32) -> io::Result
 /// Removes `name` in `dir`, a whole tree if it is a directory, reaching every entry through its
 /// directory's descriptor and following no symlink.
 pub(crate) fn remove_tree(dir: BorrowedFd, name: &[u8]) -> io::Result<()> {
-    let stat = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::Directory {
-        return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?);
-    }
-    let sub = rustix::fs::openat(
+    // Opened before anything is decided, so what is emptied is what was opened: a symlink
+    // (ELOOP) or anything but a directory (ENOTDIR, a FIFO included, unopened) is one unlink.
+    let sub = match rustix::fs::openat(
         dir,
         name,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
-    )?;
+    ) {
+        Ok(sub) => sub,
+        Err(Errno::LOOP | Errno::NOTDIR) => {
+            return Ok(rustix::fs::unlinkat(dir, name, AtFlags::empty())?)
+        }
+        Err(e) => return Err(e.into()),
+    };
     for child in read_names(sub.as_fd())? {
         remove_tree(sub.as_fd(), child.to_bytes())?;
     }
@@ -1319,14 +1323,83 @@ mod tests {
         let open = |p: &str, no_symlinks| {
             open_beneath(dir.as_fd(), Path::new(p), OFlags::PATH, no_symlinks)
         };
-        assert!(same_file(
-            open("in", false).unwrap(),
-            &scene.root.join("sub/f")
-        ));
+        let inside = open("in", false).unwrap();
+        assert!(close_on_exec(&inside));
+        assert!(same_file(&inside, &scene.root.join("sub/f")));
         assert!(same_file(open("", false).unwrap(), &scene.root));
         let err = open("up", false).unwrap_err();
         assert_eq!(errno(&err), Some(Errno::XDEV.raw_os_error()), "{err}");
         let err = open("in", true).unwrap_err();
         assert_eq!(errno(&err), Some(Errno::LOOP.raw_os_error()), "{err}");
+    }
+
+    #[test]
+    fn open_no_symlinks_refuses_any_symlink_on_the_way() {
+        let scene = Scene::new();
+        fs_err::create_dir_all(scene.root.join("real/dir")).unwrap();
+        fs_err::write(scene.root.join("file"), b"").unwrap();
+        symlink("real", scene.root.join("link")).unwrap();
+        let root = scene.open();
+        let dir = root
+            .open_no_symlinks(b"real/dir", OFlags::PATH | OFlags::DIRECTORY)
+            .unwrap();
+        assert!(same_file(&dir, &scene.root.join("real/dir")));
+        assert!(close_on_exec(&dir));
+        let err = root
+            .open_no_symlinks(b"link/dir", OFlags::PATH | OFlags::DIRECTORY)
+            .unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::LOOP.raw_os_error()), "{err}");
+        let err = root
+            .open_no_symlinks(b"file", OFlags::PATH | OFlags::DIRECTORY)
+            .unwrap_err();
+        assert_eq!(
+            errno(&err),
+            Some(Errno::NOTDIR.raw_os_error()),
+            "the flags are kept"
+        );
+    }
+
+    #[test]
+    fn file_type_reports_an_error_that_is_not_absence() {
+        let scene = Scene::new();
+        symlink("loop", scene.root.join("loop")).unwrap();
+        let root = scene.open();
+        let err = root.file_type(b"loop/x").unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::LOOP.raw_os_error()), "{err}");
+    }
+
+    #[test]
+    fn copy_file_fails_when_the_directory_is_missing_and_keeps_the_owner() {
+        let scene = Scene::new();
+        let root = scene.open();
+        let err = root.copy_file(b"no/such", b"no/such.bak").unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::NOENT.raw_os_error()), "{err}");
+        // Giving a file away needs root.
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        fs_err::write(scene.root.join("owned"), b"x").unwrap();
+        rustix::fs::chown(
+            &scene.root.join("owned"),
+            Some(rustix::fs::Uid::from_raw(1234)),
+            Some(rustix::fs::Gid::from_raw(2345)),
+        )
+        .unwrap();
+        assert!(root.copy_file(b"owned", b"owned.bak").unwrap());
+        let meta = fs_err::metadata(scene.root.join("owned.bak")).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (1234, 2345));
+    }
+
+    #[test]
+    fn make_dir_in_gives_an_exact_mode_and_a_close_on_exec_descriptor() {
+        let scene = Scene::new();
+        let dir = fs_err::File::open(&scene.root).unwrap();
+        let made = make_dir_in(dir.as_fd(), b"d", 0o751).unwrap();
+        assert!(close_on_exec(&made));
+        assert!(same_file(&made, &scene.root.join("d")));
+        let mode = fs_err::metadata(scene.root.join("d")).unwrap().mode();
+        assert_eq!(mode & 0o7777, 0o751);
+        let err = make_dir_in(dir.as_fd(), b"d", 0o751).unwrap_err();
+        assert_eq!(errno(&err), Some(Errno::EXIST.raw_os_error()), "{err}");
     }
 }
