@@ -1380,7 +1380,7 @@ mod tests {
         }
         fs_err::write(scene.root.join("owned"), b"x").unwrap();
         rustix::fs::chown(
-            &scene.root.join("owned"),
+            scene.root.join("owned"),
             Some(rustix::fs::Uid::from_raw(1234)),
             Some(rustix::fs::Gid::from_raw(2345)),
         )
