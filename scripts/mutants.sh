@@ -12,7 +12,7 @@
 #
 # Groups and the tests each mutant must fail:
 #   path        src/unpack/path.rs                                  lib + tests/unpack.rs
-#   confined    src/unpack/confined.rs                              lib + tests/unpack.rs
+#   confined    src/root.rs                                         lib + tests/unpack.rs
 #   signature   src/fetch/release/: signature policy (from_inrelease, from_detached, all of
 #               signature.rs: the sequoia helper's good/bad/check, key_problem_now,
 #               Outcome::decide, is_weak; dates.rs's later), the Suite/Date/Valid-Until checks
@@ -43,7 +43,7 @@ path() {
 }
 
 confined() {
-    run confined --file src/unpack/confined.rs \
+    run confined --file src/root.rs \
         -C --lib -C --test=unpack -- -- --skip real_archive
 }
 

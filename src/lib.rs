@@ -31,6 +31,7 @@ pub mod output;
 pub mod preflight;
 pub mod progress;
 pub mod resolve;
+pub(crate) mod root;
 pub mod sbom;
 pub mod stage;
 pub mod sys;

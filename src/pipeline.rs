@@ -478,7 +478,6 @@ fn finish_root(
     clock.begin(Stage::Onion);
     crate::cancel::check()?;
     let held = build_dir.verify()?;
-    let root = held.path();
     let chroot_path = match &config.output {
         Output::Directory(path) => std::path::absolute(path).unwrap_or_else(|_| path.clone()),
         _ => Path::new(crate::config::DEFAULT_CHROOT_PARENT).join(&config.name),
@@ -488,8 +487,10 @@ fn finish_root(
     let mut onion_config = config.onion.clone();
     let in_image =
         onion_config.host_root.is_none() && !matches!(config.output, Output::Directory(_));
-    if in_image {
-        onion_config.host_root = Some(onion::image_host_root(root)?);
+    // Held open (and so reachable by its pinned name) until the onion stage is done.
+    let image_host_root = in_image.then(|| onion::image_host_root(held)).transpose()?;
+    if let Some(image) = &image_host_root {
+        onion_config.host_root = Some(image.path().to_path_buf());
     }
     let mut configured = onion::configure(&onion::OnionRequest {
         name: &config.name,
@@ -499,8 +500,8 @@ fn finish_root(
         config: &onion_config,
     })?;
     // Files inside the image go with its root on failure: nothing there is to be undone.
-    if in_image {
-        configured.keep_now();
+    if let Some(image) = &image_host_root {
+        configured.keep_now(image);
     }
     Ok(Some(configured))
 }

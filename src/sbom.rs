@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read as _;
 use std::path::PathBuf;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::OFlags;
 use serde_json::{json, Value};
 
 use crate::deb822::{self, Comments};
@@ -498,16 +498,14 @@ fn read_in_root(root: &HeldRoot, rel: &str, cap: u64) -> Result<Option<String>, 
         path: root.path().join(rel),
         source,
     };
-    let fd = match rustix::fs::openat2(
+    let fd = match crate::root::open_in_root(
         root.fd(),
-        rel,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+        rel.as_bytes(),
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
     ) {
         Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
-        Err(e) => return Err(err(e.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e)),
     };
     let stat = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
     if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {

@@ -613,16 +613,95 @@ fn site_symlink_leading_outside_is_refused() {
 }
 
 #[test]
-fn chroot_path_through_a_symlink_is_refused() {
+fn chroot_symlinks_to_a_host_directory_lead_back_inside_the_chroot() {
+    // A hostile root: every directory the stage writes into is a symlink to a directory of the
+    // host (absolute, as a package would ship it, or climbing out with `..`).
     let scene = Scene::new();
-    let outside = scene.host_root.join("outside");
-    fs_err::create_dir_all(&outside).expect("mkdir");
-    std::os::unix::fs::symlink(&outside, scene.root.join("var")).expect("symlink");
-    let err = scene
+    let (victim, victim_too) = (
+        scene.host_root.join("victim"),
+        scene.host_root.join("victim2"),
+    );
+    for dir in [&victim, &victim_too] {
+        fs_err::create_dir_all(dir).expect("mkdir");
+    }
+    let root = &scene.root;
+    fs_err::remove_dir_all(root.join("etc/nginx/sites-enabled")).expect("rm");
+    std::os::unix::fs::symlink(&victim, root.join("etc/nginx/sites-enabled")).expect("symlink");
+    std::os::unix::fs::symlink(&victim_too, root.join("var")).expect("symlink");
+    std::os::unix::fs::symlink(&victim_too, root.join("run")).expect("symlink");
+    let climb = format!("../../../../../../../..{}", victim_too.display());
+    std::os::unix::fs::symlink(&climb, root.join("home")).expect("symlink");
+    // Where the links lead inside the root exists, as it would in a real root (mkdir -p does
+    // not go through a symlink whose target is missing, in the chroot or here).
+    let below_root = |dir: &Path| root.join(dir.strip_prefix("/").expect("absolute"));
+    for dir in [&victim, &victim_too] {
+        fs_err::create_dir_all(below_root(dir)).expect("mkdir");
+    }
+    let mut config = scene.config();
+    config.user = Some("alice".to_string());
+    scene.configure("onion", &config).expect("configure");
+    for dir in [&victim, &victim_too] {
+        assert_eq!(
+            tree_of(dir),
+            Vec::<String>::new(),
+            "written through a symlink onto the host"
+        );
+    }
+    // Each symlink resolved as the chroot resolves it: the same host path, below the root.
+    assert_eq!(
+        fs_err::read_link(below_root(&victim).join("onion")).expect("site enabled"),
+        Path::new("/etc/nginx/sites-available/onion")
+    );
+    let inside = below_root(&victim_too);
+    assert!(inside.join("www/onion/index.html").is_file(), "var/www");
+    assert!(inside.join("onion").is_dir(), "run/onion");
+    assert!(inside.join("alice/.profile").is_file(), "home");
+}
+
+#[test]
+fn an_absolute_symlink_inside_the_chroot_resolves_inside_it() {
+    let scene = Scene::new();
+    fs_err::create_dir_all(scene.root.join("srv/x")).expect("mkdir");
+    fs_err::create_dir_all(scene.root.join("var")).expect("mkdir");
+    std::os::unix::fs::symlink("/srv/x", scene.root.join("var/www")).expect("symlink");
+    scene
         .configure("onion", &scene.config())
-        .expect_err("symlinked var");
-    assert!(matches!(err, OnionError::Unconfined { .. }), "{err:?}");
-    assert!(fs_err::read_dir(&outside).expect("list").next().is_none());
+        .expect("configure");
+    assert!(scene.root.join("srv/x/onion/index.html").is_file());
+    assert!(
+        fs_err::symlink_metadata(scene.root.join("var/www"))
+            .expect("link")
+            .is_symlink(),
+        "the package's symlink is kept"
+    );
+    assert!(!Path::new("/srv/x/onion").exists());
+}
+
+#[test]
+fn the_chroot_is_written_through_the_held_root_not_its_path() {
+    // Between the moment the build holds its root and the onion stage, the directory at the
+    // root's path is swapped for another (a user who can write its parent can do this).
+    let scene = Scene::new();
+    let held = debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root");
+    let moved = scene.root.with_file_name("moved");
+    fs_err::rename(&scene.root, &moved).expect("move the held root away");
+    fs_err::create_dir_all(scene.root.join("etc/nginx")).expect("decoy");
+    onion::configure_unchecked(&OnionRequest {
+        name: "onion",
+        root: &held,
+        chroot_path: Path::new("/srv/chroot/onion"),
+        suite: "trixie",
+        config: &scene.config(),
+    })
+    .expect("configure")
+    .keep();
+    assert!(moved.join("etc/nginx/sites-available/onion").is_file());
+    assert!(moved.join("var/www/onion/index.html").is_file());
+    assert_eq!(
+        tree_of(&scene.root),
+        ["etc", "etc/nginx"],
+        "the decoy at the root's path was written"
+    );
 }
 
 #[test]
@@ -1901,4 +1980,40 @@ fn root_real_tor_list_shows_what_the_running_tor_loaded_not_what_torrc_says() {
     assert!(onion::list(&scene.host_root)
         .iter()
         .all(|l| l.tor == onion::TorState::NotRunning));
+}
+
+#[test]
+fn an_images_host_root_is_made_new_inside_the_root_and_written_through_its_descriptor() {
+    let scene = Scene::new();
+    let victim = scene.host_root.join("victim");
+    fs_err::create_dir_all(&victim).expect("mkdir");
+    // A package's absolute symlink on the way: it leads to the root's own copy of that path.
+    let inside = scene.root.join(victim.strip_prefix("/").expect("absolute"));
+    fs_err::create_dir_all(&inside).expect("mkdir");
+    fs_err::create_dir_all(scene.root.join("var/lib")).expect("mkdir");
+    std::os::unix::fs::symlink(&victim, scene.root.join("var/lib/debstrap-onion"))
+        .expect("symlink");
+    let held = debstrap_onion::HeldRoot::open(&scene.root).expect("hold the root");
+    let host_root = onion::image_host_root(&held).expect("made");
+    assert!(inside.join("host").is_dir());
+    assert_eq!(mode(&inside.join("host")), 0o700);
+    assert_eq!(tree_of(&victim), Vec::<String>::new(), "made on the host");
+    // The root's path now names another directory: the pinned name still leads to the held one.
+    let moved = scene.root.with_file_name("moved");
+    fs_err::rename(&scene.root, &moved).expect("move the root away");
+    fs_err::create_dir_all(&scene.root).expect("decoy");
+    fs_err::write(host_root.path().join("f"), "x").expect("write through the pinned name");
+    let moved_inside = moved.join(victim.strip_prefix("/").expect("absolute"));
+    assert_eq!(
+        fs_err::read_to_string(moved_inside.join("host/f")).expect("landed in the held root"),
+        "x"
+    );
+    assert_eq!(
+        host_root.shown(),
+        scene.root.join("var/lib/debstrap-onion/host")
+    );
+    // Made new: one that is already there (a package's, a hook's) is refused.
+    let again = debstrap_onion::HeldRoot::open(&moved).expect("hold");
+    let err = onion::image_host_root(&again).expect_err("exists");
+    assert!(matches!(err, OnionError::Unconfined { .. }), "{err:?}");
 }

@@ -16,12 +16,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Stat, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::HookError;
-use crate::output::read_names;
-use crate::unpack::confined::Root;
+use crate::root::Root;
+use crate::root::{read_names, Meta};
 use crate::unpack::RelPath;
 use crate::HeldRoot;
 
@@ -401,26 +401,6 @@ fn copy_children(from: BorrowedFd, to: BorrowedFd, shown: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The owner, mode and times to give a copy.
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-}
-
-impl Meta {
-    fn of(stat: &Stat) -> Meta {
-        Meta {
-            mode: stat.st_mode & 0o7777,
-            uid: stat.st_uid,
-            gid: stat.st_gid,
-            mtime: stat.st_mtime,
-        }
-    }
-}
-
 /// Copies the entry `name` of `from` (never following it) to `to_name` in `to`, recursively.
 fn copy_entry(
     from: BorrowedFd,
@@ -443,7 +423,7 @@ fn copy_entry(
             )?;
             let dest = at(shown, place_dir(to, to_name))?;
             copy_children(source.as_fd(), dest.as_fd(), shown)?;
-            at(shown, set_meta(dest.as_fd(), meta))
+            at(shown, meta.apply(dest.as_fd()))
         }
         FileType::RegularFile => {
             let source = at(
@@ -516,7 +496,7 @@ fn place_file(dir: BorrowedFd, name: &CStr, data: &mut dyn Read, meta: Meta) -> 
     let mut file = File::from(fd);
     let written = io::copy(data, &mut file)
         .and_then(|_| file.flush())
-        .and_then(|()| set_meta(file.as_fd(), meta))
+        .and_then(|()| meta.apply(file.as_fd()))
         .and_then(|()| Ok(rustix::fs::renameat(dir, &temp, dir, name)?));
     if written.is_err() {
         let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
@@ -545,7 +525,7 @@ fn place_symlink(dir: BorrowedFd, name: &CStr, target: &[u8], meta: Meta) -> io:
 /// renamed over whatever `name` was, never followed).
 fn place_hard_link(source: BorrowedFd, dir: BorrowedFd, name: &CStr) -> io::Result<()> {
     let temp = temp_name(name);
-    crate::unpack::confined::hard_link(source, dir, temp.as_bytes())?;
+    crate::root::hard_link(source, dir, temp.as_bytes())?;
     let done = rustix::fs::renameat(dir, &temp, dir, name);
     // rename(2) leaves both names when they already were links to one file.
     let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
@@ -563,49 +543,12 @@ fn place_node(dir: BorrowedFd, name: &CStr, mode: u32, rdev: u64, meta: Meta) ->
         Mode::empty(),
     )
     .map_err(io::Error::from)
-    .and_then(|fd| set_meta_path(dir, &temp, fd.as_fd(), meta))
+    .and_then(|fd| meta.apply(fd.as_fd()))
     .and_then(|()| Ok(rustix::fs::renameat(dir, &temp, dir, name)?));
     if done.is_err() {
         let _ = rustix::fs::unlinkat(dir, &temp, AtFlags::empty());
     }
     done
-}
-
-/// Owner, then mode (chown clears set-id bits), then times, on an open file or directory.
-fn set_meta(fd: BorrowedFd, meta: Meta) -> io::Result<()> {
-    rustix::fs::fchown(
-        fd,
-        Some(rustix::fs::Uid::from_raw(meta.uid)),
-        Some(rustix::fs::Gid::from_raw(meta.gid)),
-    )?;
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
-    rustix::fs::futimens(fd, &times(meta.mtime))?;
-    Ok(())
-}
-
-/// [`set_meta`] for a node that cannot be opened for I/O: by name in its directory.
-fn set_meta_path(dir: BorrowedFd, name: &CStr, _held: BorrowedFd, meta: Meta) -> io::Result<()> {
-    rustix::fs::chownat(
-        dir,
-        name,
-        Some(rustix::fs::Uid::from_raw(meta.uid)),
-        Some(rustix::fs::Gid::from_raw(meta.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )?;
-    rustix::fs::chmodat(dir, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())?;
-    rustix::fs::utimensat(dir, name, &times(meta.mtime), AtFlags::SYMLINK_NOFOLLOW)?;
-    Ok(())
-}
-
-fn times(mtime: i64) -> Timestamps {
-    let t = rustix::fs::Timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
-    };
-    Timestamps {
-        last_access: t,
-        last_modification: t,
-    }
 }
 
 /// A reader of a tarball, decompressed by what its first bytes say.
@@ -665,7 +608,7 @@ fn tar_in(root: &Root, outside: &Path, inside: &str) -> Result<()> {
         match kind {
             tar::EntryType::Directory => {
                 let d = at(&shown, place_dir(dir.as_fd(), &name))?;
-                at(&shown, set_meta(d.as_fd(), meta))?;
+                at(&shown, meta.apply(d.as_fd()))?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 at(&shown, place_file(dir.as_fd(), &name, &mut entry, meta))?;

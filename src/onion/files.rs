@@ -1,11 +1,11 @@
-//! File helpers of the onion stage: takes a path and bytes, gives a file replaced in one rename
-//! (never half written), and paths under a root that no symlink can redirect.
+//! File helpers of the onion stage's host side (HOST_ROOT: torrc, key directory, schroot):
+//! takes a path and bytes, gives a file replaced in one rename (never half written, and a
+//! symlink at the name replaced, never written through). Files inside the chroot go through
+//! [`crate::root::Root`] instead.
 
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-use std::path::{Component, Path, PathBuf};
-
-use super::OnionError;
+use std::path::Path;
 
 /// Owner and mode of a file written by the stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +42,31 @@ pub(crate) fn write_atomic(path: &Path, contents: &[u8], perms: Perms) -> std::i
     Ok(())
 }
 
+/// Sets the mode and (when given) the owner of `path` itself: a symlink planted at the name is
+/// refused (ELOOP), never followed to what it points at.
+pub(crate) fn set_perms(path: &Path, perms: Perms) -> std::io::Result<()> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| at(path, e.into()))?;
+    let stat = rustix::fs::fstat(&fd).map_err(|e| at(path, e.into()))?;
+    if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink {
+        return Err(at(path, rustix::io::Errno::LOOP.into()));
+    }
+    if let Some((uid, gid)) = perms.owner {
+        crate::root::chown_fd(&fd, uid, gid).map_err(|e| at(path, e))?;
+    }
+    crate::root::chmod_fd(&fd, perms.mode).map_err(|e| at(path, e))
+}
+
+/// `error` with the path it happened at.
+fn at(path: &Path, error: std::io::Error) -> std::io::Error {
+    std::io::Error::new(error.kind(), format!("`{}`: {error}", path.display()))
+}
+
 /// Like [`write_atomic`], keeping the mode and owner of the file it replaces, if any.
 pub(crate) fn replace_keeping_perms(
     path: &Path,
@@ -66,39 +91,6 @@ pub(crate) fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// `root` joined with the relative path `rel`, refused when an existing component below `root`
-/// is a symlink: a write through it could land outside the root.
-pub(crate) fn confined(root: &Path, rel: &str) -> Result<PathBuf, OnionError> {
-    let mut path = root.to_path_buf();
-    let mut exists = true;
-    for component in Path::new(rel).components() {
-        match component {
-            Component::Normal(part) => path.push(part),
-            Component::CurDir => continue,
-            _ => {
-                return Err(OnionError::Unconfined {
-                    root: root.to_path_buf(),
-                    path: rel.into(),
-                })
-            }
-        }
-        if !exists {
-            continue;
-        }
-        match fs_err::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(OnionError::Unconfined {
-                    root: root.to_path_buf(),
-                    path,
-                })
-            }
-            Ok(_) => {}
-            Err(_) => exists = false,
-        }
-    }
-    Ok(path)
 }
 
 /// Creates `path` and its missing parents with `mode`, leaving existing directories as they are.
@@ -141,18 +133,5 @@ mod tests {
         write_atomic(&path, b"one", Perms::mode(0o640)).expect("write");
         replace_keeping_perms(&path, b"two", 0o644).expect("replace");
         assert_eq!(fs_err::metadata(&path).expect("meta").mode() & 0o777, 0o640);
-    }
-
-    #[test]
-    fn confined_refuses_symlinks_and_dotdot() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        fs_err::create_dir_all(dir.path().join("etc/nginx")).expect("mkdir");
-        std::os::unix::fs::symlink("/", dir.path().join("var")).expect("symlink");
-        assert_eq!(
-            confined(dir.path(), "etc/nginx/sites-available/x").expect("plain path"),
-            dir.path().join("etc/nginx/sites-available/x")
-        );
-        assert!(confined(dir.path(), "var/www/x").is_err());
-        assert!(confined(dir.path(), "etc/../../x").is_err());
     }
 }

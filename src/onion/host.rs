@@ -157,11 +157,7 @@ impl HostChanges {
 }
 
 fn restore_perms(path: &Path, perms: Perms) -> std::io::Result<()> {
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(perms.mode))?;
-    if let Some((uid, gid)) = perms.owner {
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-    }
-    Ok(())
+    files::set_perms(path, perms)
 }
 
 impl Drop for HostChanges {

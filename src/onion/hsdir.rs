@@ -102,41 +102,31 @@ fn read_small_file(
     path: &Path,
     expected: usize,
 ) -> Result<Option<Vec<u8>>, OnionError> {
-    use rustix::fs::{FileType, Mode, OFlags};
-    use std::io::Read as _;
-    let read_error = |source| OnionError::ReadKey {
+    use rustix::fs::FileType;
+    use std::os::fd::AsFd as _;
+    let not_regular = || OnionError::NotRegularFile {
         path: path.to_path_buf(),
-        source,
     };
     let name = path.file_name().unwrap_or_default();
-    let fd = match rustix::fs::openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
+    let limit = 4 * expected as u64;
+    let found = crate::root::read_in(dir.as_fd(), name.as_encoded_bytes(), limit + 1);
+    let (bytes, stat) = match found {
+        Ok(Some(found)) => found,
+        Ok(None) => return Ok(None),
         // O_NOFOLLOW on a symlink.
-        Err(rustix::io::Errno::LOOP) => {
-            return Err(OnionError::NotRegularFile {
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(not_regular())
+        }
+        Err(source) => {
+            return Err(OnionError::ReadKey {
                 path: path.to_path_buf(),
+                source,
             })
         }
-        Err(e) => return Err(read_error(e.into())),
     };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| read_error(e.into()))?;
     if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-        return Err(OnionError::NotRegularFile {
-            path: path.to_path_buf(),
-        });
+        return Err(not_regular());
     }
-    let limit = 4 * expected as u64;
-    let mut bytes = Vec::new();
-    std::fs::File::from(fd)
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
     if bytes.len() as u64 > limit {
         return Err(OnionError::BadKeyFile {
             path: path.to_path_buf(),
@@ -278,9 +268,7 @@ pub(crate) fn random_error(error: getrandom::Error) -> std::io::Error {
 }
 
 fn set_dir_perms(dir: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    fs_err::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
-    chown(dir, owner)
+    files::set_perms(dir, Perms { mode: 0o700, owner })
 }
 
 fn chown(path: &Path, owner: Option<(u32, u32)>) -> std::io::Result<()> {

@@ -26,9 +26,11 @@ mod unit;
 mod user;
 
 use std::fmt;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::config::OnionConfig;
+use crate::root::Root;
 use crate::stage::RootDir;
 use crate::HeldRoot;
 
@@ -238,7 +240,8 @@ pub enum OnionError {
     #[error("{path} has no directory= line")]
     SchrootWithoutDirectory { path: PathBuf },
     #[error(
-        "refusing to write {path} under {root}: it leads through a symlink or outside the root"
+        "refusing to use {path} in the image {root} as the host-side files' root: it already \
+         exists (a package or hook made it); remove it in a hook or build without it"
     )]
     Unconfined { root: PathBuf, path: PathBuf },
     #[error("cannot write {path} in the chroot")]
@@ -339,23 +342,65 @@ pub enum OnionError {
     },
 }
 
-/// Creates [`crate::config::IMAGE_HOST_ROOT`] inside the image `root` (0700: it will hold the
-/// onion key), refusing a path that leads through a symlink out of the root, and returns it as
-/// the HOST_ROOT of an image build.
-pub fn image_host_root(root: &Path) -> Result<PathBuf, OnionError> {
-    let dir = files::confined(root, crate::config::IMAGE_HOST_ROOT)?;
-    files::create_dir_all_mode(&dir, 0o700).map_err(|source| OnionError::WriteChroot {
-        path: dir.clone(),
-        source,
-    })?;
-    // create_dir_all leaves an existing directory's mode alone; this one holds a secret.
-    fs_err::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(
-        |source| OnionError::WriteChroot {
-            path: dir.clone(),
-            source,
-        },
-    )?;
-    Ok(dir)
+/// The HOST_ROOT of an image build: [`crate::config::IMAGE_HOST_ROOT`] inside the root, made
+/// fresh by the confined layer and reached for the rest of the build through a descriptor, never
+/// through the root's path again.
+#[derive(Debug)]
+pub struct ImageHostRoot {
+    /// Open for as long as the pinned name is used: the name goes through it.
+    _dir: OwnedFd,
+    pinned: PathBuf,
+    shown: PathBuf,
+}
+
+impl ImageHostRoot {
+    /// The name the host-side writers use: the directory's /proc/self/fd entry, which no rename
+    /// of the build directory can redirect. The descriptor is inherited by the commands the
+    /// stage runs (`tor --verify-config` reads its candidate torrc under this name).
+    pub fn path(&self) -> &Path {
+        &self.pinned
+    }
+
+    /// Where the directory is under the root's path, for messages.
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+}
+
+/// Creates [`crate::config::IMAGE_HOST_ROOT`] inside the held image `root`, 0700 (it will hold
+/// the onion key): a new, empty directory, since packages and hooks ran as root in the image and
+/// whatever they left there (a symlink to the host's /etc, say) must not steer the host-side
+/// writers. Its parents are resolved inside the root.
+pub fn image_host_root(held: &HeldRoot) -> Result<ImageHostRoot, OnionError> {
+    let root = Root::held(held).map_err(nginx::in_chroot_at(held.path()))?;
+    let rel = crate::config::IMAGE_HOST_ROOT;
+    let shown = root.host_path(rel);
+    let error = nginx::in_chroot(&root, rel);
+    let (parent, name) = rel.rsplit_once('/').expect("IMAGE_HOST_ROOT has a parent");
+    let parent = root
+        .create_dir_all(parent.as_bytes(), 0o755)
+        .map_err(&error)?;
+    let dir = match crate::root::make_dir_in(parent.as_fd(), name.as_bytes(), 0o700) {
+        Ok(dir) => dir,
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {
+            return Err(OnionError::Unconfined {
+                root: held.path().to_path_buf(),
+                path: shown,
+            })
+        }
+        Err(e) => return Err(error(e)),
+    };
+    // Inherited by the commands the stage runs, so the pinned name works for them too.
+    rustix::io::fcntl_setfd(&dir, rustix::io::FdFlags::empty()).map_err(|e| error(e.into()))?;
+    let pinned = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir)
+    ));
+    Ok(ImageHostRoot {
+        _dir: dir,
+        pinned,
+        shown,
+    })
 }
 
 /// A configured service whose host-side changes are not yet final: dropped without
@@ -381,9 +426,17 @@ impl Configured {
     }
 
     /// Keeps the host-side changes now and releases the host lock, for a HOST_ROOT inside the
-    /// root being built (an image's), which a failed build removes whole.
-    pub fn keep_now(&mut self) {
+    /// root being built (an image's), which a failed build removes whole; the report names
+    /// its files under the root's path instead of the descriptor they were written through.
+    pub fn keep_now(&mut self, host_root: &ImageHostRoot) {
         std::mem::take(&mut self.changes).keep();
+        let clients = self.report.clients.iter_mut();
+        let files = clients.filter_map(|client| client.private_file.as_mut());
+        for file in files.chain(&mut self.report.host_files) {
+            if let Ok(below) = file.strip_prefix(host_root.path()) {
+                *file = host_root.shown().join(below);
+            }
+        }
     }
 }
 
@@ -451,10 +504,10 @@ fn configure_with(request: &OnionRequest, check: bool) -> Result<Configured, Oni
         return Err(OnionError::BadClientName { name: bad.clone() });
     }
     crate::cancel::check()?;
-    // The files inside the chroot are still written by path, each refused if it leads through a
-    // symlink; the pipeline checks just before this stage that the path names the held root.
-    // Only `nginx -t`, which runs code as root in the chroot, reaches it by descriptor.
-    let root = held.path();
+    // Every file inside the chroot is written through the held root's descriptor, its path
+    // resolved inside the root; the root's path is never looked up again.
+    let root = Root::held(held).map_err(nginx::in_chroot_at(held.path()))?;
+    let root = &root;
     let host_root = config.host_root.as_deref().unwrap_or(Path::new("/"));
     // The host lock comes before anything is read, so what is planned below is still true when
     // it is written; it is held in `changes` until they are kept or rolled back.

@@ -2,13 +2,15 @@
 //! directory; gives /etc/nginx/sites-available/NAME (enabled, the package's default site
 //! disabled) listening on 127.0.0.1 only, and the web root /var/www/NAME.
 
+use std::os::fd::AsFd as _;
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use std::os::fd::AsFd as _;
+use rustix::fs::{FileType, OFlags};
 
-use super::files::{self, Perms};
 use super::site_copy;
 use super::OnionError;
+use crate::root::{self, NewFile, Root};
 
 /// The web root of NAME inside the chroot.
 pub fn web_root(name: &str) -> PathBuf {
@@ -169,122 +171,170 @@ fn html_escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The error for the chroot at `path` itself.
+pub(crate) fn in_chroot_at(path: &Path) -> impl Fn(std::io::Error) -> OnionError {
+    let path = path.to_path_buf();
+    move |source| OnionError::WriteChroot {
+        path: path.clone(),
+        source,
+    }
+}
+
+/// The error for `rel` inside the chroot `root`.
+pub(crate) fn in_chroot(
+    root: &Root,
+    rel: impl AsRef<[u8]>,
+) -> impl Fn(std::io::Error) -> OnionError {
+    let path = root.host_path(rel);
+    move |source| OnionError::WriteChroot {
+        path: path.clone(),
+        source,
+    }
+}
+
 /// Writes the site, enables it and disables the package's default site.
 pub(crate) fn write_site(
-    root: &Path,
+    root: &Root,
     name: &str,
     address: &str,
     listen: Listen,
 ) -> Result<PathBuf, OnionError> {
-    let available = files::confined(root, &format!("etc/nginx/sites-available/{name}"))?;
-    let enabled_dir = files::confined(root, "etc/nginx/sites-enabled")?;
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OnionError::WriteChroot { path, source }
-    };
-    if let Some(dir) = available.parent() {
-        files::create_dir_all_mode(dir, 0o755).map_err(write_error(dir))?;
+    const AVAILABLE: &str = "etc/nginx/sites-available";
+    const ENABLED: &str = "etc/nginx/sites-enabled";
+    for dir in [AVAILABLE, ENABLED] {
+        root.create_dir_all(dir.as_bytes(), 0o755)
+            .map_err(in_chroot(root, dir))?;
     }
-    files::create_dir_all_mode(&enabled_dir, 0o755).map_err(write_error(&enabled_dir))?;
-    files::write_atomic(
-        &available,
+    let available = format!("{AVAILABLE}/{name}");
+    root.write_file(
+        available.as_bytes(),
         site(name, address, listen).as_bytes(),
-        Perms::mode(0o644),
+        0o644,
     )
-    .map_err(write_error(&available))?;
-    // Enabled as Debian's package enables its default site: an absolute symlink.
-    let link = enabled_dir.join(name);
+    .map_err(in_chroot(root, &available))?;
+    // Enabled as Debian's package enables its default site: an absolute symlink (a file left
+    // there by hand is replaced; a directory is not).
+    let link = format!("{ENABLED}/{name}");
     let target = site_path(name);
-    if fs_err::read_link(&link).ok().as_deref() != Some(target.as_path()) {
-        remove_if_present(&link).map_err(write_error(&link))?;
-        fs_err::os::unix::fs::symlink(&target, &link).map_err(write_error(&link))?;
+    if root
+        .file_type(link.as_bytes())
+        .map_err(in_chroot(root, &link))?
+        == Some(FileType::RegularFile)
+    {
+        root.remove_file(link.as_bytes())
+            .map_err(in_chroot(root, &link))?;
     }
+    root.symlink(target.as_os_str().as_bytes(), link.as_bytes())
+        .map_err(in_chroot(root, &link))?;
     // The default site listens on 0.0.0.0:80; nothing but the onion service may listen.
     if name != "default" {
-        let default = enabled_dir.join("default");
-        remove_if_present(&default).map_err(write_error(&default))?;
+        let default = format!("{ENABLED}/default");
+        root.remove_file(default.as_bytes())
+            .map_err(in_chroot(root, &default))?;
     }
-    Ok(available)
+    Ok(root.host_path(available))
 }
 
 /// Creates the socket's directory [`SOCKET_DIR`] in the chroot, 0710 and owned by root and
 /// the host's tor group (`tor_gid`; root's when there is none): nginx's master (root) makes
 /// the socket in it, tor (in that group) may reach it, no user in the chroot or on the host can.
-pub(crate) fn write_socket_dir(root: &Path, tor_gid: Option<u32>) -> Result<PathBuf, OnionError> {
-    let dir = files::confined(root, SOCKET_DIR.trim_start_matches('/'))?;
-    let write_error = |source| OnionError::WriteChroot {
-        path: dir.clone(),
-        source,
-    };
-    files::create_dir_all_mode(&dir, 0o710).map_err(write_error)?;
+pub(crate) fn write_socket_dir(root: &Root, tor_gid: Option<u32>) -> Result<PathBuf, OnionError> {
+    let rel = SOCKET_DIR.trim_start_matches('/');
+    let write_error = in_chroot(root, rel);
+    // Owner and mode go on the directory's descriptor: a symlink there leads inside the root.
+    let dir = root
+        .create_dir_all(rel.as_bytes(), 0o710)
+        .map_err(&write_error)?;
     if rustix::process::geteuid().is_root() {
-        std::os::unix::fs::lchown(&dir, Some(0), Some(tor_gid.unwrap_or(0)))
-            .map_err(write_error)?;
+        root::chown_fd(&dir, 0, tor_gid.unwrap_or(0)).map_err(&write_error)?;
     }
-    set_mode(&dir, 0o710).map_err(write_error)?;
-    Ok(dir)
-}
-
-fn remove_if_present(path: &Path) -> std::io::Result<()> {
-    match fs_err::remove_file(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
+    root::chmod_fd(&dir, 0o710).map_err(&write_error)?;
+    Ok(root.host_path(rel))
 }
 
 /// Fills /var/www/NAME from `site` (regular files and directories only) or with a generated
-/// index.html, replacing the previous web root in one rename.
+/// index.html, in a new directory that replaces the previous web root in one rename.
 pub(crate) fn write_web_root(
-    root: &Path,
+    root: &Root,
     name: &str,
     site: Option<&Path>,
     index: &str,
 ) -> Result<PathBuf, OnionError> {
-    let dest = files::confined(root, &format!("var/www/{name}"))?;
-    let parent = dest
-        .parent()
-        .expect("var/www/NAME has a parent")
-        .to_path_buf();
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OnionError::WriteChroot { path, source }
-    };
-    files::create_dir_all_mode(&parent, 0o755).map_err(write_error(&parent))?;
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.debstrap-onion."))
-        .tempdir_in(&parent)
-        .map_err(write_error(&parent))?;
-    match site {
-        Some(site) => {
-            let site_fd = site_copy::open_site(site)?;
-            site_copy::copy_dir(
-                &site_copy::Site {
+    const PARENT: &str = "var/www";
+    let dest = format!("{PARENT}/{name}");
+    let parent = root
+        .create_dir_all(PARENT.as_bytes(), 0o755)
+        .map_err(in_chroot(root, PARENT))?;
+    let staging = root.temp_name();
+    let staging_rel = [PARENT.as_bytes(), b"/", &staging].concat();
+    let staging_error = in_chroot(root, &staging_rel);
+    rustix::fs::mkdirat(
+        &parent,
+        staging.as_slice(),
+        rustix::fs::Mode::from_raw_mode(0o700),
+    )
+    .map_err(|e| staging_error(e.into()))?;
+    let filled = (|| {
+        let dir = rustix::fs::openat(
+            &parent,
+            staging.as_slice(),
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| staging_error(e.into()))?;
+        match site {
+            Some(site) => {
+                let site_fd = site_copy::open_site(site)?;
+                let source = site_copy::Site {
                     path: site,
                     root: site_fd.as_fd(),
-                },
-                site_fd.as_fd(),
-                Path::new(""),
-                staging.path(),
-            )?;
+                };
+                let dest = site_copy::Dest {
+                    root,
+                    dir: dir.as_fd(),
+                    rel: staging_rel.clone(),
+                };
+                site_copy::copy_dir(&source, site_fd.as_fd(), Path::new(""), &dest)?;
+            }
+            None => root
+                .write_in(
+                    dir.as_fd(),
+                    b"index.html",
+                    index.as_bytes(),
+                    NewFile::mode(0o644),
+                )
+                .map_err(&staging_error)?,
         }
-        None => files::write_atomic(
-            &staging.path().join("index.html"),
-            index.as_bytes(),
-            Perms::mode(0o644),
-        )
-        .map_err(write_error(staging.path()))?,
-    }
-    set_mode(staging.path(), 0o755).map_err(write_error(staging.path()))?;
-    match fs_err::symlink_metadata(&dest) {
-        Ok(meta) if meta.is_dir() => {
-            fs_err::remove_dir_all(&dest).map_err(write_error(&dest))?;
+        root::chmod_fd(&dir, 0o755).map_err(&staging_error)?;
+        // Exchanged with the old web root when there is one, so the site is never missing.
+        let replaced = rustix::fs::renameat_with(
+            &parent,
+            staging.as_slice(),
+            &parent,
+            name,
+            rustix::fs::RenameFlags::EXCHANGE,
+        );
+        match replaced {
+            Ok(()) => Ok(()),
+            Err(rustix::io::Errno::NOENT) => {
+                rustix::fs::renameat(&parent, staging.as_slice(), &parent, name)
+                    .map_err(|e| in_chroot(root, &dest)(e.into()))
+            }
+            Err(e) => Err(in_chroot(root, &dest)(e.into())),
         }
-        Ok(_) => remove_if_present(&dest).map_err(write_error(&dest))?,
-        Err(_) => {}
+    })();
+    // After an exchange the staging name holds the old web root; after a failure, the new one.
+    match root::remove_tree(parent.as_fd(), &staging) {
+        Err(e)
+            if filled.is_ok()
+                && e.raw_os_error() != Some(rustix::io::Errno::NOENT.raw_os_error()) =>
+        {
+            return Err(staging_error(e))
+        }
+        _ => {}
     }
-    let staged = staging.keep();
-    fs_err::rename(&staged, &dest).map_err(write_error(&dest))?;
-    Ok(dest)
+    filled?;
+    Ok(root.host_path(dest))
 }
 
 /// Why a site directory cannot be published.
@@ -300,11 +350,6 @@ pub enum SiteProblem {
     DirectorySymlink { link: PathBuf },
     #[error("{path} is neither a regular file nor a directory")]
     SpecialFile { path: PathBuf },
-}
-
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    fs_err::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(test)]

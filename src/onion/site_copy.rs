@@ -9,12 +9,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
-use super::files::{self, Perms};
-use super::nginx::SiteProblem;
+use super::nginx::{in_chroot, SiteProblem};
 use super::OnionError;
+use crate::root::{self, NewFile, Root};
 
 /// The site being copied: its path (for messages) and its directory, opened once.
 pub(crate) struct Site<'a> {
@@ -35,6 +35,20 @@ impl Site<'_> {
             path: self.path.join(rel),
             problem: SiteProblem::Unreadable(errno.into()),
         }
+    }
+}
+
+/// Where the copy goes: a directory of the chroot's root, by its descriptor, and its path below
+/// the root (for messages).
+pub(crate) struct Dest<'a> {
+    pub root: &'a Root,
+    pub dir: BorrowedFd<'a>,
+    pub rel: Vec<u8>,
+}
+
+impl Dest<'_> {
+    fn child(&self, name: &[u8]) -> Vec<u8> {
+        [self.rel.as_slice(), b"/", name].concat()
     }
 }
 
@@ -61,22 +75,13 @@ pub(crate) fn copy_dir(
     site: &Site,
     dir: BorrowedFd,
     rel: &Path,
-    dest: &Path,
+    dest: &Dest,
 ) -> Result<(), OnionError> {
-    let mut names = Vec::new();
-    let mut reader = rustix::fs::Dir::read_from(dir).map_err(|e| site.unreadable(rel, e))?;
-    while let Some(entry) = reader.read() {
-        let entry = entry.map_err(|e| site.unreadable(rel, e))?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
-        }
-    }
     // Sorted, so the copy happens in the same order on every run.
-    names.sort_unstable_by(|a, b| a.to_bytes().cmp(b.to_bytes()));
+    let names = root::read_names(dir).map_err(|e| site.unreadable(rel, e))?;
     for name in names {
         let entry_rel = rel.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
-        let target = dest.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let target = dest.child(name.to_bytes());
         // O_PATH: nothing is opened for reading (no device or FIFO side effect) until the
         // descriptor's type is known; O_NOFOLLOW: a symlink is opened as itself.
         let fd = rustix::fs::openat(
@@ -90,16 +95,17 @@ pub(crate) fn copy_dir(
             FileType::Directory => {
                 let sub = reopen(&fd, OFlags::RDONLY | OFlags::DIRECTORY)
                     .map_err(|e| site.unreadable(&entry_rel, e))?;
-                files::create_dir_all_mode(&target, 0o755).map_err(|source| {
-                    OnionError::WriteChroot {
-                        path: target.clone(),
-                        source,
-                    }
-                })?;
-                copy_dir(site, sub.as_fd(), &entry_rel, &target)?;
+                let made = root::make_dir_in(dest.dir, name.to_bytes(), 0o755)
+                    .map_err(in_chroot(dest.root, &target))?;
+                let into = Dest {
+                    root: dest.root,
+                    dir: made.as_fd(),
+                    rel: target,
+                };
+                copy_dir(site, sub.as_fd(), &entry_rel, &into)?;
             }
-            FileType::RegularFile => copy_file(site, &fd, &entry_rel, &target)?,
-            FileType::Symlink => copy_symlinked(site, dir, &name, &entry_rel, &target)?,
+            FileType::RegularFile => copy_file(site, &fd, &entry_rel, dest, name.to_bytes())?,
+            FileType::Symlink => copy_symlinked(site, dir, &name, &entry_rel, dest)?,
             _ => {
                 return Err(site.error(SiteProblem::SpecialFile {
                     path: site.path.join(&entry_rel),
@@ -116,19 +122,12 @@ fn copy_symlinked(
     dir: BorrowedFd,
     name: &CString,
     rel: &Path,
-    target: &Path,
+    dest: &Dest,
 ) -> Result<(), OnionError> {
     let link = site.path.join(rel);
-    let resolved = rustix::fs::openat2(
-        site.root,
-        rel,
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
-    );
-    let fd = match resolved {
+    let fd = match root::open_beneath(site.root, rel, OFlags::PATH, false) {
         Ok(fd) => fd,
-        Err(Errno::XDEV) => {
+        Err(e) if e.raw_os_error() == Some(Errno::XDEV.raw_os_error()) => {
             let points_at = rustix::fs::readlinkat(dir, name.as_c_str(), Vec::new())
                 .map(|t| PathBuf::from(std::ffi::OsStr::from_bytes(t.as_bytes())))
                 .unwrap_or_default();
@@ -137,17 +136,29 @@ fn copy_symlinked(
                 target: points_at,
             }));
         }
-        Err(e) => return Err(site.unreadable(rel, e)),
+        Err(e) => {
+            return Err(OnionError::Site {
+                path: link,
+                problem: SiteProblem::Unreadable(e),
+            })
+        }
     };
     match file_type(&fd).map_err(|e| site.unreadable(rel, e))? {
-        FileType::RegularFile => copy_file(site, &fd, rel, target),
+        FileType::RegularFile => copy_file(site, &fd, rel, dest, name.to_bytes()),
         FileType::Directory => Err(site.error(SiteProblem::DirectorySymlink { link })),
         _ => Err(site.error(SiteProblem::SpecialFile { path: link })),
     }
 }
 
-/// Copies the regular file held by `fd` (an `O_PATH` handle) to `target`, reading through it.
-fn copy_file(site: &Site, fd: &OwnedFd, rel: &Path, target: &Path) -> Result<(), OnionError> {
+/// Copies the regular file held by `fd` (an `O_PATH` handle) to `name` in `dest`, reading
+/// through it.
+fn copy_file(
+    site: &Site,
+    fd: &OwnedFd,
+    rel: &Path,
+    dest: &Dest,
+    name: &[u8],
+) -> Result<(), OnionError> {
     let file = reopen(fd, OFlags::RDONLY | OFlags::NOCTTY).map_err(|e| site.unreadable(rel, e))?;
     let mut bytes = Vec::new();
     std::fs::File::from(file)
@@ -156,12 +167,9 @@ fn copy_file(site: &Site, fd: &OwnedFd, rel: &Path, target: &Path) -> Result<(),
             path: site.path.join(rel),
             problem: SiteProblem::Unreadable(e),
         })?;
-    files::write_atomic(target, &bytes, Perms::mode(0o644)).map_err(|source| {
-        OnionError::WriteChroot {
-            path: target.to_path_buf(),
-            source,
-        }
-    })
+    dest.root
+        .write_in(dest.dir, name, &bytes, NewFile::mode(0o644))
+        .map_err(in_chroot(dest.root, dest.child(name)))
 }
 
 fn file_type(fd: &OwnedFd) -> Result<FileType, Errno> {
@@ -171,7 +179,7 @@ fn file_type(fd: &OwnedFd) -> Result<FileType, Errno> {
 /// Opens for reading exactly the file an `O_PATH` descriptor holds (through its /proc link).
 fn reopen(fd: &OwnedFd, flags: OFlags) -> Result<OwnedFd, Errno> {
     rustix::fs::open(
-        crate::stage::fd_path(fd.as_fd()),
+        root::proc_fd_path(fd),
         flags | OFlags::CLOEXEC,
         Mode::empty(),
     )

@@ -9,11 +9,22 @@
 //! users up on the host.
 
 use std::collections::BTreeSet;
+use std::os::fd::AsFd as _;
 use std::path::Path;
+
+use rustix::fs::{FileType, OFlags};
 
 use super::files;
 use super::host::HostChanges;
+use super::nginx::in_chroot;
 use super::OnionError;
+use crate::root::{self, NewFile, Root};
+
+/// The chroot's user databases.
+const PASSWD: &str = "etc/passwd";
+const GROUP: &str = "etc/group";
+const SHADOW: &str = "etc/shadow";
+const GSHADOW: &str = "etc/gshadow";
 
 /// The first uid and gid Debian gives to ordinary users.
 const FIRST_UID: u32 = 1000;
@@ -51,10 +62,10 @@ fn host_databases(host_root: &Path) -> Result<(Option<String>, Option<String>), 
     Ok((read("etc/passwd")?, read("etc/group")?))
 }
 
-/// Creates `name` in the chroot at `root` unless it exists there, with a home directory; its
+/// Creates `name` in the chroot `root` unless it exists there, with a home directory; its
 /// ids are the host's user of that name (HOST_ROOT's passwd), else free in both.
 pub(crate) fn ensure_user(
-    root: &Path,
+    root: &Root,
     name: &str,
     host_root: &Path,
 ) -> Result<ChrootUser, OnionError> {
@@ -63,19 +74,17 @@ pub(crate) fn ensure_user(
             name: name.to_string(),
         });
     }
-    let passwd_path = files::confined(root, "etc/passwd")?;
-    let group_path = files::confined(root, "etc/group")?;
-    let shadow_path = files::confined(root, "etc/shadow")?;
-    let gshadow_path = files::confined(root, "etc/gshadow")?;
-    let read = |path: &Path| -> Result<String, OnionError> {
-        let bytes = files::read_optional(path).map_err(|source| OnionError::WriteChroot {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned())
+    let read = |rel: &str| -> Result<String, OnionError> {
+        let found = root
+            .read_file(rel.as_bytes())
+            .map_err(in_chroot(root, rel))?;
+        Ok(
+            String::from_utf8_lossy(&found.map(|(bytes, _)| bytes).unwrap_or_default())
+                .into_owned(),
+        )
     };
-    let passwd = read(&passwd_path)?;
-    let group = read(&group_path)?;
+    let passwd = read(PASSWD)?;
+    let group = read(GROUP)?;
     if let Some(fields) = find_entry(&passwd, name) {
         let uid = fields.get(2).and_then(|f| f.parse().ok()).unwrap_or(0);
         let gid = fields.get(3).and_then(|f| f.parse().ok()).unwrap_or(0);
@@ -109,7 +118,9 @@ pub(crate) fn ensure_user(
         .map(|(uid, _)| uid)
         .filter(|uid| *uid != 0 && !ids(&passwd, 2).contains(uid))
         .or_else(|| first_free(&used_uids))
-        .ok_or(OnionError::NoFreeId { root: root.into() })?;
+        .ok_or_else(|| OnionError::NoFreeId {
+            root: root.path().into(),
+        })?;
     let existing_group = find_entry(&group, name);
     let (gid, add_group) = match existing_group {
         Some(fields) => (
@@ -122,11 +133,15 @@ pub(crate) fn ensure_user(
                 .filter(|gid| *gid != 0 && !ids(&group, 2).contains(gid))
                 .or_else(|| Some(uid).filter(|uid| !used_gids.contains(uid)))
                 .or_else(|| first_free(&used_gids))
-                .ok_or(OnionError::NoFreeId { root: root.into() })?;
+                .ok_or_else(|| OnionError::NoFreeId {
+                    root: root.path().into(),
+                })?;
             (gid, true)
         }
     };
-    let shell = if root.join("usr/bin/bash").exists() || root.join("bin/bash").exists() {
+    // Looked up as the chroot sees it: /bin is usually a symlink to /usr/bin.
+    let exists = |rel: &[u8]| root.open(rel, OFlags::PATH).is_ok();
+    let shell = if exists(b"usr/bin/bash") || exists(b"bin/bash") {
         "/bin/bash"
     } else {
         "/bin/sh"
@@ -139,25 +154,20 @@ pub(crate) fn ensure_user(
     };
     // Group first: a passwd entry naming a missing gid is worse than an unused group.
     if add_group {
-        append_line(&group_path, &group, &format!("{name}:x:{gid}:"), 0o644)?;
-        let gshadow = read(&gshadow_path)?;
+        append_in_chroot(root, GROUP, &format!("{name}:x:{gid}:"), 0o644)?;
+        let gshadow = read(GSHADOW)?;
         if find_entry(&gshadow, name).is_none() {
-            append_line(&gshadow_path, &gshadow, &format!("{name}:!::"), 0o640)?;
+            append_in_chroot(root, GSHADOW, &format!("{name}:!::"), 0o640)?;
         }
     }
     // A locked password: the user enters through schroot, never by logging in.
-    let shadow = read(&shadow_path)?;
+    let shadow = read(SHADOW)?;
     if find_entry(&shadow, name).is_none() {
-        append_line(
-            &shadow_path,
-            &shadow,
-            &format!("{name}:!::0:99999:7:::"),
-            0o640,
-        )?;
+        append_in_chroot(root, SHADOW, &format!("{name}:!::0:99999:7:::"), 0o640)?;
     }
-    append_line(
-        &passwd_path,
-        &passwd,
+    append_in_chroot(
+        root,
+        PASSWD,
         &format!("{name}:x:{uid}:{gid}::/home/{name}:{shell}"),
         0o644,
     )?;
@@ -245,14 +255,20 @@ fn first_free(used: &BTreeSet<u32>) -> Option<u32> {
     (FIRST_UID..=LAST_UID).find(|id| !used.contains(id))
 }
 
-fn append_line(path: &Path, old: &str, line: &str, mode: u32) -> Result<(), OnionError> {
+/// `old` with `line` added as its last line.
+fn appended(old: &str, line: &str) -> String {
     let mut text = old.to_string();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(line);
     text.push('\n');
-    files::replace_keeping_perms(path, text.as_bytes(), mode).map_err(|source| {
+    text
+}
+
+/// Adds `line` to the host file `path` (text `old`), keeping its mode and owner.
+fn append_line(path: &Path, old: &str, line: &str, mode: u32) -> Result<(), OnionError> {
+    files::replace_keeping_perms(path, appended(old, line).as_bytes(), mode).map_err(|source| {
         OnionError::WriteChroot {
             path: path.to_path_buf(),
             source,
@@ -260,38 +276,67 @@ fn append_line(path: &Path, old: &str, line: &str, mode: u32) -> Result<(), Onio
     })
 }
 
+/// Adds `line` to the chroot's file `rel` as it is now (read again, by descriptor), keeping its
+/// mode and owner; a new file gets `mode`.
+fn append_in_chroot(root: &Root, rel: &str, line: &str, mode: u32) -> Result<(), OnionError> {
+    let error = in_chroot(root, rel);
+    let (old, file) = match root.read_file(rel.as_bytes()).map_err(&error)? {
+        Some((bytes, stat)) => (
+            String::from_utf8_lossy(&bytes).into_owned(),
+            NewFile {
+                owner: Some((stat.st_uid, stat.st_gid)),
+                ..NewFile::mode(stat.st_mode & 0o7777)
+            },
+        ),
+        None => (String::new(), NewFile::mode(mode)),
+    };
+    root.write_file_with(rel.as_bytes(), appended(&old, line).as_bytes(), file)
+        .map_err(error)
+}
+
 /// /home/USER, 0750 and owned by the user, with /etc/skel's files when it is created.
-fn make_home(root: &Path, user: &ChrootUser) -> Result<(), OnionError> {
-    let home = files::confined(root, &format!("home/{}", user.name))?;
-    if fs_err::symlink_metadata(&home).is_ok() {
+fn make_home(root: &Root, user: &ChrootUser) -> Result<(), OnionError> {
+    let home = format!("home/{}", user.name);
+    let home_error = in_chroot(root, &home);
+    if root
+        .file_type(home.as_bytes())
+        .map_err(&home_error)?
+        .is_some()
+    {
         return Ok(());
     }
-    let write_error = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| OnionError::WriteChroot { path, source }
-    };
-    files::create_dir_all_mode(&home, 0o750).map_err(write_error(&home))?;
+    let home_fd = root
+        .create_dir_all(home.as_bytes(), 0o750)
+        .map_err(&home_error)?;
     // Only root can give files away; a non-root run (tests) keeps them its own.
     let owner = rustix::process::geteuid()
         .is_root()
         .then_some((user.uid, user.gid));
-    let skel = files::confined(root, "etc/skel")?;
-    if let Ok(entries) = fs_err::read_dir(&skel) {
-        let mut names: Vec<_> = entries.filter_map(Result::ok).collect();
-        names.sort_by_key(|e| e.file_name());
-        for entry in names {
-            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-            if !is_file {
+    if let Ok(skel) = root.open(b"etc/skel", OFlags::RDONLY | OFlags::DIRECTORY) {
+        let skel_error = in_chroot(root, "etc/skel");
+        let names = root::read_names(skel.as_fd()).map_err(|e| skel_error(e.into()))?;
+        for name in names {
+            // Regular files only: a symlink in skel is not followed.
+            let stat = rustix::fs::statat(&skel, &name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| skel_error(e.into()))?;
+            if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
                 continue;
             }
-            let target = home.join(entry.file_name());
-            let bytes = fs_err::read(entry.path()).map_err(write_error(&entry.path()))?;
-            files::write_atomic(&target, &bytes, files::Perms { mode: 0o644, owner })
-                .map_err(write_error(&target))?;
+            let Some((bytes, _)) =
+                root::read_in(skel.as_fd(), name.to_bytes(), u64::MAX).map_err(&skel_error)?
+            else {
+                continue;
+            };
+            let file = NewFile {
+                owner,
+                ..NewFile::mode(0o644)
+            };
+            root.write_in(home_fd.as_fd(), name.to_bytes(), &bytes, file)
+                .map_err(&home_error)?;
         }
     }
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::lchown(&home, Some(uid), Some(gid)).map_err(write_error(&home))?;
+        root::chown_fd(&home_fd, uid, gid).map_err(&home_error)?;
     }
     Ok(())
 }

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags, Timespec, Timestamps};
 
-use super::walk::{self, read_names, MountId};
+use super::walk::{self, MountId};
 use super::OutputError;
+use crate::root::read_names;
 use crate::HeldRoot;
 
 /// Logs the installation writes; removed outright, as mmdebstrap does.

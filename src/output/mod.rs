@@ -59,8 +59,6 @@ mod tar;
 mod walk;
 
 /// The sorted names of a directory read by descriptor, for the hooks' special forms too.
-pub(crate) use walk::read_names;
-
 pub use oci::{REF_NAME as OCI_REF_NAME, SBOM_FILE as OCI_SBOM_FILE};
 
 use std::io::{BufWriter, Write};

@@ -5,7 +5,7 @@
 //! Everything below the root is reached through directory file descriptors opened with
 //! `O_NOFOLLOW`, so a symlink swapped in for a directory cannot lead the walk outside the root.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Statx, StatxFlags};
 
 use super::OutputError;
+use crate::root::read_names;
 use crate::HeldRoot;
 
 /// One entry of the walk.
@@ -171,19 +172,4 @@ fn statx(dir: BorrowedFd, name: &CStr, flags: AtFlags) -> rustix::io::Result<Sta
         flags | AtFlags::NO_AUTOMOUNT,
         StatxFlags::BASIC_STATS | StatxFlags::MNT_ID,
     )
-}
-
-/// The names in a directory, without `.` and `..`, sorted by their bytes.
-pub(crate) fn read_names(dir: BorrowedFd) -> rustix::io::Result<Vec<CString>> {
-    let mut names = Vec::new();
-    let mut reader = rustix::fs::Dir::read_from(dir)?;
-    while let Some(entry) = reader.read() {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name != c"." && name != c".." {
-            names.push(name.to_owned());
-        }
-    }
-    names.sort_unstable_by(|a, b| a.to_bytes().cmp(b.to_bytes()));
-    Ok(names)
 }

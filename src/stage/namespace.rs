@@ -6,10 +6,10 @@
 //! private mount namespace vanish with the last process in it, whatever ends it, so the host
 //! never keeps a /proc or /dev/pts under a build directory.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxFlags};
+use rustix::fs::{AtFlags, OFlags, StatxFlags};
 
 use super::StageError;
 
@@ -70,11 +70,8 @@ pub(crate) fn mount_id(fd: BorrowedFd) -> std::io::Result<u64> {
     }
 }
 
-/// The magic link of `fd` in this thread's /proc: syscalls given it reach exactly the file the
-/// descriptor holds, whatever the path it was opened by now names.
-pub(crate) fn fd_path(fd: BorrowedFd) -> PathBuf {
-    PathBuf::from(format!("/proc/thread-self/fd/{}", fd.as_raw_fd()))
-}
+/// The magic link of a descriptor in this thread's /proc (one definition, in the root layer).
+pub(crate) use crate::root::proc_fd_path as fd_path;
 
 /// Detaches the mount whose root `fd` holds. Lazy, because the descriptor itself keeps the mount
 /// busy; once detached nothing can reach it by path, and it is freed when the last user closes.
@@ -93,13 +90,7 @@ pub(crate) fn open_mount(
     rel: &Path,
     id: u64,
 ) -> std::io::Result<Option<OwnedFd>> {
-    let fd = rustix::fs::openat2(
-        root,
-        rel,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::NO_SYMLINKS | ResolveFlags::BENEATH,
-    )?;
+    let fd = crate::root::open_beneath(root, rel, OFlags::PATH | OFlags::NOFOLLOW, true)?;
     Ok((mount_id(fd.as_fd())? == id).then_some(fd))
 }
 

@@ -1,26 +1,30 @@
-//! Confined file operations inside the target root: takes the root directory and paths relative
-//! to it; gives files, directories, symlinks and device nodes created there and nowhere else.
+//! Confined file operations of the stage inside the target root: takes the root directory and
+//! paths relative to it; gives files, directories, symlinks and device nodes created there and
+//! nowhere else, with errors that name the path.
 //!
-//! Every path is resolved by openat2(2) with `RESOLVE_IN_ROOT`, so an absolute symlink a package
-//! ships (`var/run -> /run`) leads back into the root instead of onto the host, and the last
-//! component is never followed when it is created or replaced.
+//! A thin user of [`crate::root::Root`], which resolves every path inside the root (an absolute
+//! symlink a package ships, `var/run -> /run`, leads back into the root) and never follows the
+//! last component it creates or replaces. What is the stage's own: refusing the host's `/` as a
+//! root, reopening the root in a private mount namespace, and mount points that no symlink may
+//! lead to.
 
 use std::ffi::OsStr;
-use std::io::Write;
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Component, Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::StageError;
+use crate::root::{NewFile, Root};
 use crate::HeldRoot;
 
 /// The target root, opened once; paths given to its methods are relative to it.
 #[derive(Debug)]
 pub(crate) struct RootDir {
-    path: PathBuf,
-    fd: OwnedFd,
+    root: Root,
 }
 
 impl RootDir {
@@ -32,26 +36,22 @@ impl RootDir {
             Mode::empty(),
         )
         .map_err(|e| fs_error("open the root directory", path, e))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            fd,
-        })
+        let root =
+            Root::from_fd(fd, path).map_err(|e| io_error("open the root directory", path, e))?;
+        Ok(Self { root })
     }
 
     /// The held root, through a duplicate of its descriptor (its path is never looked up);
     /// the host's own `/` is refused.
-    pub(crate) fn held(root: &HeldRoot) -> Result<Self, StageError> {
-        let fd = rustix::io::fcntl_dupfd_cloexec(root.fd(), 0)
-            .map_err(|e| fs_error("hold the root directory", root.path(), e))?;
-        let dir = Self {
-            path: root.path().to_path_buf(),
-            fd,
-        };
+    pub(crate) fn held(held: &HeldRoot) -> Result<Self, StageError> {
+        let root =
+            Root::held(held).map_err(|e| io_error("hold the root directory", held.path(), e))?;
+        let dir = Self { root };
         let host = rustix::fs::stat("/").map_err(|e| fs_error("inspect", Path::new("/"), e))?;
-        let held = rustix::fs::fstat(&dir.fd).map_err(|e| fs_error("inspect", &dir.path, e))?;
-        if (held.st_dev, held.st_ino) == (host.st_dev, host.st_ino) {
+        let stat = rustix::fs::fstat(dir.fd()).map_err(|e| fs_error("inspect", dir.path(), e))?;
+        if (stat.st_dev, stat.st_ino) == (host.st_dev, host.st_ino) {
             return Err(StageError::UnsafePath {
-                path: dir.path,
+                path: dir.path().to_path_buf(),
                 reason: "the host's own root cannot be a chroot target",
             });
         }
@@ -60,12 +60,12 @@ impl RootDir {
 
     /// The root's host path, for messages.
     pub(crate) fn path(&self) -> &Path {
-        &self.path
+        self.root.path()
     }
 
     /// The root's descriptor, for entering it (fchdir) and inspecting its file system.
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.root.fd().as_fd()
     }
 
     /// The root opened again by `path` in the calling thread's mount namespace (a descriptor
@@ -86,7 +86,7 @@ impl RootDir {
     /// (in a new mount namespace) must be the one opened before.
     pub(crate) fn is_same_dir(&self, other: &RootDir) -> Result<bool, StageError> {
         let stat = |dir: &RootDir| {
-            rustix::fs::fstat(&dir.fd).map_err(|e| fs_error("inspect", &dir.path, e))
+            rustix::fs::fstat(dir.fd()).map_err(|e| fs_error("inspect", dir.path(), e))
         };
         let (a, b) = (stat(self)?, stat(other)?);
         Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
@@ -94,39 +94,26 @@ impl RootDir {
 
     /// The host path of `rel`, for messages and for syscalls that take a path.
     pub(crate) fn host_path(&self, rel: &Path) -> PathBuf {
-        self.path.join(rel)
+        self.path().join(rel)
     }
 
     /// Opens the directory `rel` as an `O_PATH` handle; with `no_symlinks`, refuses a path that
     /// goes through any symlink (mount points must be exactly where they appear).
     pub(crate) fn open_dir(&self, rel: &Path, no_symlinks: bool) -> Result<OwnedFd, StageError> {
-        let mut resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        if no_symlinks {
-            resolve |= ResolveFlags::NO_SYMLINKS;
-        }
-        rustix::fs::openat2(
-            &self.fd,
-            relative(rel)?,
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        )
-        .map_err(|e| match e {
-            Errno::LOOP => StageError::UnsafePath {
-                path: self.host_path(rel),
-                reason: "it goes through a symlink",
-            },
-            e => fs_error("open the directory", &self.host_path(rel), e),
-        })
+        let opened = if no_symlinks {
+            self.root
+                .open_no_symlinks(bytes(rel), OFlags::PATH | OFlags::DIRECTORY)
+        } else {
+            self.root.open_dir(bytes(rel))
+        };
+        opened.map_err(|e| self.unsafe_or("open the directory", rel, e))
     }
 
-    /// Opens the character device `rel` as an `O_PATH` handle, refusing a path through any
-    /// symlink and anything but a character device (a mount point for a device node).
     /// Whether `rel` is an empty regular file (a device node's placeholder in a rootless build).
     pub(crate) fn is_placeholder(&self, rel: &Path) -> Result<bool, StageError> {
         let fd = match self.open_node(rel) {
             Ok(fd) => fd,
-            Err(StageError::Fs { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(StageError::Fs { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Ok(false)
             }
             Err(e) => return Err(e),
@@ -147,23 +134,13 @@ impl RootDir {
 
     /// `rel` opened as an O_PATH descriptor, resolved in the root without any symlink.
     fn open_node(&self, rel: &Path) -> Result<OwnedFd, StageError> {
-        let host = self.host_path(rel);
-        rustix::fs::openat2(
-            &self.fd,
-            relative(rel)?,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS,
-        )
-        .map_err(|e| match e {
-            Errno::LOOP => StageError::UnsafePath {
-                path: host.clone(),
-                reason: "it goes through a symlink",
-            },
-            e => fs_error("open", &host, e),
-        })
+        self.root
+            .open_no_symlinks(bytes(rel), OFlags::PATH | OFlags::NOFOLLOW)
+            .map_err(|e| self.unsafe_or("open", rel, e))
     }
 
+    /// Opens the character device `rel` as an `O_PATH` handle, refusing a path through any
+    /// symlink and anything but a character device (a mount point for a device node).
     pub(crate) fn open_char_device(&self, rel: &Path) -> Result<OwnedFd, StageError> {
         let host = self.host_path(rel);
         let fd = self.open_node(rel)?;
@@ -177,69 +154,26 @@ impl RootDir {
         Ok(fd)
     }
 
-    /// The directory holding `rel` (resolved inside the root) and `rel`'s last component.
-    fn parent<'p>(&self, rel: &'p Path) -> Result<(OwnedFd, &'p OsStr), StageError> {
-        let rel = relative(rel)?;
-        let name = match rel.components().next_back() {
-            Some(Component::Normal(name)) => name,
-            _ => {
-                return Err(StageError::UnsafePath {
-                    path: self.host_path(rel),
-                    reason: "it does not end in a file name",
-                })
-            }
-        };
-        let parent = rel.parent().unwrap_or(Path::new(""));
-        let parent = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        Ok((self.open_dir(parent, false)?, name))
-    }
-
     /// What is at `rel` (not following a final symlink), or `None` when nothing is.
     pub(crate) fn file_type(&self, rel: &Path) -> Result<Option<FileType>, StageError> {
-        // O_PATH with O_NOFOLLOW opens a final symlink itself, so fstat tells what it is.
-        let fd = match rustix::fs::openat2(
-            &self.fd,
-            relative(rel)?,
-            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
-            Err(e) => return Err(fs_error("inspect", &self.host_path(rel), e)),
-        };
-        let stat =
-            rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &self.host_path(rel), e))?;
-        Ok(Some(FileType::from_raw_mode(stat.st_mode)))
+        self.root
+            .file_type(bytes(rel))
+            .map_err(|e| io_error("inspect", &self.host_path(rel), e))
     }
 
-    /// Creates `rel` and its missing parents as directories with `mode`.
+    /// Creates `rel` and its missing parents as directories with `mode`; a symlink to nowhere
+    /// on the way is an unsafe path.
     pub(crate) fn create_dir_all(&self, rel: &Path, mode: u32) -> Result<(), StageError> {
-        let rel = relative(rel)?;
-        let mut prefix = PathBuf::new();
-        for component in rel.components() {
-            prefix.push(component);
-            let (dir, name) = self.parent(&prefix)?;
-            match rustix::fs::mkdirat(&dir, name, Mode::from_raw_mode(mode)) {
-                Ok(()) => {
-                    rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
-                        .map_err(|e| fs_error("set the mode of", &self.host_path(&prefix), e))?;
-                }
-                Err(Errno::EXIST) => {}
-                Err(e) => {
-                    return Err(fs_error(
-                        "create the directory",
-                        &self.host_path(&prefix),
-                        e,
-                    ))
-                }
+        match self.root.create_dir_all(bytes(rel), mode) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
+                Err(StageError::UnsafePath {
+                    path: self.host_path(rel),
+                    reason: "it goes through a symlink that leads nowhere in the root",
+                })
             }
+            Err(e) => Err(io_error("create the directory", &self.host_path(rel), e)),
         }
-        Ok(())
     }
 
     /// Replaces `rel` atomically with a regular file holding `contents`, owned by root.
@@ -261,40 +195,13 @@ impl RootDir {
         mode: u32,
         owner: (u32, u32),
     ) -> Result<(), StageError> {
-        let (dir, name) = self.parent(rel)?;
-        let host = self.host_path(rel);
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(".debstrap-onion-tmp");
-        let _ = rustix::fs::unlinkat(&dir, &tmp_name, AtFlags::empty());
-        let fd = rustix::fs::openat(
-            &dir,
-            &tmp_name,
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| fs_error("create", &host, e))?;
-        let written = (|| {
-            let mut file = std::fs::File::from(fd);
-            file.write_all(contents)?;
-            rustix::fs::fchown(
-                file.as_fd(),
-                Some(rustix::fs::Uid::from_raw(owner.0)),
-                Some(rustix::fs::Gid::from_raw(owner.1)),
-            )?;
-            rustix::fs::fchmod(file.as_fd(), Mode::from_raw_mode(mode))?;
-            rustix::fs::renameat(&dir, &tmp_name, &dir, name)?;
-            Ok::<(), std::io::Error>(())
-        })();
-        if let Err(e) = written {
-            let _ = rustix::fs::unlinkat(&dir, &tmp_name, AtFlags::empty());
-            return Err(StageError::Fs {
-                action: "write",
-                path: host,
-                source: e,
-            });
-        }
-        Ok(())
+        let file = NewFile {
+            owner: Some(owner),
+            ..NewFile::mode(mode)
+        };
+        self.root
+            .write_file_with(bytes(rel), contents, file)
+            .map_err(|e| io_error("write", &self.host_path(rel), e))
     }
 
     /// Reads the regular file at `rel`, or `None` when it does not exist.
@@ -308,63 +215,31 @@ impl RootDir {
         &self,
         rel: &Path,
     ) -> Result<Option<(Vec<u8>, u32)>, StageError> {
-        let (dir, name) = self.parent(rel)?;
-        let fd = match rustix::fs::openat(
-            &dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT) => return Ok(None),
-            Err(e) => return Err(fs_error("open", &self.host_path(rel), e)),
-        };
-        let stat =
-            rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &self.host_path(rel), e))?;
-        let mut contents = Vec::new();
-        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut contents).map_err(|e| {
-            StageError::Fs {
-                action: "read",
-                path: self.host_path(rel),
-                source: e,
-            }
-        })?;
-        Ok(Some((contents, stat.st_mode & 0o7777)))
+        let found = self
+            .root
+            .read_file(bytes(rel))
+            .map_err(|e| io_error("read", &self.host_path(rel), e))?;
+        Ok(found.map(|(contents, stat)| (contents, stat.st_mode & 0o7777)))
     }
 
     /// Opens `rel` for appending, creating it with `mode` (a final symlink is refused).
     pub(crate) fn append(&self, rel: &Path, mode: u32) -> Result<std::fs::File, StageError> {
-        let (dir, name) = self.parent(rel)?;
-        let fd = rustix::fs::openat(
-            &dir,
-            name,
-            OFlags::WRONLY | OFlags::APPEND | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-        )
-        .map_err(|e| fs_error("open for appending", &self.host_path(rel), e))?;
-        Ok(std::fs::File::from(fd))
+        self.root
+            .append(bytes(rel), mode)
+            .map_err(|e| io_error("open for appending", &self.host_path(rel), e))
     }
 
     /// Creates the symlink `rel` pointing at `target`, replacing a symlink already there.
     pub(crate) fn symlink(&self, target: &str, rel: &Path) -> Result<(), StageError> {
-        let (dir, name) = self.parent(rel)?;
-        let host = self.host_path(rel);
-        match rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Symlink => {
-                rustix::fs::unlinkat(&dir, name, AtFlags::empty())
-                    .map_err(|e| fs_error("replace", &host, e))?;
-            }
-            Ok(_) => {
-                return Err(StageError::UnsafePath {
-                    path: host,
+        match self.root.symlink(target.as_bytes(), bytes(rel)) {
+            Err(e) if e.raw_os_error() == Some(Errno::EXIST.raw_os_error()) => {
+                Err(StageError::UnsafePath {
+                    path: self.host_path(rel),
                     reason: "something other than a symlink is already there",
                 })
             }
-            Err(Errno::NOENT) => {}
-            Err(e) => return Err(fs_error("inspect", &host, e)),
+            other => other.map_err(|e| io_error("create the symlink", &self.host_path(rel), e)),
         }
-        rustix::fs::symlinkat(target, &dir, name)
-            .map_err(|e| fs_error("create the symlink", &host, e))
     }
 
     /// Creates the character device `rel` with exactly `mode`, unless something is already there.
@@ -375,102 +250,78 @@ impl RootDir {
         major: u32,
         minor: u32,
     ) -> Result<(), Errno> {
-        let (dir, name) = self.parent(rel).map_err(|_| Errno::INVAL)?;
-        rustix::fs::mknodat(
-            &dir,
-            name,
-            FileType::CharacterDevice,
-            Mode::from_raw_mode(mode),
-            rustix::fs::makedev(major, minor),
-        )?;
-        // mknod applies the umask; chmod gives the mode debootstrap's `mknod -m` gives.
-        rustix::fs::chmodat(&dir, name, Mode::from_raw_mode(mode), AtFlags::empty())
+        let dev = rustix::fs::makedev(major, minor);
+        self.root
+            .mknod(bytes(rel), FileType::CharacterDevice, mode, dev)
+            .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::INVAL))
     }
 
     /// Copies the regular file `rel` to the same name plus `suffix`, keeping its mode and owner;
     /// returns false (copying nothing) when `rel` is not a regular file.
     pub(crate) fn copy_beside(&self, rel: &Path, suffix: &str) -> Result<bool, StageError> {
-        let (dir, name) = self.parent(rel)?;
-        let host = self.host_path(rel);
-        let fd = match rustix::fs::openat(
-            &dir,
-            name,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
-            Ok(fd) => fd,
-            Err(Errno::NOENT | Errno::LOOP) => return Ok(false),
-            Err(e) => return Err(fs_error("open", &host, e)),
-        };
-        let stat = rustix::fs::fstat(&fd).map_err(|e| fs_error("inspect", &host, e))?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Ok(false);
-        }
-        let mut contents = Vec::new();
-        std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut contents).map_err(|e| {
-            StageError::Fs {
-                action: "read",
-                path: host.clone(),
-                source: e,
-            }
-        })?;
         let mut copy = rel.as_os_str().to_os_string();
         copy.push(suffix);
-        self.write_file_owned(
-            Path::new(&copy),
-            &contents,
-            stat.st_mode & 0o7777,
-            (stat.st_uid, stat.st_gid),
-        )?;
-        Ok(true)
+        self.root
+            .copy_file(bytes(rel), copy.as_bytes())
+            .map_err(|e| io_error("copy", &self.host_path(rel), e))
     }
 
     /// Renames `rel` to `new_name` in the same directory; returns false (doing nothing) when
     /// nothing is at `rel`.
     pub(crate) fn rename_in_dir(&self, rel: &Path, new_name: &OsStr) -> Result<bool, StageError> {
-        let (dir, name) = self.parent(rel)?;
+        let error = |e| io_error("rename", &self.host_path(rel), e);
+        let (dir, name) = self.root.parent(bytes(rel)).map_err(error)?;
         match rustix::fs::renameat(&dir, name, &dir, new_name) {
             Ok(()) => Ok(true),
             Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(fs_error("rename", &self.host_path(rel), e)),
+            Err(e) => Err(error(e.into())),
         }
     }
 
     /// Removes the empty directory `rel`, if it is there.
     pub(crate) fn remove_dir(&self, rel: &Path) -> Result<(), StageError> {
-        let (dir, name) = self.parent(rel)?;
-        match rustix::fs::unlinkat(&dir, name, AtFlags::REMOVEDIR) {
-            Ok(()) | Err(Errno::NOENT) => Ok(()),
-            Err(e) => Err(fs_error("remove the directory", &self.host_path(rel), e)),
-        }
+        self.root
+            .remove_dir(bytes(rel))
+            .map_err(|e| io_error("remove the directory", &self.host_path(rel), e))
     }
 
     /// Removes the non-directory `rel`; returns whether something was there.
     pub(crate) fn remove_file(&self, rel: &Path) -> Result<bool, StageError> {
-        let (dir, name) = self.parent(rel)?;
-        match rustix::fs::unlinkat(&dir, name, AtFlags::empty()) {
-            Ok(()) => Ok(true),
-            Err(Errno::NOENT) => Ok(false),
-            Err(e) => Err(fs_error("remove", &self.host_path(rel), e)),
+        self.root
+            .remove_file(bytes(rel))
+            .map_err(|e| io_error("remove", &self.host_path(rel), e))
+    }
+
+    /// An error opening `rel`: a symlink on the way (ELOOP) is an unsafe path.
+    fn unsafe_or(&self, action: &'static str, rel: &Path, e: io::Error) -> StageError {
+        if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) {
+            return StageError::UnsafePath {
+                path: self.host_path(rel),
+                reason: "it goes through a symlink",
+            };
         }
+        io_error(action, &self.host_path(rel), e)
     }
 }
 
-/// Strips a leading `/` so `rel` is resolved from the root; refuses an empty path.
-fn relative(rel: &Path) -> Result<&Path, StageError> {
-    let stripped = rel.strip_prefix("/").unwrap_or(rel);
-    if stripped.as_os_str().is_empty() {
-        return Ok(Path::new("."));
+/// `rel` as the layer takes it; the root itself for an empty path.
+fn bytes(rel: &Path) -> &[u8] {
+    match rel.as_os_str().as_bytes() {
+        b"" | b"/" => b".",
+        rel => rel,
     }
-    Ok(stripped)
 }
 
 /// A [`StageError::Fs`] from a rustix error.
 pub(crate) fn fs_error(action: &'static str, path: &Path, errno: Errno) -> StageError {
+    io_error(action, path, errno.into())
+}
+
+fn io_error(action: &'static str, path: &Path, source: io::Error) -> StageError {
     StageError::Fs {
         action,
         path: path.to_path_buf(),
-        source: errno.into(),
+        source,
     }
 }
 

@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::confined::Root;
 use super::control::{self, Control};
 use super::deb::ControlMember;
 use super::path::RelPath;
 use super::UnpackError;
+use crate::root::Root;
 
 /// dpkg's hash for a conffile it has not installed yet; used only for a conffile the package
 /// declares but does not ship as a regular file.
@@ -85,7 +85,7 @@ pub fn write(root: &Root, records: &[Record]) -> Result<(), UnpackError> {
     write_file(root, "info/format", b"1\n", 0o644)?;
     for empty in ["available", "diversions"] {
         let path = format!("{DPKG_DIR}/{empty}");
-        root.create_if_absent(&RelPath::from_clean(&path), 0o644)
+        root.create_if_absent(path.as_bytes(), 0o644)
             .map_err(|source| UnpackError::Database { path, source })?;
     }
     Ok(())
@@ -109,7 +109,7 @@ fn info_files(root: &Root, record: &Record) -> Result<(), UnpackError> {
     for member in record.members.iter().filter(|m| m.name != "control") {
         let path = format!("{DPKG_DIR}/info/{db_name}.{}", member.name);
         root.write_file_dated(
-            &RelPath::from_clean(&path),
+            path.as_bytes(),
             &member.data,
             member.mode,
             Some(member.mtime),
@@ -144,6 +144,6 @@ pub fn write_arch(root: &Root, native: &str, foreign: &[String]) -> Result<(), U
 
 fn write_file(root: &Root, name: &str, contents: &[u8], mode: u32) -> Result<(), UnpackError> {
     let path = format!("{DPKG_DIR}/{name}");
-    root.write_file(&RelPath::from_clean(&path), contents, mode)
+    root.write_file(path.as_bytes(), contents, mode)
         .map_err(|source| UnpackError::Database { path, source })
 }

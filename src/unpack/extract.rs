@@ -29,20 +29,20 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
 use md5::{Digest, Md5};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use sha2::Sha256;
 
-use super::confined::{hard_link, rename_noreplace, Root};
 use super::deb::member_error;
 use super::path::RelPath;
 use super::{EntryProblem, UnpackError};
 use crate::fetch::Package;
 use crate::resolve;
+use crate::root::{hard_link, rename_noreplace, Meta, Root};
 
 /// The top-level directories that merged /usr turns into symlinks (debootstrap's list).
 pub const USR_ALIASES: [&str; 7] = ["bin", "sbin", "lib", "lib32", "lib64", "libo32", "libx32"];
@@ -70,28 +70,6 @@ impl Kind {
             Kind::CharDevice => "character device",
             Kind::BlockDevice => "block device",
             Kind::Fifo => "fifo",
-        }
-    }
-}
-
-/// Owner, mode and modification time from a tar header.
-#[derive(Debug, Clone, Copy)]
-struct Meta {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    mtime: i64,
-}
-
-impl Meta {
-    fn timestamps(self) -> Timestamps {
-        let t = Timespec {
-            tv_sec: self.mtime,
-            tv_nsec: 0,
-        };
-        Timestamps {
-            last_access: t,
-            last_modification: t,
         }
     }
 }
@@ -448,11 +426,11 @@ impl<'a> Extractor<'a> {
             };
             let stat = rustix::fs::fstat(&fd).map_err(|e| error(e.into()))?;
             if touched(children.get(&(stat.st_dev, stat.st_ino)), shippers) {
-                fchown(&fd, meta).map_err(error)?;
+                meta.chown(&fd).map_err(error)?;
                 rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
                     .map_err(|e| error(e.into()))?;
             } else {
-                set_fd_meta(&fd, meta).map_err(error)?;
+                meta.apply(&fd).map_err(error)?;
             }
         }
         Ok(())
@@ -996,13 +974,15 @@ impl Job<'_, '_> {
                 AtFlags::SYMLINK_NOFOLLOW,
             )?;
             if kind != Kind::Symlink {
-                // fchmodat follows symlinks, but this name is ours alone and not a symlink.
-                rustix::fs::chmodat(
+                // On the node itself, by descriptor: a chmod by name would follow a symlink.
+                let node = rustix::fs::openat(
                     dir,
                     temp.as_slice(),
-                    Mode::from_raw_mode(meta.mode),
-                    AtFlags::empty(),
+                    OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
                 )?;
+                crate::root::chmod_fd(&node, meta.mode)
+                    .map_err(|e| Errno::from_io_error(&e).unwrap_or(Errno::IO))?;
             }
             rustix::fs::utimensat(
                 dir,
@@ -1123,7 +1103,7 @@ fn write_contents(
         ));
     }
     if chown {
-        fchown(&file, meta)?;
+        meta.chown(&file)?;
     }
     rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))?;
     rustix::fs::futimens(&file, &meta.timestamps())?;
@@ -1290,23 +1270,6 @@ fn copy(from: &mut dyn Read, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> i
             total += n as u64;
         }
     })
-}
-
-fn fchown(fd: impl AsFd, meta: Meta) -> io::Result<()> {
-    rustix::fs::fchown(
-        fd,
-        Some(rustix::fs::Uid::from_raw(meta.uid)),
-        Some(rustix::fs::Gid::from_raw(meta.gid)),
-    )
-    .map_err(Into::into)
-}
-
-fn set_fd_meta(fd: impl AsFd, meta: Meta) -> io::Result<()> {
-    let fd = fd.as_fd();
-    fchown(fd, meta)?;
-    rustix::fs::fchmod(fd, Mode::from_raw_mode(meta.mode))?;
-    rustix::fs::futimens(fd, &meta.timestamps())?;
-    Ok(())
 }
 
 fn kind_of(file_type: FileType) -> Kind {

@@ -17,7 +17,6 @@
 //! earliest. When the root did not exist
 //! before, a failure removes it again; a root that existed is left as the failure found it.
 
-pub(crate) mod confined;
 mod control;
 mod database;
 mod deb;
@@ -39,8 +38,8 @@ pub use deb::{MAX_CONTROL_TOTAL, MAX_DATA_TAR, MAX_TAR_EXTENSION, MIN_FREE, MIN_
 pub use path::PathProblem;
 pub(crate) use path::RelPath;
 
+use crate::root::Root;
 use crate::HeldRoot;
-use confined::Root;
 use control::Control;
 use deb::ControlMember;
 use extract::{Extracted, Extractor};

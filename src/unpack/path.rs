@@ -39,11 +39,6 @@ impl RelPath {
         Ok(RelPath(out))
     }
 
-    /// A path made from a name known to be clean (constants of this module's callers).
-    pub fn from_clean(path: &str) -> RelPath {
-        RelPath(path.as_bytes().to_vec())
-    }
-
     /// Whether this is the root itself (`./`).
     pub fn is_root(&self) -> bool {
         self.0.is_empty()
