@@ -33,6 +33,7 @@ pub mod progress;
 pub mod resolve;
 pub(crate) mod root;
 pub mod sbom;
+pub mod service;
 pub mod stage;
 pub mod sys;
 pub mod unpack;

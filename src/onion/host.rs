@@ -167,6 +167,21 @@ impl Drop for HostChanges {
     }
 }
 
+/// Runs a host program (`command` is how messages name it) with no input and its output
+/// captured; failing to start it is an error naming it.
+pub(crate) fn run_host(
+    command: &str,
+    program: &mut std::process::Command,
+) -> Result<std::process::Output, OnionError> {
+    program
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|source| OnionError::Host {
+            command: command.to_owned(),
+            source,
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

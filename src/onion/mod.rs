@@ -8,21 +8,18 @@
 //! through a temporary file and a rename; re-running with the same NAME converges to the same
 //! files and keeps the key.
 
-mod chroot;
-mod client_auth;
+pub(crate) mod chroot;
+pub(crate) mod client_auth;
 mod files;
-mod host;
-mod hsdir;
+pub(crate) mod host;
+pub(crate) mod hsdir;
 pub mod key;
-mod manage;
-mod nginx;
-mod schroot;
+pub(crate) mod nginx;
+pub(crate) mod schroot;
 mod seccomp;
-mod service;
 mod site_copy;
-mod tor_view;
-mod torrc;
-mod unit;
+pub(crate) mod torrc;
+pub(crate) mod unit;
 mod user;
 
 use std::fmt;
@@ -34,20 +31,20 @@ use crate::root::Root;
 use crate::stage::RootDir;
 use crate::HeldRoot;
 
+pub use crate::service::{
+    http_status, locate, master_pid, rotate_logs, start, status, stop, Endpoint, RotateReport,
+    ServiceInfo, StartReport, StatusReport, StopReport, TorReload, LOG_GENERATIONS,
+};
+pub use crate::service::{list, remove, Listed, Removed, TorState};
+pub use crate::service::{TorView, CONTROL_SOCKET, COOKIE_FILE};
 pub use client_auth::{is_client_name, Client, ClientKey, CLIENT_KEYS};
 pub use hsdir::{read_key_dir, service_dir, KeyOrigin, TOR_USER};
 pub use key::{onion_address, parse_address, KeyFormatError, OnionKey};
-pub use manage::{list, remove, Listed, Removed, TorState};
 pub use nginx::{
     access_log, default_index, parse_listen, site, site_path, socket_on_host, web_root, Listen,
     SiteProblem, HEADERS, SOCKET, SOCKET_DIR,
 };
 pub use schroot::{chroot_file, chroot_file_path, profile_files, profile_name, SchrootUser};
-pub use service::{
-    http_status, locate, master_pid, rotate_logs, start, status, stop, Endpoint, RotateReport,
-    ServiceInfo, StartReport, StatusReport, StopReport, TorReload, LOG_GENERATIONS,
-};
-pub use tor_view::{TorView, CONTROL_SOCKET, COOKIE_FILE};
 pub use torrc::{block as torrc_block, update as update_torrc, TorrcProblem, TORRC};
 pub use unit::{
     enable, installed as unit_installed, systemd_runs, systemd_version, timer, unit, unit_name,

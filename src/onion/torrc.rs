@@ -379,7 +379,7 @@ fn verify_with_tor(dir: &Path, path: &Path, text: &str) -> Result<(), OnionError
         defaults.display(),
         candidate.path().display()
     );
-    let output = super::service::run_host(
+    let output = super::host::run_host(
         &command,
         std::process::Command::new(tor)
             .args(["--verify-config", "--defaults-torrc"])

@@ -121,7 +121,7 @@ pub enum StageError {
     },
     #[error("dpkg --audit reports unfinished packages after configuration:\n{report}")]
     Audit { report: String },
-    /// What the [`Interlude`] returned (an essential hook's failure).
+    /// What the interlude between the phases returned (an essential hook's failure).
     #[error(transparent)]
     Interlude(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]

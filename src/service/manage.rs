@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::hsdir::service_dir;
-use super::key::HOSTNAME_FILE;
-use super::service::{self, TorReload};
 use super::tor_view::{self, TorView};
-use super::{host, schroot, torrc, OnionError};
+use super::{self as service, TorReload};
+use crate::onion::hsdir::service_dir;
+use crate::onion::key::HOSTNAME_FILE;
+use crate::onion::{host, schroot, torrc, OnionError};
 
 /// One service as `list` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +43,7 @@ pub enum TorState {
 }
 
 /// Every service debstrap-onion defined under HOST_ROOT (a chroot.d file it wrote), by name,
-/// with what the tor running for HOST_ROOT has loaded (see [`super::tor_view`]).
+/// with what the tor running for HOST_ROOT has loaded (see [`TorView`]).
 pub fn list(host_root: &Path) -> Vec<Listed> {
     let view = tor_view::view(host_root, || {
         service::is_host(host_root) && service::tor_running()
@@ -63,7 +63,7 @@ pub fn list(host_root: &Path) -> Vec<Listed> {
             };
             let key_dir = host_root.join(service_dir(&name).strip_prefix("/").expect("absolute"));
             let address = address(host_root, &name);
-            let hostname_matches_key = super::hsdir::read_key_dir(&key_dir)
+            let hostname_matches_key = crate::onion::hsdir::read_key_dir(&key_dir)
                 .ok()
                 .map(|key| address.as_deref() == Some(key.address().as_str()));
             Listed {
@@ -128,8 +128,8 @@ pub fn remove(name: &str, host_root: &Path, purge: bool) -> Result<Removed, Onio
     };
     let torrc_block = torrc::remove(host_root, name)?;
     let mut removed = schroot::remove(host_root, name)?;
-    let units = super::unit::remove(host_root, name)?;
-    if !units.is_empty() && super::unit::systemd_runs(host_root) {
+    let units = crate::onion::unit::remove(host_root, name)?;
+    if !units.is_empty() && crate::onion::unit::systemd_runs(host_root) {
         // systemd forgets the removed units.
         service::systemctl(&["daemon-reload"])?;
     }
@@ -137,7 +137,7 @@ pub fn remove(name: &str, host_root: &Path, purge: bool) -> Result<Removed, Onio
     let key_kept = if purge {
         // The key, and the private lines of clients not yet handed over.
         let clients = host_root
-            .join(super::client_auth::CLIENT_KEYS.trim_start_matches('/'))
+            .join(crate::onion::client_auth::CLIENT_KEYS.trim_start_matches('/'))
             .join(name);
         for dir in [key_dir, clients] {
             match fs_err::remove_dir_all(&dir) {

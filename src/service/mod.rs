@@ -1,4 +1,5 @@
-//! start / stop / status of a configured onion service: takes NAME and HOST_ROOT, finds the chroot
+//! Services at run time, not a build stage: start / stop / status (here), `list` / `remove`
+//! (`manage.rs`) and tor's live view (`tor_view.rs`) of a configured onion service: takes NAME and HOST_ROOT, finds the chroot
 //! (schroot's chroot.d/NAME), the port (the nginx site) and the address (tor's hostname file);
 //! gives typed reports for the CLI to print.
 
@@ -9,11 +10,17 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use super::chroot::{self, Mounts, Sandbox};
-use super::hsdir::service_dir;
-use super::key::HOSTNAME_FILE;
-use super::nginx::{self, Listen};
-use super::{schroot, OnionError};
+mod manage;
+mod tor_view;
+
+pub use manage::{list, remove, Listed, Removed, TorState};
+pub use tor_view::{TorView, CONTROL_SOCKET, COOKIE_FILE};
+
+use crate::onion::chroot::{self, Mounts, Sandbox};
+use crate::onion::hsdir::service_dir;
+use crate::onion::key::HOSTNAME_FILE;
+use crate::onion::nginx::{self, Listen};
+use crate::onion::{schroot, OnionError};
 
 /// nginx's pid file inside the chroot (Debian's nginx.conf: `pid /run/nginx.pid;`).
 const NGINX_PID: &str = "run/nginx.pid";
@@ -119,7 +126,7 @@ pub struct StatusReport {
     pub hostname_matches_key: Option<bool>,
 }
 
-/// Finds NAME's chroot, port and address from the files [`super::configure`] wrote.
+/// Finds NAME's chroot, port and address from the files [`crate::onion::configure`] wrote.
 pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
     crate::config::validate_name(name).map_err(|_| OnionError::BadName {
         name: name.to_string(),
@@ -153,29 +160,15 @@ pub fn locate(name: &str, host_root: &Path) -> Result<ServiceInfo, OnionError> {
 /// The unit that runs NAME when systemd runs on HOST_ROOT and the unit is written there; `None`
 /// when this program runs nginx itself.
 fn managing_unit(host_root: &Path, name: &str) -> Option<String> {
-    (super::unit::systemd_runs(host_root) && super::unit::installed(host_root, name))
-        .then(|| super::unit::unit_name(name))
-}
-
-/// Runs a host program (`command` is how messages name it) with no input and its output
-/// captured; failing to start it is an error naming it.
-pub(crate) fn run_host(
-    command: &str,
-    program: &mut std::process::Command,
-) -> Result<std::process::Output, OnionError> {
-    program
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|source| OnionError::Host {
-            command: command.to_owned(),
-            source,
-        })
+    (crate::onion::unit::systemd_runs(host_root) && crate::onion::unit::installed(host_root, name))
+        .then(|| crate::onion::unit::unit_name(name))
 }
 
 /// Runs `systemctl ARGS` (the one on PATH), failing unless it exits 0.
 pub(crate) fn systemctl(args: &[&str]) -> Result<(), OnionError> {
     let command = format!("systemctl {}", args.join(" "));
-    let out = run_host(&command, std::process::Command::new("systemctl").args(args))?;
+    let out =
+        crate::onion::host::run_host(&command, std::process::Command::new("systemctl").args(args))?;
     if out.status.success() {
         Ok(())
     } else {
@@ -328,16 +321,16 @@ pub fn status(name: &str, host_root: &Path) -> Result<StatusReport, OnionError> 
         Endpoint::Tcp(_) => None,
     };
     let key_dir = host_root.join(service_dir(name).strip_prefix("/").expect("absolute"));
-    let hostname_matches_key = super::hsdir::read_key_dir(&key_dir)
+    let hostname_matches_key = crate::onion::hsdir::read_key_dir(&key_dir)
         .ok()
         .map(|key| service.address.as_deref() == Some(key.address().as_str()));
-    let torrc = host_root.join(super::TORRC.trim_start_matches('/'));
+    let torrc = host_root.join(crate::onion::TORRC.trim_start_matches('/'));
     Ok(StatusReport {
         nginx_pid,
         http_status,
         socket_access,
         tor_running: is_host(host_root).then(tor_running),
-        tor_config: super::torrc::verify_file(&torrc),
+        tor_config: crate::onion::torrc::verify_file(&torrc),
         hostname_matches_key,
         service,
     })
@@ -349,7 +342,7 @@ fn socket_access(socket: &Path) -> Result<String, String> {
     let dir = socket.parent().unwrap_or(socket);
     let meta = fs_err::metadata(dir).map_err(|e| e.to_string())?;
     let (mode, uid, gid) = (meta.mode() & 0o7777, meta.uid(), meta.gid());
-    let tor_gid = crate::sys::user_by_name(super::TOR_USER)
+    let tor_gid = crate::sys::user_by_name(crate::onion::TOR_USER)
         .ok()
         .flatten()
         .map(|u| u.gid);
@@ -494,7 +487,7 @@ pub struct RotateReport {
 pub fn rotate_logs(name: &str, host_root: &Path) -> Result<RotateReport, OnionError> {
     let service = locate(name, host_root)?;
     if managing_unit(host_root, name).is_some() {
-        let unit = super::unit::rotate_name(name);
+        let unit = crate::onion::unit::rotate_name(name);
         systemctl(&["start", &unit])?;
         return Ok(RotateReport {
             unit: Some(unit),
