@@ -305,7 +305,9 @@ mod tests {
         if !crate::test_skip::require_root() {
             return;
         }
-        let cases: [(u32, Option<(u32, u32)>, Option<&str>); 9] = [
+        // Mode, owner (uid, gid) if not root's, and the refusal expected.
+        type Case = (u32, Option<(u32, u32)>, Option<&'static str>);
+        let cases: [Case; 9] = [
             (0o755, None, None),
             (0o755, Some((65534, 0)), Some("owned by uid 65534")),
             (0o777, None, Some("writable by every user")),
@@ -447,7 +449,9 @@ mod tests {
         const GROUP: u16 = 0x08;
         let by_uid = |id: u32| Some(format!("writable by uid {id} through an ACL"));
         let by_gid = |id: u32| Some(format!("writable by group {id} through an ACL"));
-        let cases: [(&[(u16, u16, u32)], Option<u16>, u32, Option<String>); 12] = [
+        // Named entries (tag, permissions, id), mask, our uid, and the grant expected.
+        type Case = (&'static [(u16, u16, u32)], Option<u16>, u32, Option<String>);
+        let cases: [Case; 12] = [
             (&[], None, 0, None),
             (&[(USER, 7, 65534)], Some(7), 0, by_uid(65534)),
             (&[(USER, 2, 65534)], Some(7), 0, by_uid(65534)),
@@ -521,9 +525,17 @@ mod tests {
         // Another build letting go (and the next taking over) swaps the file at the lock path
         // again and again; a lock taken on a file that is gone by the time it is checked must be
         // reported as held by someone else, never as ours.
+        /// Stops the swapper however the loop below ends (a panic in it included).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         let stop = std::sync::atomic::AtomicBool::new(false);
         let (mut ours, mut busy) = (0, 0);
         std::thread::scope(|s| {
+            let _stop = Stop(&stop);
             s.spawn(|| {
                 let fresh = dir.join("fresh");
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -542,7 +554,6 @@ mod tests {
                     Err(e) => panic!("{e}"),
                 }
             }
-            stop.store(true, std::sync::atomic::Ordering::Relaxed);
         });
         assert_eq!(busy, 1, "no swap seen as busy in {ours} locks taken");
     }
@@ -581,5 +592,33 @@ mod tests {
             let err = HeldRoot::open(&dir.join(name)).unwrap_err();
             assert!(matches!(err, TargetError::Inspect { .. }), "{name}: {err}");
         }
+    }
+
+    #[test]
+    fn a_fifo_at_the_lock_name_does_not_hang_the_build() {
+        let (base, dir) = dir_with(0o755, None);
+        nix::unistd::mkfifo(
+            &dir.join(".t.lock"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = dir.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(TargetLock::acquire(&at.join("t"), &at, "t").map(drop));
+        });
+        // A bound no working open comes near; an open that blocks on the FIFO never returns.
+        let returned = rx.recv_timeout(std::time::Duration::from_secs(20));
+        assert!(returned.is_ok(), "acquire blocked on a FIFO");
+        drop(base);
+    }
+
+    #[test]
+    fn the_lock_is_not_inherited_by_commands() {
+        let (_base, dir) = dir_with(0o755, None);
+        let lock = TargetLock::acquire(&dir.join("t"), &dir, "t").expect("lock");
+        // A daemon a maintainer script leaves running would otherwise hold TARGET's lock.
+        let flags = rustix::io::fcntl_getfd(&lock.file).expect("fcntl");
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
     }
 }
