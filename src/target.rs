@@ -268,3 +268,359 @@ impl HeldRoot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// A directory of its own under a fresh temp dir (mode 0755, root's): the temp dir's own
+    /// ancestors (`/tmp`, sticky, and `/`) pass the check.
+    fn dir_with(mode: u32, owner: Option<(u32, u32)>) -> (tempfile::TempDir, PathBuf) {
+        let base = tempfile::tempdir().expect("temp dir");
+        fs_err::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let dir = base.path().join("d");
+        fs_err::create_dir(&dir).expect("mkdir");
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown");
+        }
+        fs_err::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        (base, dir)
+    }
+
+    /// Why `check_ancestors` refuses `dir`, or `None` when it accepts it.
+    fn refusal(dir: &Path) -> Option<String> {
+        match check_ancestors(Path::new("/srv/t"), dir) {
+            Ok(()) => None,
+            Err(TargetError::UnsafeParent { dir: at, why, .. }) => {
+                Some(format!("{}: {why}", at.display()))
+            }
+            Err(e) => panic!("not a refusal: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_parent_is_judged_by_its_owner_mode_group_and_sticky_bit() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        // Mode, owner (uid, gid) if not root's, and the refusal expected.
+        type Case = (u32, Option<(u32, u32)>, Option<&'static str>);
+        let cases: [Case; 9] = [
+            (0o755, None, None),
+            (0o755, Some((65534, 0)), Some("owned by uid 65534")),
+            (0o777, None, Some("writable by every user")),
+            (0o1777, None, None),
+            (0o775, Some((0, 7)), Some("writable by group 7")),
+            (0o1775, Some((0, 7)), None),
+            (0o775, None, None),
+            (0o755, Some((0, 7)), None),
+            (0o757, Some((0, 7)), Some("writable by every user")),
+        ];
+        for (mode, owner, expected) in cases {
+            let (_base, dir) = dir_with(mode, owner);
+            let got = refusal(&dir.join("target"));
+            let expected = expected.map(|why| format!("{}: {why}", dir.display()));
+            assert_eq!(got, expected, "mode {mode:o}, owner {owner:?}");
+        }
+    }
+
+    #[test]
+    fn missing_ancestors_are_passed_over_and_other_failures_are_errors() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let (_base, dir) = dir_with(0o755, None);
+        assert_eq!(refusal(&dir.join("not/yet/made")), None);
+        // Under a regular file the lookup fails with ENOTDIR: not a missing ancestor.
+        fs_err::write(dir.join("file"), "x").expect("write");
+        let err = check_ancestors(Path::new("/srv/t"), &dir.join("file/below")).unwrap_err();
+        assert!(
+            matches!(&err, TargetError::Inspect { path, .. } if path == &dir.join("file/below")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_symlink_is_judged_by_its_owner_and_where_it_leads() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let (_base, dir) = dir_with(0o755, None);
+        let theirs = dir.join("theirs");
+        fs_err::create_dir(&theirs).expect("mkdir");
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+        let ours = dir.join("ours");
+        fs_err::create_dir(&ours).expect("mkdir");
+        // A symlink's mode is 0777; root's own is fine, another user's is not.
+        std::os::unix::fs::symlink(&ours, dir.join("link")).expect("symlink");
+        assert_eq!(refusal(&dir.join("link/target")), None);
+        check_parents(Path::new("/srv/t"), &dir.join("link/target")).expect("root's link");
+        std::os::unix::fs::symlink(&ours, dir.join("their-link")).expect("symlink");
+        std::os::unix::fs::lchown(dir.join("their-link"), Some(65534), Some(65534))
+            .expect("lchown");
+        assert_eq!(
+            refusal(&dir.join("their-link/target")),
+            Some(format!(
+                "{}: owned by uid 65534",
+                dir.join("their-link").display()
+            ))
+        );
+        // As written the path passes; where it leads does not.
+        std::os::unix::fs::symlink(&theirs, dir.join("to-theirs")).expect("symlink");
+        assert_eq!(refusal(&dir.join("to-theirs/target")), None);
+        let err = check_parents(Path::new("/srv/t"), &dir.join("to-theirs/target")).unwrap_err();
+        assert!(
+            matches!(&err, TargetError::UnsafeParent { dir: at, .. } if at == &theirs),
+            "{err}"
+        );
+    }
+
+    /// Runs `f` on a thread of its own whose effective uid is `uid` (the raw syscall changes
+    /// that thread only, unlike libc's setresuid); the thread's credentials end with it.
+    fn as_uid<T: Send>(uid: u32, f: impl FnOnce() -> T + Send) -> T {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: setresuid takes three integers and touches no memory of ours.
+                let rc =
+                    unsafe { libc::syscall(libc::SYS_setresuid, -1i64, i64::from(uid), -1i64) };
+                assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+                assert_eq!(rustix::process::geteuid().as_raw(), uid);
+                f()
+            })
+            .join()
+            .expect("the thread")
+        })
+    }
+
+    #[test]
+    fn a_parent_of_our_own_uid_is_trusted_as_roots_is() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let (_base, dir) = dir_with(0o755, Some((1000, 1000)));
+        let below = dir.join("target");
+        assert_eq!(
+            refusal(&below),
+            Some(format!("{}: owned by uid 1000", dir.display()))
+        );
+        assert_eq!(as_uid(1000, || refusal(&below)), None, "uid 1000's own");
+        assert_eq!(
+            as_uid(1001, || refusal(&below)),
+            Some(format!("{}: owned by uid 1000", dir.display()))
+        );
+    }
+
+    /// Gives `dir` a POSIX access ACL of the named `entries` (tag, permissions, id) besides
+    /// the owner's, group's and other's, with `mask` if given, as setfacl would.
+    fn set_acl(dir: &Path, entries: &[(u16, u16, u32)], mask: Option<u16>) {
+        const ANY: u32 = u32::MAX;
+        let mut all = vec![(0x01, 7, ANY)];
+        all.extend(entries.iter().filter(|e| e.0 == 0x02));
+        all.push((0x04, 5, ANY));
+        all.extend(entries.iter().filter(|e| e.0 == 0x08));
+        if let Some(mask) = mask {
+            all.push((0x10, mask, ANY));
+        }
+        all.push((0x20, 5, ANY));
+        let mut xattr = 2u32.to_le_bytes().to_vec();
+        for (tag, perm, id) in all {
+            xattr.extend_from_slice(&tag.to_le_bytes());
+            xattr.extend_from_slice(&perm.to_le_bytes());
+            xattr.extend_from_slice(&id.to_le_bytes());
+        }
+        rustix::fs::setxattr(
+            dir,
+            "system.posix_acl_access",
+            &xattr,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .expect("set the ACL");
+    }
+
+    #[test]
+    fn an_acl_entry_is_a_grant_when_it_lets_another_user_or_group_write() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        const USER: u16 = 0x02;
+        const GROUP: u16 = 0x08;
+        let by_uid = |id: u32| Some(format!("writable by uid {id} through an ACL"));
+        let by_gid = |id: u32| Some(format!("writable by group {id} through an ACL"));
+        // Named entries (tag, permissions, id), mask, our uid, and the grant expected.
+        type Case = (&'static [(u16, u16, u32)], Option<u16>, u32, Option<String>);
+        let cases: [Case; 12] = [
+            (&[], None, 0, None),
+            (&[(USER, 7, 65534)], Some(7), 0, by_uid(65534)),
+            (&[(USER, 2, 65534)], Some(7), 0, by_uid(65534)),
+            (&[(USER, 5, 65534)], Some(7), 0, None),
+            (&[(USER, 7, 65534)], Some(5), 0, None),
+            (&[(USER, 7, 0)], Some(7), 0, None),
+            (&[(USER, 7, 1000)], Some(7), 1000, None),
+            (&[(USER, 7, 1000)], Some(7), 0, by_uid(1000)),
+            (&[(GROUP, 7, 7)], Some(7), 0, by_gid(7)),
+            (&[(GROUP, 5, 7)], Some(7), 0, None),
+            (&[(GROUP, 7, 0)], Some(7), 0, None),
+            (&[(USER, 5, 65534), (GROUP, 7, 7)], Some(7), 0, by_gid(7)),
+        ];
+        for (entries, mask, me, expected) in cases {
+            let (_base, dir) = dir_with(0o755, None);
+            if !entries.is_empty() {
+                set_acl(&dir, entries, mask);
+            }
+            assert_eq!(
+                acl_write_grant(&dir, me),
+                expected,
+                "{entries:?} mask {mask:?} as uid {me}"
+            );
+        }
+        // Through the whole check: a group-0 directory whose ACL lets uid 65534 write.
+        let (_base, dir) = dir_with(0o755, None);
+        set_acl(&dir, &[(USER, 7, 65534)], Some(7));
+        assert_eq!(
+            refusal(&dir.join("target")),
+            Some(format!(
+                "{}: writable by uid 65534 through an ACL",
+                dir.display()
+            ))
+        );
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_and_its_file_goes_with_it() {
+        let (_base, dir) = dir_with(0o755, None);
+        let target = dir.join("t");
+        let lock_path = dir.join(".t.lock");
+        let lock = TargetLock::acquire(&target, &dir, "t").expect("the first lock");
+        assert!(lock_path.is_file());
+        let err = TargetLock::acquire(&target, &dir, "t").unwrap_err();
+        assert!(matches!(err, TargetError::Busy { .. }), "{err}");
+        drop(lock);
+        assert!(
+            !lock_path.exists(),
+            "the lock file is removed with the lock"
+        );
+        drop(TargetLock::acquire(&target, &dir, "t").expect("free again"));
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_name_is_not_followed() {
+        let (_base, dir) = dir_with(0o755, None);
+        std::os::unix::fs::symlink(dir.join("elsewhere"), dir.join(".t.lock")).expect("symlink");
+        let err = TargetLock::acquire(&dir.join("t"), &dir, "t").unwrap_err();
+        assert!(matches!(err, TargetError::Lock { .. }), "{err}");
+        assert!(
+            !dir.join("elsewhere").exists(),
+            "created through the symlink"
+        );
+    }
+
+    #[test]
+    fn a_lock_on_a_file_no_longer_at_the_lock_path_counts_as_held() {
+        let (_base, dir) = dir_with(0o755, None);
+        let target = dir.join("t");
+        let lock_path = dir.join(".t.lock");
+        // Another build letting go (and the next taking over) swaps the file at the lock path
+        // again and again; a lock taken on a file that is gone by the time it is checked must be
+        // reported as held by someone else, never as ours.
+        /// Stops the swapper however the loop below ends (a panic in it included).
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (mut ours, mut busy) = (0, 0);
+        std::thread::scope(|s| {
+            let _stop = Stop(&stop);
+            s.spawn(|| {
+                let fresh = dir.join("fresh");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    fs_err::write(&fresh, "").expect("write");
+                    fs_err::rename(&fresh, &lock_path).expect("rename");
+                }
+            });
+            while busy == 0 && ours < 100_000 {
+                match TargetLock::acquire(&target, &dir, "t") {
+                    Ok(lock) => {
+                        ours += 1;
+                        // Dropping removes the path; the swapper puts a new file back.
+                        drop(lock);
+                    }
+                    Err(TargetError::Busy { .. }) => busy += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        assert_eq!(busy, 1, "no swap seen as busy in {ours} locks taken");
+    }
+
+    #[test]
+    fn a_held_root_is_the_directory_opened_until_it_is_replaced() {
+        let (_base, dir) = dir_with(0o755, None);
+        let root = dir.join("root");
+        fs_err::create_dir(&root).expect("mkdir");
+        let held = HeldRoot::open(&root).expect("open");
+        assert_eq!(held.path(), root);
+        held.verify().expect("still the same directory");
+        let opened = rustix::fs::fstat(held.fd()).expect("fstat");
+        let meta = fs_err::metadata(&root).expect("stat");
+        assert_eq!((opened.st_dev, opened.st_ino), (meta.dev(), meta.ino()));
+        let flags = rustix::io::fcntl_getfd(held.fd()).expect("fcntl");
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+
+        fs_err::rename(&root, dir.join("moved")).expect("move away");
+        fs_err::create_dir(&root).expect("put another in its place");
+        let err = held.verify().unwrap_err();
+        assert!(matches!(err, TargetError::Replaced { .. }), "{err}");
+        fs_err::remove_dir(&root).expect("rmdir");
+        std::os::unix::fs::symlink(dir.join("moved"), &root).expect("symlink");
+        let err = held.verify().unwrap_err();
+        assert!(matches!(err, TargetError::Replaced { .. }), "{err}");
+    }
+
+    #[test]
+    fn only_a_directory_itself_is_held_never_a_file_or_a_symlink() {
+        let (_base, dir) = dir_with(0o755, None);
+        fs_err::create_dir(dir.join("real")).expect("mkdir");
+        fs_err::write(dir.join("file"), "x").expect("write");
+        std::os::unix::fs::symlink(dir.join("real"), dir.join("link")).expect("symlink");
+        for name in ["file", "link"] {
+            let err = HeldRoot::open(&dir.join(name)).unwrap_err();
+            assert!(matches!(err, TargetError::Inspect { .. }), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_fifo_at_the_lock_name_does_not_hang_the_build() {
+        let (base, dir) = dir_with(0o755, None);
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.join(".t.lock"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let at = dir.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(TargetLock::acquire(&at.join("t"), &at, "t").map(drop));
+        });
+        // A bound no working open comes near; an open that blocks on the FIFO never returns.
+        let returned = rx.recv_timeout(std::time::Duration::from_secs(20));
+        assert!(returned.is_ok(), "acquire blocked on a FIFO");
+        drop(base);
+    }
+
+    #[test]
+    fn the_lock_is_not_inherited_by_commands() {
+        let (_base, dir) = dir_with(0o755, None);
+        let lock = TargetLock::acquire(&dir.join("t"), &dir, "t").expect("lock");
+        // A daemon a maintainer script leaves running would otherwise hold TARGET's lock.
+        let flags = rustix::io::fcntl_getfd(&lock.file).expect("fcntl");
+        assert!(flags.contains(rustix::io::FdFlags::CLOEXEC));
+    }
+}

@@ -566,3 +566,82 @@ fn root_onion_nginx_check_never_runs_in_a_root_swapped_in_at_the_held_path() {
     );
     assert!(!ran_in_held);
 }
+
+/// A tmpfs mounted `nodev` at a fresh temp dir, as a TMPDIR or TARGET on one would be.
+fn nodev_root() -> (tempfile::TempDir, PathBuf, TmpfsGuard) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = fs_err::canonicalize(tmp.path()).expect("canonical");
+    support::sys::mount_tmpfs(&root, support::sys::MountFlags::NODEV, None)
+        .expect("mount a nodev tmpfs");
+    let guard = TmpfsGuard(root.clone());
+    (tmp, root, guard)
+}
+
+#[test]
+fn root_chroot_mounts_on_a_nodev_filesystem_bind_the_hosts_devices_over_the_nodes() {
+    if !have_root("root_chroot_mounts_on_a_nodev_filesystem_bind_the_hosts_devices_over_the_nodes")
+    {
+        return;
+    }
+    let (_tmp, root, _tmpfs) = nodev_root();
+    let nodes = [
+        "null", "zero", "full", "random", "urandom", "tty", "console", "ptmx",
+    ];
+    {
+        let mounts = ChrootMounts::mount(&root).expect("mount");
+        let mounted: BTreeSet<PathBuf> = mounts_under(&root).into_iter().collect();
+        let mut expected: BTreeSet<PathBuf> = ["proc", "sys", "dev/pts"]
+            .iter()
+            .map(|p| root.join(p))
+            .collect();
+        expected.extend(nodes.iter().map(|n| root.join("dev").join(n)));
+        assert_eq!(mounted, expected);
+        // The chroot's /dev works as on any filesystem.
+        let mut null = fs_err::OpenOptions::new()
+            .write(true)
+            .open(root.join("dev/null"))
+            .expect("open dev/null through the bind");
+        std::io::Write::write_all(&mut null, b"gone").expect("write to dev/null");
+        let mut zeros = [1u8; 4];
+        std::io::Read::read_exact(
+            &mut fs_err::File::open(root.join("dev/zero")).expect("open dev/zero"),
+            &mut zeros,
+        )
+        .expect("read dev/zero");
+        assert_eq!(zeros, [0; 4]);
+        mounts.unmount().expect("unmount");
+    }
+    assert_nothing_mounted(&root);
+    // The root keeps its own nodes, which the nodev filesystem does not let anyone open.
+    for node in nodes {
+        let path = root.join("dev").join(node);
+        let meta = fs_err::symlink_metadata(&path).expect("node");
+        assert!(
+            std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type()),
+            "{node}"
+        );
+        let err = fs_err::File::open(&path).expect_err("a node on nodev opens");
+        assert_eq!(
+            err.kind(),
+            std::io::ErrorKind::PermissionDenied,
+            "{node}: {err}"
+        );
+    }
+}
+
+#[test]
+fn root_chroot_mounts_unmount_reports_a_mount_already_gone_and_undoes_the_rest() {
+    if !have_root("root_chroot_mounts_unmount_reports_a_mount_already_gone_and_undoes_the_rest") {
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = fs_err::canonicalize(tmp.path()).expect("canonical");
+    let mounts = ChrootMounts::mount(&root).expect("mount");
+    support::sys::detach(&root.join("sys")).expect("unmount sys behind the guard's back");
+    let err = mounts.unmount().expect_err("sys was no longer mounted");
+    assert!(
+        matches!(&err, StageError::Unmount { target, .. } if target == &root.join("sys")),
+        "{err}"
+    );
+    assert_nothing_mounted(&root);
+}

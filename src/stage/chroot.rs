@@ -747,4 +747,83 @@ mod tests {
             PathBuf::from(r"/tmp/plain\")
         );
     }
+
+    #[test]
+    fn mountinfo_escapes_are_octal_bytes_and_nothing_else_is_changed() {
+        for (field, expected) in [
+            (r"/srv/a\134b", &b"/srv/a\\b"[..]),
+            (r"/x/123\0401", b"/x/123 1"),
+            (r"/x/1234567", b"/x/1234567"),
+            (r"\011x", b"\tx"),
+            (r"/x/\377", b"/x/\xff"),
+            // Not escapes: a value past a byte, a digit that is not octal, too few digits.
+            (r"/x/\400", br"/x/\400"),
+            (r"/x/\048", br"/x/\048"),
+            (r"/x/\04", br"/x/\04"),
+        ] {
+            assert_eq!(
+                unescape_mountinfo(field).as_os_str().as_bytes(),
+                expected,
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_host_device_must_be_the_character_device_its_name_says() {
+        check_host_node("/dev/null", 1, 3).expect("/dev/null is 1:3");
+        for (host, major, minor) in [
+            ("/dev/null", 1, 5),
+            ("/dev/null", 5, 3),
+            ("/dev/zero", 1, 3),
+            // A directory's rdev is 0:0; it is still no character device.
+            ("/", 0, 0),
+        ] {
+            let err = check_host_node(host, major, minor).expect_err(host);
+            assert!(
+                matches!(&err, StageError::UnsafePath { path, .. } if path == Path::new(host)),
+                "{host} {major}:{minor}: {err}"
+            );
+        }
+        assert!(check_host_node("/nonexistent/null", 1, 3).is_err());
+    }
+
+    #[test]
+    fn mount_points_are_read_from_this_namespace() {
+        let points = mount_points();
+        assert!(points.contains(&PathBuf::from("/proc")), "{points:?}");
+        assert!(is_mount_point(Path::new("/proc")));
+        assert!(
+            is_mount_point(Path::new("/proc/../proc/")),
+            "resolved first"
+        );
+        assert!(!is_mount_point(Path::new("/proc/self")));
+        assert!(!is_mount_point(Path::new("/nonexistent")));
+        assert_eq!(
+            mount_point_of(Path::new("/proc/self/fd")),
+            Path::new("/proc")
+        );
+        assert_eq!(mount_point_of(Path::new("/proc")), Path::new("/proc"));
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let below = mount_point_of(tmp.path());
+        assert!(
+            tmp.path().starts_with(&below) && below != tmp.path(),
+            "{below:?}"
+        );
+        assert!(mounts_under(tmp.path()).is_empty());
+        assert!(mounts_under(Path::new("/")).contains(&PathBuf::from("/proc")));
+    }
+
+    #[test]
+    fn the_root_is_resolved_and_the_hosts_own_refused() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let real = fs_err::canonicalize(tmp.path()).expect("canonical");
+        std::os::unix::fs::symlink(&real, real.join("link")).expect("symlink");
+        assert_eq!(canonical(&real.join("link")).expect("resolved"), real);
+        let err = canonical(Path::new("/tmp/..")).expect_err("/ by another name");
+        assert!(
+            matches!(&err, StageError::UnsafePath { path, .. } if path == Path::new("/")),
+            "{err}"
+        );
+    }
 }

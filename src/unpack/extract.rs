@@ -1282,3 +1282,529 @@ fn kind_of(file_type: FileType) -> Kind {
         _ => Kind::File,
     }
 }
+
+#[cfg(test)]
+// Tests state their expectations with unwrap(); a panic there is the failure report.
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::target::HeldRoot;
+
+    /// A scratch directory holding `root/` and, beside it, `outside/`.
+    struct Scene {
+        _dir: tempfile::TempDir,
+        root_path: PathBuf,
+        outside: PathBuf,
+        root: Root,
+    }
+
+    fn scene() -> Scene {
+        let dir = tempfile::tempdir().unwrap();
+        let root_path = dir.path().join("root");
+        let outside = dir.path().join("outside");
+        fs_err::create_dir(&root_path).unwrap();
+        fs_err::create_dir(&outside).unwrap();
+        fs_err::set_permissions(&outside, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let root = Root::held(&HeldRoot::open(&root_path).unwrap()).unwrap();
+        Scene {
+            _dir: dir,
+            root_path,
+            outside,
+            root,
+        }
+    }
+
+    fn package(name: &str, arch: &str, replaces: Option<&str>, same: bool) -> Package {
+        Package {
+            name: name.into(),
+            version: "1.0".into(),
+            architecture: arch.into(),
+            multi_arch: same.then(|| "same".to_owned()),
+            priority: None,
+            essential: false,
+            depends: None,
+            pre_depends: None,
+            provides: None,
+            conflicts: None,
+            breaks: None,
+            replaces: replaces.map(Into::into),
+            filename: format!("pool/{name}.deb"),
+            size: 1,
+            sha256: crate::fetch::Sha256Digest::of(b""),
+            stanza: Default::default(),
+        }
+    }
+
+    /// One tar entry: path, type, mode, owner, mtime, contents or link target.
+    struct Entry<'e> {
+        path: &'e str,
+        kind: tar::EntryType,
+        mode: u32,
+        owner: (u64, u64),
+        mtime: u64,
+        data: &'e [u8],
+    }
+
+    fn dir(path: &str, mode: u32) -> Entry<'_> {
+        Entry {
+            path,
+            kind: tar::EntryType::Directory,
+            mode,
+            owner: (0, 0),
+            mtime: 1_000_000_000,
+            data: b"",
+        }
+    }
+
+    fn file<'e>(path: &'e str, mode: u32, data: &'e [u8]) -> Entry<'e> {
+        Entry {
+            path,
+            kind: tar::EntryType::Regular,
+            mode,
+            owner: (0, 0),
+            mtime: 1_000_000_000,
+            data,
+        }
+    }
+
+    fn tar(entries: &[Entry]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for e in entries {
+            let mut header = tar::Header::new_gnu();
+            // Written as is: set_path would drop the `./` Debian's archives have.
+            header.as_old_mut().name[..e.path.len()].copy_from_slice(e.path.as_bytes());
+            header.set_entry_type(e.kind);
+            header.set_mode(e.mode);
+            header.set_uid(e.owner.0);
+            header.set_gid(e.owner.1);
+            header.set_mtime(e.mtime);
+            if e.kind == tar::EntryType::Regular {
+                header.set_size(e.data.len() as u64);
+                header.set_cksum();
+                builder.append(&header, e.data).unwrap();
+            } else {
+                header.set_size(0);
+                header.as_old_mut().linkname[..e.data.len()].copy_from_slice(e.data);
+                header.set_cksum();
+                builder.append(&header, &[][..]).unwrap();
+            }
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn extract(x: &Extractor, index: usize, entries: &[Entry]) -> Result<Extracted, UnpackError> {
+        extract_computing(x, index, entries, false)
+    }
+
+    /// [`extract`], computing the md5sums (as for a package that ships none) if `md5sums`.
+    fn extract_computing(
+        x: &Extractor,
+        index: usize,
+        entries: &[Entry],
+        md5sums: bool,
+    ) -> Result<Extracted, UnpackError> {
+        let data = tar(entries);
+        x.extract(
+            index,
+            &x.packages[index].name,
+            "data.tar",
+            &mut &data[..],
+            md5sums,
+            &BTreeSet::new(),
+        )
+    }
+
+    fn link<'e>(path: &'e str, kind: tar::EntryType, target: &'e [u8]) -> Entry<'e> {
+        Entry {
+            path,
+            kind,
+            mode: 0o777,
+            owner: (0, 0),
+            mtime: 1_000_000_000,
+            data: target,
+        }
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        fs_err::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn shared_instances_are_one_package_version_for_two_architectures_both_multi_arch_same() {
+        let same = |arch: &str| package("libx", arch, None, true);
+        assert!(shared_instance(&same("amd64"), &same("i386")));
+        assert!(!shared_instance(&same("amd64"), &same("amd64")));
+        let mut other_version = same("i386");
+        other_version.version = "2.0".into();
+        assert!(!shared_instance(&same("amd64"), &other_version));
+        let other_name = package("liby", "i386", None, true);
+        assert!(!shared_instance(&same("amd64"), &other_name));
+        // Each must be Multi-Arch: same: a package that is not cannot take a shared path.
+        let foreign = package("libx", "i386", None, false);
+        assert!(!shared_instance(&same("amd64"), &foreign));
+        assert!(!shared_instance(&foreign, &same("amd64")));
+    }
+
+    #[test]
+    fn the_earlier_instance_places_a_shared_file_whichever_is_extracted_first() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let packages = [
+            package("libx", "amd64", None, true),
+            package("libx", "i386", None, true),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        for order in [[0, 1], [1, 0]] {
+            let s = scene();
+            let x = Extractor::new(&s.root, &refs, &[]);
+            for index in order {
+                // The same bytes, with a mode of each instance's own.
+                let mode = if index == 0 { 0o644 } else { 0o600 };
+                extract(&x, index, &[file("./shared", mode, b"same bytes")]).unwrap();
+            }
+            x.check_shared().unwrap();
+            assert_eq!(mode(&s.root_path.join("shared")), 0o644, "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn of_two_packages_replacing_each_other_the_later_in_request_order_wins() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let packages = [
+            package("a", "amd64", Some("b"), false),
+            package("b", "amd64", Some("a"), false),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        for order in [[0, 1], [1, 0]] {
+            let s = scene();
+            let x = Extractor::new(&s.root, &refs, &[]);
+            for index in order {
+                let data = packages[index].name.as_bytes();
+                extract(&x, index, &[file("./f", 0o644, data)]).unwrap();
+            }
+            assert_eq!(
+                fs_err::read(s.root_path.join("f")).unwrap(),
+                b"b",
+                "order {order:?}"
+            );
+            let f = RelPath::from_entry_name(b"./f").unwrap();
+            assert!(x.replaced_paths(0).contains(&f), "order {order:?}");
+            assert!(x.replaced_paths(1).is_empty(), "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn a_replaced_package_loses_the_path_whichever_is_extracted_first() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let packages = [
+            package("old", "amd64", None, false),
+            package("new", "amd64", Some("old"), false),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        for order in [[0, 1], [1, 0]] {
+            let s = scene();
+            let x = Extractor::new(&s.root, &refs, &[]);
+            for index in order {
+                let data = packages[index].name.as_bytes();
+                extract(&x, index, &[file("./f", 0o644, data)]).unwrap();
+            }
+            assert_eq!(fs_err::read(s.root_path.join("f")).unwrap(), b"new");
+            let f = RelPath::from_entry_name(b"./f").unwrap();
+            assert_eq!(
+                x.replaced_paths(0),
+                [f].into_iter().collect(),
+                "order {order:?}"
+            );
+            assert!(x.replaced_paths(1).is_empty(), "order {order:?}");
+        }
+    }
+
+    #[test]
+    fn a_recheck_skips_for_a_later_claim_and_refuses_a_directory() {
+        let s = scene();
+        let packages = [package("a", "amd64", None, false)];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        let key = |name: &[u8]| ClaimKey {
+            dev: 1,
+            ino: 2,
+            name: name.to_vec(),
+        };
+        {
+            let mut claims = x.claims.lock().unwrap();
+            claims.insert(
+                key(b"theirs"),
+                Claim::Other {
+                    owner: 3,
+                    kind: Kind::File,
+                },
+            );
+            claims.insert(
+                key(b"ours"),
+                Claim::Other {
+                    owner: 0,
+                    kind: Kind::File,
+                },
+            );
+            let path = RelPath::from_entry_name(b"./d").unwrap();
+            let meta = Meta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+            };
+            claims.insert(key(b"d"), Claim::new_dir(5, 5, 6, &path, meta));
+        }
+        assert_eq!(x.recheck(&key(b"theirs"), 0), Ok(Decision::Skip));
+        assert_eq!(x.recheck(&key(b"ours"), 0), Ok(Decision::Replace));
+        assert_eq!(x.recheck(&key(b"nobody's"), 0), Ok(Decision::Replace));
+        assert_eq!(x.recheck(&key(b"d"), 0), Err((5, Kind::Directory)));
+    }
+
+    #[test]
+    fn the_root_entry_gives_the_root_its_mode() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let s = scene();
+        let packages = [package("base", "amd64", None, false)];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        extract(&x, 0, &[dir("./", 0o750)]).unwrap();
+        x.finish_directories().unwrap();
+        assert_eq!(mode(&s.root_path), 0o750);
+    }
+
+    #[test]
+    fn directory_metadata_never_goes_through_what_replaced_the_directory() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let s = scene();
+        let packages = [package("base", "amd64", None, false)];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        extract(&x, 0, &[dir("./d/", 0o700), dir("./e/", 0o700)]).unwrap();
+        // What stands at the directories' names when their metadata is applied: a symlink out
+        // of the root and a file.
+        fs_err::remove_dir(s.root_path.join("d")).unwrap();
+        std::os::unix::fs::symlink(&s.outside, s.root_path.join("d")).unwrap();
+        fs_err::remove_dir(s.root_path.join("e")).unwrap();
+        fs_err::write(s.root_path.join("e"), "file").unwrap();
+        fs_err::set_permissions(
+            s.root_path.join("e"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        x.finish_directories().unwrap();
+        assert_eq!(mode(&s.outside), 0o755, "changed through the symlink");
+        assert_eq!(mode(&s.root_path.join("e")), 0o644, "the file was changed");
+    }
+
+    #[test]
+    fn a_file_in_a_setgid_directory_keeps_the_group_its_header_names() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        // A root made in a setgid directory (TARGET under a shared `g+s` one) is setgid too, and
+        // so is every directory made in it: new files there take its group, not ours.
+        let s = scene();
+        std::os::unix::fs::chown(&s.root_path, Some(0), Some(50)).unwrap();
+        fs_err::set_permissions(&s.root_path, std::fs::Permissions::from_mode(0o2755)).unwrap();
+        let packages = [package("base", "amd64", None, false)];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        let entries = [
+            dir("./d/", 0o755),
+            file("./d/mine", 0o644, b"x"),
+            file("./top", 0o644, b"x"),
+        ];
+        extract(&x, 0, &entries).unwrap();
+        for name in ["d/mine", "top"] {
+            let meta = fs_err::metadata(s.root_path.join(name)).unwrap();
+            assert_eq!(
+                (meta.uid(), meta.gid()),
+                (0, 0),
+                "{name}: the directory's group"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_symlink_to_a_directory_in_the_root_satisfies_a_directory_entry() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let s = scene();
+        let packages = [
+            package("links", "amd64", None, false),
+            package("dirs", "amd64", None, false),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        let outside = s.outside.to_str().unwrap().as_bytes();
+        let link = |path, target| link(path, tar::EntryType::Symlink, target);
+        extract(
+            &x,
+            0,
+            &[
+                dir("./real/", 0o755),
+                file("./file", 0o644, b"x"),
+                link("./to-real", b"real"),
+                link("./to-file", b"file"),
+                // Absolute targets resolve inside the root, where this names nothing.
+                link("./to-outside", outside),
+            ],
+        )
+        .unwrap();
+        extract(&x, 1, &[dir("./to-real/", 0o755)]).expect("a link to a directory is kept");
+        assert!(s.root_path.join("to-real").is_symlink());
+        for name in ["./to-file/", "./to-outside/"] {
+            let err = extract(&x, 1, &[dir(name, 0o755)]).expect_err(name);
+            assert!(
+                matches!(&err, UnpackError::Conflict { holder, .. } if holder == "package links"),
+                "{name}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_hard_link_replacing_another_packages_file_takes_its_place() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let s = scene();
+        let packages = [
+            package("old", "amd64", None, false),
+            package("new", "amd64", Some("old"), false),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        extract(&x, 0, &[file("./f", 0o644, b"old")]).unwrap();
+        extract(
+            &x,
+            1,
+            &[
+                file("./g", 0o644, b"new"),
+                link("./f", tar::EntryType::Link, b"./g"),
+            ],
+        )
+        .unwrap();
+        let (f, g) = (
+            fs_err::metadata(s.root_path.join("f")).unwrap(),
+            fs_err::metadata(s.root_path.join("g")).unwrap(),
+        );
+        assert_eq!(f.ino(), g.ino(), "f is a link to g");
+        assert_eq!(fs_err::read(s.root_path.join("f")).unwrap(), b"new");
+    }
+
+    #[test]
+    fn computed_md5sums_cover_hard_links_to_regular_files_only() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let s = scene();
+        let packages = [package("p", "amd64", None, false)];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        let entries = [
+            file("./f", 0o644, b"bytes"),
+            link("./s", tar::EntryType::Symlink, b"f"),
+            link("./f2", tar::EntryType::Link, b"./f"),
+            // A hard link to the symlink itself: nothing to sum, and never opened.
+            link("./s2", tar::EntryType::Link, b"./s"),
+        ];
+        let extracted = extract_computing(&x, 0, &entries, true).unwrap();
+        let sum = hex::encode(Md5::digest(b"bytes"));
+        assert_eq!(
+            extracted.md5sums.as_deref(),
+            Some(format!("{sum}  f\n{sum}  f2\n").as_str())
+        );
+        assert!(s.root_path.join("s2").is_symlink());
+    }
+
+    #[test]
+    fn a_directory_first_shipped_by_a_first_stage_package_counts_as_extracted_by_it() {
+        let path = RelPath::from_entry_name(b"./usr/share/").unwrap();
+        let meta = Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 1,
+        };
+        // Ranks below 3 are packages debootstrap's first stage extracts.
+        for (rank, first_stage) in [(1, true), (4, false)] {
+            let Claim::Dir { shippers, .. } = Claim::new_dir(0, rank, 3, &path, meta) else {
+                panic!("not a directory claim");
+            };
+            assert_eq!(
+                shippers.extracted(shippers.canonical).is_some(),
+                first_stage,
+                "rank {rank}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_file_is_never_written_through_a_symlink_already_at_its_name() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let s = scene();
+        let sentinel = s.outside.join("sentinel");
+        fs_err::write(&sentinel, "untouched").unwrap();
+        // Left in the root before this package, by no claim of this run.
+        std::os::unix::fs::symlink(&sentinel, s.root_path.join("f")).unwrap();
+        let packages = [package("p", "amd64", None, false)];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        extract(&x, 0, &[file("./f", 0o644, b"package bytes")]).unwrap();
+        assert_eq!(fs_err::read_to_string(&sentinel).unwrap(), "untouched");
+        assert!(!s.root_path.join("f").is_symlink());
+        assert_eq!(
+            fs_err::read(s.root_path.join("f")).unwrap(),
+            b"package bytes"
+        );
+    }
+
+    #[test]
+    fn a_directory_is_refused_where_a_symlink_is_claimed_but_not_yet_placed() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let s = scene();
+        let packages = [
+            package("links", "amd64", None, false),
+            package("dirs", "amd64", None, false),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        // Package 0 has claimed `x` for a symlink on another thread and not yet renamed it in.
+        let root = fs_err::metadata(&s.root_path).unwrap();
+        x.claims.lock().unwrap().insert(
+            ClaimKey {
+                dev: root.dev(),
+                ino: root.ino(),
+                name: b"x".to_vec(),
+            },
+            Claim::Other {
+                owner: 0,
+                kind: Kind::Symlink,
+            },
+        );
+        let err = extract(&x, 1, &[dir("./x/", 0o755)]).expect_err("refused");
+        assert!(
+            matches!(&err, UnpackError::Conflict { holder, .. } if holder == "package links"),
+            "{err}"
+        );
+        assert!(!s.root_path.join("x").exists(), "the directory is left");
+    }
+}
