@@ -111,6 +111,19 @@ pub unsafe fn handle_signals(signals: &[libc::c_int], handler: InfoHandler) -> i
     Ok(())
 }
 
+/// Makes a FIFO at `path`, mode 0600, for tests of what must refuse one without blocking.
+#[cfg(test)]
+pub(crate) fn mkfifo(path: &std::path::Path) {
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_bits_truncate(0o600),
+        0,
+    )
+    .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

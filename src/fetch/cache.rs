@@ -412,27 +412,13 @@ mod tests {
     fn a_cache_or_subdirectory_that_is_a_fifo_is_refused_without_blocking() {
         let base = tempfile::tempdir().unwrap();
         let fifo = base.path().join("cache");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_bits_truncate(0o600),
-            0,
-        )
-        .unwrap();
+        crate::sys::mkfifo(&fifo);
         let result = within_bound(move || CacheDir::open(&fifo, "debs").map(|_| ()));
         assert!(result.expect("returned").is_err());
 
         let cache = tempfile::tempdir().unwrap();
         let sub = cache.path().join("debs");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &sub,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_bits_truncate(0o600),
-            0,
-        )
-        .unwrap();
+        crate::sys::mkfifo(&sub);
         let at = cache.path().to_path_buf();
         let result = within_bound(move || CacheDir::open(&at, "debs").map(|_| ()));
         let err = result.expect("returned").unwrap_err();

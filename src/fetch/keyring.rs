@@ -297,14 +297,7 @@ mod tests {
     fn a_fifo_or_device_is_refused_without_blocking() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("keyring.gpg");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_bits_truncate(0o600),
-            0,
-        )
-        .unwrap();
+        crate::sys::mkfifo(&fifo);
         let err = Keyring::from_files(&[fifo]).unwrap_err();
         assert!(matches!(err, KeyringError::NotFile { .. }), "{err:?}");
         let err = Keyring::from_files(&[PathBuf::from("/dev/zero")]).unwrap_err();
