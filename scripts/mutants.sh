@@ -21,7 +21,7 @@
 #               src/fetch/client.rs; DebReader, AtOffset, verify_local and download of
 #               src/fetch/download.rs (not Sha256Digest's Debug)   lib + tests/fetch.rs
 #   cache       CacheDir::open of src/fetch/cache.rs                lib + tests/fetch.rs
-#   extract     src/unpack/extract.rs: the claims, writers and modes (EXTRACT_RE below)
+#   extract     src/unpack/extract/: the claims, writers and modes (EXTRACT_RE below)
 #                                                                   unpack:: + tests/unpack.rs
 #   mounts      src/stage/chroot.rs: ChrootMounts, check_host_node, the mountinfo reading
 #               (mounts_under, is_mount_point, ...), canonical     stage::chroot:: + the mount
@@ -33,7 +33,7 @@
 # `--`): the rest of the lib's tests never reach those files and cost minutes a mutant.
 #
 # Not measured yet: the date parsing of release/dates.rs, keyring.rs, the rest of cache.rs, the
-# messages, md5sums and directory-mtime bookkeeping of extract.rs (Kind::name, Digests,
+# messages, md5sums and directory-mtime bookkeeping of extract/ (Kind::name, Digests,
 # Shippers, touched, children_by_parent, copy, kind_of), chroot.rs's command runner, and the
 # noexec and mounts-inside refusals of src/output/place.rs.
 # Set MUTANTS_TIMEOUT (seconds, default 300) for a shorter limit on a mutant's tests.
@@ -91,15 +91,15 @@ target() {
 }
 
 extract() {
-    run extract --file src/unpack/extract.rs \
+    run extract --file src/unpack/extract/mod.rs --file src/unpack/extract/claims.rs \
         --re "$EXTRACT_RE" \
         -C --lib -C --test=unpack -- -- unpack:: root_ --skip real_archive
 }
 
 # What extract mutates: the claims, the writers and the modes; not the messages, the md5sums and
 # the directory-mtime bookkeeping (Shippers, touched), which decide no file's place or owner.
-EXTRACT_RE='ensure_usr_alias|::extract |check_shared|claim_dir|claim_other|recheck|shared_instance|finish_directories'
-EXTRACT_RE+="|Job<'_, '_>::(entry |open_parent|key|directory|claim |place|regular|special|hard_link|link_replacing)"
+EXTRACT_RE='ensure_usr_alias|::extract |Extractor::finish |finish_links|check_shared|claim_dir|claim_other|recheck|shared_instance|finish_directories'
+EXTRACT_RE+="|Job<'_, '_>::(entry |open_parent|key|directory|claim |place|regular|special|hard_link|defer_link|link_replacing)"
 EXTRACT_RE+='|write_contents|fchown|set_fd_meta'
 # What mounts mutates: the mount guard and the mountinfo reading of src/stage/chroot.rs, not the
 # command runner.

@@ -381,8 +381,7 @@ fn unpack_into(
 
     let outcomes = extract_all(&extractor, packages, ready, reporter)?;
     crate::cancel::check()?;
-    extractor.check_shared()?;
-    extractor.finish_directories()?;
+    extractor.finish()?;
 
     let mut outcomes = outcomes;
     for outcome in &mut outcomes {

@@ -1,7 +1,7 @@
 //! Confined extraction of data.tar streams: tar entries in, files under the root and each
 //! package's path list (and md5sums when it ships none) out.
 //!
-//! Many packages extract at once. A shared claim table, keyed by (parent directory inode, name)
+//! Many packages extract at once. A shared claim table ([`claims`]), keyed by (parent directory inode, name)
 //! so that paths reached through a symlink such as `bin -> usr/bin` meet the same key, makes the
 //! result independent of thread timing:
 //! - a non-directory path shipped by two packages is refused unless one declares `Replaces` on
@@ -27,7 +27,7 @@
 //! Device nodes and fifos are made as the archive says (Debian packages ship none; the stage
 //! makes /dev), so a hostile package could place a device node inside the root, never outside.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
@@ -41,8 +41,11 @@ use super::deb::member_error;
 use super::path::RelPath;
 use super::{EntryProblem, UnpackError};
 use crate::fetch::Package;
-use crate::resolve;
 use crate::root::{hard_link, rename_noreplace, Meta, Root};
+
+mod claims;
+
+use claims::{shared_instance, Claim, ClaimKey, Decision, Refusal, SharedCopy};
 
 /// The top-level directories that merged /usr turns into symlinks (debootstrap's list).
 pub const USR_ALIASES: [&str; 7] = ["bin", "sbin", "lib", "lib32", "lib64", "libo32", "libx32"];
@@ -72,47 +75,6 @@ impl Kind {
             Kind::Fifo => "fifo",
         }
     }
-}
-
-/// A path as the kernel sees it: the directory it is in and its name there.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ClaimKey {
-    dev: u64,
-    ino: u64,
-    name: Vec<u8>,
-}
-
-#[derive(Debug)]
-enum Claim {
-    Dir {
-        first: usize,
-        path: RelPath,
-        shippers: Shippers,
-    },
-    Other {
-        owner: usize,
-        kind: Kind,
-    },
-}
-
-/// Why a package may not have a path.
-#[derive(Debug, Clone, Copy)]
-enum Refusal {
-    /// Another package (by index) has something of another kind there.
-    Kind(usize, Kind),
-    /// Another package (by index) ships the path too, and neither replaces the other.
-    Overwrite(usize),
-}
-
-/// What to do with a non-directory entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Decision {
-    /// Nobody claimed the path: create it, expecting nothing there.
-    Fresh,
-    /// An earlier package (or the root before us) has it: replace it.
-    Replace,
-    /// A later package has it: leave theirs.
-    Skip,
 }
 
 /// A directory descriptor inside the root with its identity.
@@ -155,6 +117,9 @@ pub struct Extractor<'a> {
     shared: Vec<bool>,
     /// The fingerprint of every non-directory entry of those packages.
     shared_copies: Mutex<Vec<SharedCopy>>,
+    /// Hard links of those packages to a file an earlier instance places, made by
+    /// [`Extractor::finish_links`] unless that instance makes them.
+    deferred_links: Mutex<Vec<DeferredLink>>,
     /// Who we are: files we create are owned by us unless the tar header says otherwise.
     euid: u32,
     egid: u32,
@@ -175,16 +140,18 @@ struct Job<'x, 'a> {
     conffile_md5: BTreeMap<String, String>,
     /// The SHA-256 of the regular file just read, when the package is `shared`.
     file_sha256: Option<Vec<u8>>,
+    /// Paths this package ships that an earlier instance of it (`Multi-Arch: same`) places.
+    left_to_earlier: HashSet<RelPath>,
 }
 
-/// One entry of a `Multi-Arch: same` instance, as [`Extractor::check_shared`] compares it.
-struct SharedCopy {
-    key: ClaimKey,
+/// A hard link a `Multi-Arch: same` instance ships to a file an earlier instance places,
+/// perhaps not yet: the earlier instance ships the link too and places it, and if it did not,
+/// [`Extractor::finish_links`] makes it once every package is extracted.
+struct DeferredLink {
     index: usize,
+    key: ClaimKey,
     path: RelPath,
-    kind: Kind,
-    /// A file's SHA-256, a link's target, a device's number.
-    fingerprint: Vec<u8>,
+    target: RelPath,
 }
 
 /// The digests taken of a regular file's bytes as they stream past.
@@ -247,6 +214,7 @@ impl<'a> Extractor<'a> {
             aliases: Mutex::new(BTreeSet::new()),
             shared,
             shared_copies: Mutex::new(Vec::new()),
+            deferred_links: Mutex::new(Vec::new()),
             euid: rustix::process::geteuid().as_raw(),
             egid: rustix::process::getegid().as_raw(),
         }
@@ -303,6 +271,7 @@ impl<'a> Extractor<'a> {
             conffiles,
             conffile_md5: BTreeMap::new(),
             file_sha256: None,
+            left_to_earlier: HashSet::new(),
         };
         let mut paths = Vec::new();
         let mut archive = tar::Archive::new(data);
@@ -319,217 +288,62 @@ impl<'a> Extractor<'a> {
         })
     }
 
-    /// Refuses the instances of a `Multi-Arch: same` package that ship one path with different
-    /// contents (or as different kinds, or links to different targets), naming both and the
-    /// path; dpkg keeps a shared path only when every instance's copy is the same. Runs after
-    /// every package is extracted, so the result does not depend on which came first.
-    pub fn check_shared(&self) -> Result<(), UnpackError> {
-        let mut copies = self.shared_copies.lock().unwrap_or_else(|e| e.into_inner());
-        copies.sort_by(|a, b| (a.path.as_bytes(), a.index).cmp(&(b.path.as_bytes(), b.index)));
-        let mut first_at: HashMap<(&ClaimKey, &str), &SharedCopy> = HashMap::new();
-        for copy in copies.iter() {
-            let package = self.packages[copy.index];
-            let Some(first) = first_at.get(&(&copy.key, package.name.as_str())) else {
-                first_at.insert((&copy.key, &package.name), copy);
-                continue;
-            };
-            let other = self.packages[first.index];
-            if !shared_instance(package, other)
-                || (first.kind, &first.fingerprint) == (copy.kind, &copy.fingerprint)
-            {
+    /// Completes the root once every package is extracted: the hard links left for later, the
+    /// check of shared `Multi-Arch: same` copies, then every directory's owner, mode and mtime.
+    pub fn finish(&self) -> Result<(), UnpackError> {
+        self.finish_links()?;
+        self.check_shared()?;
+        self.finish_directories()
+    }
+
+    /// Makes the hard links [`Job::defer_link`] left for later whose path is still claimed by
+    /// the package that deferred them: every earlier instance has been extracted by now, so
+    /// their targets are in place.
+    fn finish_links(&self) -> Result<(), UnpackError> {
+        let deferred = std::mem::take(
+            &mut *self
+                .deferred_links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        for link in deferred {
+            let still_ours = matches!(
+                claims.get(&link.key),
+                Some(Claim::Other { owner, .. }) if *owner == link.index
+            );
+            if !still_ours {
                 continue;
             }
-            let difference = if first.kind != copy.kind {
-                format!(
-                    "a {} in one, a {} in the other",
-                    first.kind.name(),
-                    copy.kind.name()
-                )
-            } else {
-                match copy.kind {
-                    Kind::File => "different contents".to_owned(),
-                    Kind::Symlink | Kind::HardLink => "different link targets".to_owned(),
-                    _ => "different device numbers".to_owned(),
-                }
-            };
-            return Err(UnpackError::SharedDiffers {
-                package: format!("{}:{}", other.name, other.architecture),
-                other: format!("{}:{}", package.name, package.architecture),
-                entry: format!("/{}", first.path.display()),
-                difference,
-            });
-        }
-        Ok(())
-    }
-
-    /// Records a fingerprint of an entry of a `Multi-Arch: same` instance.
-    fn note_shared(&self, copy: SharedCopy) {
-        let mut copies = self.shared_copies.lock().unwrap_or_else(|e| e.into_inner());
-        copies.push(copy);
-    }
-
-    /// Every path that package `index` lists but another package replaced.
-    pub fn replaced_paths(&self, index: usize) -> std::collections::HashSet<RelPath> {
-        let replaced = self.replaced.lock().unwrap_or_else(|e| e.into_inner());
-        replaced
-            .iter()
-            .filter(|(i, _)| *i == index)
-            .map(|(_, path)| path.clone())
-            .collect()
-    }
-
-    /// Gives every directory the owner and mode of the earliest package shipping it, and its
-    /// mtime too unless it [`Self::touched`] it during the build: then it keeps the build's
-    /// time, as in debootstrap's root. Runs after all packages, so adding files no longer
-    /// changes directory mtimes.
-    pub fn finish_directories(&self) -> Result<(), UnpackError> {
-        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        let children = children_by_parent(&claims);
-        let mut dirs: Vec<(&RelPath, usize, &Shippers)> = claims
-            .values()
-            .filter_map(|claim| match claim {
-                Claim::Dir {
-                    first,
-                    path,
-                    shippers,
-                    ..
-                } => Some((path, *first, shippers)),
-                Claim::Other { .. } => None,
-            })
-            .collect();
-        dirs.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for (path, first, shippers) in dirs {
-            let Some(meta) = shippers.kept().map(|(_, meta)| meta) else {
-                continue;
-            };
+            let package = &self.packages[link.index].name;
             let error = |source: io::Error| UnpackError::Extract {
-                package: self.packages[first].name.clone(),
-                entry: path.display(),
+                package: package.clone(),
+                entry: link.path.display(),
                 source,
             };
-            let parent = self.root.open_dir(path.parent()).map_err(error)?;
-            let name: &[u8] = if path.is_root() {
-                b"."
-            } else {
-                path.file_name()
-            };
-            let fd = match rustix::fs::openat(
-                &parent,
-                name,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fd,
-                // A symlink now stands there (a later package's), which dpkg would keep.
-                Err(Errno::LOOP | Errno::NOTDIR) => continue,
-                Err(e) => return Err(error(e.into())),
-            };
-            let stat = rustix::fs::fstat(&fd).map_err(|e| error(e.into()))?;
-            if touched(children.get(&(stat.st_dev, stat.st_ino)), shippers) {
-                meta.chown(&fd).map_err(error)?;
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
-                    .map_err(|e| error(e.into()))?;
-            } else {
-                meta.apply(&fd).map_err(error)?;
+            let target = self
+                .root
+                .open_nofollow(link.target.as_bytes(), OFlags::PATH)
+                .map_err(error)?;
+            let stat = rustix::fs::fstat(&target).map_err(|e| error(e.into()))?;
+            if FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+                return Err(UnpackError::Entry {
+                    package: package.clone(),
+                    entry: link.path.display(),
+                    problem: EntryProblem::HardLinkToDirectory,
+                });
+            }
+            let dir = self.root.open_dir(link.path.parent()).map_err(error)?;
+            let temp = self.root.temp_name();
+            hard_link(&target, &dir, &temp).map_err(|e| error(e.into()))?;
+            if let Err(e) = rustix::fs::renameat(&dir, temp.as_slice(), &dir, link.path.file_name())
+            {
+                let _ = rustix::fs::unlinkat(&dir, temp.as_slice(), AtFlags::empty());
+                return Err(error(e.into()));
             }
         }
         Ok(())
     }
-
-    /// Records a directory entry; a directory already claimed keeps its earliest shipper.
-    fn claim_dir(
-        &self,
-        key: ClaimKey,
-        index: usize,
-        path: &RelPath,
-        meta: Meta,
-    ) -> Result<(), (usize, Kind)> {
-        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        match claims.get_mut(&key) {
-            None => {
-                claims.insert(
-                    key,
-                    Claim::new_dir(index, self.ranks[index], self.ranks.len(), path, meta),
-                );
-                Ok(())
-            }
-            Some(claim @ Claim::Dir { .. }) => {
-                claim.note_dir(index, self.ranks[index], path, meta);
-                Ok(())
-            }
-            Some(Claim::Other { owner, kind }) => Err((*owner, *kind)),
-        }
-    }
-
-    /// Claims a non-directory path for `index` and says what to do. A path another package
-    /// also ships goes to the one that declares `Replaces` on the other (the later in request
-    /// order when both do); when neither does it is refused, as dpkg refuses it.
-    /// With the decision comes the package (by index) that lost the path, if one did.
-    fn claim_other(
-        &self,
-        key: ClaimKey,
-        index: usize,
-        kind: Kind,
-    ) -> Result<(Decision, Option<usize>), Refusal> {
-        let mut claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        match claims.get_mut(&key) {
-            None => {
-                claims.insert(key, Claim::Other { owner: index, kind });
-                Ok((Decision::Fresh, None))
-            }
-            Some(Claim::Dir { first, .. }) => Err(Refusal::Kind(*first, Kind::Directory)),
-            Some(Claim::Other { owner, kind: k }) => {
-                let previous = *owner;
-                if *owner != index && shared_instance(self.packages[index], self.packages[*owner]) {
-                    // Both keep the path in their lists; the earlier in request order places
-                    // the file, whichever is extracted first, so the root repeats.
-                    if index > *owner {
-                        return Ok((Decision::Skip, None));
-                    }
-                    *owner = index;
-                    *k = kind;
-                    return Ok((Decision::Replace, None));
-                }
-                let new_wins = *owner == index || {
-                    let (new, old) = (self.packages[index], self.packages[*owner]);
-                    match (resolve::replaces(new, old), resolve::replaces(old, new)) {
-                        (false, false) => return Err(Refusal::Overwrite(*owner)),
-                        (true, true) => index > *owner,
-                        (new_replaces, _) => new_replaces,
-                    }
-                };
-                if !new_wins {
-                    return Ok((Decision::Skip, Some(index)));
-                }
-                *owner = index;
-                *k = kind;
-                Ok((Decision::Replace, (previous != index).then_some(previous)))
-            }
-        }
-    }
-
-    /// After finding something at a path claimed as Fresh: skip if a later package took the
-    /// claim meanwhile, otherwise replace what is there.
-    fn recheck(&self, key: &ClaimKey, index: usize) -> Result<Decision, (usize, Kind)> {
-        let claims = self.claims.lock().unwrap_or_else(|e| e.into_inner());
-        match claims.get(key) {
-            Some(Claim::Other { owner, .. }) if *owner != index => Ok(Decision::Skip),
-            Some(Claim::Dir { first, .. }) => Err((*first, Kind::Directory)),
-            _ => Ok(Decision::Replace),
-        }
-    }
-}
-
-/// Whether `a` and `b` are one `Multi-Arch: same` package at one version for two
-/// architectures: dpkg lets such instances ship the same paths (their shared files, such as
-/// /usr/share/doc, are the same bytes in every architecture's build).
-fn shared_instance(a: &Package, b: &Package) -> bool {
-    let same = |p: &Package| p.multi_arch.as_deref() == Some("same");
-    a.name == b.name
-        && a.version == b.version
-        && a.architecture != b.architecture
-        && same(a)
-        && same(b)
 }
 
 impl Job<'_, '_> {
@@ -798,7 +612,7 @@ impl Job<'_, '_> {
         Ok(())
     }
 
-    fn claim(&self, path: &RelPath, kind: Kind) -> Result<(ClaimKey, Decision), UnpackError> {
+    fn claim(&mut self, path: &RelPath, kind: Kind) -> Result<(ClaimKey, Decision), UnpackError> {
         let key = self.key(path);
         let (decision, loser) =
             self.x
@@ -816,6 +630,9 @@ impl Job<'_, '_> {
         if let Some(loser) = loser {
             let mut replaced = self.x.replaced.lock().unwrap_or_else(|e| e.into_inner());
             replaced.push((loser, path.clone()));
+        } else if decision == Decision::Skip {
+            // Skipped with no loser: an earlier shared instance has the path.
+            self.left_to_earlier.insert(path.clone());
         }
         Ok((key, decision))
     }
@@ -949,10 +766,20 @@ impl Job<'_, '_> {
         Ok(())
     }
 
+    /// Keeps a hard link's md5 (its target's) in the computed md5sums, which list every name a
+    /// regular file has.
+    fn record_link_digest(&mut self, path: &RelPath, hex: String) {
+        self.md5sums
+            .push_str(&format!("{hex}  {}\n", path.display()));
+        if let Some(d) = self.digests.as_mut() {
+            d.insert(path.clone(), hex);
+        }
+    }
+
     /// Symlinks, devices and fifos: made under a private temporary name, given their owner,
     /// mode and mtime there, then renamed into place.
     fn special(
-        &self,
+        &mut self,
         path: &RelPath,
         kind: Kind,
         meta: Meta,
@@ -1011,6 +838,9 @@ impl Job<'_, '_> {
             .into_owned();
         let target = RelPath::from_entry_name(&raw_target)
             .map_err(|p| self.refuse(path.display(), EntryProblem::LinkTarget(p)))?;
+        if self.left_to_earlier.contains(&target) {
+            return self.defer_link(path, target);
+        }
         let target_fd = self
             .x
             .root
@@ -1040,11 +870,7 @@ impl Job<'_, '_> {
                     hex::encode(hasher.finalize())
                 }
             };
-            self.md5sums
-                .push_str(&format!("{hex}  {}\n", path.display()));
-            if let Some(d) = self.digests.as_mut() {
-                d.insert(path.clone(), hex);
-            }
+            self.record_link_digest(path, hex);
         }
         let (key, decision) = self.claim(path, Kind::HardLink)?;
         let dir = &self.parent().fd;
@@ -1063,6 +889,32 @@ impl Job<'_, '_> {
             },
             Decision::Replace => self.link_replacing(path, &key, decision, link),
         }
+    }
+
+    /// A hard link to a file an earlier `Multi-Arch: same` instance places, which may not be
+    /// there yet: the link is left to that instance as well, or to
+    /// [`Extractor::finish_links`] if it ships none.
+    fn defer_link(&mut self, path: &RelPath, target: RelPath) -> Result<(), UnpackError> {
+        // The target's digest was taken as it streamed past (only regular files have one).
+        let known = self.digests.as_ref().and_then(|d| d.get(&target).cloned());
+        if let Some(hex) = known {
+            self.record_link_digest(path, hex);
+        }
+        let (key, decision) = self.claim(path, Kind::HardLink)?;
+        if decision != Decision::Skip {
+            let mut deferred = self
+                .x
+                .deferred_links
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            deferred.push(DeferredLink {
+                index: self.index,
+                key,
+                path: path.clone(),
+                target,
+            });
+        }
+        Ok(())
     }
 
     fn link_replacing(
@@ -1108,143 +960,6 @@ fn write_contents(
     rustix::fs::fchmod(&file, Mode::from_raw_mode(meta.mode))?;
     rustix::fs::futimens(&file, &meta.timestamps())?;
     Ok(())
-}
-
-/// The earliest package shipping a directory by its canonical path (`usr/lib/x`) and by a
-/// merged-/usr alias (`lib/x`), each as its rank in debootstrap's order (see
-/// [`Extractor::ranks`]) with its entry's metadata.
-#[derive(Debug, Clone, Copy, Default)]
-struct Shippers {
-    canonical: Option<(usize, Meta)>,
-    alias: Option<(usize, Meta)>,
-    /// Ranks below this are packages debootstrap's first stage extracts.
-    extracted: usize,
-}
-
-impl Shippers {
-    fn note(&mut self, rank: usize, path: &RelPath, meta: Meta) {
-        let first = path.first_component();
-        let via_alias = !path.is_root() && USR_ALIASES.iter().any(|a| a.as_bytes() == first);
-        let side = if via_alias {
-            &mut self.alias
-        } else {
-            &mut self.canonical
-        };
-        if !side.is_some_and(|(earliest, _)| earliest <= rank) {
-            *side = Some((rank, meta));
-        }
-    }
-
-    fn extracted(&self, side: Option<(usize, Meta)>) -> Option<(usize, Meta)> {
-        side.filter(|(rank, _)| *rank < self.extracted)
-    }
-
-    /// The shipper whose directory debootstrap's root ends with. Its first stage extracts into
-    /// an unmerged tree, then moves `lib/x` into `usr/lib/x` only where that is missing; dpkg
-    /// later creates what is still missing, through either path.
-    fn kept(&self) -> Option<(usize, Meta)> {
-        self.extracted(self.canonical)
-            .or(self.extracted(self.alias))
-            .or(match (self.canonical, self.alias) {
-                (Some(c), Some(a)) => Some(if a.0 < c.0 { a } else { c }),
-                (c, a) => c.or(a),
-            })
-    }
-}
-
-impl Claim {
-    /// A directory first shipped by package `index` of rank `rank`, where ranks below
-    /// `extracted` are packages debootstrap's first stage extracts.
-    fn new_dir(index: usize, rank: usize, extracted: usize, path: &RelPath, meta: Meta) -> Claim {
-        let mut shippers = Shippers {
-            extracted,
-            ..Shippers::default()
-        };
-        shippers.note(rank, path, meta);
-        Claim::Dir {
-            first: index,
-            path: path.clone(),
-            shippers,
-        }
-    }
-
-    /// Records another package shipping this directory; the earliest keeps it.
-    fn note_dir(&mut self, index: usize, rank: usize, new_path: &RelPath, new_meta: Meta) {
-        if let Claim::Dir {
-            first,
-            path,
-            shippers,
-        } = self
-        {
-            shippers.note(rank, new_path, new_meta);
-            if index < *first {
-                *first = index;
-                *path = new_path.clone();
-            }
-        }
-    }
-}
-
-/// What packages put directly in one directory: whether any non-directory, and who ships
-/// each subdirectory.
-#[derive(Debug, Default)]
-struct Children {
-    non_directory: bool,
-    subdirectories: Vec<Shippers>,
-}
-
-/// The children of every directory, keyed by the directory's (device, inode).
-fn children_by_parent(claims: &HashMap<ClaimKey, Claim>) -> HashMap<(u64, u64), Children> {
-    let mut children: HashMap<(u64, u64), Children> = HashMap::new();
-    for (key, claim) in claims {
-        if key.name == b"." {
-            continue;
-        }
-        let entry = children.entry((key.dev, key.ino)).or_default();
-        match claim {
-            Claim::Dir { shippers, .. } => entry.subdirectories.push(*shippers),
-            Claim::Other { .. } => entry.non_directory = true,
-        }
-    }
-    children
-}
-
-/// Whether debootstrap's build leaves a directory with the build's mtime instead of the
-/// archive's. Its first stage extracts packages one after another with `tar -k`, which
-/// restores the mtime of a directory it creates but not of one that exists, so a later
-/// package adding a subdirectory leaves the build's time; it then merges /usr, moving what
-/// only `lib/x` has into `usr/lib/x`. dpkg then unpacks every package, placing each file, link
-/// or device by a rename in its directory, and creating each missing directory with its
-/// archive mtime before what goes in it.
-fn touched(children: Option<&Children>, dir: &Shippers) -> bool {
-    let Some(children) = children else {
-        return false;
-    };
-    if children.non_directory {
-        return true;
-    }
-    let Some((kept, _)) = dir.kept() else {
-        return false;
-    };
-    if kept >= dir.extracted {
-        // Made by dpkg, before anything in it.
-        return !children.subdirectories.is_empty();
-    }
-    let from_canonical = dir.extracted(dir.canonical).is_some();
-    children.subdirectories.iter().any(|sub| {
-        if from_canonical {
-            match sub.canonical {
-                Some((created, _)) => created > kept,
-                // Only the alias path had it: the merge or dpkg put it there later.
-                None => sub.alias.is_some(),
-            }
-        } else {
-            [sub.alias, sub.canonical]
-                .into_iter()
-                .flatten()
-                .any(|(created, _)| created > kept)
-        }
-    })
 }
 
 /// Bytes moved per read; large, so a file costs few write calls.
@@ -1469,6 +1184,83 @@ mod tests {
             x.check_shared().unwrap();
             assert_eq!(mode(&s.root_path.join("shared")), 0o644, "order {order:?}");
         }
+    }
+
+    /// The root directory's claim key for `name`, as a job would compute it.
+    fn key_in_root(s: &Scene, name: &str) -> ClaimKey {
+        let root = fs_err::metadata(&s.root_path).unwrap();
+        ClaimKey {
+            dev: root.dev(),
+            ino: root.ino(),
+            name: name.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_later_instance_links_to_a_shared_file_the_earlier_claimed_but_has_not_placed() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let packages = [
+            package("libx", "amd64", None, true),
+            package("libx", "i386", None, true),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let s = scene();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        // The earlier instance is between claiming ./t and writing it, as when the two run on
+        // two threads: its claim is there, its file is not.
+        x.claim_other(key_in_root(&s, "t"), 0, Kind::File).unwrap();
+        let entries = [
+            file("./t", 0o644, b"same bytes"),
+            link("./l", tar::EntryType::Link, b"./t"),
+        ];
+        let later = extract_computing(&x, 1, &entries, true).unwrap();
+        assert!(
+            !s.root_path.join("t").exists(),
+            "the later instance left ./t alone"
+        );
+        extract(&x, 0, &entries).unwrap();
+        x.finish().unwrap();
+        let (t, l) = (
+            fs_err::metadata(s.root_path.join("t")).unwrap(),
+            fs_err::metadata(s.root_path.join("l")).unwrap(),
+        );
+        assert_eq!(t.ino(), l.ino(), "l is a link to t");
+        assert_eq!(t.mode() & 0o7777, 0o644);
+        // Its md5sums still list the link, with the target's digest.
+        let md5 = hex::encode(Md5::digest(b"same bytes"));
+        assert_eq!(later.md5sums.unwrap(), format!("{md5}  t\n{md5}  l\n"));
+    }
+
+    #[test]
+    fn a_link_the_earlier_instance_does_not_ship_is_made_once_every_package_is_extracted() {
+        if !crate::test_skip::require_root() {
+            return;
+        }
+        let packages = [
+            package("libx", "amd64", None, true),
+            package("libx", "i386", None, true),
+        ];
+        let refs: Vec<&Package> = packages.iter().collect();
+        let s = scene();
+        let x = Extractor::new(&s.root, &refs, &[]);
+        extract(&x, 0, &[file("./t", 0o644, b"same bytes")]).unwrap();
+        extract(
+            &x,
+            1,
+            &[
+                file("./t", 0o644, b"same bytes"),
+                link("./l", tar::EntryType::Link, b"./t"),
+            ],
+        )
+        .unwrap();
+        x.finish().unwrap();
+        let (t, l) = (
+            fs_err::metadata(s.root_path.join("t")).unwrap(),
+            fs_err::metadata(s.root_path.join("l")).unwrap(),
+        );
+        assert_eq!(t.ino(), l.ino(), "l is a link to the earlier instance's t");
     }
 
     #[test]
@@ -1729,28 +1521,6 @@ mod tests {
             Some(format!("{sum}  f\n{sum}  f2\n").as_str())
         );
         assert!(s.root_path.join("s2").is_symlink());
-    }
-
-    #[test]
-    fn a_directory_first_shipped_by_a_first_stage_package_counts_as_extracted_by_it() {
-        let path = RelPath::from_entry_name(b"./usr/share/").unwrap();
-        let meta = Meta {
-            mode: 0o755,
-            uid: 0,
-            gid: 0,
-            mtime: 1,
-        };
-        // Ranks below 3 are packages debootstrap's first stage extracts.
-        for (rank, first_stage) in [(1, true), (4, false)] {
-            let Claim::Dir { shippers, .. } = Claim::new_dir(0, rank, 3, &path, meta) else {
-                panic!("not a directory claim");
-            };
-            assert_eq!(
-                shippers.extracted(shippers.canonical).is_some(),
-                first_stage,
-                "rank {rank}"
-            );
-        }
     }
 
     #[test]
