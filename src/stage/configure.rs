@@ -601,8 +601,10 @@ fn interests(triggers: &str) -> Vec<Interest<'_>> {
         .collect()
 }
 
-/// Conffiles dpkg's status lists as `newconffile` (unpacked, never configured). A stanza that
-/// is not deb822 is passed over here; dpkg itself refuses it a moment later, naming it.
+/// Conffiles dpkg's status lists as `newconffile` (unpacked, never configured), except those
+/// flagged `remove-on-upgrade`: the package does not ship them, it asks dpkg to remove them. A
+/// stanza that is not deb822 is passed over here; dpkg itself refuses it a moment later, naming
+/// it.
 fn new_conffiles(status: &str) -> Vec<&str> {
     let mut paths = Vec::new();
     for paragraph in crate::deb822::paragraphs(status, Comments::Refused).filter_map(Result::ok) {
@@ -611,7 +613,9 @@ fn new_conffiles(status: &str) -> Vec<&str> {
         };
         for entry in conffiles.lines() {
             let mut fields = entry.split_whitespace();
-            if let (Some(path), Some("newconffile")) = (fields.next(), fields.next()) {
+            if let (Some(path), Some("newconffile"), None) =
+                (fields.next(), fields.next(), fields.next())
+            {
                 paths.push(path);
             }
         }
@@ -1029,7 +1033,8 @@ mod tests {
     fn only_new_conffiles_are_listed() {
         let status = "Package: a\nStatus: install ok unpacked\nConffiles:\n /etc/a newconffile\n \
                       /etc/b 0123456789abcdef0123456789abcdef\nDescription: x\n more\n\n\
-                      Package: b\nConffiles:\n /etc/c newconffile\n";
+                      Package: b\nConffiles:\n /etc/c newconffile\n \
+                      /etc/gnome/defaults.list newconffile remove-on-upgrade\n";
         assert_eq!(new_conffiles(status), ["/etc/a", "/etc/c"]);
     }
 
@@ -1041,7 +1046,8 @@ mod tests {
         fs_err::create_dir_all(tmp.path().join("etc")).expect("mkdir");
         fs_err::write(
             dpkg.join("status"),
-            "Package: a\nConffiles:\n /etc/a newconffile\n /etc/gone newconffile\n",
+            "Package: a\nConffiles:\n /etc/a newconffile\n /etc/gone newconffile\n \
+             /etc/gone-too/x newconffile\n",
         )
         .expect("write status");
         fs_err::write(tmp.path().join("etc/a"), "a").expect("write conffile");
