@@ -6,6 +6,10 @@
 #
 #   sudo scripts/bench.sh [RUNS] [ROW...]       (defaults: 3, every row)
 #
+# LARGE_RUNS sets the runs of the large row alone (it downloads about 1 GB a cold run and
+# takes the better part of an hour for the three builds). Each run's figures are printed as it
+# ends; BENCH_KEEP=DIR keeps the raw results, package lists and stage lines there.
+#
 # Rows (trixie):
 #   minbase   --variant=minbase (78 packages)
 #   buildd    --variant=buildd
@@ -33,7 +37,9 @@ rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(minbase buildd server large onion zst xz squashfs oci rootless arm64)
 suite=trixie
 SERVER=python3,git,curl,openssh-server,systemd,vim,sudo,locales
-LARGE=xfce4,firefox-esr,libreoffice,gimp,inkscape,python3-full,git,build-essential,vim,openssh-server,systemd,thunderbird,vlc,emacs,texlive-latex-base,default-jdk,golang,nodejs,php,postgresql,mariadb-server,apache2,r-base
+# fonts-dejavu-core and -mono are named because apt's order-dependent choice among the
+# alternatives of fontconfig-config picks them where ours takes fonts already in the set.
+LARGE=fonts-dejavu-core,fonts-dejavu-mono,xfce4,firefox-esr,libreoffice,gimp,inkscape,python3-full,git,build-essential,vim,openssh-server,systemd,thunderbird,vlc,emacs,texlive-latex-base,default-jdk,golang,nodejs,php,postgresql,mariadb-server,apache2,r-base
 
 [ "$(id -u)" = 0 ] || { echo "bench.sh: run as root (the builds chroot and mount)" >&2; exit 2; }
 missing=()
@@ -69,6 +75,10 @@ fi
 
 work=$(mktemp -d /var/tmp/debstrap-bench.XXXXXX)
 cleanup() {
+    if [ -n "${BENCH_KEEP:-}" ]; then
+        mkdir -p "$BENCH_KEEP"
+        cp "$work"/results "$work"/pkgs.* "$work"/stages.* "$BENCH_KEEP"/ 2>/dev/null || true
+    fi
     # Never delete through a mount a failed build may have left.
     if findmnt -rn -o TARGET | grep -q "^$work"; then
         echo "bench.sh: mounts left under $work, not removing it" >&2
@@ -100,6 +110,8 @@ tree_rss() {
 run() {
     local row=$1 tool=$2 output=$3; shift 3
     rm -rf "$output"
+    # Start with no dirty pages from the previous build, so its writeback is not timed here.
+    sync
     local start end peak=0 now
     start=$(date +%s.%N)
     "$@" >"$work/out" 2>"$work/err" &
@@ -114,6 +126,7 @@ run() {
     local size=0
     [ -f "$output" ] && size=$(stat -c %s "$output")
     echo "$row $tool $(awk -v s="$start" -v e="$end" 'BEGIN {print e - s}') $peak $size" >>"$results"
+    echo "  $(tail -1 "$results") (row tool seconds rss_kb bytes)" >&2
     grep -h '^done in' "$work/err" >"$work/stages.$row.$tool" 2>/dev/null || true
 }
 
@@ -168,8 +181,10 @@ for row in "${rows[@]}"; do
         rootless_row
         continue
     fi
-    for i in $(seq "$runs"); do
-        echo "$row: run $i/$runs" >&2
+    row_runs=$runs
+    [ "$row" = large ] && row_runs=${LARGE_RUNS:-$runs}
+    for i in $(seq "$row_runs"); do
+        echo "$row: run $i/$row_runs" >&2
         rm -rf "$work/cache" "$work/host"
         mkdir -p "$work/host"
         run "$row" cold "$work/ours$ext" env SOURCE_DATE_EPOCH=1700000000 "$ours" build "${ours_args[@]}" --cache-dir "$work/cache" "$suite" "$work/ours$ext" "$mirror"
@@ -188,7 +203,8 @@ done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 field() { awk -v r="$1" -v t="$2" -v f="$3" '$1==r && $2==t {print $f}' "$results"; }
-printf '\n%s, %s runs each, median wall time; ratios against mmdebstrap in this run; peak RSS of\n' "$suite" "$runs"
+printf '\n%s, %s runs each%s, median wall time; ratios against mmdebstrap in this run; peak RSS of\n' "$suite" "$runs" \
+    "$([[ " ${rows[*]} " == *" large "* ]] && [ "${LARGE_RUNS:-$runs}" != "$runs" ] && echo " (large: ${LARGE_RUNS})")"
 printf 'the whole process tree (sampled every 0.2 s, largest of the runs)\n\n'
 printf '| row | packages (ours/mm) | mmdebstrap (s) | cold (s) | cold / mm | warm (s) | warm / mm | RSS ours cold/warm (MB) | RSS mm (MB) | size ours/mm (MB) |\n'
 printf '|---|---|---|---|---|---|---|---|---|---|\n'

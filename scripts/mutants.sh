@@ -98,7 +98,7 @@ extract() {
 
 # What extract mutates: the claims, the writers and the modes; not the messages, the md5sums and
 # the directory-mtime bookkeeping (Shippers, touched), which decide no file's place or owner.
-EXTRACT_RE='ensure_usr_alias|::extract |Extractor::finish |finish_links|check_shared|claim_dir|claim_other|recheck|shared_instance|finish_directories'
+EXTRACT_RE='ensure_usr_alias|::extract |>::finish |finish_links|check_shared|claim_dir|claim_other|recheck|shared_instance|finish_directories'
 EXTRACT_RE+="|Job<'_, '_>::(entry |open_parent|key|directory|claim |place|regular|special|hard_link|defer_link|link_replacing)"
 EXTRACT_RE+='|write_contents|fchown|set_fd_meta'
 # What mounts mutates: the mount guard and the mountinfo reading of src/stage/chroot.rs, not the
