@@ -490,9 +490,7 @@ impl Root {
     pub fn copy_file(&self, path: &[u8], copy: &[u8]) -> io::Result<bool> {
         let found = match self.read_file(path) {
             Ok(found) => found,
-            // A final symlink, or no directory to hold the file: nothing to copy either way.
             Err(e) if e.raw_os_error() == Some(Errno::LOOP.raw_os_error()) => None,
-            Err(e) if e.raw_os_error() == Some(Errno::NOENT.raw_os_error()) => None,
             Err(e) => return Err(e),
         };
         let Some((contents, stat)) = found else {

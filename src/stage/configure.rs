@@ -1047,7 +1047,7 @@ mod tests {
         fs_err::write(
             dpkg.join("status"),
             "Package: a\nConffiles:\n /etc/a newconffile\n /etc/gone newconffile\n \
-             /etc/gone-too/x newconffile\n",
+             /etc/gnome/defaults.list newconffile remove-on-upgrade\n",
         )
         .expect("write status");
         fs_err::write(tmp.path().join("etc/a"), "a").expect("write conffile");
