@@ -255,6 +255,12 @@ fn write_with_tool(
 ) -> Result<(), OutputError> {
     let temp = temp_beside(path)?;
     write(temp.path())?;
+    commit_temp(temp, path)
+}
+
+/// Puts the finished temporary file `temp` at `path`: its bytes reach the disk first, and
+/// nothing is committed after a stop request (the temporary file goes when `temp` drops).
+fn commit_temp(temp: tempfile::NamedTempFile, path: &Path) -> Result<(), OutputError> {
     temp.as_file()
         .sync_all()
         .map_err(|source| OutputError::Write {
@@ -381,14 +387,7 @@ fn write_tarball_file(
     let out = write_tar_to(root, out, compression, source_date_epoch)
         .map_err(|e| rename_target(e, &path.display().to_string()))?;
     finish_writer(out).map_err(write_err)?;
-    temp.as_file().sync_all().map_err(write_err)?;
-    // Nothing is committed after a stop request: the temporary file goes when `temp` drops.
-    crate::cancel::check()?;
-    temp.persist(path).map_err(|e| OutputError::Persist {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+    commit_temp(temp, path)
 }
 
 fn finish_writer<W: Write>(out: BufWriter<W>) -> std::io::Result<()> {
