@@ -181,6 +181,12 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
     let copy_in = format!("copy-in {} /root", source.display());
     let packed = work.path().join("etc.tar");
     let tar_out = format!("tar-out /etc {}", packed.display());
+    // What the chroot sees mounted while its scripts run.
+    let mounts_file = work.path().join("chroot-mounts");
+    let mounts_hook = format!(
+        "chroot \"$1\" cat /proc/self/mountinfo > {}",
+        mounts_file.display()
+    );
     let extra = [
         "--no-onion",
         "--setup-hook",
@@ -189,6 +195,8 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
         &copy_in,
         "--customize-hook",
         &tar_out,
+        "--customize-hook",
+        &mounts_hook,
     ];
     let out = build_as(&user, &work, &trixie(&work, &target, &mirror, &extra));
     assert_eq!(
@@ -200,6 +208,35 @@ fn real_archive_root_a_rootless_directory_leaves_no_mount_no_process_and_mapped_
         String::from_utf8_lossy(&out.stderr).contains("unshare --map-auto --map-root-user"),
         "the build says how to enter its directory"
     );
+    // The host's /sys is bound (sysfs cannot be mounted in a user namespace) with everything
+    // under it, then made read-only, nosuid, nodev and noexec like a root build's sysfs, whatever
+    // the host's /sys allows.
+    let seen = fs_err::read_to_string(&mounts_file).expect("the chroot's mountinfo");
+    let options = |point: &str| {
+        seen.lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .find(|f| f.len() > 5 && f[4] == point)
+            .map(|f| f[5].split(',').map(str::to_owned).collect::<Vec<_>>())
+    };
+    let sys = options("/sys").unwrap_or_else(|| panic!("no /sys in the chroot:\n{seen}"));
+    for flag in ["ro", "nosuid", "nodev", "noexec"] {
+        assert!(
+            sys.contains(&flag.to_owned()),
+            "/sys is not {flag}: {sys:?}"
+        );
+    }
+    let host = fs_err::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let below_sys = |info: &str| {
+        info.lines()
+            .filter(|l| l.split(' ').nth(4).is_some_and(|p| p.starts_with("/sys/")))
+            .count()
+    };
+    if below_sys(&host) > 0 {
+        assert!(
+            below_sys(&seen) > 0,
+            "the host's mounts under /sys are not bound with it:\n{seen}"
+        );
+    }
     assert_eq!(
         mounts_under(work.path()),
         Vec::<String>::new(),

@@ -107,16 +107,15 @@ impl ChrootMounts {
             mounted: Vec::new(),
         };
         // In a user namespace sysfs cannot be mounted (it belongs to the host's network
-        // namespace): the host's is bound instead, as mmdebstrap's unshare mode does.
+        // namespace): the host's is bound instead, as mmdebstrap's unshare mode does, then
+        // remounted with sysfs's flags below (a bind ignores every flag but MS_REC).
         let rootless = crate::userns::inside();
         for spec in &MOUNTS {
-            let (source, fstype, flags) = match spec.fstype {
-                "sysfs" if rootless => (
-                    "/sys",
-                    "",
-                    MountFlags::BIND | MountFlags::REC | MountFlags::NOSUID | MountFlags::NODEV,
-                ),
-                _ => (spec.fstype, spec.fstype, spec.flags),
+            let bound = spec.fstype == "sysfs" && rootless;
+            let (source, fstype, flags) = if bound {
+                ("/sys", "", MountFlags::BIND | MountFlags::REC)
+            } else {
+                (spec.fstype, spec.fstype, spec.flags)
             };
             dir.create_dir_all(Path::new(spec.target), 0o755)?;
             let target = dir.host_path(Path::new(spec.target));
@@ -152,10 +151,21 @@ impl ChrootMounts {
                     });
                 }
             };
+            let remount = namespace::fd_path(mounted.as_fd());
             guard.mounted.push(Mounted {
-                target,
+                target: target.clone(),
                 fd: mounted,
             });
+            if bound {
+                // Read-only, nosuid, nodev and noexec, as the sysfs of a root build; the guard
+                // unmounts the bind if this fails.
+                rustix::mount::mount_remount(remount.as_path(), MountFlags::BIND | spec.flags, "")
+                    .map_err(|source| StageError::Mount {
+                        fstype: spec.fstype,
+                        target,
+                        source,
+                    })?;
+            }
         }
         if rootless || devices::on_nodev(dir)? {
             guard.bind_device_nodes(dir)?;
