@@ -104,6 +104,10 @@ mod tests {
         assert_eq!(secs("Sat, 21 Nov 2026 08:45:44 -0030"), 1_795_252_544);
         assert_eq!(secs("Tue, 29 Feb 2028 00:00:00 UTC"), 1_835_395_200);
         assert_eq!(secs("Fri, 1 Mar 2000 00:00:00 UTC"), 951_868_800);
+        // The largest offsets there are, and a leap second (the next minute's first second).
+        assert_eq!(secs("Sun, 22 Nov 2026 09:14:44 +2359"), 1_795_252_544);
+        assert_eq!(secs("Sat, 21 Nov 2026 00:00:00 +0059"), 1_795_215_660);
+        assert_eq!(secs("Sat, 31 Dec 2016 23:59:60 UTC"), 1_483_228_800);
         for bad in [
             "",
             "Sat, 21 Nov 2026",
@@ -117,6 +121,12 @@ mod tests {
             "Sat, 21 Nov 2026 09:15:44 UTC extra",
             "Someday, 21 Nov 2026 09:15:44 UTC",
             "Sat, 21 Nov 1969 09:15:44 UTC",
+            // Offsets past 23 hours or 59 minutes.
+            "Sat, 21 Nov 2026 09:15:44 +2400",
+            "Sat, 21 Nov 2026 09:15:44 +0060",
+            // A number with a sign, or with more digits than its field has.
+            "Sat, +1 Nov 2026 09:15:44 UTC",
+            "Sat, 021 Nov 2026 09:15:44 UTC",
         ] {
             assert_eq!(parse_date(bad), None, "{bad:?}");
         }
