@@ -21,6 +21,7 @@
 #               src/fetch/client.rs; DebReader, AtOffset, verify_local and download of
 #               src/fetch/download.rs (not Sha256Digest's Debug)   lib + tests/fetch.rs
 #   cache       CacheDir::open of src/fetch/cache.rs                lib + tests/fetch.rs
+#   keyring     src/fetch/keyring.rs: loading and limits of the trusted keys         lib
 #   extract     src/unpack/extract/: the claims, writers and modes (EXTRACT_RE below)
 #                                                                   unpack:: + tests/unpack.rs
 #   mounts      src/stage/chroot.rs: ChrootMounts, check_host_node, the mountinfo reading
@@ -32,7 +33,7 @@
 # The last three run only the named tests of each binary (libtest filters after the second
 # `--`): the rest of the lib's tests never reach those files and cost minutes a mutant.
 #
-# Not measured yet: keyring.rs, the rest of cache.rs, the
+# Not measured yet: the rest of cache.rs, the
 # messages, md5sums and directory-mtime bookkeeping of extract/ (Kind::name, Digests,
 # Shippers, touched, children_by_parent, copy, kind_of), chroot.rs's command runner, and the
 # noexec and mounts-inside refusals of src/output/place.rs.
@@ -79,6 +80,10 @@ cache() {
         -C --lib -C --test=fetch
 }
 
+keyring() {
+    run keyring --file src/fetch/keyring.rs -C --lib
+}
+
 mounts() {
     run mounts --file src/stage/chroot.rs --re "$MOUNTS_RE" \
         -C --lib -C --test=stage -- -- stage::chroot:: root_chroot_mounts root_mounts_under
@@ -107,12 +112,12 @@ MOUNTS_RE='ChrootMounts::|Drop for ChrootMounts|check_host_node|mounts_under|mou
 MOUNTS_RE+='|is_mount_point|mount_point_of|unescape_mountinfo|canonical'
 
 status=0
-for group in "${@:-path confined signature fetch cache extract mounts target}"; do
+for group in "${@:-path confined signature fetch cache keyring extract mounts target}"; do
     for g in $group; do
         case $g in
-        path | confined | signature | fetch | cache | extract | mounts | target) "$g" || status=$? ;;
+        path | confined | signature | fetch | cache | keyring | extract | mounts | target) "$g" || status=$? ;;
         *)
-            echo "unknown group $g (path, confined, signature, fetch, cache, extract, mounts, target)" >&2
+            echo "unknown group $g (path, confined, signature, fetch, cache, keyring, extract, mounts, target)" >&2
             exit 2
             ;;
         esac

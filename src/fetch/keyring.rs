@@ -316,6 +316,28 @@ mod tests {
     }
 
     #[test]
+    fn armor_blocks_start_only_at_the_beginning_of_a_line() {
+        let one = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nA -----BEGIN PGP x\n-----END\n";
+        let two = b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nB\n-----END\n";
+        let both = [&one[..], &two[..]].concat();
+        assert_eq!(armor_blocks(&both), vec![&one[..], &two[..]]);
+        // One block, or none at a line's start: the bytes whole.
+        assert_eq!(armor_blocks(one), vec![&one[..]]);
+        let inline = b"x -----BEGIN PGP y\nz -----BEGIN PGP w\n";
+        assert_eq!(armor_blocks(inline), vec![&inline[..]]);
+    }
+
+    #[test]
+    fn a_keyring_of_exactly_the_limit_is_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let edge = dir.path().join("edge.gpg");
+        let file = fs_err::File::create(&edge).unwrap();
+        file.set_len(MAX_KEYRING).unwrap();
+        let bytes = read_keyring_file(&edge).unwrap();
+        assert_eq!(bytes.len() as u64, MAX_KEYRING);
+    }
+
+    #[test]
     fn no_files_trust_nothing() {
         assert!(Keyring::from_files(&[]).unwrap().certs().is_empty());
     }
