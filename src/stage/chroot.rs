@@ -151,12 +151,12 @@ impl ChrootMounts {
                     });
                 }
             };
-            let remount = namespace::fd_path(mounted.as_fd());
+            let remount = bound.then(|| namespace::fd_path(mounted.as_fd()));
             guard.mounted.push(Mounted {
                 target: target.clone(),
                 fd: mounted,
             });
-            if bound {
+            if let Some(remount) = remount {
                 // Read-only, nosuid, nodev and noexec, as the sysfs of a root build; the guard
                 // unmounts the bind if this fails.
                 rustix::mount::mount_remount(remount.as_path(), MountFlags::BIND | spec.flags, "")
